@@ -1,0 +1,25 @@
+//! BGP-4 (RFC 4271): the wire codec, the session state machine and its errors.
+//!
+//! - [`wire`]: the header and TCP stream framing (§4.1, §6.1)
+//! - [`open`]: OPEN and capabilities (§4.2, RFC 5492, 6793, 4760, 2918, 4724)
+//! - [`update`]: UPDATE with RFC 7606 error handling (§4.3, RFC 4760, 7606)
+//! - [`notification`]: NOTIFICATION codes (§4.5, RFC 4486, 6608, 9003)
+//! - [`attr`]: path attributes held by value
+//! - [`session`]: the per-peer state machine (§8) with collision detection (§6.8)
+
+pub mod attr;
+pub mod error;
+pub mod notification;
+pub mod open;
+pub mod update;
+pub mod wire;
+
+#[cfg(test)]
+mod testdata;
+
+pub use attr::{AsPath, Origin, PathAttributes};
+pub use error::{DownReason, ErrorAction, MessageError, UpdateError};
+pub use notification::{CeaseSubcode, ErrorCode, NotificationRepr};
+pub use open::{Capability, OpenPacket, OpenRepr, PeerCapabilities};
+pub use update::{DecodeContext, Update, UpdatePacket, UpdateRepr};
+pub use wire::{frame, Message, MessageType};

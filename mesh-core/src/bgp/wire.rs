@@ -1,0 +1,265 @@
+//! The BGP message header and the framing of a TCP byte stream into messages
+//! (RFC 4271 §4.1, §6.1).
+//!
+//! Panic contract: every function here takes untrusted bytes and returns an error
+//! for anything malformed; none of them panics.
+
+use super::error::{HeaderError, MessageError};
+use super::notification::NotificationRepr;
+use super::open::OpenPacket;
+use super::update::UpdatePacket;
+
+/// Length of the fixed header: 16-octet marker, 2-octet length, 1-octet type.
+pub const HEADER_LEN: usize = 19;
+/// Largest message RFC 4271 allows (we do not negotiate RFC 8654 extended messages).
+pub const MAX_MESSAGE_LEN: usize = 4096;
+pub const MARKER: [u8; 16] = [0xff; 16];
+
+/// BGP message types (RFC 4271 §4.1, RFC 2918).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageType {
+    Open,
+    Update,
+    Notification,
+    Keepalive,
+    RouteRefresh,
+}
+
+impl MessageType {
+    pub fn from_u8(v: u8) -> Option<MessageType> {
+        Some(match v {
+            1 => MessageType::Open,
+            2 => MessageType::Update,
+            3 => MessageType::Notification,
+            4 => MessageType::Keepalive,
+            5 => MessageType::RouteRefresh,
+            _ => return None,
+        })
+    }
+    pub fn code(self) -> u8 {
+        match self {
+            MessageType::Open => 1,
+            MessageType::Update => 2,
+            MessageType::Notification => 3,
+            MessageType::Keepalive => 4,
+            MessageType::RouteRefresh => 5,
+        }
+    }
+    /// Smallest valid total length for this type (RFC 4271 §4.2-§4.5, RFC 2918 §3).
+    fn min_len(self) -> usize {
+        match self {
+            MessageType::Open => 29,
+            MessageType::Update => 23,
+            MessageType::Notification => 21,
+            MessageType::Keepalive => 19,
+            MessageType::RouteRefresh => 23,
+        }
+    }
+    /// Exact total length, for the fixed-size types.
+    fn fixed_len(self) -> Option<usize> {
+        match self {
+            MessageType::Keepalive => Some(19),
+            MessageType::RouteRefresh => Some(23),
+            _ => None,
+        }
+    }
+}
+
+/// Checks the header at the front of `buf` (which may hold a partial stream) and
+/// returns the total length of the first message once all of it is in `buf`.
+///
+/// `Ok(None)` means "need more bytes". This is the whole of TCP framing: the caller
+/// appends what it reads, calls this, and consumes `n` bytes when it says `Some(n)`.
+pub fn frame(buf: &[u8]) -> Result<Option<usize>, HeaderError> {
+    if buf.len() < HEADER_LEN {
+        // Reject a bad marker as soon as its bytes arrive, not after 19 of them.
+        if buf.iter().take(16).any(|&b| b != 0xff) {
+            return Err(HeaderError::ConnectionNotSynchronized);
+        }
+        return Ok(None);
+    }
+    let header = Header::new_checked(buf)?;
+    let len = header.length() as usize;
+    if buf.len() < len {
+        Ok(None)
+    } else {
+        Ok(Some(len))
+    }
+}
+
+/// A read-only view of a message header. After `new_checked`, no accessor panics.
+#[derive(Debug, Clone, Copy)]
+pub struct Header<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Header<'a> {
+    /// Validates marker, length bounds and type (RFC 4271 §6.1).
+    pub fn new_checked(buf: &'a [u8]) -> Result<Header<'a>, HeaderError> {
+        if buf.len() < HEADER_LEN {
+            return Err(HeaderError::Truncated);
+        }
+        if buf[..16] != MARKER {
+            return Err(HeaderError::ConnectionNotSynchronized);
+        }
+        let len = u16::from_be_bytes([buf[16], buf[17]]);
+        let ty = buf[18];
+        let kind = MessageType::from_u8(ty).ok_or(HeaderError::BadMessageType(ty))?;
+        let l = len as usize;
+        if l < HEADER_LEN || l > MAX_MESSAGE_LEN || l < kind.min_len() {
+            return Err(HeaderError::BadMessageLength(len));
+        }
+        if let Some(fixed) = kind.fixed_len() {
+            if l != fixed {
+                return Err(HeaderError::BadMessageLength(len));
+            }
+        }
+        Ok(Header { buf })
+    }
+    pub fn length(&self) -> u16 {
+        u16::from_be_bytes([self.buf[16], self.buf[17]])
+    }
+    pub fn message_type(&self) -> MessageType {
+        // new_checked accepted only known types.
+        MessageType::from_u8(self.buf[18]).unwrap_or(MessageType::Keepalive)
+    }
+}
+
+/// Writes a header for a message of `total_len` bytes into `buf[..19]`.
+pub fn emit_header(buf: &mut [u8], kind: MessageType, total_len: usize) -> Option<()> {
+    let h = buf.get_mut(..HEADER_LEN)?;
+    let len = u16::try_from(total_len).ok()?;
+    h[..16].copy_from_slice(&MARKER);
+    h[16..18].copy_from_slice(&len.to_be_bytes());
+    h[18] = kind.code();
+    Some(())
+}
+
+/// A ROUTE-REFRESH request (RFC 2918 §3; subtype per RFC 7313).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteRefresh {
+    pub afi: u16,
+    pub subtype: u8,
+    pub safi: u8,
+}
+
+impl RouteRefresh {
+    pub const LEN: usize = HEADER_LEN + 4;
+    pub fn parse(body: &[u8]) -> Result<RouteRefresh, MessageError> {
+        match body {
+            [a0, a1, subtype, safi] => Ok(RouteRefresh {
+                afi: u16::from_be_bytes([*a0, *a1]),
+                subtype: *subtype,
+                safi: *safi,
+            }),
+            _ => Err(MessageError::RouteRefreshLength),
+        }
+    }
+    pub fn emit(&self, buf: &mut [u8]) -> Option<usize> {
+        emit_header(buf, MessageType::RouteRefresh, Self::LEN)?;
+        let b = buf.get_mut(HEADER_LEN..Self::LEN)?;
+        b[..2].copy_from_slice(&self.afi.to_be_bytes());
+        b[2] = self.subtype;
+        b[3] = self.safi;
+        Some(Self::LEN)
+    }
+}
+
+/// Emits a KEEPALIVE (a bare header).
+pub fn emit_keepalive(buf: &mut [u8]) -> Option<usize> {
+    emit_header(buf, MessageType::Keepalive, HEADER_LEN)?;
+    Some(HEADER_LEN)
+}
+
+/// One message, decoded only as far as its type: the body stays borrowed.
+#[derive(Debug, Clone, Copy)]
+pub enum Message<'a> {
+    Open(OpenPacket<'a>),
+    Update(UpdatePacket<'a>),
+    Notification(NotificationRepr<'a>),
+    Keepalive,
+    RouteRefresh(RouteRefresh),
+}
+
+impl<'a> Message<'a> {
+    /// Parses one whole framed message (as returned by [`frame`]).
+    pub fn parse(msg: &'a [u8]) -> Result<Message<'a>, MessageError> {
+        let header = Header::new_checked(msg).map_err(MessageError::Header)?;
+        let len = header.length() as usize;
+        let body = msg
+            .get(HEADER_LEN..len)
+            .ok_or(MessageError::Header(HeaderError::Truncated))?;
+        Ok(match header.message_type() {
+            MessageType::Open => Message::Open(OpenPacket::new_checked(body)?),
+            MessageType::Update => Message::Update(UpdatePacket::new_checked(body)?),
+            MessageType::Notification => Message::Notification(NotificationRepr::parse(body)?),
+            MessageType::Keepalive => Message::Keepalive,
+            MessageType::RouteRefresh => Message::RouteRefresh(RouteRefresh::parse(body)?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keepalive() -> [u8; 19] {
+        let mut b = [0u8; 19];
+        emit_keepalive(&mut b).unwrap();
+        b
+    }
+
+    #[test]
+    fn framing_waits_for_the_whole_message() {
+        let k = keepalive();
+        assert_eq!(frame(&k[..5]), Ok(None));
+        assert_eq!(frame(&k[..18]), Ok(None));
+        assert_eq!(frame(&k), Ok(Some(19)));
+        let mut two = [0u8; 38];
+        two[..19].copy_from_slice(&k);
+        two[19..].copy_from_slice(&k);
+        assert_eq!(frame(&two), Ok(Some(19)));
+    }
+
+    #[test]
+    fn bad_marker_is_rejected_before_the_header_is_complete() {
+        assert_eq!(
+            frame(&[0xff, 0xff, 0x00]),
+            Err(HeaderError::ConnectionNotSynchronized)
+        );
+    }
+
+    #[test]
+    fn lengths_outside_the_rfc_bounds_are_rejected() {
+        let mut k = keepalive();
+        k[16..18].copy_from_slice(&20u16.to_be_bytes());
+        assert_eq!(frame(&k), Err(HeaderError::BadMessageLength(20)));
+        k[16..18].copy_from_slice(&4097u16.to_be_bytes());
+        k[18] = 2;
+        assert_eq!(frame(&k), Err(HeaderError::BadMessageLength(4097)));
+        k[16..18].copy_from_slice(&18u16.to_be_bytes());
+        assert_eq!(frame(&k), Err(HeaderError::BadMessageLength(18)));
+    }
+
+    #[test]
+    fn unknown_type_is_reported_with_its_code() {
+        let mut k = keepalive();
+        k[18] = 9;
+        assert_eq!(frame(&k), Err(HeaderError::BadMessageType(9)));
+    }
+
+    #[test]
+    fn route_refresh_round_trips() {
+        let rr = RouteRefresh {
+            afi: 2,
+            subtype: 0,
+            safi: 1,
+        };
+        let mut b = [0u8; 23];
+        assert_eq!(rr.emit(&mut b), Some(23));
+        match Message::parse(&b).unwrap() {
+            Message::RouteRefresh(got) => assert_eq!(got, rr),
+            other => panic!("{other:?}"),
+        }
+    }
+}
