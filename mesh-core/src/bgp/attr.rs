@@ -121,7 +121,9 @@ impl AsPath {
             return Ok(());
         }
         let len = u8::try_from(asns.len()).map_err(|_| CapacityError)?;
-        self.asns.extend_from_slice(asns).map_err(|_| CapacityError)?;
+        self.asns
+            .extend_from_slice(asns)
+            .map_err(|_| CapacityError)?;
         self.segments
             .push(Segment { kind, len })
             .map_err(|_| CapacityError)
@@ -187,10 +189,13 @@ impl AsPath {
             Some(s) if s.kind == SegmentKind::Sequence && s.len < 255 => s.len += 1,
             _ => self
                 .segments
-                .insert(0, Segment {
-                    kind: SegmentKind::Sequence,
-                    len: 1,
-                })
+                .insert(
+                    0,
+                    Segment {
+                        kind: SegmentKind::Sequence,
+                        len: 1,
+                    },
+                )
                 .map_err(|_| CapacityError)?,
         }
         self.asns.insert(0, asn).map_err(|_| CapacityError)
@@ -324,7 +329,9 @@ impl MpNextHop {
     pub(crate) fn wire_len(&self) -> usize {
         match self {
             MpNextHop::V4(_) => 4,
-            MpNextHop::V6 { link_local: None, .. } => 16,
+            MpNextHop::V6 {
+                link_local: None, ..
+            } => 16,
             MpNextHop::V6 { .. } => 32,
         }
     }

@@ -11,6 +11,7 @@ pub mod attr;
 pub mod error;
 pub mod notification;
 pub mod open;
+pub mod session;
 pub mod update;
 pub mod wire;
 

@@ -36,8 +36,7 @@ impl<'a> OpenPacket<'a> {
         let opt_len = body[9] as usize;
         // RFC 9072 §2: a non-extended length of 255 followed by a parameter type
         // of 255 announces a two-octet length.
-        let (params_start, params_len, extended) = if opt_len == 255 && body.get(10) == Some(&255)
-        {
+        let (params_start, params_len, extended) = if opt_len == 255 && body.get(10) == Some(&255) {
             let l = body.get(11..13).ok_or(OpenError::Malformed)?;
             (13, u16::from_be_bytes([l[0], l[1]]) as usize, true)
         } else {
@@ -100,9 +99,7 @@ impl<'a> OpenPacket<'a> {
     /// The peer's AS: from the 4-octet AS capability if present, else the
     /// 2-octet field (RFC 6793 §4.1).
     pub fn peer_asn(&self) -> u32 {
-        self.summary()
-            .four_octet_as
-            .unwrap_or(self.my_as() as u32)
+        self.summary().four_octet_as.unwrap_or(self.my_as() as u32)
     }
 }
 
@@ -125,10 +122,7 @@ impl<'a> Iterator for ParamIter<'a> {
             } else {
                 h[1] as usize
             };
-            let value = self
-                .buf
-                .get(hdr..hdr + len)
-                .ok_or(OpenError::Malformed)?;
+            let value = self.buf.get(hdr..hdr + len).ok_or(OpenError::Malformed)?;
             Ok((h[0], value, hdr + len))
         })();
         match item {

@@ -20,8 +20,7 @@
 use core::net::{Ipv4Addr, Ipv6Addr};
 
 use super::attr::{
-    code, flag, Aggregator, AsPath, LargeCommunity, MpNextHop, Origin, PathAttributes,
-    SegmentKind,
+    code, flag, Aggregator, AsPath, LargeCommunity, MpNextHop, Origin, PathAttributes, SegmentKind,
 };
 use super::error::{ErrorAction, MessageError, UpdateError};
 use super::open::{AFI_IPV4, AFI_IPV6, SAFI_UNICAST};
@@ -346,7 +345,11 @@ impl<'a> Decoder<'a> {
     }
 
     fn attribute(&mut self, raw: RawAttr<'a>) -> Result<(), UpdateError> {
-        let RawAttr { flags, code: c, value: v } = raw;
+        let RawAttr {
+            flags,
+            code: c,
+            value: v,
+        } = raw;
         let Some(expected) = expected_flags(c) else {
             // RFC 4271 §6.3: an unrecognized well-known attribute is an error
             // RFC 7606 leaves as it was. Unknown optional ones are kept raw.
@@ -363,9 +366,17 @@ impl<'a> Decoder<'a> {
             // RFC 7606 §3 c. LOCAL_PREF from an external peer is dropped
             // whatever its flags (§7.5).
             if c == code::LOCAL_PREF && self.ctx.ebgp {
-                self.note(UpdateError::AttributeFlags(c), ErrorAction::AttributeDiscard, c);
+                self.note(
+                    UpdateError::AttributeFlags(c),
+                    ErrorAction::AttributeDiscard,
+                    c,
+                );
             } else {
-                self.note(UpdateError::AttributeFlags(c), ErrorAction::TreatAsWithdraw, c);
+                self.note(
+                    UpdateError::AttributeFlags(c),
+                    ErrorAction::TreatAsWithdraw,
+                    c,
+                );
             }
             return Ok(());
         }
@@ -544,7 +555,11 @@ impl<'a> Decoder<'a> {
     /// Checks for missing mandatory attributes and merges AS4_PATH.
     fn finish(&mut self) {
         let has_v4 = !self.update.nlri_v4.is_empty();
-        let has_mp = self.update.mp_reach.as_ref().is_some_and(|m| !m.nlri.is_empty());
+        let has_mp = self
+            .update
+            .mp_reach
+            .as_ref()
+            .is_some_and(|m| !m.nlri.is_empty());
         if !has_v4 && !has_mp {
             // Nothing announced: attribute errors have nothing to withdraw.
             return;
@@ -578,7 +593,11 @@ impl<'a> Decoder<'a> {
         if self.ctx.ebgp {
             let path = &self.update.attrs.as_path;
             if path.has_confed_segments() {
-                self.note(UpdateError::MalformedAsPath, ErrorAction::TreatAsWithdraw, 2);
+                self.note(
+                    UpdateError::MalformedAsPath,
+                    ErrorAction::TreatAsWithdraw,
+                    2,
+                );
             } else if self.seen.contains(code::AS_PATH)
                 && path.first_as() != Some(self.ctx.peer_asn)
             {
@@ -855,7 +874,11 @@ impl UpdateRepr<'_> {
             }
             if !a.large_communities.is_empty() {
                 let opt_t = flag::OPTIONAL | flag::TRANSITIVE;
-                w.attr_header(opt_t, code::LARGE_COMMUNITIES, a.large_communities.len() * 12);
+                w.attr_header(
+                    opt_t,
+                    code::LARGE_COMMUNITIES,
+                    a.large_communities.len() * 12,
+                );
                 for c in &a.large_communities {
                     w.u32(c.global);
                     w.u32(c.local1);

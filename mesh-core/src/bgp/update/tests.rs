@@ -123,7 +123,8 @@ impl Build {
         self.attrs.push(flags);
         self.attrs.push(code);
         if flags & 0x10 != 0 {
-            self.attrs.extend_from_slice(&(v.len() as u16).to_be_bytes());
+            self.attrs
+                .extend_from_slice(&(v.len() as u16).to_be_bytes());
         } else {
             self.attrs.push(v.len() as u8);
         }
@@ -143,7 +144,10 @@ impl Build {
         b.extend_from_slice(&self.nlri);
         b
     }
-    fn decode_with(&self, ctx: &DecodeContext) -> Result<(Option<UpdateError>, AttrSet, PathAttributes, usize, usize), UpdateError> {
+    fn decode_with(
+        &self,
+        ctx: &DecodeContext,
+    ) -> Result<(Option<UpdateError>, AttrSet, PathAttributes, usize, usize), UpdateError> {
         let body = self.body();
         let p = UpdatePacket::new_checked(&body).map_err(|e| match e {
             MessageError::Update(u) => u,
@@ -158,7 +162,9 @@ impl Build {
             u.withdrawn().count(),
         ))
     }
-    fn decode(&self) -> Result<(Option<UpdateError>, AttrSet, PathAttributes, usize, usize), UpdateError> {
+    fn decode(
+        &self,
+    ) -> Result<(Option<UpdateError>, AttrSet, PathAttributes, usize, usize), UpdateError> {
         self.decode_with(&EBGP_65002)
     }
 }
@@ -166,7 +172,11 @@ impl Build {
 fn assert_treat_as_withdraw(b: Build, why: UpdateError) {
     let (taw, _, _, ann, wd) = b.decode().unwrap();
     assert_eq!(taw, Some(why));
-    assert_eq!((ann, wd), (0, 1), "the announced route must become a withdrawal");
+    assert_eq!(
+        (ann, wd),
+        (0, 1),
+        "the announced route must become a withdrawal"
+    );
 }
 
 fn assert_discarded(b: Build, code: u8) {
@@ -226,7 +236,9 @@ fn ebgp_path_must_start_with_the_peer_as() {
 
 #[test]
 fn missing_mandatory_attributes_are_treat_as_withdraw() {
-    let b = Build::new().attr(0x40, 1, &[0]).attr(0x40, 3, &[10, 0, 0, 2]);
+    let b = Build::new()
+        .attr(0x40, 1, &[0])
+        .attr(0x40, 3, &[10, 0, 0, 2]);
     assert_treat_as_withdraw(b, UpdateError::MissingWellKnownAttribute(2));
     let b = Build::new()
         .attr(0x40, 1, &[0])
@@ -316,7 +328,10 @@ fn local_pref_from_an_internal_peer_is_kept_or_treat_as_withdraw() {
         .decode_with(&ibgp)
         .unwrap();
     assert_eq!((taw, a.local_pref), (None, Some(200)));
-    let (taw, ..) = Build::valid().attr(0x40, 5, &[1]).decode_with(&ibgp).unwrap();
+    let (taw, ..) = Build::valid()
+        .attr(0x40, 5, &[1])
+        .decode_with(&ibgp)
+        .unwrap();
     assert_eq!(taw, Some(UpdateError::AttributeLength(5)));
 }
 
@@ -334,7 +349,9 @@ fn route_reflection_attributes_from_ebgp_are_discarded() {
 
 #[test]
 fn duplicate_attributes_keep_the_first() {
-    let b = Build::valid().attr(0x80, 4, &[0, 0, 0, 5]).attr(0x80, 4, &[0, 0, 0, 9]);
+    let b = Build::valid()
+        .attr(0x80, 4, &[0, 0, 0, 5])
+        .attr(0x80, 4, &[0, 0, 0, 9]);
     let (taw, discarded, a, ann, _) = b.decode().unwrap();
     assert_eq!((taw, a.med, ann), (None, Some(5), 1));
     assert!(discarded.contains(4));
@@ -342,7 +359,9 @@ fn duplicate_attributes_keep_the_first() {
 
 #[test]
 fn duplicate_mp_reach_is_a_session_reset() {
-    let mp = [0, 2, 1, 16, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+    let mp = [
+        0, 2, 1, 16, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0,
+    ];
     let b = Build::valid().attr(0x80, 14, &mp).attr(0x80, 14, &mp);
     assert_eq!(b.decode().unwrap_err(), UpdateError::MalformedAttributeList);
 }
@@ -380,11 +399,23 @@ fn unknown_well_known_attribute_is_a_session_reset() {
 
 #[test]
 fn unknown_optional_attributes_are_kept_raw_but_not_stored() {
-    let body = Build::valid().attr(0xc0, 99, &[1, 2, 3]).attr(0x80, 100, &[]).body();
-    let u = UpdatePacket::new_checked(&body).unwrap().decode(&EBGP_65002).unwrap();
+    let body = Build::valid()
+        .attr(0xc0, 99, &[1, 2, 3])
+        .attr(0x80, 100, &[])
+        .body();
+    let u = UpdatePacket::new_checked(&body)
+        .unwrap()
+        .decode(&EBGP_65002)
+        .unwrap();
     assert_eq!(u.treat_as_withdraw, None);
-    let unknown: Vec<_> = u.unknown_attributes().map(|a| (a.flags, a.code, a.value)).collect();
-    assert_eq!(unknown, [(0xc0, 99, &[1u8, 2, 3][..]), (0x80, 100, &[][..])]);
+    let unknown: Vec<_> = u
+        .unknown_attributes()
+        .map(|a| (a.flags, a.code, a.value))
+        .collect();
+    assert_eq!(
+        unknown,
+        [(0xc0, 99, &[1u8, 2, 3][..]), (0x80, 100, &[][..])]
+    );
 }
 
 #[test]
