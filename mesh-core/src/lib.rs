@@ -41,6 +41,7 @@ extern crate std;
 
 pub mod bgp;
 pub mod prefix;
+pub mod rib;
 
 pub use embassy_time::{Duration, Instant};
 pub use prefix::{Family, Prefix};

@@ -106,7 +106,8 @@ impl Prefix {
     pub fn family(&self) -> Family {
         self.family
     }
-    pub fn len(&self) -> u8 {
+    /// The prefix length in bits.
+    pub fn prefix_len(&self) -> u8 {
         self.len
     }
     /// True for the default route (length zero).

@@ -475,10 +475,8 @@ impl<'a> Decoder<'a> {
                     self.note(UpdateError::AttributeLength(c), taw, c);
                 }
             }
-            code::EXTENDED_COMMUNITIES => {
-                if v.is_empty() || v.len() % 8 != 0 {
-                    self.note(UpdateError::AttributeLength(c), taw, c); // §7.14
-                }
+            code::EXTENDED_COMMUNITIES if v.is_empty() || v.len() % 8 != 0 => {
+                self.note(UpdateError::AttributeLength(c), taw, c); // §7.14
             }
             code::MP_REACH_NLRI => self.mp_reach(v)?,
             code::MP_UNREACH_NLRI => self.mp_unreach(v)?,

@@ -106,7 +106,7 @@ impl<'a> Header<'a> {
         let ty = buf[18];
         let kind = MessageType::from_u8(ty).ok_or(HeaderError::BadMessageType(ty))?;
         let l = len as usize;
-        if l < HEADER_LEN || l > MAX_MESSAGE_LEN || l < kind.min_len() {
+        if !(kind.min_len()..=MAX_MESSAGE_LEN).contains(&l) {
             return Err(HeaderError::BadMessageLength(len));
         }
         if let Some(fixed) = kind.fixed_len() {
