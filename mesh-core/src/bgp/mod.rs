@@ -6,12 +6,14 @@
 //! - [`notification`]: NOTIFICATION codes (§4.5, RFC 4486, 6608, 9003)
 //! - [`attr`]: path attributes held by value
 //! - [`session`]: the per-peer state machine (§8) with collision detection (§6.8)
+//! - [`speaker`]: import into and export from the RIB for one session
 
 pub mod attr;
 pub mod error;
 pub mod notification;
 pub mod open;
 pub mod session;
+pub mod speaker;
 pub mod update;
 pub mod wire;
 
