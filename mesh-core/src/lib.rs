@@ -40,8 +40,10 @@
 extern crate std;
 
 pub mod bgp;
+pub mod ip;
 pub mod prefix;
 pub mod rib;
+pub mod wg;
 
 pub use embassy_time::{Duration, Instant};
 pub use prefix::{Family, Prefix};

@@ -1,0 +1,174 @@
+//! [`Crypto`] and [`Tunnel`] on boringtun's `noise` module (feature `std`).
+//!
+//! One rate limiter is shared by all tunnels: under a flood of handshake
+//! initiations it answers with cookie replies (WireGuard §5.4.7) instead of
+//! doing Diffie-Hellman for each.
+
+extern crate std;
+
+use core::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use boringtun::noise::errors::WireGuardError;
+use boringtun::noise::handshake::parse_handshake_anon;
+use boringtun::noise::rate_limiter::RateLimiter;
+use boringtun::noise::{Packet, Tunn, TunnResult};
+use boringtun::x25519::{PublicKey, StaticSecret};
+use embassy_time::Duration;
+
+use super::{Crypto, Identified, Key, Tunnel, TunnelResult, WgError};
+
+/// Handshakes per second accepted before cookies are required.
+pub const HANDSHAKE_RATE_LIMIT: u64 = 100;
+
+pub struct BoringCrypto {
+    secret: StaticSecret,
+    public: PublicKey,
+    limiter: Arc<RateLimiter>,
+}
+
+impl core::fmt::Debug for BoringCrypto {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("BoringCrypto")
+            .field("public", &Key(self.public.to_bytes()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl BoringCrypto {
+    pub fn new(private_key: &Key) -> BoringCrypto {
+        let secret = StaticSecret::from(private_key.0);
+        let public = PublicKey::from(&secret);
+        let limiter = Arc::new(RateLimiter::new(&public, HANDSHAKE_RATE_LIMIT));
+        BoringCrypto {
+            secret,
+            public,
+            limiter,
+        }
+    }
+}
+
+/// The public key of a private key.
+pub fn public_key(private_key: &Key) -> Key {
+    Key(PublicKey::from(&StaticSecret::from(private_key.0)).to_bytes())
+}
+
+fn map_error(e: WireGuardError) -> WgError {
+    match e {
+        WireGuardError::InvalidMac | WireGuardError::InvalidAeadTag | WireGuardError::WrongKey => {
+            WgError::Authentication
+        }
+        WireGuardError::InvalidCounter | WireGuardError::DuplicateCounter => WgError::Replay,
+        WireGuardError::WrongTai64nTimestamp | WireGuardError::InvalidTai64nTimestamp => {
+            WgError::StaleHandshake
+        }
+        WireGuardError::NoCurrentSession | WireGuardError::WrongIndex => WgError::NoSession,
+        WireGuardError::ConnectionExpired => WgError::Expired,
+        WireGuardError::UnderLoad => WgError::UnderLoad,
+        WireGuardError::InvalidPacket
+        | WireGuardError::IncorrectPacketLength
+        | WireGuardError::WrongPacketType
+        | WireGuardError::UnexpectedPacket => WgError::InvalidPacket,
+        _ => WgError::Other,
+    }
+}
+
+fn convert(r: TunnResult<'_>) -> TunnelResult<'_> {
+    match r {
+        TunnResult::Done => TunnelResult::Done,
+        TunnResult::Err(e) => TunnelResult::Error(map_error(e)),
+        TunnResult::WriteToNetwork(b) => TunnelResult::Network(b),
+        TunnResult::WriteToTunnelV4(b, _) | TunnResult::WriteToTunnelV6(b, _) => {
+            TunnelResult::Inner(b)
+        }
+    }
+}
+
+impl Crypto for BoringCrypto {
+    type Tunnel = BoringTunnel;
+
+    fn public_key(&self) -> Key {
+        Key(self.public.to_bytes())
+    }
+
+    fn tunnel(&self, peer: &Key, index: u32, keepalive: Option<u16>) -> BoringTunnel {
+        BoringTunnel(Tunn::new(
+            self.secret.clone(),
+            PublicKey::from(peer.0),
+            None,
+            keepalive,
+            index,
+            Some(self.limiter.clone()),
+        ))
+    }
+
+    fn identify<'o>(&self, from: SocketAddr, datagram: &[u8], out: &'o mut [u8]) -> Identified<'o> {
+        let packet = match self.limiter.verify_packet(Some(from.ip()), datagram, out) {
+            Ok(p) => p,
+            Err(TunnResult::WriteToNetwork(cookie)) => return Identified::CookieReply(cookie),
+            Err(TunnResult::Err(e)) => return Identified::Drop(map_error(e)),
+            Err(_) => return Identified::Drop(WgError::Other),
+        };
+        match packet {
+            Packet::HandshakeInit(p) => {
+                match parse_handshake_anon(&self.secret, &self.public, &p) {
+                    Ok(half) => Identified::Initiation(Key(half.peer_static_public)),
+                    Err(e) => Identified::Drop(map_error(e)),
+                }
+            }
+            Packet::HandshakeResponse(p) => Identified::Index(p.receiver_idx >> 8),
+            Packet::PacketCookieReply(p) => Identified::Index(p.receiver_idx >> 8),
+            Packet::PacketData(p) => Identified::Index(p.receiver_idx >> 8),
+        }
+    }
+
+    fn tick(&self) {
+        self.limiter.reset_count();
+    }
+}
+
+/// A boringtun tunnel.
+pub struct BoringTunnel(Tunn);
+
+impl core::fmt::Debug for BoringTunnel {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("BoringTunnel").finish_non_exhaustive()
+    }
+}
+
+impl Tunnel for BoringTunnel {
+    fn encapsulate<'o>(&mut self, packet: &[u8], out: &'o mut [u8]) -> TunnelResult<'o> {
+        // boringtun panics on a short output buffer: refuse instead.
+        if out.len() < packet.len() + super::WG_OVERHEAD || out.len() < 148 {
+            return TunnelResult::Error(WgError::Other);
+        }
+        convert(self.0.encapsulate(packet, out))
+    }
+
+    fn decapsulate<'o>(
+        &mut self,
+        from: Option<IpAddr>,
+        datagram: &[u8],
+        out: &'o mut [u8],
+    ) -> TunnelResult<'o> {
+        convert(self.0.decapsulate(from, datagram, out))
+    }
+
+    fn update_timers<'o>(&mut self, out: &'o mut [u8]) -> TunnelResult<'o> {
+        convert(self.0.update_timers(out))
+    }
+
+    fn initiate<'o>(&mut self, out: &'o mut [u8]) -> TunnelResult<'o> {
+        convert(self.0.format_handshake_initiation(out, true))
+    }
+
+    fn since_handshake(&self) -> Option<Duration> {
+        self.0
+            .time_since_last_handshake()
+            .map(|d| Duration::from_micros(d.as_micros() as u64))
+    }
+
+    fn rtt(&self) -> Option<Duration> {
+        self.0.stats().4.map(|ms| Duration::from_millis(ms as u64))
+    }
+}
