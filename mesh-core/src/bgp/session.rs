@@ -634,6 +634,20 @@ impl Core {
     }
 
     fn push_event(&mut self, e: SessionEvent) {
+        // A refresh request or End-of-RIB already waiting (since the last
+        // Established/Down) says all a repeat would: coalesce them, so a burst
+        // from the peer cannot fill the queue and push out a Down, the RIB's
+        // cue to drop the peer's routes. One input then queues at most six.
+        if matches!(e, SessionEvent::RouteRefresh(_) | SessionEvent::EndOfRib(_))
+            && self
+                .events
+                .iter()
+                .rev()
+                .take_while(|q| !matches!(q, SessionEvent::Established | SessionEvent::Down(_)))
+                .any(|q| *q == e)
+        {
+            return;
+        }
         if self.events.push_back(e).is_err() {
             log::warn!("bgp: event queue full, dropping {e:?}");
         }

@@ -556,3 +556,63 @@ fn a_full_transmit_buffer_is_reported_not_overrun() {
     assert!(refused);
     assert!(p.sides[0].s.pending_tx(p.links[0].a).len() <= TX_BUF);
 }
+
+#[test]
+fn a_burst_of_refreshes_and_end_of_ribs_cannot_crowd_out_down() {
+    // Regression: the event queue holds 8. A peer that put 9 ROUTE-REFRESHes
+    // (or End-of-RIBs) and then garbage in one read made the session go down
+    // with its Down event dropped, so the RIB would have kept the routes.
+    let mut p = established_pair();
+    let mut bytes = Vec::new();
+    for family in [Family::Ipv4, Family::Ipv6] {
+        for _ in 0..9 {
+            let rr = RouteRefresh {
+                afi: family.afi(),
+                subtype: 0,
+                safi: SAFI_UNICAST,
+            };
+            let mut b = [0u8; RouteRefresh::LEN];
+            let n = rr.emit(&mut b).unwrap();
+            bytes.extend_from_slice(&b[..n]);
+            let mut b = [0u8; 32];
+            let n = emit_end_of_rib(family, &mut b).unwrap();
+            bytes.extend_from_slice(&b[..n]);
+        }
+    }
+    bytes.extend_from_slice(&[0x00; 19]);
+    let (i, conn) = (0, p.links[0].a);
+    let now = p.now;
+    let side = &mut p.sides[i];
+    side.s.handle_data(now, conn, &bytes, &mut side.sink);
+    p.pump();
+    assert!(!p.sides[0].s.is_established());
+    // Repeats still queued are coalesced; the Down comes last.
+    assert_eq!(
+        p.sides[0].events[1..],
+        [
+            SessionEvent::RouteRefresh(Family::Ipv4),
+            SessionEvent::EndOfRib(Family::Ipv4),
+            SessionEvent::RouteRefresh(Family::Ipv6),
+            SessionEvent::EndOfRib(Family::Ipv6),
+            SessionEvent::Down(DownReason::SentNotification(ErrorCode::MessageHeader(
+                HeaderSubcode::ConnectionNotSynchronized
+            ))),
+        ]
+    );
+}
+
+#[test]
+fn a_refresh_after_it_was_drained_is_reported_again() {
+    let mut p = established_pair();
+    for _ in 0..2 {
+        p.sides[1].s.send_route_refresh(Family::Ipv4).unwrap();
+        p.pump();
+    }
+    assert_eq!(
+        p.sides[0].events[1..],
+        [
+            SessionEvent::RouteRefresh(Family::Ipv4),
+            SessionEvent::RouteRefresh(Family::Ipv4)
+        ]
+    );
+}
