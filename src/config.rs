@@ -1,0 +1,1 @@
+//! The typed meshd configuration, read from a UCI file.

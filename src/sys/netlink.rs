@@ -1,0 +1,1 @@
+//! Kernel routes over rtnetlink.

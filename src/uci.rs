@@ -1,0 +1,1 @@
+//! UCI configuration files (OpenWrt syntax): parser and writer.
