@@ -105,7 +105,11 @@ fn decision(c: &mut Criterion) {
             // Peer 7 alternates between the shortest and a long path: every
             // change moves the best path of one prefix.
             let p = ps[i % ps.len()];
-            let a = if (i / ps.len()) % 2 == 0 { &short } else { &long };
+            let a = if (i / ps.len()) % 2 == 0 {
+                &short
+            } else {
+                &long
+            };
             black_box(rib.update(Source::Peer(7), p, a).unwrap());
             i += 1;
         })

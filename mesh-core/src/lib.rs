@@ -41,6 +41,8 @@ extern crate std;
 
 pub mod bgp;
 pub mod ip;
+pub mod node;
+pub mod overlay;
 pub mod prefix;
 pub mod rib;
 pub mod wg;

@@ -370,6 +370,10 @@ impl Session {
             || old.ipv4 != config.ipv4
             || old.ipv6 != config.ipv6;
         self.core.config = config;
+        // A passive session told it may dial now does so at once.
+        if old.passive && !config.passive && !reset && self.core.established_conn().is_none() {
+            self.core.try_connect(now);
+        }
         if reset {
             let err = ErrorCode::Cease(CeaseSubcode::OtherConfigurationChange);
             self.core

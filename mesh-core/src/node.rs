@@ -1,0 +1,1172 @@
+//! One mesh router, as a pure state machine (see the crate docs for the driver
+//! contract).
+//!
+//! Inputs: [`Node::handle_udp`] (the mesh port), [`Node::handle_lan_packet`]
+//! (the TUN device), [`Node::handle_timeout`], and control calls.
+//! Outputs: [`Node::poll_transmit`], [`Node::poll_lan_packet`],
+//! [`Node::poll_event`], [`Node::poll_timeout`].
+//!
+//! Inside, per member: a WireGuard tunnel ([`crate::wg`]) and an eBGP session
+//! ([`crate::bgp::session`]) carried over the node's own TCP/IP stack
+//! ([`crate::overlay`]) through that member's tunnel only. The sessions feed
+//! one [`Rib`]; forwarding looks packets up in it:
+//!
+//! - from a tunnel: decrypt; the source must be inside some member's home
+//!   (anti-spoofing); for our overlay address → the overlay stack; else look
+//!   up the destination: our LAN → the TUN device; another member → decrement
+//!   TTL and re-encrypt to the next hop (transit); no route → ICMP unreachable;
+//! - from the LAN: look up; another member → encrypt to the next hop.
+//!
+//! Routes a member may originate are limited to what its membership entry
+//! allows, so a misconfigured or hostile friend cannot take another home's LAN.
+
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use embassy_time::{Duration, Instant};
+use smoltcp::iface::SocketHandle;
+
+use crate::bgp::attr::PathAttributes;
+use crate::bgp::error::DownReason;
+use crate::bgp::session::{Action, ConnId, Session, SessionConfig, SessionEvent, State};
+use crate::bgp::speaker::{export, ExportPolicy, ImportFilter, ImportStats, RibImport};
+use crate::ip::{self, IcmpError, IpInfo};
+use crate::overlay::{Overlay, OverlayStorage, Packet};
+use crate::prefix::{Family, Prefix};
+use crate::rib::{PeerId, PeerInfo, Rib, Source};
+use crate::wg::{
+    Crypto, Identified, Key, Member, MemberConfig, MemberError, Members, Tunnel, TunnelResult,
+    INNER_MTU, MAX_DATAGRAM, MAX_MEMBERS, TIMER_TICK,
+};
+
+/// Prefixes a node announces for its own home.
+pub const MAX_LAN_PREFIXES: usize = 8;
+/// Room in the output queues.
+const TRANSMIT_QUEUE: usize = 64;
+const LAN_QUEUE: usize = 64;
+const EVENT_QUEUE: usize = 64;
+/// Rounding of measured latency before it enters route selection, so jitter
+/// does not flip paths.
+const LATENCY_BUCKET_US: u64 = 5_000;
+/// ICMP errors allowed per second (RFC 1812 §4.3.2.8 asks for a limit).
+const ICMP_PER_SECOND: u32 = 50;
+
+pub type NodeRib = Rib<512, 1024>;
+
+/// The node's own settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeConfig {
+    pub private_key: Key,
+    pub overlay: Ipv4Addr,
+    pub overlay_v6: Option<Ipv6Addr>,
+    pub asn: u32,
+    pub lan_prefixes: heapless::Vec<Prefix, MAX_LAN_PREFIXES>,
+    /// BGP hold time (seconds) proposed on every session.
+    pub hold_time: u16,
+    pub connect_retry: Duration,
+    /// Multipath limit (1 = no ECMP).
+    pub max_paths: u8,
+    /// WireGuard persistent keepalive for members that set none.
+    pub keepalive: Option<u16>,
+    /// Seeds the TCP stack's sequence numbers and ports.
+    pub seed: u64,
+}
+
+impl NodeConfig {
+    pub fn new(private_key: Key, overlay: Ipv4Addr, asn: u32) -> NodeConfig {
+        NodeConfig {
+            private_key,
+            overlay,
+            overlay_v6: None,
+            asn,
+            lan_prefixes: heapless::Vec::new(),
+            hold_time: 9,
+            connect_retry: Duration::from_secs(2),
+            max_paths: 1,
+            keepalive: Some(25),
+            seed: 0,
+        }
+    }
+}
+
+/// A datagram for the underlay.
+#[derive(Debug, Clone)]
+pub struct Datagram {
+    pub to: SocketAddr,
+    pub bytes: heapless::Vec<u8, MAX_DATAGRAM>,
+}
+
+/// What changed, for logs, notifications and the kernel route programmer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeEvent {
+    /// A member's tunnel completed a handshake after being silent.
+    TunnelUp {
+        member: u8,
+    },
+    SessionUp {
+        member: u8,
+    },
+    SessionDown {
+        member: u8,
+        reason: DownReason,
+    },
+    /// A prefix of another home became reachable: route it to the mesh.
+    RouteAdded {
+        prefix: Prefix,
+        via: u8,
+    },
+    /// The best path moved to another next hop.
+    PathChanged {
+        prefix: Prefix,
+        from: u8,
+        to: u8,
+    },
+    /// The prefix is no longer reachable through the mesh.
+    RouteRemoved {
+        prefix: Prefix,
+    },
+}
+
+/// Counters of what the node did with packets; every drop has one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    pub udp_in: u64,
+    /// Datagrams that are not WireGuard, or that failed its checks.
+    pub udp_invalid: u64,
+    pub udp_oversized: u64,
+    /// Handshakes from keys that are not members.
+    pub unknown_key: u64,
+    pub cookie_replies: u64,
+    /// Inner packets with a broken IP header.
+    pub bad_inner: u64,
+    /// Inner packets whose source no member's home holds.
+    pub spoofed: u64,
+    pub forwarded: u64,
+    pub to_lan: u64,
+    pub to_overlay: u64,
+    pub from_lan: u64,
+    pub no_route: u64,
+    pub ttl_expired: u64,
+    pub icmp_sent: u64,
+    pub icmp_rate_limited: u64,
+    /// Packets for a member with no known endpoint.
+    pub no_endpoint: u64,
+    /// Output queue full: the driver did not drain in time.
+    pub queue_full: u64,
+    pub events_dropped: u64,
+    /// Routes refused because the member may not originate them.
+    pub hijacks_refused: u64,
+    pub encrypt_errors: u64,
+    /// Rounds of the internal engine (sockets ↔ sessions ↔ RIB); diagnostics.
+    pub pump_rounds: u64,
+}
+
+/// A BGP connection in flight on an overlay socket.
+#[derive(Debug, Clone, Copy)]
+struct Conn {
+    socket: SocketHandle,
+    /// `handle_connected`/`handle_accepted` was told.
+    reported: bool,
+}
+
+/// The BGP side of a member.
+struct Peer {
+    session: Session,
+    conns: [Option<Conn>; 2],
+    end_of_rib_sent: bool,
+    import: ImportStats,
+    /// Latency bucket last given to the RIB.
+    latency: Option<u32>,
+}
+
+impl core::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Peer")
+            .field("state", &self.session.state())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Import policy: the origin AS must be a member allowed to originate the prefix.
+struct Membership<'m, T> {
+    members: &'m Members<T>,
+    own_asn: u32,
+    refused: &'m mut u64,
+}
+
+impl<T: Tunnel> ImportFilter for Membership<'_, T> {
+    fn accept(&mut self, _peer: PeerId, prefix: &Prefix, attrs: &PathAttributes) -> bool {
+        let ok = attrs
+            .as_path
+            .origin_as()
+            .filter(|&asn| asn != self.own_asn)
+            .and_then(|asn| self.members.by_asn(asn))
+            .and_then(|slot| self.members.get(slot))
+            .is_some_and(|m| m.config.may_originate(prefix));
+        if !ok {
+            *self.refused += 1;
+        }
+        ok
+    }
+}
+
+/// Why a timeout was requested, for debugging wake-ups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WakeReason {
+    Bgp,
+    Overlay,
+    TunnelTimers,
+}
+
+/// The state of one member, for status output.
+#[derive(Debug, Clone)]
+pub struct MemberStatus<'n> {
+    pub slot: u8,
+    pub config: &'n MemberConfig,
+    pub endpoint: Option<SocketAddr>,
+    pub endpoint_confirmed: bool,
+    pub since_handshake: Option<Duration>,
+    pub rtt: Option<Duration>,
+    pub last_rx: Option<Instant>,
+    pub stats: crate::wg::MemberStats,
+    pub bgp_state: State,
+    pub bgp_stats: crate::bgp::session::SessionStats,
+    pub bgp_last_down: Option<DownReason>,
+    pub bgp_established_since: Option<Instant>,
+    pub prefixes_received: usize,
+    pub import: ImportStats,
+}
+
+/// One mesh router.
+pub struct Node<'a, C: Crypto> {
+    config: NodeConfig,
+    crypto: C,
+    members: Members<C::Tunnel>,
+    peers: [Option<Peer>; MAX_MEMBERS],
+    rib: NodeRib,
+    overlay: Overlay<'a>,
+    transmit: heapless::Deque<Datagram, TRANSMIT_QUEUE>,
+    lan_out: heapless::Deque<Packet, LAN_QUEUE>,
+    events: heapless::Deque<NodeEvent, EVENT_QUEUE>,
+    /// Non-local Loc-RIB prefixes with their next hop, as last reported.
+    installed: heapless::Vec<(Prefix, u8), 512>,
+    rib_version: u64,
+    next_tick: Instant,
+    last_second: Instant,
+    icmp_budget: u32,
+    stats: NodeStats,
+}
+
+impl<C: Crypto> core::fmt::Debug for Node<'_, C> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Node")
+            .field("overlay", &self.config.overlay)
+            .field("asn", &self.config.asn)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, C: Crypto> Node<'a, C> {
+    pub fn new(
+        config: NodeConfig,
+        crypto: C,
+        storage: &'a mut OverlayStorage<'a>,
+        now: Instant,
+    ) -> Self {
+        let overlay = Overlay::new(storage, config.overlay, config.overlay_v6, config.seed, now);
+        let mut rib = Rib::new(config.asn, config.max_paths);
+        let local = PathAttributes::default();
+        let mut own: heapless::Vec<Prefix, { MAX_LAN_PREFIXES + 2 }> = heapless::Vec::new();
+        let _ = own.push(Prefix::host(IpAddr::V4(config.overlay)));
+        if let Some(v6) = config.overlay_v6 {
+            let _ = own.push(Prefix::host(IpAddr::V6(v6)));
+        }
+        for p in &config.lan_prefixes {
+            let _ = own.push(*p);
+        }
+        for p in own {
+            if rib.update(Source::Local, p, &local).is_err() {
+                log::error!("node: cannot originate {p}: RIB full");
+            }
+        }
+        Node {
+            config,
+            crypto,
+            members: Members::new(),
+            peers: [const { None }; MAX_MEMBERS],
+            rib,
+            overlay,
+            transmit: heapless::Deque::new(),
+            lan_out: heapless::Deque::new(),
+            events: heapless::Deque::new(),
+            installed: heapless::Vec::new(),
+            rib_version: 0,
+            next_tick: now,
+            last_second: now,
+            icmp_budget: ICMP_PER_SECOND,
+            stats: NodeStats::default(),
+        }
+    }
+
+    // ---- getters ----
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+    pub fn public_key(&self) -> Key {
+        self.crypto.public_key()
+    }
+    pub fn stats(&self) -> &NodeStats {
+        &self.stats
+    }
+    pub fn rib(&self) -> &NodeRib {
+        &self.rib
+    }
+    pub fn overlay_stats(&self) -> crate::overlay::OverlayStats {
+        self.overlay.stats()
+    }
+
+    /// Status of every member.
+    pub fn members(&self) -> impl Iterator<Item = MemberStatus<'_>> + use<'_, 'a, C> {
+        self.members.iter().map(move |(slot, m)| {
+            let peer = self.peers[slot].as_ref();
+            MemberStatus {
+                slot: slot as u8,
+                config: &m.config,
+                endpoint: m.endpoint,
+                endpoint_confirmed: m.endpoint_confirmed,
+                since_handshake: m.tunnel.since_handshake(),
+                rtt: m.tunnel.rtt(),
+                last_rx: m.last_rx,
+                stats: m.stats,
+                bgp_state: peer.map_or(State::Idle, |p| p.session.state()),
+                bgp_stats: peer.map(|p| *p.session.stats()).unwrap_or_default(),
+                bgp_last_down: peer.and_then(|p| p.session.last_down()),
+                bgp_established_since: peer.and_then(|p| p.session.established_since()),
+                prefixes_received: self.rib.count_from(slot as u8),
+                import: peer.map(|p| p.import).unwrap_or_default(),
+            }
+        })
+    }
+
+    pub fn member_name(&self, slot: u8) -> Option<&str> {
+        self.members
+            .get(slot as usize)
+            .map(|m| m.config.name.as_str())
+    }
+
+    pub fn member_slot(&self, name: &str) -> Option<u8> {
+        self.members
+            .iter()
+            .find(|(_, m)| m.config.name.as_str() == name)
+            .map(|(i, _)| i as u8)
+    }
+
+    /// The member that carries traffic to `addr` now (the first hop).
+    pub fn next_hop(&self, addr: IpAddr) -> Option<Source> {
+        self.rib.lookup(addr)?.best().map(|p| p.source)
+    }
+
+    // ---- control ----
+
+    /// Adds a member and starts its BGP session.
+    pub fn add_member(&mut self, now: Instant, config: MemberConfig) -> Result<u8, MemberError> {
+        let mut config = config;
+        if config.keepalive.is_none() {
+            config.keepalive = self.config.keepalive;
+        }
+        let slot = self.members.add(&self.crypto, config)?;
+        self.start_peer(now, slot);
+        self.pump(now);
+        Ok(slot as u8)
+    }
+
+    /// `passive` for members we have no way to reach yet: their session waits
+    /// for them to connect (no tunnel, no session attempts).
+    fn session_config(&self, m: &MemberConfig, passive: bool) -> SessionConfig {
+        let mut s = SessionConfig::new(self.config.asn, self.config.overlay, m.asn);
+        s.passive = passive;
+        s.hold_time = m.hold_time.unwrap_or(self.config.hold_time);
+        s.connect_retry = self.config.connect_retry;
+        s.idle_hold = Duration::from_millis(250);
+        s.max_idle_hold = Duration::from_secs(10);
+        // A member announces its LAN and overlay addresses; many more is a
+        // mistake or an attack.
+        s.max_prefixes = Some(4 * MAX_LAN_PREFIXES as u32 * MAX_MEMBERS as u32);
+        s.ipv6 = self.config.overlay_v6.is_some();
+        s
+    }
+
+    fn start_peer(&mut self, now: Instant, slot: usize) {
+        let Some(m) = self.members.get(slot) else {
+            return;
+        };
+        let sc = self.session_config(&m.config, m.endpoint.is_none());
+        let info = PeerInfo {
+            asn: m.config.asn,
+            router_id: m.config.overlay,
+            address: IpAddr::V4(m.config.overlay),
+            ebgp: true,
+            latency: None,
+        };
+        self.rib.set_peer(slot as u8, info);
+        let mut session = Session::new(sc);
+        session.start(now);
+        self.peers[slot] = Some(Peer {
+            session,
+            conns: [None, None],
+            end_of_rib_sent: false,
+            import: ImportStats::default(),
+            latency: None,
+        });
+    }
+
+    /// Removes a member: its session is stopped with a Cease and its routes go.
+    pub fn remove_member(&mut self, now: Instant, slot: u8) -> bool {
+        let s = slot as usize;
+        if self.members.get(s).is_none() {
+            return false;
+        }
+        if let Some(p) = self.peers[s].as_mut() {
+            p.session.stop(now, "member removed");
+        }
+        self.pump(now);
+        if let Some(p) = self.peers[s].take() {
+            for c in p.conns.into_iter().flatten() {
+                self.overlay.abort(c.socket);
+            }
+        }
+        self.rib.remove_peer(slot);
+        self.members.remove(s);
+        self.pump(now);
+        true
+    }
+
+    /// Applies a changed member entry without dropping what did not change:
+    /// endpoints and keepalive apply in place; BGP settings reset the session
+    /// only when they change what the OPEN carries.
+    pub fn update_member(&mut self, now: Instant, slot: u8, config: MemberConfig) -> bool {
+        let s = slot as usize;
+        let Some(m) = self.members.get_mut(s) else {
+            return false;
+        };
+        if m.config.public_key != config.public_key {
+            return false; // a new key is a new member
+        }
+        let allowed_changed = m.config.prefixes != config.prefixes || m.config.asn != config.asn;
+        let passive = config.endpoints.is_empty() && m.endpoint.is_none();
+        let sc = self.session_config(&config, passive);
+        if let Some(m) = self.members.get_mut(s) {
+            m.config = config;
+        }
+        if let Some(p) = self.peers[s].as_mut() {
+            p.session.reconfigure(now, sc);
+        }
+        if allowed_changed {
+            // What the member may originate changed: ask for its routes again
+            // so the import filter sees them anew.
+            self.rib.peer_down(slot);
+            if let Some(p) = self.peers[s].as_mut() {
+                let _ = p.session.send_route_refresh(Family::Ipv4);
+            }
+        }
+        self.pump(now);
+        true
+    }
+
+    /// Stops every session with a Cease (Administrative Shutdown).
+    pub fn shutdown(&mut self, now: Instant) {
+        for p in self.peers.iter_mut().flatten() {
+            p.session.stop(now, "meshd shutting down");
+        }
+        self.pump(now);
+    }
+
+    // ---- inputs ----
+
+    /// A datagram from the mesh port.
+    pub fn handle_udp(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.stats.udp_in += 1;
+        if bytes.len() > MAX_DATAGRAM {
+            self.stats.udp_oversized += 1;
+            return;
+        }
+        let mut reply = [0u8; 148];
+        let slot = match self.crypto.identify(from, bytes, &mut reply) {
+            Identified::CookieReply(c) => {
+                self.stats.cookie_replies += 1;
+                let c: heapless::Vec<u8, 148> = heapless::Vec::from_slice(c).unwrap_or_default();
+                self.queue_datagram(from, &c);
+                return;
+            }
+            Identified::Drop(_) => {
+                self.stats.udp_invalid += 1;
+                return;
+            }
+            Identified::Initiation(key) => match self.members.by_key(&key) {
+                Some(s) => s,
+                None => {
+                    self.stats.unknown_key += 1;
+                    return;
+                }
+            },
+            Identified::Index(i) => match self.members.by_index(i) {
+                Some(s) => s,
+                None => {
+                    self.stats.udp_invalid += 1;
+                    return;
+                }
+            },
+        };
+        self.decapsulate(now, slot, from, bytes);
+        self.activate_session(now, slot);
+        self.pump(now);
+    }
+
+    /// A member we could not reach has contacted us: now we can dial it too.
+    fn activate_session(&mut self, now: Instant, slot: usize) {
+        let Some(m) = self.members.get(slot) else {
+            return;
+        };
+        if m.endpoint.is_none() {
+            return;
+        }
+        let sc = self.session_config(&m.config, false);
+        if let Some(p) = self.peers[slot].as_mut() {
+            if p.session.config().passive {
+                p.session.reconfigure(now, sc);
+            }
+        }
+    }
+
+    fn decapsulate(&mut self, now: Instant, slot: usize, from: SocketAddr, bytes: &[u8]) {
+        let mut datagram = bytes;
+        let data_message = bytes.first() == Some(&4);
+        loop {
+            let mut out = [0u8; MAX_DATAGRAM + 64];
+            let Some(m) = self.members.get_mut(slot) else {
+                return;
+            };
+            let result = m.tunnel.decapsulate(Some(from.ip()), datagram, &mut out);
+            let first = !datagram.is_empty();
+            datagram = &[];
+            match result {
+                TunnelResult::Done => {
+                    if first && data_message {
+                        m.authenticated_from(now, from); // a keepalive
+                    }
+                    return;
+                }
+                TunnelResult::Network(b) => {
+                    if first {
+                        m.authenticated_from(now, from);
+                    }
+                    m.stats.tx_packets += 1;
+                    let to = m.endpoint.unwrap_or(from);
+                    let b: heapless::Vec<u8, MAX_DATAGRAM> =
+                        heapless::Vec::from_slice(b).unwrap_or_default();
+                    self.queue_datagram(to, &b);
+                    // Flush packets queued while the handshake was pending.
+                }
+                TunnelResult::Inner(p) => {
+                    m.authenticated_from(now, from);
+                    m.stats.rx_packets += 1;
+                    m.stats.rx_bytes += p.len() as u64;
+                    let len = p.len();
+                    self.forward_from_member(&mut out[..len]);
+                    return;
+                }
+                TunnelResult::Error(e) => {
+                    if first {
+                        m.stats.rx_errors += 1;
+                        log::debug!("wg: {} dropped a datagram: {e:?}", m.config.name.as_str());
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// An IP packet from the LAN (the TUN device).
+    pub fn handle_lan_packet(&mut self, now: Instant, packet: &[u8]) {
+        self.stats.from_lan += 1;
+        let info = match ip::parse(packet) {
+            Ok(i) => i,
+            Err(_) => {
+                self.stats.bad_inner += 1;
+                return;
+            }
+        };
+        if self.overlay.has_addr(info.dst) {
+            self.stats.to_overlay += 1;
+            self.overlay.deliver(packet);
+            self.pump(now);
+            return;
+        }
+        match self.route(packet, &info) {
+            Some(Source::Peer(p)) => self.send_to_member(p as usize, packet),
+            Some(Source::Local) => {
+                // The kernel sent us a packet for our own LAN: a routing loop
+                // on the host. Drop it rather than bounce it back.
+                self.stats.no_route += 1;
+            }
+            None => {
+                self.stats.no_route += 1;
+                self.icmp_error(IcmpError::NetUnreachable, packet, &info);
+            }
+        }
+        self.pump(now);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if now >= self.next_tick {
+            self.next_tick = now + TIMER_TICK;
+            self.tunnel_timers(now);
+        }
+        if now.saturating_duration_since(self.last_second) >= Duration::from_secs(1) {
+            self.last_second = now;
+            self.icmp_budget = ICMP_PER_SECOND;
+            self.crypto.tick();
+        }
+        for p in self.peers.iter_mut().flatten() {
+            if p.session.poll_timeout().is_some_and(|t| t <= now) {
+                p.session.handle_timeout(now);
+            }
+        }
+        self.pump(now);
+    }
+
+    fn tunnel_timers(&mut self, now: Instant) {
+        let mut out = [0u8; MAX_DATAGRAM + 64];
+        for slot in 0..MAX_MEMBERS {
+            let Some(m) = self.members.get_mut(slot) else {
+                continue;
+            };
+            m.rotate_candidates(now);
+            if let TunnelResult::Network(b) = m.tunnel.update_timers(&mut out) {
+                m.stats.tx_packets += 1;
+                if let Some(to) = m.endpoint {
+                    let b: heapless::Vec<u8, MAX_DATAGRAM> =
+                        heapless::Vec::from_slice(b).unwrap_or_default();
+                    self.queue_datagram(to, &b);
+                }
+            }
+        }
+        // Latency feeds the decision process (as interior cost).
+        for slot in 0..MAX_MEMBERS {
+            let Some(m) = self.members.get(slot) else {
+                continue;
+            };
+            let bucket = m
+                .tunnel
+                .rtt()
+                .map(|d| (d.as_micros() / LATENCY_BUCKET_US * LATENCY_BUCKET_US) as u32);
+            if let Some(p) = self.peers[slot].as_mut() {
+                if p.latency != bucket {
+                    p.latency = bucket;
+                    let info = PeerInfo {
+                        asn: m.config.asn,
+                        router_id: m.config.overlay,
+                        address: IpAddr::V4(m.config.overlay),
+                        ebgp: true,
+                        latency: bucket,
+                    };
+                    self.rib.set_peer(slot as u8, info);
+                }
+            }
+        }
+    }
+
+    // ---- outputs ----
+
+    /// The next datagram for the underlay.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Datagram> {
+        self.transmit.pop_front()
+    }
+
+    /// The next IP packet for the TUN device.
+    #[must_use]
+    pub fn poll_lan_packet(&mut self) -> Option<Packet> {
+        self.lan_out.pop_front()
+    }
+
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<NodeEvent> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`Node::handle_timeout`] next, and why.
+    #[must_use]
+    pub fn poll_timeout(&mut self, now: Instant) -> Option<(Instant, WakeReason)> {
+        let mut best: Option<(Instant, WakeReason)> = None;
+        let mut consider = |t: Option<Instant>, why| {
+            if let Some(t) = t {
+                if best.is_none_or(|(b, _)| t < b) {
+                    best = Some((t, why));
+                }
+            }
+        };
+        if !self.members.is_empty() {
+            consider(Some(self.next_tick), WakeReason::TunnelTimers);
+        }
+        for p in self.peers.iter().flatten() {
+            consider(p.session.poll_timeout(), WakeReason::Bgp);
+        }
+        consider(self.overlay.poll_at(now), WakeReason::Overlay);
+        best
+    }
+
+    // ---- forwarding ----
+
+    fn queue_datagram(&mut self, to: SocketAddr, bytes: &[u8]) {
+        let Ok(bytes) = heapless::Vec::from_slice(bytes) else {
+            return;
+        };
+        if self.transmit.push_back(Datagram { to, bytes }).is_err() {
+            self.stats.queue_full += 1;
+        }
+    }
+
+    fn queue_lan(&mut self, packet: &[u8]) {
+        let queued = Packet::from_slice(packet)
+            .ok()
+            .is_some_and(|p| self.lan_out.push_back(p).is_ok());
+        if queued {
+            self.stats.to_lan += 1;
+        } else {
+            self.stats.queue_full += 1;
+        }
+    }
+
+    /// The source of a packet from a tunnel must lie in some member's home,
+    /// or be ours (a reply to us).
+    fn source_allowed(&self, src: IpAddr) -> bool {
+        self.overlay.has_addr(src)
+            || self.config.lan_prefixes.iter().any(|p| p.contains(src))
+            || self.members.iter().any(|(_, m)| m.config.owns_address(src))
+    }
+
+    fn route(&self, packet: &[u8], info: &IpInfo) -> Option<Source> {
+        let entry = self.rib.lookup(info.dst)?;
+        let set = entry.multipath();
+        match set.len() {
+            0 => None,
+            1 => Some(set[0].source),
+            n => Some(set[(ip::flow_hash(packet, info) as usize) % n].source),
+        }
+    }
+
+    fn forward_from_member(&mut self, packet: &mut [u8]) {
+        let info = match ip::parse(packet) {
+            Ok(i) => i,
+            Err(_) => {
+                self.stats.bad_inner += 1;
+                return;
+            }
+        };
+        let packet = &mut packet[..info.total_len];
+        if !self.source_allowed(info.src) {
+            self.stats.spoofed += 1;
+            return;
+        }
+        if self.overlay.has_addr(info.dst) {
+            self.stats.to_overlay += 1;
+            self.overlay.deliver(packet);
+            return;
+        }
+        match self.route(packet, &info) {
+            Some(Source::Local) => self.queue_lan(packet),
+            Some(Source::Peer(p)) => {
+                // Transit: we are a router on the path.
+                if ip::decrement_ttl(packet).is_err() {
+                    self.stats.ttl_expired += 1;
+                    self.icmp_error(IcmpError::TimeExceeded, packet, &info);
+                    return;
+                }
+                self.stats.forwarded += 1;
+                self.send_to_member(p as usize, packet);
+            }
+            None => {
+                self.stats.no_route += 1;
+                self.icmp_error(IcmpError::NetUnreachable, packet, &info);
+            }
+        }
+    }
+
+    fn send_to_member(&mut self, slot: usize, packet: &[u8]) {
+        let mut out = [0u8; MAX_DATAGRAM + 64];
+        let Some(m) = self.members.get_mut(slot) else {
+            self.stats.no_route += 1;
+            return;
+        };
+        match m.tunnel.encapsulate(packet, &mut out) {
+            TunnelResult::Network(b) => {
+                let Some(to) = m.endpoint else {
+                    m.stats.no_endpoint += 1;
+                    self.stats.no_endpoint += 1;
+                    return;
+                };
+                m.stats.tx_packets += 1;
+                m.stats.tx_bytes += packet.len() as u64;
+                let b: heapless::Vec<u8, MAX_DATAGRAM> =
+                    heapless::Vec::from_slice(b).unwrap_or_default();
+                self.queue_datagram(to, &b);
+            }
+            TunnelResult::Error(_) => self.stats.encrypt_errors += 1,
+            _ => {}
+        }
+    }
+
+    /// Sends a packet this node originates (ICMP errors, overlay traffic that
+    /// is not BGP): looked up like any other.
+    fn originate(&mut self, packet: &[u8]) {
+        let Ok(info) = ip::parse(packet) else {
+            return;
+        };
+        match self.route(packet, &info) {
+            Some(Source::Local) => self.queue_lan(packet),
+            Some(Source::Peer(p)) => self.send_to_member(p as usize, packet),
+            None => self.stats.no_route += 1,
+        }
+    }
+
+    fn icmp_error(&mut self, kind: IcmpError, packet: &[u8], info: &IpInfo) {
+        if !ip::may_answer_with_error(packet, info) {
+            return;
+        }
+        if self.icmp_budget == 0 {
+            self.stats.icmp_rate_limited += 1;
+            return;
+        }
+        self.icmp_budget -= 1;
+        let from = match info.src {
+            IpAddr::V4(_) => IpAddr::V4(self.config.overlay),
+            IpAddr::V6(_) => match self.config.overlay_v6 {
+                Some(a) => IpAddr::V6(a),
+                None => return,
+            },
+        };
+        let mut out = [0u8; 1280];
+        if let Some(n) = ip::build_icmp_error(kind, from, packet, info, &mut out) {
+            self.stats.icmp_sent += 1;
+            self.originate(&out[..n]);
+        }
+    }
+
+    /// Packets the overlay stack sends. BGP (and BFD) to a member go through
+    /// that member's own tunnel and nowhere else: one session per tunnel.
+    fn route_overlay_packet(&mut self, packet: &[u8]) {
+        let Ok(info) = ip::parse(packet) else {
+            return;
+        };
+        let ports = packet.get(info.header_len..info.header_len + 4);
+        let bgp = info.protocol == ip::PROTO_TCP
+            && ports.is_some_and(|p| {
+                u16::from_be_bytes([p[0], p[1]]) == crate::overlay::BGP_PORT
+                    || u16::from_be_bytes([p[2], p[3]]) == crate::overlay::BGP_PORT
+            });
+        if bgp {
+            if let Some(slot) = self.members.by_overlay(info.dst) {
+                self.send_to_member(slot, packet);
+            }
+            return;
+        }
+        self.originate(packet);
+    }
+
+    // ---- the engine: sockets ↔ sessions ↔ RIB, until quiet ----
+
+    fn pump(&mut self, now: Instant) {
+        for _ in 0..32 {
+            self.stats.pump_rounds += 1;
+            let mut busy = self.overlay.poll(now);
+            busy |= self.accept_connections(now);
+            for slot in 0..MAX_MEMBERS {
+                if self.peers[slot].is_some() {
+                    busy |= self.drive_peer(now, slot);
+                }
+            }
+            while let Some(p) = self.overlay.pop_outbound() {
+                busy = true;
+                self.route_overlay_packet(&p);
+            }
+            if !busy {
+                break;
+            }
+        }
+        self.sync_routes();
+    }
+
+    fn accept_connections(&mut self, now: Instant) -> bool {
+        let mut busy = false;
+        while let Some((h, remote)) = self.overlay.accepted() {
+            busy = true;
+            let slot = self.members.by_overlay(remote);
+            let accepted = slot.and_then(|s| {
+                let p = self.peers[s].as_mut()?;
+                if p.conns[ConnId::Incoming as usize].is_some() {
+                    return None;
+                }
+                p.session.handle_accepted(now).then_some(p)
+            });
+            match accepted {
+                Some(p) => {
+                    p.conns[ConnId::Incoming as usize] = Some(Conn {
+                        socket: h,
+                        reported: true,
+                    });
+                    self.overlay.adopt(h);
+                }
+                None => self.overlay.reject(h),
+            }
+        }
+        busy
+    }
+
+    /// Moves bytes between one member's session and its sockets, and acts on
+    /// the session's outputs. Returns whether anything happened.
+    fn drive_peer(&mut self, now: Instant, slot: usize) -> bool {
+        let mut busy = false;
+        let overlay_addr = match self.members.get(slot) {
+            Some(m) => IpAddr::V4(m.config.overlay),
+            None => return false,
+        };
+        let Some(peer) = self.peers[slot].as_mut() else {
+            return false;
+        };
+        // Transport progress and received bytes.
+        for id in [ConnId::Outgoing, ConnId::Incoming] {
+            let Some(mut conn) = peer.conns[id as usize] else {
+                continue;
+            };
+            let sock = self.overlay.socket(conn.socket);
+            use smoltcp::socket::tcp::State as S;
+            let state = sock.state();
+            if !conn.reported {
+                match state {
+                    S::Established => {
+                        conn.reported = true;
+                        peer.conns[id as usize] = Some(conn);
+                        peer.session.handle_connected(now);
+                        busy = true;
+                    }
+                    S::Closed | S::TimeWait | S::Closing | S::CloseWait | S::LastAck => {
+                        peer.conns[id as usize] = None;
+                        self.overlay.abort(conn.socket);
+                        peer.session.handle_transport_closed(now, id);
+                        busy = true;
+                    }
+                    _ => {}
+                }
+                continue;
+            }
+            let mut sink = RibImport {
+                rib: &mut self.rib,
+                peer: slot as u8,
+                filter: Membership {
+                    members: &self.members,
+                    own_asn: self.config.asn,
+                    refused: &mut self.stats.hijacks_refused,
+                },
+                stats: &mut peer.import,
+            };
+            let sock = self.overlay.socket(conn.socket);
+            while sock.can_recv() {
+                let session = &mut peer.session;
+                let r = sock.recv(|buf| {
+                    session.handle_data(now, id, buf, &mut sink);
+                    (buf.len(), buf.len())
+                });
+                match r {
+                    Ok(n) if n > 0 => busy = true,
+                    _ => break,
+                }
+            }
+            if !sock.may_recv()
+                && !matches!(sock.state(), S::Established | S::FinWait1 | S::FinWait2)
+            {
+                // The peer closed (or reset) the connection.
+                peer.conns[id as usize] = None;
+                self.overlay.abort(conn.socket);
+                peer.session.handle_transport_closed(now, id);
+                busy = true;
+            }
+        }
+        // Session actions.
+        while let Some(action) = peer.session.poll_action() {
+            busy = true;
+            match action {
+                Action::Connect => match self.overlay.connect(overlay_addr) {
+                    Ok(h) => {
+                        peer.conns[ConnId::Outgoing as usize] = Some(Conn {
+                            socket: h,
+                            reported: false,
+                        });
+                    }
+                    Err(_) => peer.session.handle_transport_closed(now, ConnId::Outgoing),
+                },
+                Action::Close(id) => {
+                    if let Some(conn) = peer.conns[id as usize].take() {
+                        let sock = self.overlay.socket(conn.socket);
+                        let pending = peer.session.pending_tx(id);
+                        let _ = sock.send_slice(pending);
+                        self.overlay.close(conn.socket);
+                    }
+                    peer.session.handle_transport_closed(now, id);
+                }
+            }
+        }
+        // Session events.
+        while let Some(ev) = peer.session.poll_event() {
+            busy = true;
+            let member = slot as u8;
+            match ev {
+                SessionEvent::Established => {
+                    self.rib.peer_up(member);
+                    peer.end_of_rib_sent = false;
+                    push(
+                        &mut self.events,
+                        &mut self.stats,
+                        NodeEvent::SessionUp { member },
+                    );
+                }
+                SessionEvent::Down(reason) => {
+                    self.rib.peer_down(member);
+                    push(
+                        &mut self.events,
+                        &mut self.stats,
+                        NodeEvent::SessionDown { member, reason },
+                    );
+                }
+                SessionEvent::RouteRefresh(_) => self.rib.refresh(member),
+                SessionEvent::EndOfRib(_) => {}
+            }
+        }
+        // Export what changed.
+        if peer.session.is_established() {
+            let policy = ExportPolicy {
+                local_asn: self.config.asn,
+                next_hop_v4: Some(self.config.overlay),
+                next_hop_v6: self.config.overlay_v6,
+            };
+            let progress = export(&mut peer.session, &mut self.rib, slot as u8, &policy);
+            // Export blocked on a full send buffer resumes on the next input
+            // (the peer's ACK): every input runs this again.
+            busy |= progress.updates > 0;
+            if progress.done && !peer.end_of_rib_sent {
+                let _ = peer.session.send_end_of_rib(Family::Ipv4);
+                if self.config.overlay_v6.is_some() {
+                    let _ = peer.session.send_end_of_rib(Family::Ipv6);
+                }
+                peer.end_of_rib_sent = true;
+            }
+        }
+        // Bytes out.
+        for id in [ConnId::Outgoing, ConnId::Incoming] {
+            let Some(conn) = peer.conns[id as usize] else {
+                continue;
+            };
+            if !conn.reported {
+                continue;
+            }
+            let pending = peer.session.pending_tx(id);
+            if pending.is_empty() {
+                continue;
+            }
+            let sock = self.overlay.socket(conn.socket);
+            if let Ok(n) = sock.send_slice(pending) {
+                if n > 0 {
+                    peer.session.consume_tx(id, n);
+                    busy = true;
+                }
+            }
+        }
+        busy
+    }
+
+    /// Reports Loc-RIB changes of other homes' prefixes as events.
+    fn sync_routes(&mut self) {
+        let version = self.rib.stats.best_changes;
+        if version == self.rib_version {
+            return;
+        }
+        self.rib_version = version;
+        let mut now_installed: heapless::Vec<(Prefix, u8), 512> = heapless::Vec::new();
+        for e in self.rib.loc_rib() {
+            if let Some(Source::Peer(p)) = e.best().map(|b| b.source) {
+                let _ = now_installed.push((e.prefix, p));
+            }
+        }
+        // Both lists are in prefix order (the RIB is sorted): merge.
+        let (mut i, mut j) = (0, 0);
+        let old = core::mem::take(&mut self.installed);
+        while i < old.len() || j < now_installed.len() {
+            let ev = match (old.get(i), now_installed.get(j)) {
+                (Some(&(op, ov)), Some(&(np, nv))) if op == np => {
+                    i += 1;
+                    j += 1;
+                    (ov != nv).then_some(NodeEvent::PathChanged {
+                        prefix: np,
+                        from: ov,
+                        to: nv,
+                    })
+                }
+                (Some(&(op, _)), Some(&(np, _))) if op < np => {
+                    i += 1;
+                    Some(NodeEvent::RouteRemoved { prefix: op })
+                }
+                (Some(_), Some(&(np, nv))) => {
+                    j += 1;
+                    Some(NodeEvent::RouteAdded {
+                        prefix: np,
+                        via: nv,
+                    })
+                }
+                (Some(&(op, _)), None) => {
+                    i += 1;
+                    Some(NodeEvent::RouteRemoved { prefix: op })
+                }
+                (None, Some(&(np, nv))) => {
+                    j += 1;
+                    Some(NodeEvent::RouteAdded {
+                        prefix: np,
+                        via: nv,
+                    })
+                }
+                (None, None) => None,
+            };
+            if let Some(ev) = ev {
+                push(&mut self.events, &mut self.stats, ev);
+            }
+        }
+        self.installed = now_installed;
+    }
+
+    /// The RIB entry for `prefix` with each path's member name, for status.
+    pub fn routes(&self) -> impl Iterator<Item = &crate::rib::Entry> + '_ {
+        self.rib.loc_rib()
+    }
+
+    /// A member's tunnel, for status and tests.
+    pub fn member(&self, slot: u8) -> Option<&Member<C::Tunnel>> {
+        self.members.get(slot as usize)
+    }
+
+    /// Whether `prefix` is one this node originates.
+    pub fn is_local(&self, prefix: &Prefix) -> bool {
+        self.rib
+            .entry(prefix)
+            .and_then(|e| e.best())
+            .is_some_and(|p| p.source == Source::Local)
+    }
+}
+
+fn push(q: &mut heapless::Deque<NodeEvent, EVENT_QUEUE>, stats: &mut NodeStats, e: NodeEvent) {
+    if q.push_back(e).is_err() {
+        stats.events_dropped += 1;
+    }
+}
+
+/// Inner MTU for the TUN device: what fits a 1500-octet underlay.
+pub const TUN_MTU: usize = INNER_MTU;
