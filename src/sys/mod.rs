@@ -2,3 +2,93 @@
 
 pub mod netlink;
 pub mod tun;
+
+use std::fmt;
+use std::io;
+
+/// An [`io::Error`] with a description of what was being done in front of it
+/// (and, for netlink, the kernel's extended-ack message behind it). The
+/// [`io::ErrorKind`] of the underlying error is kept; [`errno`] digs out the
+/// OS error number.
+#[derive(Debug)]
+struct Context {
+    what: String,
+    source: io::Error,
+    detail: Option<String>,
+}
+
+impl fmt::Display for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.what.is_empty() {
+            write!(f, "{}: ", self.what)?;
+        }
+        write!(f, "{}", self.source)?;
+        if let Some(detail) = &self.detail {
+            write!(f, " ({detail})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Context {}
+
+/// Wraps `err` so that it reads "`what`: `err`", keeping its kind and errno.
+pub(crate) fn context(err: io::Error, what: impl fmt::Display) -> io::Error {
+    // An error that has only a detail so far (a kernel message) takes the
+    // description in place rather than nesting.
+    let bare = err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<Context>())
+        .is_some_and(|c| c.what.is_empty());
+    if bare {
+        let kind = err.kind();
+        return match err.into_inner().map(|e| e.downcast::<Context>()) {
+            Some(Ok(c)) => with_detail(c.source, what, c.detail),
+            _ => io::Error::new(kind, what.to_string()), // unreachable
+        };
+    }
+    with_detail(err, what, None)
+}
+
+fn with_detail(err: io::Error, what: impl fmt::Display, detail: Option<String>) -> io::Error {
+    io::Error::new(
+        err.kind(),
+        Context {
+            what: what.to_string(),
+            source: err,
+            detail,
+        },
+    )
+}
+
+/// The OS error number (`errno`) behind an error returned by this module,
+/// looking through the context added to it.
+pub fn errno(err: &io::Error) -> Option<i32> {
+    if let Some(n) = err.raw_os_error() {
+        return Some(n);
+    }
+    let ctx = err.get_ref()?.downcast_ref::<Context>()?;
+    errno(&ctx.source)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_keeps_kind_and_errno() {
+        let e = context(io::Error::from_raw_os_error(17), "adding x");
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(errno(&e), Some(17));
+        assert!(e.to_string().starts_with("adding x: "), "{e}");
+        let e = context(e, "outer");
+        assert_eq!(errno(&e), Some(17));
+        let e = with_detail(
+            io::Error::from_raw_os_error(22),
+            "op",
+            Some("kernel: bad".into()),
+        );
+        assert!(e.to_string().ends_with("(kernel: bad)"), "{e}");
+        assert_eq!(errno(&io::Error::other("plain")), None);
+    }
+}
