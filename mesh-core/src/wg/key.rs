@@ -63,6 +63,10 @@ impl FromStr for Key {
         if s.len() != 44 || s[43] != b'=' || s[42] == b'=' {
             return Err(KeyError);
         }
+        // Padding only as the very last character (32 octets = 43 sextets + '=').
+        if s[..43].contains(&b'=') {
+            return Err(KeyError);
+        }
         let mut out = [0u8; 32];
         let mut o = 0;
         for chunk in s.chunks(4) {
@@ -76,7 +80,7 @@ impl FromStr for Key {
                 }
             }
             let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-            for &b in bytes.iter().take(valid - 1) {
+            for &b in bytes.iter().take(valid.saturating_sub(1)) {
                 *out.get_mut(o).ok_or(KeyError)? = b;
                 o += 1;
             }
@@ -133,6 +137,13 @@ mod tests {
         assert!("xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dh="
             .parse::<Key>()
             .is_err());
+    }
+
+    #[test]
+    fn padding_in_the_middle_is_an_error_not_a_panic() {
+        // Found by the config parser's property test.
+        let bad = "AAAA====AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+        assert_eq!(bad.parse::<Key>(), Err(KeyError));
     }
 
     #[test]
