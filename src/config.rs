@@ -1,1 +1,1640 @@
-//! The typed meshd configuration, read from a UCI file.
+//! The typed meshd configuration, read from a UCI file (`/etc/config/meshd`
+//! by default; see [`crate::uci`] for the syntax).
+//!
+//! ```text
+//! config meshd 'main'
+//!     option enabled '1'             # bool (1/0, yes/no, on/off, true/false,
+//!                                    #   enabled/disabled); default 1
+//!     option private_key_file '/etc/meshd/private.key'   # the default
+//!     option listen_port '51820'     # UDP port of the mesh, default 51820
+//!     option overlay '10.0.0.1'      # required, IPv4
+//!     option overlay6 'fd00::1'      # optional, IPv6
+//!     option asn '65001'             # required, 1..4294967294, not 23456 (AS_TRANS)
+//!     list announce '192.168.1.0/24' # prefixes this home announces (at most 8)
+//!     option hold_time '9'           # BGP hold time, s: 0 or 3..65535; default 9
+//!     option connect_retry '2'       # s, 1..3600, default 2
+//!     option keepalive '25'          # WireGuard persistent keepalive, s, 0 = off; default 25
+//!     option max_paths '1'           # ECMP limit 1..32, default 1
+//!     option tun 'meshd0'            # TUN interface, 1..15 of [A-Za-z0-9_.-]; default meshd0
+//!     option control_socket '/var/run/meshd.sock'        # the default
+//!     option log_level 'info'        # error|warn|info|debug|trace, default info
+//!
+//! config member 'r2'                 # the section name is the member's name
+//!     option enabled '1'             # default 1; a disabled member is checked, not used
+//!     option public_key '...'        # required, WireGuard key (44 characters of base64)
+//!     option overlay '10.0.0.2'      # required
+//!     option overlay6 'fd00::2'
+//!     option asn '65002'             # required
+//!     list prefix '192.168.2.0/24'   # what it may originate, its LAN (at most 8)
+//!     list endpoint '198.51.100.2:51820'   # a.b.c.d:port, [v6]:port or host:port
+//!     option keepalive '25'          # overrides main's (0 = off for this member)
+//!     option hold_time '3'           # overrides main's
+//! ```
+//!
+//! - An anonymous `config member` takes its name from `option name`. Names are
+//!   what a uci section name may be (`[A-Za-z0-9_]`), at most 32 bytes.
+//! - List options (`announce`, `prefix`, `endpoint`) may also be given as one
+//!   `option` holding items separated by spaces, as OpenWrt scripts allow.
+//! - Exactly one `meshd` section. Member names, and among enabled members
+//!   public keys, AS numbers and overlay addresses, are unique; no member uses
+//!   the node's own AS number or overlay addresses.
+//! - Unknown options and section types are warnings ([`Config::warnings`]);
+//!   everything else wrong is an error, and all errors are reported at once.
+
+use std::fmt;
+use std::fs;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use mesh_core::node::{NodeConfig, MAX_LAN_PREFIXES};
+use mesh_core::wg::{Key, MemberConfig, MAX_ENDPOINTS, MAX_MEMBERS, MAX_MEMBER_PREFIXES};
+use mesh_core::{Duration, Prefix};
+
+use crate::uci::{self, Package, Section, Value};
+
+pub const DEFAULT_PATH: &str = "/etc/config/meshd";
+pub const DEFAULT_PRIVATE_KEY_FILE: &str = "/etc/meshd/private.key";
+pub const DEFAULT_LISTEN_PORT: u16 = 51820;
+pub const DEFAULT_HOLD_TIME: u16 = 9;
+pub const DEFAULT_CONNECT_RETRY_SECS: u64 = 2;
+pub const DEFAULT_KEEPALIVE: u16 = 25;
+pub const DEFAULT_MAX_PATHS: u8 = 1;
+pub const DEFAULT_TUN: &str = "meshd0";
+pub const DEFAULT_CONTROL_SOCKET: &str = "/var/run/meshd.sock";
+/// Member names become `heapless::String<32>` in mesh-core.
+pub const MAX_MEMBER_NAME: usize = 32;
+/// RFC 6793: the 2-octet stand-in for a 4-octet AS number, never a real AS.
+const AS_TRANS: u32 = 23456;
+/// `sun_path` holds 108 bytes with the terminating NUL.
+const MAX_SOCKET_PATH: usize = 107;
+
+const MAIN_OPTIONS: &[&str] = &[
+    "enabled",
+    "private_key_file",
+    "listen_port",
+    "overlay",
+    "overlay6",
+    "asn",
+    "announce",
+    "hold_time",
+    "connect_retry",
+    "keepalive",
+    "max_paths",
+    "tun",
+    "control_socket",
+    "log_level",
+];
+
+const MEMBER_OPTIONS: &[&str] = &[
+    "enabled",
+    "name",
+    "public_key",
+    "overlay",
+    "overlay6",
+    "asn",
+    "prefix",
+    "endpoint",
+    "keepalive",
+    "hold_time",
+];
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub main: MainConfig,
+    /// All member sections in file order, disabled ones included.
+    pub members: Vec<MemberEntry>,
+    /// Unknown options and section types, host bits set in prefixes: worth
+    /// logging, not worth refusing the file.
+    pub warnings: Vec<ConfigError>,
+}
+
+/// The `config meshd` section: this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MainConfig {
+    pub enabled: bool,
+    pub private_key_file: PathBuf,
+    pub listen_port: u16,
+    pub overlay: Ipv4Addr,
+    pub overlay6: Option<Ipv6Addr>,
+    pub asn: u32,
+    pub announce: Vec<Prefix>,
+    pub hold_time: u16,
+    pub connect_retry: Duration,
+    /// `None` when set to 0 (off).
+    pub keepalive: Option<u16>,
+    pub max_paths: u8,
+    pub tun: String,
+    pub control_socket: PathBuf,
+    pub log_level: log::LevelFilter,
+}
+
+/// A `config member` section: a friend's router. Holds no line numbers, so
+/// that comparing the old and new entry on reload says whether the member
+/// itself changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberEntry {
+    pub name: String,
+    pub enabled: bool,
+    pub public_key: Key,
+    pub overlay: Ipv4Addr,
+    pub overlay6: Option<Ipv6Addr>,
+    pub asn: u32,
+    pub prefixes: Vec<Prefix>,
+    pub endpoints: Vec<Endpoint>,
+    /// Overrides the node's keepalive; `Some(0)` turns it off for this member.
+    pub keepalive: Option<u16>,
+    /// Overrides the node's hold time.
+    pub hold_time: Option<u16>,
+}
+
+/// Where a member may be reached.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    Addr(SocketAddr),
+    /// A host name, resolved by the daemon (and again later: home addresses change).
+    Name(String, u16),
+}
+
+/// Something wrong (or, in [`Config::warnings`], odd) in the file, with
+/// where it is. Displays as
+/// `/etc/config/meshd:12: member 'r2': option 'asn': '65x02' is not an AS number (1..4294967294)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 0 when it is about the file as a whole.
+    pub line: usize,
+    /// `member 'r2'`, `member @member[1]` (anonymous), or empty.
+    pub section: String,
+    pub option: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if self.line > 0 {
+            write!(f, ":{}", self.line)?;
+        }
+        f.write_str(": ")?;
+        if !self.section.is_empty() {
+            write!(f, "{}: ", self.section)?;
+        }
+        if let Some(option) = &self.option {
+            write!(f, "option '{option}': ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and checks the file; on failure, every error found.
+    pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
+        let file_error = |line: usize, message: String| ConfigError {
+            file: path.to_path_buf(),
+            line,
+            section: String::new(),
+            option: None,
+            message,
+        };
+        let bytes = fs::read(path).map_err(|e| vec![file_error(0, e.to_string())])?;
+        match String::from_utf8(bytes) {
+            Ok(text) => Config::parse(&text, path),
+            Err(e) => {
+                let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+                let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+                Err(vec![file_error(line, "not UTF-8 text".to_string())])
+            }
+        }
+    }
+
+    /// Checks `text` as if read from `file` (which only names it in errors).
+    pub fn parse(text: &str, file: &Path) -> Result<Config, Vec<ConfigError>> {
+        match Package::parse(text) {
+            Ok(package) => Config::from_uci(&package, file),
+            Err(e) => Err(vec![ConfigError {
+                file: file.to_path_buf(),
+                line: e.line,
+                section: String::new(),
+                option: None,
+                message: e.message,
+            }]),
+        }
+    }
+
+    /// Checks a parsed UCI package (for the daemon, after editing one).
+    pub fn from_uci(package: &Package, file: &Path) -> Result<Config, Vec<ConfigError>> {
+        let mut report = Report {
+            file,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        };
+        let mut main: Option<MainConfig> = None;
+        let mut main_line: Option<usize> = None;
+        let mut members: Vec<(MemberEntry, MemberLines)> = Vec::new();
+
+        for (index, section) in package.sections.iter().enumerate() {
+            let label = section_label(package, index);
+            match section.stype.as_str() {
+                "meshd" => {
+                    if let Some(first) = main_line {
+                        report.error(
+                            section.line,
+                            &label,
+                            None,
+                            format!(
+                                "a second 'config meshd' section (the first is on line {first})"
+                            ),
+                        );
+                        continue;
+                    }
+                    main_line = Some(section.line);
+                    main = read_main(&mut SectionReader::new(&mut report, section, label));
+                }
+                "member" => {
+                    let mut reader = SectionReader::new(&mut report, section, label.clone());
+                    if let Some(member) = read_member(&mut reader) {
+                        members.push((member, MemberLines::of(section, label)));
+                    }
+                }
+                other => report.warn(
+                    section.line,
+                    &label,
+                    None,
+                    format!("unknown section type '{other}', ignored"),
+                ),
+            }
+        }
+        if main_line.is_none() {
+            report.error(0, "", None, "no 'config meshd' section".to_string());
+        }
+        check_members(&mut report, main.as_ref(), &members);
+
+        // Report in file order; file-wide errors (line 0) first.
+        report.errors.sort_by_key(|e| e.line);
+        report.warnings.sort_by_key(|e| e.line);
+        match main {
+            Some(main) if report.errors.is_empty() => Ok(Config {
+                main,
+                members: members.into_iter().map(|(m, _)| m).collect(),
+                warnings: report.warnings,
+            }),
+            _ => Err(report.errors),
+        }
+    }
+
+    pub fn member(&self, name: &str) -> Option<&MemberEntry> {
+        self.members.iter().find(|m| m.name == name)
+    }
+
+    pub fn enabled_members(&self) -> impl Iterator<Item = &MemberEntry> {
+        self.members.iter().filter(|m| m.enabled)
+    }
+}
+
+impl MainConfig {
+    /// The node's settings for mesh-core.
+    pub fn node_config(&self, private_key: Key, seed: u64) -> NodeConfig {
+        let mut config = NodeConfig::new(private_key, self.overlay, self.asn);
+        config.overlay_v6 = self.overlay6;
+        for prefix in &self.announce {
+            // At most MAX_LAN_PREFIXES: checked when the file was read.
+            let _ = config.lan_prefixes.push(*prefix);
+        }
+        config.hold_time = self.hold_time;
+        config.connect_retry = self.connect_retry;
+        config.max_paths = self.max_paths;
+        config.keepalive = self.keepalive;
+        config.seed = seed;
+        config
+    }
+}
+
+impl MemberEntry {
+    /// The member for mesh-core. Its endpoints are the literal addresses of
+    /// [`MemberEntry::endpoints`] followed by `resolved` (what the host names
+    /// resolved to; passing the literal ones again does no harm), without
+    /// duplicates and at most [`MAX_ENDPOINTS`].
+    pub fn member_config(&self, resolved: &[SocketAddr]) -> MemberConfig {
+        let mut name = heapless::String::new();
+        for c in self.name.chars() {
+            // At most 32 bytes: checked when the file was read.
+            if name.push(c).is_err() {
+                break;
+            }
+        }
+        let mut prefixes = heapless::Vec::new();
+        for prefix in &self.prefixes {
+            let _ = prefixes.push(*prefix);
+        }
+        let literal = self.endpoints.iter().filter_map(|e| match e {
+            Endpoint::Addr(a) => Some(*a),
+            Endpoint::Name(..) => None,
+        });
+        let mut endpoints: heapless::Vec<SocketAddr, MAX_ENDPOINTS> = heapless::Vec::new();
+        for addr in literal.chain(resolved.iter().copied()) {
+            if !endpoints.contains(&addr) && endpoints.push(addr).is_err() {
+                break;
+            }
+        }
+        MemberConfig {
+            name,
+            public_key: self.public_key,
+            overlay: self.overlay,
+            overlay_v6: self.overlay6,
+            asn: self.asn,
+            prefixes,
+            endpoints,
+            keepalive: self.keepalive,
+            hold_time: self.hold_time,
+        }
+    }
+
+    /// The endpoints given as host names, to resolve.
+    pub fn endpoint_names(&self) -> impl Iterator<Item = (&str, u16)> {
+        self.endpoints.iter().filter_map(|e| match e {
+            Endpoint::Name(host, port) => Some((host.as_str(), *port)),
+            Endpoint::Addr(_) => None,
+        })
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Addr(a) => write!(f, "{a}"),
+            Endpoint::Name(host, port) => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+impl FromStr for Endpoint {
+    /// Why not, in words for a [`ConfigError`].
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Endpoint, String> {
+        if let Ok(addr) = SocketAddr::from_str(s) {
+            if addr.port() == 0 {
+                return Err(format!("'{s}' has port 0"));
+            }
+            return Ok(Endpoint::Addr(addr));
+        }
+        if s.starts_with('[') {
+            return Err(format!("'{s}' is not an endpoint ([IPv6 address]:port)"));
+        }
+        let Some((host, port)) = s.rsplit_once(':') else {
+            return Err(format!(
+                "'{s}' is not an endpoint: the port is missing (host:port)"
+            ));
+        };
+        if host.contains(':') {
+            return Err(format!(
+                "'{s}' is not an endpoint: write IPv6 as [address]:port"
+            ));
+        }
+        let port = match parse_uint(port) {
+            Some(p @ 1..=65535) => p as u16,
+            _ => {
+                return Err(format!(
+                    "'{s}' is not an endpoint: '{port}' is not a port (1..65535)"
+                ))
+            }
+        };
+        if !is_host_name(host) {
+            return Err(format!(
+                "'{s}' is not an endpoint: '{host}' is neither an IPv4 address nor a host name"
+            ));
+        }
+        Ok(Endpoint::Name(host.to_string(), port))
+    }
+}
+
+/// Where the checks of a file report to.
+struct Report<'f> {
+    file: &'f Path,
+    errors: Vec<ConfigError>,
+    warnings: Vec<ConfigError>,
+}
+
+impl Report<'_> {
+    fn entry(
+        &self,
+        line: usize,
+        section: &str,
+        option: Option<&str>,
+        message: String,
+    ) -> ConfigError {
+        ConfigError {
+            file: self.file.to_path_buf(),
+            line,
+            section: section.to_string(),
+            option: option.map(str::to_string),
+            message,
+        }
+    }
+
+    fn error(&mut self, line: usize, section: &str, option: Option<&str>, message: String) {
+        let e = self.entry(line, section, option, message);
+        self.errors.push(e);
+    }
+
+    fn warn(&mut self, line: usize, section: &str, option: Option<&str>, message: String) {
+        let w = self.entry(line, section, option, message);
+        self.warnings.push(w);
+    }
+}
+
+/// `member 'r2'`, or `member @member[1]` for an anonymous section.
+fn section_label(package: &Package, index: usize) -> String {
+    let section = &package.sections[index];
+    match &section.name {
+        Some(name) => format!("{} '{name}'", section.stype),
+        None => format!("{} {}", section.stype, package.section_ref(index)),
+    }
+}
+
+/// Reads the options of one section, reporting what is wrong with them.
+struct SectionReader<'r, 'f, 's> {
+    report: &'r mut Report<'f>,
+    section: &'s Section,
+    label: String,
+}
+
+impl<'r, 'f, 's> SectionReader<'r, 'f, 's> {
+    fn new(report: &'r mut Report<'f>, section: &'s Section, label: String) -> Self {
+        SectionReader {
+            report,
+            section,
+            label,
+        }
+    }
+
+    fn error(&mut self, line: usize, option: Option<&str>, message: String) {
+        self.report.error(line, &self.label, option, message);
+    }
+
+    fn warn(&mut self, line: usize, option: Option<&str>, message: String) {
+        self.report.warn(line, &self.label, option, message);
+    }
+
+    /// The value of `option` and its line; `None` if absent or a list.
+    fn single(&mut self, option: &str) -> Option<(&'s str, usize)> {
+        let o = self.section.option(option)?;
+        match &o.value {
+            Value::Single(v) => Some((v.as_str(), o.line)),
+            Value::List(_) => {
+                let message = "takes one value: write `option`, not `list`".to_string();
+                self.error(o.line, Some(option), message);
+                None
+            }
+        }
+    }
+
+    /// `option` parsed; `None` if absent or wrong (then reported).
+    fn value<T>(
+        &mut self,
+        option: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let (text, line) = self.single(option)?;
+        match parse(text) {
+            Ok(v) => Some(v),
+            Err(message) => {
+                self.error(line, Some(option), message);
+                None
+            }
+        }
+    }
+
+    /// Like [`Self::value`], and a missing option is an error of the section.
+    fn required<T>(
+        &mut self,
+        option: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        if self.section.option(option).is_none() {
+            let line = self.section.line;
+            self.error(line, None, format!("missing required option '{option}'"));
+            return None;
+        }
+        self.value(option, parse)
+    }
+
+    /// The items of a list option (or of an option, split at spaces), each
+    /// parsed, at most `max`.
+    fn list<T>(
+        &mut self,
+        option: &str,
+        what: &str,
+        max: usize,
+        mut parse: impl FnMut(&mut Self, &str, usize) -> Result<T, String>,
+    ) -> Vec<T> {
+        let Some(o) = self.section.option(option) else {
+            return Vec::new();
+        };
+        let line = o.line;
+        let items: Vec<&'s str> = match &o.value {
+            Value::Single(v) => v.split_whitespace().collect(),
+            Value::List(items) => items.iter().map(String::as_str).collect(),
+        };
+        let mut out = Vec::new();
+        for item in &items {
+            match parse(self, item, line) {
+                Ok(v) => out.push(v),
+                Err(message) => self.error(line, Some(option), message),
+            }
+        }
+        if items.len() > max {
+            let message = format!("too many {what} ({}, at most {max})", items.len());
+            self.error(line, Some(option), message);
+        }
+        out
+    }
+
+    fn prefixes(&mut self, option: &str, max: usize) -> Vec<Prefix> {
+        self.list(option, "prefixes", max, |reader, text, line| {
+            let (prefix, address) = parse_prefix(text)?;
+            if prefix.addr() != address {
+                let message = format!("'{text}' has host bits set; meshd uses {prefix}");
+                reader.warn(line, Some(option), message);
+            }
+            Ok(prefix)
+        })
+    }
+
+    fn warn_unknown_options(&mut self, known: &[&str]) {
+        for o in &self.section.options {
+            if !known.contains(&o.name.as_str()) {
+                self.warn(o.line, Some(&o.name), "unknown option, ignored".to_string());
+            }
+        }
+    }
+}
+
+fn read_main(r: &mut SectionReader) -> Option<MainConfig> {
+    let enabled = r.value("enabled", parse_bool).unwrap_or(true);
+    let private_key_file = r
+        .value("private_key_file", parse_absolute_path)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PRIVATE_KEY_FILE));
+    let listen_port = r
+        .value("listen_port", parse_port)
+        .unwrap_or(DEFAULT_LISTEN_PORT);
+    let overlay = r.required("overlay", parse_ipv4);
+    let overlay6 = r.value("overlay6", parse_ipv6);
+    let asn = r.required("asn", parse_asn);
+    let announce = r.prefixes("announce", MAX_LAN_PREFIXES);
+    let hold_time = r
+        .value("hold_time", parse_hold_time)
+        .unwrap_or(DEFAULT_HOLD_TIME);
+    let connect_retry = r
+        .value("connect_retry", |s| parse_range(s, 1, 3600, "seconds"))
+        .unwrap_or(DEFAULT_CONNECT_RETRY_SECS);
+    let keepalive = r
+        .value("keepalive", parse_keepalive)
+        .unwrap_or(DEFAULT_KEEPALIVE);
+    let max_paths = r
+        .value("max_paths", |s| parse_range(s, 1, 32, "paths"))
+        .unwrap_or(DEFAULT_MAX_PATHS as u64);
+    let tun = r
+        .value("tun", parse_interface_name)
+        .unwrap_or_else(|| DEFAULT_TUN.to_string());
+    let control_socket = r
+        .value("control_socket", parse_socket_path)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL_SOCKET));
+    let log_level = r
+        .value("log_level", parse_log_level)
+        .unwrap_or(log::LevelFilter::Info);
+    r.warn_unknown_options(MAIN_OPTIONS);
+
+    Some(MainConfig {
+        enabled,
+        private_key_file,
+        listen_port,
+        overlay: overlay?,
+        overlay6,
+        asn: asn?,
+        announce,
+        hold_time,
+        connect_retry: Duration::from_secs(connect_retry),
+        keepalive: (keepalive != 0).then_some(keepalive),
+        max_paths: max_paths as u8,
+        tun,
+        control_socket,
+        log_level,
+    })
+}
+
+fn read_member(r: &mut SectionReader) -> Option<MemberEntry> {
+    let name = match &r.section.name {
+        Some(section_name) => {
+            if section_name.len() > MAX_MEMBER_NAME {
+                let message =
+                    format!("member name '{section_name}' is longer than {MAX_MEMBER_NAME} bytes");
+                r.error(r.section.line, None, message);
+            }
+            if let Some((other, line)) = r.single("name") {
+                if other != section_name {
+                    let message =
+                        format!("'{other}' differs from the section name '{section_name}'");
+                    r.error(line, Some("name"), message);
+                }
+            }
+            Some(section_name.clone())
+        }
+        None if r.section.option("name").is_none() => {
+            let line = r.section.line;
+            r.error(
+                line,
+                None,
+                "an anonymous member section needs option 'name'".to_string(),
+            );
+            None
+        }
+        None => r.value("name", parse_member_name),
+    };
+    let enabled = r.value("enabled", parse_bool).unwrap_or(true);
+    let public_key = r.required("public_key", parse_key);
+    let overlay = r.required("overlay", parse_ipv4);
+    let overlay6 = r.value("overlay6", parse_ipv6);
+    let asn = r.required("asn", parse_asn);
+    let prefixes = r.prefixes("prefix", MAX_MEMBER_PREFIXES);
+    let endpoints = r.list("endpoint", "endpoints", MAX_ENDPOINTS, |_, text, _| {
+        Endpoint::from_str(text)
+    });
+    let keepalive = r.value("keepalive", parse_keepalive);
+    let hold_time = r.value("hold_time", parse_hold_time);
+    r.warn_unknown_options(MEMBER_OPTIONS);
+
+    Some(MemberEntry {
+        name: name?,
+        enabled,
+        public_key: public_key?,
+        overlay: overlay?,
+        overlay6,
+        asn: asn?,
+        prefixes,
+        endpoints,
+        keepalive,
+        hold_time,
+    })
+}
+
+/// Where a member's identifying options are, for cross-section errors.
+struct MemberLines {
+    label: String,
+    section: usize,
+    name: usize,
+    public_key: usize,
+    overlay: usize,
+    overlay6: usize,
+    asn: usize,
+}
+
+impl MemberLines {
+    fn of(section: &Section, label: String) -> MemberLines {
+        let line = |option: &str| section.option(option).map_or(section.line, |o| o.line);
+        MemberLines {
+            section: section.line,
+            name: if section.name.is_some() {
+                section.line
+            } else {
+                line("name")
+            },
+            public_key: line("public_key"),
+            overlay: line("overlay"),
+            overlay6: line("overlay6"),
+            asn: line("asn"),
+            label,
+        }
+    }
+}
+
+/// Checks across sections: unique members, none of them us.
+fn check_members(
+    report: &mut Report,
+    main: Option<&MainConfig>,
+    members: &[(MemberEntry, MemberLines)],
+) {
+    let mut enabled = 0;
+    for (i, (m, lines)) in members.iter().enumerate() {
+        let label = &lines.label;
+        if let Some(main) = main {
+            if m.asn == main.asn {
+                let message = format!("{} is this node's own AS number", m.asn);
+                report.error(lines.asn, label, Some("asn"), message);
+            }
+            if m.overlay == main.overlay {
+                let message = format!("{} is this node's own overlay address", m.overlay);
+                report.error(lines.overlay, label, Some("overlay"), message);
+            }
+            if let Some(a) = m.overlay6.filter(|&a| main.overlay6 == Some(a)) {
+                let message = format!("{a} is this node's own overlay address");
+                report.error(lines.overlay6, label, Some("overlay6"), message);
+            }
+        }
+
+        let earlier = &members[..i];
+        if let Some((_, first)) = earlier.iter().find(|(e, _)| e.name == m.name) {
+            let message = format!(
+                "member name '{}' is used already (line {})",
+                m.name, first.name
+            );
+            report.error(lines.name, label, None, message);
+        }
+        if !m.enabled {
+            continue;
+        }
+        enabled += 1;
+        if enabled == MAX_MEMBERS + 1 {
+            let message = format!("more than {MAX_MEMBERS} enabled members");
+            report.error(lines.section, label, None, message);
+        }
+        let earlier_enabled = || earlier.iter().filter(|(e, _)| e.enabled);
+        if let Some((e, first)) = earlier_enabled().find(|(e, _)| e.public_key == m.public_key) {
+            let message = format!(
+                "same public key as member '{}' (line {})",
+                e.name, first.public_key
+            );
+            report.error(lines.public_key, label, Some("public_key"), message);
+        }
+        if let Some((e, first)) = earlier_enabled().find(|(e, _)| e.asn == m.asn) {
+            let message = format!(
+                "{} is the AS number of member '{}' (line {})",
+                m.asn, e.name, first.asn
+            );
+            report.error(lines.asn, label, Some("asn"), message);
+        }
+        if let Some((e, first)) = earlier_enabled().find(|(e, _)| e.overlay == m.overlay) {
+            let message = format!(
+                "{} is the overlay address of member '{}' (line {})",
+                m.overlay, e.name, first.overlay
+            );
+            report.error(lines.overlay, label, Some("overlay"), message);
+        }
+        if let Some(a) = m.overlay6 {
+            if let Some((e, first)) = earlier_enabled().find(|(e, _)| e.overlay6 == Some(a)) {
+                let message = format!(
+                    "{a} is the overlay address of member '{}' (line {})",
+                    e.name, first.overlay6
+                );
+                report.error(lines.overlay6, label, Some("overlay6"), message);
+            }
+        }
+    }
+}
+
+// ---- values ----
+
+/// A decimal number, digits only (no sign, no spaces).
+fn parse_uint(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 20 || !s.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+fn parse_range(s: &str, min: u64, max: u64, unit: &str) -> Result<u64, String> {
+    match parse_uint(s) {
+        Some(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!("'{s}' is out of range ({min}..{max} {unit})")),
+    }
+}
+
+/// uci's bool (as in OpenWrt's `validate_data bool`).
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s {
+        "1" | "on" | "true" | "yes" | "enabled" => Ok(true),
+        "0" | "off" | "false" | "no" | "disabled" => Ok(false),
+        _ => Err(format!(
+            "'{s}' is not a boolean (1/0, yes/no, on/off, true/false)"
+        )),
+    }
+}
+
+fn parse_port(s: &str) -> Result<u16, String> {
+    match parse_uint(s) {
+        Some(p @ 1..=65535) => Ok(p as u16),
+        _ => Err(format!("'{s}' is not a port (1..65535)")),
+    }
+}
+
+fn parse_asn(s: &str) -> Result<u32, String> {
+    match parse_uint(s) {
+        Some(n) if n == AS_TRANS as u64 => Err(format!(
+            "'{s}' is AS_TRANS (RFC 6793), which is not a usable AS number"
+        )),
+        Some(n @ 1..=4_294_967_294) => Ok(n as u32),
+        _ => Err(format!("'{s}' is not an AS number (1..4294967294)")),
+    }
+}
+
+fn parse_hold_time(s: &str) -> Result<u16, String> {
+    match parse_uint(s) {
+        Some(n @ (0 | 3..=65535)) => Ok(n as u16),
+        _ => Err(format!(
+            "'{s}' is not a BGP hold time (0 or 3..65535 seconds)"
+        )),
+    }
+}
+
+fn parse_keepalive(s: &str) -> Result<u16, String> {
+    match parse_uint(s) {
+        Some(n @ 0..=65535) => Ok(n as u16),
+        _ => Err(format!(
+            "'{s}' is not a keepalive interval (0..65535 seconds, 0 = off)"
+        )),
+    }
+}
+
+fn parse_ipv4(s: &str) -> Result<Ipv4Addr, String> {
+    match Ipv4Addr::from_str(s) {
+        Ok(a) if !(a.is_unspecified() || a.is_broadcast() || a.is_multicast()) => Ok(a),
+        _ => Err(format!("'{s}' is not a unicast IPv4 address")),
+    }
+}
+
+fn parse_ipv6(s: &str) -> Result<Ipv6Addr, String> {
+    match Ipv6Addr::from_str(s) {
+        Ok(a) if !(a.is_unspecified() || a.is_multicast()) => Ok(a),
+        _ => Err(format!("'{s}' is not a unicast IPv6 address")),
+    }
+}
+
+/// `address/length`, with the address as written (to spot host bits).
+fn parse_prefix(s: &str) -> Result<(Prefix, IpAddr), String> {
+    let syntax = || format!("'{s}' is not an IP prefix (address/length)");
+    let (address, _) = s.split_once('/').ok_or_else(syntax)?;
+    let address = IpAddr::from_str(address).map_err(|_| syntax())?;
+    let prefix = Prefix::from_str(s).map_err(|_| syntax())?;
+    if prefix.is_default() {
+        // It would let a member originate every other home's LAN.
+        return Err(format!(
+            "'{s}' is a default route; meshd carries home networks only"
+        ));
+    }
+    Ok((prefix, address))
+}
+
+/// A WireGuard key as `wg` prints it. Checked here before mesh-core's parser
+/// sees it, which wants exactly 43 base64 characters and a `=`.
+fn parse_key(s: &str) -> Result<Key, String> {
+    let text = s.trim();
+    let error = || format!("'{s}' is not a WireGuard key (44 characters of base64)");
+    let shape_ok = text.len() == 44
+        && text.ends_with('=')
+        && text.as_bytes()[..43]
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/');
+    if !shape_ok {
+        return Err(error());
+    }
+    Key::from_str(text).map_err(|_| error())
+}
+
+fn parse_member_name(s: &str) -> Result<String, String> {
+    if !uci::is_valid_name(s) || s.len() > MAX_MEMBER_NAME {
+        return Err(format!(
+            "'{s}' is not a member name (1..{MAX_MEMBER_NAME} of A-Z a-z 0-9 _)"
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// A Linux interface name (IFNAMSIZ 16 with the NUL).
+fn parse_interface_name(s: &str) -> Result<String, String> {
+    let ok = (1..=15).contains(&s.len())
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+        && s != "."
+        && s != "..";
+    if !ok {
+        return Err(format!(
+            "'{s}' is not an interface name (1..15 of A-Z a-z 0-9 _ . -)"
+        ));
+    }
+    Ok(s.to_string())
+}
+
+fn parse_absolute_path(s: &str) -> Result<PathBuf, String> {
+    if !s.starts_with('/') {
+        return Err(format!("'{s}' is not an absolute path"));
+    }
+    Ok(PathBuf::from(s))
+}
+
+fn parse_socket_path(s: &str) -> Result<PathBuf, String> {
+    let path = parse_absolute_path(s)?;
+    if s.len() > MAX_SOCKET_PATH {
+        return Err(format!(
+            "'{s}' is too long for a unix socket (at most {MAX_SOCKET_PATH} bytes)"
+        ));
+    }
+    Ok(path)
+}
+
+fn parse_log_level(s: &str) -> Result<log::LevelFilter, String> {
+    match s {
+        "error" => Ok(log::LevelFilter::Error),
+        "warn" => Ok(log::LevelFilter::Warn),
+        "info" => Ok(log::LevelFilter::Info),
+        "debug" => Ok(log::LevelFilter::Debug),
+        "trace" => Ok(log::LevelFilter::Trace),
+        _ => Err(format!(
+            "'{s}' is not a log level (error, warn, info, debug, trace)"
+        )),
+    }
+}
+
+/// RFC 1123 host name: dot-separated labels of letters, digits and `-` (not
+/// at either end), at most 63 each and 253 in all, one trailing dot allowed.
+/// The last label is not all digits (that would be a mistyped IPv4 address).
+fn is_host_name(host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.is_empty() || host.len() > 253 {
+        return false;
+    }
+    let labels_ok = host.split('.').all(|label| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    });
+    let last_numeric = host
+        .rsplit('.')
+        .next()
+        .is_some_and(|l| l.bytes().all(|c| c.is_ascii_digit()));
+    labels_ok && !last_numeric
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY2: &str = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=";
+    const KEY3: &str = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=";
+
+    fn file() -> &'static Path {
+        Path::new("/etc/config/meshd")
+    }
+
+    fn ok(text: &str) -> Config {
+        match Config::parse(text, file()) {
+            Ok(c) => c,
+            Err(errors) => panic!("{}", display(&errors)),
+        }
+    }
+
+    fn errors(text: &str) -> Vec<ConfigError> {
+        match Config::parse(text, file()) {
+            Ok(c) => panic!("accepted: {c:?}"),
+            Err(errors) => errors,
+        }
+    }
+
+    fn display(errors: &[ConfigError]) -> String {
+        errors
+            .iter()
+            .map(|e| format!("{e}\n"))
+            .collect::<Vec<_>>()
+            .concat()
+    }
+
+    fn prefix(s: &str) -> Prefix {
+        s.parse().unwrap()
+    }
+
+    fn fixture(name: &str) -> String {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/fixtures/uci")
+            .join(name);
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    const MAIN: &str = "config meshd 'main'\n\toption overlay '10.0.0.1'\n\toption asn '65001'\n";
+
+    #[test]
+    fn a_full_config_reads_to_the_expected_values() {
+        let text = format!(
+            "# meshd, Alice's home
+config meshd 'main'
+\toption enabled 'yes'
+\toption private_key_file '/etc/meshd/key'
+\toption listen_port '51821'
+\toption overlay '10.0.0.1'
+\toption overlay6 'fd00::1'
+\toption asn '65001'
+\tlist announce '192.168.1.0/24'
+\tlist announce 'fd00:1::/64'
+\toption hold_time '30'
+\toption connect_retry '5'
+\toption keepalive '0'
+\toption max_paths '4'
+\toption tun 'mesh.0'
+\toption control_socket '/tmp/meshd.sock'
+\toption log_level 'debug'
+
+config member 'r2'
+\toption public_key '{KEY2}'
+\toption overlay '10.0.0.2'
+\toption overlay6 'fd00::2'
+\toption asn '65002'
+\tlist prefix '192.168.2.0/24'
+\tlist endpoint '198.51.100.2:51820'
+\tlist endpoint '[2001:db8::2]:51820'
+\tlist endpoint 'bob.example.net:51821'
+\toption keepalive '0'
+\toption hold_time '3'
+
+config member
+\toption name 'r3'
+\toption enabled '0'
+\toption public_key '{KEY3}'
+\toption overlay '10.0.0.3'
+\toption asn '4200000003'
+\toption prefix '192.168.3.0/24 10.3.0.0/16'
+"
+        );
+        let c = ok(&text);
+        assert_eq!(
+            c.main,
+            MainConfig {
+                enabled: true,
+                private_key_file: PathBuf::from("/etc/meshd/key"),
+                listen_port: 51821,
+                overlay: Ipv4Addr::new(10, 0, 0, 1),
+                overlay6: Some("fd00::1".parse().unwrap()),
+                asn: 65001,
+                announce: vec![prefix("192.168.1.0/24"), prefix("fd00:1::/64")],
+                hold_time: 30,
+                connect_retry: Duration::from_secs(5),
+                keepalive: None,
+                max_paths: 4,
+                tun: "mesh.0".into(),
+                control_socket: PathBuf::from("/tmp/meshd.sock"),
+                log_level: log::LevelFilter::Debug,
+            }
+        );
+        assert_eq!(
+            c.members,
+            [
+                MemberEntry {
+                    name: "r2".into(),
+                    enabled: true,
+                    public_key: KEY2.parse().unwrap(),
+                    overlay: Ipv4Addr::new(10, 0, 0, 2),
+                    overlay6: Some("fd00::2".parse().unwrap()),
+                    asn: 65002,
+                    prefixes: vec![prefix("192.168.2.0/24")],
+                    endpoints: vec![
+                        Endpoint::Addr("198.51.100.2:51820".parse().unwrap()),
+                        Endpoint::Addr("[2001:db8::2]:51820".parse().unwrap()),
+                        Endpoint::Name("bob.example.net".into(), 51821),
+                    ],
+                    keepalive: Some(0),
+                    hold_time: Some(3),
+                },
+                MemberEntry {
+                    name: "r3".into(),
+                    enabled: false,
+                    public_key: KEY3.parse().unwrap(),
+                    overlay: Ipv4Addr::new(10, 0, 0, 3),
+                    overlay6: None,
+                    asn: 4_200_000_003,
+                    prefixes: vec![prefix("192.168.3.0/24"), prefix("10.3.0.0/16")],
+                    endpoints: vec![],
+                    keepalive: None,
+                    hold_time: None,
+                },
+            ]
+        );
+        assert!(c.warnings.is_empty(), "{}", display(&c.warnings));
+        assert_eq!(c.enabled_members().count(), 1);
+        assert_eq!(c.member("r3").map(|m| m.enabled), Some(false));
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let c = ok(&format!(
+            "{MAIN}\nconfig member 'r2'\n\toption public_key '{KEY2}'\n\toption overlay '10.0.0.2'\n\toption asn '65002'\n"
+        ));
+        let m = &c.main;
+        assert!(m.enabled);
+        assert_eq!(m.private_key_file, Path::new("/etc/meshd/private.key"));
+        assert_eq!(m.listen_port, 51820);
+        assert_eq!(m.overlay6, None);
+        assert!(m.announce.is_empty());
+        assert_eq!(m.hold_time, 9);
+        assert_eq!(m.connect_retry, Duration::from_secs(2));
+        assert_eq!(m.keepalive, Some(25));
+        assert_eq!(m.max_paths, 1);
+        assert_eq!(m.tun, "meshd0");
+        assert_eq!(m.control_socket, Path::new("/var/run/meshd.sock"));
+        assert_eq!(m.log_level, log::LevelFilter::Info);
+        let r2 = &c.members[0];
+        assert!(r2.enabled);
+        assert!(r2.prefixes.is_empty() && r2.endpoints.is_empty());
+        assert_eq!(
+            (r2.keepalive, r2.hold_time, r2.overlay6),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn each_kind_of_error_names_file_line_section_and_option() {
+        let member = |extra: &str| {
+            format!(
+                "{MAIN}config member 'r2'\n\toption public_key '{KEY2}'\n\toption overlay '10.0.0.2'\n\toption asn '65002'\n{extra}"
+            )
+        };
+        // Line 4 is `config member 'r2'`; `extra` starts on line 8.
+        let cases: Vec<(String, &str)> = vec![
+            (
+                member("").replace("'65002'", "'65x02'"),
+                "/etc/config/meshd:7: member 'r2': option 'asn': '65x02' is not an AS number (1..4294967294)",
+            ),
+            (
+                member("").replace("'65002'", "'23456'"),
+                "/etc/config/meshd:7: member 'r2': option 'asn': '23456' is AS_TRANS (RFC 6793), which is not a usable AS number",
+            ),
+            (
+                member("").replace("'65002'", "'4294967295'"),
+                "/etc/config/meshd:7: member 'r2': option 'asn': '4294967295' is not an AS number (1..4294967294)",
+            ),
+            (
+                member("").replace("\toption asn '65002'\n", ""),
+                "/etc/config/meshd:4: member 'r2': missing required option 'asn'",
+            ),
+            (
+                member("").replace(KEY2, "not-a-key"),
+                "/etc/config/meshd:5: member 'r2': option 'public_key': 'not-a-key' is not a WireGuard key (44 characters of base64)",
+            ),
+            (
+                // Would make mesh-core's key parser underflow: caught before.
+                member("").replace(KEY2, "AAAA====AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+                "/etc/config/meshd:5: member 'r2': option 'public_key': 'AAAA====AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=' is not a WireGuard key (44 characters of base64)",
+            ),
+            (
+                member("").replace("'10.0.0.2'", "'10.0.0'"),
+                "/etc/config/meshd:6: member 'r2': option 'overlay': '10.0.0' is not a unicast IPv4 address",
+            ),
+            (
+                member("\toption overlay6 'fd00::g'\n"),
+                "/etc/config/meshd:8: member 'r2': option 'overlay6': 'fd00::g' is not a unicast IPv6 address",
+            ),
+            (
+                member("\tlist prefix '192.168.2.0/33'\n"),
+                "/etc/config/meshd:8: member 'r2': option 'prefix': '192.168.2.0/33' is not an IP prefix (address/length)",
+            ),
+            (
+                member("\tlist prefix '0.0.0.0/0'\n"),
+                "/etc/config/meshd:8: member 'r2': option 'prefix': '0.0.0.0/0' is a default route; meshd carries home networks only",
+            ),
+            (
+                member("\tlist endpoint 'bob.example.net'\n"),
+                "/etc/config/meshd:8: member 'r2': option 'endpoint': 'bob.example.net' is not an endpoint: the port is missing (host:port)",
+            ),
+            (
+                member("\tlist endpoint '2001:db8::2:51820'\n"),
+                "/etc/config/meshd:8: member 'r2': option 'endpoint': '2001:db8::2:51820' is not an endpoint: write IPv6 as [address]:port",
+            ),
+            (
+                member("\tlist endpoint '198.51.100.300:51820'\n"),
+                "/etc/config/meshd:8: member 'r2': option 'endpoint': '198.51.100.300:51820' is not an endpoint: '198.51.100.300' is neither an IPv4 address nor a host name",
+            ),
+            (
+                member("\tlist endpoint 'bob.example.net:0'\n"),
+                "/etc/config/meshd:8: member 'r2': option 'endpoint': 'bob.example.net:0' is not an endpoint: '0' is not a port (1..65535)",
+            ),
+            (
+                member("\toption hold_time '2'\n"),
+                "/etc/config/meshd:8: member 'r2': option 'hold_time': '2' is not a BGP hold time (0 or 3..65535 seconds)",
+            ),
+            (
+                member("\toption keepalive '-1'\n"),
+                "/etc/config/meshd:8: member 'r2': option 'keepalive': '-1' is not a keepalive interval (0..65535 seconds, 0 = off)",
+            ),
+            (
+                member("\toption enabled 'maybe'\n"),
+                "/etc/config/meshd:8: member 'r2': option 'enabled': 'maybe' is not a boolean (1/0, yes/no, on/off, true/false)",
+            ),
+            (
+                member("\tlist asn '65003'\n"),
+                "/etc/config/meshd:7: member 'r2': option 'asn': takes one value: write `option`, not `list`",
+            ),
+            (
+                member("\toption name 'r9'\n"),
+                "/etc/config/meshd:8: member 'r2': option 'name': 'r9' differs from the section name 'r2'",
+            ),
+            (
+                member("").replace("'10.0.0.2'", "'10.0.0.1'"),
+                "/etc/config/meshd:6: member 'r2': option 'overlay': 10.0.0.1 is this node's own overlay address",
+            ),
+            (
+                member("").replace("'65002'", "'65001'"),
+                "/etc/config/meshd:7: member 'r2': option 'asn': 65001 is this node's own AS number",
+            ),
+            (
+                format!("{MAIN}\toption listen_port '65536'\n"),
+                "/etc/config/meshd:4: meshd 'main': option 'listen_port': '65536' is not a port (1..65535)",
+            ),
+            (
+                format!("{MAIN}\toption connect_retry '0'\n"),
+                "/etc/config/meshd:4: meshd 'main': option 'connect_retry': '0' is out of range (1..3600 seconds)",
+            ),
+            (
+                format!("{MAIN}\toption max_paths '33'\n"),
+                "/etc/config/meshd:4: meshd 'main': option 'max_paths': '33' is out of range (1..32 paths)",
+            ),
+            (
+                format!("{MAIN}\toption tun 'a-very-long-tun0'\n"),
+                "/etc/config/meshd:4: meshd 'main': option 'tun': 'a-very-long-tun0' is not an interface name (1..15 of A-Z a-z 0-9 _ . -)",
+            ),
+            (
+                format!("{MAIN}\toption log_level 'loud'\n"),
+                "/etc/config/meshd:4: meshd 'main': option 'log_level': 'loud' is not a log level (error, warn, info, debug, trace)",
+            ),
+            (
+                format!("{MAIN}\toption private_key_file 'key'\n"),
+                "/etc/config/meshd:4: meshd 'main': option 'private_key_file': 'key' is not an absolute path",
+            ),
+            (
+                format!("{MAIN}\toption control_socket '/{}'\n", "s".repeat(107)),
+                "/etc/config/meshd:4: meshd 'main': option 'control_socket': '/sssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssss' is too long for a unix socket (at most 107 bytes)",
+            ),
+            (
+                MAIN.replace("\toption asn '65001'\n", ""),
+                "/etc/config/meshd:1: meshd 'main': missing required option 'asn'",
+            ),
+            (
+                format!("{MAIN}config meshd 'other'\n"),
+                "/etc/config/meshd:4: meshd 'other': a second 'config meshd' section (the first is on line 1)",
+            ),
+            (
+                "# nothing yet\n".to_string(),
+                "/etc/config/meshd: no 'config meshd' section",
+            ),
+            (
+                format!("{MAIN}config member\n\toption asn '65002'\n\toption overlay '10.0.0.2'\n\toption public_key '{KEY2}'\n"),
+                "/etc/config/meshd:4: member @member[0]: an anonymous member section needs option 'name'",
+            ),
+            (
+                format!("{MAIN}\toption broken \"unterminated\n"),
+                "/etc/config/meshd:4: EOF with unterminated \"",
+            ),
+        ];
+        for (text, expected) in cases {
+            let errors = errors(&text);
+            assert_eq!(display(&errors), format!("{expected}\n"), "in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn the_error_fields_are_separate() {
+        let e = &errors(&format!(
+            "{MAIN}config member 'r2'\n\toption public_key '{KEY2}'\n\toption overlay '10.0.0.2'\n\toption asn '65x02'\n"
+        ))[0];
+        assert_eq!(e.file, Path::new("/etc/config/meshd"));
+        assert_eq!(e.line, 7);
+        assert_eq!(e.section, "member 'r2'");
+        assert_eq!(e.option.as_deref(), Some("asn"));
+        assert_eq!(e.message, "'65x02' is not an AS number (1..4294967294)");
+    }
+
+    #[test]
+    fn all_errors_are_reported_in_file_order() {
+        let text = format!(
+            "config meshd 'main'
+\toption overlay '10.0.0.1'
+\toption asn 'x'
+config member 'r2'
+\toption public_key '{KEY2}'
+\toption overlay '10.0.0.2'
+\toption asn '65002'
+\toption hold_time '1'
+config member 'r3'
+\toption public_key '{KEY3}'
+\toption overlay '10.0.0.2'
+\toption asn '65003'
+"
+        );
+        let errors = errors(&text);
+        assert_eq!(
+            display(&errors),
+            "/etc/config/meshd:3: meshd 'main': option 'asn': 'x' is not an AS number (1..4294967294)\n\
+             /etc/config/meshd:8: member 'r2': option 'hold_time': '1' is not a BGP hold time (0 or 3..65535 seconds)\n\
+             /etc/config/meshd:11: member 'r3': option 'overlay': 10.0.0.2 is the overlay address of member 'r2' (line 6)\n"
+        );
+    }
+
+    #[test]
+    fn members_must_be_unique_but_disabled_ones_may_repeat() {
+        let member = |name: &str, enabled: &str, key: &str, overlay: &str, asn: &str| {
+            format!(
+                "config member\n\toption name '{name}'\n\toption enabled '{enabled}'\n\toption public_key '{key}'\n\toption overlay '{overlay}'\n\toption overlay6 'fd00::2'\n\toption asn '{asn}'\n"
+            )
+        };
+        // An old entry, disabled, beside its replacement: fine.
+        let c = ok(&format!(
+            "{MAIN}{}{}",
+            member("old", "0", KEY2, "10.0.0.2", "65002"),
+            member("new", "1", KEY2, "10.0.0.2", "65002"),
+        ));
+        assert_eq!(c.members.len(), 2);
+        assert!(!c.members[0].enabled && c.members[1].enabled);
+
+        let errors = errors(&format!(
+            "{MAIN}{}{}",
+            member("bob", "1", KEY2, "10.0.0.2", "65002"),
+            member("bob", "1", KEY2, "10.0.0.2", "65002"),
+        ));
+        let messages: Vec<_> = errors
+            .iter()
+            .map(|e| (e.line, e.message.as_str()))
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                (12, "member name 'bob' is used already (line 5)"),
+                (14, "same public key as member 'bob' (line 7)"),
+                (
+                    15,
+                    "10.0.0.2 is the overlay address of member 'bob' (line 8)"
+                ),
+                (
+                    16,
+                    "fd00::2 is the overlay address of member 'bob' (line 9)"
+                ),
+                (17, "65002 is the AS number of member 'bob' (line 10)"),
+            ]
+        );
+    }
+
+    #[test]
+    fn limits_of_mesh_core_are_config_errors() {
+        let long = "m".repeat(33);
+        let prefixes: String = (0..9)
+            .map(|i| format!("\tlist prefix '10.{i}.0.0/16'\n"))
+            .collect();
+        let found = errors(&format!(
+            "{MAIN}config member '{long}'\n\toption public_key '{KEY2}'\n\toption overlay '10.0.0.2'\n\toption asn '65002'\n{prefixes}"
+        ));
+        assert_eq!(
+            display(&found),
+            format!(
+                "/etc/config/meshd:4: member '{long}': member name '{long}' is longer than 32 bytes\n\
+                 /etc/config/meshd:8: member '{long}': option 'prefix': too many prefixes (9, at most 8)\n"
+            )
+        );
+        let announce: String = (0..9).map(|i| format!("10.{i}.0.0/16 ")).collect();
+        let found = errors(&format!("{MAIN}\toption announce '{announce}'\n"));
+        assert_eq!(found[0].message, "too many prefixes (9, at most 8)");
+    }
+
+    #[test]
+    fn oddities_are_warnings() {
+        let c = ok(&format!(
+            "{MAIN}\toption colour 'blue'\n\tlist announce '192.168.1.1/24'\nconfig peer 'x'\n"
+        ));
+        assert_eq!(c.main.announce, [prefix("192.168.1.0/24")]);
+        assert_eq!(
+            display(&c.warnings),
+            "/etc/config/meshd:4: meshd 'main': option 'colour': unknown option, ignored\n\
+             /etc/config/meshd:5: meshd 'main': option 'announce': '192.168.1.1/24' has host bits set; meshd uses 192.168.1.0/24\n\
+             /etc/config/meshd:6: peer 'x': unknown section type 'peer', ignored\n"
+        );
+    }
+
+    #[test]
+    fn the_written_fixture_is_a_meshd_config_but_for_its_anonymous_member() {
+        let text = fixture("written-by-uci.conf");
+        assert!(Package::parse(&text).is_ok());
+        // The anonymous member has neither a name nor an AS number; the rest
+        // is valid (`allowed_prefix`, `description`, `comment` are unknown
+        // options: warnings).
+        let errors = errors(&text);
+        assert_eq!(
+            display(&errors),
+            "/etc/config/meshd:20: member @member[1]: an anonymous member section needs option 'name'\n\
+             /etc/config/meshd:20: member @member[1]: missing required option 'asn'\n"
+        );
+        // Given those, it reads, with the warnings expected.
+        let fixed = text.replace(
+            "\tlist endpoint '[2001:db8::2]:51820'\n\nconfig member\n",
+            "\tlist endpoint '[2001:db8::2]:51820'\n\nconfig member\n\toption name 'r3'\n\toption asn '4200000003'\n",
+        );
+        let c = ok(&fixed);
+        assert_eq!(c.main.asn, 4_200_000_001);
+        assert_eq!(
+            c.main.announce,
+            [prefix("192.168.1.0/24"), prefix("fd00:1::/64")]
+        );
+        assert_eq!(
+            c.members[0].endpoints,
+            [
+                Endpoint::Name("bob.example.net".into(), 51820),
+                Endpoint::Addr("[2001:db8::2]:51820".parse().unwrap()),
+            ]
+        );
+        assert!(c.members[0].prefixes.is_empty());
+        let unknown: Vec<_> = c
+            .warnings
+            .iter()
+            .map(|w| w.option.as_deref().unwrap())
+            .collect();
+        assert_eq!(unknown, ["description", "allowed_prefix", "comment"]);
+    }
+
+    #[test]
+    fn the_tricky_fixture_reads_as_uci_but_lacks_required_options() {
+        let text = fixture("tricky.conf");
+        assert!(Package::parse(&text).is_ok());
+        let errors = errors(&text);
+        assert_eq!(
+            display(&errors),
+            "/etc/config/meshd:2: meshd 'main': missing required option 'overlay'\n\
+             /etc/config/meshd:2: meshd 'main': missing required option 'asn'\n\
+             /etc/config/meshd:11: member @member[0]: an anonymous member section needs option 'name'\n\
+             /etc/config/meshd:11: member @member[0]: missing required option 'overlay'\n\
+             /etc/config/meshd:11: member @member[0]: missing required option 'asn'\n\
+             /etc/config/meshd:15: member 'named': missing required option 'public_key'\n"
+        );
+    }
+
+    #[test]
+    fn endpoints() {
+        let parse = |s: &str| Endpoint::from_str(s);
+        assert_eq!(
+            parse("198.51.100.2:51820"),
+            Ok(Endpoint::Addr("198.51.100.2:51820".parse().unwrap()))
+        );
+        assert_eq!(
+            parse("[2001:db8::2]:1"),
+            Ok(Endpoint::Addr("[2001:db8::2]:1".parse().unwrap()))
+        );
+        assert_eq!(
+            parse("home.example.net.:51820"),
+            Ok(Endpoint::Name("home.example.net.".into(), 51820))
+        );
+        assert_eq!(
+            parse("router-1:7"),
+            Ok(Endpoint::Name("router-1".into(), 7))
+        );
+        for bad in [
+            "",
+            ":51820",
+            "host:",
+            "host:65536",
+            "-host:1",
+            "a..b:1",
+            "[::1]",
+            "[::1:1",
+            "1.2.3:1",
+            "h_st:1",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse("[2001:db8::2]:51820").unwrap().to_string(),
+            "[2001:db8::2]:51820"
+        );
+        assert_eq!(
+            parse("bob.example.net:51820").unwrap().to_string(),
+            "bob.example.net:51820"
+        );
+    }
+
+    #[test]
+    fn converts_to_mesh_core_configs() {
+        let c = ok(&format!(
+            "config meshd 'main'
+\toption overlay '10.0.0.1'
+\toption overlay6 'fd00::1'
+\toption asn '65001'
+\tlist announce '192.168.1.0/24'
+\toption hold_time '30'
+\toption connect_retry '7'
+\toption max_paths '2'
+\toption keepalive '15'
+config member 'r2'
+\toption public_key '{KEY2}'
+\toption overlay '10.0.0.2'
+\toption asn '65002'
+\tlist prefix '192.168.2.0/24'
+\tlist endpoint '198.51.100.2:51820'
+\tlist endpoint 'bob.example.net:51820'
+\toption hold_time '3'
+"
+        ));
+        let private: Key = KEY3.parse().unwrap();
+        let node = c.main.node_config(private, 42);
+        assert_eq!(node.private_key, private);
+        assert_eq!(node.overlay, Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!(node.overlay_v6, Some("fd00::1".parse().unwrap()));
+        assert_eq!(node.asn, 65001);
+        assert_eq!(node.lan_prefixes.as_slice(), [prefix("192.168.1.0/24")]);
+        assert_eq!(node.hold_time, 30);
+        assert_eq!(node.connect_retry, Duration::from_secs(7));
+        assert_eq!(node.max_paths, 2);
+        assert_eq!(node.keepalive, Some(15));
+        assert_eq!(node.seed, 42);
+
+        let r2 = &c.members[0];
+        assert_eq!(
+            r2.endpoint_names().collect::<Vec<_>>(),
+            [("bob.example.net", 51820)]
+        );
+        let literal: SocketAddr = "198.51.100.2:51820".parse().unwrap();
+        let resolved: SocketAddr = "203.0.113.7:51820".parse().unwrap();
+        let m = r2.member_config(&[literal, resolved]);
+        assert_eq!(m.name.as_str(), "r2");
+        assert_eq!(m.public_key, KEY2.parse().unwrap());
+        assert_eq!(m.overlay, Ipv4Addr::new(10, 0, 0, 2));
+        assert_eq!(m.overlay_v6, None);
+        assert_eq!(m.asn, 65002);
+        assert_eq!(m.prefixes.as_slice(), [prefix("192.168.2.0/24")]);
+        assert_eq!(m.endpoints.as_slice(), [literal, resolved]);
+        assert_eq!(m.keepalive, None);
+        assert_eq!(m.hold_time, Some(3));
+
+        // Many resolved addresses: the first MAX_ENDPOINTS.
+        let many: Vec<SocketAddr> = (1..20)
+            .map(|i| SocketAddr::from(([192, 0, 2, i], 1)))
+            .collect();
+        assert_eq!(r2.member_config(&many).endpoints.len(), MAX_ENDPOINTS);
+    }
+
+    #[test]
+    fn member_entries_compare_without_line_numbers() {
+        let a = ok(&format!(
+            "{MAIN}config member 'r2'\n\toption public_key '{KEY2}'\n\toption overlay '10.0.0.2'\n\toption asn '65002'\n"
+        ));
+        let b = ok(&format!(
+            "# moved down\n\n{MAIN}config member 'r2'\n\toption asn '65002'\n\toption overlay '10.0.0.2'\n\toption public_key '{KEY2}'\n"
+        ));
+        assert_eq!(a.members, b.members);
+        let c = ok(&format!(
+            "{MAIN}config member 'r2'\n\toption public_key '{KEY2}'\n\toption overlay '10.0.0.2'\n\toption asn '65002'\n\tlist endpoint 'h.example:1'\n"
+        ));
+        assert_ne!(a.members, c.members);
+    }
+
+    proptest::proptest! {
+        /// Whatever the values, checking a file reports, never panics.
+        #[test]
+        fn odd_values_never_panic(
+            values in proptest::collection::vec(
+                (
+                    proptest::sample::select([MAIN_OPTIONS, MEMBER_OPTIONS].concat()),
+                    "[0-9a-fA-F.:/\\[\\]=+ -]{0,50}|[A-Za-z0-9+/=]{43,45}",
+                    proptest::bool::ANY,
+                    proptest::bool::ANY,
+                ),
+                0..24,
+            )
+        ) {
+            let mut text = String::new();
+            for (option, value, member, list) in values {
+                let section = if member { "config member" } else { "config meshd 'main'" };
+                let keyword = if list { "list" } else { "option" };
+                let value = value.replace('\'', "");
+                text.push_str(&format!("{section}\n\t{keyword} {option} '{value}'\n"));
+            }
+            if let Ok(config) = Config::parse(&text, file()) {
+                let _ = config.main.node_config(Key::default(), 0);
+                for m in &config.members {
+                    let _ = m.member_config(&[]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn load_reads_the_file_and_reports_what_is_wrong_with_it() {
+        let dir = std::env::temp_dir().join(format!("meshd-config-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("meshd");
+        fs::write(&path, MAIN).unwrap();
+        assert_eq!(Config::load(&path).unwrap().main.asn, 65001);
+
+        fs::write(&path, b"config meshd 'main'\n\toption x '\xff'\n").unwrap();
+        let errors = Config::load(&path).unwrap_err();
+        assert_eq!(
+            display(&errors),
+            format!("{}:2: not UTF-8 text\n", path.display())
+        );
+
+        let missing = dir.join("missing");
+        let errors = Config::load(&missing).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].line, 0);
+        assert!(errors[0]
+            .to_string()
+            .starts_with(&format!("{}: ", missing.display())));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
