@@ -71,7 +71,7 @@ impl FromStr for Key {
         let mut o = 0;
         for chunk in s.chunks(4) {
             let mut n = 0u32;
-            let mut valid = 0;
+            let mut valid = 0usize;
             for &c in chunk {
                 n <<= 6;
                 if c != b'=' {
