@@ -69,6 +69,12 @@ pub struct NodeConfig {
     pub keepalive: Option<u16>,
     /// Seeds the TCP stack's sequence numbers and ports.
     pub seed: u64,
+    /// The host's kernel also holds the overlay address (on the TUN device):
+    /// only BGP reaches the node's own stack, everything else addressed to the
+    /// overlay address goes to the kernel, which answers pings, ssh and the
+    /// like. Without it (a simulation, a host with no kernel stack) the node's
+    /// stack takes everything and answers pings itself.
+    pub overlay_in_kernel: bool,
 }
 
 impl NodeConfig {
@@ -84,6 +90,7 @@ impl NodeConfig {
             max_paths: 1,
             keepalive: Some(25),
             seed: 0,
+            overlay_in_kernel: false,
         }
     }
 }
@@ -254,6 +261,9 @@ pub struct Node<'a, C: Crypto> {
     last_second: Instant,
     icmp_budget: u32,
     stats: NodeStats,
+    /// Something happened that the control plane (sockets, sessions, RIB) must
+    /// look at; plain forwarding leaves it alone.
+    needs_pump: bool,
 }
 
 impl<C: Crypto> core::fmt::Debug for Node<'_, C> {
@@ -305,6 +315,7 @@ impl<'a, C: Crypto> Node<'a, C> {
             last_second: now,
             icmp_budget: ICMP_PER_SECOND,
             stats: NodeStats::default(),
+            needs_pump: false,
         }
     }
 
@@ -520,7 +531,9 @@ impl<'a, C: Crypto> Node<'a, C> {
         };
         self.decapsulate(now, slot, from, bytes);
         self.activate_session(now, slot);
-        self.pump(now);
+        if self.needs_pump {
+            self.pump(now);
+        }
     }
 
     /// A member we could not reach has contacted us: now we can dial it too.
@@ -535,6 +548,7 @@ impl<'a, C: Crypto> Node<'a, C> {
         if let Some(p) = self.peers[slot].as_mut() {
             if p.session.config().passive {
                 p.session.reconfigure(now, sc);
+                self.needs_pump = true;
             }
         }
     }
@@ -598,9 +612,10 @@ impl<'a, C: Crypto> Node<'a, C> {
             }
         };
         if self.overlay.has_addr(info.dst) {
-            self.stats.to_overlay += 1;
-            self.overlay.deliver(packet);
-            self.pump(now);
+            self.to_own_address(packet, &info);
+            if self.needs_pump {
+                self.pump(now);
+            }
             return;
         }
         match self.route(packet, &info) {
@@ -771,8 +786,11 @@ impl<'a, C: Crypto> Node<'a, C> {
             return;
         }
         if self.overlay.has_addr(info.dst) {
-            self.stats.to_overlay += 1;
-            self.overlay.deliver(packet);
+            if self.config.overlay_in_kernel && !is_bgp(packet, &info) {
+                self.queue_lan(packet);
+            } else {
+                self.to_own_address(packet, &info);
+            }
             return;
         }
         match self.route(packet, &info) {
@@ -854,19 +872,26 @@ impl<'a, C: Crypto> Node<'a, C> {
         }
     }
 
+    /// A packet for our overlay address, to the node's own stack.
+    fn to_own_address(&mut self, packet: &[u8], info: &IpInfo) {
+        if self.config.overlay_in_kernel && !is_bgp(packet, info) {
+            // The kernel owns the address for everything but BGP; it does not
+            // route its own address into the TUN, so this is not for us.
+            self.stats.no_route += 1;
+            return;
+        }
+        self.stats.to_overlay += 1;
+        self.overlay.deliver(packet);
+        self.needs_pump = true;
+    }
+
     /// Packets the overlay stack sends. BGP (and BFD) to a member go through
     /// that member's own tunnel and nowhere else: one session per tunnel.
     fn route_overlay_packet(&mut self, packet: &[u8]) {
         let Ok(info) = ip::parse(packet) else {
             return;
         };
-        let ports = packet.get(info.header_len..info.header_len + 4);
-        let bgp = info.protocol == ip::PROTO_TCP
-            && ports.is_some_and(|p| {
-                u16::from_be_bytes([p[0], p[1]]) == crate::overlay::BGP_PORT
-                    || u16::from_be_bytes([p[2], p[3]]) == crate::overlay::BGP_PORT
-            });
-        if bgp {
+        if is_bgp(packet, &info) {
             if let Some(slot) = self.members.by_overlay(info.dst) {
                 self.send_to_member(slot, packet);
             }
@@ -878,6 +903,7 @@ impl<'a, C: Crypto> Node<'a, C> {
     // ---- the engine: sockets ↔ sessions ↔ RIB, until quiet ----
 
     fn pump(&mut self, now: Instant) {
+        self.needs_pump = false;
         for _ in 0..32 {
             self.stats.pump_rounds += 1;
             let mut busy = self.overlay.poll(now);
@@ -1160,6 +1186,17 @@ impl<'a, C: Crypto> Node<'a, C> {
             .and_then(|e| e.best())
             .is_some_and(|p| p.source == Source::Local)
     }
+}
+
+/// TCP to or from the BGP port.
+fn is_bgp(packet: &[u8], info: &IpInfo) -> bool {
+    let ports = packet.get(info.header_len..info.header_len + 4);
+    info.protocol == ip::PROTO_TCP
+        && !info.later_fragment
+        && ports.is_some_and(|p| {
+            u16::from_be_bytes([p[0], p[1]]) == crate::overlay::BGP_PORT
+                || u16::from_be_bytes([p[2], p[3]]) == crate::overlay::BGP_PORT
+        })
 }
 
 fn push(q: &mut heapless::Deque<NodeEvent, EVENT_QUEUE>, stats: &mut NodeStats, e: NodeEvent) {
