@@ -612,7 +612,7 @@ impl<'a, C: Crypto> Node<'a, C> {
             }
         };
         if self.overlay.has_addr(info.dst) {
-            self.to_own_address(packet, &info);
+            self.deliver_to_own_address(packet, &info);
             if self.needs_pump {
                 self.pump(now);
             }
@@ -789,7 +789,7 @@ impl<'a, C: Crypto> Node<'a, C> {
             if self.config.overlay_in_kernel && !is_bgp(packet, &info) {
                 self.queue_lan(packet);
             } else {
-                self.to_own_address(packet, &info);
+                self.deliver_to_own_address(packet, &info);
             }
             return;
         }
@@ -873,7 +873,7 @@ impl<'a, C: Crypto> Node<'a, C> {
     }
 
     /// A packet for our overlay address, to the node's own stack.
-    fn to_own_address(&mut self, packet: &[u8], info: &IpInfo) {
+    fn deliver_to_own_address(&mut self, packet: &[u8], info: &IpInfo) {
         if self.config.overlay_in_kernel && !is_bgp(packet, info) {
             // The kernel owns the address for everything but BGP; it does not
             // route its own address into the TUN, so this is not for us.
