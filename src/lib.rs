@@ -3,5 +3,11 @@
 //! control socket). See `../shared/design/ARCHITECTURE.md`.
 
 pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod json;
+pub mod keys;
+pub mod logger;
+pub mod status;
 pub mod sys;
 pub mod uci;

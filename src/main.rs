@@ -1,1 +1,196 @@
-fn main() {}
+//! `meshd`: the daemon and its command line.
+//!
+//! ```text
+//! meshd [-c CONFIG]                 run (foreground; procd supervises it)
+//! meshd check [-c CONFIG]           validate the configuration and exit
+//! meshd status [--json] [-c CONFIG] ask the running daemon
+//! meshd genkey                      print a new private key
+//! meshd pubkey < private.key        print the public key of a private key
+//! meshd --version
+//! ```
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use meshd::config::Config;
+use meshd::daemon::{Daemon, Outcome};
+use meshd::{control, keys, logger};
+
+const DEFAULT_CONFIG: &str = "/etc/config/meshd";
+
+fn usage() -> ExitCode {
+    eprintln!(
+        "usage: meshd [-c CONFIG] [run|check|status [--json]|genkey|pubkey]\n       meshd --version"
+    );
+    ExitCode::from(2)
+}
+
+fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
+    match Config::load(path) {
+        Ok(c) => {
+            for w in &c.warnings {
+                eprintln!("warning: {w}");
+            }
+            Ok(c)
+        }
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// The node is a few megabytes of fixed-size tables; debug builds move it
+/// through the stack while building it. The reservation costs address space,
+/// not memory: only touched pages are resident.
+const DAEMON_STACK: usize = 64 << 20;
+
+fn run(path: PathBuf) -> ExitCode {
+    // Blocked here so that every thread inherits the mask: the daemon reads
+    // them from its signalfd, and none may reach the waiting main thread.
+    let mut mask = nix::sys::signal::SigSet::empty();
+    for s in [
+        nix::sys::signal::Signal::SIGHUP,
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGINT,
+    ] {
+        mask.add(s);
+    }
+    if let Err(e) = mask.thread_block() {
+        eprintln!("error: cannot block signals: {e}");
+        return ExitCode::FAILURE;
+    }
+    match std::thread::Builder::new()
+        .name("meshd".into())
+        .stack_size(DAEMON_STACK)
+        .spawn(move || run_daemon(path))
+    {
+        Ok(t) => t.join().unwrap_or(ExitCode::FAILURE),
+        Err(e) => {
+            eprintln!("error: cannot start: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_daemon(path: PathBuf) -> ExitCode {
+    let config = match load(&path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    logger::init(config.main.log_level);
+    if !config.main.enabled {
+        log::info!("disabled in {} (option enabled '0')", path.display());
+        return ExitCode::SUCCESS;
+    }
+    let mut daemon = match Daemon::new(&path, config) {
+        Ok(d) => d,
+        Err(e) => {
+            log::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = daemon.run();
+    daemon.shutdown();
+    drop(daemon);
+    match outcome {
+        Ok(Outcome::Exit) => ExitCode::SUCCESS,
+        Ok(Outcome::Restart) => {
+            // A fresh process for a fresh identity; procd sees the same pid.
+            let exe = std::ffi::CString::new("/proc/self/exe").unwrap_or_default();
+            let args: Vec<std::ffi::CString> = std::env::args()
+                .filter_map(|a| std::ffi::CString::new(a).ok())
+                .collect();
+            let err = nix::unistd::execv(&exe, &args);
+            log::error!("restart failed: {err:?}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut config = PathBuf::from(DEFAULT_CONFIG);
+    if let Some(i) = args.iter().position(|a| a == "-c" || a == "--config") {
+        if i + 1 >= args.len() {
+            return usage();
+        }
+        config = PathBuf::from(args.remove(i + 1));
+        args.remove(i);
+    }
+    let json = if let Some(i) = args.iter().position(|a| a == "--json") {
+        args.remove(i);
+        true
+    } else {
+        false
+    };
+    match args.first().map(String::as_str) {
+        None | Some("run") => run(config),
+        Some("--version") | Some("-V") | Some("version") => {
+            println!("{}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Some("check") => match load(&config) {
+            Ok(c) => {
+                println!(
+                    "{}: ok ({} members, {} enabled)",
+                    config.display(),
+                    c.members.len(),
+                    c.enabled_members().count()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Some("genkey") => match keys::generate() {
+            Ok(k) => {
+                println!("{k}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Some("pubkey") => {
+            let mut text = String::new();
+            if std::io::stdin().read_to_string(&mut text).is_err() {
+                return usage();
+            }
+            match text.trim().parse() {
+                Ok(k) => {
+                    println!("{}", keys::public_key(&k));
+                    ExitCode::SUCCESS
+                }
+                Err(_) => {
+                    eprintln!("error: stdin is not a WireGuard private key");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Some("status") => {
+            // The socket path comes from the config, without validating the rest.
+            let socket = Config::load(&config)
+                .map(|c| c.main.control_socket)
+                .unwrap_or_else(|_| PathBuf::from(meshd::config::DEFAULT_CONTROL_SOCKET));
+            match control::ask(&socket, if json { "status json" } else { "status" }) {
+                Ok(answer) => {
+                    print!("{answer}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Some(_) => usage(),
+    }
+}

@@ -44,9 +44,13 @@ pub const MAX_LAN_PREFIXES: usize = 8;
 const TRANSMIT_QUEUE: usize = 64;
 const LAN_QUEUE: usize = 64;
 const EVENT_QUEUE: usize = 64;
-/// Rounding of measured latency before it enters route selection, so jitter
-/// does not flip paths.
-const LATENCY_BUCKET_US: u64 = 5_000;
+/// How much a latency measurement must move (at least, and at least a
+/// quarter) before route selection sees the change.
+const LATENCY_HYSTERESIS_US: u32 = 5_000;
+/// Latencies are compared in classes of this size.
+const LATENCY_CLASS_US: u32 = 2_000;
+/// WireGuard's REJECT_AFTER_TIME: a session older than this is dead.
+const SESSION_LIFETIME: Duration = Duration::from_secs(180);
 /// ICMP errors allowed per second (RFC 1812 §4.3.2.8 asks for a limit).
 const ICMP_PER_SECOND: u32 = 50;
 
@@ -181,7 +185,7 @@ struct Peer {
     conns: [Option<Conn>; 2],
     end_of_rib_sent: bool,
     import: ImportStats,
-    /// Latency bucket last given to the RIB.
+    /// Latency (µs) last given to the RIB.
     latency: Option<u32>,
 }
 
@@ -392,8 +396,16 @@ impl<'a, C: Crypto> Node<'a, C> {
         Ok(slot as u8)
     }
 
-    /// `passive` for members we have no way to reach yet: their session waits
-    /// for them to connect (no tunnel, no session attempts).
+    /// Whether our side dials the BGP connection to `m`: only when we know
+    /// where it is, and only the lower overlay address of the two, so each
+    /// pair has one TCP connection and never a collision (RFC 4271 §6.8
+    /// resolution costs a round trip, and two sides backing off from each
+    /// other's collisions can keep missing each other).
+    fn dials(&self, m: &Member<C::Tunnel>) -> bool {
+        m.endpoint.is_some() && self.config.overlay < m.config.overlay
+    }
+
+    /// `passive`: the session waits for the member to connect.
     fn session_config(&self, m: &MemberConfig, passive: bool) -> SessionConfig {
         let mut s = SessionConfig::new(self.config.asn, self.config.overlay, m.asn);
         s.passive = passive;
@@ -412,7 +424,7 @@ impl<'a, C: Crypto> Node<'a, C> {
         let Some(m) = self.members.get(slot) else {
             return;
         };
-        let sc = self.session_config(&m.config, m.endpoint.is_none());
+        let sc = self.session_config(&m.config, !self.dials(m));
         let info = PeerInfo {
             asn: m.config.asn,
             router_id: m.config.overlay,
@@ -465,7 +477,8 @@ impl<'a, C: Crypto> Node<'a, C> {
             return false; // a new key is a new member
         }
         let allowed_changed = m.config.prefixes != config.prefixes || m.config.asn != config.asn;
-        let passive = config.endpoints.is_empty() && m.endpoint.is_none();
+        let passive = (config.endpoints.is_empty() && m.endpoint.is_none())
+            || self.config.overlay > config.overlay;
         let sc = self.session_config(&config, passive);
         if let Some(m) = self.members.get_mut(s) {
             m.config = config;
@@ -483,6 +496,59 @@ impl<'a, C: Crypto> Node<'a, C> {
         }
         self.pump(now);
         true
+    }
+
+    /// Replaces the prefixes this home announces: new ones are originated,
+    /// dropped ones withdrawn; sessions stay up.
+    pub fn set_lan_prefixes(&mut self, now: Instant, prefixes: &[Prefix]) {
+        let local = PathAttributes::default();
+        for old in self.config.lan_prefixes.clone() {
+            if !prefixes.contains(&old) {
+                self.rib.withdraw(Source::Local, old);
+            }
+        }
+        self.config.lan_prefixes.clear();
+        for p in prefixes.iter().take(MAX_LAN_PREFIXES) {
+            let _ = self.config.lan_prefixes.push(*p);
+            if self.rib.update(Source::Local, *p, &local).is_err() {
+                log::error!("node: cannot originate {p}: RIB full");
+            }
+        }
+        self.pump(now);
+    }
+
+    /// Changes timers and limits for every session. A session is reset only
+    /// when what its OPEN carried changes (the hold time).
+    pub fn set_session_settings(
+        &mut self,
+        now: Instant,
+        hold_time: u16,
+        connect_retry: Duration,
+        keepalive: Option<u16>,
+        max_paths: u8,
+    ) {
+        self.config.hold_time = hold_time;
+        self.config.connect_retry = connect_retry;
+        self.config.keepalive = keepalive;
+        if self.config.max_paths != max_paths {
+            self.config.max_paths = max_paths;
+            self.rib.set_max_paths(max_paths);
+        }
+        for slot in 0..MAX_MEMBERS {
+            let Some(m) = self.members.get(slot) else {
+                continue;
+            };
+            let passive = self.peers[slot]
+                .as_ref()
+                .is_some_and(|p| p.session.config().passive);
+            let sc = self.session_config(&m.config, passive);
+            if let Some(p) = self.peers[slot].as_mut() {
+                if *p.session.config() != sc {
+                    p.session.reconfigure(now, sc);
+                }
+            }
+        }
+        self.pump(now);
     }
 
     /// Stops every session with a Cease (Administrative Shutdown).
@@ -536,12 +602,13 @@ impl<'a, C: Crypto> Node<'a, C> {
         }
     }
 
-    /// A member we could not reach has contacted us: now we can dial it too.
+    /// A member we could not reach has contacted us: now we can dial it, if
+    /// dialing is our side's job.
     fn activate_session(&mut self, now: Instant, slot: usize) {
         let Some(m) = self.members.get(slot) else {
             return;
         };
-        if m.endpoint.is_none() {
+        if !self.dials(m) {
             return;
         }
         let sc = self.session_config(&m.config, false);
@@ -665,29 +732,55 @@ impl<'a, C: Crypto> Node<'a, C> {
                         heapless::Vec::from_slice(b).unwrap_or_default();
                     self.queue_datagram(to, &b);
                 }
+                continue;
+            }
+            // Bring tunnels up on our own, not only when traffic needs them:
+            // a restarted router is then heard from at once, and each side
+            // learns the other's endpoint.
+            let idle = m
+                .tunnel
+                .since_handshake()
+                .is_none_or(|d| d > SESSION_LIFETIME);
+            let due = m
+                .last_initiation
+                .is_none_or(|t| now.saturating_duration_since(t) >= crate::wg::REKEY_TIMEOUT);
+            if let (true, true, Some(to)) = (idle, due, m.endpoint) {
+                m.last_initiation = Some(now);
+                if let TunnelResult::Network(b) = m.tunnel.start_handshake(&mut out) {
+                    m.stats.handshakes_sent += 1;
+                    let b: heapless::Vec<u8, MAX_DATAGRAM> =
+                        heapless::Vec::from_slice(b).unwrap_or_default();
+                    self.queue_datagram(to, &b);
+                }
             }
         }
-        // Latency feeds the decision process (as interior cost).
+        // Latency feeds the decision process (as interior cost), with
+        // hysteresis: a new measurement replaces the one in use only when it
+        // differs clearly, so jitter cannot flap the best path.
         for slot in 0..MAX_MEMBERS {
             let Some(m) = self.members.get(slot) else {
                 continue;
             };
-            let bucket = m
-                .tunnel
-                .rtt()
-                .map(|d| (d.as_micros() / LATENCY_BUCKET_US * LATENCY_BUCKET_US) as u32);
-            if let Some(p) = self.peers[slot].as_mut() {
-                if p.latency != bucket {
-                    p.latency = bucket;
-                    let info = PeerInfo {
-                        asn: m.config.asn,
-                        router_id: m.config.overlay,
-                        address: IpAddr::V4(m.config.overlay),
-                        ebgp: true,
-                        latency: bucket,
-                    };
-                    self.rib.set_peer(slot as u8, info);
-                }
+            let Some(p) = self.peers[slot].as_mut() else {
+                continue;
+            };
+            let measured = m.tunnel.rtt().map(|d| d.as_micros() as u32);
+            let adopt = match (p.latency, measured) {
+                (None, Some(_)) => true,
+                (Some(old), Some(new)) => old.abs_diff(new) > LATENCY_HYSTERESIS_US.max(old / 4),
+                _ => false,
+            };
+            if adopt {
+                p.latency = measured;
+                let info = PeerInfo {
+                    asn: m.config.asn,
+                    router_id: m.config.overlay,
+                    address: IpAddr::V4(m.config.overlay),
+                    ebgp: true,
+                    // Differences below one class are no reason to prefer a path.
+                    latency: measured.map(|us| us / LATENCY_CLASS_US * LATENCY_CLASS_US),
+                };
+                self.rib.set_peer(slot as u8, info);
             }
         }
     }

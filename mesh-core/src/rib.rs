@@ -46,8 +46,8 @@ pub struct PeerInfo {
     pub router_id: Ipv4Addr,
     pub address: IpAddr,
     pub ebgp: bool,
-    /// Measured round-trip time to the peer, in microseconds, already rounded
-    /// by the caller to a bucket that damps jitter. Used as the "interior
+    /// Measured round-trip time to the peer, in microseconds; the caller damps
+    /// jitter (hysteresis) before it changes this. Used as the "interior
     /// cost" tie-break (§9.1.2.2 e).
     pub latency: Option<u32>,
 }
@@ -701,9 +701,10 @@ impl<const P: usize, const A: usize> Rib<P, A> {
         keep_min!(DecisionStep::EbgpOverIbgp, |i: usize| Some(
             self.info(paths[i].source).is_some_and(|p| !p.ebgp) as u8
         ));
+        // A path whose latency is unknown cannot be excluded on latency.
         keep_min!(DecisionStep::Latency, |i: usize| self
             .info(paths[i].source)
-            .map(|p| p.latency.unwrap_or(u32::MAX)));
+            .and_then(|p| p.latency));
         if multipath == 0 {
             multipath = set;
         }

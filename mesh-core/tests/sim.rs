@@ -341,3 +341,26 @@ fn simulation_is_deterministic() {
         assert_eq!(run(), run());
     });
 }
+
+#[test]
+fn a_router_power_cycled_again_and_again_rejoins_every_time() {
+    big_stack(|| {
+        let mut s = seed_square(9);
+        s.run_until_cond(Duration::from_secs(10), Duration::from_millis(50), |s| {
+            s.all_converged(&[1, 2, 3, 4])
+        })
+        .expect("converged");
+        for cycle in 1..=4 {
+            s.power_off(2);
+            s.run_for(Duration::from_secs(5));
+            s.start(2);
+            let took = s
+                .run_until_cond(Duration::from_secs(20), Duration::from_millis(50), |s| {
+                    s.all_converged(&[1, 2, 3, 4])
+                })
+                .unwrap_or_else(|| panic!("R2 did not rejoin on cycle {cycle}"));
+            println!("cycle {cycle}: R2 rejoined in {} ms", took.as_millis());
+            s.run_for(Duration::from_secs(2));
+        }
+    });
+}

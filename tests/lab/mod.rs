@@ -258,3 +258,4 @@ impl Drop for Bird {
         let _ = self.child.wait();
     }
 }
+pub mod seed;

@@ -162,6 +162,10 @@ impl Tunnel for BoringTunnel {
         convert(self.0.format_handshake_initiation(out, true))
     }
 
+    fn start_handshake<'o>(&mut self, out: &'o mut [u8]) -> TunnelResult<'o> {
+        convert(self.0.format_handshake_initiation(out, false))
+    }
+
     fn since_handshake(&self) -> Option<Duration> {
         self.0
             .time_since_last_handshake()

@@ -95,6 +95,8 @@ pub trait Tunnel {
     fn update_timers<'o>(&mut self, out: &'o mut [u8]) -> TunnelResult<'o>;
     /// Starts a handshake now (even if one is in progress).
     fn initiate<'o>(&mut self, out: &'o mut [u8]) -> TunnelResult<'o>;
+    /// Starts a handshake unless one is in progress.
+    fn start_handshake<'o>(&mut self, out: &'o mut [u8]) -> TunnelResult<'o>;
     /// Time since the last completed handshake.
     fn since_handshake(&self) -> Option<Duration>;
     /// Smoothed handshake round-trip time, if known.
@@ -195,6 +197,8 @@ pub struct Member<T> {
     candidate: usize,
     candidate_since: Option<Instant>,
     pub last_rx: Option<Instant>,
+    /// When we last started a handshake to bring the tunnel up.
+    pub last_initiation: Option<Instant>,
     pub stats: MemberStats,
     index: u32,
 }
@@ -312,6 +316,7 @@ impl<T: Tunnel> Members<T> {
             candidate: 0,
             candidate_since: None,
             last_rx: None,
+            last_initiation: None,
             stats: MemberStats::default(),
             index,
         });

@@ -1,0 +1,557 @@
+//! The daemon: one thread, one epoll loop around the sans-IO node.
+//!
+//! File descriptors: the mesh UDP sockets (IPv4, and IPv6 when the host has
+//! it), the TUN device, a signalfd (SIGHUP reloads, SIGTERM/SIGINT stop), a
+//! timerfd armed at the node's next deadline, and the control socket. After
+//! every input the node's outputs are drained: datagrams to the sockets, IP
+//! packets to the TUN device, events to the log and to the kernel's routing
+//! table (netlink).
+
+use std::collections::BTreeSet;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use mesh_core::node::{Node, NodeEvent, TUN_MTU};
+use mesh_core::overlay::OverlayStorage;
+use mesh_core::wg::boring::BoringCrypto;
+use mesh_core::wg::Key;
+use mesh_core::{Instant, Prefix};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn6};
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
+
+use crate::config::{Config, MemberEntry};
+use crate::control::{ControlServer, Request};
+use crate::sys::netlink::{Netlink, Route, RTPROT_MESHD};
+use crate::sys::tun::Tun;
+use crate::{keys, status};
+
+const TOKEN_UDP4: u64 = 1;
+const TOKEN_UDP6: u64 = 2;
+const TOKEN_TUN: u64 = 3;
+const TOKEN_SIGNAL: u64 = 4;
+const TOKEN_TIMER: u64 = 5;
+const TOKEN_CONTROL: u64 = 6;
+
+/// Packets handled per readiness event before others get a turn.
+const BATCH: usize = 256;
+
+/// How the loop ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// SIGTERM/SIGINT: stopped cleanly.
+    Exit,
+    /// A reload changed settings that shape the node itself (key, overlay
+    /// address, AS number, port, device): start over with a new process.
+    Restart,
+}
+
+/// The monotonic clock, as mesh-core's `Instant`.
+pub fn now() -> Instant {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .expect("CLOCK_MONOTONIC is always available");
+    Instant::from_micros(t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1_000)
+}
+
+fn to_timespec(t: Instant) -> TimeSpec {
+    let us = t.as_micros();
+    TimeSpec::new((us / 1_000_000) as i64, ((us % 1_000_000) * 1_000) as i64)
+}
+
+fn ctx(e: impl std::fmt::Display, what: &str) -> io::Error {
+    io::Error::other(format!("{what}: {e}"))
+}
+
+/// Settings that need a new node (and so a new process) when they change.
+fn identity(c: &Config, key: &Key) -> (Key, Ipv4Addr, Option<Ipv6Addr>, u32, u16, String, PathBuf) {
+    (
+        *key,
+        c.main.overlay,
+        c.main.overlay6,
+        c.main.asn,
+        c.main.listen_port,
+        c.main.tun.clone(),
+        c.main.control_socket.clone(),
+    )
+}
+
+fn resolve(entry: &MemberEntry) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for (host, port) in entry.endpoint_names() {
+        match (host, port).to_socket_addrs() {
+            Ok(addrs) => out.extend(addrs),
+            Err(e) => log::warn!("member {}: cannot resolve {host}: {e}", entry.name),
+        }
+    }
+    out
+}
+
+pub struct Daemon {
+    config_path: PathBuf,
+    config: Config,
+    private_key: Key,
+    node: Box<Node<'static, BoringCrypto>>,
+    udp4: UdpSocket,
+    udp6: Option<UdpSocket>,
+    tun: Tun,
+    tun_index: u32,
+    netlink: Netlink,
+    epoll: Epoll,
+    signals: SignalFd,
+    timer: TimerFd,
+    control: ControlServer,
+    /// Kernel routes we installed towards the TUN device.
+    installed: BTreeSet<Prefix>,
+    stop: Option<Outcome>,
+    udp_send_errors: u64,
+    tun_write_errors: u64,
+}
+
+fn bind_udp6(port: u16) -> io::Result<UdpSocket> {
+    let fd: OwnedFd = socket::socket(
+        AddressFamily::Inet6,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )?;
+    // IPv4 has its own socket; this one is IPv6 only (no mapped addresses).
+    socket::setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
+    let addr = SockaddrIn6::from(std::net::SocketAddrV6::new(
+        Ipv6Addr::UNSPECIFIED,
+        port,
+        0,
+        0,
+    ));
+    socket::bind(fd.as_raw_fd(), &addr)?;
+    Ok(UdpSocket::from(fd))
+}
+
+impl Daemon {
+    /// Sets everything up. Errors name what failed.
+    pub fn new(config_path: &Path, config: Config) -> io::Result<Daemon> {
+        let private_key = keys::load_or_create(&config.main.private_key_file)?;
+        let udp4 = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, config.main.listen_port))
+            .map_err(|e| ctx(e, &format!("UDP port {}", config.main.listen_port)))?;
+        udp4.set_nonblocking(true)?;
+        let udp6 = match bind_udp6(config.main.listen_port) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                log::info!("no IPv6 mesh socket ({e}); IPv4 only");
+                None
+            }
+        };
+        let mut netlink = Netlink::open()?;
+        // Routes a previous meshd left after a crash.
+        match netlink.flush_protocol(RTPROT_MESHD) {
+            Ok(0) => {}
+            Ok(n) => log::info!("removed {n} stale meshd routes"),
+            Err(e) => log::warn!("cannot flush stale routes: {e}"),
+        }
+        let tun = Tun::create(&config.main.tun)?;
+        let tun_index = netlink.link_index(tun.name())?;
+        netlink.link_set(tun_index, true, Some(TUN_MTU as u32))?;
+        netlink.addr_add(tun_index, IpAddr::V4(config.main.overlay), 32)?;
+        if let Some(v6) = config.main.overlay6 {
+            netlink.addr_add(tun_index, IpAddr::V6(v6), 128)?;
+        }
+        let t = now();
+        let mut node_config = config.main.node_config(private_key, t.as_micros() ^ 0x5eed);
+        node_config.overlay_in_kernel = true;
+        let storage: &'static mut OverlayStorage<'static> =
+            Box::leak(Box::new(OverlayStorage::new()));
+        let crypto = BoringCrypto::new(&private_key);
+        let node = Box::new(Node::new(node_config, crypto, storage, t));
+
+        let mut mask = SigSet::empty();
+        for s in [Signal::SIGHUP, Signal::SIGTERM, Signal::SIGINT] {
+            mask.add(s);
+        }
+        mask.thread_block()?;
+        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
+        let timer = TimerFd::new(
+            ClockId::CLOCK_MONOTONIC,
+            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+        )?;
+        let control = ControlServer::bind(&config.main.control_socket)?;
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        let readable = |t| EpollEvent::new(EpollFlags::EPOLLIN, t);
+        epoll.add(udp4.as_fd(), readable(TOKEN_UDP4))?;
+        if let Some(u) = &udp6 {
+            epoll.add(u.as_fd(), readable(TOKEN_UDP6))?;
+        }
+        epoll.add(tun.as_fd(), readable(TOKEN_TUN))?;
+        epoll.add(signals.as_fd(), readable(TOKEN_SIGNAL))?;
+        epoll.add(timer.as_fd(), readable(TOKEN_TIMER))?;
+        epoll.add(control.listener().as_fd(), readable(TOKEN_CONTROL))?;
+
+        let mut d = Daemon {
+            config_path: config_path.to_path_buf(),
+            config,
+            private_key,
+            node,
+            udp4,
+            udp6,
+            tun,
+            tun_index,
+            netlink,
+            epoll,
+            signals,
+            timer,
+            control,
+            installed: BTreeSet::new(),
+            stop: None,
+            udp_send_errors: 0,
+            tun_write_errors: 0,
+        };
+        let members: Vec<MemberEntry> = d.config.enabled_members().cloned().collect();
+        for m in &members {
+            d.add_member(t, m);
+        }
+        log::info!(
+            "meshd {} up: AS{} overlay {} on {}, port {}, {} members, public key {}",
+            env!("CARGO_PKG_VERSION"),
+            d.config.main.asn,
+            d.config.main.overlay,
+            d.tun.name(),
+            d.config.main.listen_port,
+            members.len(),
+            d.node.public_key()
+        );
+        if std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").is_ok_and(|s| s.trim() == "0") {
+            log::warn!("IPv4 forwarding is off: consoles behind this router cannot use the mesh");
+        }
+        Ok(d)
+    }
+
+    fn add_member(&mut self, t: Instant, m: &MemberEntry) {
+        let resolved = resolve(m);
+        if let Err(e) = self.node.add_member(t, m.member_config(&resolved)) {
+            log::error!("member {}: cannot add: {e:?}", m.name);
+        }
+    }
+
+    /// Runs until stopped.
+    pub fn run(&mut self) -> io::Result<Outcome> {
+        let mut events = [EpollEvent::empty(); 16];
+        let mut buf = vec![0u8; 65536];
+        self.drain_and_arm();
+        while self.stop.is_none() {
+            let n = match self.epoll.wait(&mut events, EpollTimeout::NONE) {
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(ctx(e, "epoll")),
+            };
+            for ev in &events[..n] {
+                match ev.data() {
+                    TOKEN_UDP4 => self.read_udp(false, &mut buf),
+                    TOKEN_UDP6 => self.read_udp(true, &mut buf),
+                    TOKEN_TUN => self.read_tun(&mut buf),
+                    TOKEN_TIMER => {
+                        let _ = self.timer.wait();
+                    }
+                    TOKEN_SIGNAL => self.read_signals(),
+                    TOKEN_CONTROL => self.serve_control(),
+                    _ => {}
+                }
+            }
+            let t = now();
+            if self.node.poll_timeout(t).is_some_and(|(d, _)| d <= t) {
+                self.node.handle_timeout(t);
+            }
+            self.drain_and_arm();
+        }
+        Ok(self.stop.take().unwrap_or(Outcome::Exit))
+    }
+
+    fn read_udp(&mut self, v6: bool, buf: &mut [u8]) {
+        for _ in 0..BATCH {
+            let sock = if v6 {
+                match &self.udp6 {
+                    Some(s) => s,
+                    None => return,
+                }
+            } else {
+                &self.udp4
+            };
+            match sock.recv_from(buf) {
+                Ok((len, from)) => {
+                    // Anything longer than a WireGuard datagram is counted and
+                    // dropped by the node, not truncated here.
+                    self.node.handle_udp(now(), from, &buf[..len]);
+                    self.drain();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    log::debug!("udp receive: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn read_tun(&mut self, buf: &mut [u8]) {
+        for _ in 0..BATCH {
+            match self.tun.read(buf) {
+                Ok(len) => {
+                    self.node.handle_lan_packet(now(), &buf[..len]);
+                    self.drain();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    log::warn!("tun read: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn read_signals(&mut self) {
+        while let Ok(Some(info)) = self.signals.read_signal() {
+            match Signal::try_from(info.ssi_signo as i32) {
+                Ok(Signal::SIGHUP) => self.reload(),
+                Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) => {
+                    log::info!("stopping");
+                    self.stop = Some(Outcome::Exit);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn serve_control(&mut self) {
+        let t = now();
+        let doc = status::document(&self.node, t, self.config.main.listen_port);
+        self.control.serve(|req| match req {
+            Some(Request::Status) => status::render(&doc),
+            Some(Request::StatusJson) => doc.pretty() + "\n",
+            None => "error: unknown request (try: status, status json)\n".into(),
+        });
+    }
+
+    /// Re-reads the configuration; applies what changed, keeps what did not.
+    fn reload(&mut self) {
+        let new = match Config::load(&self.config_path) {
+            Ok(c) => c,
+            Err(errors) => {
+                for e in errors {
+                    log::error!("{e}");
+                }
+                log::error!("reload refused: keeping the running configuration");
+                return;
+            }
+        };
+        for w in &new.warnings {
+            log::warn!("{w}");
+        }
+        let key = match keys::load_or_create(&new.main.private_key_file) {
+            Ok(k) => k,
+            Err(e) => {
+                log::error!("reload refused: {e}");
+                return;
+            }
+        };
+        crate::logger::init(new.main.log_level);
+        if identity(&new, &key) != identity(&self.config, &self.private_key) {
+            log::info!("reload: key, address, AS, port or device changed: restarting");
+            self.stop = Some(Outcome::Restart);
+            self.config = new;
+            return;
+        }
+        let t = now();
+        let (old_members, new_members): (Vec<MemberEntry>, Vec<MemberEntry>) = (
+            self.config.enabled_members().cloned().collect(),
+            new.enabled_members().cloned().collect(),
+        );
+        let mut changed = 0;
+        for old in &old_members {
+            let keep = new_members
+                .iter()
+                .find(|m| m.name == old.name && m.public_key == old.public_key);
+            if keep.is_none() {
+                if let Some(slot) = self.node.member_slot(&old.name) {
+                    self.node.remove_member(t, slot);
+                    log::info!("member {} removed", old.name);
+                    changed += 1;
+                }
+            }
+        }
+        for m in &new_members {
+            match old_members
+                .iter()
+                .find(|o| o.name == m.name && o.public_key == m.public_key)
+            {
+                None => {
+                    self.add_member(t, m);
+                    log::info!("member {} added", m.name);
+                    changed += 1;
+                }
+                Some(o) if o != m => {
+                    if let Some(slot) = self.node.member_slot(&m.name) {
+                        self.node
+                            .update_member(t, slot, m.member_config(&resolve(m)));
+                        log::info!("member {} updated", m.name);
+                        changed += 1;
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        let (o, n) = (&self.config.main, &new.main);
+        if o.announce != n.announce {
+            self.node.set_lan_prefixes(t, &n.announce);
+            changed += 1;
+        }
+        if (o.hold_time, o.connect_retry, o.keepalive, o.max_paths)
+            != (n.hold_time, n.connect_retry, n.keepalive, n.max_paths)
+        {
+            self.node.set_session_settings(
+                t,
+                n.hold_time,
+                n.connect_retry,
+                n.keepalive,
+                n.max_paths,
+            );
+            changed += 1;
+        }
+        self.config = new;
+        log::info!("reloaded {}: {changed} changes", self.config_path.display());
+    }
+
+    /// Moves the node's outputs to the sockets, the TUN device, the log and
+    /// the routing table.
+    fn drain(&mut self) {
+        while let Some(d) = self.node.poll_transmit() {
+            let sock = match d.to {
+                SocketAddr::V4(_) => Some(&self.udp4),
+                SocketAddr::V6(_) => self.udp6.as_ref(),
+            };
+            let sent = sock.map(|s| s.send_to(&d.bytes, d.to));
+            if !matches!(sent, Some(Ok(_))) {
+                self.udp_send_errors += 1;
+            }
+        }
+        while let Some(p) = self.node.poll_lan_packet() {
+            if self.tun.write(&p).is_err() {
+                self.tun_write_errors += 1;
+            }
+        }
+        while let Some(ev) = self.node.poll_event() {
+            self.on_event(ev);
+        }
+    }
+
+    fn drain_and_arm(&mut self) {
+        self.drain();
+        let t = now();
+        match self.node.poll_timeout(t) {
+            Some((deadline, _)) => {
+                // A deadline already past fires at once (1 µs from now).
+                let at = deadline.max(t + mesh_core::Duration::from_micros(1));
+                let _ = self.timer.set(
+                    Expiration::OneShot(to_timespec(at)),
+                    TimerSetTimeFlags::TFD_TIMER_ABSTIME,
+                );
+            }
+            None => {
+                let _ = self.timer.unset();
+            }
+        }
+    }
+
+    fn member(&self, slot: u8) -> String {
+        self.node.member_name(slot).unwrap_or("?").to_string()
+    }
+
+    fn on_event(&mut self, ev: NodeEvent) {
+        match ev {
+            NodeEvent::SessionUp { member } => {
+                log::info!("bgp: session with {} established", self.member(member))
+            }
+            NodeEvent::SessionDown { member, reason } => {
+                log::warn!("bgp: session with {} down: {reason:?}", self.member(member))
+            }
+            NodeEvent::TunnelUp { member } => {
+                log::info!("wg: tunnel to {} up", self.member(member))
+            }
+            NodeEvent::RouteAdded { prefix, via } => {
+                log::info!("route {prefix} via {}", self.member(via));
+                self.install(prefix);
+            }
+            NodeEvent::PathChanged { prefix, from, to } => {
+                log::info!(
+                    "route {prefix} now via {} (was {})",
+                    self.member(to),
+                    self.member(from)
+                );
+                self.install(prefix);
+            }
+            NodeEvent::RouteRemoved { prefix } => {
+                log::info!("route {prefix} gone");
+                let route = Route::new(prefix.addr(), prefix.prefix_len(), self.tun_index);
+                if let Err(e) = self.netlink.route_delete(&route) {
+                    log::warn!("cannot remove kernel route {prefix}: {e}");
+                }
+                self.installed.remove(&prefix);
+            }
+        }
+    }
+
+    fn install(&mut self, prefix: Prefix) {
+        // Our own address needs no route: the kernel has it on the TUN device.
+        if prefix == Prefix::host(IpAddr::V4(self.config.main.overlay)) {
+            return;
+        }
+        let route = Route::new(prefix.addr(), prefix.prefix_len(), self.tun_index);
+        match self.netlink.route_replace(&route) {
+            Ok(()) => {
+                self.installed.insert(prefix);
+            }
+            Err(e) => log::warn!("cannot install kernel route {prefix}: {e}"),
+        }
+    }
+
+    /// Stops the sessions (Cease to every peer), lets the NOTIFICATIONs and
+    /// FINs out, and removes our routes.
+    pub fn shutdown(&mut self) {
+        let t = now();
+        self.node.shutdown(t);
+        self.drain();
+        // Give TCP a moment to carry the NOTIFICATIONs through the tunnels.
+        let deadline = t + mesh_core::Duration::from_millis(300);
+        let mut buf = vec![0u8; 65536];
+        let mut events = [EpollEvent::empty(); 16];
+        while now() < deadline {
+            let left = deadline.saturating_duration_since(now()).as_millis() as u16;
+            if self
+                .epoll
+                .wait(&mut events, EpollTimeout::from(left.max(1)))
+                .is_err()
+            {
+                break;
+            }
+            self.read_udp(false, &mut buf);
+            self.read_udp(true, &mut buf);
+            let t = now();
+            if self.node.poll_timeout(t).is_some_and(|(d, _)| d <= t) {
+                self.node.handle_timeout(t);
+            }
+            self.drain();
+        }
+        match self.netlink.flush_protocol(RTPROT_MESHD) {
+            Ok(n) => log::info!("removed {n} routes"),
+            Err(e) => log::warn!("cannot remove routes: {e}"),
+        }
+        if self.udp_send_errors + self.tun_write_errors > 0 {
+            log::info!(
+                "send errors: udp {} tun {}",
+                self.udp_send_errors,
+                self.tun_write_errors
+            );
+        }
+    }
+}

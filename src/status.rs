@@ -1,0 +1,281 @@
+//! What `meshd status` shows: members, tunnels, BGP sessions, routes with their
+//! AS path and why the best path won, counters. One JSON document; the text
+//! form is rendered from it, so both always agree.
+
+use std::fmt::Write;
+use std::net::IpAddr;
+
+use mesh_core::bgp::error::DownReason;
+use mesh_core::node::Node;
+use mesh_core::rib::Source;
+use mesh_core::wg::Crypto;
+use mesh_core::{Instant, Prefix};
+
+use crate::json::Json;
+
+fn secs(d: mesh_core::Duration) -> f64 {
+    (d.as_millis() as f64 / 100.0).round() / 10.0
+}
+
+fn down_reason(r: DownReason) -> String {
+    match r {
+        DownReason::SentNotification(e) => format!("sent NOTIFICATION: {e}"),
+        DownReason::ReceivedNotification(e) => format!("received NOTIFICATION: {e}"),
+        DownReason::ConnectionLost => "connection lost".into(),
+        DownReason::Stopped => "stopped".into(),
+    }
+}
+
+fn source_name<C: Crypto>(node: &Node<'_, C>, s: Source) -> String {
+    match s {
+        Source::Local => "local".into(),
+        Source::Peer(p) => node.member_name(p).unwrap_or("?").to_string(),
+    }
+}
+
+/// The whole status document.
+pub fn document<C: Crypto>(node: &Node<'_, C>, now: Instant, listen_port: u16) -> Json {
+    let c = node.config();
+    let mut members = Vec::new();
+    for m in node.members() {
+        let overlay = IpAddr::V4(m.config.overlay);
+        // How the member is reached now: its own tunnel, or through whom.
+        let path = node.rib().lookup(overlay).and_then(|e| {
+            let best = e.best()?;
+            let attrs = node.rib().attrs(best.attrs)?;
+            Some(
+                Json::obj()
+                    .with("via", source_name(node, best.source))
+                    .with("direct", best.source == Source::Peer(m.slot))
+                    .with("hops", attrs.as_path.selection_len()),
+            )
+        });
+        members.push(
+            Json::obj()
+                .with("name", m.config.name.as_str())
+                .with("public_key", m.config.public_key.to_string())
+                .with("overlay", m.config.overlay.to_string())
+                .with("asn", m.config.asn)
+                .with(
+                    "prefixes",
+                    m.config
+                        .prefixes
+                        .iter()
+                        .map(|p| Json::from(p.to_string()))
+                        .collect::<Vec<_>>(),
+                )
+                .with("endpoint", m.endpoint.map(|e| e.to_string()))
+                .with("endpoint_confirmed", m.endpoint_confirmed)
+                .with("handshake_age_s", m.since_handshake.map(secs))
+                .with("rtt_ms", m.rtt.map(|d| d.as_millis()))
+                .with(
+                    "last_rx_age_s",
+                    m.last_rx.map(|t| secs(now.saturating_duration_since(t))),
+                )
+                .with("rx_packets", m.stats.rx_packets)
+                .with("rx_bytes", m.stats.rx_bytes)
+                .with("tx_packets", m.stats.tx_packets)
+                .with("tx_bytes", m.stats.tx_bytes)
+                .with("rx_errors", m.stats.rx_errors)
+                .with("roams", m.stats.roams)
+                .with("path", path)
+                .with(
+                    "bgp",
+                    Json::obj()
+                        .with("state", format!("{:?}", m.bgp_state))
+                        .with(
+                            "uptime_s",
+                            m.bgp_established_since
+                                .map(|t| secs(now.saturating_duration_since(t))),
+                        )
+                        .with("last_down", m.bgp_last_down.map(down_reason))
+                        .with("prefixes_received", m.prefixes_received)
+                        .with("updates_in", m.bgp_stats.updates_in)
+                        .with("updates_out", m.bgp_stats.updates_out)
+                        .with("flaps", m.bgp_stats.flaps)
+                        .with("treat_as_withdraw", m.bgp_stats.treat_as_withdraw)
+                        .with("refused_routes", m.import.filtered),
+                ),
+        );
+    }
+    let mut routes = Vec::new();
+    for e in node.routes() {
+        let Some(best) = e.best() else { continue };
+        let path_json = |p: &mesh_core::rib::Path| {
+            let attrs = node.rib().attrs(p.attrs);
+            Json::obj()
+                .with("via", source_name(node, p.source))
+                .with("as_path", attrs.map(|a| a.as_path.to_string()))
+                .with(
+                    "next_hop",
+                    attrs.and_then(|a| a.next_hop_for(e.prefix.family()).map(|n| n.to_string())),
+                )
+        };
+        let alternatives: Vec<Json> = e.paths()[1..]
+            .iter()
+            .map(|p| path_json(p).with("lost", p.step.describe()))
+            .collect();
+        routes.push(
+            Json::obj()
+                .with("prefix", e.prefix.to_string())
+                .with("best", path_json(best).with("reason", best.step.describe()))
+                .with("ecmp", e.ecmp_len())
+                .with("alternatives", alternatives),
+        );
+    }
+    let s = node.stats();
+    let counters = Json::obj()
+        .with("udp_in", s.udp_in)
+        .with("udp_invalid", s.udp_invalid)
+        .with("udp_oversized", s.udp_oversized)
+        .with("unknown_key", s.unknown_key)
+        .with("cookie_replies", s.cookie_replies)
+        .with("bad_inner", s.bad_inner)
+        .with("spoofed", s.spoofed)
+        .with("forwarded", s.forwarded)
+        .with("to_lan", s.to_lan)
+        .with("from_lan", s.from_lan)
+        .with("no_route", s.no_route)
+        .with("ttl_expired", s.ttl_expired)
+        .with("icmp_sent", s.icmp_sent)
+        .with("no_endpoint", s.no_endpoint)
+        .with("queue_full", s.queue_full)
+        .with("hijacks_refused", s.hijacks_refused);
+    Json::obj()
+        .with("version", env!("CARGO_PKG_VERSION"))
+        .with("public_key", node.public_key().to_string())
+        .with("overlay", c.overlay.to_string())
+        .with("asn", c.asn)
+        .with("listen_port", listen_port)
+        .with(
+            "announce",
+            c.lan_prefixes
+                .iter()
+                .map(|p| Json::from(p.to_string()))
+                .collect::<Vec<_>>(),
+        )
+        .with("members", members)
+        .with("routes", routes)
+        .with("counters", counters)
+}
+
+fn s<'a>(j: &'a Json, k: &str) -> &'a str {
+    j.get(k).and_then(Json::as_str).unwrap_or("-")
+}
+
+fn opt_num(j: &Json, k: &str, unit: &str) -> String {
+    match j.get(k) {
+        Some(Json::Int(i)) => format!("{i}{unit}"),
+        Some(Json::Float(f)) => format!("{f}{unit}"),
+        _ => "-".into(),
+    }
+}
+
+/// The document as text for a terminal.
+pub fn render(doc: &Json) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "meshd {}  AS{}  overlay {}  port {}",
+        s(doc, "version"),
+        opt_num(doc, "asn", ""),
+        s(doc, "overlay"),
+        opt_num(doc, "listen_port", "")
+    );
+    let _ = writeln!(out, "public key {}", s(doc, "public_key"));
+    let announce: Vec<&str> = doc
+        .get("announce")
+        .map(Json::as_array)
+        .unwrap_or(&[])
+        .iter()
+        .filter_map(Json::as_str)
+        .collect();
+    let _ = writeln!(out, "announces {}", announce.join(", "));
+    let _ = writeln!(out, "\nmembers:");
+    let _ = writeln!(
+        out,
+        "  {:<10} {:<15} {:<8} {:<22} {:>9} {:>6}  {:<12} {:<14} prefixes",
+        "name", "overlay", "asn", "endpoint", "handshake", "rtt", "bgp", "reached"
+    );
+    for m in doc.get("members").map(Json::as_array).unwrap_or(&[]) {
+        let bgp = m.get("bgp").cloned().unwrap_or(Json::Null);
+        let reached = match m.get("path") {
+            Some(p @ Json::Obj(_)) => {
+                if p.get("direct") == Some(&Json::Bool(true)) {
+                    "direct".to_string()
+                } else {
+                    format!("via {} ({} hops)", s(p, "via"), opt_num(p, "hops", ""))
+                }
+            }
+            _ => "unreachable".into(),
+        };
+        let mut endpoint = s(m, "endpoint").to_string();
+        if m.get("endpoint_confirmed") == Some(&Json::Bool(false)) && endpoint != "-" {
+            endpoint.push('?');
+        }
+        let _ = writeln!(
+            out,
+            "  {:<10} {:<15} {:<8} {:<22} {:>9} {:>6}  {:<12} {:<14} {}",
+            s(m, "name"),
+            s(m, "overlay"),
+            opt_num(m, "asn", ""),
+            endpoint,
+            opt_num(m, "handshake_age_s", "s"),
+            opt_num(m, "rtt_ms", "ms"),
+            s(&bgp, "state"),
+            reached,
+            opt_num(&bgp, "prefixes_received", ""),
+        );
+        if let Some(Json::Str(why)) = bgp.get("last_down") {
+            let _ = writeln!(out, "  {:<10} last down: {why}", "");
+        }
+    }
+    let _ = writeln!(out, "\nroutes:");
+    for r in doc.get("routes").map(Json::as_array).unwrap_or(&[]) {
+        let best = r.get("best").cloned().unwrap_or(Json::Null);
+        let _ = writeln!(
+            out,
+            "  {:<20} via {:<8} as-path [{}]  ({})",
+            s(r, "prefix"),
+            s(&best, "via"),
+            s(&best, "as_path"),
+            s(&best, "reason")
+        );
+        for alt in r.get("alternatives").map(Json::as_array).unwrap_or(&[]) {
+            let _ = writeln!(
+                out,
+                "  {:<20}   or {:<7} as-path [{}]  lost: {}",
+                "",
+                s(alt, "via"),
+                s(alt, "as_path"),
+                s(alt, "lost")
+            );
+        }
+    }
+    let _ = writeln!(out, "\ncounters:");
+    if let Some(Json::Obj(fields)) = doc.get("counters") {
+        let line: Vec<String> = fields
+            .iter()
+            .filter(|(_, v)| v.as_i64() != Some(0))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  {}",
+            if line.is_empty() {
+                "all zero".into()
+            } else {
+                line.join(" ")
+            }
+        );
+    }
+    out
+}
+
+/// The member the path to `prefix` leaves through now, if any.
+pub fn first_hop<C: Crypto>(node: &Node<'_, C>, prefix: &Prefix) -> Option<String> {
+    node.rib()
+        .entry(prefix)
+        .and_then(|e| e.best())
+        .map(|b| source_name(node, b.source))
+}

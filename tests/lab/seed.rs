@@ -1,0 +1,439 @@
+//! The seed square of real meshd processes (see `../shared/design/LAB.md`):
+//!
+//! ```text
+//!   c1 ─ r1 ──── r2 ──── r4 ─ c4          inet: a bridge standing for the
+//!         \             /                 internet, 198.51.100.0/24
+//!          `──── r3 ───'
+//! ```
+//!
+//! Router rN: WAN veth into `inet` (198.51.100.N), LAN veth to console cN
+//! (192.168.N.1 / .10), meshd on a TUN device with overlay 10.0.0.N, AS 6500N.
+//! Tunnels R1-R2, R1-R3, R2-R4, R3-R4: each router knows the endpoints of its
+//! tunnel neighbours only, and nftables in `inet` drops R1↔R4 traffic, so R1
+//! and R4 can reach each other only through a transit router.
+
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::net::{Ipv4Addr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{sh, veth, wait_for, Netns, TempDir};
+
+pub const SQUARE: [(usize, usize); 4] = [(1, 2), (1, 3), (2, 4), (3, 4)];
+
+pub struct Router {
+    pub n: usize,
+    pub ns: Netns,
+    pub console: Netns,
+    pub config: PathBuf,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+    pub public_key: String,
+    pub process: Option<Child>,
+}
+
+pub struct SeedLab {
+    pub tag: String,
+    pub inet: Netns,
+    pub routers: Vec<Router>,
+    pub dir: TempDir,
+    pub meshd: PathBuf,
+    pub hold_time: u16,
+}
+
+pub fn meshd_key(meshd: &Path, private: &str) -> String {
+    let mut child = Command::new(meshd)
+        .arg("pubkey")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("meshd pubkey");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(private.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+impl SeedLab {
+    /// Builds the namespaces and configs (meshd not started yet).
+    pub fn build(tag: &str, meshd: &Path, hold_time: u16) -> SeedLab {
+        let tag = super::lab_prefix(tag);
+        let dir = TempDir::new(&format!("meshd-lab-{tag}"));
+        let inet = Netns::new(&format!("{tag}i"));
+        inet.ip(&["link", "add", "br0", "type", "bridge"]);
+        inet.ip(&["link", "set", "br0", "up"]);
+        let mut routers = Vec::new();
+        for n in 1..=4 {
+            let ns = Netns::new(&format!("{tag}r{n}"));
+            let console = Netns::new(&format!("{tag}c{n}"));
+            veth(
+                &ns,
+                "wan",
+                &format!("198.51.100.{n}/24"),
+                &inet,
+                &format!("w{n}"),
+                "",
+            );
+            inet.ip(&["link", "set", &format!("w{n}"), "master", "br0"]);
+            veth(
+                &ns,
+                "lan",
+                &format!("192.168.{n}.1/24"),
+                &console,
+                "eth0",
+                &format!("192.168.{n}.10/24"),
+            );
+            console.ip(&["route", "add", "default", "via", &format!("192.168.{n}.1")]);
+            ns.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+            // Packets from the mesh arrive on the TUN device with sources
+            // routed back through it; loose reverse-path filtering is the
+            // router default on OpenWrt too.
+            ns.exec(&["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=2"]);
+            let private =
+                String::from_utf8(Command::new(meshd).arg("genkey").output().unwrap().stdout)
+                    .unwrap();
+            let key_file = dir.path().join(format!("r{n}.key"));
+            std::fs::write(&key_file, &private).unwrap();
+            std::fs::set_permissions(
+                &key_file,
+                std::os::unix::fs::PermissionsExt::from_mode(0o600),
+            )
+            .unwrap();
+            let public_key = meshd_key(meshd, &private);
+            routers.push(Router {
+                n,
+                ns,
+                console,
+                config: dir.path().join(format!("r{n}.conf")),
+                socket: dir.path().join(format!("r{n}.sock")),
+                log: dir.path().join(format!("r{n}.log")),
+                public_key,
+                process: None,
+            });
+        }
+        // No path between R1 and R4 on the "internet".
+        let rules = dir.path().join("inet.nft");
+        std::fs::write(
+            &rules,
+            "table bridge lab {\n\tchain no_r1_r4 {\n\t\ttype filter hook forward priority 0;\n\
+             \t\tip saddr 198.51.100.1 ip daddr 198.51.100.4 drop\n\
+             \t\tip saddr 198.51.100.4 ip daddr 198.51.100.1 drop\n\t}\n}\n",
+        )
+        .unwrap();
+        inet.exec(&["nft", "-f", rules.to_str().unwrap()]);
+        let lab = SeedLab {
+            tag,
+            inet,
+            routers,
+            dir,
+            meshd: meshd.to_path_buf(),
+            hold_time,
+        };
+        for n in 1..=4 {
+            lab.write_config(n);
+        }
+        lab
+    }
+
+    pub fn router(&self, n: usize) -> &Router {
+        &self.routers[n - 1]
+    }
+
+    fn write_config(&self, n: usize) {
+        let r = self.router(n);
+        let mut c = format!(
+            "config meshd 'main'\n\
+             \toption private_key_file '{}'\n\
+             \toption listen_port '51820'\n\
+             \toption overlay '10.0.0.{n}'\n\
+             \toption asn '6500{n}'\n\
+             \tlist announce '192.168.{n}.0/24'\n\
+             \toption hold_time '{}'\n\
+             \toption connect_retry '1'\n\
+             \toption tun 'meshd0'\n\
+             \toption control_socket '{}'\n\
+             \toption log_level 'info'\n",
+            self.dir.path().join(format!("r{n}.key")).display(),
+            self.hold_time,
+            r.socket.display()
+        );
+        for m in 1..=4 {
+            if m == n {
+                continue;
+            }
+            let linked = SQUARE.contains(&(n.min(m), n.max(m)));
+            c.push_str(&format!(
+                "\nconfig member 'r{m}'\n\
+                 \toption public_key '{}'\n\
+                 \toption overlay '10.0.0.{m}'\n\
+                 \toption asn '6500{m}'\n\
+                 \tlist prefix '192.168.{m}.0/24'\n",
+                self.router(m).public_key
+            ));
+            if linked {
+                c.push_str(&format!("\tlist endpoint '198.51.100.{m}:51820'\n"));
+            }
+        }
+        std::fs::write(&r.config, c).unwrap();
+    }
+
+    /// Starts (or restarts) meshd on router `n`.
+    pub fn start(&mut self, n: usize) {
+        let meshd = self.meshd.clone();
+        let r = &mut self.routers[n - 1];
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&r.log)
+            .unwrap();
+        let child =
+            r.ns.cmd(meshd.to_str().unwrap())
+                .arg("-c")
+                .arg(&r.config)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("start meshd");
+        r.process = Some(child);
+    }
+
+    pub fn start_all(&mut self) {
+        for n in 1..=4 {
+            self.start(n);
+        }
+    }
+
+    /// A power cut: every link down first, then `kill -9` (LAB.md).
+    pub fn power_cut(&mut self, n: usize) {
+        let r = &mut self.routers[n - 1];
+        r.ns.ip(&["link", "set", "wan", "down"]);
+        r.ns.ip(&["link", "set", "lan", "down"]);
+        if let Some(mut p) = r.process.take() {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+    }
+
+    /// Power back: links up, meshd started with no other step.
+    pub fn power_on(&mut self, n: usize) {
+        {
+            let r = &self.routers[n - 1];
+            r.ns.ip(&["link", "set", "wan", "up"]);
+            r.ns.ip(&["link", "set", "lan", "up"]);
+        }
+        self.start(n);
+    }
+
+    /// `meshd status --json` of router `n`, raw.
+    pub fn status_json(&self, n: usize) -> Option<String> {
+        let r = self.router(n);
+        let out = Command::new(&self.meshd)
+            .args(["status", "--json", "-c"])
+            .arg(&r.config)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    pub fn status_text(&self, n: usize) -> String {
+        let r = self.router(n);
+        let out = Command::new(&self.meshd)
+            .args(["status", "-c"])
+            .arg(&r.config)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Which router R(n) sends console `dst`'s traffic through now, from its
+    /// status ("via rX"), or None.
+    pub fn first_hop(&self, n: usize, dst: usize) -> Option<usize> {
+        let status = self.status_json(n)?;
+        let prefix = format!("\"prefix\": \"192.168.{dst}.0/24\"");
+        let at = status.find(&prefix)?;
+        let rest = &status[at..];
+        let via = rest.find("\"via\": \"r")? + "\"via\": \"r".len();
+        rest[via..via + 1].parse().ok()
+    }
+
+    /// Pings console `b` from console `a` once (1 s timeout).
+    pub fn ping(&self, a: usize, b: usize) -> bool {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.router(a).console.name,
+                "ping",
+                "-c1",
+                "-W1",
+                "-q",
+            ])
+            .arg(format!("192.168.{b}.10"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Waits until every console pings every other.
+    pub fn wait_all_reachable(&self, limit: Duration) -> Option<Duration> {
+        let start = Instant::now();
+        wait_for(limit, Duration::from_millis(100), || {
+            let ok = (1..=4).all(|a| {
+                (1..=4)
+                    .filter(|&b| b != a)
+                    .all(|b| self.first_hop(a, b).is_some())
+            });
+            (ok && self.ping(1, 4) && self.ping(4, 1)).then_some(())
+        })?;
+        Some(start.elapsed())
+    }
+
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        for r in &self.routers {
+            s.push_str(&format!("--- r{} log ---\n", r.n));
+            s.push_str(&std::fs::read_to_string(&r.log).unwrap_or_default());
+        }
+        s
+    }
+}
+
+impl Drop for SeedLab {
+    fn drop(&mut self) {
+        for r in &mut self.routers {
+            if let Some(mut p) = r.process.take() {
+                let _ = p.kill();
+                let _ = p.wait();
+            }
+        }
+    }
+}
+
+/// A probe stream: console `a` sends numbered UDP datagrams to console `b`
+/// every `interval`; the receiver records arrivals.
+pub struct Probe {
+    stop: Arc<AtomicBool>,
+    received: Arc<Mutex<Vec<(u32, Instant)>>>,
+    sent: Arc<Mutex<u32>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    pub interval: Duration,
+}
+
+impl Probe {
+    pub fn start(from: &Netns, to: &Netns, to_addr: Ipv4Addr, interval: Duration) -> Probe {
+        let stop = Arc::new(AtomicBool::new(false));
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let sent = Arc::new(Mutex::new(0u32));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let rx = {
+            let (stop, received) = (stop.clone(), received.clone());
+            to.spawn(move || {
+                let s = UdpSocket::bind((to_addr, 9000)).unwrap();
+                s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+                ready_tx.send(()).unwrap();
+                let mut buf = [0u8; 64];
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(n) = s.recv(&mut buf) {
+                        if n >= 4 {
+                            let seq = u32::from_be_bytes(buf[..4].try_into().unwrap());
+                            received.lock().unwrap().push((seq, Instant::now()));
+                        }
+                    }
+                }
+            })
+        };
+        ready_rx.recv().unwrap();
+        let tx = {
+            let (stop, sent) = (stop.clone(), sent.clone());
+            from.spawn(move || {
+                let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
+                let mut seq = 0u32;
+                let mut next = Instant::now();
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = s.send_to(&seq.to_be_bytes(), (to_addr, 9000));
+                    seq += 1;
+                    *sent.lock().unwrap() = seq;
+                    next += interval;
+                    if let Some(d) = next.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(d);
+                    }
+                }
+            })
+        };
+        Probe {
+            stop,
+            received,
+            sent,
+            threads: vec![rx, tx],
+            interval,
+        }
+    }
+
+    pub fn received(&self) -> usize {
+        self.received.lock().unwrap().len()
+    }
+
+    /// The highest sequence number received so far.
+    pub fn last_seq(&self) -> Option<u32> {
+        self.received.lock().unwrap().iter().map(|r| r.0).max()
+    }
+
+    pub fn sent(&self) -> u32 {
+        *self.sent.lock().unwrap()
+    }
+
+    /// Stops and reports: (sent, received, lost, longest gap).
+    pub fn finish(mut self) -> ProbeReport {
+        std::thread::sleep(Duration::from_millis(300));
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        let sent = *self.sent.lock().unwrap();
+        let mut seqs: Vec<u32> = self.received.lock().unwrap().iter().map(|r| r.0).collect();
+        seqs.sort_unstable();
+        seqs.dedup();
+        let mut gap = 0u32;
+        for w in seqs.windows(2) {
+            gap = gap.max(w[1] - w[0] - 1);
+        }
+        ProbeReport {
+            sent,
+            received: seqs.len() as u32,
+            longest_gap: self.interval * (gap + 1),
+            lost: sent.saturating_sub(seqs.len() as u32),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ProbeReport {
+    pub sent: u32,
+    pub received: u32,
+    pub lost: u32,
+    /// Time between the last packet before the outage and the first after
+    /// it, in send intervals (one interval when nothing was lost).
+    pub longest_gap: Duration,
+}
+
+pub fn console_addr(n: usize) -> Ipv4Addr {
+    Ipv4Addr::new(192, 168, n as u8, 10)
+}
+
+/// `sh` re-exported for lab tests.
+pub fn run(args: &[&str]) -> String {
+    sh(args)
+}
