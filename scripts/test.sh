@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 need_root
-ensure_packages "${LAB_PACKAGES[@]}" build-essential pkg-config
+ensure_packages "${LAB_PACKAGES[@]}" build-essential pkg-config file
 ensure_rust
 for cmd in bird birdc ip nft; do
   command -v "$cmd" >/dev/null || die "$cmd missing after install"
@@ -20,8 +20,13 @@ say "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 
 say "cargo test (unit, property, interop and lab tests)"
-# Lab tests build namespaces with unique names; running test binaries one
-# after another keeps the 2-core CI machines from timing out BGP sessions.
-cargo test --workspace -- --test-threads=2
+cargo test --workspace
+
+say "deterministic simulations (seed square, power cuts, 16 and 64 nodes; release build)"
+cargo test -p mesh-core --features sim --release --test sim
+
+say "the demo, non-interactive"
+cargo build --release --bin meshd --example meshlab
+target/release/examples/meshlab demo target/release/meshd --check
 
 say "all tests passed"

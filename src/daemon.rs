@@ -91,6 +91,28 @@ fn resolve(entry: &MemberEntry) -> Vec<SocketAddr> {
     out
 }
 
+/// Builds the node on a short-lived thread with a large stack: the node is a
+/// few megabytes of fixed-size tables that are moved through the stack while
+/// they are built. That thread's stack is unmapped when it ends (it is larger
+/// than glibc's stack cache), so those pages do not stay resident.
+fn build_node(
+    config: mesh_core::node::NodeConfig,
+    private_key: Key,
+    t: Instant,
+) -> io::Result<Box<Node<'static, BoringCrypto>>> {
+    std::thread::Builder::new()
+        .name("meshd-init".into())
+        .stack_size(256 << 20)
+        .spawn(move || {
+            let storage: &'static mut OverlayStorage<'static> =
+                Box::leak(Box::new(OverlayStorage::new()));
+            let crypto = BoringCrypto::new(&private_key);
+            Box::new(Node::new(config, crypto, storage, t))
+        })?
+        .join()
+        .map_err(|_| io::Error::other("building the node failed"))
+}
+
 pub struct Daemon {
     config_path: PathBuf,
     config: Config,
@@ -162,10 +184,7 @@ impl Daemon {
         let t = now();
         let mut node_config = config.main.node_config(private_key, t.as_micros() ^ 0x5eed);
         node_config.overlay_in_kernel = true;
-        let storage: &'static mut OverlayStorage<'static> =
-            Box::leak(Box::new(OverlayStorage::new()));
-        let crypto = BoringCrypto::new(&private_key);
-        let node = Box::new(Node::new(node_config, crypto, storage, t));
+        let node = build_node(node_config, private_key, t)?;
 
         let mut mask = SigSet::empty();
         for s in [Signal::SIGHUP, Signal::SIGTERM, Signal::SIGINT] {

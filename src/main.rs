@@ -43,10 +43,9 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
     }
 }
 
-/// The node is a few megabytes of fixed-size tables; debug builds move it
-/// through the stack while building it. The reservation costs address space,
-/// not memory: only touched pages are resident.
-const DAEMON_STACK: usize = 64 << 20;
+/// The event loop's stack: reserved address space, resident only as far as it
+/// is used (the node itself is built on another thread, see `build_node`).
+const DAEMON_STACK: usize = 16 << 20;
 
 fn run(path: PathBuf) -> ExitCode {
     // Blocked here so that every thread inherits the mask: the daemon reads

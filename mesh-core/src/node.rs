@@ -47,8 +47,9 @@ const EVENT_QUEUE: usize = 64;
 /// How much a latency measurement must move (at least, and at least a
 /// quarter) before route selection sees the change.
 const LATENCY_HYSTERESIS_US: u32 = 5_000;
-/// Latencies are compared in classes of this size.
-const LATENCY_CLASS_US: u32 = 2_000;
+/// Silence after which the next authenticated datagram counts as the tunnel
+/// coming up (for events and logs).
+const TUNNEL_SILENCE: Duration = Duration::from_secs(30);
 /// WireGuard's REJECT_AFTER_TIME: a session older than this is dead.
 const SESSION_LIFETIME: Duration = Duration::from_secs(180);
 /// ICMP errors allowed per second (RFC 1812 §4.3.2.8 asks for a limit).
@@ -187,6 +188,9 @@ struct Peer {
     import: ImportStats,
     /// Latency (µs) last given to the RIB.
     latency: Option<u32>,
+    /// We answered a handshake initiation; its session becomes usable with
+    /// the member's first data packet.
+    answered_handshake: bool,
 }
 
 impl core::fmt::Debug for Peer {
@@ -441,6 +445,7 @@ impl<'a, C: Crypto> Node<'a, C> {
             end_of_rib_sent: false,
             import: ImportStats::default(),
             latency: None,
+            answered_handshake: false,
         });
     }
 
@@ -621,50 +626,109 @@ impl<'a, C: Crypto> Node<'a, C> {
     }
 
     fn decapsulate(&mut self, now: Instant, slot: usize, from: SocketAddr, bytes: &[u8]) {
-        let mut datagram = bytes;
         let data_message = bytes.first() == Some(&4);
-        loop {
-            let mut out = [0u8; MAX_DATAGRAM + 64];
+        let mut out = [0u8; MAX_DATAGRAM + 64];
+        let Some(m) = self.members.get_mut(slot) else {
+            return;
+        };
+        let was_silent = m
+            .last_rx
+            .is_none_or(|t| now.saturating_duration_since(t) > TUNNEL_SILENCE);
+        // Whether a WireGuard session existed before this datagram: a new one
+        // then replaces it (the member restarted, or a rekey).
+        let had_session = m.tunnel.since_handshake().is_some();
+        let result = m.tunnel.decapsulate(Some(from.ip()), bytes, &mut out);
+        let authenticated = match result {
+            TunnelResult::Done => data_message, // a keepalive
+            TunnelResult::Network(_) | TunnelResult::Inner(_) => true,
+            TunnelResult::Error(e) => {
+                m.stats.rx_errors += 1;
+                log::debug!("wg: {} dropped a datagram: {e:?}", m.config.name.as_str());
+                false
+            }
+        };
+        if authenticated {
+            m.authenticated_from(now, from);
+            if was_silent {
+                let member = slot as u8;
+                push(
+                    &mut self.events,
+                    &mut self.stats,
+                    NodeEvent::TunnelUp { member },
+                );
+            }
+        }
+        match result {
+            TunnelResult::Network(b) => {
+                m.stats.tx_packets += 1;
+                let to = m.endpoint.unwrap_or(from);
+                let b: heapless::Vec<u8, MAX_DATAGRAM> =
+                    heapless::Vec::from_slice(b).unwrap_or_default();
+                self.queue_datagram(to, &b);
+            }
+            TunnelResult::Inner(p) => {
+                m.stats.rx_packets += 1;
+                m.stats.rx_bytes += p.len() as u64;
+                let len = p.len();
+                self.forward_from_member(&mut out[..len]);
+            }
+            _ => {}
+        }
+        if authenticated {
+            self.flush_queued(slot);
+            // A new WireGuard session that replaces an old one means the
+            // member is alive again, perhaps freshly restarted, and that any
+            // connection attempt in flight went out under the old keys and is
+            // lost: if our side dials and the BGP session is down, dial now
+            // instead of at the next retry. (A first session needs nothing:
+            // what was queued during its handshake is sent on it.) The new
+            // session is usable once we got its response (we initiated) or,
+            // when we answered, once its first data packet arrived (boringtun
+            // switches to it then).
+            let kind = bytes.first().copied();
+            let Some(p) = self.peers[slot].as_mut() else {
+                return;
+            };
+            let usable = match kind {
+                Some(1) => {
+                    p.answered_handshake = had_session;
+                    false
+                }
+                Some(2) => had_session,
+                Some(4) => core::mem::take(&mut p.answered_handshake),
+                _ => false,
+            };
+            let dials = self.members.get(slot).is_some_and(|m| self.dials(m));
+            if let (true, true, Some(p)) = (usable, dials, self.peers[slot].as_mut()) {
+                if !p.session.is_established() {
+                    log::debug!("bgp: peer {slot}: new tunnel session, dialing now");
+                    p.session.connect_now(now);
+                    self.needs_pump = true;
+                }
+            }
+        }
+    }
+
+    /// Sends what the tunnel queued while it had no session. boringtun keeps
+    /// such packets until asked; asking after every authenticated datagram
+    /// means the first packet that makes the session usable (a keepalive, a
+    /// handshake response) also releases them, instead of the next retry.
+    fn flush_queued(&mut self, slot: usize) {
+        let mut out = [0u8; MAX_DATAGRAM + 64];
+        for _ in 0..64 {
             let Some(m) = self.members.get_mut(slot) else {
                 return;
             };
-            let result = m.tunnel.decapsulate(Some(from.ip()), datagram, &mut out);
-            let first = !datagram.is_empty();
-            datagram = &[];
-            match result {
-                TunnelResult::Done => {
-                    if first && data_message {
-                        m.authenticated_from(now, from); // a keepalive
-                    }
-                    return;
-                }
-                TunnelResult::Network(b) => {
-                    if first {
-                        m.authenticated_from(now, from);
-                    }
-                    m.stats.tx_packets += 1;
-                    let to = m.endpoint.unwrap_or(from);
-                    let b: heapless::Vec<u8, MAX_DATAGRAM> =
-                        heapless::Vec::from_slice(b).unwrap_or_default();
-                    self.queue_datagram(to, &b);
-                    // Flush packets queued while the handshake was pending.
-                }
-                TunnelResult::Inner(p) => {
-                    m.authenticated_from(now, from);
-                    m.stats.rx_packets += 1;
-                    m.stats.rx_bytes += p.len() as u64;
-                    let len = p.len();
-                    self.forward_from_member(&mut out[..len]);
-                    return;
-                }
-                TunnelResult::Error(e) => {
-                    if first {
-                        m.stats.rx_errors += 1;
-                        log::debug!("wg: {} dropped a datagram: {e:?}", m.config.name.as_str());
-                    }
-                    return;
-                }
-            }
+            let TunnelResult::Network(b) = m.tunnel.decapsulate(None, &[], &mut out) else {
+                return;
+            };
+            m.stats.tx_packets += 1;
+            let Some(to) = m.endpoint else {
+                return;
+            };
+            let b: heapless::Vec<u8, MAX_DATAGRAM> =
+                heapless::Vec::from_slice(b).unwrap_or_default();
+            self.queue_datagram(to, &b);
         }
     }
 
@@ -777,8 +841,7 @@ impl<'a, C: Crypto> Node<'a, C> {
                     router_id: m.config.overlay,
                     address: IpAddr::V4(m.config.overlay),
                     ebgp: true,
-                    // Differences below one class are no reason to prefer a path.
-                    latency: measured.map(|us| us / LATENCY_CLASS_US * LATENCY_CLASS_US),
+                    latency: measured,
                 };
                 self.rib.set_peer(slot as u8, info);
             }
@@ -1029,6 +1092,10 @@ impl<'a, C: Crypto> Node<'a, C> {
                 }
                 p.session.handle_accepted(now).then_some(p)
             });
+            log::debug!(
+                "bgp: accepted a connection from {remote}: {}",
+                accepted.is_some()
+            );
             match accepted {
                 Some(p) => {
                     p.conns[ConnId::Incoming as usize] = Some(Conn {
@@ -1065,6 +1132,7 @@ impl<'a, C: Crypto> Node<'a, C> {
             if !conn.reported {
                 match state {
                     S::Established => {
+                        log::debug!("bgp: peer {slot}: connected");
                         conn.reported = true;
                         peer.conns[id as usize] = Some(conn);
                         peer.session.handle_connected(now);
@@ -1116,16 +1184,20 @@ impl<'a, C: Crypto> Node<'a, C> {
         while let Some(action) = peer.session.poll_action() {
             busy = true;
             match action {
-                Action::Connect => match self.overlay.connect(overlay_addr) {
-                    Ok(h) => {
-                        peer.conns[ConnId::Outgoing as usize] = Some(Conn {
-                            socket: h,
-                            reported: false,
-                        });
+                Action::Connect => {
+                    log::debug!("bgp: peer {slot}: connect to {overlay_addr}");
+                    match self.overlay.connect(overlay_addr) {
+                        Ok(h) => {
+                            peer.conns[ConnId::Outgoing as usize] = Some(Conn {
+                                socket: h,
+                                reported: false,
+                            });
+                        }
+                        Err(_) => peer.session.handle_transport_closed(now, ConnId::Outgoing),
                     }
-                    Err(_) => peer.session.handle_transport_closed(now, ConnId::Outgoing),
-                },
+                }
                 Action::Close(id) => {
+                    log::debug!("bgp: peer {slot}: close {id:?}");
                     if let Some(conn) = peer.conns[id as usize].take() {
                         let sock = self.overlay.socket(conn.socket);
                         let pending = peer.session.pending_tx(id);

@@ -28,6 +28,8 @@ pub type PeerId = u8;
 pub const MAX_PEERS: usize = 64;
 /// Most paths one prefix may have (one per peer that sends it, plus local).
 pub const MAX_PATHS: usize = 32;
+/// Latencies closer than this (or than a fifth of the smaller) count as equal.
+pub const LATENCY_TOLERANCE_US: u32 = 2_000;
 /// LOCAL_PREF assumed for routes that carry none (eBGP routes).
 pub const DEFAULT_LOCAL_PREF: u32 = 100;
 
@@ -701,10 +703,26 @@ impl<const P: usize, const A: usize> Rib<P, A> {
         keep_min!(DecisionStep::EbgpOverIbgp, |i: usize| Some(
             self.info(paths[i].source).is_some_and(|p| !p.ebgp) as u8
         ));
-        // A path whose latency is unknown cannot be excluded on latency.
-        keep_min!(DecisionStep::Latency, |i: usize| self
-            .info(paths[i].source)
-            .and_then(|p| p.latency));
+        // Latency: paths within a tolerance of the fastest stay (a millisecond
+        // is no reason to prefer a path, and measurements jitter); a path
+        // whose latency is unknown cannot be excluded on latency.
+        if set.count_ones() > 1 {
+            let latency = |i: usize| self.info(paths[i].source).and_then(|p| p.latency);
+            if let Some(best) = members(set).filter_map(latency).min() {
+                let limit = best.saturating_add(LATENCY_TOLERANCE_US.max(best / 5));
+                let mut next = set;
+                for i in members(set) {
+                    if latency(i).is_some_and(|l| l > limit) {
+                        next &= !(1 << i);
+                        lost[i] = DecisionStep::Latency;
+                    }
+                }
+                if next.count_ones() == 1 {
+                    decided = DecisionStep::Latency;
+                }
+                set = next;
+            }
+        }
         if multipath == 0 {
             multipath = set;
         }

@@ -64,16 +64,46 @@ pub fn meshd_key(meshd: &Path, private: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+/// A lab topology: how many routers, which pairs may have a tunnel, and how
+/// many extra (configured but absent) members each router lists.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    pub routers: usize,
+    pub links: Vec<(usize, usize)>,
+    /// Pairs whose underlay traffic the `inet` bridge drops.
+    pub blocked: Vec<(usize, usize)>,
+    pub extra_members: usize,
+}
+
+impl Topology {
+    pub fn seed_square() -> Topology {
+        Topology {
+            routers: 4,
+            links: SQUARE.to_vec(),
+            blocked: vec![(1, 4)],
+            extra_members: 0,
+        }
+    }
+    fn linked(&self, a: usize, b: usize) -> bool {
+        self.links.contains(&(a.min(b), a.max(b)))
+    }
+}
+
 impl SeedLab {
-    /// Builds the namespaces and configs (meshd not started yet).
+    /// The seed square (meshd not started yet).
     pub fn build(tag: &str, meshd: &Path, hold_time: u16) -> SeedLab {
+        SeedLab::build_topology(tag, meshd, hold_time, &Topology::seed_square())
+    }
+
+    /// Builds the namespaces and configs for `topo` (meshd not started yet).
+    pub fn build_topology(tag: &str, meshd: &Path, hold_time: u16, topo: &Topology) -> SeedLab {
         let tag = super::lab_prefix(tag);
         let dir = TempDir::new(&format!("meshd-lab-{tag}"));
         let inet = Netns::new(&format!("{tag}i"));
         inet.ip(&["link", "add", "br0", "type", "bridge"]);
         inet.ip(&["link", "set", "br0", "up"]);
         let mut routers = Vec::new();
-        for n in 1..=4 {
+        for n in 1..=topo.routers {
             let ns = Netns::new(&format!("{tag}r{n}"));
             let console = Netns::new(&format!("{tag}c{n}"));
             veth(
@@ -121,16 +151,22 @@ impl SeedLab {
                 process: None,
             });
         }
-        // No path between R1 and R4 on the "internet".
-        let rules = dir.path().join("inet.nft");
-        std::fs::write(
-            &rules,
-            "table bridge lab {\n\tchain no_r1_r4 {\n\t\ttype filter hook forward priority 0;\n\
-             \t\tip saddr 198.51.100.1 ip daddr 198.51.100.4 drop\n\
-             \t\tip saddr 198.51.100.4 ip daddr 198.51.100.1 drop\n\t}\n}\n",
-        )
-        .unwrap();
-        inet.exec(&["nft", "-f", rules.to_str().unwrap()]);
+        if !topo.blocked.is_empty() {
+            let mut rules = String::from(
+                "table bridge lab {\n\tchain no_direct {\n\t\ttype filter hook forward priority 0;\n",
+            );
+            for (a, b) in &topo.blocked {
+                for (x, y) in [(a, b), (b, a)] {
+                    rules.push_str(&format!(
+                        "\t\tip saddr 198.51.100.{x} ip daddr 198.51.100.{y} drop\n"
+                    ));
+                }
+            }
+            rules.push_str("\t}\n}\n");
+            let file = dir.path().join("inet.nft");
+            std::fs::write(&file, rules).unwrap();
+            inet.exec(&["nft", "-f", file.to_str().unwrap()]);
+        }
         let lab = SeedLab {
             tag,
             inet,
@@ -139,8 +175,8 @@ impl SeedLab {
             meshd: meshd.to_path_buf(),
             hold_time,
         };
-        for n in 1..=4 {
-            lab.write_config(n);
+        for n in 1..=topo.routers {
+            lab.write_config(n, topo);
         }
         lab
     }
@@ -149,40 +185,63 @@ impl SeedLab {
         &self.routers[n - 1]
     }
 
-    fn write_config(&self, n: usize) {
+    fn write_config(&self, n: usize, topo: &Topology) {
         let r = self.router(n);
         let mut c = format!(
             "config meshd 'main'\n\
              \toption private_key_file '{}'\n\
              \toption listen_port '51820'\n\
              \toption overlay '10.0.0.{n}'\n\
-             \toption asn '6500{n}'\n\
+             \toption asn '{}'\n\
              \tlist announce '192.168.{n}.0/24'\n\
              \toption hold_time '{}'\n\
              \toption connect_retry '1'\n\
              \toption tun 'meshd0'\n\
              \toption control_socket '{}'\n\
-             \toption log_level 'info'\n",
+             \toption log_level 'debug'\n",
             self.dir.path().join(format!("r{n}.key")).display(),
+            65000 + n,
             self.hold_time,
             r.socket.display()
         );
-        for m in 1..=4 {
+        for m in 1..=topo.routers {
             if m == n {
                 continue;
             }
-            let linked = SQUARE.contains(&(n.min(m), n.max(m)));
             c.push_str(&format!(
                 "\nconfig member 'r{m}'\n\
                  \toption public_key '{}'\n\
                  \toption overlay '10.0.0.{m}'\n\
-                 \toption asn '6500{m}'\n\
+                 \toption asn '{}'\n\
                  \tlist prefix '192.168.{m}.0/24'\n",
-                self.router(m).public_key
+                self.router(m).public_key,
+                65000 + m
             ));
-            if linked {
+            if topo.linked(n, m) {
                 c.push_str(&format!("\tlist endpoint '198.51.100.{m}:51820'\n"));
             }
+        }
+        // Friends that are configured but never show up.
+        for x in 0..topo.extra_members {
+            let private = String::from_utf8(
+                Command::new(&self.meshd)
+                    .arg("genkey")
+                    .output()
+                    .unwrap()
+                    .stdout,
+            )
+            .unwrap();
+            let m = 100 + x;
+            c.push_str(&format!(
+                "\nconfig member 'absent{x}'\n\
+                 \toption public_key '{}'\n\
+                 \toption overlay '10.0.1.{m}'\n\
+                 \toption asn '{}'\n\
+                 \tlist prefix '172.16.{m}.0/24'\n\
+                 \tlist endpoint '203.0.113.{m}:51820'\n",
+                meshd_key(&self.meshd, &private),
+                65000 + m
+            ));
         }
         std::fs::write(&r.config, c).unwrap();
     }
@@ -208,7 +267,7 @@ impl SeedLab {
     }
 
     pub fn start_all(&mut self) {
-        for n in 1..=4 {
+        for n in 1..=self.routers.len() {
             self.start(n);
         }
     }
@@ -257,15 +316,41 @@ impl SeedLab {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Which router R(n) sends console `dst`'s traffic through now, from its
-    /// status ("via rX"), or None.
+    /// Router `n`'s status document.
+    pub fn status(&self, n: usize) -> Option<serde_json::Value> {
+        serde_json::from_str(&self.status_json(n)?).ok()
+    }
+
+    /// The route for console `dst`'s LAN in router `n`'s status.
+    pub fn route(&self, n: usize, dst: usize) -> Option<serde_json::Value> {
+        let prefix = format!("192.168.{dst}.0/24");
+        self.status(n)?["routes"]
+            .as_array()?
+            .iter()
+            .find(|r| r["prefix"] == prefix.as_str())
+            .cloned()
+    }
+
+    /// Which router R(n) sends console `dst`'s traffic through now.
     pub fn first_hop(&self, n: usize, dst: usize) -> Option<usize> {
-        let status = self.status_json(n)?;
-        let prefix = format!("\"prefix\": \"192.168.{dst}.0/24\"");
-        let at = status.find(&prefix)?;
-        let rest = &status[at..];
-        let via = rest.find("\"via\": \"r")? + "\"via\": \"r".len();
-        rest[via..via + 1].parse().ok()
+        let r = self.route(n, dst)?;
+        r["best"]["via"].as_str()?.strip_prefix('r')?.parse().ok()
+    }
+
+    /// A counter from router `n`'s status.
+    pub fn counter(&self, n: usize, name: &str) -> Option<u64> {
+        self.status(n)?["counters"][name].as_u64()
+    }
+
+    /// BGP state of router `n`'s session with member `m`.
+    pub fn bgp_state(&self, n: usize, m: &str) -> Option<String> {
+        let s = self.status(n)?;
+        let member = s["members"]
+            .as_array()?
+            .iter()
+            .find(|x| x["name"] == m)?
+            .clone();
+        Some(member["bgp"]["state"].as_str()?.to_string())
     }
 
     /// Pings console `b` from console `a` once (1 s timeout).
@@ -290,13 +375,14 @@ impl SeedLab {
     /// Waits until every console pings every other.
     pub fn wait_all_reachable(&self, limit: Duration) -> Option<Duration> {
         let start = Instant::now();
+        let n = self.routers.len();
         wait_for(limit, Duration::from_millis(100), || {
-            let ok = (1..=4).all(|a| {
-                (1..=4)
+            let ok = (1..=n).all(|a| {
+                (1..=n)
                     .filter(|&b| b != a)
                     .all(|b| self.first_hop(a, b).is_some())
             });
-            (ok && self.ping(1, 4) && self.ping(4, 1)).then_some(())
+            (ok && self.ping(1, n) && self.ping(n, 1)).then_some(())
         })?;
         Some(start.elapsed())
     }

@@ -211,6 +211,15 @@ enum Timer {
 
 const TIMERS: usize = 6;
 
+/// When a session that went down starts again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Restart {
+    /// After the current backoff (which doubles with each failure).
+    Backoff,
+    /// After exactly this long.
+    After(Duration),
+}
+
 impl Timer {
     fn index(self) -> usize {
         match self {
@@ -252,6 +261,8 @@ struct Core {
     established_at: Option<Instant>,
     /// Whether the current/last Established session was counted as up.
     up: bool,
+    /// Dial as soon as the outgoing slot is free (see `connect_now`).
+    redial: bool,
 }
 
 /// A BGP session with one peer. See the module docs for the driver contract.
@@ -278,6 +289,7 @@ impl Session {
                 backoff: config.idle_hold,
                 established_at: None,
                 up: false,
+                redial: false,
             },
             rx: [heapless::Vec::new(), heapless::Vec::new()],
         }
@@ -358,6 +370,35 @@ impl Session {
         self.core.timers = [None; TIMERS];
     }
 
+    /// The transport to the peer just became usable again (its tunnel
+    /// completed a new handshake, e.g. after it restarted): a pending or
+    /// backed-off attempt to connect is replaced by a fresh one now.
+    pub fn connect_now(&mut self, now: Instant) {
+        let c = &mut self.core;
+        if !c.started || c.config.passive || c.established_conn().is_some() {
+            return;
+        }
+        if c.conns
+            .iter()
+            .any(|s| matches!(s, ConnState::OpenSent | ConnState::OpenConfirm))
+        {
+            return; // already talking
+        }
+        c.timers[Timer::IdleHold.index()] = None;
+        c.timers[Timer::ConnectRetry.index()] = None;
+        match c.conns[0] {
+            ConnState::Connecting | ConnState::Closing => {
+                // Dial again as soon as the driver reports the old attempt gone.
+                if c.conns[0] == ConnState::Connecting {
+                    c.conns[0] = ConnState::Closing;
+                    c.push_action(Action::Close(ConnId::Outgoing));
+                }
+                c.redial = true;
+            }
+            _ => c.try_connect(now),
+        }
+    }
+
     /// Replaces the configuration. Returns true when the change needs the
     /// session reset (anything that the OPEN carries or the peer's identity);
     /// timer-only and limit-only changes apply in place.
@@ -378,7 +419,8 @@ impl Session {
             let err = ErrorCode::Cease(CeaseSubcode::OtherConfigurationChange);
             self.core
                 .close_all(now, Some((err, &[])), DownReason::Stopped);
-            self.core.schedule_restart(now, Duration::from_ticks(0));
+            self.core
+                .schedule_restart(now, Restart::After(Duration::from_ticks(0)));
         }
         reset
     }
@@ -428,6 +470,10 @@ impl Session {
         c.timers[Timer::Hold(conn).index()] = None;
         c.timers[Timer::Keepalive(conn).index()] = None;
         self.rx[conn.index()].clear();
+        if conn == ConnId::Outgoing && core::mem::take(&mut c.redial) {
+            c.try_connect(now);
+            return;
+        }
         match was {
             ConnState::Closed | ConnState::Closing => {}
             ConnState::Connecting => {
@@ -438,11 +484,11 @@ impl Session {
             }
             ConnState::Established => {
                 c.went_down(now, DownReason::ConnectionLost);
-                c.schedule_restart(now, Duration::from_ticks(0));
+                c.schedule_restart(now, Restart::Backoff);
             }
             ConnState::OpenSent | ConnState::OpenConfirm => {
                 if c.conns[conn.other().index()] == ConnState::Closed {
-                    c.schedule_restart(now, Duration::from_ticks(0));
+                    c.schedule_restart(now, Restart::Backoff);
                 }
             }
         }
@@ -820,12 +866,13 @@ impl Core {
             )
         });
         if !other_alive {
-            let delay = if reason == DownReason::SentNotification(CEASE_MAX_PREFIX) {
-                self.config.max_prefix_restart
+            let restart = if reason == DownReason::SentNotification(CEASE_MAX_PREFIX) {
+                // The peer's penalty holds whichever side dials.
+                Restart::After(self.config.max_prefix_restart)
             } else {
-                self.next_backoff()
+                Restart::Backoff
             };
-            self.schedule_restart(now, delay);
+            self.schedule_restart(now, restart);
         }
     }
 
@@ -836,20 +883,28 @@ impl Core {
         d
     }
 
-    fn schedule_restart(&mut self, now: Instant, delay: Duration) {
+    fn schedule_restart(&mut self, now: Instant, restart: Restart) {
         if !self.started {
             return;
         }
         self.timers[Timer::ConnectRetry.index()] = None;
-        let delay = if delay.as_ticks() == 0 {
-            self.next_backoff()
-        } else {
-            delay
-        };
-        self.timers[Timer::IdleHold.index()] = Some(now + delay);
         if self.conns[0] == ConnState::Connecting {
             self.conns[0] = ConnState::Closing;
             self.push_action(Action::Close(ConnId::Outgoing));
+        }
+        let delay = match restart {
+            Restart::After(d) => Some(d),
+            // Backing off damps a flapping peer by not dialing it; a passive
+            // session never dials, so Idle would only turn the peer away.
+            Restart::Backoff if self.config.passive => None,
+            Restart::Backoff => Some(self.next_backoff()),
+        };
+        match delay {
+            Some(d) => self.timers[Timer::IdleHold.index()] = Some(now + d),
+            None => {
+                self.timers[Timer::IdleHold.index()] = None;
+                self.try_connect(now);
+            }
         }
     }
 

@@ -9,6 +9,13 @@
 //!   seeded loss drops it.
 //! - Consoles: console N sits behind node N at 192.168.N.10; the harness
 //!   injects UDP probes as LAN packets and records what comes out of LANs.
+//!
+//! One artifact: boringtun stamps handshake initiations with the real wall
+//! clock at tunnel creation plus (mock) time since. Virtual time runs ahead of
+//! the wall clock, so a node restarted in a simulation sends stamps older
+//! than its previous life's until it has been up as long, and peers refuse
+//! them as replays (as WireGuard must). Restarts therefore rejoin more slowly
+//! here than on real clocks.
 
 #![allow(dead_code)]
 
@@ -23,6 +30,28 @@ use mesh_core::wg::{Key, MemberConfig};
 use mesh_core::{Duration, Instant, Prefix};
 
 pub type SimNode = Node<'static, BoringCrypto>;
+
+/// Set `SIM_LOG=debug` to see the nodes' logs.
+struct SimLog;
+impl log::Log for SimLog {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        if r.level() <= log::max_level() {
+            eprintln!("{}: {}", r.level(), r.args());
+        }
+    }
+    fn flush(&self) {}
+}
+static SIM_LOG: SimLog = SimLog;
+
+pub fn init_log() {
+    if let Ok(level) = std::env::var("SIM_LOG") {
+        let _ = log::set_logger(&SIM_LOG);
+        log::set_max_level(level.parse().unwrap_or(log::LevelFilter::Debug));
+    }
+}
 
 /// A small deterministic generator (SplitMix64).
 #[derive(Debug, Clone)]
@@ -143,6 +172,7 @@ pub struct Sim {
 impl Sim {
     /// `n` nodes, no links yet.
     pub fn new(n: usize, seed: u64) -> Sim {
+        init_log();
         mock_instant::MockClock::set_time(std::time::Duration::ZERO);
         Sim {
             now: Instant::from_secs(1),

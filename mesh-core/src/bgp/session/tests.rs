@@ -52,6 +52,8 @@ struct Pair {
     listening: [bool; 2],
     /// Bytes in flight are held while frozen (a SIGSTOPped peer).
     frozen: [bool; 2],
+    /// Connect attempts get no answer at all (SYNs into a black hole).
+    stall_connects: bool,
 }
 
 fn cfg(asn: u32, id: u8, peer_asn: u32) -> SessionConfig {
@@ -75,6 +77,7 @@ impl Pair {
             links: Vec::new(),
             listening: [true, true],
             frozen: [false, false],
+            stall_connects: false,
         }
     }
 
@@ -136,6 +139,7 @@ impl Pair {
         let now = self.now;
         let j = 1 - i;
         match a {
+            Action::Connect if self.stall_connects => {}
             Action::Connect => {
                 if self.listening[j] && self.sides[j].s.handle_accepted(now) {
                     let link = if i == 0 {
@@ -615,4 +619,24 @@ fn a_refresh_after_it_was_drained_is_reported_again() {
             SessionEvent::RouteRefresh(Family::Ipv4)
         ]
     );
+}
+
+#[test]
+fn connect_now_replaces_a_stalled_attempt_as_soon_as_it_is_closed() {
+    let mut a = cfg(65001, 1, 65002);
+    a.connect_retry = Duration::from_secs(30);
+    let mut b = cfg(65002, 2, 65001);
+    b.passive = true;
+    let mut p = Pair::new(a, b);
+    p.stall_connects = true;
+    p.sides[0].s.start(p.now);
+    // The connect attempt goes nowhere and would only be retried after 30 s.
+    p.pump();
+    assert_eq!(p.sides[0].s.state(), State::Connect);
+    p.stall_connects = false;
+    p.sides[1].s.start(p.now);
+    let now = p.now;
+    p.sides[0].s.connect_now(now);
+    p.pump();
+    assert!(p.sides[0].s.is_established(), "did not dial again at once");
 }
