@@ -167,6 +167,12 @@ pub struct Sim {
     /// Each node's next deadline, as it said after its last input (the
     /// driver contract: ask again only after feeding it).
     deadlines: Vec<Option<Instant>>,
+    /// When set, every datagram put on the network is recorded here
+    /// (sender, destination, bytes).
+    pub tap: Option<Vec<(usize, SocketAddr, Vec<u8>)>>,
+    /// Where each node sends from (normally its underlay address; change it
+    /// to make a node roam).
+    pub source: Vec<SocketAddr>,
 }
 
 impl Sim {
@@ -187,6 +193,8 @@ impl Sim {
             events: Vec::new(),
             clock_us: 0,
             deadlines: vec![None; n + 1],
+            tap: None,
+            source: (0..=n).map(underlay).collect(),
         }
     }
 
@@ -292,7 +300,7 @@ impl Sim {
     }
 
     fn addr_to_node(&self, a: SocketAddr) -> Option<usize> {
-        (1..=self.size()).find(|&n| underlay(n) == a)
+        (1..=self.size()).find(|&n| self.source[n] == a || underlay(n) == a)
     }
 
     /// Drains node `n`'s outputs into the network, the LAN and the event log.
@@ -314,6 +322,9 @@ impl Sim {
         }
         self.deadlines[n] = node.poll_timeout(now).map(|(t, _)| t);
         for d in out {
+            if let Some(tap) = self.tap.as_mut() {
+                tap.push((n, d.to, d.bytes.to_vec()));
+            }
             let Some(to) = self.addr_to_node(d.to) else {
                 continue;
             };
@@ -366,8 +377,9 @@ impl Sim {
                 let Some(to) = self.addr_to_node(f.to) else {
                     continue;
                 };
+                let from = self.source[f.from];
                 if let Some(node) = self.nodes[to].as_mut() {
-                    node.handle_udp(now, underlay(f.from), &f.bytes);
+                    node.handle_udp(now, from, &f.bytes);
                     self.drain(to);
                 }
             }
@@ -379,6 +391,15 @@ impl Sim {
                     }
                 }
             }
+        }
+    }
+
+    /// Delivers `bytes` to node `to` as if from `from`, now.
+    pub fn inject(&mut self, to: usize, from: SocketAddr, bytes: &[u8]) {
+        let now = self.now;
+        if let Some(node) = self.nodes[to].as_mut() {
+            node.handle_udp(now, from, bytes);
+            self.drain(to);
         }
     }
 
