@@ -124,17 +124,9 @@ fn demo(meshd: &Path, check: bool) -> Result<(), String> {
     // The router to cut is the one carrying the traffic now: a path that has
     // not changed for two seconds (latency measurements can still move it
     // right after convergence).
-    let transit = wait_for(Duration::from_secs(20), Duration::from_millis(100), || {
-        let a = lab.first_hop(1, 4)?;
-        for _ in 0..8 {
-            std::thread::sleep(Duration::from_millis(250));
-            if lab.first_hop(1, 4)? != a {
-                return None;
-            }
-        }
-        Some(a)
-    })
-    .ok_or("no settled path C1→C4")?;
+    let transit = lab
+        .settled_first_hop(1, 4, Duration::from_secs(20))
+        .ok_or("no settled path C1→C4")?;
     let other = if transit == 2 { 3 } else { 2 };
     clock.say(format!("path C1→C4: {}", path_text(&lab, 1, 4)));
     let before = probe.last_seq().unwrap_or(0);

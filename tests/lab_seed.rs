@@ -81,17 +81,9 @@ fn power_cut_of_the_transit_router_reroutes_within_the_hold_time_and_it_rejoins(
         let probe = Probe::start(c1, c4, console_addr(4), Duration::from_millis(5));
         // Cut the router the traffic crosses: a path that has not changed for
         // two seconds (a router that just rejoined may still win it back).
-        let transit = wait_for(Duration::from_secs(20), Duration::from_millis(100), || {
-            let a = lab.first_hop(1, 4)?;
-            for _ in 0..8 {
-                std::thread::sleep(Duration::from_millis(250));
-                if lab.first_hop(1, 4)? != a {
-                    return None;
-                }
-            }
-            Some(a)
-        })
-        .expect("a settled path C1→C4");
+        let transit = lab
+            .settled_first_hop(1, 4, Duration::from_secs(20))
+            .expect("a settled path C1→C4");
         let other = if transit == 2 { 3 } else { 2 };
         let before = probe.last_seq().unwrap_or(0);
         lab.power_cut(transit);

@@ -25,6 +25,16 @@ fn big_stack(f: impl FnOnce() + Send + 'static) {
         .unwrap_or_else(|e| std::panic::resume_unwind(e));
 }
 
+/// The seed square, run until every console reaches every other.
+fn converged_square(seed: u64) -> Sim {
+    let mut s = seed_square(seed);
+    s.run_until_cond(Duration::from_secs(10), Duration::from_millis(50), |s| {
+        s.all_converged(&[1, 2, 3, 4])
+    })
+    .expect("the seed square did not converge in 10 s");
+    s
+}
+
 fn seed_square(seed: u64) -> Sim {
     let mut s = Sim::new(4, seed);
     for (a, b) in [(1, 2), (1, 3), (2, 4), (3, 4)] {
@@ -54,17 +64,7 @@ fn seed_square_converges_and_carries_console_traffic() {
             .run_until_cond(Duration::from_secs(10), Duration::from_millis(50), |s| {
                 s.all_converged(&[1, 2, 3, 4])
             })
-            .unwrap_or_else(|| {
-                for n in 1..=4 {
-                    for m in s.node(n).members() {
-                        println!(
-                            "r{n} -> {}: bgp {:?} endpoint {:?} handshake {:?} last_down {:?} stats {:?}",
-                            m.config.name, m.bgp_state, m.endpoint, m.since_handshake, m.bgp_last_down, m.stats
-                        );
-                    }
-                }
-                panic!("seed square did not converge in 10 s")
-            });
+            .expect("seed square did not converge in 10 s");
         println!("seed square converged in {} ms", took.as_millis());
         // Equal AS path lengths via R2 and R3; the lower router id (R2) wins.
         assert_eq!(first_hop(&s, 1, 4), Some(2));
@@ -92,11 +92,7 @@ fn seed_square_converges_and_carries_console_traffic() {
 }
 
 fn power_cut_gap(seed: u64) -> Duration {
-    let mut s = seed_square(seed);
-    s.run_until_cond(Duration::from_secs(10), Duration::from_millis(50), |s| {
-        s.all_converged(&[1, 2, 3, 4])
-    })
-    .expect("converged");
+    let mut s = converged_square(seed);
     let transit = first_hop(&s, 1, 4).unwrap();
     let other = if transit == 2 { 3 } else { 2 };
     let interval = Duration::from_millis(10);
@@ -140,11 +136,7 @@ fn power_cut_of_the_transit_router_moves_traffic_within_the_hold_time() {
 #[test]
 fn a_router_that_comes_back_rejoins_without_help() {
     big_stack(|| {
-        let mut s = seed_square(7);
-        s.run_until_cond(Duration::from_secs(10), Duration::from_millis(50), |s| {
-            s.all_converged(&[1, 2, 3, 4])
-        })
-        .expect("converged");
+        let mut s = converged_square(7);
         s.power_off(2);
         s.run_for(Duration::from_secs(6));
         assert!(s.all_converged(&[1, 3, 4]));
@@ -188,11 +180,7 @@ fn a_router_that_comes_back_rejoins_without_help() {
 #[test]
 fn a_member_cannot_hijack_another_homes_lan() {
     big_stack(|| {
-        let mut s = seed_square(3);
-        s.run_until_cond(Duration::from_secs(10), Duration::from_millis(50), |s| {
-            s.all_converged(&[1, 2, 3, 4])
-        })
-        .expect("converged");
+        let s = converged_square(3);
         // Whatever R2 may send, R1 accepts only R2's own LAN from AS 65002 and
         // R4's only with origin 65004: the membership filter counted nothing
         // refused in a well-behaved mesh...
@@ -369,11 +357,7 @@ fn simulation_is_deterministic() {
 #[test]
 fn a_router_power_cycled_again_and_again_rejoins_every_time() {
     big_stack(|| {
-        let mut s = seed_square(9);
-        s.run_until_cond(Duration::from_secs(10), Duration::from_millis(50), |s| {
-            s.all_converged(&[1, 2, 3, 4])
-        })
-        .expect("converged");
+        let mut s = converged_square(9);
         for cycle in 1..=4 {
             s.power_off(2);
             s.run_for(Duration::from_secs(5));
@@ -392,11 +376,7 @@ fn a_router_power_cycled_again_and_again_rejoins_every_time() {
 #[test]
 fn replayed_truncated_and_foreign_wireguard_datagrams_are_counted_and_harmless() {
     big_stack(|| {
-        let mut s = seed_square(4);
-        s.run_until_cond(Duration::from_secs(10), Duration::from_millis(50), |s| {
-            s.all_converged(&[1, 2, 3, 4])
-        })
-        .expect("converged");
+        let mut s = converged_square(4);
         // Record real traffic R2 → R1 for a while.
         s.tap = Some(Vec::new());
         s.stream(
@@ -469,11 +449,7 @@ fn replayed_truncated_and_foreign_wireguard_datagrams_are_counted_and_harmless()
 #[test]
 fn a_member_whose_address_changes_is_followed() {
     big_stack(|| {
-        let mut s = seed_square(6);
-        s.run_until_cond(Duration::from_secs(10), Duration::from_millis(50), |s| {
-            s.all_converged(&[1, 2, 3, 4])
-        })
-        .expect("converged");
+        let mut s = converged_square(6);
         // R2's home gets a new public address (a DSL reconnect).
         s.source[2] = "198.51.100.202:40002".parse().unwrap();
         s.stream(
@@ -503,11 +479,7 @@ fn a_member_whose_address_changes_is_followed() {
 fn a_flood_of_handshakes_gets_cookie_replies() {
     big_stack(|| {
         use mesh_core::wg::{Crypto, Tunnel, TunnelResult};
-        let mut s = seed_square(8);
-        s.run_until_cond(Duration::from_secs(10), Duration::from_millis(50), |s| {
-            s.all_converged(&[1, 2, 3, 4])
-        })
-        .expect("converged");
+        let mut s = converged_square(8);
         // Someone holding R4's key (valid MACs) floods R1 with initiations.
         let crypto = mesh_core::wg::boring::BoringCrypto::new(&private_key(4));
         let r1 = mesh_core::wg::boring::public_key(&private_key(1));

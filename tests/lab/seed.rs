@@ -337,6 +337,22 @@ impl SeedLab {
         r["best"]["via"].as_str()?.strip_prefix('r')?.parse().ok()
     }
 
+    /// The router `from` sends `to`'s traffic through, once that has not
+    /// changed for two seconds (right after convergence, latency
+    /// measurements or a rejoining router can still move it).
+    pub fn settled_first_hop(&self, from: usize, to: usize, limit: Duration) -> Option<usize> {
+        wait_for(limit, Duration::from_millis(100), || {
+            let a = self.first_hop(from, to)?;
+            for _ in 0..8 {
+                std::thread::sleep(Duration::from_millis(250));
+                if self.first_hop(from, to)? != a {
+                    return None;
+                }
+            }
+            Some(a)
+        })
+    }
+
     /// A counter from router `n`'s status.
     pub fn counter(&self, n: usize, name: &str) -> Option<u64> {
         self.status(n)?["counters"][name].as_u64()
