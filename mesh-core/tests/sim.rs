@@ -513,3 +513,90 @@ fn a_flood_of_handshakes_gets_cookie_replies() {
         assert_eq!(s.arrived(1, 4).len(), sent.len());
     });
 }
+
+#[test]
+fn routers_answer_with_icmp_where_a_router_would() {
+    big_stack(|| {
+        let mut s = converged_square(12);
+        // TTL 1 from C1 to C4: R1's kernel would already have decremented it;
+        // the transit router (R2) cannot forward it and says so.
+        let p = udp_probe_ttl(console(1), console(4), 1, 1);
+        s.lan_packet(1, &p);
+        s.run_for(Duration::from_millis(100));
+        let te: Vec<_> = s
+            .deliveries
+            .iter()
+            .filter(|d| d.node == 1 && d.icmp_type == 11)
+            .collect();
+        assert_eq!(te.len(), 1, "no time-exceeded came back to C1");
+        assert_eq!(te[0].src, overlay(2), "from the transit router");
+        assert_eq!(s.node(2).stats().ttl_expired, 1);
+        // A destination no member announces: R1 answers unreachable itself.
+        let p = udp_probe(console(1), std::net::Ipv4Addr::new(192, 168, 99, 10), 2);
+        s.lan_packet(1, &p);
+        s.run_for(Duration::from_millis(50));
+        let un = s
+            .deliveries
+            .iter()
+            .filter(|d| d.node == 1 && d.icmp_type == 3)
+            .count();
+        assert_eq!(un, 1, "no destination-unreachable for an unrouted LAN");
+        assert_eq!(s.node(1).stats().no_route, 1);
+    });
+}
+
+#[test]
+fn a_member_announcing_another_homes_lan_is_refused() {
+    big_stack(|| {
+        let mut s = converged_square(13);
+        // R2 turns hostile (or is misconfigured): it announces R4's LAN and a
+        // more specific slice of R3's as if they were its own.
+        let stolen = [
+            lan(2),
+            lan(4),
+            mesh_core::Prefix::v4(192, 168, 3, 128, 25).unwrap(),
+        ];
+        let now = s.now;
+        s.node_mut(2).set_lan_prefixes(now, &stolen);
+        s.run_for(Duration::from_secs(1));
+        // R1 and R4 refuse them: R2's membership allows only 192.168.2.0/24.
+        for n in [1, 4] {
+            assert!(
+                s.node(n).stats().hijacks_refused >= 2,
+                "r{n} refused {}",
+                s.node(n).stats().hijacks_refused
+            );
+        }
+        let r1 = s.node(1);
+        let e = r1.rib().entry(&lan(4)).unwrap();
+        let a = r1.rib().attrs(e.best().unwrap().attrs).unwrap();
+        assert_eq!(
+            a.as_path.origin_as(),
+            Some(asn(4)),
+            "R4's LAN still originates at R4"
+        );
+        assert!(r1
+            .rib()
+            .entry(&mesh_core::Prefix::v4(192, 168, 3, 128, 25).unwrap())
+            .is_none());
+        // Traffic to C4 and C3 still reaches the right homes.
+        let sent = s.stream(
+            1,
+            4,
+            Duration::from_millis(200),
+            Duration::from_millis(10),
+            0,
+        );
+        s.run_for(Duration::from_millis(100));
+        assert_eq!(s.arrived(1, 4).len(), sent.len());
+        let sent = s.stream(
+            1,
+            3,
+            Duration::from_millis(200),
+            Duration::from_millis(10),
+            0,
+        );
+        s.run_for(Duration::from_millis(100));
+        assert_eq!(s.arrived(1, 3).len(), sent.len());
+    });
+}

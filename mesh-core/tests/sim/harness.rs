@@ -394,6 +394,15 @@ impl Sim {
         }
     }
 
+    /// Injects an IP packet into node `n`'s LAN side (from its console).
+    pub fn lan_packet(&mut self, n: usize, packet: &[u8]) {
+        let now = self.now;
+        if let Some(node) = self.nodes[n].as_mut() {
+            node.handle_lan_packet(now, packet);
+            self.drain(n);
+        }
+    }
+
     /// Delivers `bytes` to node `to` as if from `from`, now.
     pub fn inject(&mut self, to: usize, from: SocketAddr, bytes: &[u8]) {
         let now = self.now;
@@ -486,10 +495,14 @@ impl Sim {
 }
 
 pub fn udp_probe(src: Ipv4Addr, dst: Ipv4Addr, seq: u32) -> Vec<u8> {
+    udp_probe_ttl(src, dst, seq, 64)
+}
+
+pub fn udp_probe_ttl(src: Ipv4Addr, dst: Ipv4Addr, seq: u32, ttl: u8) -> Vec<u8> {
     let mut p = vec![0u8; 32];
     p[0] = 0x45;
     p[2..4].copy_from_slice(&32u16.to_be_bytes());
-    p[8] = 64;
+    p[8] = ttl;
     p[9] = 17;
     p[12..16].copy_from_slice(&src.octets());
     p[16..20].copy_from_slice(&dst.octets());
