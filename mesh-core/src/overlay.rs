@@ -25,6 +25,8 @@ pub const TCP_RX: usize = 4096;
 pub const TCP_TX: usize = 4096;
 pub const BGP_PORT: u16 = 179;
 const RX_QUEUE: usize = 16;
+/// How long a closing connection waits for the peer before it is dropped.
+pub const CLOSE_TIMEOUT: smoltcp::time::Duration = smoltcp::time::Duration::from_secs(5);
 const TX_QUEUE: usize = 32;
 
 pub type Packet = heapless::Vec<u8, INNER_MTU>;
@@ -135,6 +137,8 @@ pub struct OverlayStats {
     pub rx_dropped: u64,
     pub tx_dropped: u64,
     pub rejected_connections: u64,
+    /// Sockets in the pool, free to use.
+    pub free_sockets: usize,
 }
 
 pub fn to_smoltcp(now: Instant) -> smoltcp::time::Instant {
@@ -217,6 +221,7 @@ impl<'a> Overlay<'a> {
     pub fn stats(&self) -> OverlayStats {
         OverlayStats {
             tx_dropped: self.stats.tx_dropped + self.wire.tx_dropped,
+            free_sockets: self.free_sockets(),
             ..self.stats
         }
     }
@@ -266,6 +271,7 @@ impl<'a> Overlay<'a> {
                 return;
             };
             let s = self.sockets.get_mut::<tcp::Socket>(self.handles[i]);
+            s.set_timeout(None);
             if s.listen(IpListenEndpoint::from(BGP_PORT)).is_ok() {
                 self.slots[i] = Slot::Listening;
             } else {
@@ -299,6 +305,7 @@ impl<'a> Overlay<'a> {
         self.next_port = self.next_port.checked_add(1).unwrap_or(49152);
         let h = self.handles[i];
         let s = self.sockets.get_mut::<tcp::Socket>(h);
+        s.set_timeout(None);
         s.connect(
             self.iface.context(),
             IpEndpoint::new(remote.into(), BGP_PORT),
@@ -345,9 +352,13 @@ impl<'a> Overlay<'a> {
         self.sockets.get_mut::<tcp::Socket>(h)
     }
 
-    /// Closes (FIN) a used socket; it returns to the pool when done.
+    /// Closes (FIN) a used socket; it returns to the pool when done. A peer
+    /// that is gone never acknowledges the FIN, so the close gives up after
+    /// [`CLOSE_TIMEOUT`].
     pub fn close(&mut self, h: SocketHandle) {
-        self.sockets.get_mut::<tcp::Socket>(h).close();
+        let s = self.sockets.get_mut::<tcp::Socket>(h);
+        s.set_timeout(Some(CLOSE_TIMEOUT));
+        s.close();
         if let Some(i) = self.handles.iter().position(|x| *x == h) {
             self.slots[i] = Slot::Draining;
         }

@@ -358,6 +358,7 @@ fn simulation_is_deterministic() {
 fn a_router_power_cycled_again_and_again_rejoins_every_time() {
     big_stack(|| {
         let mut s = converged_square(9);
+        let free_at_start = s.node(1).overlay_stats().free_sockets;
         for cycle in 1..=4 {
             s.power_off(2);
             s.run_for(Duration::from_secs(5));
@@ -370,6 +371,14 @@ fn a_router_power_cycled_again_and_again_rejoins_every_time() {
             println!("cycle {cycle}: R2 rejoined in {} ms", took.as_millis());
             s.run_for(Duration::from_secs(2));
         }
+        // Connections to the dead incarnations were closed without anyone to
+        // answer; their sockets must come back to the pool all the same.
+        s.run_for(Duration::from_secs(30));
+        let free = s.node(1).overlay_stats().free_sockets;
+        assert!(
+            free >= free_at_start,
+            "R1 leaked sockets: {free} free now, {free_at_start} at start"
+        );
     });
 }
 
@@ -598,5 +607,23 @@ fn a_member_announcing_another_homes_lan_is_refused() {
         );
         s.run_for(Duration::from_millis(100));
         assert_eq!(s.arrived(1, 3).len(), sent.len());
+    });
+}
+
+#[test]
+fn sockets_to_a_router_that_never_returns_go_back_to_the_pool() {
+    big_stack(|| {
+        let mut s = converged_square(14);
+        let free_at_start = s.node(1).overlay_stats().free_sockets;
+        s.power_off(2);
+        s.power_off(3);
+        // The sessions end on their hold timers; the FINs they send are never
+        // answered. A minute later the pool must be whole again.
+        s.run_for(Duration::from_secs(60));
+        let free = s.node(1).overlay_stats().free_sockets;
+        assert!(
+            free >= free_at_start,
+            "R1 leaked sockets: {free} free now, {free_at_start} at start"
+        );
     });
 }
