@@ -48,7 +48,9 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use mesh_core::node::{NodeConfig, MAX_LAN_PREFIXES};
-use mesh_core::wg::{Key, MemberConfig, MAX_ENDPOINTS, MAX_MEMBERS, MAX_MEMBER_PREFIXES};
+use mesh_core::wg::{
+    BfdSetting, Key, MemberConfig, MAX_ENDPOINTS, MAX_MEMBERS, MAX_MEMBER_PREFIXES,
+};
 use mesh_core::{Duration, Prefix};
 
 use crate::uci::{self, Package, Section, Value};
@@ -62,6 +64,12 @@ pub const DEFAULT_KEEPALIVE: u16 = 25;
 pub const DEFAULT_MAX_PATHS: u8 = 1;
 pub const DEFAULT_TUN: &str = "meshd0";
 pub const DEFAULT_CONTROL_SOCKET: &str = "/var/run/meshd.sock";
+/// BFD tuned for game traffic: 10 ms × 4 = 40 ms detection.
+pub const DEFAULT_BFD_INTERVAL_MS: u32 = 10;
+pub const DEFAULT_BFD_MULTIPLIER: u8 = 4;
+pub const DEFAULT_BFD_HOLD_DOWN_SECS: u64 = 2;
+/// Game packets are small; bulk downloads are not duplicated.
+pub const DEFAULT_REDUNDANCY_MAX_SIZE: u16 = 300;
 /// Member names become `heapless::String<32>` in mesh-core.
 pub const MAX_MEMBER_NAME: usize = 32;
 /// RFC 6793: the 2-octet stand-in for a 4-octet AS number, never a real AS.
@@ -84,6 +92,12 @@ const MAIN_OPTIONS: &[&str] = &[
     "tun",
     "control_socket",
     "log_level",
+    "bfd",
+    "bfd_interval",
+    "bfd_multiplier",
+    "bfd_hold_down",
+    "redundancy",
+    "redundancy_max_size",
 ];
 
 const MEMBER_OPTIONS: &[&str] = &[
@@ -97,6 +111,9 @@ const MEMBER_OPTIONS: &[&str] = &[
     "endpoint",
     "keepalive",
     "hold_time",
+    "bfd",
+    "bfd_interval",
+    "bfd_multiplier",
 ];
 
 /// The whole configuration file.
@@ -128,6 +145,30 @@ pub struct MainConfig {
     pub tun: String,
     pub control_socket: PathBuf,
     pub log_level: log::LevelFilter,
+    /// BFD on every tunnel (`None`: off).
+    pub bfd: Option<BfdTimers>,
+    /// How long BGP waits, with BFD Up again, after BFD took it down.
+    pub bfd_hold_down: Duration,
+    /// Redundant sending for UDP packets up to this size (`None`: off).
+    pub redundancy_max_size: Option<u16>,
+}
+
+/// BFD timers as configured: interval in milliseconds and multiplier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BfdTimers {
+    pub interval_ms: u32,
+    pub multiplier: u8,
+}
+
+impl BfdTimers {
+    pub fn to_bfd(self) -> mesh_core::bfd::Config {
+        let interval = Duration::from_millis(self.interval_ms as u64);
+        mesh_core::bfd::Config {
+            desired_min_tx: interval,
+            required_min_rx: interval,
+            detect_mult: self.multiplier,
+        }
+    }
 }
 
 /// A `config member` section: a friend's router. Holds no line numbers, so
@@ -147,6 +188,10 @@ pub struct MemberEntry {
     pub keepalive: Option<u16>,
     /// Overrides the node's hold time.
     pub hold_time: Option<u16>,
+    /// `Some(false)`: no BFD on this tunnel.
+    pub bfd: Option<bool>,
+    pub bfd_interval_ms: Option<u32>,
+    pub bfd_multiplier: Option<u8>,
 }
 
 /// Where a member may be reached.
@@ -309,6 +354,9 @@ impl MainConfig {
         config.max_paths = self.max_paths;
         config.keepalive = self.keepalive;
         config.seed = seed;
+        config.bfd = self.bfd.map(BfdTimers::to_bfd);
+        config.bfd_hold_down = self.bfd_hold_down;
+        config.redundancy_max_len = self.redundancy_max_size;
         config
     }
 }
@@ -318,7 +366,7 @@ impl MemberEntry {
     /// [`MemberEntry::endpoints`] followed by `resolved` (what the host names
     /// resolved to; passing the literal ones again does no harm), without
     /// duplicates and at most [`MAX_ENDPOINTS`].
-    pub fn member_config(&self, resolved: &[SocketAddr]) -> MemberConfig {
+    pub fn member_config(&self, main: &MainConfig, resolved: &[SocketAddr]) -> MemberConfig {
         let mut name = heapless::String::new();
         for c in self.name.chars() {
             // At most 32 bytes: checked when the file was read.
@@ -350,7 +398,30 @@ impl MemberEntry {
             endpoints,
             keepalive: self.keepalive,
             hold_time: self.hold_time,
+            bfd: self.bfd_setting(main),
         }
+    }
+
+    /// This member's BFD: off if it says so; its own timers (falling back to
+    /// main's) if it sets any; otherwise as main says.
+    pub fn bfd_setting(&self, main: &MainConfig) -> BfdSetting {
+        if self.bfd == Some(false) {
+            return BfdSetting::Off;
+        }
+        if self.bfd_interval_ms.is_none() && self.bfd_multiplier.is_none() && self.bfd.is_none() {
+            return BfdSetting::Inherit;
+        }
+        let base = main.bfd.unwrap_or(BfdTimers {
+            interval_ms: DEFAULT_BFD_INTERVAL_MS,
+            multiplier: DEFAULT_BFD_MULTIPLIER,
+        });
+        BfdSetting::On(
+            BfdTimers {
+                interval_ms: self.bfd_interval_ms.unwrap_or(base.interval_ms),
+                multiplier: self.bfd_multiplier.unwrap_or(base.multiplier),
+            }
+            .to_bfd(),
+        )
     }
 
     /// The endpoints given as host names, to resolve.
@@ -607,6 +678,22 @@ fn read_main(r: &mut SectionReader) -> Option<MainConfig> {
     let log_level = r
         .value("log_level", parse_log_level)
         .unwrap_or(log::LevelFilter::Info);
+    let bfd_on = r.value("bfd", parse_bool).unwrap_or(true);
+    let bfd_interval = r
+        .value("bfd_interval", |s| {
+            parse_range(s, 1, 10_000, "milliseconds")
+        })
+        .unwrap_or(DEFAULT_BFD_INTERVAL_MS as u64);
+    let bfd_multiplier = r
+        .value("bfd_multiplier", |s| parse_range(s, 2, 255, "packets"))
+        .unwrap_or(DEFAULT_BFD_MULTIPLIER as u64);
+    let bfd_hold_down = r
+        .value("bfd_hold_down", |s| parse_range(s, 0, 600, "seconds"))
+        .unwrap_or(DEFAULT_BFD_HOLD_DOWN_SECS);
+    let redundancy = r.value("redundancy", parse_bool).unwrap_or(true);
+    let redundancy_max_size = r
+        .value("redundancy_max_size", |s| parse_range(s, 28, 1420, "bytes"))
+        .unwrap_or(DEFAULT_REDUNDANCY_MAX_SIZE as u64);
     r.warn_unknown_options(MAIN_OPTIONS);
 
     Some(MainConfig {
@@ -624,6 +711,12 @@ fn read_main(r: &mut SectionReader) -> Option<MainConfig> {
         tun,
         control_socket,
         log_level,
+        bfd: bfd_on.then_some(BfdTimers {
+            interval_ms: bfd_interval as u32,
+            multiplier: bfd_multiplier as u8,
+        }),
+        bfd_hold_down: Duration::from_secs(bfd_hold_down),
+        redundancy_max_size: redundancy.then_some(redundancy_max_size as u16),
     })
 }
 
@@ -666,6 +759,15 @@ fn read_member(r: &mut SectionReader) -> Option<MemberEntry> {
     });
     let keepalive = r.value("keepalive", parse_keepalive);
     let hold_time = r.value("hold_time", parse_hold_time);
+    let bfd = r.value("bfd", parse_bool);
+    let bfd_interval_ms = r
+        .value("bfd_interval", |s| {
+            parse_range(s, 1, 10_000, "milliseconds")
+        })
+        .map(|v| v as u32);
+    let bfd_multiplier = r
+        .value("bfd_multiplier", |s| parse_range(s, 2, 255, "packets"))
+        .map(|v| v as u8);
     r.warn_unknown_options(MEMBER_OPTIONS);
 
     Some(MemberEntry {
@@ -679,6 +781,9 @@ fn read_member(r: &mut SectionReader) -> Option<MemberEntry> {
         endpoints,
         keepalive,
         hold_time,
+        bfd,
+        bfd_interval_ms,
+        bfd_multiplier,
     })
 }
 
@@ -1037,6 +1142,10 @@ config meshd 'main'
 \toption tun 'mesh.0'
 \toption control_socket '/tmp/meshd.sock'
 \toption log_level 'debug'
+\toption bfd_interval '20'
+\toption bfd_multiplier '5'
+\toption bfd_hold_down '4'
+\toption redundancy '0'
 
 config member 'r2'
 \toption public_key '{KEY2}'
@@ -1049,6 +1158,7 @@ config member 'r2'
 \tlist endpoint 'bob.example.net:51821'
 \toption keepalive '0'
 \toption hold_time '3'
+\toption bfd '0'
 
 config member
 \toption name 'r3'
@@ -1057,6 +1167,7 @@ config member
 \toption overlay '10.0.0.3'
 \toption asn '4200000003'
 \toption prefix '192.168.3.0/24 10.3.0.0/16'
+\toption bfd_interval '50'
 "
         );
         let c = ok(&text);
@@ -1077,6 +1188,12 @@ config member
                 tun: "mesh.0".into(),
                 control_socket: PathBuf::from("/tmp/meshd.sock"),
                 log_level: log::LevelFilter::Debug,
+                bfd: Some(BfdTimers {
+                    interval_ms: 20,
+                    multiplier: 5
+                }),
+                bfd_hold_down: Duration::from_secs(4),
+                redundancy_max_size: None,
             }
         );
         assert_eq!(
@@ -1097,6 +1214,9 @@ config member
                     ],
                     keepalive: Some(0),
                     hold_time: Some(3),
+                    bfd: Some(false),
+                    bfd_interval_ms: None,
+                    bfd_multiplier: None,
                 },
                 MemberEntry {
                     name: "r3".into(),
@@ -1109,8 +1229,20 @@ config member
                     endpoints: vec![],
                     keepalive: None,
                     hold_time: None,
+                    bfd: None,
+                    bfd_interval_ms: Some(50),
+                    bfd_multiplier: None,
                 },
             ]
+        );
+        assert_eq!(c.members[0].bfd_setting(&c.main), BfdSetting::Off);
+        assert_eq!(
+            c.members[1].bfd_setting(&c.main),
+            BfdSetting::On(mesh_core::bfd::Config {
+                desired_min_tx: Duration::from_millis(50),
+                required_min_rx: Duration::from_millis(50),
+                detect_mult: 5,
+            })
         );
         assert!(c.warnings.is_empty(), "{}", display(&c.warnings));
         assert_eq!(c.enabled_members().count(), 1);
@@ -1550,7 +1682,7 @@ config member 'r2'
         );
         let literal: SocketAddr = "198.51.100.2:51820".parse().unwrap();
         let resolved: SocketAddr = "203.0.113.7:51820".parse().unwrap();
-        let m = r2.member_config(&[literal, resolved]);
+        let m = r2.member_config(&c.main, &[literal, resolved]);
         assert_eq!(m.name.as_str(), "r2");
         assert_eq!(m.public_key, KEY2.parse().unwrap());
         assert_eq!(m.overlay, Ipv4Addr::new(10, 0, 0, 2));
@@ -1565,7 +1697,10 @@ config member 'r2'
         let many: Vec<SocketAddr> = (1..20)
             .map(|i| SocketAddr::from(([192, 0, 2, i], 1)))
             .collect();
-        assert_eq!(r2.member_config(&many).endpoints.len(), MAX_ENDPOINTS);
+        assert_eq!(
+            r2.member_config(&c.main, &many).endpoints.len(),
+            MAX_ENDPOINTS
+        );
     }
 
     #[test]
@@ -1607,7 +1742,7 @@ config member 'r2'
             if let Ok(config) = Config::parse(&text, file()) {
                 let _ = config.main.node_config(Key::default(), 0);
                 for m in &config.members {
-                    let _ = m.member_config(&[]);
+                    let _ = m.member_config(&config.main, &[]);
                 }
             }
         }

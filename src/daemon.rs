@@ -249,7 +249,10 @@ impl Daemon {
 
     fn add_member(&mut self, t: Instant, m: &MemberEntry) {
         let resolved = resolve(m);
-        if let Err(e) = self.node.add_member(t, m.member_config(&resolved)) {
+        if let Err(e) = self
+            .node
+            .add_member(t, m.member_config(&self.config.main, &resolved))
+        {
             log::error!("member {}: cannot add: {e:?}", m.name);
         }
     }
@@ -412,7 +415,7 @@ impl Daemon {
                 Some(o) if o != m => {
                     if let Some(slot) = self.node.member_slot(&m.name) {
                         self.node
-                            .update_member(t, slot, m.member_config(&resolve(m)));
+                            .update_member(t, slot, m.member_config(&new.main, &resolve(m)));
                         log::info!("member {} updated", m.name);
                         changed += 1;
                     }
@@ -423,6 +426,17 @@ impl Daemon {
         let (o, n) = (&self.config.main, &new.main);
         if o.announce != n.announce {
             self.node.set_lan_prefixes(t, &n.announce);
+            changed += 1;
+        }
+        if (o.bfd, o.bfd_hold_down, o.redundancy_max_size)
+            != (n.bfd, n.bfd_hold_down, n.redundancy_max_size)
+        {
+            self.node.set_fast_failover(
+                t,
+                n.bfd.map(crate::config::BfdTimers::to_bfd),
+                n.bfd_hold_down,
+                n.redundancy_max_size,
+            );
             changed += 1;
         }
         if (o.hold_time, o.connect_retry, o.keepalive, o.max_paths)
@@ -496,6 +510,15 @@ impl Daemon {
             }
             NodeEvent::TunnelUp { member } => {
                 log::info!("wg: tunnel to {} up", self.member(member))
+            }
+            NodeEvent::BfdUp { member } => {
+                log::info!("bfd: {} up", self.member(member))
+            }
+            NodeEvent::BfdDown { member, diagnostic } => {
+                log::warn!(
+                    "bfd: {} down ({diagnostic}): its routes are withdrawn",
+                    self.member(member)
+                )
             }
             NodeEvent::RouteAdded { prefix, via } => {
                 log::info!("route {prefix} via {}", self.member(via));

@@ -39,6 +39,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod bfd;
 pub mod bgp;
 pub mod ip;
 pub mod node;

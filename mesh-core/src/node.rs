@@ -25,6 +25,7 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use embassy_time::{Duration, Instant};
 use smoltcp::iface::SocketHandle;
 
+use crate::bfd;
 use crate::bgp::attr::PathAttributes;
 use crate::bgp::error::DownReason;
 use crate::bgp::session::{Action, ConnId, Session, SessionConfig, SessionEvent, State};
@@ -47,6 +48,20 @@ const EVENT_QUEUE: usize = 64;
 /// How much a latency measurement must move (at least, and at least a
 /// quarter) before route selection sees the change.
 const LATENCY_HYSTERESIS_US: u32 = 5_000;
+/// How long the higher overlay address of a pair waits for the lower one to
+/// bring the tunnel up before it tries itself.
+const RESPONDER_GRACE: Duration = Duration::from_secs(1);
+/// BFD discriminators: unique per member slot (and never zero).
+const BFD_DISCRIMINATOR_BASE: u32 = 0x6d65_0000;
+/// BFD source ports (RFC 5881 §4: 49152-65535), one per member slot.
+const BFD_SOURCE_PORT_BASE: u16 = 49152;
+/// The longest hold-down before BGP restarts after BFD flaps.
+const MAX_HOLD_DOWN: Duration = Duration::from_secs(60);
+/// A session up this long forgets past flaps.
+const FLAP_MEMORY: Duration = Duration::from_secs(60);
+/// How long a delivered redundant packet is remembered, to drop its twin.
+const DEDUP_WINDOW: Duration = Duration::from_millis(500);
+
 /// Silence after which the next authenticated datagram counts as the tunnel
 /// coming up (for events and logs).
 const TUNNEL_SILENCE: Duration = Duration::from_secs(30);
@@ -80,6 +95,14 @@ pub struct NodeConfig {
     /// like. Without it (a simulation, a host with no kernel stack) the node's
     /// stack takes everything and answers pings itself.
     pub overlay_in_kernel: bool,
+    /// BFD on every tunnel, unless a member says otherwise (`None`: off).
+    pub bfd: Option<bfd::Config>,
+    /// After BFD took a session down, BGP waits this long with BFD Up before
+    /// it starts again; doubled for each further flap (up to a minute).
+    pub bfd_hold_down: Duration,
+    /// Redundant sending: UDP packets from the LAN up to this size go over
+    /// the two best first hops (`None`: off).
+    pub redundancy_max_len: Option<u16>,
 }
 
 impl NodeConfig {
@@ -96,6 +119,9 @@ impl NodeConfig {
             keepalive: Some(25),
             seed: 0,
             overlay_in_kernel: false,
+            bfd: Some(bfd::Config::GAMING),
+            bfd_hold_down: Duration::from_secs(2),
+            redundancy_max_len: Some(300),
         }
     }
 }
@@ -113,6 +139,14 @@ pub enum NodeEvent {
     /// A member's tunnel completed a handshake after being silent.
     TunnelUp {
         member: u8,
+    },
+    BfdUp {
+        member: u8,
+    },
+    /// BFD found the path to the member dead; its BGP session went with it.
+    BfdDown {
+        member: u8,
+        diagnostic: bfd::Diagnostic,
     },
     SessionUp {
         member: u8,
@@ -167,6 +201,12 @@ pub struct NodeStats {
     pub events_dropped: u64,
     /// Routes refused because the member may not originate them.
     pub hijacks_refused: u64,
+    /// Copies sent over a second first hop (redundant sending).
+    pub redundant_copies: u64,
+    /// Second copies dropped at the egress router.
+    pub duplicates_dropped: u64,
+    /// BFD packets discarded (bad format, TTL, discriminator, unknown sender).
+    pub bfd_discarded: u64,
     pub encrypt_errors: u64,
     /// Rounds of the internal engine (sockets ↔ sessions ↔ RIB); diagnostics.
     pub pump_rounds: u64,
@@ -191,6 +231,14 @@ struct Peer {
     /// We answered a handshake initiation; its session becomes usable with
     /// the member's first data packet.
     answered_handshake: bool,
+    bfd: Option<bfd::Session>,
+    /// BGP is stopped because BFD went down; it starts at `bgp_start_at`
+    /// (set when BFD is Up again, a hold-down later).
+    bgp_held: bool,
+    bgp_start_at: Option<Instant>,
+    /// Recent BFD flaps, for the growing hold-down.
+    flaps: u32,
+    started_at: Instant,
 }
 
 impl core::fmt::Debug for Peer {
@@ -230,6 +278,7 @@ pub enum WakeReason {
     Bgp,
     Overlay,
     TunnelTimers,
+    Bfd,
 }
 
 /// The state of one member, for status output.
@@ -272,6 +321,8 @@ pub struct Node<'a, C: Crypto> {
     /// Something happened that the control plane (sockets, sessions, RIB) must
     /// look at; plain forwarding leaves it alone.
     needs_pump: bool,
+    /// Recently delivered small UDP packets, to drop the redundant twin.
+    dedup: Dedup,
 }
 
 impl<C: Crypto> core::fmt::Debug for Node<'_, C> {
@@ -324,6 +375,7 @@ impl<'a, C: Crypto> Node<'a, C> {
             icmp_budget: ICMP_PER_SECOND,
             stats: NodeStats::default(),
             needs_pump: false,
+            dedup: Dedup::new(),
         }
     }
 
@@ -428,6 +480,12 @@ impl<'a, C: Crypto> Node<'a, C> {
         let Some(m) = self.members.get(slot) else {
             return;
         };
+        let bfd_config = match m.config.bfd {
+            crate::wg::BfdSetting::Inherit => self.config.bfd,
+            crate::wg::BfdSetting::Off => None,
+            crate::wg::BfdSetting::On(c) => Some(c),
+        };
+        let seed = self.config.seed ^ (slot as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let sc = self.session_config(&m.config, !self.dials(m));
         let info = PeerInfo {
             asn: m.config.asn,
@@ -446,6 +504,15 @@ impl<'a, C: Crypto> Node<'a, C> {
             import: ImportStats::default(),
             latency: None,
             answered_handshake: false,
+            bfd: bfd_config.map(|c| {
+                let mut b = bfd::Session::new(c, BFD_DISCRIMINATOR_BASE + slot as u32, seed);
+                b.start(now);
+                b
+            }),
+            bgp_held: false,
+            bgp_start_at: None,
+            flaps: 0,
+            started_at: now,
         });
     }
 
@@ -556,6 +623,53 @@ impl<'a, C: Crypto> Node<'a, C> {
         self.pump(now);
     }
 
+    /// Changes BFD and redundant sending: running BFD sessions take new timers
+    /// through a poll sequence, new ones start, removed ones stop (a BGP
+    /// session held for BFD then starts).
+    pub fn set_fast_failover(
+        &mut self,
+        now: Instant,
+        bfd: Option<bfd::Config>,
+        hold_down: Duration,
+        redundancy_max_len: Option<u16>,
+    ) {
+        self.config.bfd = bfd;
+        self.config.bfd_hold_down = hold_down;
+        self.config.redundancy_max_len = redundancy_max_len;
+        for slot in 0..MAX_MEMBERS {
+            let Some(m) = self.members.get(slot) else {
+                continue;
+            };
+            let wanted = match m.config.bfd {
+                crate::wg::BfdSetting::Inherit => bfd,
+                crate::wg::BfdSetting::Off => None,
+                crate::wg::BfdSetting::On(c) => Some(c),
+            };
+            let seed = self.config.seed ^ slot as u64;
+            let Some(p) = self.peers[slot].as_mut() else {
+                continue;
+            };
+            match (p.bfd.as_mut(), wanted) {
+                (Some(b), Some(c)) => b.reconfigure(c),
+                (None, Some(c)) => {
+                    let mut b = bfd::Session::new(c, BFD_DISCRIMINATOR_BASE + slot as u32, seed);
+                    b.start(now);
+                    p.bfd = Some(b);
+                }
+                (Some(_), None) => {
+                    p.bfd = None;
+                    if core::mem::take(&mut p.bgp_held) {
+                        p.bgp_start_at = None;
+                        p.session.start(now);
+                        self.needs_pump = true;
+                    }
+                }
+                (None, None) => {}
+            }
+        }
+        self.pump(now);
+    }
+
     /// Stops every session with a Cease (Administrative Shutdown).
     pub fn shutdown(&mut self, now: Instant) {
         for p in self.peers.iter_mut().flatten() {
@@ -643,7 +757,12 @@ impl<'a, C: Crypto> Node<'a, C> {
             TunnelResult::Network(_) | TunnelResult::Inner(_) => true,
             TunnelResult::Error(e) => {
                 m.stats.rx_errors += 1;
-                log::debug!("wg: {} dropped a datagram: {e:?}", m.config.name.as_str());
+                log::debug!(
+                    "wg: {} dropped a datagram: {e:?} (type {:?}, {} bytes)",
+                    m.config.name.as_str(),
+                    bytes.first(),
+                    bytes.len()
+                );
                 false
             }
         };
@@ -670,7 +789,7 @@ impl<'a, C: Crypto> Node<'a, C> {
                 m.stats.rx_packets += 1;
                 m.stats.rx_bytes += p.len() as u64;
                 let len = p.len();
-                self.forward_from_member(&mut out[..len]);
+                self.forward_from_member(now, slot, &mut out[..len]);
             }
             _ => {}
         }
@@ -750,7 +869,15 @@ impl<'a, C: Crypto> Node<'a, C> {
             return;
         }
         match self.route(packet, &info) {
-            Some(Source::Peer(p)) => self.send_to_member(p as usize, packet),
+            Some(Source::Peer(p)) => {
+                self.send_to_member(p as usize, packet);
+                if self.is_redundant_candidate(packet, &info) {
+                    if let Some(second) = self.second_first_hop(&info, p) {
+                        self.stats.redundant_copies += 1;
+                        self.send_to_member(second as usize, packet);
+                    }
+                }
+            }
             Some(Source::Local) => {
                 // The kernel sent us a packet for our own LAN: a routing loop
                 // on the host. Drop it rather than bounce it back.
@@ -761,25 +888,189 @@ impl<'a, C: Crypto> Node<'a, C> {
                 self.icmp_error(IcmpError::NetUnreachable, packet, &info);
             }
         }
-        self.pump(now);
+        if self.needs_pump {
+            self.pump(now);
+        }
+    }
+
+    /// Redundant sending covers small UDP packets: game traffic.
+    fn is_redundant_candidate(&self, packet: &[u8], info: &IpInfo) -> bool {
+        self.config
+            .redundancy_max_len
+            .is_some_and(|max| info.total_len <= max as usize)
+            && ip::udp_parts(packet, info).is_some()
+    }
+
+    /// The best path's first hop is `best`; the next-ranked path through
+    /// another member, if any. Its advertiser did not route it through us (we
+    /// would have been in its AS path), so the copy does not loop.
+    fn second_first_hop(&self, info: &IpInfo, best: PeerId) -> Option<PeerId> {
+        self.rib
+            .lookup(info.dst)?
+            .paths()
+            .iter()
+            .find_map(|p| match p.source {
+                Source::Peer(q) if q != best => Some(q),
+                _ => None,
+            })
+    }
+
+    /// A BFD control packet from `slot`'s tunnel (RFC 5881: single hop, so it
+    /// must come from the member's own address with TTL 255).
+    fn handle_bfd(&mut self, now: Instant, slot: usize, info: &IpInfo, payload: &[u8]) {
+        let from_member = self
+            .members
+            .get(slot)
+            .is_some_and(|m| info.src == IpAddr::V4(m.config.overlay));
+        let Some(b) = self.peers[slot].as_mut().and_then(|p| p.bfd.as_mut()) else {
+            self.stats.bfd_discarded += 1;
+            return;
+        };
+        if !from_member {
+            self.stats.bfd_discarded += 1;
+            return;
+        }
+        let event =
+            bfd::ControlPacket::parse(payload).and_then(|pkt| b.handle_packet(now, &pkt, info.ttl));
+        match event {
+            Ok(Some(ev)) => self.on_bfd_event(now, slot, ev),
+            Ok(None) => {}
+            Err(_) => self.stats.bfd_discarded += 1,
+        }
+        self.send_bfd(now, slot);
+    }
+
+    fn on_bfd_event(&mut self, now: Instant, slot: usize, ev: bfd::Event) {
+        let member = slot as u8;
+        let base = self.config.bfd_hold_down;
+        let Some(p) = self.peers[slot].as_mut() else {
+            return;
+        };
+        match ev {
+            bfd::Event::Up => {
+                push(
+                    &mut self.events,
+                    &mut self.stats,
+                    NodeEvent::BfdUp { member },
+                );
+                if p.bgp_held {
+                    let shift = p.flaps.saturating_sub(1).min(16);
+                    let hold = Duration::from_ticks(base.as_ticks().saturating_mul(1 << shift))
+                        .min(MAX_HOLD_DOWN);
+                    p.bgp_start_at = Some(now + hold);
+                }
+            }
+            bfd::Event::Down(diagnostic) => {
+                push(
+                    &mut self.events,
+                    &mut self.stats,
+                    NodeEvent::BfdDown { member, diagnostic },
+                );
+                p.flaps = p.flaps.saturating_add(1);
+                p.bgp_start_at = None;
+                if !p.bgp_held {
+                    p.bgp_held = true;
+                    // The session (and with it every route through the
+                    // member) goes now: the FIB moves in this same step.
+                    p.session.bfd_down(now);
+                    self.needs_pump = true;
+                }
+            }
+        }
+    }
+
+    /// Sends whatever BFD control packet is due to `slot`, through its tunnel.
+    fn send_bfd(&mut self, now: Instant, slot: usize) {
+        let Some(m) = self.members.get(slot) else {
+            return;
+        };
+        let dst = m.config.overlay;
+        // Over a tunnel not up yet, a BFD packet would only start a handshake
+        // of its own; the side that initiates (the lower address) may.
+        let quiet = self.config.overlay > dst && m.tunnel.since_handshake().is_none();
+        let src = self.config.overlay;
+        let Some(pkt) = self.peers[slot]
+            .as_mut()
+            .and_then(|p| p.bfd.as_mut())
+            .and_then(|b| b.poll_transmit(now))
+        else {
+            return;
+        };
+        if quiet {
+            return;
+        }
+        let mut payload = [0u8; bfd::PACKET_LEN];
+        let mut out = [0u8; 64];
+        if let Some(n) = pkt.emit(&mut payload).and_then(|n| {
+            let sport = BFD_SOURCE_PORT_BASE + slot as u16;
+            ip::build_udp4(src, dst, sport, bfd::BFD_PORT, 255, &payload[..n], &mut out)
+        }) {
+            self.send_to_member(slot, &out[..n]);
+        }
+    }
+
+    /// BFD timers and transmissions, and the hold-down that restarts BGP.
+    fn bfd_timers(&mut self, now: Instant) {
+        for slot in 0..MAX_MEMBERS {
+            let Some(p) = self.peers[slot].as_mut() else {
+                continue;
+            };
+            let event = p
+                .bfd
+                .as_mut()
+                .filter(|b| b.poll_timeout().is_some_and(|t| t <= now))
+                .and_then(|b| b.handle_timeout(now));
+            if let Some(ev) = event {
+                self.on_bfd_event(now, slot, ev);
+            }
+            self.send_bfd(now, slot);
+            let Some(p) = self.peers[slot].as_mut() else {
+                continue;
+            };
+            let bfd_up = p.bfd.as_ref().is_some_and(|b| b.state() == bfd::State::Up);
+            if p.bgp_start_at.is_some_and(|t| t <= now) {
+                p.bgp_start_at = None;
+                if bfd_up {
+                    p.bgp_held = false;
+                    p.session.start(now);
+                    self.needs_pump = true;
+                }
+            }
+            // A session that has been stable a while forgets its flaps.
+            if p.session
+                .established_since()
+                .is_some_and(|t| now.saturating_duration_since(t) > FLAP_MEMORY)
+            {
+                p.flaps = 0;
+            }
+        }
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
         if now >= self.next_tick {
             self.next_tick = now + TIMER_TICK;
             self.tunnel_timers(now);
+            self.needs_pump = true;
         }
         if now.saturating_duration_since(self.last_second) >= Duration::from_secs(1) {
             self.last_second = now;
             self.icmp_budget = ICMP_PER_SECOND;
             self.crypto.tick();
         }
+        // BFD runs every few milliseconds; it alone does not wake the engine.
+        self.bfd_timers(now);
         for p in self.peers.iter_mut().flatten() {
             if p.session.poll_timeout().is_some_and(|t| t <= now) {
                 p.session.handle_timeout(now);
+                self.needs_pump = true;
             }
         }
-        self.pump(now);
+        if self.overlay.poll_at(now).is_some_and(|t| t <= now) {
+            self.needs_pump = true;
+        }
+        if self.needs_pump {
+            self.pump(now);
+        }
     }
 
     fn tunnel_timers(&mut self, now: Instant) {
@@ -805,9 +1096,18 @@ impl<'a, C: Crypto> Node<'a, C> {
                 .tunnel
                 .since_handshake()
                 .is_none_or(|d| d > SESSION_LIFETIME);
-            let due = m
-                .last_initiation
-                .is_none_or(|t| now.saturating_duration_since(t) >= crate::wg::REKEY_TIMEOUT);
+            // The lower overlay address initiates (two simultaneous
+            // initiations cancel each other out in WireGuard); the other side
+            // waits a moment first, in case only it can reach.
+            let first_due = if self.config.overlay < m.config.overlay {
+                Duration::from_ticks(0)
+            } else {
+                RESPONDER_GRACE
+            };
+            let started = self.peers[slot].as_ref().map_or(now, |p| p.started_at);
+            let due = now.saturating_duration_since(started) >= first_due
+                && m.last_initiation
+                    .is_none_or(|t| now.saturating_duration_since(t) >= crate::wg::REKEY_TIMEOUT);
             if let (true, true, Some(to)) = (idle, due, m.endpoint) {
                 m.last_initiation = Some(now);
                 if let TunnelResult::Network(b) = m.tunnel.start_handshake(&mut out) {
@@ -883,6 +1183,11 @@ impl<'a, C: Crypto> Node<'a, C> {
         }
         for p in self.peers.iter().flatten() {
             consider(p.session.poll_timeout(), WakeReason::Bgp);
+            consider(
+                p.bfd.as_ref().and_then(|b| b.poll_timeout()),
+                WakeReason::Bfd,
+            );
+            consider(p.bgp_start_at, WakeReason::Bfd);
         }
         consider(self.overlay.poll_at(now), WakeReason::Overlay);
         best
@@ -928,7 +1233,7 @@ impl<'a, C: Crypto> Node<'a, C> {
         }
     }
 
-    fn forward_from_member(&mut self, packet: &mut [u8]) {
+    fn forward_from_member(&mut self, now: Instant, slot: usize, packet: &mut [u8]) {
         let info = match ip::parse(packet) {
             Ok(i) => i,
             Err(_) => {
@@ -942,7 +1247,9 @@ impl<'a, C: Crypto> Node<'a, C> {
             return;
         }
         if self.overlay.has_addr(info.dst) {
-            if self.config.overlay_in_kernel && !is_bgp(packet, &info) {
+            if let Some((_, bfd::BFD_PORT, payload)) = ip::udp_parts(packet, &info) {
+                self.handle_bfd(now, slot, &info, payload);
+            } else if self.config.overlay_in_kernel && !is_bgp(packet, &info) {
                 self.queue_lan(packet);
             } else {
                 self.deliver_to_own_address(packet, &info);
@@ -950,7 +1257,16 @@ impl<'a, C: Crypto> Node<'a, C> {
             return;
         }
         match self.route(packet, &info) {
-            Some(Source::Local) => self.queue_lan(packet),
+            Some(Source::Local) => {
+                // The egress router: of two redundant copies, the first wins.
+                if self.is_redundant_candidate(packet, &info)
+                    && !self.dedup.first_sighting(now, packet, &info)
+                {
+                    self.stats.duplicates_dropped += 1;
+                    return;
+                }
+                self.queue_lan(packet)
+            }
             Some(Source::Peer(p)) => {
                 // Transit: we are a router on the path.
                 if ip::decrement_ttl(packet).is_err() {
@@ -1350,6 +1666,72 @@ impl<'a, C: Crypto> Node<'a, C> {
             .entry(prefix)
             .and_then(|e| e.best())
             .is_some_and(|p| p.source == Source::Local)
+    }
+}
+
+/// Recently delivered small UDP packets, keyed by what identifies a packet
+/// across paths (addresses, protocol, IPv4 identification, and the start of
+/// the UDP datagram; never the TTL or checksum, which differ per path).
+#[derive(Debug)]
+struct Dedup {
+    slots: [(u64, Instant); DEDUP_SLOTS],
+}
+
+const DEDUP_SLOTS: usize = 4096;
+const DEDUP_PROBE: usize = 8;
+
+impl Dedup {
+    fn new() -> Dedup {
+        Dedup {
+            slots: [(0, Instant::from_ticks(0)); DEDUP_SLOTS],
+        }
+    }
+
+    fn key(packet: &[u8], info: &IpInfo) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut feed = |b: &[u8]| {
+            for x in b {
+                h ^= *x as u64;
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        };
+        match (info.src, info.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                feed(&s.octets());
+                feed(&d.octets());
+                feed(packet.get(4..6).unwrap_or(&[])); // identification
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                feed(&s.octets());
+                feed(&d.octets());
+            }
+            _ => {}
+        }
+        feed(&[info.protocol]);
+        let end = info.total_len.min(info.header_len + 8 + 64);
+        feed(packet.get(info.header_len..end).unwrap_or(&[]));
+        h | 1 // never the empty-slot key
+    }
+
+    /// Records the packet; false when it was seen within the window.
+    fn first_sighting(&mut self, now: Instant, packet: &[u8], info: &IpInfo) -> bool {
+        let key = Self::key(packet, info);
+        let start = (key as usize) % DEDUP_SLOTS;
+        let mut free = None;
+        for i in 0..DEDUP_PROBE {
+            let slot = (start + i) % DEDUP_SLOTS;
+            let (k, at) = self.slots[slot];
+            let live = k != 0 && now.saturating_duration_since(at) < DEDUP_WINDOW;
+            if live && k == key {
+                return false;
+            }
+            if !live && free.is_none() {
+                free = Some(slot);
+            }
+        }
+        // Full neighbourhood: overwrite the first probe position.
+        self.slots[free.unwrap_or(start)] = (key, now);
+        true
     }
 }
 

@@ -370,6 +370,17 @@ impl Session {
         self.core.timers = [None; TIMERS];
     }
 
+    /// BFD declared the path to the peer dead (RFC 5882 §4.3): the session is
+    /// torn down at once with Cease/BFD Down (RFC 9384) and stays stopped
+    /// until [`Session::start`] (the caller waits for BFD to be Up again).
+    pub fn bfd_down(&mut self, now: Instant) {
+        let err = ErrorCode::Cease(CeaseSubcode::BfdDown);
+        self.core
+            .close_all(now, Some((err, &[])), DownReason::SentNotification(err));
+        self.core.started = false;
+        self.core.timers = [None; TIMERS];
+    }
+
     /// The transport to the peer just became usable again (its tunnel
     /// completed a new handshake, e.g. after it restarted): a pending or
     /// backed-off attempt to connect is replaced by a fresh one now.

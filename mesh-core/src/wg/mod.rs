@@ -148,6 +148,18 @@ pub struct MemberConfig {
     pub keepalive: Option<u16>,
     /// BGP hold time for this member's session, overriding the node's.
     pub hold_time: Option<u16>,
+    /// BFD for this member's tunnel.
+    pub bfd: BfdSetting,
+}
+
+/// Whether a member's tunnel runs BFD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BfdSetting {
+    /// As the node's configuration says.
+    #[default]
+    Inherit,
+    Off,
+    On(crate::bfd::Config),
 }
 
 impl MemberConfig {

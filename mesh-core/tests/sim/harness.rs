@@ -173,6 +173,14 @@ pub struct Sim {
     /// Where each node sends from (normally its underlay address; change it
     /// to make a node roam).
     pub source: Vec<SocketAddr>,
+    /// The last arrival time scheduled on each directed link: jitter varies
+    /// the delay but one path does not reorder. (smoltcp drops a segment whose
+    /// ACK is older than one it has seen, data included, so reordering two
+    /// back-to-back segments costs a retransmission timeout; real single-path
+    /// tunnels rarely reorder.)
+    last_arrival: BTreeMap<(usize, usize), u64>,
+    /// Adjusts each node's configuration before it starts.
+    pub configure: fn(usize, &mut NodeConfig),
 }
 
 impl Sim {
@@ -195,6 +203,8 @@ impl Sim {
             deadlines: vec![None; n + 1],
             tap: None,
             source: (0..=n).map(underlay).collect(),
+            last_arrival: BTreeMap::new(),
+            configure: |_, _| {},
         }
     }
 
@@ -229,6 +239,7 @@ impl Sim {
         c.hold_time = self.hold_time;
         c.connect_retry = Duration::from_secs(1);
         c.seed = n as u64 * 7919;
+        (self.configure)(n, &mut c);
         let members = (1..=self.size())
             .filter(|&m| m != n)
             .map(|m| {
@@ -246,6 +257,7 @@ impl Sim {
                     endpoints,
                     keepalive: Some(25),
                     hold_time: None,
+                    bfd: mesh_core::wg::BfdSetting::Inherit,
                 }
             })
             .collect();
@@ -335,7 +347,9 @@ impl Sim {
                 continue;
             }
             let jitter = self.rng.below(self.jitter.as_micros().max(1));
-            let at = now.as_micros() + link.latency.as_micros() + jitter;
+            let earliest = self.last_arrival.get(&(n, to)).copied().unwrap_or(0);
+            let at = (now.as_micros() + link.latency.as_micros() + jitter).max(earliest);
+            self.last_arrival.insert((n, to), at);
             self.order += 1;
             self.queue.push(Reverse(InFlight {
                 at,

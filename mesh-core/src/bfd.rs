@@ -1,0 +1,530 @@
+//! Bidirectional Forwarding Detection, asynchronous mode (RFC 5880), single hop
+//! over IPv4/UDP (RFC 5881): one session per tunnel, to notice a dead path in
+//! tens of milliseconds instead of a BGP hold time.
+//!
+//! - [`ControlPacket`]: the control packet codec (§4.1) with the reception
+//!   checks of §6.8.6.
+//! - [`Session`]: the state machine (§6.2, §6.8.6), its timers (§6.8.2-§6.8.4:
+//!   negotiated transmit interval, detection time = remote multiplier × agreed
+//!   interval, 75-100% jitter per §6.8.7), the poll sequence for timer changes
+//!   (§6.5), the one-second pace while not Up (§6.8.3), and diagnostic codes.
+//!
+//! Authentication is not supported; packets that carry it are discarded
+//! (§6.7: "if the A bit is set and no authentication is in use").
+
+use core::fmt;
+
+use embassy_time::{Duration, Instant};
+
+/// UDP destination port of single-hop BFD control packets (RFC 5881 §4).
+pub const BFD_PORT: u16 = 3784;
+/// The length of a control packet without authentication.
+pub const PACKET_LEN: usize = 24;
+/// Pace while the session is not Up (RFC 5880 §6.8.3: at least one second).
+pub const SLOW_TX: Duration = Duration::from_secs(1);
+
+/// Session states (§4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    AdminDown = 0,
+    Down = 1,
+    Init = 2,
+    Up = 3,
+}
+
+impl State {
+    fn from_bits(v: u8) -> State {
+        match v & 3 {
+            0 => State::AdminDown,
+            1 => State::Down,
+            2 => State::Init,
+            _ => State::Up,
+        }
+    }
+}
+
+/// Diagnostic codes (§4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Diagnostic {
+    None = 0,
+    ControlDetectionTimeExpired = 1,
+    EchoFunctionFailed = 2,
+    NeighborSignaledSessionDown = 3,
+    ForwardingPlaneReset = 4,
+    PathDown = 5,
+    ConcatenatedPathDown = 6,
+    AdministrativelyDown = 7,
+    ReverseConcatenatedPathDown = 8,
+}
+
+impl Diagnostic {
+    pub fn from_u8(v: u8) -> Diagnostic {
+        match v {
+            1 => Diagnostic::ControlDetectionTimeExpired,
+            2 => Diagnostic::EchoFunctionFailed,
+            3 => Diagnostic::NeighborSignaledSessionDown,
+            4 => Diagnostic::ForwardingPlaneReset,
+            5 => Diagnostic::PathDown,
+            6 => Diagnostic::ConcatenatedPathDown,
+            7 => Diagnostic::AdministrativelyDown,
+            8 => Diagnostic::ReverseConcatenatedPathDown,
+            _ => Diagnostic::None,
+        }
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Diagnostic::None => "no diagnostic",
+            Diagnostic::ControlDetectionTimeExpired => "control detection time expired",
+            Diagnostic::EchoFunctionFailed => "echo function failed",
+            Diagnostic::NeighborSignaledSessionDown => "neighbor signaled session down",
+            Diagnostic::ForwardingPlaneReset => "forwarding plane reset",
+            Diagnostic::PathDown => "path down",
+            Diagnostic::ConcatenatedPathDown => "concatenated path down",
+            Diagnostic::AdministrativelyDown => "administratively down",
+            Diagnostic::ReverseConcatenatedPathDown => "reverse concatenated path down",
+        })
+    }
+}
+
+/// Why a received control packet was discarded (§6.8.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PacketError {
+    Truncated,
+    BadVersion,
+    BadLength,
+    ZeroDetectMult,
+    Multipoint,
+    ZeroMyDiscriminator,
+    /// Your Discriminator is not ours.
+    WrongDiscriminator,
+    /// Your Discriminator zero in a packet that says Init or Up.
+    ZeroYourDiscriminator,
+    /// Authentication requested, none configured.
+    Authentication,
+    /// Single-hop packets must arrive with TTL 255 (RFC 5881 §5).
+    BadTtl,
+}
+
+/// A control packet (§4.1), without authentication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ControlPacket {
+    pub diag: Diagnostic,
+    pub state: State,
+    pub poll: bool,
+    pub final_: bool,
+    pub control_plane_independent: bool,
+    pub demand: bool,
+    pub detect_mult: u8,
+    pub my_discriminator: u32,
+    pub your_discriminator: u32,
+    /// Microseconds.
+    pub desired_min_tx: u32,
+    pub required_min_rx: u32,
+    pub required_min_echo_rx: u32,
+}
+
+impl ControlPacket {
+    /// Parses and applies the checks of §6.8.6 that need no session.
+    pub fn parse(b: &[u8]) -> Result<ControlPacket, PacketError> {
+        if b.len() < PACKET_LEN {
+            return Err(PacketError::Truncated);
+        }
+        if b[0] >> 5 != 1 {
+            return Err(PacketError::BadVersion);
+        }
+        let flags = b[1];
+        let auth = flags & 0x04 != 0;
+        let len = b[3] as usize;
+        let min = if auth { 26 } else { PACKET_LEN };
+        if len < min || len > b.len() {
+            return Err(PacketError::BadLength);
+        }
+        if auth {
+            return Err(PacketError::Authentication);
+        }
+        if b[2] == 0 {
+            return Err(PacketError::ZeroDetectMult);
+        }
+        if flags & 0x01 != 0 {
+            return Err(PacketError::Multipoint);
+        }
+        let u32_at = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let p = ControlPacket {
+            diag: Diagnostic::from_u8(b[0] & 0x1f),
+            state: State::from_bits(flags >> 6),
+            poll: flags & 0x20 != 0,
+            final_: flags & 0x10 != 0,
+            control_plane_independent: flags & 0x08 != 0,
+            demand: flags & 0x02 != 0,
+            detect_mult: b[2],
+            my_discriminator: u32_at(4),
+            your_discriminator: u32_at(8),
+            desired_min_tx: u32_at(12),
+            required_min_rx: u32_at(16),
+            required_min_echo_rx: u32_at(20),
+        };
+        if p.my_discriminator == 0 {
+            return Err(PacketError::ZeroMyDiscriminator);
+        }
+        Ok(p)
+    }
+
+    pub fn emit(&self, out: &mut [u8]) -> Option<usize> {
+        let b = out.get_mut(..PACKET_LEN)?;
+        b[0] = 1 << 5 | (self.diag as u8 & 0x1f);
+        b[1] = (self.state as u8) << 6
+            | if self.poll { 0x20 } else { 0 }
+            | if self.final_ { 0x10 } else { 0 }
+            | if self.control_plane_independent {
+                0x08
+            } else {
+                0
+            }
+            | if self.demand { 0x02 } else { 0 };
+        b[2] = self.detect_mult;
+        b[3] = PACKET_LEN as u8;
+        b[4..8].copy_from_slice(&self.my_discriminator.to_be_bytes());
+        b[8..12].copy_from_slice(&self.your_discriminator.to_be_bytes());
+        b[12..16].copy_from_slice(&self.desired_min_tx.to_be_bytes());
+        b[16..20].copy_from_slice(&self.required_min_rx.to_be_bytes());
+        b[20..24].copy_from_slice(&self.required_min_echo_rx.to_be_bytes());
+        Some(PACKET_LEN)
+    }
+}
+
+/// Timer settings of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// How often we would like to send while Up.
+    pub desired_min_tx: Duration,
+    /// How often we can take packets.
+    pub required_min_rx: Duration,
+    /// Packets that may be missed before the session is declared down.
+    pub detect_mult: u8,
+}
+
+impl Config {
+    /// Tuned for game traffic: 10 ms × 4 = 40 ms detection. Four in a row
+    /// makes a false detection on a link losing 5% about once in 25 minutes.
+    pub const GAMING: Config = Config {
+        desired_min_tx: Duration::from_millis(10),
+        required_min_rx: Duration::from_millis(10),
+        detect_mult: 4,
+    };
+}
+
+/// What changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    Up,
+    /// Down from Up, with the reason.
+    Down(Diagnostic),
+}
+
+/// Counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub tx_packets: u64,
+    pub rx_packets: u64,
+    pub rx_discarded: u64,
+    pub ups: u64,
+    pub downs: u64,
+}
+
+/// One BFD session (§6.8.1 state variables, named as in the RFC).
+#[derive(Debug, Clone)]
+pub struct Session {
+    config: Config,
+    state: State,
+    remote_state: State,
+    local_discr: u32,
+    remote_discr: u32,
+    local_diag: Diagnostic,
+    /// µs, as the RFC's variables.
+    remote_min_rx: u32,
+    remote_desired_tx: u32,
+    remote_detect_mult: u8,
+    /// What we advertise now (1 s while not Up).
+    desired_min_tx: Duration,
+    /// The value in force for timing (changes after a poll sequence completes).
+    active_desired_min_tx: Duration,
+    poll_pending: bool,
+    final_owed: bool,
+    next_tx: Option<Instant>,
+    detect_deadline: Option<Instant>,
+    rng: u64,
+    pub stats: Stats,
+    up_since: Option<Instant>,
+}
+
+fn us(d: Duration) -> u32 {
+    u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
+}
+
+impl Session {
+    /// A session in Down; `discriminator` must be non-zero and unique among
+    /// this node's sessions; `seed` drives the transmit jitter.
+    pub fn new(config: Config, discriminator: u32, seed: u64) -> Session {
+        Session {
+            config,
+            state: State::Down,
+            remote_state: State::Down,
+            local_discr: discriminator.max(1),
+            remote_discr: 0,
+            local_diag: Diagnostic::None,
+            remote_min_rx: 1,
+            remote_desired_tx: 0,
+            remote_detect_mult: 0,
+            desired_min_tx: SLOW_TX,
+            active_desired_min_tx: SLOW_TX,
+            poll_pending: false,
+            final_owed: false,
+            next_tx: None,
+            detect_deadline: None,
+            rng: seed | 1,
+            stats: Stats::default(),
+            up_since: None,
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+    pub fn remote_state(&self) -> State {
+        self.remote_state
+    }
+    pub fn diagnostic(&self) -> Diagnostic {
+        self.local_diag
+    }
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    pub fn up_since(&self) -> Option<Instant> {
+        self.up_since
+    }
+    pub fn local_discriminator(&self) -> u32 {
+        self.local_discr
+    }
+
+    /// The interval we send at: the slower of what we want and what the peer
+    /// can take (§6.8.2).
+    pub fn tx_interval(&self) -> Duration {
+        let remote = Duration::from_micros(self.remote_min_rx as u64);
+        self.active_desired_min_tx.max(remote)
+    }
+
+    /// How long without a packet before Down (§6.8.4, asynchronous mode).
+    pub fn detection_time(&self) -> Duration {
+        let agreed = self
+            .config
+            .required_min_rx
+            .max(Duration::from_micros(self.remote_desired_tx as u64));
+        Duration::from_micros(agreed.as_micros() * self.remote_detect_mult.max(1) as u64)
+    }
+
+    /// Starts sending.
+    pub fn start(&mut self, now: Instant) {
+        if self.next_tx.is_none() {
+            self.next_tx = Some(now);
+        }
+    }
+
+    /// Changes the timer settings; while Up, through a poll sequence (§6.8.3).
+    pub fn reconfigure(&mut self, config: Config) {
+        if config == self.config {
+            return;
+        }
+        self.config = config;
+        if self.state == State::Up {
+            self.desired_min_tx = config.desired_min_tx;
+            // Faster at once; slower only once the peer has seen it (§6.8.3).
+            if config.desired_min_tx < self.active_desired_min_tx {
+                self.active_desired_min_tx = config.desired_min_tx;
+            }
+            self.poll_pending = true;
+        }
+    }
+
+    fn jittered(&mut self, interval: Duration) -> Duration {
+        // §6.8.7: 75-100% of the interval (75-90% with a multiplier of 1).
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let span = if self.config.detect_mult == 1 { 15 } else { 25 };
+        let pct = 100 - (self.rng % (span + 1));
+        Duration::from_micros(interval.as_micros() * pct / 100)
+    }
+
+    fn go(&mut self, now: Instant, to: State, diag: Diagnostic) -> Option<Event> {
+        let from = self.state;
+        self.state = to;
+        match to {
+            State::Up => {
+                self.local_diag = Diagnostic::None;
+                self.up_since = Some(now);
+                self.stats.ups += 1;
+                // The fast rate: announced with a poll, used at once (a
+                // faster rate needs no wait, §6.8.3).
+                self.desired_min_tx = self.config.desired_min_tx;
+                self.active_desired_min_tx = self.config.desired_min_tx;
+                self.poll_pending = true;
+                Some(Event::Up)
+            }
+            State::Down | State::AdminDown => {
+                self.local_diag = diag;
+                self.up_since = None;
+                self.detect_deadline = None;
+                self.desired_min_tx = SLOW_TX;
+                self.active_desired_min_tx = SLOW_TX;
+                self.poll_pending = false;
+                if to == State::Down {
+                    self.remote_discr = 0;
+                }
+                // Only a session that was Up going down means anything to
+                // its clients (RFC 5882 §3.2); Init falling back is bring-up.
+                if from == State::Up {
+                    self.stats.downs += 1;
+                    Some(Event::Down(diag))
+                } else {
+                    None
+                }
+            }
+            State::Init => None,
+        }
+    }
+
+    /// A control packet from the peer (already parsed). `ttl` is the IP TTL
+    /// it arrived with.
+    pub fn handle_packet(
+        &mut self,
+        now: Instant,
+        p: &ControlPacket,
+        ttl: u8,
+    ) -> Result<Option<Event>, PacketError> {
+        let check = (|| {
+            if ttl != 255 {
+                return Err(PacketError::BadTtl);
+            }
+            if p.your_discriminator != 0 && p.your_discriminator != self.local_discr {
+                return Err(PacketError::WrongDiscriminator);
+            }
+            // §6.8.6: a zero Your Discriminator is only valid from a peer that
+            // says Down or AdminDown (it does not know us yet, or forgot us).
+            if p.your_discriminator == 0 && !matches!(p.state, State::Down | State::AdminDown) {
+                return Err(PacketError::ZeroYourDiscriminator);
+            }
+            Ok(())
+        })();
+        if let Err(e) = check {
+            self.stats.rx_discarded += 1;
+            return Err(e);
+        }
+        self.stats.rx_packets += 1;
+        self.remote_discr = p.my_discriminator;
+        self.remote_state = p.state;
+        self.remote_desired_tx = p.desired_min_tx;
+        self.remote_detect_mult = p.detect_mult;
+        let old_remote_rx = self.remote_min_rx;
+        self.remote_min_rx = p.required_min_rx.max(1);
+        if p.final_ && self.poll_pending {
+            // Poll sequence complete: the new rate is in force.
+            self.poll_pending = false;
+            self.active_desired_min_tx = self.desired_min_tx;
+        }
+        if p.poll {
+            self.final_owed = true;
+        }
+        // A slower remote receive rate applies at once; answer soon so the
+        // peer's detection time is not exceeded (§6.8.3).
+        if self.remote_min_rx > old_remote_rx {
+            self.next_tx = Some(now);
+        }
+        if self.state == State::AdminDown {
+            return Ok(None);
+        }
+        let event = if p.state == State::AdminDown {
+            if self.state != State::Down {
+                self.go(now, State::Down, Diagnostic::NeighborSignaledSessionDown)
+            } else {
+                None
+            }
+        } else {
+            match (self.state, p.state) {
+                (State::Down, State::Down) => self.go(now, State::Init, Diagnostic::None),
+                (State::Down, State::Init) => self.go(now, State::Up, Diagnostic::None),
+                (State::Init, State::Init | State::Up) => self.go(now, State::Up, Diagnostic::None),
+                (State::Up, State::Down) => {
+                    self.go(now, State::Down, Diagnostic::NeighborSignaledSessionDown)
+                }
+                _ => None,
+            }
+        };
+        if matches!(self.state, State::Init | State::Up) {
+            self.detect_deadline = Some(now + self.detection_time());
+        }
+        // A state change is told at once rather than at the next interval.
+        if event.is_some() || self.final_owed {
+            self.next_tx = Some(now);
+        }
+        Ok(event)
+    }
+
+    /// Timers: detection expiry.
+    pub fn handle_timeout(&mut self, now: Instant) -> Option<Event> {
+        match self.detect_deadline {
+            Some(d) if d <= now => {
+                self.detect_deadline = None;
+                let ev = self.go(now, State::Down, Diagnostic::ControlDetectionTimeExpired);
+                self.next_tx = Some(now);
+                ev
+            }
+            _ => None,
+        }
+    }
+
+    /// The control packet to send now, if one is due.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<ControlPacket> {
+        let due = self.next_tx.is_some_and(|t| t <= now);
+        if !due {
+            return None;
+        }
+        let interval = if self.state == State::Up {
+            self.tx_interval()
+        } else {
+            SLOW_TX.max(Duration::from_micros(self.remote_min_rx as u64))
+        };
+        let next = self.jittered(interval);
+        self.next_tx = Some(now + next);
+        let final_ = core::mem::take(&mut self.final_owed);
+        self.stats.tx_packets += 1;
+        Some(ControlPacket {
+            diag: self.local_diag,
+            state: self.state,
+            // P and F are never set together (§6.5).
+            poll: self.poll_pending && !final_,
+            final_,
+            control_plane_independent: false,
+            demand: false,
+            detect_mult: self.config.detect_mult,
+            my_discriminator: self.local_discr,
+            your_discriminator: self.remote_discr,
+            desired_min_tx: us(self.desired_min_tx),
+            required_min_rx: us(self.config.required_min_rx),
+            required_min_echo_rx: 0,
+        })
+    }
+
+    /// The next instant anything is due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match (self.next_tx, self.detect_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,265 @@
+use super::*;
+
+extern crate std;
+use std::vec::Vec;
+
+const T0: Instant = Instant::from_secs(100);
+
+/// Two sessions joined by a lossless wire on virtual time.
+struct Pair {
+    now: Instant,
+    s: [Session; 2],
+    /// Packets from side i are dropped while cut[i].
+    cut: [bool; 2],
+    events: [Vec<(Instant, Event)>; 2],
+    sent: [Vec<ControlPacket>; 2],
+}
+
+impl Pair {
+    fn new(a: Config, b: Config) -> Pair {
+        let mut p = Pair {
+            now: T0,
+            s: [Session::new(a, 0x1111, 1), Session::new(b, 0x2222, 2)],
+            cut: [false, false],
+            events: [Vec::new(), Vec::new()],
+            sent: [Vec::new(), Vec::new()],
+        };
+        p.s[0].start(T0);
+        p.s[1].start(T0);
+        p
+    }
+
+    fn step(&mut self) {
+        for i in 0..2 {
+            if let Some(ev) = self.s[i].handle_timeout(self.now) {
+                self.events[i].push((self.now, ev));
+            }
+            while let Some(pkt) = self.s[i].poll_transmit(self.now) {
+                self.sent[i].push(pkt);
+                // Through the codec, as on the wire.
+                let mut b = [0u8; PACKET_LEN];
+                pkt.emit(&mut b).unwrap();
+                let parsed = ControlPacket::parse(&b).unwrap();
+                if !self.cut[i] {
+                    if let Ok(Some(ev)) = self.s[1 - i].handle_packet(self.now, &parsed, 255) {
+                        self.events[1 - i].push((self.now, ev));
+                    }
+                }
+            }
+        }
+    }
+
+    fn run_until(&mut self, until: Instant) {
+        for _ in 0..1_000_000 {
+            self.step();
+            let next = self.s.iter().filter_map(|s| s.poll_timeout()).min();
+            match next {
+                Some(t) if t <= until => self.now = t.max(self.now),
+                _ => {
+                    self.now = until;
+                    self.step();
+                    return;
+                }
+            }
+        }
+        panic!("did not settle");
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        self.run_until(self.now + d);
+    }
+}
+
+#[test]
+fn two_sessions_come_up_through_init() {
+    let mut p = Pair::new(Config::GAMING, Config::GAMING);
+    p.run_for(Duration::from_secs(3));
+    assert_eq!(p.s[0].state(), State::Up);
+    assert_eq!(p.s[1].state(), State::Up);
+    assert_eq!(
+        p.events[0].iter().map(|e| e.1).collect::<Vec<_>>(),
+        [Event::Up]
+    );
+    // Once up, the fast rate: ~10 ms with jitter.
+    assert_eq!(p.s[0].tx_interval(), Duration::from_millis(10));
+    assert_eq!(p.s[0].detection_time(), Duration::from_millis(40));
+}
+
+#[test]
+fn silence_for_the_detection_time_brings_the_session_down() {
+    let mut p = Pair::new(Config::GAMING, Config::GAMING);
+    p.run_for(Duration::from_secs(3));
+    let cut_at = p.now;
+    p.cut[1] = true;
+    p.run_for(Duration::from_millis(200));
+    let (at, ev) = p.events[0].last().copied().unwrap();
+    assert_eq!(ev, Event::Down(Diagnostic::ControlDetectionTimeExpired));
+    let took = at.saturating_duration_since(cut_at);
+    // Detection is 40 ms after the last packet heard, which came at most one
+    // interval before the cut.
+    assert!(
+        took >= Duration::from_millis(30) && took <= Duration::from_millis(41),
+        "detected after {} ms",
+        took.as_millis()
+    );
+    // The peer hears our Down and goes down too.
+    p.cut[1] = false;
+    p.run_for(Duration::from_millis(50));
+    assert!(p.events[1]
+        .iter()
+        .any(|e| e.1 == Event::Down(Diagnostic::NeighborSignaledSessionDown)));
+}
+
+#[test]
+fn a_restarted_peer_is_seen_as_down_then_up_again() {
+    let mut p = Pair::new(Config::GAMING, Config::GAMING);
+    p.run_for(Duration::from_secs(3));
+    p.s[1] = Session::new(Config::GAMING, 0x3333, 3);
+    p.s[1].start(p.now);
+    p.run_for(Duration::from_secs(4));
+    let evs: Vec<Event> = p.events[0].iter().map(|e| e.1).collect();
+    assert_eq!(evs[0], Event::Up);
+    assert!(matches!(evs[1], Event::Down(_)), "{evs:?}");
+    assert_eq!(*evs.last().unwrap(), Event::Up);
+    assert_eq!(p.s[0].state(), State::Up);
+}
+
+#[test]
+fn timers_negotiate_to_the_slower_side() {
+    let slow = Config {
+        desired_min_tx: Duration::from_millis(100),
+        required_min_rx: Duration::from_millis(100),
+        detect_mult: 3,
+    };
+    let mut p = Pair::new(Config::GAMING, slow);
+    p.run_for(Duration::from_secs(4));
+    assert_eq!(p.s[0].state(), State::Up);
+    // We may not send faster than the peer can take, and we detect on its pace.
+    assert_eq!(p.s[0].tx_interval(), Duration::from_millis(100));
+    assert_eq!(p.s[0].detection_time(), Duration::from_millis(300));
+    assert_eq!(p.s[1].detection_time(), Duration::from_millis(400));
+}
+
+#[test]
+fn a_poll_is_answered_with_final_and_ends_the_sequence() {
+    let mut p = Pair::new(Config::GAMING, Config::GAMING);
+    p.run_for(Duration::from_secs(3));
+    let n0 = p.sent[0].len();
+    p.s[0].reconfigure(Config {
+        desired_min_tx: Duration::from_millis(50),
+        ..Config::GAMING
+    });
+    p.run_for(Duration::from_millis(300));
+    let after = &p.sent[0][n0..];
+    assert!(
+        after.first().unwrap().poll,
+        "the change is announced with P"
+    );
+    assert!(
+        p.sent[1].iter().any(|x| x.final_),
+        "the peer answers with F"
+    );
+    assert!(!after.last().unwrap().poll, "the sequence ended");
+    // The slower rate took effect only after the Final.
+    assert_eq!(p.s[0].tx_interval(), Duration::from_millis(50));
+    assert!(p.sent.iter().flatten().all(|x| !(x.poll && x.final_)));
+}
+
+#[test]
+fn transmit_jitter_stays_within_75_to_100_percent() {
+    let mut s = Session::new(Config::GAMING, 9, 77);
+    s.start(T0);
+    let mut now = T0;
+    // Force Up timing without a peer.
+    s.state = State::Up;
+    s.active_desired_min_tx = Duration::from_millis(10);
+    let mut last = None;
+    for _ in 0..500 {
+        if s.poll_transmit(now).is_some() {
+            if let Some(l) = last {
+                let d: Duration = now.saturating_duration_since(l);
+                assert!(d >= Duration::from_micros(7_500) && d <= Duration::from_millis(10));
+            }
+            last = Some(now);
+        }
+        now = s.poll_timeout().unwrap();
+    }
+}
+
+#[test]
+fn malformed_packets_are_rejected() {
+    let good = ControlPacket {
+        diag: Diagnostic::None,
+        state: State::Down,
+        poll: false,
+        final_: false,
+        control_plane_independent: false,
+        demand: false,
+        detect_mult: 3,
+        my_discriminator: 7,
+        your_discriminator: 0,
+        desired_min_tx: 1_000_000,
+        required_min_rx: 1_000_000,
+        required_min_echo_rx: 0,
+    };
+    let mut b = [0u8; PACKET_LEN];
+    good.emit(&mut b).unwrap();
+    assert_eq!(ControlPacket::parse(&b), Ok(good));
+    let bad = |f: &dyn Fn(&mut [u8; 24]), e: PacketError| {
+        let mut x = b;
+        f(&mut x);
+        assert_eq!(ControlPacket::parse(&x), Err(e));
+    };
+    bad(&|x| x[0] = 2 << 5, PacketError::BadVersion);
+    bad(&|x| x[3] = 23, PacketError::BadLength);
+    bad(&|x| x[3] = 40, PacketError::BadLength);
+    bad(&|x| x[2] = 0, PacketError::ZeroDetectMult);
+    bad(&|x| x[1] |= 0x01, PacketError::Multipoint);
+    bad(&|x| x[4..8].fill(0), PacketError::ZeroMyDiscriminator);
+    bad(
+        &|x| {
+            x[1] |= 0x04;
+            x[3] = 26
+        },
+        PacketError::BadLength,
+    );
+    assert_eq!(ControlPacket::parse(&b[..20]), Err(PacketError::Truncated));
+    // Session-level checks.
+    let mut s = Session::new(Config::GAMING, 5, 1);
+    assert_eq!(s.handle_packet(T0, &good, 254), Err(PacketError::BadTtl));
+    let wrong = ControlPacket {
+        your_discriminator: 99,
+        ..good
+    };
+    assert_eq!(
+        s.handle_packet(T0, &wrong, 255),
+        Err(PacketError::WrongDiscriminator)
+    );
+    assert_eq!(s.stats.rx_discarded, 2);
+}
+
+#[test]
+fn admin_down_from_the_peer_is_honoured() {
+    let mut p = Pair::new(Config::GAMING, Config::GAMING);
+    p.run_for(Duration::from_secs(3));
+    let admin = ControlPacket {
+        diag: Diagnostic::AdministrativelyDown,
+        state: State::AdminDown,
+        poll: false,
+        final_: false,
+        control_plane_independent: false,
+        demand: false,
+        detect_mult: 4,
+        my_discriminator: p.s[1].local_discriminator(),
+        your_discriminator: p.s[0].local_discriminator(),
+        desired_min_tx: 1_000_000,
+        required_min_rx: 1_000_000,
+        required_min_echo_rx: 0,
+    };
+    let now = p.now;
+    let ev = p.s[0].handle_packet(now, &admin, 255).unwrap();
+    assert_eq!(
+        ev,
+        Some(Event::Down(Diagnostic::NeighborSignaledSessionDown))
+    );
+}
