@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use lab::seed::{console_addr, Probe, SeedLab, Topology};
+use lab::seed::{console_addr, Probe, ProbeReport, SeedLab, Topology, SQUARE};
+use lab::stock::{self, BirdBfd};
 use lab::{require_cmd, require_root, wait_for, Netns};
 
 const HOLD: u16 = 3;
@@ -334,6 +335,7 @@ fn bench_throughput(meshd: &Path) -> Result<(), String> {
         links: vec![(1, 2)],
         blocked: vec![],
         extra_members: 0,
+        main_options: vec![],
     };
     let mut lab = SeedLab::build_topology("mdbt", meshd, 9, &topo);
     let secs = 10;
@@ -409,6 +411,7 @@ fn bench_footprint(meshd: &Path) -> Result<(), String> {
         links: vec![(1, 2), (1, 3), (1, 4), (1, 5)],
         blocked: vec![],
         extra_members: 12,
+        main_options: vec![],
     };
     let mut lab = SeedLab::build_topology("mdbf", meshd, 9, &topo);
     lab.start_all();
@@ -470,10 +473,270 @@ fn bench_footprint(meshd: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// One power cut of the router carrying C1→C4, measured with a 200 pps probe
+/// stream; `carrier` names it, `restore` powers it back, `settled` says when
+/// the mesh is whole again. Returns the probe report and the router cut.
+fn one_cut(
+    lab: &mut SeedLab,
+    carrier: &dyn Fn(&SeedLab) -> Option<usize>,
+    restore: &dyn Fn(&mut SeedLab, usize) -> Result<(), String>,
+    settled: &dyn Fn(&SeedLab) -> bool,
+) -> Result<(ProbeReport, usize), String> {
+    let probe = Probe::start(
+        &lab.router(1).console,
+        &lab.router(4).console,
+        console_addr(4),
+        Duration::from_millis(5),
+    );
+    // The router in use, on a path that has held for two seconds.
+    let transit = wait_for(Duration::from_secs(20), Duration::from_millis(100), || {
+        let a = carrier(lab)?;
+        for _ in 0..8 {
+            std::thread::sleep(Duration::from_millis(250));
+            if carrier(lab)? != a {
+                return None;
+            }
+        }
+        Some(a)
+    })
+    .ok_or("no settled path C1→C4")?;
+    let before = probe.last_seq().unwrap_or(0);
+    lab.power_cut(transit);
+    let resumed = wait_for(Duration::from_secs(15), Duration::from_millis(10), || {
+        (probe.last_seq().unwrap_or(0) > before + 100).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let report = probe.finish();
+    resumed.ok_or_else(|| format!("traffic did not resume after r{transit} was cut"))?;
+    restore(lab, transit)?;
+    wait_for(Duration::from_secs(30), Duration::from_millis(200), || {
+        settled(lab).then_some(())
+    })
+    .ok_or_else(|| format!("r{transit} did not rejoin"))?;
+    Ok((report, transit))
+}
+
+fn median_worst(gaps: &mut [Duration]) -> (Duration, Duration) {
+    gaps.sort();
+    (gaps[gaps.len() / 2], gaps[gaps.len() - 1])
+}
+
+/// All BGP sessions of meshd router `n` with its square neighbours are up.
+fn meshd_settled(lab: &SeedLab) -> bool {
+    SQUARE.iter().all(|&(a, b)| {
+        lab.bgp_state(a, &format!("r{b}")).as_deref() == Some("Established")
+            && lab.bgp_state(b, &format!("r{a}")).as_deref() == Some("Established")
+    }) && lab.ping(1, 4)
+}
+
+fn cuts_meshd(meshd: &Path, redundancy: bool, runs: usize) -> Result<Vec<ProbeReport>, String> {
+    let mut topo = Topology::seed_square();
+    if !redundancy {
+        topo.main_options = vec![("redundancy", "0".into())];
+    }
+    let mut lab = SeedLab::build_topology("mdbx", meshd, 9, &topo);
+    lab.start_all();
+    lab.wait_all_reachable(Duration::from_secs(30))
+        .ok_or_else(|| format!("meshd square did not converge\n{}", lab.logs()))?;
+    wait_for(Duration::from_secs(10), Duration::from_millis(200), || {
+        meshd_settled(&lab).then_some(())
+    });
+    let mut out = Vec::new();
+    for run in 1..=runs {
+        let (r, t) = one_cut(
+            &mut lab,
+            &|l| l.first_hop(1, 4),
+            &|l, n| {
+                l.power_on(n);
+                Ok(())
+            },
+            &meshd_settled,
+        )
+        .map_err(|e| format!("run {run}: {e}\n{}", lab.logs()))?;
+        println!(
+            "  meshd{} cut r{t}: gap {:>5} ms, {:>3} of {} probes lost",
+            if redundancy { " +redundancy" } else { "" },
+            r.longest_gap.as_millis(),
+            r.lost,
+            r.sent
+        );
+        out.push(r);
+    }
+    Ok(out)
+}
+
+fn stock_settled(lab: &SeedLab) -> bool {
+    (1..=4).all(|a| {
+        (1..=4)
+            .filter(|&b| b != a)
+            .all(|b| stock::kernel_route_dev(lab, a, b).is_some())
+    }) && lab.ping(1, 4)
+}
+
+fn cuts_stock(meshd: &Path, runs: usize) -> Result<Vec<ProbeReport>, String> {
+    let topo = Topology::seed_square();
+    let mut lab = SeedLab::build_topology("mdbs", meshd, 9, &topo);
+    let start = |lab: &mut SeedLab, n: usize| {
+        let tunnels = stock::square_tunnels(lab, n, &SQUARE);
+        stock::start(lab, n, &tunnels, BirdBfd::STOCK, 9)
+    };
+    for n in 1..=4 {
+        start(&mut lab, n)?;
+    }
+    wait_for(Duration::from_secs(30), Duration::from_millis(200), || {
+        stock_settled(&lab).then_some(())
+    })
+    .ok_or_else(|| {
+        format!(
+            "stock square did not converge:\n{}",
+            stock::birdc(&lab, 1, &["show", "protocols"])
+        )
+    })?;
+    let carrier = |lab: &SeedLab| -> Option<usize> {
+        let dev = stock::kernel_route_dev(lab, 1, 4)?;
+        dev.chars().last()?.to_digit(10).map(|d| d as usize)
+    };
+    let mut out = Vec::new();
+    for run in 1..=runs {
+        let (r, t) = one_cut(
+            &mut lab,
+            &carrier,
+            &|l, n| {
+                l.links_up(n);
+                start(l, n)
+            },
+            &stock_settled,
+        )
+        .map_err(|e| format!("run {run}: {e}"))?;
+        println!(
+            "  stock cut r{t}: gap {:>5} ms, {:>3} of {} probes lost",
+            r.longest_gap.as_millis(),
+            r.lost,
+            r.sent
+        );
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// Bytes per second on an idle meshd tunnel (both directions), from nftables
+/// counters on the internet bridge, and BFD's share of it.
+fn tunnel_cost(meshd: &Path) -> Result<(), String> {
+    let topo = Topology {
+        routers: 2,
+        links: vec![(1, 2)],
+        blocked: vec![],
+        extra_members: 0,
+        main_options: vec![("redundancy", "0".into())],
+    };
+    let mut lab = SeedLab::build_topology("mdbc", meshd, 9, &topo);
+    lab.start_all();
+    lab.wait_all_reachable(Duration::from_secs(20))
+        .ok_or("did not converge")?;
+    std::thread::sleep(Duration::from_secs(3));
+    let rules = lab.dir.path().join("count.nft");
+    std::fs::write(
+        &rules,
+        "table bridge cnt {\n\tchain tunnel_bytes {\n\t\ttype filter hook forward priority 0;\n\
+         \t\tip saddr 198.51.100.1 ip daddr 198.51.100.2 udp dport 51820 counter\n\t}\n}\n",
+    )
+    .unwrap();
+    lab.inet.exec(&["nft", "-f", rules.to_str().unwrap()]);
+    let bfd_tx = |lab: &SeedLab| -> u64 {
+        lab.status(1).map_or(0, |s| {
+            s["members"][0]["bfd"]["tx_packets"].as_u64().unwrap_or(0)
+        })
+    };
+    let b0 = bfd_tx(&lab);
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(10));
+    let secs = t0.elapsed().as_secs_f64();
+    let b1 = bfd_tx(&lab);
+    let out = lab.inet.exec(&["nft", "list", "table", "bridge", "cnt"]);
+    let (packets, bytes) = out
+        .split("counter packets ")
+        .nth(1)
+        .and_then(|r| {
+            let mut w = r.split_whitespace();
+            let p: u64 = w.next()?.parse().ok()?;
+            let _ = w.next();
+            let b: u64 = w.next()?.parse().ok()?;
+            Some((p, b))
+        })
+        .ok_or_else(|| format!("no counter in {out}"))?;
+    let bfd_pps = (b1 - b0) as f64 / secs;
+    let per_packet = bytes as f64 / packets.max(1) as f64;
+    println!(
+        "idle tunnel r1→r2: {:.0} packets/s = {:.0} bytes/s (IP) one way; BFD is {:.0} packets/s of it, \
+         {:.0} bytes/s ({:.0} B per packet on the wire)",
+        packets as f64 / secs,
+        bytes as f64 / secs,
+        bfd_pps,
+        bfd_pps * per_packet,
+        per_packet
+    );
+    Ok(())
+}
+
+fn bench_failover(meshd: &Path) -> Result<(), String> {
+    require_root();
+    require_cmd("wireguard-go", "wireguard-go");
+    require_cmd("wg", "wireguard-tools");
+    require_cmd("bird", "bird2");
+    let runs = std::env::var("RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(10);
+    println!(
+        "seed square, power cut of the transit router (links down, kill -9), {runs} times each,"
+    );
+    println!("probe C1→C4 at 200 packets/s; gap = longest silence in received probes\n");
+    println!("stock: wireguard-go + BIRD 2 (eBGP per tunnel, BFD 100 ms x 3)");
+    let stock = cuts_stock(meshd, runs)?;
+    println!("meshd: BFD 10 ms x 4, redundant sending off");
+    let plain = cuts_meshd(meshd, false, runs)?;
+    println!("meshd: BFD 10 ms x 4, redundant sending on (small UDP over two first hops)");
+    let redundant = cuts_meshd(meshd, true, runs)?;
+    let (sm, sw) = median_worst(&mut stock.iter().map(|r| r.longest_gap).collect::<Vec<_>>());
+    let (mm, mw) = median_worst(&mut plain.iter().map(|r| r.longest_gap).collect::<Vec<_>>());
+    let lost_redundant: u32 = redundant.iter().map(|r| r.lost).sum();
+    println!("\nresults ({runs} power cuts each):");
+    println!(
+        "  stock (wireguard-go + BIRD, BFD 100x3)  median {:>4} ms  worst {:>4} ms",
+        sm.as_millis(),
+        sw.as_millis()
+    );
+    println!(
+        "  meshd (BFD 10x4)                        median {:>4} ms  worst {:>4} ms",
+        mm.as_millis(),
+        mw.as_millis()
+    );
+    println!(
+        "  ratio stock/meshd                       median {:.1}x   worst {:.1}x",
+        sm.as_secs_f64() / mm.as_secs_f64(),
+        sw.as_secs_f64() / mw.as_secs_f64()
+    );
+    println!(
+        "  meshd with redundant sending            {} probes lost in {} power cuts",
+        lost_redundant, runs
+    );
+    tunnel_cost(meshd)?;
+    let ok =
+        mm <= Duration::from_millis(50) && mw <= Duration::from_millis(100) && lost_redundant == 0;
+    if ok {
+        println!("targets met: median <= 50 ms, worst <= 100 ms, zero loss with redundancy");
+        Ok(())
+    } else {
+        Err("a target was missed".into())
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some(cmd), Some(meshd)) = (args.first(), args.get(1)) else {
-        eprintln!("usage: meshlab demo|bench-throughput|bench-footprint MESHD [--check]");
+        eprintln!(
+            "usage: meshlab demo|bench-throughput|bench-footprint|bench-failover MESHD [--check]"
+        );
         return ExitCode::from(2);
     };
     let meshd = PathBuf::from(meshd);
@@ -482,6 +745,7 @@ fn main() -> ExitCode {
         "demo" => demo(&meshd, check),
         "bench-throughput" => bench_throughput(&meshd),
         "bench-footprint" => bench_footprint(&meshd),
+        "bench-failover" => bench_failover(&meshd),
         _ => Err(format!("unknown command {cmd}")),
     };
     match result {

@@ -45,4 +45,4 @@ ensure_rust() {
 }
 
 # What the lab tests and demos run.
-LAB_PACKAGES=(bird2 iproute2 nftables iputils-ping procps psmisc wireguard-tools)
+LAB_PACKAGES=(bird2 iproute2 nftables iputils-ping procps psmisc wireguard-tools wireguard-go)

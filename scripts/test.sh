@@ -20,7 +20,11 @@ say "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 
 say "cargo test (unit, property, interop and lab tests)"
-cargo test --workspace
+# The failover tests measure milliseconds: they run below in a release build.
+cargo test --workspace -- --skip failover_
+
+say "failover on real daemons: BFD with a stock BIRD member, power cuts (release build)"
+cargo test --release --test lab_failover -- --test-threads=1
 
 say "deterministic simulations (seed square, power cuts, 16 and 64 nodes; release build)"
 cargo test -p mesh-core --features sim --release --test sim

@@ -80,6 +80,29 @@ pub fn document<C: Crypto>(node: &Node<'_, C>, now: Instant, listen_port: u16) -
                 .with("roams", m.stats.roams)
                 .with("path", path)
                 .with(
+                    "bfd",
+                    m.bfd.map(|b| {
+                        Json::obj()
+                            .with("state", format!("{:?}", b.state))
+                            .with("remote_state", format!("{:?}", b.remote_state))
+                            .with("diagnostic", b.diagnostic.to_string())
+                            .with("tx_interval_ms", b.tx_interval.as_micros() as f64 / 1000.0)
+                            .with("detection_ms", b.detection_time.as_micros() as f64 / 1000.0)
+                            .with(
+                                "uptime_s",
+                                b.up_since.map(|t| secs(now.saturating_duration_since(t))),
+                            )
+                            .with("tx_packets", b.stats.tx_packets)
+                            .with("rx_packets", b.stats.rx_packets)
+                            .with("downs", b.stats.downs)
+                    }),
+                )
+                .with(
+                    "bgp_held_for_s",
+                    m.bgp_held_until
+                        .map(|t| secs(t.saturating_duration_since(now))),
+                )
+                .with(
                     "bgp",
                     Json::obj()
                         .with("state", format!("{:?}", m.bgp_state))
@@ -140,7 +163,10 @@ pub fn document<C: Crypto>(node: &Node<'_, C>, now: Instant, listen_port: u16) -
         .with("icmp_sent", s.icmp_sent)
         .with("no_endpoint", s.no_endpoint)
         .with("queue_full", s.queue_full)
-        .with("hijacks_refused", s.hijacks_refused);
+        .with("hijacks_refused", s.hijacks_refused)
+        .with("redundant_copies", s.redundant_copies)
+        .with("duplicates_dropped", s.duplicates_dropped)
+        .with("bfd_discarded", s.bfd_discarded);
     Json::obj()
         .with("version", env!("CARGO_PKG_VERSION"))
         .with("public_key", node.public_key().to_string())
@@ -194,8 +220,8 @@ pub fn render(doc: &Json) -> String {
     let _ = writeln!(out, "\nmembers:");
     let _ = writeln!(
         out,
-        "  {:<10} {:<15} {:<8} {:<22} {:>9} {:>6}  {:<12} {:<14} prefixes",
-        "name", "overlay", "asn", "endpoint", "handshake", "rtt", "bgp", "reached"
+        "  {:<10} {:<15} {:<8} {:<22} {:>9} {:>6}  {:<12} {:<10} {:<14} prefixes",
+        "name", "overlay", "asn", "endpoint", "handshake", "rtt", "bgp", "bfd", "reached"
     );
     for m in doc.get("members").map(Json::as_array).unwrap_or(&[]) {
         let bgp = m.get("bgp").cloned().unwrap_or(Json::Null);
@@ -213,9 +239,15 @@ pub fn render(doc: &Json) -> String {
         if m.get("endpoint_confirmed") == Some(&Json::Bool(false)) && endpoint != "-" {
             endpoint.push('?');
         }
+        let bfd = match m.get("bfd") {
+            Some(b @ Json::Obj(_)) => {
+                format!("{} {}ms", s(b, "state"), opt_num(b, "detection_ms", ""))
+            }
+            _ => "off".into(),
+        };
         let _ = writeln!(
             out,
-            "  {:<10} {:<15} {:<8} {:<22} {:>9} {:>6}  {:<12} {:<14} {}",
+            "  {:<10} {:<15} {:<8} {:<22} {:>9} {:>6}  {:<12} {:<10} {:<14} {}",
             s(m, "name"),
             s(m, "overlay"),
             opt_num(m, "asn", ""),
@@ -223,6 +255,7 @@ pub fn render(doc: &Json) -> String {
             opt_num(m, "handshake_age_s", "s"),
             opt_num(m, "rtt_ms", "ms"),
             s(&bgp, "state"),
+            bfd,
             reached,
             opt_num(&bgp, "prefixes_received", ""),
         );

@@ -298,6 +298,22 @@ pub struct MemberStatus<'n> {
     pub bgp_established_since: Option<Instant>,
     pub prefixes_received: usize,
     pub import: ImportStats,
+    pub bfd: Option<BfdStatus>,
+    /// BGP is held down after BFD took it down; it restarts at this instant
+    /// (if BFD is still Up then).
+    pub bgp_held_until: Option<Instant>,
+}
+
+/// A member's BFD session, for status output.
+#[derive(Debug, Clone, Copy)]
+pub struct BfdStatus {
+    pub state: bfd::State,
+    pub remote_state: bfd::State,
+    pub diagnostic: bfd::Diagnostic,
+    pub tx_interval: Duration,
+    pub detection_time: Duration,
+    pub up_since: Option<Instant>,
+    pub stats: bfd::Stats,
 }
 
 /// One mesh router.
@@ -416,6 +432,16 @@ impl<'a, C: Crypto> Node<'a, C> {
                 bgp_established_since: peer.and_then(|p| p.session.established_since()),
                 prefixes_received: self.rib.count_from(slot as u8),
                 import: peer.map(|p| p.import).unwrap_or_default(),
+                bfd: peer.and_then(|p| p.bfd.as_ref()).map(|b| BfdStatus {
+                    state: b.state(),
+                    remote_state: b.remote_state(),
+                    diagnostic: b.diagnostic(),
+                    tx_interval: b.tx_interval(),
+                    detection_time: b.detection_time(),
+                    up_since: b.up_since(),
+                    stats: b.stats,
+                }),
+                bgp_held_until: peer.and_then(|p| p.bgp_start_at),
             }
         })
     }

@@ -259,3 +259,4 @@ impl Drop for Bird {
     }
 }
 pub mod seed;
+pub mod stock;

@@ -35,6 +35,8 @@ pub struct Router {
     pub log: PathBuf,
     pub public_key: String,
     pub process: Option<Child>,
+    /// Other daemons of a stock router (wireguard-go, bird), killed with it.
+    pub others: Vec<Child>,
 }
 
 pub struct SeedLab {
@@ -73,6 +75,8 @@ pub struct Topology {
     /// Pairs whose underlay traffic the `inet` bridge drops.
     pub blocked: Vec<(usize, usize)>,
     pub extra_members: usize,
+    /// More options for every router's main section.
+    pub main_options: Vec<(&'static str, String)>,
 }
 
 impl Topology {
@@ -82,6 +86,7 @@ impl Topology {
             links: SQUARE.to_vec(),
             blocked: vec![(1, 4)],
             extra_members: 0,
+            main_options: vec![],
         }
     }
     fn linked(&self, a: usize, b: usize) -> bool {
@@ -93,6 +98,13 @@ impl SeedLab {
     /// The seed square (meshd not started yet).
     pub fn build(tag: &str, meshd: &Path, hold_time: u16) -> SeedLab {
         SeedLab::build_topology(tag, meshd, hold_time, &Topology::seed_square())
+    }
+
+    /// The seed square with BGP timers alone: no BFD, no redundant sending.
+    pub fn build_bgp_only(tag: &str, meshd: &Path, hold_time: u16) -> SeedLab {
+        let mut topo = Topology::seed_square();
+        topo.main_options = vec![("bfd", "0".into()), ("redundancy", "0".into())];
+        SeedLab::build_topology(tag, meshd, hold_time, &topo)
     }
 
     /// Builds the namespaces and configs for `topo` (meshd not started yet).
@@ -149,6 +161,7 @@ impl SeedLab {
                 log: dir.path().join(format!("r{n}.log")),
                 public_key,
                 process: None,
+                others: Vec::new(),
             });
         }
         if !topo.blocked.is_empty() {
@@ -204,6 +217,9 @@ impl SeedLab {
             self.hold_time,
             r.socket.display()
         );
+        for (option, value) in &topo.main_options {
+            c.push_str(&format!("\toption {option} '{value}'\n"));
+        }
         for m in 1..=topo.routers {
             if m == n {
                 continue;
@@ -277,7 +293,7 @@ impl SeedLab {
         let r = &mut self.routers[n - 1];
         r.ns.ip(&["link", "set", "wan", "down"]);
         r.ns.ip(&["link", "set", "lan", "down"]);
-        if let Some(mut p) = r.process.take() {
+        for mut p in r.process.take().into_iter().chain(r.others.drain(..)) {
             let _ = p.kill();
             let _ = p.wait();
         }
@@ -285,12 +301,14 @@ impl SeedLab {
 
     /// Power back: links up, meshd started with no other step.
     pub fn power_on(&mut self, n: usize) {
-        {
-            let r = &self.routers[n - 1];
-            r.ns.ip(&["link", "set", "wan", "up"]);
-            r.ns.ip(&["link", "set", "lan", "up"]);
-        }
+        self.links_up(n);
         self.start(n);
+    }
+
+    pub fn links_up(&self, n: usize) {
+        let r = &self.routers[n - 1];
+        r.ns.ip(&["link", "set", "wan", "up"]);
+        r.ns.ip(&["link", "set", "lan", "up"]);
     }
 
     /// `meshd status --json` of router `n`, raw.
@@ -416,7 +434,7 @@ impl SeedLab {
 impl Drop for SeedLab {
     fn drop(&mut self) {
         for r in &mut self.routers {
-            if let Some(mut p) = r.process.take() {
+            for mut p in r.process.take().into_iter().chain(r.others.drain(..)) {
                 let _ = p.kill();
                 let _ = p.wait();
             }
