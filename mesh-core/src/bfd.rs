@@ -242,6 +242,9 @@ pub struct Session {
     remote_state: State,
     local_discr: u32,
     remote_discr: u32,
+    /// The last non-zero discriminator the peer used (kept across Down): a
+    /// new value after a Down means a new instance of the peer.
+    peer_discr: u32,
     local_diag: Diagnostic,
     /// µs, as the RFC's variables.
     remote_min_rx: u32,
@@ -274,6 +277,7 @@ impl Session {
             remote_state: State::Down,
             local_discr: discriminator.max(1),
             remote_discr: 0,
+            peer_discr: 0,
             local_diag: Diagnostic::None,
             remote_min_rx: 1,
             remote_desired_tx: 0,
@@ -307,6 +311,10 @@ impl Session {
     }
     pub fn local_discriminator(&self) -> u32 {
         self.local_discr
+    }
+    /// The discriminator the peer last used (0 before any packet).
+    pub fn peer_discriminator(&self) -> u32 {
+        self.peer_discr
     }
 
     /// The interval we send at: the slower of what we want and what the peer
@@ -424,6 +432,7 @@ impl Session {
         }
         self.stats.rx_packets += 1;
         self.remote_discr = p.my_discriminator;
+        self.peer_discr = p.my_discriminator;
         self.remote_state = p.state;
         self.remote_desired_tx = p.desired_min_tx;
         self.remote_detect_mult = p.detect_mult;

@@ -51,8 +51,12 @@ const LATENCY_HYSTERESIS_US: u32 = 5_000;
 /// How long the higher overlay address of a pair waits for the lower one to
 /// bring the tunnel up before it tries itself.
 const RESPONDER_GRACE: Duration = Duration::from_secs(1);
-/// BFD discriminators: unique per member slot (and never zero).
-const BFD_DISCRIMINATOR_BASE: u32 = 0x6d65_0000;
+/// A BFD discriminator: different per member slot and per start of the node
+/// (the seed changes), never zero (RFC 5880 §6.3).
+fn bfd_discriminator(seed: u64, slot: usize) -> u32 {
+    let mixed = (seed ^ (seed >> 32)) as u32;
+    ((mixed & !0x3f) | slot as u32).max(1)
+}
 /// BFD source ports (RFC 5881 §4: 49152-65535), one per member slot.
 const BFD_SOURCE_PORT_BASE: u16 = 49152;
 /// The longest hold-down before BGP restarts after BFD flaps.
@@ -238,6 +242,9 @@ struct Peer {
     bgp_start_at: Option<Instant>,
     /// Recent BFD flaps, for the growing hold-down.
     flaps: u32,
+    /// The peer's BFD discriminator when its session last went down: if it
+    /// comes back with another, it restarted (no flap to damp).
+    down_discr: u32,
     started_at: Instant,
 }
 
@@ -531,13 +538,14 @@ impl<'a, C: Crypto> Node<'a, C> {
             latency: None,
             answered_handshake: false,
             bfd: bfd_config.map(|c| {
-                let mut b = bfd::Session::new(c, BFD_DISCRIMINATOR_BASE + slot as u32, seed);
+                let mut b = bfd::Session::new(c, bfd_discriminator(seed, slot), seed);
                 b.start(now);
                 b
             }),
             bgp_held: false,
             bgp_start_at: None,
             flaps: 0,
+            down_discr: 0,
             started_at: now,
         });
     }
@@ -678,7 +686,7 @@ impl<'a, C: Crypto> Node<'a, C> {
             match (p.bfd.as_mut(), wanted) {
                 (Some(b), Some(c)) => b.reconfigure(c),
                 (None, Some(c)) => {
-                    let mut b = bfd::Session::new(c, BFD_DISCRIMINATOR_BASE + slot as u32, seed);
+                    let mut b = bfd::Session::new(c, bfd_discriminator(seed, slot), seed);
                     b.start(now);
                     p.bfd = Some(b);
                 }
@@ -979,6 +987,12 @@ impl<'a, C: Crypto> Node<'a, C> {
                     &mut self.stats,
                     NodeEvent::BfdUp { member },
                 );
+                // A peer that comes back as a new instance (it rebooted) is
+                // not a flapping path: start over from the base hold-down.
+                let peer_discr = p.bfd.as_ref().map_or(0, |b| b.peer_discriminator());
+                if peer_discr != p.down_discr {
+                    p.flaps = p.flaps.min(1);
+                }
                 if p.bgp_held {
                     let shift = p.flaps.saturating_sub(1).min(16);
                     let hold = Duration::from_ticks(base.as_ticks().saturating_mul(1 << shift))
@@ -993,6 +1007,7 @@ impl<'a, C: Crypto> Node<'a, C> {
                     NodeEvent::BfdDown { member, diagnostic },
                 );
                 p.flaps = p.flaps.saturating_add(1);
+                p.down_discr = p.bfd.as_ref().map_or(0, |b| b.peer_discriminator());
                 p.bgp_start_at = None;
                 if !p.bgp_held {
                     p.bgp_held = true;

@@ -769,3 +769,61 @@ fn sockets_to_a_router_that_never_returns_go_back_to_the_pool() {
         );
     });
 }
+
+#[test]
+fn a_flapping_path_is_held_down_longer_each_time_but_a_reboot_is_not() {
+    big_stack(|| {
+        let mut s = Sim::new(4, 31);
+        s.hold_time = 9;
+        for (a, b) in [(1, 2), (1, 3), (2, 4), (3, 4)] {
+            s.link(a, b, 5, 0.0);
+        }
+        s.start_all();
+        s.run_for(Duration::from_secs(5));
+        let held = |s: &Sim| {
+            s.node(1)
+                .members()
+                .find(|m| m.config.name == "r2")
+                .and_then(|m| m.bgp_held_until)
+                .map(|t| t.saturating_duration_since(s.now))
+        };
+        // The R1-R2 path drops out for a second, four times: the same R2
+        // instance each time, so the hold-down before BGP returns grows.
+        let mut holds = Vec::new();
+        for _ in 0..4 {
+            s.links.get_mut(&(1, 2)).unwrap().up = false;
+            s.run_for(Duration::from_secs(1));
+            s.links.get_mut(&(1, 2)).unwrap().up = true;
+            // BFD comes back (slow pace while not Up); read the hold-down then.
+            let h = s
+                .run_until_cond(Duration::from_secs(5), Duration::from_millis(10), |s| {
+                    held(s).is_some()
+                })
+                .and_then(|_| held(&s))
+                .expect("BFD did not come back up");
+            holds.push(h);
+            s.run_for(h + Duration::from_secs(5));
+        }
+        println!(
+            "hold-downs after successive flaps: {:?}",
+            holds.iter().map(|h| h.as_millis()).collect::<Vec<_>>()
+        );
+        // Each flap within the flap memory doubles the hold-down.
+        for w in holds.windows(2) {
+            assert!(w[1] > w[0] + Duration::from_millis(1500), "{holds:?}");
+        }
+
+        // A reboot of R2 (a new instance) goes back to the base hold-down.
+        s.power_off(2);
+        s.run_for(Duration::from_secs(2));
+        s.start(2);
+        let h = s
+            .run_until_cond(Duration::from_secs(10), Duration::from_millis(10), |s| {
+                held(s).is_some()
+            })
+            .and_then(|_| held(&s))
+            .expect("BFD with the rebooted R2 did not come up");
+        println!("hold-down after a reboot: {} ms", h.as_millis());
+        assert!(h <= Duration::from_secs(2), "{h:?}");
+    });
+}

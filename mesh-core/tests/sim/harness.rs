@@ -181,6 +181,9 @@ pub struct Sim {
     last_arrival: BTreeMap<(usize, usize), u64>,
     /// Adjusts each node's configuration before it starts.
     pub configure: fn(usize, &mut NodeConfig),
+    /// How many times each node was started (a restart gets a new seed, as a
+    /// real process seeded from the clock does).
+    starts: Vec<u64>,
 }
 
 impl Sim {
@@ -205,6 +208,7 @@ impl Sim {
             source: (0..=n).map(underlay).collect(),
             last_arrival: BTreeMap::new(),
             configure: |_, _| {},
+            starts: vec![0; n + 1],
         }
     }
 
@@ -238,7 +242,7 @@ impl Sim {
         c.lan_prefixes.push(lan(n)).unwrap();
         c.hold_time = self.hold_time;
         c.connect_retry = Duration::from_secs(1);
-        c.seed = n as u64 * 7919;
+        c.seed = n as u64 * 7919 + self.starts[n] * 104_729;
         (self.configure)(n, &mut c);
         let members = (1..=self.size())
             .filter(|&m| m != n)
@@ -267,6 +271,7 @@ impl Sim {
     /// Powers node `n` on (fresh state, same keys and configuration).
     pub fn start(&mut self, n: usize) {
         let (config, members) = self.config(n);
+        self.starts[n] += 1;
         let storage: &'static mut OverlayStorage<'static> =
             Box::leak(Box::new(OverlayStorage::new()));
         let crypto = BoringCrypto::new(&config.private_key);
