@@ -1,5 +1,5 @@
-//! Property tests for the BGP codec, the NLRI/prefix codec and the session's
-//! handling of a hostile byte stream.
+//! Property tests for the BGP codec, the NLRI/prefix codec, the BFD codec and
+//! session, and the BGP session's handling of a hostile byte stream.
 //!
 //! Three kinds of property:
 //! - round trips: whatever the encoders accept, the decoders give back equal;
@@ -21,6 +21,7 @@ use proptest::option;
 use proptest::prelude::*;
 use proptest::sample::Index;
 
+use mesh_core::bfd;
 use mesh_core::bgp::attr::{
     code, flag, Aggregator, AsPath, LargeCommunity, MpNextHop, Origin, PathAttributes, SegmentKind,
     MAX_AS_PATH_LEN, MAX_AS_PATH_SEGMENTS, MAX_COMMUNITIES, MAX_LARGE_COMMUNITIES,
@@ -1492,6 +1493,116 @@ proptest! {
         while s.poll_event().is_some() {}
         if !s.is_established() {
             prop_assert!(matches!(events.last(), Some(SessionEvent::Down(_))));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// BFD
+// ---------------------------------------------------------------------------
+
+fn arb_bfd_state() -> impl Strategy<Value = bfd::State> {
+    prop_oneof![
+        Just(bfd::State::AdminDown),
+        Just(bfd::State::Down),
+        Just(bfd::State::Init),
+        Just(bfd::State::Up),
+    ]
+}
+
+prop_compose! {
+    fn arb_bfd_packet()(
+        diag in 0u8..9,
+        state in arb_bfd_state(),
+        pf in 0u8..3,
+        cpi in any::<bool>(),
+        demand in any::<bool>(),
+        detect_mult in 1u8..,
+        my in 1u32..,
+        your in any::<u32>(),
+        tx in any::<u32>(),
+        rx in any::<u32>(),
+        echo in any::<u32>(),
+    ) -> bfd::ControlPacket {
+        bfd::ControlPacket {
+            diag: bfd::Diagnostic::from_u8(diag),
+            state,
+            poll: pf == 1,
+            final_: pf == 2,
+            control_plane_independent: cpi,
+            demand,
+            detect_mult,
+            my_discriminator: my,
+            your_discriminator: your,
+            desired_min_tx: tx,
+            required_min_rx: rx,
+            required_min_echo_rx: echo,
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(cases(512))]
+
+    #[test]
+    fn bfd_packet_round_trips(p in arb_bfd_packet(), trailer in vec(any::<u8>(), 0..8)) {
+        let mut b = vec![0u8; bfd::PACKET_LEN];
+        prop_assert_eq!(p.emit(&mut b), Some(bfd::PACKET_LEN));
+        b.extend_from_slice(&trailer);
+        prop_assert_eq!(bfd::ControlPacket::parse(&b), Ok(p));
+        prop_assert_eq!(p.emit(&mut [0u8; bfd::PACKET_LEN - 1]), None);
+    }
+
+    #[test]
+    fn bfd_parse_never_panics(bytes in vec(any::<u8>(), 0..64)) {
+        if let Ok(p) = bfd::ControlPacket::parse(&bytes) {
+            prop_assert!(bytes.len() >= bfd::PACKET_LEN);
+            prop_assert_ne!(p.my_discriminator, 0);
+            prop_assert_ne!(p.detect_mult, 0);
+        }
+    }
+
+    /// Any sequence of well-formed packets, at any spacing: the session never
+    /// panics, Up and Down alternate, and silence ends an Up session within
+    /// its detection time.
+    #[test]
+    fn bfd_session_survives_any_packets(
+        steps in vec((0u64..200, arb_bfd_packet(), any::<bool>(), any::<bool>()), 0..40),
+    ) {
+        let mut now = Instant::from_secs(100);
+        let mut s = bfd::Session::new(bfd::Config::GAMING, 42, 1);
+        s.start(now);
+        let mut up = false;
+        let apply = |s: &bfd::Session, e: Option<bfd::Event>, up: &mut bool| {
+            match e {
+                Some(bfd::Event::Up) => { assert!(!*up); *up = true; }
+                Some(bfd::Event::Down(_)) => { assert!(*up); *up = false; }
+                None => {}
+            }
+            assert_eq!(*up, s.state() == bfd::State::Up);
+        };
+        for (ms, mut p, addressed, good_ttl) in steps {
+            now += Duration::from_millis(ms);
+            let e = s.handle_timeout(now);
+            apply(&s, e, &mut up);
+            while let Some(tx) = s.poll_transmit(now) {
+                prop_assert!(!(tx.poll && tx.final_));
+                prop_assert_eq!(tx.my_discriminator, 42);
+            }
+            if addressed {
+                p.your_discriminator = 42;
+            }
+            let before = s.state();
+            match s.handle_packet(now, &p, if good_ttl { 255 } else { 1 }) {
+                Ok(e) => apply(&s, e, &mut up),
+                Err(_) => prop_assert_eq!(s.state(), before),
+            }
+        }
+        if up {
+            now += s.detection_time() + Duration::from_millis(1);
+            let e = s.handle_timeout(now);
+            apply(&s, e, &mut up);
+            prop_assert!(!up);
         }
     }
 }
