@@ -246,3 +246,58 @@ fn failover_with_redundant_sending_loses_no_game_packet() {
     println!("redundant sending, 3 power cuts: {lost} probes lost");
     assert_eq!(lost, 0);
 }
+
+#[test]
+fn failover_a_tunnel_losing_five_percent_does_not_flap() {
+    let _one = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    needs();
+    let mut lab = SeedLab::build_topology("mdfl", meshd(), 9, &Topology::seed_square());
+    lab.start_all();
+    lab.wait_all_reachable(Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("did not converge\n{}", lab.logs()));
+    std::thread::sleep(Duration::from_secs(3));
+    // 5% random loss both ways on the R1-R2 tunnel (LAB.md: nftables numgen).
+    let rules = lab.dir.path().join("loss.nft");
+    std::fs::write(
+        &rules,
+        "table bridge loss {\n\tchain lossy_link {\n\t\ttype filter hook forward priority 0;\n\
+         \t\tip saddr 198.51.100.1 ip daddr 198.51.100.2 numgen random mod 100 < 5 drop\n\
+         \t\tip saddr 198.51.100.2 ip daddr 198.51.100.1 numgen random mod 100 < 5 drop\n\t}\n}\n",
+    )
+    .unwrap();
+    lab.inet.exec(&["nft", "-f", rules.to_str().unwrap()]);
+    let counters = |lab: &SeedLab| -> (u64, u64) {
+        let s = lab.status(1).unwrap_or_default();
+        let r2 = s["members"]
+            .as_array()
+            .and_then(|m| m.iter().find(|m| m["name"] == "r2").cloned())
+            .unwrap_or_default();
+        (
+            r2["bgp"]["flaps"].as_u64().unwrap_or(0),
+            r2["bfd"]["downs"].as_u64().unwrap_or(0),
+        )
+    };
+    let before = counters(&lab);
+    let minutes = 2;
+    std::thread::sleep(Duration::from_secs(60 * minutes));
+    let after = counters(&lab);
+    let dropped = lab.inet.exec(&["nft", "list", "table", "bridge", "loss"]);
+    println!(
+        "5% loss on R1-R2 for {minutes} min: {} BGP flaps, {} BFD downs on r1's side",
+        after.0 - before.0,
+        after.1 - before.1
+    );
+    assert!(dropped.contains("drop"), "{dropped}");
+    // Not more than once a minute (it is normally zero: a false detection
+    // needs four BFD packets in a row lost).
+    assert!(
+        after.0 - before.0 <= minutes as u64,
+        "BGP flapped {} times",
+        after.0 - before.0
+    );
+    // Traffic still flows (a single ping may be among the 5%).
+    let flows = wait_for(Duration::from_secs(10), Duration::from_millis(100), || {
+        lab.ping(1, 4).then_some(())
+    });
+    assert!(flows.is_some());
+}
