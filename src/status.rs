@@ -240,9 +240,12 @@ pub fn render(doc: &Json) -> String {
             endpoint.push('?');
         }
         let bfd = match m.get("bfd") {
-            Some(b @ Json::Obj(_)) => {
-                format!("{} {}ms", s(b, "state"), opt_num(b, "detection_ms", ""))
+            // The detection time means something once the peer has told
+            // its multiplier, i.e. while Up.
+            Some(b @ Json::Obj(_)) if s(b, "state") == "Up" => {
+                format!("Up {}ms", opt_num(b, "detection_ms", ""))
             }
+            Some(b @ Json::Obj(_)) => s(b, "state").to_string(),
             _ => "off".into(),
         };
         let _ = writeln!(

@@ -291,7 +291,7 @@ fn failover_a_tunnel_losing_five_percent_does_not_flap() {
     // Not more than once a minute (it is normally zero: a false detection
     // needs four BFD packets in a row lost).
     assert!(
-        after.0 - before.0 <= minutes as u64,
+        after.0 - before.0 <= minutes,
         "BGP flapped {} times",
         after.0 - before.0
     );

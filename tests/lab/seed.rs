@@ -311,6 +311,25 @@ impl SeedLab {
         r.ns.ip(&["link", "set", "lan", "up"]);
     }
 
+    /// Sets `option` in router `n`'s main section and reloads meshd with
+    /// SIGHUP (no restart), as `uci set` + `reload_config` would.
+    pub fn set_main_option(&self, n: usize, option: &str, value: &str) {
+        let r = self.router(n);
+        let text = std::fs::read_to_string(&r.config).unwrap();
+        let line = format!("\toption {option} '{value}'");
+        let prefix = format!("\toption {option} ");
+        let (main, members) = text.split_at(text.find("\nconfig member").unwrap_or(text.len()));
+        let mut main: Vec<String> = main
+            .lines()
+            .filter(|l| !l.starts_with(&prefix))
+            .map(str::to_string)
+            .collect();
+        main.push(line);
+        std::fs::write(&r.config, format!("{}\n{members}", main.join("\n"))).unwrap();
+        let pid = r.process.as_ref().expect("meshd runs").id();
+        sh(&["kill", "-HUP", &pid.to_string()]);
+    }
+
     /// `meshd status --json` of router `n`, raw.
     pub fn status_json(&self, n: usize) -> Option<String> {
         let r = self.router(n);
