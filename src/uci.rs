@@ -5,8 +5,8 @@
 //! commit` writes. The reference is libuci's `file.c` (`uci_parse_line`,
 //! `next_arg`, `parse_str`, the quote parsers, `uci_export`) and `list.c`
 //! (`uci_set`, `uci_add_list`), in the version that accepts values spanning
-//! several lines. The golden files in `../shared/fixtures/uci/` were made with
-//! the real tool; `tests/uci_golden.rs` compares against them byte for byte.
+//! several lines. The golden files in `tests/fixtures/uci/` were made with the
+//! real tool; `tests/uci_golden.rs` compares against them byte for byte.
 //!
 //! # Syntax, as uci reads it (strict mode, the `uci` default)
 //!

@@ -1,5 +1,5 @@
 //! Golden tests of the UCI parser and writer against files made by OpenWrt's
-//! real `uci` tool (`../shared/fixtures/uci/`, see its README), and property
+//! real `uci` tool (`tests/fixtures/uci/`, see its README), and property
 //! tests: no input makes the parser panic, and whatever the writer writes
 //! reads back the same.
 //!
@@ -17,7 +17,7 @@ use meshd::uci::{Package, Section, UciOption, Value};
 use proptest::prelude::*;
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/uci")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/uci")
 }
 
 fn read(path: &Path) -> String {
@@ -27,7 +27,7 @@ fn read(path: &Path) -> String {
 /// Every `.conf` fixture, sorted, as (stem, path).
 fn conf_fixtures() -> Vec<(String, PathBuf)> {
     let mut all: Vec<(String, PathBuf)> = fs::read_dir(fixtures())
-        .expect("the fixtures directory ../shared/fixtures/uci")
+        .expect("the fixtures directory tests/fixtures/uci")
         .map(|e| e.expect("a directory entry").path())
         .filter(|p| p.extension().is_some_and(|x| x == "conf"))
         .map(|p| (p.file_stem().unwrap().to_string_lossy().into_owned(), p))
