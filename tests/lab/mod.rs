@@ -258,5 +258,6 @@ impl Drop for Bird {
         let _ = self.child.wait();
     }
 }
+pub mod nat;
 pub mod seed;
 pub mod stock;
