@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 need_root
-ensure_packages "${LAB_PACKAGES[@]}" build-essential pkg-config file
+ensure_packages "${LAB_PACKAGES[@]}" build-essential pkg-config file nodejs
 ensure_rust
 for cmd in bird birdc ip nft; do
   command -v "$cmd" >/dev/null || die "$cmd missing after install"
@@ -20,11 +20,15 @@ say "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 
 say "cargo test (unit, property, interop and lab tests)"
-# The failover tests measure milliseconds: they run below in a release build.
-cargo test --workspace -- --skip failover_
+# The failover tests measure milliseconds, and the NAT matrix runs eleven
+# daemons: both run below in a release build.
+cargo test --workspace -- --skip failover_ --skip nat_matrix
 
 say "failover on real daemons: BFD with a stock BIRD member, power cuts (release build)"
 cargo test --release --test lab_failover -- --test-threads=1
+
+say "through any NAT: the open/cone/forwarded/symmetric/cgnat matrix (release build)"
+cargo test --release --test lab_nat -- --test-threads=1 --nocapture
 
 say "deterministic simulations (seed square, power cuts, 16 and 64 nodes; release build)"
 cargo test -p mesh-core --features sim --release --test sim

@@ -70,6 +70,9 @@ pub const DEFAULT_BFD_MULTIPLIER: u8 = 4;
 pub const DEFAULT_BFD_HOLD_DOWN_SECS: u64 = 2;
 /// Game packets are small; bulk downloads are not duplicated.
 pub const DEFAULT_REDUNDANCY_MAX_SIZE: u16 = 300;
+/// Transit per member: 20 Mbit/s is far above what games need (well under
+/// 1 Mbit/s per console) and keeps one friend from filling a relay's uplink.
+pub const DEFAULT_RELAY_RATE_KBIT: u32 = 20_000;
 /// Member names become `heapless::String<32>` in mesh-core.
 pub const MAX_MEMBER_NAME: usize = 32;
 /// RFC 6793: the 2-octet stand-in for a 4-octet AS number, never a real AS.
@@ -98,6 +101,7 @@ const MAIN_OPTIONS: &[&str] = &[
     "bfd_hold_down",
     "redundancy",
     "redundancy_max_size",
+    "relay_rate",
 ];
 
 const MEMBER_OPTIONS: &[&str] = &[
@@ -151,6 +155,9 @@ pub struct MainConfig {
     pub bfd_hold_down: Duration,
     /// Redundant sending for UDP packets up to this size (`None`: off).
     pub redundancy_max_size: Option<u16>,
+    /// Transit traffic one member may send through us, kbit/s (`None`: no
+    /// cap).
+    pub relay_rate_kbit: Option<u32>,
 }
 
 /// BFD timers as configured: interval in milliseconds and multiplier.
@@ -357,6 +364,7 @@ impl MainConfig {
         config.bfd = self.bfd.map(BfdTimers::to_bfd);
         config.bfd_hold_down = self.bfd_hold_down;
         config.redundancy_max_len = self.redundancy_max_size;
+        config.relay_rate = self.relay_rate_kbit.map(|k| k.saturating_mul(125));
         config
     }
 }
@@ -694,6 +702,11 @@ fn read_main(r: &mut SectionReader) -> Option<MainConfig> {
     let redundancy_max_size = r
         .value("redundancy_max_size", |s| parse_range(s, 28, 1420, "bytes"))
         .unwrap_or(DEFAULT_REDUNDANCY_MAX_SIZE as u64);
+    let relay_rate = r
+        .value("relay_rate", |s| {
+            parse_range(s, 0, 10_000_000, "kbit/s, 0 = no cap")
+        })
+        .unwrap_or(DEFAULT_RELAY_RATE_KBIT as u64);
     r.warn_unknown_options(MAIN_OPTIONS);
 
     Some(MainConfig {
@@ -717,6 +730,7 @@ fn read_main(r: &mut SectionReader) -> Option<MainConfig> {
         }),
         bfd_hold_down: Duration::from_secs(bfd_hold_down),
         redundancy_max_size: redundancy.then_some(redundancy_max_size as u16),
+        relay_rate_kbit: (relay_rate != 0).then_some(relay_rate as u32),
     })
 }
 
@@ -1194,6 +1208,7 @@ config member
                 }),
                 bfd_hold_down: Duration::from_secs(4),
                 redundancy_max_size: None,
+                relay_rate_kbit: Some(DEFAULT_RELAY_RATE_KBIT),
             }
         );
         assert_eq!(

@@ -120,6 +120,8 @@ pub struct Daemon {
     node: Box<Node<'static, BoringCrypto>>,
     udp4: UdpSocket,
     udp6: Option<UdpSocket>,
+    /// The second port (mesh port + 1): STUN answers to port-change requests.
+    udp_alt: Option<UdpSocket>,
     tun: Tun,
     tun_index: u32,
     netlink: Netlink,
@@ -132,6 +134,36 @@ pub struct Daemon {
     stop: Option<Outcome>,
     udp_send_errors: u64,
     tun_write_errors: u64,
+    /// When the host's addresses were last read (for the NAT verdict).
+    addrs_read: Option<std::time::Instant>,
+    /// The running or finished path probe (carrier-grade NAT), and when it
+    /// started.
+    path_probe: Option<(PathProbe, std::time::Instant)>,
+}
+
+type PathProbe = std::sync::Arc<std::sync::Mutex<Option<crate::sys::path_probe::PathReport>>>;
+
+/// How often the host's addresses are read again.
+const ADDRS_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+/// How often the path is probed for a carrier-grade NAT.
+const PATH_PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The host's addresses, but not the overlay's.
+fn host_addresses(overlay: Ipv4Addr) -> Vec<IpAddr> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    addrs
+        .filter_map(|a| {
+            let s = a.address?;
+            let ip = if let Some(v4) = s.as_sockaddr_in() {
+                IpAddr::V4(v4.ip())
+            } else {
+                IpAddr::V6(s.as_sockaddr_in6()?.ip())
+            };
+            (!ip.is_loopback() && ip != IpAddr::V4(overlay)).then_some(ip)
+        })
+        .collect()
 }
 
 fn bind_udp6(port: u16) -> io::Result<UdpSocket> {
@@ -167,6 +199,20 @@ impl Daemon {
                 None
             }
         };
+        // Best effort: without it, port-change requests get a 420.
+        let udp_alt = match config.main.listen_port.checked_add(1).map(|p| {
+            UdpSocket::bind((Ipv4Addr::UNSPECIFIED, p)).and_then(|s| {
+                s.set_nonblocking(true)?;
+                Ok(s)
+            })
+        }) {
+            Some(Ok(s)) => Some(s),
+            Some(Err(e)) => {
+                log::info!("no second port for STUN port-change answers: {e}");
+                None
+            }
+            None => None,
+        };
         let mut netlink = Netlink::open()?;
         // Routes a previous meshd left after a crash.
         match netlink.flush_protocol(RTPROT_MESHD) {
@@ -184,6 +230,7 @@ impl Daemon {
         let t = now();
         let mut node_config = config.main.node_config(private_key, t.as_micros() ^ 0x5eed);
         node_config.overlay_in_kernel = true;
+        node_config.alt_port = udp_alt.is_some();
         let node = build_node(node_config, private_key, t)?;
 
         let mut mask = SigSet::empty();
@@ -215,6 +262,7 @@ impl Daemon {
             node,
             udp4,
             udp6,
+            udp_alt,
             tun,
             tun_index,
             netlink,
@@ -226,6 +274,8 @@ impl Daemon {
             stop: None,
             udp_send_errors: 0,
             tun_write_errors: 0,
+            addrs_read: None,
+            path_probe: None,
         };
         let members: Vec<MemberEntry> = d.config.enabled_members().cloned().collect();
         for m in &members {
@@ -284,10 +334,54 @@ impl Daemon {
             let t = now();
             if self.node.poll_timeout(t).is_some_and(|(d, _)| d <= t) {
                 self.node.handle_timeout(t);
+                self.housekeeping();
             }
             self.drain_and_arm();
         }
         Ok(self.stop.take().unwrap_or(Outcome::Exit))
+    }
+
+    /// Host facts the node cannot read itself: our addresses (is a STUN
+    /// answer our own address?) and whether a carrier-grade NAT is on the
+    /// path.
+    fn housekeeping(&mut self) {
+        let wall = std::time::Instant::now();
+        if self
+            .addrs_read
+            .is_none_or(|t| wall.duration_since(t) >= ADDRS_EVERY)
+        {
+            self.addrs_read = Some(wall);
+            let addrs = host_addresses(self.config.main.overlay);
+            self.node.set_local_addresses(&addrs);
+        }
+        if let Some((cell, _)) = &self.path_probe {
+            let done = cell.lock().ok().and_then(|mut g| g.take());
+            if let Some(report) = done {
+                log::info!(
+                    "path probe: hops {:?}, reached {}: carrier-grade NAT {:?}",
+                    report.hops,
+                    report.reached,
+                    report.cgnat()
+                );
+                self.node.set_cgnat(report.cgnat());
+            }
+        }
+        let due = self
+            .path_probe
+            .as_ref()
+            .is_none_or(|(_, t)| wall.duration_since(*t) >= PATH_PROBE_EVERY);
+        if due {
+            // Towards a member that has a public endpoint of its own.
+            let target = self
+                .node
+                .members()
+                .filter(|m| m.endpoint_confirmed)
+                .find_map(|m| m.config.endpoints.first().copied());
+            if let Some(target) = target {
+                let cell = crate::sys::path_probe::spawn(target);
+                self.path_probe = Some((cell, wall));
+            }
+        }
     }
 
     fn read_udp(&mut self, v6: bool, buf: &mut [u8]) {
@@ -428,14 +522,23 @@ impl Daemon {
             self.node.set_lan_prefixes(t, &n.announce);
             changed += 1;
         }
-        if (o.bfd, o.bfd_hold_down, o.redundancy_max_size)
-            != (n.bfd, n.bfd_hold_down, n.redundancy_max_size)
-        {
+        if (
+            o.bfd,
+            o.bfd_hold_down,
+            o.redundancy_max_size,
+            o.relay_rate_kbit,
+        ) != (
+            n.bfd,
+            n.bfd_hold_down,
+            n.redundancy_max_size,
+            n.relay_rate_kbit,
+        ) {
             self.node.set_fast_failover(
                 t,
                 n.bfd.map(crate::config::BfdTimers::to_bfd),
                 n.bfd_hold_down,
                 n.redundancy_max_size,
+                n.relay_rate_kbit.map(|k| k.saturating_mul(125)),
             );
             changed += 1;
         }
@@ -460,6 +563,7 @@ impl Daemon {
     fn drain(&mut self) {
         while let Some(d) = self.node.poll_transmit() {
             let sock = match d.to {
+                SocketAddr::V4(_) if d.from_alt_port => self.udp_alt.as_ref(),
                 SocketAddr::V4(_) => Some(&self.udp4),
                 SocketAddr::V6(_) => self.udp6.as_ref(),
             };

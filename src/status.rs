@@ -80,6 +80,23 @@ pub fn document<C: Crypto>(node: &Node<'_, C>, now: Instant, listen_port: u16) -
                 .with("roams", m.stats.roams)
                 .with("path", path)
                 .with(
+                    "traversal",
+                    node.traversal(m.slot).map(|t| {
+                        Json::obj()
+                            .with(
+                                "learned",
+                                t.learned
+                                    .iter()
+                                    .map(|e| Json::from(e.to_string()))
+                                    .collect::<Vec<_>>(),
+                            )
+                            .with("punching", t.punching)
+                            .with("punch_attempts", t.punch_attempts)
+                            .with("punch_successes", t.punch_successes)
+                            .with("last_punch_ms", t.last_punch.map(|d| d.as_millis()))
+                    }),
+                )
+                .with(
                     "bfd",
                     m.bfd.map(|b| {
                         Json::obj()
@@ -166,7 +183,28 @@ pub fn document<C: Crypto>(node: &Node<'_, C>, now: Instant, listen_port: u16) -
         .with("hijacks_refused", s.hijacks_refused)
         .with("redundant_copies", s.redundant_copies)
         .with("duplicates_dropped", s.duplicates_dropped)
-        .with("bfd_discarded", s.bfd_discarded);
+        .with("bfd_discarded", s.bfd_discarded)
+        .with("stun_requests", s.stun_requests)
+        .with("stun_answered", s.stun_answered)
+        .with("stun_invalid", s.stun_invalid)
+        .with("stun_unexpected", s.stun_unexpected)
+        .with("stun_rate_limited", s.stun_rate_limited)
+        .with("pex_sent", s.pex_sent)
+        .with("pex_received", s.pex_received)
+        .with("pex_invalid", s.pex_invalid)
+        .with("punch_packets", s.punch_packets)
+        .with("punch_failures", s.punch_failures)
+        .with("relay_refused", s.relay_refused)
+        .with("relay_rate_limited", s.relay_rate_limited);
+    let n = node.nat_report();
+    let nat = Json::obj()
+        .with("behaviour", n.behaviour.as_str())
+        .with("mapping", n.mapping.as_str())
+        .with("filtering", n.filtering.as_str())
+        .with("playstation", n.playstation)
+        .with("public", n.public.map(|e| e.to_string()))
+        .with("observers", n.observers)
+        .with("cgnat", n.cgnat);
     Json::obj()
         .with("version", env!("CARGO_PKG_VERSION"))
         .with("public_key", node.public_key().to_string())
@@ -180,6 +218,7 @@ pub fn document<C: Crypto>(node: &Node<'_, C>, now: Instant, listen_port: u16) -
                 .map(|p| Json::from(p.to_string()))
                 .collect::<Vec<_>>(),
         )
+        .with("nat", nat)
         .with("members", members)
         .with("routes", routes)
         .with("counters", counters)
@@ -217,6 +256,23 @@ pub fn render(doc: &Json) -> String {
         .filter_map(Json::as_str)
         .collect();
     let _ = writeln!(out, "announces {}", announce.join(", "));
+    if let Some(n @ Json::Obj(_)) = doc.get("nat") {
+        let _ = writeln!(
+            out,
+            "nat {} (mapping {}, filtering {}{}), PlayStation type {}, public endpoint {}, from {} members",
+            s(n, "behaviour"),
+            s(n, "mapping"),
+            s(n, "filtering"),
+            if n.get("cgnat") == Some(&Json::Bool(true)) {
+                ", carrier-grade NAT on the path"
+            } else {
+                ""
+            },
+            opt_num(n, "playstation", ""),
+            s(n, "public"),
+            opt_num(n, "observers", ""),
+        );
+    }
     let _ = writeln!(out, "\nmembers:");
     let _ = writeln!(
         out,

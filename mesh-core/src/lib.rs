@@ -42,10 +42,13 @@ extern crate std;
 pub mod bfd;
 pub mod bgp;
 pub mod ip;
+pub mod nat;
 pub mod node;
 pub mod overlay;
+pub mod pex;
 pub mod prefix;
 pub mod rib;
+pub mod stun;
 pub mod wg;
 
 pub use embassy_time::{Duration, Instant};

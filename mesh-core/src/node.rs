@@ -25,6 +25,11 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use embassy_time::{Duration, Instant};
 use smoltcp::iface::SocketHandle;
 
+mod traversal;
+
+pub use traversal::TraversalStatus;
+use traversal::{Traversal, TraversalState};
+
 use crate::bfd;
 use crate::bgp::attr::PathAttributes;
 use crate::bgp::error::DownReason;
@@ -50,7 +55,7 @@ const EVENT_QUEUE: usize = 64;
 const LATENCY_HYSTERESIS_US: u32 = 5_000;
 /// How long the higher overlay address of a pair waits for the lower one to
 /// bring the tunnel up before it tries itself.
-const RESPONDER_GRACE: Duration = Duration::from_secs(1);
+const RESPONDER_GRACE: Duration = Duration::from_millis(300);
 /// A BFD discriminator: different per member slot and per start of the node
 /// (the seed changes), never zero (RFC 5880 §6.3).
 fn bfd_discriminator(seed: u64, slot: usize) -> u32 {
@@ -107,6 +112,12 @@ pub struct NodeConfig {
     /// Redundant sending: UDP packets from the LAN up to this size go over
     /// the two best first hops (`None`: off).
     pub redundancy_max_len: Option<u16>,
+    /// The driver can send from a second UDP port, to answer STUN requests
+    /// to change port (the NAT filtering test other members run).
+    pub alt_port: bool,
+    /// Transit traffic from one member is capped at this many bytes per
+    /// second (`None`: no cap).
+    pub relay_rate: Option<u32>,
 }
 
 impl NodeConfig {
@@ -126,6 +137,8 @@ impl NodeConfig {
             bfd: Some(bfd::Config::GAMING),
             bfd_hold_down: Duration::from_secs(2),
             redundancy_max_len: Some(300),
+            alt_port: false,
+            relay_rate: Some(2_500_000), // 20 Mbit/s
         }
     }
 }
@@ -135,6 +148,8 @@ impl NodeConfig {
 pub struct Datagram {
     pub to: SocketAddr,
     pub bytes: heapless::Vec<u8, MAX_DATAGRAM>,
+    /// Send from the second port (a STUN answer to a port-change request).
+    pub from_alt_port: bool,
 }
 
 /// What changed, for logs, notifications and the kernel route programmer.
@@ -212,6 +227,27 @@ pub struct NodeStats {
     /// BFD packets discarded (bad format, TTL, discriminator, unknown sender).
     pub bfd_discarded: u64,
     pub encrypt_errors: u64,
+    /// STUN on the mesh port: malformed or not ours to answer.
+    pub stun_invalid: u64,
+    /// Binding requests not answered (over [`traversal::STUN_ANSWERS_PER_SECOND`]).
+    pub stun_rate_limited: u64,
+    pub stun_answered: u64,
+    pub stun_requests: u64,
+    /// Answers to no request of ours, or from elsewhere than asked.
+    pub stun_unexpected: u64,
+    pub pex_sent: u64,
+    pub pex_received: u64,
+    /// Peer exchange messages that did not decode, or that lied.
+    pub pex_invalid: u64,
+    /// Handshake initiations sent to punch through NATs.
+    pub punch_packets: u64,
+    /// Punch windows that ended without a tunnel.
+    pub punch_failures: u64,
+    /// Transit packets refused: a destination no relay serves (loopback,
+    /// multicast, ...), or our own address as the source.
+    pub relay_refused: u64,
+    /// Transit packets over a member's rate cap.
+    pub relay_rate_limited: u64,
     /// Rounds of the internal engine (sockets ↔ sessions ↔ RIB); diagnostics.
     pub pump_rounds: u64,
 }
@@ -346,6 +382,8 @@ pub struct Node<'a, C: Crypto> {
     needs_pump: bool,
     /// Recently delivered small UDP packets, to drop the redundant twin.
     dedup: Dedup,
+    trav: TraversalState,
+    member_trav: [Traversal; MAX_MEMBERS],
 }
 
 impl<C: Crypto> core::fmt::Debug for Node<'_, C> {
@@ -399,6 +437,8 @@ impl<'a, C: Crypto> Node<'a, C> {
             stats: NodeStats::default(),
             needs_pump: false,
             dedup: Dedup::new(),
+            trav: TraversalState::new(),
+            member_trav: core::array::from_fn(|_| Traversal::default()),
         }
     }
 
@@ -480,6 +520,9 @@ impl<'a, C: Crypto> Node<'a, C> {
             config.keepalive = self.config.keepalive;
         }
         let slot = self.members.add(&self.crypto, config)?;
+        if let Some(t) = self.member_trav.get_mut(slot) {
+            t.reset();
+        }
         self.start_peer(now, slot);
         self.pump(now);
         Ok(slot as u8)
@@ -566,7 +609,12 @@ impl<'a, C: Crypto> Node<'a, C> {
             }
         }
         self.rib.remove_peer(slot);
-        self.members.remove(s);
+        if let Some(m) = self.members.remove(s) {
+            if let Some(e) = m.endpoint {
+                self.trav.nat.forget(e);
+            }
+        }
+        self.member_trav[s].reset();
         self.pump(now);
         true
     }
@@ -666,7 +714,9 @@ impl<'a, C: Crypto> Node<'a, C> {
         bfd: Option<bfd::Config>,
         hold_down: Duration,
         redundancy_max_len: Option<u16>,
+        relay_rate: Option<u32>,
     ) {
+        self.config.relay_rate = relay_rate;
         self.config.bfd = bfd;
         self.config.bfd_hold_down = hold_down;
         self.config.redundancy_max_len = redundancy_max_len;
@@ -719,6 +769,10 @@ impl<'a, C: Crypto> Node<'a, C> {
         self.stats.udp_in += 1;
         if bytes.len() > MAX_DATAGRAM {
             self.stats.udp_oversized += 1;
+            return;
+        }
+        if crate::stun::is_stun(bytes) {
+            self.handle_stun(now, from, bytes);
             return;
         }
         let mut reply = [0u8; 148];
@@ -809,6 +863,7 @@ impl<'a, C: Crypto> Node<'a, C> {
                     &mut self.stats,
                     NodeEvent::TunnelUp { member },
                 );
+                self.trav.pex_dirty = true;
             }
         }
         match result {
@@ -988,15 +1043,21 @@ impl<'a, C: Crypto> Node<'a, C> {
                     NodeEvent::BfdUp { member },
                 );
                 // A peer that comes back as a new instance (it rebooted) is
-                // not a flapping path: start over from the base hold-down.
+                // not a flapping path: no hold-down, BGP starts at once (and
+                // the flap count starts over).
                 let peer_discr = p.bfd.as_ref().map_or(0, |b| b.peer_discriminator());
-                if peer_discr != p.down_discr {
-                    p.flaps = p.flaps.min(1);
+                let rebooted = peer_discr != p.down_discr;
+                if rebooted {
+                    p.flaps = 0;
                 }
                 if p.bgp_held {
-                    let shift = p.flaps.saturating_sub(1).min(16);
-                    let hold = Duration::from_ticks(base.as_ticks().saturating_mul(1 << shift))
-                        .min(MAX_HOLD_DOWN);
+                    let hold = if rebooted {
+                        Duration::from_ticks(0)
+                    } else {
+                        let shift = p.flaps.saturating_sub(1).min(16);
+                        Duration::from_ticks(base.as_ticks().saturating_mul(1 << shift))
+                            .min(MAX_HOLD_DOWN)
+                    };
                     p.bgp_start_at = Some(now + hold);
                 }
             }
@@ -1091,12 +1152,16 @@ impl<'a, C: Crypto> Node<'a, C> {
         if now >= self.next_tick {
             self.next_tick = now + TIMER_TICK;
             self.tunnel_timers(now);
+            self.stun_timers(now);
+            self.punch_timers(now);
+            self.pex_timers(now);
             self.needs_pump = true;
         }
         if now.saturating_duration_since(self.last_second) >= Duration::from_secs(1) {
             self.last_second = now;
             self.icmp_budget = ICMP_PER_SECOND;
             self.crypto.tick();
+            self.trav.second();
         }
         // BFD runs every few milliseconds; it alone does not wake the engine.
         self.bfd_timers(now);
@@ -1240,7 +1305,12 @@ impl<'a, C: Crypto> Node<'a, C> {
         let Ok(bytes) = heapless::Vec::from_slice(bytes) else {
             return;
         };
-        if self.transmit.push_back(Datagram { to, bytes }).is_err() {
+        let d = Datagram {
+            to,
+            bytes,
+            from_alt_port: false,
+        };
+        if self.transmit.push_back(d).is_err() {
             self.stats.queue_full += 1;
         }
     }
@@ -1287,9 +1357,19 @@ impl<'a, C: Crypto> Node<'a, C> {
             self.stats.spoofed += 1;
             return;
         }
+        if Self::martian_destination(&info) {
+            // Never relayed, never given to the kernel: the relay's loopback,
+            // broadcast and the like are not the mesh's business.
+            self.stats.relay_refused += 1;
+            return;
+        }
         if self.overlay.has_addr(info.dst) {
             if let Some((_, bfd::BFD_PORT, payload)) = ip::udp_parts(packet, &info) {
                 self.handle_bfd(now, slot, &info, payload);
+            } else if let Some((crate::pex::PEX_PORT, crate::pex::PEX_PORT, payload)) =
+                ip::udp_parts(packet, &info)
+            {
+                self.handle_pex(now, info.src, payload);
             } else if self.config.overlay_in_kernel && !is_bgp(packet, &info) {
                 self.queue_lan(packet);
             } else {
@@ -1309,7 +1389,11 @@ impl<'a, C: Crypto> Node<'a, C> {
                 self.queue_lan(packet)
             }
             Some(Source::Peer(p)) => {
-                // Transit: we are a router on the path.
+                // Transit: we are a router on the path. The destination is
+                // a member's announced prefix (nothing else is routed).
+                if !self.relay_allowed(now, slot, &info, packet.len()) {
+                    return;
+                }
                 if ip::decrement_ttl(packet).is_err() {
                     self.stats.ttl_expired += 1;
                     self.icmp_error(IcmpError::TimeExceeded, packet, &info);
@@ -1685,6 +1769,10 @@ impl<'a, C: Crypto> Node<'a, C> {
                 (None, None) => None,
             };
             if let Some(ev) = ev {
+                // A member newly reachable hears our endpoints at once.
+                if matches!(ev, NodeEvent::RouteAdded { .. }) {
+                    self.trav.pex_dirty = true;
+                }
                 push(&mut self.events, &mut self.stats, ev);
             }
         }

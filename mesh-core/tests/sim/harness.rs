@@ -123,6 +123,7 @@ struct InFlight {
     at: u64,
     order: u64,
     from: usize,
+    from_alt_port: bool,
     to: SocketAddr,
     bytes: Vec<u8>,
 }
@@ -360,6 +361,7 @@ impl Sim {
                 at,
                 order: self.order,
                 from: n,
+                from_alt_port: d.from_alt_port,
                 to: d.to,
                 bytes: d.bytes.to_vec(),
             }));
@@ -396,7 +398,11 @@ impl Sim {
                 let Some(to) = self.addr_to_node(f.to) else {
                     continue;
                 };
-                let from = self.source[f.from];
+                let mut from = self.source[f.from];
+                if f.from_alt_port {
+                    // The node's second port (STUN port-change answers).
+                    from.set_port(from.port().wrapping_add(1));
+                }
                 if let Some(node) = self.nodes[to].as_mut() {
                     node.handle_udp(now, from, &f.bytes);
                     self.drain(to);
