@@ -286,4 +286,54 @@ fn nat_matrix() {
         sym <= Duration::from_secs(10),
         "symmetric pair too slow: {sym_times:?}"
     );
+
+    // 5. The cone pair's direct path dies (the internet between their NATs
+    //    drops everything): traffic falls back to transit, punching is
+    //    retried with backoff, and the direct tunnel returns once the path
+    //    does.
+    let (a, b) = CONES;
+    wait_for(Duration::from_secs(20), Duration::from_millis(100), || {
+        let (sa, sb) = (lab.status(a)?, lab.status(b)?);
+        (is_direct(&sa, b) && is_direct(&sb, a)).then_some(())
+    })
+    .expect("cone pair not direct before the cut");
+    let (pa, pb) = (lab.public_addr(a), lab.public_addr(b));
+    let rules = format!(
+        "add table bridge cut\n\
+         add chain bridge cut f {{ type filter hook forward priority 0; }}\n\
+         add rule bridge cut f ip saddr {pa} ip daddr {pb} drop\n\
+         add rule bridge cut f ip saddr {pb} ip daddr {pa} drop\n"
+    );
+    let file = lab.dir.path().join("cut.nft");
+    std::fs::write(&file, rules).unwrap();
+    lab.inet.exec(&["nft", "-f", file.to_str().unwrap()]);
+    let cut = Instant::now();
+    let transit = wait_for(Duration::from_secs(20), Duration::from_millis(20), || {
+        let sa = lab.status(a)?;
+        let via = member(&sa, b)?["path"]["via"].as_str()?.to_string();
+        (via != format!("r{b}") && quick_ping(&lab, a, b)).then(|| (cut.elapsed(), via))
+    });
+    println!("direct cone path cut: traffic through {transit:?}");
+    let (fallback, _) = transit.expect("no fallback to transit after the direct path died");
+    std::thread::sleep(Duration::from_secs(10));
+    let attempts = |lab: &NatLab| {
+        lab.status(a)
+            .and_then(|s| member(&s, b)?["traversal"]["punch_attempts"].as_u64())
+            .unwrap_or(0)
+    };
+    let attempts_cut = attempts(&lab);
+    lab.inet.exec(&["nft", "delete", "table", "bridge", "cut"]);
+    let healed = Instant::now();
+    let back = wait_for(Duration::from_secs(60), Duration::from_millis(100), || {
+        let (sa, sb) = (lab.status(a)?, lab.status(b)?);
+        (is_direct(&sa, b) && is_direct(&sb, a)).then(|| healed.elapsed())
+    });
+    println!(
+        "fallback to transit {:.0} ms after the cut; punch attempts while cut: {attempts_cut}; \
+         direct again {back:?} after the path healed ({} attempts in all)",
+        fallback.as_secs_f64() * 1000.0,
+        attempts(&lab)
+    );
+    assert!(attempts_cut >= 2, "punching was not retried while cut");
+    assert!(back.is_some(), "no direct tunnel after the path healed");
 }

@@ -840,3 +840,116 @@ fn a_flapping_path_is_held_down_longer_each_time_but_a_reboot_is_not_held() {
         assert!(back < Duration::from_millis(1500), "{back:?}");
     });
 }
+
+/// A hostile member tries to use a relay for what relays must not carry;
+/// each attempt is dropped and counted, and none reaches any LAN.
+#[test]
+fn a_relay_carries_only_member_to_member_traffic_and_caps_each_member() {
+    big_stack(|| {
+        let mut s = seed_square(7);
+        // R2 relays at most 1 Mbit/s per member.
+        s.configure = |n, c| {
+            if n == 2 {
+                c.relay_rate = Some(125_000);
+            }
+        };
+        s.start(2);
+        s.run_until_cond(Duration::from_secs(10), Duration::from_millis(50), |s| {
+            s.all_converged(&[1, 2, 3, 4])
+        })
+        .expect("no convergence");
+        s.run_for(Duration::from_millis(500));
+        let r2 = s.node(1).member_slot("r2").unwrap();
+        let before = *s.node(2).stats();
+        let delivered_before = s.deliveries.len();
+        let c1 = console(1);
+        let attempts: Vec<(&str, Vec<u8>)> = vec![
+            ("the internet", udp_probe(c1, "8.8.8.8".parse().unwrap(), 1)),
+            (
+                "the relay's loopback",
+                udp_probe(c1, "127.0.0.1".parse().unwrap(), 2),
+            ),
+            ("multicast", udp_probe(c1, "224.0.0.5".parse().unwrap(), 3)),
+            (
+                "broadcast",
+                udp_probe(c1, "255.255.255.255".parse().unwrap(), 4),
+            ),
+            (
+                "an unannounced LAN of the relay",
+                udp_probe(c1, "172.31.0.1".parse().unwrap(), 5),
+            ),
+            (
+                "C4, posing as the relay's own console",
+                udp_probe(console(2), console(4), 6),
+            ),
+            (
+                "C4, from an address no member owns",
+                udp_probe("8.8.4.4".parse().unwrap(), console(4), 7),
+            ),
+        ];
+        for (what, p) in &attempts {
+            s.act(1, |n, _| n.send_raw_to_member(r2, p));
+            s.run_for(Duration::from_millis(20));
+            println!("hostile R1 → R2: {what}");
+        }
+        let after = *s.node(2).stats();
+        let d = |f: fn(&mesh_core::node::NodeStats) -> u64| f(&after) - f(&before);
+        println!(
+            "R2 counted: no_route {}, relay_refused {}, spoofed {}, forwarded {}",
+            d(|x| x.no_route),
+            d(|x| x.relay_refused),
+            d(|x| x.spoofed),
+            d(|x| x.forwarded)
+        );
+        assert_eq!(d(|x| x.no_route), 2, "internet and unannounced LAN");
+        assert_eq!(
+            d(|x| x.relay_refused),
+            4,
+            "loopback, multicast, broadcast, posing as R2"
+        );
+        assert_eq!(d(|x| x.spoofed), 1);
+        assert_eq!(d(|x| x.forwarded), 0);
+        let leaked: Vec<_> = s.deliveries[delivered_before..]
+            .iter()
+            .filter(|d| d.icmp_type == 0 && (1..=7).contains(&d.seq))
+            .collect();
+        assert!(leaked.is_empty(), "{leaked:?}");
+
+        // A flood through the relay: 400 × 1 kB within 4 ms, the cap lets a
+        // quarter second of 1 Mbit/s (31 kB) through.
+        let mut p = vec![0u8; 1000];
+        let probe = udp_probe(c1, console(4), 0);
+        p[..probe.len()].copy_from_slice(&probe);
+        p[2..4].copy_from_slice(&1000u16.to_be_bytes());
+        p[24..26].copy_from_slice(&980u16.to_be_bytes());
+        p[10..12].fill(0);
+        let c = mesh_core::ip::checksum(&p[..20]);
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+        p[26..28].fill(0); // no UDP checksum
+        let before = *s.node(2).stats();
+        for seq in 0..400u32 {
+            p[28..32].copy_from_slice(&(1000 + seq).to_be_bytes());
+            s.act(1, |n, _| n.send_raw_to_member(r2, &p));
+            // 4 ms in all: the bucket refills by 500 bytes meanwhile.
+            s.run_for(Duration::from_micros(10));
+        }
+        s.run_for(Duration::from_millis(100));
+        let after = *s.node(2).stats();
+        let limited = after.relay_rate_limited - before.relay_rate_limited;
+        let passed = after.forwarded - before.forwarded;
+        println!("flood of 400 × 1 kB through R2: {passed} forwarded, {limited} over the cap");
+        assert!(passed >= 20 && passed <= 40, "{passed}");
+        assert_eq!(passed + limited, 400);
+        // Member traffic within the cap still flows.
+        s.run_for(Duration::from_secs(1));
+        let sent = s.stream(
+            1,
+            4,
+            Duration::from_millis(500),
+            Duration::from_millis(10),
+            5000,
+        );
+        s.run_for(Duration::from_millis(100));
+        assert_eq!(s.arrived(1, 4).range(5000..).count(), sent.len());
+    });
+}

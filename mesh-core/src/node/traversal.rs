@@ -462,13 +462,19 @@ impl<C: Crypto> Node<'_, C> {
         v
     }
 
-    /// Is `slot` reached over its own tunnel, recently heard from?
+    /// Is `slot` reached over its own tunnel, recently heard from, and (if
+    /// the tunnel runs BFD) with BFD Up?
     pub(super) fn is_direct(&self, now: Instant, slot: usize) -> bool {
-        self.members.get(slot).is_some_and(|m| {
-            m.endpoint_confirmed
-                && m.last_rx
-                    .is_some_and(|t| now.saturating_duration_since(t) < DIRECT_FRESH)
-        })
+        let bfd_up = self.peers[slot]
+            .as_ref()
+            .and_then(|p| p.bfd.as_ref())
+            .is_none_or(|b| b.state() == bfd::State::Up);
+        bfd_up
+            && self.members.get(slot).is_some_and(|m| {
+                m.endpoint_confirmed
+                    && m.last_rx
+                        .is_some_and(|t| now.saturating_duration_since(t) < DIRECT_FRESH)
+            })
     }
 
     /// A route to the member's overlay address through someone else.
@@ -768,6 +774,14 @@ impl<C: Crypto> Node<'_, C> {
         }
         t.bucket -= need;
         true
+    }
+
+    /// Test hook (simulation only): this node plays a modified, hostile
+    /// member and sends `packet` as is through member `slot`'s tunnel,
+    /// whatever its own routing and checks would say.
+    #[cfg(feature = "sim")]
+    pub fn send_raw_to_member(&mut self, slot: u8, packet: &[u8]) {
+        self.send_to_member(slot as usize, packet);
     }
 
     /// Destinations no relay forwards to.

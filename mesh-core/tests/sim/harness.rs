@@ -428,6 +428,15 @@ impl Sim {
         }
     }
 
+    /// Runs `f` on node `n` now, then sends what it queued.
+    pub fn act(&mut self, n: usize, f: impl FnOnce(&mut SimNode, Instant)) {
+        let now = self.now;
+        if let Some(node) = self.nodes[n].as_mut() {
+            f(node, now);
+            self.drain(n);
+        }
+    }
+
     /// Delivers `bytes` to node `to` as if from `from`, now.
     pub fn inject(&mut self, to: usize, from: SocketAddr, bytes: &[u8]) {
         let now = self.now;
