@@ -73,6 +73,8 @@ pub enum PexError {
     UnsupportedVersion(u8),
     UnknownType(u8),
     BadFamily(u8),
+    /// Flag bits this version does not define.
+    BadFlags(u8),
     TooMany,
     /// Bytes left over after the message.
     Trailing,
@@ -88,6 +90,7 @@ impl core::fmt::Display for PexError {
             PexError::UnsupportedVersion(v) => write!(f, "unsupported version {v}"),
             PexError::UnknownType(t) => write!(f, "unknown message type {t}"),
             PexError::BadFamily(x) => write!(f, "unknown address family {x}"),
+            PexError::BadFlags(x) => write!(f, "unknown flags {x:#04x}"),
             PexError::TooMany => f.write_str("too many entries"),
             PexError::Trailing => f.write_str("trailing bytes"),
             PexError::BufferTooSmall => f.write_str("buffer too small"),
@@ -110,6 +113,14 @@ impl<'a> Reader<'a> {
         let mut a = [0u8; N];
         a.copy_from_slice(self.take(N)?);
         Ok(a)
+    }
+    /// A flags byte: bit 0 only.
+    fn flag(&mut self) -> Result<bool, PexError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            x => Err(PexError::BadFlags(x)),
+        }
     }
     fn endpoint(&mut self) -> Result<SocketAddr, PexError> {
         let ip = match self.u8()? {
@@ -171,7 +182,7 @@ impl Message {
                 let mut entries = heapless::Vec::new();
                 for _ in 0..count {
                     let subject = Ipv4Addr::from(r.array::<4>()?);
-                    let own = r.u8()? & 1 != 0;
+                    let own = r.flag()?;
                     let endpoint = r.endpoint()?;
                     entries
                         .push(Entry {
@@ -185,7 +196,7 @@ impl Message {
             }
             T_PUNCH => {
                 let token = u32::from_be_bytes(r.array::<4>()?);
-                let answer = r.u8()? & 1 != 0;
+                let answer = r.flag()?;
                 let count = r.u8()? as usize;
                 if count > MAX_CANDIDATES {
                     return Err(PexError::TooMany);

@@ -1606,3 +1606,365 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// STUN
+// ---------------------------------------------------------------------------
+
+use mesh_core::stun::{self, attr, ChangeRequest, Class, TransactionId};
+use std::net::{SocketAddr, SocketAddrV6};
+
+fn arb_socket_addr() -> impl Strategy<Value = SocketAddr> {
+    prop_oneof![
+        (any::<[u8; 4]>(), any::<u16>())
+            .prop_map(|(a, p)| SocketAddr::new(IpAddr::V4(Ipv4Addr::from(a)), p)),
+        // Flow info and scope id are not carried by STUN: leave them zero.
+        (any::<[u8; 16]>(), any::<u16>()).prop_map(|(a, p)| SocketAddr::V6(SocketAddrV6::new(
+            Ipv6Addr::from(a),
+            p,
+            0,
+            0
+        ))),
+    ]
+}
+
+fn arb_stun_class() -> impl Strategy<Value = Class> {
+    prop_oneof![
+        Just(Class::Request),
+        Just(Class::Indication),
+        Just(Class::SuccessResponse),
+        Just(Class::ErrorResponse),
+    ]
+}
+
+fn arb_change_request() -> impl Strategy<Value = ChangeRequest> {
+    (any::<bool>(), any::<bool>()).prop_map(|(ip, port)| ChangeRequest { ip, port })
+}
+
+/// Everything one STUN message built by `stun::Builder` can say.
+#[derive(Debug, Clone)]
+struct StunCase {
+    class: Class,
+    method: u16,
+    tid: [u8; 12],
+    xor_mapped: Option<SocketAddr>,
+    mapped: Option<SocketAddr>,
+    response_origin: Option<SocketAddr>,
+    other: Option<SocketAddr>,
+    change: Option<ChangeRequest>,
+    error: Option<(u16, String)>,
+    software: Option<String>,
+    username: Option<String>,
+    unknown: Vec<u16>,
+    key: Option<Vec<u8>>,
+    fingerprint: bool,
+}
+
+prop_compose! {
+    fn arb_stun_case()(
+        class in arb_stun_class(),
+        method in 0u16..=stun::MAX_METHOD,
+        tid in any::<[u8; 12]>(),
+        xor_mapped in option::of(arb_socket_addr()),
+        mapped in option::of(arb_socket_addr()),
+        response_origin in option::of(arb_socket_addr()),
+        other in option::of(arb_socket_addr()),
+        change in option::of(arb_change_request()),
+        error in option::of((300u16..700, "[ -~]{0,40}")),
+        software in option::of("\\PC{0,30}"),
+        username in option::of("[a-zA-Z0-9:]{0,40}"),
+        unknown in vec(any::<u16>(), 0..6),
+        key in option::of(vec(any::<u8>(), 0..100)),
+        fingerprint in any::<bool>(),
+    ) -> StunCase {
+        StunCase {
+            class, method, tid, xor_mapped, mapped, response_origin, other, change, error,
+            software, username, unknown, key, fingerprint,
+        }
+    }
+}
+
+fn build_stun(c: &StunCase, buf: &mut [u8]) -> Result<usize, stun::StunError> {
+    let mut b = stun::Builder::new(buf, c.class, c.method, TransactionId(c.tid))?;
+    if let Some(a) = c.xor_mapped {
+        b.xor_mapped_address(a)?;
+    }
+    if let Some(a) = c.mapped {
+        b.mapped_address(a)?;
+    }
+    if let Some(a) = c.response_origin {
+        b.response_origin(a)?;
+    }
+    if let Some(a) = c.other {
+        b.other_address(a)?;
+    }
+    if let Some(ch) = c.change {
+        b.change_request(ch)?;
+    }
+    if let Some((code, reason)) = &c.error {
+        b.error_code(*code, reason)?;
+    }
+    if let Some(s) = &c.software {
+        b.software(s)?;
+    }
+    if let Some(s) = &c.username {
+        b.username(s)?;
+    }
+    if !c.unknown.is_empty() {
+        b.unknown_attributes(&c.unknown)?;
+    }
+    if let Some(k) = &c.key {
+        b.message_integrity(k)?;
+    }
+    if c.fingerprint {
+        b.fingerprint()?;
+    }
+    b.finish()
+}
+
+/// Every accessor of a parsed message; checks the invariants that hold for
+/// any input.
+fn exercise_stun(bytes: &[u8]) {
+    let is = stun::is_stun(bytes);
+    let Ok(m) = stun::Message::parse(bytes) else {
+        return;
+    };
+    assert!(is, "parsed but not is_stun");
+    assert_eq!(m.as_bytes(), bytes);
+    let (class, method) = (m.class(), m.method());
+    assert_eq!(
+        stun::message_type(class, method),
+        Some(m.message_type() & 0x3FFF)
+    );
+    let _ = m.transaction_id();
+    let counted = m.attributes().count();
+    let raw = m.raw_attributes().count();
+    assert!(counted <= raw);
+    // Attribute values and their padding lie inside the message.
+    let total: usize = m
+        .raw_attributes()
+        .map(|(_, v)| 4 + v.len().div_ceil(4) * 4)
+        .sum();
+    assert_eq!(total, bytes.len() - stun::HEADER_LEN);
+    let _ = m.xor_mapped_address();
+    let _ = m.mapped_address();
+    let _ = m.response_origin();
+    let _ = m.other_address();
+    let _ = m.change_request();
+    if let Some(Ok((code, _))) = m.error_code() {
+        assert!((300..700).contains(&code));
+    }
+    if let Some(Ok(u)) = m.unknown_attributes() {
+        let _ = u.count();
+    }
+    let _ = (m.software(), m.username(), m.realm(), m.nonce());
+    for t in m.unknown_comprehension_required() {
+        assert!(t < 0x8000 && !attr::UNDERSTOOD.contains(&t));
+    }
+    // Accessors are pure.
+    let fp = m.fingerprint_ok();
+    assert_eq!(m.fingerprint_ok(), fp);
+    let mi = m.verify_integrity(b"key");
+    assert_eq!(m.verify_integrity(b"key"), mi);
+    assert_eq!(mi.is_some(), m.attribute(attr::MESSAGE_INTEGRITY).is_some());
+    if m.is_binding_request() {
+        let from: SocketAddr = "[2001:db8::1]:51820".parse().unwrap();
+        let mut out = [0u8; 128];
+        let n = stun::binding_success(&m, from, &mut out).expect("a Binding answer fits");
+        let r = stun::Message::parse(&out[..n]).expect("the answer parses");
+        assert_eq!(r.transaction_id(), m.transaction_id());
+        assert_eq!(r.class(), Class::SuccessResponse);
+        assert_eq!(r.xor_mapped_address(), Some(Ok(from)));
+        assert_eq!(r.fingerprint_ok(), Some(true));
+    }
+}
+
+/// Attribute types worth generating: everything the codec knows, and a few
+/// it does not.
+fn arb_stun_attr_type() -> impl Strategy<Value = u16> {
+    prop_oneof![
+        8 => proptest::sample::select(vec![
+            attr::MAPPED_ADDRESS,
+            attr::CHANGE_REQUEST,
+            attr::USERNAME,
+            attr::MESSAGE_INTEGRITY,
+            attr::ERROR_CODE,
+            attr::UNKNOWN_ATTRIBUTES,
+            attr::REALM,
+            attr::NONCE,
+            attr::MESSAGE_INTEGRITY_SHA256,
+            attr::XOR_MAPPED_ADDRESS,
+            attr::SOFTWARE,
+            attr::FINGERPRINT,
+            attr::RESPONSE_ORIGIN,
+            attr::OTHER_ADDRESS,
+        ]),
+        1 => any::<u16>(),
+    ]
+}
+
+proptest! {
+    #![proptest_config(cases(512))]
+
+    #[test]
+    fn stun_round_trip(c in arb_stun_case()) {
+        let mut buf = [0u8; 1024];
+        let n = build_stun(&c, &mut buf).expect("fits in 1024 bytes");
+        let bytes = &buf[..n];
+        prop_assert!(stun::is_stun(bytes));
+        let m = stun::Message::parse(bytes).expect("what the builder writes parses");
+        prop_assert_eq!(m.class(), c.class);
+        prop_assert_eq!(m.method(), c.method);
+        prop_assert_eq!(m.transaction_id(), TransactionId(c.tid));
+        prop_assert_eq!(m.xor_mapped_address(), c.xor_mapped.map(Ok));
+        prop_assert_eq!(m.mapped_address(), c.mapped.map(Ok));
+        prop_assert_eq!(m.response_origin(), c.response_origin.map(Ok));
+        prop_assert_eq!(m.other_address(), c.other.map(Ok));
+        prop_assert_eq!(m.change_request(), c.change.map(Ok));
+        prop_assert_eq!(
+            m.error_code(),
+            c.error.as_ref().map(|(code, r)| Ok((*code, r.as_str())))
+        );
+        prop_assert_eq!(m.software(), c.software.as_deref().map(Ok));
+        prop_assert_eq!(m.username(), c.username.as_deref().map(Ok));
+        match m.unknown_attributes() {
+            None => prop_assert!(c.unknown.is_empty()),
+            Some(u) => prop_assert_eq!(u.unwrap().collect::<Vec<_>>(), c.unknown.clone()),
+        }
+        prop_assert_eq!(m.unknown_comprehension_required().count(), 0);
+        match &c.key {
+            Some(k) => {
+                prop_assert_eq!(m.verify_integrity(k), Some(true));
+                let mut wrong = k.clone();
+                wrong.push(1);
+                prop_assert_eq!(m.verify_integrity(&wrong), Some(false));
+            }
+            None => prop_assert_eq!(m.verify_integrity(b"key"), None),
+        }
+        prop_assert_eq!(m.fingerprint_ok(), c.fingerprint.then_some(true));
+        exercise_stun(bytes);
+
+        // The builder never writes past a smaller buffer, and fails cleanly.
+        let mut small = vec![0u8; n - 1];
+        prop_assert_eq!(build_stun(&c, &mut small), Err(stun::StunError::BufferTooSmall));
+    }
+
+    #[test]
+    fn stun_parse_never_panics(
+        mut bytes in vec(any::<u8>(), 0..300),
+        patch_header in any::<bool>(),
+        keep_type in any::<bool>(),
+    ) {
+        exercise_stun(&bytes);
+        // The same bytes behind a valid header, so they reach the attribute
+        // walk.
+        if patch_header && bytes.len() >= stun::HEADER_LEN {
+            let body = (bytes.len() - stun::HEADER_LEN) / 4 * 4;
+            bytes.truncate(stun::HEADER_LEN + body);
+            if keep_type {
+                bytes[0] &= 0x3F;
+            } else {
+                bytes[..2].copy_from_slice(&[0x00, 0x01]); // Binding request
+            }
+            bytes[2..4].copy_from_slice(&(body as u16).to_be_bytes());
+            bytes[4..8].copy_from_slice(&stun::MAGIC_COOKIE.to_be_bytes());
+            prop_assert!(stun::is_stun(&bytes));
+            exercise_stun(&bytes);
+        }
+    }
+
+    /// Well-framed messages with arbitrary attribute values: framing parses,
+    /// every accessor copes with the values.
+    #[test]
+    fn stun_accessors_survive_any_attribute_values(
+        class in arb_stun_class(),
+        tid in any::<[u8; 12]>(),
+        attrs in vec((arb_stun_attr_type(), vec(any::<u8>(), 0..28)), 0..10),
+        flips in vec((any::<Index>(), any::<u8>()), 0..3),
+    ) {
+        let mut buf = [0u8; 512];
+        let mut b = stun::Builder::new(&mut buf, class, stun::BINDING, TransactionId(tid)).unwrap();
+        for (ty, value) in &attrs {
+            // MESSAGE-INTEGRITY and FINGERPRINT seal the builder; raw ones do
+            // too, and later attributes are then refused.
+            match b.attribute(*ty, value) {
+                Ok(_) | Err(stun::StunError::AttributeOrder) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let n = b.finish().unwrap();
+        let mut bytes = buf[..n].to_vec();
+        prop_assert!(stun::Message::parse(&bytes).is_ok());
+        exercise_stun(&bytes);
+        for (at, x) in &flips {
+            let i = at.index(bytes.len());
+            bytes[i] ^= x;
+        }
+        exercise_stun(&bytes);
+    }
+}
+
+// ---- peer exchange ----
+
+fn pex_endpoint() -> impl Strategy<Value = std::net::SocketAddr> {
+    prop_oneof![
+        (any::<u32>(), any::<u16>())
+            .prop_map(|(a, p)| std::net::SocketAddr::new(IpAddr::V4(Ipv4Addr::from(a)), p)),
+        (any::<u128>(), any::<u16>())
+            .prop_map(|(a, p)| std::net::SocketAddr::new(IpAddr::V6(Ipv6Addr::from(a)), p)),
+    ]
+}
+
+fn pex_message() -> impl Strategy<Value = mesh_core::pex::Message> {
+    use mesh_core::pex::{Entry, Message, MAX_CANDIDATES, MAX_ENTRIES};
+    prop_oneof![
+        vec(
+            (any::<u32>(), any::<bool>(), pex_endpoint()),
+            0..=MAX_ENTRIES
+        )
+        .prop_map(|v| {
+            Message::Endpoints(
+                v.into_iter()
+                    .map(|(s, own, endpoint)| Entry {
+                        subject: Ipv4Addr::from(s),
+                        own,
+                        endpoint,
+                    })
+                    .collect(),
+            )
+        }),
+        (
+            any::<u32>(),
+            any::<bool>(),
+            vec(pex_endpoint(), 0..=MAX_CANDIDATES)
+        )
+            .prop_map(|(token, answer, c)| Message::Punch {
+                token,
+                answer,
+                candidates: c.into_iter().collect(),
+            }),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn pex_round_trips(m in pex_message()) {
+        let mut buf = [0u8; mesh_core::pex::MAX_LEN];
+        let n = m.encode(&mut buf).unwrap();
+        prop_assert_eq!(mesh_core::pex::Message::decode(&buf[..n]), Ok(m));
+        // Any truncation is an error.
+        for cut in 0..n {
+            prop_assert!(mesh_core::pex::Message::decode(&buf[..cut]).is_err());
+        }
+    }
+
+    #[test]
+    fn pex_decode_never_panics(bytes in vec(any::<u8>(), 0..600), patch in any::<bool>()) {
+        let mut bytes = bytes;
+        if patch && bytes.len() >= 4 {
+            bytes[..3].copy_from_slice(b"MX\x01");
+            bytes[3] = 1 + bytes[3] % 2;
+        }
+        let _ = mesh_core::pex::Message::decode(&bytes);
+    }
+}

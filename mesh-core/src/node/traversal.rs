@@ -259,10 +259,10 @@ impl<C: Crypto> Node<'_, C> {
             n_unknown += 1;
         }
         // A server with one address cannot change it, and one without a
-        // second port cannot change that: RFC 5780 §6.1 has it answer 420
-        // (Unknown Attribute) naming CHANGE-REQUEST, so the client knows
-        // the test cannot be run here rather than taking silence for
-        // filtering.
+        // second port cannot change that: it answers 420 (Unknown
+        // Attribute) naming CHANGE-REQUEST, as for any attribute it cannot
+        // honour, so the client knows the test cannot be run here rather
+        // than taking silence for filtering.
         if change.is_some_and(|c| c.ip || (c.port && !self.config.alt_port)) && n_unknown < 8 {
             unknown[n_unknown] = stun::attr::CHANGE_REQUEST;
             n_unknown += 1;
