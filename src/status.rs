@@ -97,6 +97,14 @@ pub fn document<C: Crypto>(node: &Node<'_, C>, now: Instant, listen_port: u16) -
                     }),
                 )
                 .with(
+                    "nat",
+                    node.traversal(m.slot).and_then(|t| t.nat).map(|(b, ps)| {
+                        Json::obj()
+                            .with("behaviour", b.as_str())
+                            .with("playstation", ps)
+                    }),
+                )
+                .with(
                     "bfd",
                     m.bfd.map(|b| {
                         Json::obj()

@@ -71,6 +71,30 @@ fn is_direct(status: &Value, b: usize) -> bool {
     })
 }
 
+/// Is `path` (`a.b`, `a[].b`: some element of the array) a key in `doc`?
+/// The value may be null; the key must be written.
+fn present(doc: &Value, path: &str) -> bool {
+    let (head, rest) = match path.split_once('.') {
+        Some((h, r)) => (h, Some(r)),
+        None => (path, None),
+    };
+    let (key, array) = match head.strip_suffix("[]") {
+        Some(k) => (k, true),
+        None => (head, false),
+    };
+    let Some(v) = doc.as_object().and_then(|o| o.get(key)) else {
+        return false;
+    };
+    match (array, rest) {
+        (false, None) => true,
+        (false, Some(r)) => present(v, r),
+        (true, None) => v.is_array(),
+        (true, Some(r)) => v
+            .as_array()
+            .is_some_and(|a| a.iter().any(|e| present(e, r))),
+    }
+}
+
 /// One ping from console `a` to console `b`, waiting 200 ms for the answer.
 fn quick_ping(lab: &NatLab, a: usize, b: usize) -> bool {
     std::process::Command::new("ip")
@@ -169,6 +193,46 @@ fn nat_matrix() {
             playstation(KINDS[r - 1]),
             "r{r} PlayStation type"
         );
+    }
+
+    // Each member's NAT, as it told the others (peer exchange), is on
+    // everyone's status page; checked from the VPS.
+    let told = wait_for(Duration::from_secs(15), Duration::from_millis(250), || {
+        let s = lab.status(1)?;
+        (2..=n)
+            .all(|r| {
+                member(&s, r).is_some_and(|m| {
+                    m["nat"]["behaviour"] == KINDS[r - 1].name()
+                        && m["nat"]["playstation"] == playstation(KINDS[r - 1])
+                })
+            })
+            .then_some(())
+    });
+    assert!(
+        told.is_some(),
+        "members' NAT types not shown at r1: {}",
+        lab.status_json(1).unwrap_or_default()
+    );
+
+    // The LuCI status view reads exactly these fields (its contract); the
+    // ubus methods return this document or parts of it.
+    let contract: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("openwrt/luci-app-meshd/status-contract.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let doc = lab.status(1).unwrap();
+    for (method, paths) in contract.as_object().unwrap() {
+        for path in paths.as_array().unwrap() {
+            let path = path.as_str().unwrap();
+            assert!(
+                present(&doc, path),
+                "ubus {method}: the status view reads {path}, meshd does not write it"
+            );
+        }
     }
 
     // 2. Direct tunnels wherever the NATs allow one; transit elsewhere.

@@ -61,6 +61,29 @@ pub enum Behaviour {
 }
 
 impl Behaviour {
+    /// The code peer exchange carries.
+    pub fn code(self) -> u8 {
+        match self {
+            Behaviour::Unknown => 0,
+            Behaviour::Open => 1,
+            Behaviour::Cone => 2,
+            Behaviour::Forwarded => 3,
+            Behaviour::Symmetric => 4,
+            Behaviour::Cgnat => 5,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Behaviour {
+        match code {
+            1 => Behaviour::Open,
+            2 => Behaviour::Cone,
+            3 => Behaviour::Forwarded,
+            4 => Behaviour::Symmetric,
+            5 => Behaviour::Cgnat,
+            _ => Behaviour::Unknown,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Behaviour::Unknown => "unknown",

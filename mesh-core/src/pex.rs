@@ -5,9 +5,11 @@
 //! [`PEX_PORT`], so they ride the WireGuard tunnels (hop by hop authenticated)
 //! and, where two members have no tunnel, transit through members like any
 //! other member-to-member traffic. They carry:
-//! - [`Message::Endpoints`]: the sender's own public endpoints (learned with
-//!   STUN, or its own address when it has no NAT), and the endpoints at which
-//!   it sees other members (the source of their authenticated datagrams);
+//! - [`Message::Endpoints`]: the sender's NAT (its behaviour and PlayStation
+//!   type, for everyone's status page), its own public endpoints (learned
+//!   with STUN, or its own address when it has no NAT), and the endpoints at
+//!   which it sees other members (the source of their authenticated
+//!   datagrams);
 //! - [`Message::Punch`]: "start WireGuard handshakes to my candidates now, I
 //!   am doing the same to yours" (hole punching), and its answer.
 //!
@@ -15,7 +17,8 @@
 //!
 //! ```text
 //! magic 'M' 'X' | version 1 | type | body
-//! type 1 Endpoints: count, count × entry
+//! type 1 Endpoints: NAT behaviour | PlayStation type (0: unknown) |
+//!   count, count × entry
 //!   entry: subject overlay (4) | flags (bit 0: the subject is the sender,
 //!          reporting itself) | endpoint
 //! type 2 Punch: token (4) | flags (bit 0: answer) | count, count × endpoint
@@ -33,7 +36,7 @@ pub const MAX_ENTRIES: usize = 32;
 /// Most candidates in one Punch message.
 pub const MAX_CANDIDATES: usize = 4;
 /// The largest encoded message (32 IPv6 entries).
-pub const MAX_LEN: usize = 5 + MAX_ENTRIES * (4 + 1 + 19);
+pub const MAX_LEN: usize = 7 + MAX_ENTRIES * (4 + 1 + 19);
 
 const MAGIC: [u8; 2] = *b"MX";
 const VERSION: u8 = 1;
@@ -56,7 +59,13 @@ pub struct Entry {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
-    Endpoints(heapless::Vec<Entry, MAX_ENTRIES>),
+    Endpoints {
+        /// The sender's NAT: [`crate::nat::Behaviour::code`].
+        nat: u8,
+        /// The PlayStation type it gives a console (1..=3; 0: unknown).
+        playstation: u8,
+        entries: heapless::Vec<Entry, MAX_ENTRIES>,
+    },
     Punch {
         /// Chosen by the side that asks; the answer repeats it.
         token: u32,
@@ -175,6 +184,8 @@ impl Message {
         }
         let msg = match r.u8()? {
             T_ENDPOINTS => {
+                let nat = r.u8()?;
+                let playstation = r.u8()?;
                 let count = r.u8()? as usize;
                 if count > MAX_ENTRIES {
                     return Err(PexError::TooMany);
@@ -192,7 +203,11 @@ impl Message {
                         })
                         .map_err(|_| PexError::TooMany)?;
                 }
-                Message::Endpoints(entries)
+                Message::Endpoints {
+                    nat,
+                    playstation,
+                    entries,
+                }
             }
             T_PUNCH => {
                 let token = u32::from_be_bytes(r.array::<4>()?);
@@ -227,8 +242,12 @@ impl Message {
         w.put(&MAGIC)?;
         w.put(&[VERSION])?;
         match self {
-            Message::Endpoints(entries) => {
-                w.put(&[T_ENDPOINTS, entries.len() as u8])?;
+            Message::Endpoints {
+                nat,
+                playstation,
+                entries,
+            } => {
+                w.put(&[T_ENDPOINTS, *nat, *playstation, entries.len() as u8])?;
                 for e in entries {
                     w.put(&e.subject.octets())?;
                     w.put(&[e.own as u8])?;
@@ -275,14 +294,18 @@ mod tests {
             endpoint: sa("[2001:db8::1]:4500"),
         })
         .unwrap();
-        let m = Message::Endpoints(v);
+        let m = Message::Endpoints {
+            nat: 2,
+            playstation: 2,
+            entries: v,
+        };
         let mut buf = [0u8; MAX_LEN];
         let n = m.encode(&mut buf).unwrap();
         assert_eq!(
-            &buf[..16],
-            &[b'M', b'X', 1, 1, 2, 10, 0, 0, 2, 1, 4, 203, 0, 113, 7, 0xca]
+            &buf[..18],
+            &[b'M', b'X', 1, 1, 2, 2, 2, 10, 0, 0, 2, 1, 4, 203, 0, 113, 7, 0xca]
         );
-        assert_eq!(n, 5 + 12 + 24);
+        assert_eq!(n, 7 + 12 + 24);
         assert_eq!(Message::decode(&buf[..n]).unwrap(), m);
         // Every truncation is an error, never a panic.
         for cut in 0..n {
@@ -320,10 +343,17 @@ mod tests {
             Message::decode(b"MX\x01\x09\x00"),
             Err(PexError::UnknownType(9))
         );
-        assert_eq!(Message::decode(b"MX\x01\x01\x21"), Err(PexError::TooMany));
         assert_eq!(
-            Message::decode(b"MX\x01\x01\x01\x0a\x00\x00\x01\x00\x05"),
+            Message::decode(b"MX\x01\x01\x00\x00\x21"),
+            Err(PexError::TooMany)
+        );
+        assert_eq!(
+            Message::decode(b"MX\x01\x01\x00\x00\x01\x0a\x00\x00\x01\x00\x05"),
             Err(PexError::BadFamily(5))
+        );
+        assert_eq!(
+            Message::decode(b"MX\x01\x01\x00\x00\x01\x0a\x00\x00\x01\x02"),
+            Err(PexError::BadFlags(2))
         );
     }
 }

@@ -1918,21 +1918,26 @@ fn pex_endpoint() -> impl Strategy<Value = std::net::SocketAddr> {
 fn pex_message() -> impl Strategy<Value = mesh_core::pex::Message> {
     use mesh_core::pex::{Entry, Message, MAX_CANDIDATES, MAX_ENTRIES};
     prop_oneof![
-        vec(
-            (any::<u32>(), any::<bool>(), pex_endpoint()),
-            0..=MAX_ENTRIES
+        (
+            any::<u8>(),
+            any::<u8>(),
+            vec(
+                (any::<u32>(), any::<bool>(), pex_endpoint()),
+                0..=MAX_ENTRIES
+            )
         )
-        .prop_map(|v| {
-            Message::Endpoints(
-                v.into_iter()
+            .prop_map(|(nat, playstation, v)| Message::Endpoints {
+                nat,
+                playstation,
+                entries: v
+                    .into_iter()
                     .map(|(s, own, endpoint)| Entry {
                         subject: Ipv4Addr::from(s),
                         own,
                         endpoint,
                     })
                     .collect(),
-            )
-        }),
+            }),
         (
             any::<u32>(),
             any::<bool>(),

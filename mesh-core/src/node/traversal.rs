@@ -82,6 +82,8 @@ pub(super) struct Traversal {
     pub(super) punch_successes: u32,
     /// The last punch that worked took this long.
     pub(super) last_punch: Option<Duration>,
+    /// The NAT the member reported about itself, and its PlayStation type.
+    pub(super) nat: Option<(crate::nat::Behaviour, Option<u8>)>,
     /// Transit token bucket (bytes) and when it was last filled.
     bucket: u32,
     bucket_at: Option<Instant>,
@@ -135,6 +137,9 @@ pub struct TraversalStatus {
     pub last_punch: Option<Duration>,
     /// The next punch attempt, if one is scheduled.
     pub next_attempt: Option<Instant>,
+    /// The NAT the member reported about itself (peer exchange), with the
+    /// PlayStation type it gives its console.
+    pub nat: Option<(crate::nat::Behaviour, Option<u8>)>,
 }
 
 fn splitmix(x: &mut u64) -> u64 {
@@ -199,6 +204,7 @@ impl<C: Crypto> Node<'_, C> {
             punch_successes: t.punch_successes,
             last_punch: t.last_punch,
             next_attempt: t.next_attempt,
+            nat: t.nat,
         })
     }
 
@@ -541,7 +547,12 @@ impl<C: Crypto> Node<'_, C> {
                 }
             }
         }
-        let msg = pex::Message::Endpoints(entries);
+        let report = self.nat_report();
+        let msg = pex::Message::Endpoints {
+            nat: report.behaviour.code(),
+            playstation: report.playstation.unwrap_or(0),
+            entries,
+        };
         for slot in 0..MAX_MEMBERS {
             let Some(m) = self.members.get(slot) else {
                 continue;
@@ -573,7 +584,15 @@ impl<C: Crypto> Node<'_, C> {
         };
         self.stats.pex_received += 1;
         match msg {
-            pex::Message::Endpoints(entries) => {
+            pex::Message::Endpoints {
+                nat,
+                playstation,
+                entries,
+            } => {
+                self.member_trav[sender].nat = Some((
+                    crate::nat::Behaviour::from_code(nat),
+                    (1..=3).contains(&playstation).then_some(playstation),
+                ));
                 for e in entries {
                     let Some(s) = self.members.by_overlay(IpAddr::V4(e.subject)) else {
                         continue; // about us, or someone we do not know

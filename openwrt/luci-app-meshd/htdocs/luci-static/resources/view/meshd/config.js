@@ -1,0 +1,279 @@
+'use strict';
+'require view';
+'require form';
+'require uci';
+'require rpc';
+'require ui';
+
+/*
+ * /etc/config/meshd: one 'config meshd' section named 'main' (this router)
+ * and one 'config member' per friend's router. The options and their limits
+ * are those of meshd's parser (src/config.rs); meshd checks the file again
+ * when the service reloads and refuses a broken one.
+ */
+
+var callStatus = rpc.declare({
+	object: 'meshd',
+	method: 'status',
+	expect: { '': {} }
+});
+
+var MAX_MEMBER_NAME = 32;
+
+// A WireGuard key as `wg` prints it: 32 bytes of base64, canonical (the last
+// character before '=' carries 4 bits of the key and 2 zero bits).
+function isWireguardKey(value) {
+	return /^[A-Za-z0-9+\/]{42}[AEIMQUYcgkosw048]=$/.test(value);
+}
+
+function validateAbsolutePath(section_id, value) {
+	if (value == null || value === '')
+		return true;
+	return value.charAt(0) == '/' ? true : _('An absolute path (starting with /)');
+}
+
+function validateAsn(section_id, value) {
+	if (value === '23456')
+		return _('23456 is AS_TRANS (RFC 6793), not a usable AS number');
+	return true;
+}
+
+return view.extend({
+	load: function() {
+		return Promise.all([
+			L.resolveDefault(callStatus(), null),
+			uci.load('meshd')
+		]);
+	},
+
+	render: function(data) {
+		var status = data[0];
+		var m, s, o, ms;
+
+		m = new form.Map('meshd', _('Game Mesh'),
+			_('This router joins friends\' routers in one WireGuard mesh: the consoles behind them play as if they shared a LAN. Every home needs its own overlay address, AS number and LAN prefix.'));
+
+		/* This router */
+
+		s = m.section(form.NamedSection, 'main', 'meshd', _('This router'));
+		s.addremove = false;
+
+		s.tab('general', _('General'));
+		s.tab('routing', _('BGP and tunnels'));
+		s.tab('failover', _('Failover'));
+		s.tab('advanced', _('Advanced'));
+
+		o = s.taboption('general', form.Flag, 'enabled', _('Enabled'));
+		o.default = o.enabled;
+		o.rmempty = false;
+
+		o = s.taboption('general', form.DummyValue, '_public_key', _('Public key'),
+			_('Give it to your friends: their member entry for this router needs it.'));
+		o.cfgvalue = function() {
+			return (status && status.public_key) ? status.public_key : _('(known once meshd runs)');
+		};
+
+		o = s.taboption('general', form.Value, 'overlay', _('Overlay address'),
+			_('This router\'s IPv4 address inside the mesh, e.g. 10.0.0.1; unique per home.'));
+		o.datatype = 'ip4addr("nomask")';
+		o.rmempty = false;
+
+		o = s.taboption('general', form.Value, 'asn', _('AS number'),
+			_('One per home, e.g. 65001 (private range 64512-65534 or 4200000000-4294967294).'));
+		o.datatype = 'and(uinteger,range(1,4294967294))';
+		o.validate = validateAsn;
+		o.rmempty = false;
+
+		o = s.taboption('general', form.DynamicList, 'announce', _('Announced prefixes'),
+			_('The home LAN the console lives on, e.g. 192.168.1.0/24 (at most 8). No two homes may use the same one.'));
+		o.datatype = 'cidr';
+
+		o = s.taboption('general', form.Value, 'listen_port', _('Mesh port'),
+			_('UDP port of the WireGuard mesh; meshd opens it in the firewall.'));
+		o.datatype = 'and(port,min(1))';
+		o.placeholder = '51820';
+
+		o = s.taboption('general', form.Value, 'overlay6', _('IPv6 overlay address'));
+		o.datatype = 'ip6addr("nomask")';
+
+		o = s.taboption('routing', form.Value, 'hold_time', _('BGP hold time'),
+			_('Seconds: 0 (no keepalives) or 3-65535.'));
+		o.datatype = 'and(uinteger,or(0,range(3,65535)))';
+		o.placeholder = '9';
+
+		o = s.taboption('routing', form.Value, 'connect_retry', _('BGP connect retry'), _('Seconds.'));
+		o.datatype = 'range(1,3600)';
+		o.placeholder = '2';
+
+		o = s.taboption('routing', form.Value, 'keepalive', _('WireGuard keepalive'),
+			_('Seconds between keepalives that hold NAT mappings open; 0 turns them off.'));
+		o.datatype = 'range(0,65535)';
+		o.placeholder = '25';
+
+		o = s.taboption('routing', form.Value, 'max_paths', _('Equal-cost paths'),
+			_('How many equally good paths to use at once (1-32).'));
+		o.datatype = 'range(1,32)';
+		o.placeholder = '1';
+
+		o = s.taboption('routing', form.Value, 'relay_rate', _('Relay limit'),
+			_('Transit traffic one member may send through this router, in kbit/s; 0 = no limit. Games need well under 1000 per console.'));
+		o.datatype = 'range(0,10000000)';
+		o.placeholder = '20000';
+
+		o = s.taboption('failover', form.Flag, 'bfd', _('BFD'),
+			_('Fast failure detection on every tunnel: a dead router is noticed in interval x multiplier.'));
+		o.default = o.enabled;
+
+		o = s.taboption('failover', form.Value, 'bfd_interval', _('BFD interval'), _('Milliseconds.'));
+		o.datatype = 'range(1,10000)';
+		o.placeholder = '10';
+		o.depends('bfd', '1');
+
+		o = s.taboption('failover', form.Value, 'bfd_multiplier', _('BFD multiplier'),
+			_('Missed packets before a tunnel is declared down.'));
+		o.datatype = 'range(2,255)';
+		o.placeholder = '4';
+		o.depends('bfd', '1');
+
+		o = s.taboption('failover', form.Value, 'bfd_hold_down', _('BFD hold-down'),
+			_('Seconds BGP waits, once BFD is up again, before it uses the tunnel.'));
+		o.datatype = 'range(0,600)';
+		o.placeholder = '2';
+		o.depends('bfd', '1');
+
+		o = s.taboption('failover', form.Flag, 'redundancy', _('Redundant sending'),
+			_('Send small game packets over two paths at once, so that a failing router loses none.'));
+		o.default = o.enabled;
+
+		o = s.taboption('failover', form.Value, 'redundancy_max_size', _('Redundant packet size'),
+			_('Largest UDP packet, in bytes, that is sent twice.'));
+		o.datatype = 'range(28,1420)';
+		o.placeholder = '300';
+		o.depends('redundancy', '1');
+
+		o = s.taboption('advanced', form.Value, 'private_key_file', _('Private key file'),
+			_('Created (mode 0600) on first start when missing.'));
+		o.placeholder = '/etc/meshd/private.key';
+		o.validate = validateAbsolutePath;
+
+		o = s.taboption('advanced', form.Value, 'tun', _('TUN interface'));
+		o.placeholder = 'meshd0';
+		o.validate = function(section_id, value) {
+			if (value == null || value === '')
+				return true;
+			return (/^[A-Za-z0-9_.-]{1,15}$/.test(value) && value != '.' && value != '..')
+				? true : _('1-15 of A-Z a-z 0-9 _ . -');
+		};
+
+		o = s.taboption('advanced', form.Value, 'control_socket', _('Control socket'));
+		o.placeholder = '/var/run/meshd.sock';
+		o.validate = function(section_id, value) {
+			if (value != null && value.length > 107)
+				return _('At most 107 bytes');
+			return validateAbsolutePath(section_id, value);
+		};
+
+		o = s.taboption('advanced', form.ListValue, 'log_level', _('Log level'));
+		o.value('error', _('Errors'));
+		o.value('warn', _('Warnings'));
+		o.value('info', _('Information'));
+		o.value('debug', _('Debug'));
+		o.value('trace', _('Trace'));
+		o.default = 'info';
+
+		/* Friends' routers */
+
+		ms = m.section(form.GridSection, 'member', _('Members'),
+			_('One entry per friend\'s router; the entry\'s name is the member\'s name (letters, digits and _, at most 32).'));
+		ms.anonymous = false;
+		ms.addremove = true;
+		ms.nodescriptions = true;
+		ms.addbtntitle = _('Add member');
+
+		// Members written by `uci add` are anonymous and carry option name.
+		ms.sectiontitle = function(section_id) {
+			return uci.get('meshd', section_id, 'name') || section_id;
+		};
+
+		ms.handleAdd = function(ev, name) {
+			if (name != null && name.length > MAX_MEMBER_NAME) {
+				ui.addNotification(null, E('p', _('A member name has at most %d characters.').format(MAX_MEMBER_NAME)), 'warning');
+				return Promise.resolve();
+			}
+			return form.GridSection.prototype.handleAdd.apply(this, [ ev, name ]);
+		};
+
+		o = ms.option(form.Flag, 'enabled', _('Enabled'));
+		o.default = o.enabled;
+		o.editable = true;
+
+		o = ms.option(form.Value, 'public_key', _('Public key'),
+			_('The member\'s WireGuard public key (44 characters of base64).'));
+		o.rmempty = false;
+		o.validate = function(section_id, value) {
+			if (value == null || value === '')
+				return true;
+			if (!isWireguardKey(value))
+				return _('A WireGuard key: 44 characters of base64 ending in =');
+			if (status && status.public_key === value)
+				return _('This is this router\'s own key');
+			return true;
+		};
+		o.textvalue = function(section_id) {
+			var key = this.cfgvalue(section_id) || '';
+			return key.length > 12 ? key.substr(0, 6) + '…' + key.substr(-6) : key;
+		};
+
+		o = ms.option(form.Value, 'overlay', _('Overlay address'));
+		o.datatype = 'ip4addr("nomask")';
+		o.rmempty = false;
+
+		o = ms.option(form.Value, 'asn', _('AS number'));
+		o.datatype = 'and(uinteger,range(1,4294967294))';
+		o.rmempty = false;
+		o.validate = function(section_id, value) {
+			if (value !== '' && value === uci.get('meshd', 'main', 'asn'))
+				return _('This is this router\'s own AS number');
+			return validateAsn(section_id, value);
+		};
+
+		o = ms.option(form.DynamicList, 'prefix', _('Prefixes'),
+			_('What the member may announce (its LAN, at most 8); nothing else is accepted from it.'));
+		o.datatype = 'cidr';
+
+		o = ms.option(form.DynamicList, 'endpoint', _('Endpoints'),
+			_('Where the member can be reached: host:port, a.b.c.d:port or [IPv6]:port. Without one, it is reached once it contacts this router, or through another member.'));
+		o.datatype = 'or(hostport,ipaddrport(1))';
+		o.placeholder = 'friend.example.net:51820';
+
+		o = ms.option(form.Value, 'overlay6', _('IPv6 overlay address'));
+		o.datatype = 'ip6addr("nomask")';
+		o.modalonly = true;
+
+		o = ms.option(form.Value, 'keepalive', _('WireGuard keepalive'),
+			_('Seconds; overrides this router\'s setting (0 = off for this member).'));
+		o.datatype = 'range(0,65535)';
+		o.modalonly = true;
+
+		o = ms.option(form.Value, 'hold_time', _('BGP hold time'),
+			_('Seconds; overrides this router\'s setting.'));
+		o.datatype = 'and(uinteger,or(0,range(3,65535)))';
+		o.modalonly = true;
+
+		o = ms.option(form.ListValue, 'bfd', _('BFD'));
+		o.value('', _('As this router'));
+		o.value('1', _('On'));
+		o.value('0', _('Off'));
+		o.modalonly = true;
+
+		o = ms.option(form.Value, 'bfd_interval', _('BFD interval'), _('Milliseconds.'));
+		o.datatype = 'range(1,10000)';
+		o.modalonly = true;
+
+		o = ms.option(form.Value, 'bfd_multiplier', _('BFD multiplier'));
+		o.datatype = 'range(2,255)';
+		o.modalonly = true;
+
+		return m.render();
+	}
+});
