@@ -263,7 +263,7 @@ fn demo(meshd: &Path, check: bool) -> Result<(), String> {
         bfd_only.longest_gap.as_millis()
     );
     println!(
-        "  rejoin                     {:.2} s and {:.2} s (BFD up, then the 2 s hold-down)",
+        "  rejoin                     {:.2} s and {:.2} s (tunnel, BFD and BGP up again: a rebooted router is no flap, so no hold-down)",
         back1.as_secs_f64(),
         back2.as_secs_f64()
     );
