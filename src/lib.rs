@@ -11,3 +11,4 @@ pub mod logger;
 pub mod status;
 pub mod sys;
 pub mod uci;
+pub mod uci_edit;
