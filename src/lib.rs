@@ -10,5 +10,6 @@ pub mod keys;
 pub mod logger;
 pub mod status;
 pub mod sys;
+pub mod ubus;
 pub mod uci;
 pub mod uci_edit;
