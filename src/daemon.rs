@@ -27,6 +27,7 @@ use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFl
 
 use crate::config::{Config, MemberEntry};
 use crate::control::{ControlServer, Request};
+use crate::json::Json;
 use crate::sys::netlink::{Netlink, Route, RTPROT_MESHD};
 use crate::sys::tun::Tun;
 use crate::{keys, status};
@@ -37,6 +38,15 @@ const TOKEN_TUN: u64 = 3;
 const TOKEN_SIGNAL: u64 = 4;
 const TOKEN_TIMER: u64 = 5;
 const TOKEN_CONTROL: u64 = 6;
+const TOKEN_UBUS: u64 = 7;
+
+/// Where ubusd listens; `MESHD_UBUS_SOCKET` overrides it (tests, other
+/// systems).
+fn ubus_socket() -> PathBuf {
+    std::env::var_os("MESHD_UBUS_SOCKET")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(crate::ubus::DEFAULT_SOCKET))
+}
 
 /// Packets handled per readiness event before others get a turn.
 const BATCH: usize = 256;
@@ -129,6 +139,9 @@ pub struct Daemon {
     signals: SignalFd,
     timer: TimerFd,
     control: ControlServer,
+    /// The `meshd` object on OpenWrt's bus (reconnects when ubusd restarts;
+    /// where there is no ubusd it keeps trying, quietly).
+    ubus: crate::ubus::UbusConn,
     /// Kernel routes we installed towards the TUN device.
     installed: BTreeSet<Prefix>,
     stop: Option<Outcome>,
@@ -270,6 +283,7 @@ impl Daemon {
             signals,
             timer,
             control,
+            ubus: crate::ubus::UbusConn::new(ubus_socket(), crate::ubus_api::object()),
             installed: BTreeSet::new(),
             stop: None,
             udp_send_errors: 0,
@@ -328,8 +342,17 @@ impl Daemon {
                     }
                     TOKEN_SIGNAL => self.read_signals(),
                     TOKEN_CONTROL => self.serve_control(),
+                    TOKEN_UBUS => {
+                        let evs = self.ubus.on_readable();
+                        self.on_ubus(evs);
+                    }
                     _ => {}
                 }
+            }
+            let evs = self.ubus.poll_reconnect(std::time::Instant::now());
+            self.on_ubus(evs);
+            if self.ubus.wants_write() {
+                self.ubus.flush();
             }
             let t = now();
             if self.node.poll_timeout(t).is_some_and(|(d, _)| d <= t) {
@@ -585,8 +608,18 @@ impl Daemon {
     fn drain_and_arm(&mut self) {
         self.drain();
         let t = now();
-        match self.node.poll_timeout(t) {
-            Some((deadline, _)) => {
+        // The bus connection's retry is a deadline too.
+        let ubus = self.ubus.next_reconnect().map(|at| {
+            let wait = at.saturating_duration_since(std::time::Instant::now());
+            t + mesh_core::Duration::from_micros(wait.as_micros() as u64)
+        });
+        let node = self.node.poll_timeout(t).map(|(d, _)| d);
+        let next = match (node, ubus) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match next {
+            Some(deadline) => {
                 // A deadline already past fires at once (1 µs from now).
                 let at = deadline.max(t + mesh_core::Duration::from_micros(1));
                 let _ = self.timer.set(
@@ -604,7 +637,93 @@ impl Daemon {
         self.node.member_name(slot).unwrap_or("?").to_string()
     }
 
+    /// What the bus brought: connection changes and calls.
+    fn on_ubus(&mut self, events: Vec<crate::ubus::Event>) {
+        use crate::ubus::Event;
+        for ev in events {
+            match ev {
+                Event::Connected => {
+                    if let Some(fd) = self.ubus.fd() {
+                        let ev = EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_UBUS);
+                        if let Err(e) = self.epoll.add(fd, ev) {
+                            log::warn!("ubus: cannot watch the bus socket: {e}");
+                        }
+                    }
+                }
+                Event::Disconnected => log::debug!("ubus: disconnected; will reconnect"),
+                Event::Registered { id } => {
+                    log::info!("ubus: object meshd registered (id {id:#010x})")
+                }
+                Event::SubscribersChanged { active } => {
+                    log::debug!(
+                        "ubus: subscribers {}",
+                        if active { "present" } else { "gone" }
+                    )
+                }
+                Event::Error(e) => log::debug!("ubus: {e:?}"),
+                Event::Invoke {
+                    peer,
+                    seq,
+                    method,
+                    args,
+                } => {
+                    let result = self.ubus_call(&method, &args);
+                    if let Err(status) = &result {
+                        log::debug!("ubus: {method} answered {status:?}");
+                    }
+                    self.ubus.reply(peer, seq, result);
+                }
+            }
+        }
+    }
+
+    fn ubus_call(&mut self, method: &str, args: &Json) -> Result<Json, crate::ubus::Status> {
+        use crate::ubus::Status;
+        use crate::ubus_api as api;
+        let doc = || status::document(&self.node, now(), self.config.main.listen_port);
+        match method {
+            "status" => Ok(doc()),
+            "members" | "routes" | "nat" => Ok(api::part(&doc(), method)),
+            "reload" => {
+                self.reload();
+                Ok(Json::obj().with("reloaded", true))
+            }
+            "member_add" | "member_del" => {
+                let done = if method == "member_add" {
+                    api::member_add(&self.config_path, args)
+                } else {
+                    api::member_del(&self.config_path, args)
+                };
+                match done {
+                    Ok(name) => {
+                        let event = if method == "member_add" {
+                            "added"
+                        } else {
+                            "removed"
+                        };
+                        log::info!(
+                            "ubus: {method} {name}: {} written",
+                            self.config_path.display()
+                        );
+                        self.reload();
+                        self.ubus.notify(
+                            "member",
+                            Json::obj().with("name", name.as_str()).with("event", event),
+                        );
+                        Ok(Json::obj().with("name", name))
+                    }
+                    Err((status, why)) => {
+                        log::warn!("ubus: {method} refused, nothing changed: {why}");
+                        Err(status)
+                    }
+                }
+            }
+            _ => Err(Status::MethodNotFound),
+        }
+    }
+
     fn on_event(&mut self, ev: NodeEvent) {
+        self.notify_event(&ev);
         match ev {
             NodeEvent::SessionUp { member } => {
                 log::info!("bgp: session with {} established", self.member(member))
@@ -645,6 +764,41 @@ impl Daemon {
                 self.installed.remove(&prefix);
             }
         }
+    }
+
+    /// Member and route changes, for the bus's subscribers.
+    fn notify_event(&mut self, ev: &NodeEvent) {
+        let member = |d: &Daemon, m: u8, event: &str| {
+            Json::obj().with("name", d.member(m)).with("event", event)
+        };
+        let (kind, data) = match *ev {
+            NodeEvent::TunnelUp { member: m } => ("member", member(self, m, "tunnel_up")),
+            NodeEvent::SessionUp { member: m } => ("member", member(self, m, "session_up")),
+            NodeEvent::SessionDown { member: m, .. } => ("member", member(self, m, "session_down")),
+            NodeEvent::BfdUp { member: m } => ("member", member(self, m, "bfd_up")),
+            NodeEvent::BfdDown { member: m, .. } => ("member", member(self, m, "bfd_down")),
+            NodeEvent::RouteAdded { prefix, via } => (
+                "route",
+                Json::obj()
+                    .with("prefix", prefix.to_string())
+                    .with("event", "added")
+                    .with("via", self.member(via)),
+            ),
+            NodeEvent::PathChanged { prefix, to, .. } => (
+                "route",
+                Json::obj()
+                    .with("prefix", prefix.to_string())
+                    .with("event", "changed")
+                    .with("via", self.member(to)),
+            ),
+            NodeEvent::RouteRemoved { prefix } => (
+                "route",
+                Json::obj()
+                    .with("prefix", prefix.to_string())
+                    .with("event", "removed"),
+            ),
+        };
+        self.ubus.notify(kind, data);
     }
 
     fn install(&mut self, prefix: Prefix) {

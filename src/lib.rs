@@ -11,5 +11,6 @@ pub mod logger;
 pub mod status;
 pub mod sys;
 pub mod ubus;
+pub mod ubus_api;
 pub mod uci;
 pub mod uci_edit;
