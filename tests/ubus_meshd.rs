@@ -254,6 +254,26 @@ fn meshd_serves_its_ubus_object() {
     );
     let status = reply(&mut s, &mut notes);
     assert_eq!(status.status(), Some(0));
+    // Every field the LuCI status view reads starts at a key of this answer
+    // (the full paths are checked against a busy mesh in lab_nat.rs).
+    let contract: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("openwrt/luci-app-meshd/status-contract.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    for path in contract
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|v| v.as_array().unwrap())
+    {
+        let path = path.as_str().unwrap();
+        let top = path.split(['.', '[']).next().unwrap();
+        assert!(doc.get(top).is_some(), "ubus status lacks '{top}' ({path})");
+    }
     // The captured call of a method the object lacks: answered as libubus
     // answered it, byte for byte.
     s.write_all(&captured('<', "INVOKE", 3)).unwrap();
