@@ -212,7 +212,13 @@ mod tests {
                 "'asn' must be an integer",
             ),
             (
-                args(&[("prefix", Json::Arr(vec![Json::Int(1)]))]),
+                args(&[
+                    ("name", "x".into()),
+                    ("public_key", "k".into()),
+                    ("overlay", "10.0.0.2".into()),
+                    ("asn", Json::Int(65002)),
+                    ("prefix", Json::Arr(vec![Json::Int(1)])),
+                ]),
                 "array of strings",
             ),
         ] {
