@@ -27,38 +27,12 @@ use meshd::ubus::blob::{fields_from_json, fields_to_json};
 use meshd::ubus::msg::Attr;
 use meshd::ubus::{Msg, MsgType, Status};
 
-const CONN01: &str = include_str!("fixtures/ubus/conn01.txt");
+#[path = "support/ubus_capture.rs"]
+mod ubus_capture;
+
+use ubus_capture::{capture, nth as captured};
+
 const WAIT: Duration = Duration::from_secs(10);
-
-/// `(direction, type, peer, bytes)` of every captured frame.
-fn capture() -> Vec<(char, String, u32, Vec<u8>)> {
-    CONN01
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let hex = f[4];
-            (
-                f[0].chars().next().unwrap(),
-                f[1].to_string(),
-                u32::from_str_radix(f[3].strip_prefix("peer=0x").unwrap(), 16).unwrap(),
-                (0..hex.len())
-                    .step_by(2)
-                    .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-                    .collect(),
-            )
-        })
-        .collect()
-}
-
-fn captured(dir: char, kind: &str, n: usize) -> Vec<u8> {
-    capture()
-        .into_iter()
-        .filter(|c| c.0 == dir && c.1 == kind)
-        .nth(n)
-        .unwrap_or_else(|| panic!("no {dir} {kind} #{n} in the capture"))
-        .3
-}
 
 fn read_frame(s: &mut UnixStream) -> Msg {
     let mut frame = vec![0u8; 12];
@@ -279,11 +253,7 @@ fn meshd_serves_its_ubus_object() {
     s.write_all(&captured('<', "INVOKE", 3)).unwrap();
     let nosuch = reply(&mut s, &mut notes).encode().unwrap();
     let peer = Msg::decode(&captured('<', "INVOKE", 3)).unwrap().peer;
-    let expected = capture()
-        .into_iter()
-        .find(|c| c.0 == '>' && c.1 == "STATUS" && c.2 == peer)
-        .unwrap()
-        .3;
+    let expected = ubus_capture::find(&capture(), '>', "STATUS", peer, 0);
     assert_eq!(nosuch, expected, "METHOD_NOT_FOUND differs from libubus's");
 
     // members / routes / nat are parts of the document.

@@ -21,47 +21,12 @@ use std::time::{Duration, Instant};
 use meshd::json::Json;
 use meshd::ubus::{ArgType, Event, Msg, Status, UbusConn, UbusObject};
 
-const CONN01: &str = include_str!("fixtures/ubus/conn01.txt");
+#[path = "support/ubus_capture.rs"]
+mod ubus_capture;
+
+use ubus_capture::{capture, find, Captured};
+
 const WAIT: Duration = Duration::from_secs(10);
-
-/// One line of the capture.
-#[derive(Debug, Clone)]
-struct Captured {
-    /// `>` to ubusd, `<` from ubusd.
-    dir: char,
-    kind: String,
-    peer: u32,
-    bytes: Vec<u8>,
-}
-
-fn capture() -> Vec<Captured> {
-    CONN01
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let hex = f[4];
-            Captured {
-                dir: f[0].chars().next().unwrap(),
-                kind: f[1].to_string(),
-                peer: u32::from_str_radix(f[3].strip_prefix("peer=0x").unwrap(), 16).unwrap(),
-                bytes: (0..hex.len())
-                    .step_by(2)
-                    .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-                    .collect(),
-            }
-        })
-        .collect()
-}
-
-fn find(cap: &[Captured], dir: char, kind: &str, peer: u32, n: usize) -> Vec<u8> {
-    cap.iter()
-        .filter(|c| c.dir == dir && c.kind == kind && c.peer == peer)
-        .nth(n)
-        .unwrap_or_else(|| panic!("no {dir} {kind} {peer:08x} #{n}"))
-        .bytes
-        .clone()
-}
 
 /// What the captured object's `status` returned.
 fn status_json() -> Json {

@@ -20,7 +20,6 @@
 
 #![allow(dead_code)]
 
-use std::fs::File;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -414,21 +413,7 @@ impl NatLab {
     /// Starts (or restarts) meshd on router `n`.
     pub fn start(&mut self, n: usize) {
         let meshd = self.meshd.clone();
-        let r = &mut self.routers[n - 1];
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(&r.log)
-            .unwrap();
-        let child =
-            r.ns.cmd(meshd.to_str().unwrap())
-                .arg("-c")
-                .arg(&r.config)
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("start meshd");
-        r.process = Some(child);
+        self.routers[n - 1].start_meshd(&meshd);
     }
 
     pub fn start_all(&mut self) {
@@ -439,20 +424,13 @@ impl NatLab {
 
     /// A power cut: every link down first, then `kill -9` (LAB.md).
     pub fn power_cut(&mut self, n: usize) {
-        let r = &mut self.routers[n - 1];
-        r.ns.ip(&["link", "set", "wan", "down"]);
-        r.ns.ip(&["link", "set", "lan", "down"]);
-        for mut p in r.process.take().into_iter().chain(r.others.drain(..)) {
-            let _ = p.kill();
-            let _ = p.wait();
-        }
+        self.routers[n - 1].power_cut();
     }
 
     /// Power back: links up, meshd started with no other step.
     pub fn power_on(&mut self, n: usize) {
         let r = &self.routers[n - 1];
-        r.ns.ip(&["link", "set", "wan", "up"]);
-        r.ns.ip(&["link", "set", "lan", "up"]);
+        r.links_up();
         // Taking the link down removed the default route through the NAT.
         if self.kinds[n - 1] != NatKind::Open {
             r.ns.ip(&["route", "replace", "default", "via", &format!("10.{n}.0.1")]);
@@ -463,15 +441,7 @@ impl NatLab {
     /// `meshd status --json` of router `n`, raw (as seed.rs asks it: the
     /// config names the control socket).
     pub fn status_json(&self, n: usize) -> Option<String> {
-        let r = self.router(n);
-        let out = Command::new(&self.meshd)
-            .args(["status", "--json", "-c"])
-            .arg(&r.config)
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        self.router(n).status_json(&self.meshd)
     }
 
     /// Router `n`'s status document.

@@ -39,6 +39,56 @@ pub struct Router {
     pub others: Vec<Child>,
 }
 
+impl Router {
+    /// Starts (or restarts) `meshd` on this router, its log appended to.
+    pub fn start_meshd(&mut self, meshd: &Path) {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = self
+            .ns
+            .cmd(meshd.to_str().unwrap())
+            .arg("-c")
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start meshd");
+        self.process = Some(child);
+    }
+
+    /// A power cut: every link down first, then `kill -9` of meshd and any
+    /// other daemon of the router (LAB.md).
+    pub fn power_cut(&mut self) {
+        self.ns.ip(&["link", "set", "wan", "down"]);
+        self.ns.ip(&["link", "set", "lan", "down"]);
+        for mut p in self.process.take().into_iter().chain(self.others.drain(..)) {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+    }
+
+    pub fn links_up(&self) {
+        self.ns.ip(&["link", "set", "wan", "up"]);
+        self.ns.ip(&["link", "set", "lan", "up"]);
+    }
+
+    /// `meshd status --json` of this router, raw (the config names the
+    /// control socket).
+    pub fn status_json(&self, meshd: &Path) -> Option<String> {
+        let out = Command::new(meshd)
+            .args(["status", "--json", "-c"])
+            .arg(&self.config)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
 pub struct SeedLab {
     pub tag: String,
     pub inet: Netns,
@@ -265,21 +315,7 @@ impl SeedLab {
     /// Starts (or restarts) meshd on router `n`.
     pub fn start(&mut self, n: usize) {
         let meshd = self.meshd.clone();
-        let r = &mut self.routers[n - 1];
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(&r.log)
-            .unwrap();
-        let child =
-            r.ns.cmd(meshd.to_str().unwrap())
-                .arg("-c")
-                .arg(&r.config)
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("start meshd");
-        r.process = Some(child);
+        self.routers[n - 1].start_meshd(&meshd);
     }
 
     pub fn start_all(&mut self) {
@@ -290,13 +326,7 @@ impl SeedLab {
 
     /// A power cut: every link down first, then `kill -9` (LAB.md).
     pub fn power_cut(&mut self, n: usize) {
-        let r = &mut self.routers[n - 1];
-        r.ns.ip(&["link", "set", "wan", "down"]);
-        r.ns.ip(&["link", "set", "lan", "down"]);
-        for mut p in r.process.take().into_iter().chain(r.others.drain(..)) {
-            let _ = p.kill();
-            let _ = p.wait();
-        }
+        self.routers[n - 1].power_cut();
     }
 
     /// Power back: links up, meshd started with no other step.
@@ -306,9 +336,7 @@ impl SeedLab {
     }
 
     pub fn links_up(&self, n: usize) {
-        let r = &self.routers[n - 1];
-        r.ns.ip(&["link", "set", "wan", "up"]);
-        r.ns.ip(&["link", "set", "lan", "up"]);
+        self.routers[n - 1].links_up();
     }
 
     /// Sets `option` in router `n`'s main section and reloads meshd with
@@ -332,15 +360,7 @@ impl SeedLab {
 
     /// `meshd status --json` of router `n`, raw.
     pub fn status_json(&self, n: usize) -> Option<String> {
-        let r = self.router(n);
-        let out = Command::new(&self.meshd)
-            .args(["status", "--json", "-c"])
-            .arg(&r.config)
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        self.router(n).status_json(&self.meshd)
     }
 
     pub fn status_text(&self, n: usize) -> String {
