@@ -107,7 +107,9 @@ pub struct NodeConfig {
     /// BFD on every tunnel, unless a member says otherwise (`None`: off).
     pub bfd: Option<bfd::Config>,
     /// After BFD took a session down, BGP waits this long with BFD Up before
-    /// it starts again; doubled for each further flap (up to a minute).
+    /// it starts again; doubled for each further flap (up to a minute). A
+    /// member that comes back restarted (a new BFD discriminator) is not a
+    /// flapping path and is not held down.
     pub bfd_hold_down: Duration,
     /// Redundant sending: UDP packets from the LAN up to this size go over
     /// the two best first hops (`None`: off).
