@@ -768,6 +768,9 @@ impl Daemon {
 
     /// Member and route changes, for the bus's subscribers.
     fn notify_event(&mut self, ev: &NodeEvent) {
+        if !self.ubus.object().has_subscribers() {
+            return;
+        }
         let member = |d: &Daemon, m: u8, event: &str| {
             Json::obj().with("name", d.member(m)).with("event", event)
         };

@@ -50,6 +50,7 @@ pub fn document<C: Crypto>(node: &Node<'_, C>, now: Instant, listen_port: u16) -
                     .with("hops", attrs.as_path.selection_len()),
             )
         });
+        let traversal = node.traversal(m.slot);
         members.push(
             Json::obj()
                 .with("name", m.config.name.as_str())
@@ -81,7 +82,7 @@ pub fn document<C: Crypto>(node: &Node<'_, C>, now: Instant, listen_port: u16) -
                 .with("path", path)
                 .with(
                     "traversal",
-                    node.traversal(m.slot).map(|t| {
+                    traversal.as_ref().map(|t| {
                         Json::obj()
                             .with(
                                 "learned",
@@ -98,7 +99,7 @@ pub fn document<C: Crypto>(node: &Node<'_, C>, now: Instant, listen_port: u16) -
                 )
                 .with(
                     "nat",
-                    node.traversal(m.slot).and_then(|t| t.nat).map(|(b, ps)| {
+                    traversal.as_ref().and_then(|t| t.nat).map(|(b, ps)| {
                         Json::obj()
                             .with("behaviour", b.as_str())
                             .with("playstation", ps)

@@ -1366,16 +1366,14 @@ impl<'a, C: Crypto> Node<'a, C> {
             return;
         }
         if self.overlay.has_addr(info.dst) {
-            if let Some((_, bfd::BFD_PORT, payload)) = ip::udp_parts(packet, &info) {
-                self.handle_bfd(now, slot, &info, payload);
-            } else if let Some((crate::pex::PEX_PORT, crate::pex::PEX_PORT, payload)) =
-                ip::udp_parts(packet, &info)
-            {
-                self.handle_pex(now, info.src, payload);
-            } else if self.config.overlay_in_kernel && !is_bgp(packet, &info) {
-                self.queue_lan(packet);
-            } else {
-                self.deliver_to_own_address(packet, &info);
+            const PEX: u16 = crate::pex::PEX_PORT;
+            match ip::udp_parts(packet, &info) {
+                Some((_, bfd::BFD_PORT, payload)) => self.handle_bfd(now, slot, &info, payload),
+                Some((PEX, PEX, payload)) => self.handle_pex(now, info.src, payload),
+                _ if self.config.overlay_in_kernel && !is_bgp(packet, &info) => {
+                    self.queue_lan(packet)
+                }
+                _ => self.deliver_to_own_address(packet, &info),
             }
             return;
         }

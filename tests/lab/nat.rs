@@ -24,7 +24,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::seed::{meshd_key, Router};
+use super::seed::Router;
 use super::{veth, Netns, TempDir};
 
 /// What stands between a router and the internet (LAB.md's table).
@@ -269,40 +269,7 @@ impl NatLab {
                 }
             };
             inet.ip(&["link", "set", &bridge_port, "master", "br0"]);
-            veth(
-                &ns,
-                "lan",
-                &format!("192.168.{n}.1/24"),
-                &console,
-                "eth0",
-                &format!("192.168.{n}.10/24"),
-            );
-            console.ip(&["route", "add", "default", "via", &format!("192.168.{n}.1")]);
-            ns.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-            // As in seed.rs: sources from the mesh arrive on the TUN device.
-            ns.exec(&["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=2"]);
-            let private =
-                String::from_utf8(Command::new(meshd).arg("genkey").output().unwrap().stdout)
-                    .unwrap();
-            let key_file = dir.path().join(format!("r{n}.key"));
-            std::fs::write(&key_file, &private).unwrap();
-            std::fs::set_permissions(
-                &key_file,
-                std::os::unix::fs::PermissionsExt::from_mode(0o600),
-            )
-            .unwrap();
-            let public_key = meshd_key(meshd, &private);
-            routers.push(Router {
-                n,
-                ns,
-                console,
-                config: dir.path().join(format!("r{n}.conf")),
-                socket: dir.path().join(format!("r{n}.sock")),
-                log: dir.path().join(format!("r{n}.log")),
-                public_key,
-                process: None,
-                others: Vec::new(),
-            });
+            routers.push(Router::new(n, ns, console, &dir, meshd));
             nats.push(nat);
         }
         let lab = NatLab {

@@ -40,6 +40,46 @@ pub struct Router {
 }
 
 impl Router {
+    /// Router `n` in `ns` (its WAN already set up): the LAN veth to console
+    /// `console` (192.168.n.0/24), forwarding on, a meshd key in `dir`.
+    pub fn new(n: usize, ns: Netns, console: Netns, dir: &TempDir, meshd: &Path) -> Router {
+        veth(
+            &ns,
+            "lan",
+            &format!("192.168.{n}.1/24"),
+            &console,
+            "eth0",
+            &format!("192.168.{n}.10/24"),
+        );
+        console.ip(&["route", "add", "default", "via", &format!("192.168.{n}.1")]);
+        ns.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        // Packets from the mesh arrive on the TUN device with sources
+        // routed back through it; loose reverse-path filtering is the
+        // router default on OpenWrt too.
+        ns.exec(&["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=2"]);
+        let private =
+            String::from_utf8(Command::new(meshd).arg("genkey").output().unwrap().stdout).unwrap();
+        let key_file = dir.path().join(format!("r{n}.key"));
+        std::fs::write(&key_file, &private).unwrap();
+        std::fs::set_permissions(
+            &key_file,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        let public_key = meshd_key(meshd, &private);
+        Router {
+            n,
+            ns,
+            console,
+            config: dir.path().join(format!("r{n}.conf")),
+            socket: dir.path().join(format!("r{n}.sock")),
+            log: dir.path().join(format!("r{n}.log")),
+            public_key,
+            process: None,
+            others: Vec::new(),
+        }
+    }
+
     /// Starts (or restarts) `meshd` on this router, its log appended to.
     pub fn start_meshd(&mut self, meshd: &Path) {
         let log = File::options()
@@ -177,42 +217,7 @@ impl SeedLab {
                 "",
             );
             inet.ip(&["link", "set", &format!("w{n}"), "master", "br0"]);
-            veth(
-                &ns,
-                "lan",
-                &format!("192.168.{n}.1/24"),
-                &console,
-                "eth0",
-                &format!("192.168.{n}.10/24"),
-            );
-            console.ip(&["route", "add", "default", "via", &format!("192.168.{n}.1")]);
-            ns.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-            // Packets from the mesh arrive on the TUN device with sources
-            // routed back through it; loose reverse-path filtering is the
-            // router default on OpenWrt too.
-            ns.exec(&["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=2"]);
-            let private =
-                String::from_utf8(Command::new(meshd).arg("genkey").output().unwrap().stdout)
-                    .unwrap();
-            let key_file = dir.path().join(format!("r{n}.key"));
-            std::fs::write(&key_file, &private).unwrap();
-            std::fs::set_permissions(
-                &key_file,
-                std::os::unix::fs::PermissionsExt::from_mode(0o600),
-            )
-            .unwrap();
-            let public_key = meshd_key(meshd, &private);
-            routers.push(Router {
-                n,
-                ns,
-                console,
-                config: dir.path().join(format!("r{n}.conf")),
-                socket: dir.path().join(format!("r{n}.sock")),
-                log: dir.path().join(format!("r{n}.log")),
-                public_key,
-                process: None,
-                others: Vec::new(),
-            });
+            routers.push(Router::new(n, ns, console, &dir, meshd));
         }
         if !topo.blocked.is_empty() {
             let mut rules = String::from(

@@ -347,11 +347,12 @@ impl<C: Crypto> Node<'_, C> {
                 }
             }
         }
-        let public = self.nat_report().public;
+        let report = self.nat_report();
+        let public = report.public;
         if public != self.trav.last_public {
             log::info!(
                 "nat: {} (public endpoint {:?})",
-                self.nat_report().behaviour.as_str(),
+                report.behaviour.as_str(),
                 public
             );
             self.trav.last_public = public;
@@ -691,18 +692,18 @@ impl<C: Crypto> Node<'_, C> {
                 continue;
             }
             if self.is_direct(now, slot) {
-                let name = self.members.get(slot).map(|m| m.config.name.as_str());
                 let t = &mut self.member_trav[slot];
                 if let Some(started) = t.punch_started.take() {
                     let took = now.saturating_duration_since(started);
-                    log::info!(
-                        "punch: direct tunnel to {} after {} ms",
-                        name.unwrap_or("?"),
-                        took.as_millis()
-                    );
                     t.punch_successes += 1;
                     t.last_punch = Some(took);
+                    log::info!(
+                        "punch: direct tunnel to {} after {} ms",
+                        self.member_name(slot as u8).unwrap_or("?"),
+                        took.as_millis()
+                    );
                 }
+                let t = &mut self.member_trav[slot];
                 t.punch_until = None;
                 t.next_attempt = None;
                 t.backoff = None;
