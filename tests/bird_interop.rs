@@ -21,7 +21,7 @@ use std::time::Duration as StdDuration;
 use lab::{require_cmd, require_root, veth, wait_for, Bird, Netns, TempDir};
 use mesh_core::bgp::error::DownReason;
 use mesh_core::bgp::notification::ErrorCode;
-use mesh_core::bgp::session::{Action, ConnId, Session, SessionConfig, SessionEvent, State};
+use mesh_core::bgp::session::{ConnId, Session, SessionConfig, SessionEvent, State};
 use mesh_core::bgp::speaker::{export, AcceptAll, ExportPolicy, ImportStats, RibImport};
 use mesh_core::bgp::PathAttributes;
 use mesh_core::rib::{PeerInfo, Rib, Source};
@@ -109,6 +109,8 @@ fn speaker(shared: Arc<Mutex<Shared>>) {
     };
     let mut import_stats = ImportStats::default();
     let mut conns: [Option<TcpStream>; 2] = [None, None];
+    // What the session handed over that the socket did not take yet.
+    let mut outbox: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
     let mut eor_sent = false;
     session.start(now());
 
@@ -136,6 +138,7 @@ fn speaker(shared: Arc<Mutex<Shared>>) {
             if session.handle_accepted(t) {
                 s.set_nonblocking(true).unwrap();
                 conns[1] = Some(s);
+                outbox[1].clear();
             }
         }
         let mut buf = [0u8; 8192];
@@ -146,6 +149,7 @@ fn speaker(shared: Arc<Mutex<Shared>>) {
             match stream.read(&mut buf) {
                 Ok(0) => {
                     conns[id as usize] = None;
+                    outbox[id as usize].clear();
                     session.handle_transport_closed(t, id);
                 }
                 Ok(n) => {
@@ -160,6 +164,7 @@ fn speaker(shared: Arc<Mutex<Shared>>) {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {}
                 Err(_) => {
                     conns[id as usize] = None;
+                    outbox[id as usize].clear();
                     session.handle_transport_closed(t, id);
                 }
             }
@@ -167,30 +172,31 @@ fn speaker(shared: Arc<Mutex<Shared>>) {
         if session.poll_timeout().is_some_and(|d| d <= t) {
             session.handle_timeout(t);
         }
-        while let Some(action) = session.poll_action() {
-            match action {
-                Action::Connect => {
+        while let Some(ev) = session.poll_event() {
+            match ev {
+                SessionEvent::Connect => {
                     match TcpStream::connect_timeout(&peer_addr, StdDuration::from_millis(300)) {
                         Ok(s) => {
                             s.set_nonblocking(true).unwrap();
                             conns[0] = Some(s);
+                            outbox[0].clear();
                             session.handle_connected(t);
                         }
                         Err(_) => session.handle_transport_closed(t, ConnId::Outgoing),
                     }
+                    continue;
                 }
-                Action::Close(id) => {
+                SessionEvent::Close(id) => {
+                    take_queued(&mut session, id, &mut outbox[id as usize]);
                     if let Some(mut s) = conns[id as usize].take() {
                         let _ = s.set_nonblocking(false);
-                        let _ = s.write_all(session.pending_tx(id));
+                        let _ = s.write_all(&outbox[id as usize]);
                         let _ = s.shutdown(Shutdown::Both);
                     }
+                    outbox[id as usize].clear();
                     session.handle_transport_closed(t, id);
+                    continue;
                 }
-            }
-        }
-        while let Some(ev) = session.poll_event() {
-            match ev {
                 SessionEvent::Established => {
                     rib.peer_up(0);
                     eor_sent = false;
@@ -215,15 +221,19 @@ fn speaker(shared: Arc<Mutex<Shared>>) {
             let Some(stream) = conns[id as usize].as_mut() else {
                 continue;
             };
-            let pending = session.pending_tx(id);
+            let pending = &mut outbox[id as usize];
+            take_queued(&mut session, id, pending);
             if pending.is_empty() {
                 continue;
             }
             match stream.write(pending) {
-                Ok(n) => session.consume_tx(id, n),
+                Ok(n) => {
+                    pending.drain(..n);
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {}
                 Err(_) => {
                     conns[id as usize] = None;
+                    outbox[id as usize].clear();
                     session.handle_transport_closed(t, id);
                 }
             }
@@ -247,6 +257,13 @@ fn speaker(shared: Arc<Mutex<Shared>>) {
         }
         std::thread::sleep(StdDuration::from_millis(2));
     }
+}
+
+/// Moves what the session queued on `id` to the end of `outbox`.
+fn take_queued(session: &mut Session, id: ConnId, outbox: &mut Vec<u8>) {
+    let mut buf = [0u8; mesh_core::bgp::session::TX_BUF];
+    let n = session.poll_transmit(id, &mut buf);
+    outbox.extend_from_slice(&buf[..n]);
 }
 
 fn pfx(s: &str) -> Prefix {

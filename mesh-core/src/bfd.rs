@@ -261,7 +261,13 @@ pub struct Session {
     rng: u64,
     pub stats: Stats,
     up_since: Option<Instant>,
+    /// The control packet due now, until the driver takes it.
+    outgoing: Option<ControlPacket>,
+    events: heapless::Deque<Event, EVENT_QUEUE>,
 }
+
+/// Events a session holds until drained: one input makes at most one.
+const EVENT_QUEUE: usize = 4;
 
 fn us(d: Duration) -> u32 {
     u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
@@ -291,6 +297,8 @@ impl Session {
             rng: seed | 1,
             stats: Stats::default(),
             up_since: None,
+            outgoing: None,
+            events: heapless::Deque::new(),
         }
     }
 
@@ -366,7 +374,18 @@ impl Session {
         Duration::from_micros(interval.as_micros() * pct / 100)
     }
 
-    fn go(&mut self, now: Instant, to: State, diag: Diagnostic) -> Option<Event> {
+    /// Moves to `to`; reports whether that made an event (and queues it).
+    fn go(&mut self, now: Instant, to: State, diag: Diagnostic) -> bool {
+        let event = self.transition(now, to, diag);
+        if let Some(e) = event {
+            if self.events.push_back(e).is_err() {
+                log::warn!("bfd: event queue full, dropping {e:?}");
+            }
+        }
+        event.is_some()
+    }
+
+    fn transition(&mut self, now: Instant, to: State, diag: Diagnostic) -> Option<Event> {
         let from = self.state;
         self.state = to;
         match to {
@@ -405,13 +424,14 @@ impl Session {
     }
 
     /// A control packet from the peer (already parsed). `ttl` is the IP TTL
-    /// it arrived with.
+    /// it arrived with. A state change is queued for [`Session::poll_event`],
+    /// and a packet due now (an answer, a Final) for [`Session::poll_transmit`].
     pub fn handle_packet(
         &mut self,
         now: Instant,
         p: &ControlPacket,
         ttl: u8,
-    ) -> Result<Option<Event>, PacketError> {
+    ) -> Result<(), PacketError> {
         let check = (|| {
             if ttl != 255 {
                 return Err(PacketError::BadTtl);
@@ -452,14 +472,12 @@ impl Session {
             self.next_tx = Some(now);
         }
         if self.state == State::AdminDown {
-            return Ok(None);
+            self.transmit_if_due(now);
+            return Ok(());
         }
-        let event = if p.state == State::AdminDown {
-            if self.state != State::Down {
-                self.go(now, State::Down, Diagnostic::NeighborSignaledSessionDown)
-            } else {
-                None
-            }
+        let changed = if p.state == State::AdminDown {
+            self.state != State::Down
+                && self.go(now, State::Down, Diagnostic::NeighborSignaledSessionDown)
         } else {
             match (self.state, p.state) {
                 (State::Down, State::Down) => self.go(now, State::Init, Diagnostic::None),
@@ -468,37 +486,34 @@ impl Session {
                 (State::Up, State::Down) => {
                     self.go(now, State::Down, Diagnostic::NeighborSignaledSessionDown)
                 }
-                _ => None,
+                _ => false,
             }
         };
         if matches!(self.state, State::Init | State::Up) {
             self.detect_deadline = Some(now + self.detection_time());
         }
         // A state change is told at once rather than at the next interval.
-        if event.is_some() || self.final_owed {
+        if changed || self.final_owed {
             self.next_tx = Some(now);
         }
-        Ok(event)
+        self.transmit_if_due(now);
+        Ok(())
     }
 
-    /// Timers: detection expiry.
-    pub fn handle_timeout(&mut self, now: Instant) -> Option<Event> {
-        match self.detect_deadline {
-            Some(d) if d <= now => {
-                self.detect_deadline = None;
-                let ev = self.go(now, State::Down, Diagnostic::ControlDetectionTimeExpired);
-                self.next_tx = Some(now);
-                ev
-            }
-            _ => None,
+    /// Timers: detection expiry (an event), and the packet due now.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.detect_deadline.is_some_and(|d| d <= now) {
+            self.detect_deadline = None;
+            self.go(now, State::Down, Diagnostic::ControlDetectionTimeExpired);
+            self.next_tx = Some(now);
         }
+        self.transmit_if_due(now);
     }
 
-    /// The control packet to send now, if one is due.
-    pub fn poll_transmit(&mut self, now: Instant) -> Option<ControlPacket> {
-        let due = self.next_tx.is_some_and(|t| t <= now);
-        if !due {
-            return None;
+    /// Builds the control packet if one is due (§6.8.7), and schedules the next.
+    fn transmit_if_due(&mut self, now: Instant) {
+        if !self.next_tx.is_some_and(|t| t <= now) {
+            return;
         }
         let interval = if self.state == State::Up {
             self.tx_interval()
@@ -509,7 +524,7 @@ impl Session {
         self.next_tx = Some(now + next);
         let final_ = core::mem::take(&mut self.final_owed);
         self.stats.tx_packets += 1;
-        Some(ControlPacket {
+        self.outgoing = Some(ControlPacket {
             diag: self.local_diag,
             state: self.state,
             // P and F are never set together (§6.5).
@@ -523,10 +538,24 @@ impl Session {
             desired_min_tx: us(self.desired_min_tx),
             required_min_rx: us(self.config.required_min_rx),
             required_min_echo_rx: 0,
-        })
+        });
     }
 
-    /// The next instant anything is due.
+    /// The control packet to send, if one became due in the last input.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<ControlPacket> {
+        self.outgoing.take()
+    }
+
+    /// Up and Down, in the order they happened.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The next instant [`Session::handle_timeout`] must run: the next
+    /// transmission or the detection deadline, whichever is first.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         match (self.next_tx, self.detect_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),

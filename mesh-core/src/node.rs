@@ -33,7 +33,7 @@ use traversal::{Traversal, TraversalState};
 use crate::bfd;
 use crate::bgp::attr::PathAttributes;
 use crate::bgp::error::DownReason;
-use crate::bgp::session::{Action, ConnId, Session, SessionConfig, SessionEvent, State};
+use crate::bgp::session::{ConnId, Session, SessionConfig, SessionEvent, State};
 use crate::bgp::speaker::{export, ExportPolicy, ImportFilter, ImportStats, RibImport};
 use crate::ip::{self, IcmpError, IpInfo};
 use crate::overlay::{Overlay, OverlayStorage, Packet};
@@ -1021,11 +1021,15 @@ impl<'a, C: Crypto> Node<'a, C> {
             self.stats.bfd_discarded += 1;
             return;
         }
-        let event =
+        let handled =
             bfd::ControlPacket::parse(payload).and_then(|pkt| b.handle_packet(now, &pkt, info.ttl));
-        match event {
-            Ok(Some(ev)) => self.on_bfd_event(now, slot, ev),
-            Ok(None) => {}
+        let event = b.poll_event();
+        match handled {
+            Ok(()) => {
+                if let Some(ev) = event {
+                    self.on_bfd_event(now, slot, ev);
+                }
+            }
             Err(_) => self.stats.bfd_discarded += 1,
         }
         self.send_bfd(now, slot);
@@ -1084,7 +1088,7 @@ impl<'a, C: Crypto> Node<'a, C> {
     }
 
     /// Sends whatever BFD control packet is due to `slot`, through its tunnel.
-    fn send_bfd(&mut self, now: Instant, slot: usize) {
+    fn send_bfd(&mut self, _now: Instant, slot: usize) {
         let Some(m) = self.members.get(slot) else {
             return;
         };
@@ -1096,7 +1100,7 @@ impl<'a, C: Crypto> Node<'a, C> {
         let Some(pkt) = self.peers[slot]
             .as_mut()
             .and_then(|p| p.bfd.as_mut())
-            .and_then(|b| b.poll_transmit(now))
+            .and_then(|b| b.poll_transmit())
         else {
             return;
         };
@@ -1123,7 +1127,10 @@ impl<'a, C: Crypto> Node<'a, C> {
                 .bfd
                 .as_mut()
                 .filter(|b| b.poll_timeout().is_some_and(|t| t <= now))
-                .and_then(|b| b.handle_timeout(now));
+                .and_then(|b| {
+                    b.handle_timeout(now);
+                    b.poll_event()
+                });
             if let Some(ev) = event {
                 self.on_bfd_event(now, slot, ev);
             }
@@ -1621,11 +1628,12 @@ impl<'a, C: Crypto> Node<'a, C> {
                 busy = true;
             }
         }
-        // Session actions.
-        while let Some(action) = peer.session.poll_action() {
+        // Session events: transport requests and what changed.
+        while let Some(ev) = peer.session.poll_event() {
             busy = true;
-            match action {
-                Action::Connect => {
+            let member = slot as u8;
+            match ev {
+                SessionEvent::Connect => {
                     log::debug!("bgp: peer {slot}: connect to {overlay_addr}");
                     match self.overlay.connect(overlay_addr) {
                         Ok(h) => {
@@ -1637,23 +1645,19 @@ impl<'a, C: Crypto> Node<'a, C> {
                         Err(_) => peer.session.handle_transport_closed(now, ConnId::Outgoing),
                     }
                 }
-                Action::Close(id) => {
+                SessionEvent::Close(id) => {
                     log::debug!("bgp: peer {slot}: close {id:?}");
                     if let Some(conn) = peer.conns[id as usize].take() {
                         let sock = self.overlay.socket(conn.socket);
-                        let pending = peer.session.pending_tx(id);
-                        let _ = sock.send_slice(pending);
+                        let session = &mut peer.session;
+                        let _ = sock.send(|buf| {
+                            let n = session.poll_transmit(id, buf);
+                            (n, n)
+                        });
                         self.overlay.close(conn.socket);
                     }
                     peer.session.handle_transport_closed(now, id);
                 }
-            }
-        }
-        // Session events.
-        while let Some(ev) = peer.session.poll_event() {
-            busy = true;
-            let member = slot as u8;
-            match ev {
                 SessionEvent::Established => {
                     self.rib.peer_up(member);
                     peer.end_of_rib_sent = false;
@@ -1702,14 +1706,16 @@ impl<'a, C: Crypto> Node<'a, C> {
             if !conn.reported {
                 continue;
             }
-            let pending = peer.session.pending_tx(id);
-            if pending.is_empty() {
+            if peer.session.queued_tx(id) == 0 {
                 continue;
             }
             let sock = self.overlay.socket(conn.socket);
-            if let Ok(n) = sock.send_slice(pending) {
+            let session = &mut peer.session;
+            if let Ok(n) = sock.send(|buf| {
+                let n = session.poll_transmit(id, buf);
+                (n, n)
+            }) {
                 if n > 0 {
-                    peer.session.consume_tx(id, n);
                     busy = true;
                 }
             }

@@ -29,9 +29,7 @@ use mesh_core::bgp::attr::{
 use mesh_core::bgp::error::UpdateError;
 use mesh_core::bgp::notification::{shutdown_data, CeaseSubcode, ErrorCode, NotificationRepr};
 use mesh_core::bgp::open::{Capability, GracefulRestart, OpenPacket, OpenRepr, AS_TRANS};
-use mesh_core::bgp::session::{
-    Action, ConnId, RibFull, Session, SessionConfig, SessionEvent, UpdateSink,
-};
+use mesh_core::bgp::session::{ConnId, RibFull, Session, SessionConfig, SessionEvent, UpdateSink};
 use mesh_core::bgp::update::{
     emit_end_of_rib, DecodeContext, EmitError, Update, UpdatePacket, UpdateRepr,
 };
@@ -1178,12 +1176,10 @@ fn established_session(setup: PeerSetup, now: Instant) -> (Session, CountingSink
     s.start(now);
     assert!(s.handle_accepted(now));
     let conn = ConnId::Incoming;
-    let sent = s.pending_tx(conn).len();
     assert!(matches!(
-        Message::parse(s.pending_tx(conn)),
+        Message::parse(&queued(&mut s, conn)),
         Ok(Message::Open(_))
     ));
-    s.consume_tx(conn, sent);
 
     let mut caps = vec![
         Capability::Multiprotocol { afi: 1, safi: 1 },
@@ -1205,17 +1201,14 @@ fn established_session(setup: PeerSetup, now: Instant) -> (Session, CountingSink
     s.handle_data(now, conn, &buf[..n + k], &mut sink);
     assert_eq!(s.poll_event(), Some(SessionEvent::Established));
     assert_eq!(s.poll_event(), None);
-    assert_eq!(s.poll_action(), None);
     assert!(s.is_established());
     let ctx = s.decode_context();
     assert_eq!(ctx.four_octet_as, setup.four_octet_as);
     assert_eq!(ctx.ebgp, !setup.ibgp);
-    let sent = s.pending_tx(conn).len();
     assert!(matches!(
-        Message::parse(s.pending_tx(conn)),
+        Message::parse(&queued(&mut s, conn)),
         Ok(Message::Keepalive)
     ));
-    s.consume_tx(conn, sent);
     (s, sink)
 }
 
@@ -1359,9 +1352,17 @@ fn encode_items(items: &[Item], four_octet_as: bool) -> Vec<u8> {
     out
 }
 
+/// Everything queued on `conn`, as a driver whose transport takes it all.
+fn queued(s: &mut Session, conn: ConnId) -> Vec<u8> {
+    let mut buf = vec![0u8; mesh_core::bgp::session::TX_BUF];
+    let n = s.poll_transmit(conn, &mut buf);
+    buf.truncate(n);
+    buf
+}
+
 /// Everything the session queued to send must be well-formed BGP.
-fn take_tx(s: &mut Session, conn: ConnId) {
-    let tx = s.pending_tx(conn).to_vec();
+fn take_tx(s: &mut Session, conn: ConnId) -> bool {
+    let tx = queued(s, conn);
     let mut rest = &tx[..];
     while !rest.is_empty() {
         let n = frame(rest)
@@ -1374,7 +1375,7 @@ fn take_tx(s: &mut Session, conn: ConnId) {
         );
         rest = &rest[n..];
     }
-    s.consume_tx(conn, tx.len());
+    !tx.is_empty()
 }
 
 /// Drains actions, events and transmit buffers as a driver would, until the
@@ -1383,25 +1384,19 @@ fn drain(s: &mut Session, now: Instant, events: &mut Vec<SessionEvent>) {
     for _ in 0..64 {
         let mut busy = false;
         for conn in [ConnId::Outgoing, ConnId::Incoming] {
-            if !s.pending_tx(conn).is_empty() {
-                busy = true;
-                take_tx(s, conn);
-            }
-        }
-        while let Some(a) = s.poll_action() {
-            busy = true;
-            match a {
-                // Passive: the session never connects by itself.
-                Action::Connect => panic!("a passive session connected"),
-                Action::Close(conn) => {
-                    take_tx(s, conn);
-                    s.handle_transport_closed(now, conn);
-                }
-            }
+            busy |= take_tx(s, conn);
         }
         while let Some(e) = s.poll_event() {
             busy = true;
-            events.push(e);
+            match e {
+                // Passive: the session never connects by itself.
+                SessionEvent::Connect => panic!("a passive session connected"),
+                SessionEvent::Close(conn) => {
+                    take_tx(s, conn);
+                    s.handle_transport_closed(now, conn);
+                }
+                e => events.push(e),
+            }
         }
         if !busy {
             return;
@@ -1489,7 +1484,6 @@ proptest! {
             s.handle_data(now, ConnId::Incoming, &data, &mut sink);
             drain(&mut s, now, &mut events);
         }
-        while s.poll_action().is_some() {}
         while s.poll_event().is_some() {}
         if !s.is_established() {
             prop_assert!(matches!(events.last(), Some(SessionEvent::Down(_))));
@@ -1583,9 +1577,11 @@ proptest! {
         };
         for (ms, mut p, addressed, good_ttl) in steps {
             now += Duration::from_millis(ms);
-            let e = s.handle_timeout(now);
+            s.handle_timeout(now);
+            let e = s.poll_event();
             apply(&s, e, &mut up);
-            while let Some(tx) = s.poll_transmit(now) {
+            prop_assert_eq!(s.poll_event(), None);
+            while let Some(tx) = s.poll_transmit() {
                 prop_assert!(!(tx.poll && tx.final_));
                 prop_assert_eq!(tx.my_discriminator, 42);
             }
@@ -1594,13 +1590,19 @@ proptest! {
             }
             let before = s.state();
             match s.handle_packet(now, &p, if good_ttl { 255 } else { 1 }) {
-                Ok(e) => apply(&s, e, &mut up),
+                Ok(()) => {
+                    let e = s.poll_event();
+                    apply(&s, e, &mut up);
+                    prop_assert_eq!(s.poll_event(), None);
+                }
                 Err(_) => prop_assert_eq!(s.state(), before),
             }
+            while s.poll_transmit().is_some() {}
         }
         if up {
             now += s.detection_time() + Duration::from_millis(1);
-            let e = s.handle_timeout(now);
+            s.handle_timeout(now);
+            let e = s.poll_event();
             apply(&s, e, &mut up);
             prop_assert!(!up);
         }

@@ -37,9 +37,11 @@ impl Check {
 fn run_timers(s: &mut Session, now: Instant, check: &mut Check) {
     for _ in 0..64 {
         check.event(s, None);
-        let e = s.handle_timeout(now);
+        s.handle_timeout(now);
+        let e = s.poll_event();
         check.event(s, e);
-        match s.poll_transmit(now) {
+        assert_eq!(s.poll_event(), None, "one input, two events");
+        match s.poll_transmit() {
             Some(p) => {
                 assert!(!(p.poll && p.final_), "P and F together");
                 let mut b = [0u8; PACKET_LEN];
@@ -81,8 +83,10 @@ fuzz_target!(|data: &[u8]| {
             let before = s.stats;
             let state_before = s.state();
             match s.handle_packet(now, &p, ttl) {
-                Ok(e) => {
+                Ok(()) => {
+                    let e = s.poll_event();
                     check.event(&s, e);
+                    assert_eq!(s.poll_event(), None, "one packet, two events");
                     assert_eq!(s.stats.rx_packets, before.rx_packets + 1);
                     assert_eq!(s.peer_discriminator(), p.my_discriminator);
                 }

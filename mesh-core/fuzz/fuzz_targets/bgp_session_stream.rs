@@ -13,7 +13,7 @@ use core::net::Ipv4Addr;
 use libfuzzer_sys::fuzz_target;
 use mesh_core::bgp::open::{Capability, OpenRepr};
 use mesh_core::bgp::session::{
-    Action, ConnId, RibFull, Session, SessionConfig, SessionEvent, UpdateSink,
+    ConnId, RibFull, Session, SessionConfig, SessionEvent, UpdateSink,
 };
 use mesh_core::bgp::update::Update;
 use mesh_core::bgp::wire::{emit_keepalive, frame, Message};
@@ -54,8 +54,7 @@ fn established(setup: u8, now: Instant, sink: &mut CountingSink) -> Session {
     let mut s = Session::new(cfg);
     s.start(now);
     assert!(s.handle_accepted(now));
-    let n = s.pending_tx(ConnId::Incoming).len();
-    s.consume_tx(ConnId::Incoming, n);
+    take_all(&mut s, ConnId::Incoming);
 
     let caps = [
         Capability::Multiprotocol { afi: 1, safi: 1 },
@@ -76,49 +75,49 @@ fn established(setup: u8, now: Instant, sink: &mut CountingSink) -> Session {
     s.handle_data(now, ConnId::Incoming, &b[..n + k], sink);
     assert_eq!(s.poll_event(), Some(SessionEvent::Established));
     assert!(s.is_established());
-    let n = s.pending_tx(ConnId::Incoming).len();
-    s.consume_tx(ConnId::Incoming, n);
+    take_all(&mut s, ConnId::Incoming);
     s
 }
 
-fn take_tx(s: &mut Session, conn: ConnId) {
-    let len = {
-        let tx = s.pending_tx(conn);
-        let mut rest = tx;
-        while !rest.is_empty() {
-            let n = frame(rest)
-                .expect("sent a bad header")
-                .expect("sent a partial message");
-            let msg = Message::parse(&rest[..n]).expect("sent an invalid message");
-            assert!(matches!(msg, Message::Keepalive | Message::Notification(_)));
-            rest = &rest[n..];
-        }
-        tx.len()
-    };
-    s.consume_tx(conn, len);
+/// Everything queued on `conn`, as a driver whose transport takes it all.
+fn take_all(s: &mut Session, conn: ConnId) -> Vec<u8> {
+    let mut buf = vec![0u8; mesh_core::bgp::session::TX_BUF];
+    let n = s.poll_transmit(conn, &mut buf);
+    buf.truncate(n);
+    buf
+}
+
+fn take_tx(s: &mut Session, conn: ConnId) -> bool {
+    let tx = take_all(s, conn);
+    let mut rest = &tx[..];
+    while !rest.is_empty() {
+        let n = frame(rest)
+            .expect("sent a bad header")
+            .expect("sent a partial message");
+        let msg = Message::parse(&rest[..n]).expect("sent an invalid message");
+        assert!(matches!(msg, Message::Keepalive | Message::Notification(_)));
+        rest = &rest[n..];
+    }
+    !tx.is_empty()
 }
 
 fn drain(s: &mut Session, now: Instant, downs: &mut usize, last: &mut Option<SessionEvent>) {
     for _ in 0..64 {
         let mut busy = false;
         for conn in [ConnId::Outgoing, ConnId::Incoming] {
-            if !s.pending_tx(conn).is_empty() {
-                busy = true;
-                take_tx(s, conn);
-            }
-        }
-        while let Some(a) = s.poll_action() {
-            busy = true;
-            match a {
-                Action::Connect => panic!("a passive session connected"),
-                Action::Close(conn) => {
-                    take_tx(s, conn);
-                    s.handle_transport_closed(now, conn);
-                }
-            }
+            busy |= take_tx(s, conn);
         }
         while let Some(e) = s.poll_event() {
             busy = true;
+            let e = match e {
+                SessionEvent::Connect => panic!("a passive session connected"),
+                SessionEvent::Close(conn) => {
+                    take_tx(s, conn);
+                    s.handle_transport_closed(now, conn);
+                    continue;
+                }
+                e => e,
+            };
             assert_ne!(e, SessionEvent::Established, "re-established by itself");
             if matches!(e, SessionEvent::Down(_)) {
                 *downs += 1;

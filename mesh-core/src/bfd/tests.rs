@@ -31,20 +31,24 @@ impl Pair {
 
     fn step(&mut self) {
         for i in 0..2 {
-            if let Some(ev) = self.s[i].handle_timeout(self.now) {
-                self.events[i].push((self.now, ev));
-            }
-            while let Some(pkt) = self.s[i].poll_transmit(self.now) {
-                self.sent[i].push(pkt);
-                // Through the codec, as on the wire.
-                let mut b = [0u8; PACKET_LEN];
-                pkt.emit(&mut b).unwrap();
-                let parsed = ControlPacket::parse(&b).unwrap();
-                if !self.cut[i] {
-                    if let Ok(Some(ev)) = self.s[1 - i].handle_packet(self.now, &parsed, 255) {
-                        self.events[1 - i].push((self.now, ev));
-                    }
-                }
+            self.s[i].handle_timeout(self.now);
+            self.drain(i);
+        }
+    }
+
+    /// Takes side `i`'s events and puts its packet on the wire.
+    fn drain(&mut self, i: usize) {
+        while let Some(ev) = self.s[i].poll_event() {
+            self.events[i].push((self.now, ev));
+        }
+        while let Some(pkt) = self.s[i].poll_transmit() {
+            self.sent[i].push(pkt);
+            // Through the codec, as on the wire.
+            let mut b = [0u8; PACKET_LEN];
+            pkt.emit(&mut b).unwrap();
+            let parsed = ControlPacket::parse(&b).unwrap();
+            if !self.cut[i] && self.s[1 - i].handle_packet(self.now, &parsed, 255).is_ok() {
+                self.drain(1 - i);
             }
         }
     }
@@ -175,7 +179,8 @@ fn transmit_jitter_stays_within_75_to_100_percent() {
     s.active_desired_min_tx = Duration::from_millis(10);
     let mut last = None;
     for _ in 0..500 {
-        if s.poll_transmit(now).is_some() {
+        s.handle_timeout(now);
+        if s.poll_transmit().is_some() {
             if let Some(l) = last {
                 let d: Duration = now.saturating_duration_since(l);
                 assert!(d >= Duration::from_micros(7_500) && d <= Duration::from_millis(10));
@@ -257,9 +262,9 @@ fn admin_down_from_the_peer_is_honoured() {
         required_min_echo_rx: 0,
     };
     let now = p.now;
-    let ev = p.s[0].handle_packet(now, &admin, 255).unwrap();
+    p.s[0].handle_packet(now, &admin, 255).unwrap();
     assert_eq!(
-        ev,
+        p.s[0].poll_event(),
         Some(Event::Down(Diagnostic::NeighborSignaledSessionDown))
     );
 }

@@ -11,9 +11,10 @@
 //!   [`Session::handle_transport_closed`] (event 18), and bytes received with
 //!   [`Session::handle_data`];
 //! - calls [`Session::handle_timeout`] at [`Session::poll_timeout`];
-//! - after every input, drains [`Session::poll_action`] (open/close transport),
-//!   [`Session::pending_tx`]/[`Session::consume_tx`] (bytes to send), and
-//!   [`Session::poll_event`] (Established, Down, route refresh).
+//! - after every input, drains [`Session::poll_event`] (the transport
+//!   requests Connect and Close, and what changed: Established, Down, route
+//!   refresh, End-of-RIB) and [`Session::poll_transmit`] (the bytes queued on
+//!   each connection, as far as the transport takes them).
 //!
 //! Routes do not pass through events: UPDATEs are decoded (with RFC 7606
 //! applied) and handed to an [`UpdateSink`] — the RIB — while the message is
@@ -35,6 +36,9 @@ use crate::prefix::Family;
 /// Bytes of outgoing data a connection may queue before [`Session::send_update`]
 /// refuses more (the driver moves them to the transport as it can).
 pub const TX_BUF: usize = 8192;
+
+/// Events (and transport requests) held until drained.
+const EVENT_QUEUE: usize = 12;
 
 /// The hold time used between connecting and receiving the peer's OPEN
 /// (RFC 4271 §8.2.2 suggests 4 minutes).
@@ -72,20 +76,16 @@ impl ConnId {
     }
 }
 
-/// What the driver must do with the transport.
+/// What the driver must do with the transport, and what changed, for the
+/// RIB, logs and status; in the order it happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub enum SessionEvent {
     /// Open a transport connection to the peer (answer with `handle_connected`
     /// or `handle_transport_closed(ConnId::Outgoing)`).
     Connect,
-    /// Send what is pending on this connection, then close it and report
-    /// `handle_transport_closed`.
+    /// Send what is queued on this connection ([`Session::poll_transmit`]),
+    /// then close it and report `handle_transport_closed`.
     Close(ConnId),
-}
-
-/// What changed, for the RIB, logs and status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionEvent {
     /// The session reached Established: send the full table, then End-of-RIB.
     Established,
     /// The session left Established: drop every route learned from the peer.
@@ -252,8 +252,7 @@ struct Core {
     /// From the OPEN received on each connection.
     negotiated: [Option<Negotiated>; 2],
     timers: [Option<Instant>; TIMERS],
-    actions: heapless::Deque<Action, 4>,
-    events: heapless::Deque<SessionEvent, 8>,
+    events: heapless::Deque<SessionEvent, EVENT_QUEUE>,
     stats: SessionStats,
     last_down: Option<DownReason>,
     /// Current restart delay (exponential backoff between errors).
@@ -282,7 +281,6 @@ impl Session {
                 tx: [heapless::Vec::new(), heapless::Vec::new()],
                 negotiated: [None, None],
                 timers: [None; TIMERS],
-                actions: heapless::Deque::new(),
                 events: heapless::Deque::new(),
                 stats: SessionStats::default(),
                 last_down: None,
@@ -402,7 +400,7 @@ impl Session {
                 // Dial again as soon as the driver reports the old attempt gone.
                 if c.conns[0] == ConnState::Connecting {
                     c.conns[0] = ConnState::Closing;
-                    c.push_action(Action::Close(ConnId::Outgoing));
+                    c.push_event(SessionEvent::Close(ConnId::Outgoing));
                 }
                 c.redial = true;
             }
@@ -445,7 +443,7 @@ impl Session {
             // Stale: the connect was abandoned meanwhile. Close what we got.
             if c.conns[0] == ConnState::Closed {
                 c.conns[0] = ConnState::Closing;
-                c.push_action(Action::Close(ConnId::Outgoing));
+                c.push_event(SessionEvent::Close(ConnId::Outgoing));
             }
             return;
         }
@@ -634,24 +632,23 @@ impl Session {
         }
     }
 
+    /// Bytes queued on `conn`, not yet taken by [`Session::poll_transmit`].
+    pub fn queued_tx(&self, conn: ConnId) -> usize {
+        self.core.tx[conn.index()].len()
+    }
+
     // ---- outputs ----
 
-    /// Bytes waiting to be written on `conn`.
-    pub fn pending_tx(&self, conn: ConnId) -> &[u8] {
-        &self.core.tx[conn.index()]
-    }
-
-    /// The driver wrote `n` bytes of [`Session::pending_tx`].
-    pub fn consume_tx(&mut self, conn: ConnId, n: usize) {
+    /// Moves bytes queued on `conn` into `out` (as many as fit: the free
+    /// space of the transport's send buffer) and returns how many.
+    #[must_use]
+    pub fn poll_transmit(&mut self, conn: ConnId, out: &mut [u8]) -> usize {
         let tx = &mut self.core.tx[conn.index()];
-        let n = n.min(tx.len());
+        let n = out.len().min(tx.len());
+        out[..n].copy_from_slice(&tx[..n]);
         tx.copy_within(n.., 0);
         tx.truncate(tx.len() - n);
-    }
-
-    #[must_use]
-    pub fn poll_action(&mut self) -> Option<Action> {
-        self.core.actions.pop_front()
+        n
     }
 
     #[must_use]
@@ -688,17 +685,12 @@ impl Core {
         )
     }
 
-    fn push_action(&mut self, a: Action) {
-        if self.actions.push_back(a).is_err() {
-            log::warn!("bgp: action queue full, dropping {a:?}");
-        }
-    }
-
     fn push_event(&mut self, e: SessionEvent) {
         // A refresh request or End-of-RIB already waiting (since the last
         // Established/Down) says all a repeat would: coalesce them, so a burst
         // from the peer cannot fill the queue and push out a Down, the RIB's
-        // cue to drop the peer's routes. One input then queues at most six.
+        // cue to drop the peer's routes. One input then queues at most ten
+        // (with the transport requests).
         if matches!(e, SessionEvent::RouteRefresh(_) | SessionEvent::EndOfRib(_))
             && self
                 .events
@@ -739,7 +731,7 @@ impl Core {
         self.timers[Timer::ConnectRetry.index()] = Some(now + self.config.connect_retry);
         if !self.config.passive && self.conns[0] == ConnState::Closed {
             self.conns[0] = ConnState::Connecting;
-            self.push_action(Action::Connect);
+            self.push_event(SessionEvent::Connect);
         }
     }
 
@@ -782,7 +774,7 @@ impl Core {
                 // RFC 4271 §8.2.2 event 9: drop a stalled connect, try again.
                 if self.conns[0] == ConnState::Connecting {
                     self.conns[0] = ConnState::Closing;
-                    self.push_action(Action::Close(ConnId::Outgoing));
+                    self.push_event(SessionEvent::Close(ConnId::Outgoing));
                 }
                 if self.established_conn().is_none() {
                     self.try_connect(now);
@@ -858,7 +850,7 @@ impl Core {
         self.negotiated[i] = None;
         self.timers[Timer::Hold(conn).index()] = None;
         self.timers[Timer::Keepalive(conn).index()] = None;
-        self.push_action(Action::Close(conn));
+        self.push_event(SessionEvent::Close(conn));
     }
 
     /// After `conn` was closed by us for `reason`: report Down if it carried
@@ -901,7 +893,7 @@ impl Core {
         self.timers[Timer::ConnectRetry.index()] = None;
         if self.conns[0] == ConnState::Connecting {
             self.conns[0] = ConnState::Closing;
-            self.push_action(Action::Close(ConnId::Outgoing));
+            self.push_event(SessionEvent::Close(ConnId::Outgoing));
         }
         let delay = match restart {
             Restart::After(d) => Some(d),

@@ -29,6 +29,13 @@ impl UpdateSink for CountingSink {
     }
 }
 
+/// Everything queued on `conn`, as a driver whose transport takes it all.
+fn take_tx(s: &mut Session, conn: ConnId) -> Vec<u8> {
+    let mut buf = [0u8; TX_BUF];
+    let n = s.poll_transmit(conn, &mut buf);
+    buf[..n].to_vec()
+}
+
 struct Side {
     s: Session,
     sink: CountingSink,
@@ -106,11 +113,10 @@ impl Pair {
                 }
                 // Outgoing bytes.
                 for conn in [ConnId::Outgoing, ConnId::Incoming] {
-                    let bytes: Vec<u8> = self.sides[i].s.pending_tx(conn).to_vec();
+                    let bytes = take_tx(&mut self.sides[i].s, conn);
                     if bytes.is_empty() {
                         continue;
                     }
-                    self.sides[i].s.consume_tx(conn, bytes.len());
                     busy = true;
                     if let Some((j, peer_conn)) = self.link_end(i, conn) {
                         record_notifications(&bytes, &mut self.sides[j].received);
@@ -119,13 +125,12 @@ impl Pair {
                         side.s.handle_data(now, peer_conn, &bytes, &mut side.sink);
                     }
                 }
-                while let Some(a) = self.sides[i].s.poll_action() {
-                    busy = true;
-                    self.act(i, a);
-                }
                 while let Some(e) = self.sides[i].s.poll_event() {
                     busy = true;
-                    self.sides[i].events.push(e);
+                    match e {
+                        SessionEvent::Connect | SessionEvent::Close(_) => self.act(i, e),
+                        e => self.sides[i].events.push(e),
+                    }
                 }
             }
             if !busy {
@@ -135,12 +140,13 @@ impl Pair {
         panic!("pump did not settle");
     }
 
-    fn act(&mut self, i: usize, a: Action) {
+    /// Carries out a transport request.
+    fn act(&mut self, i: usize, a: SessionEvent) {
         let now = self.now;
         let j = 1 - i;
         match a {
-            Action::Connect if self.stall_connects => {}
-            Action::Connect => {
+            SessionEvent::Connect if self.stall_connects => {}
+            SessionEvent::Connect => {
                 if self.listening[j] && self.sides[j].s.handle_accepted(now) {
                     let link = if i == 0 {
                         Link {
@@ -161,10 +167,9 @@ impl Pair {
                         .handle_transport_closed(now, ConnId::Outgoing);
                 }
             }
-            Action::Close(conn) => {
+            SessionEvent::Close(conn) => {
                 // Deliver what is pending (the NOTIFICATION), then close both ends.
-                let bytes: Vec<u8> = self.sides[i].s.pending_tx(conn).to_vec();
-                self.sides[i].s.consume_tx(conn, bytes.len());
+                let bytes = take_tx(&mut self.sides[i].s, conn);
                 let peer = self.link_end(i, conn);
                 if let Some((pj, pc)) = peer {
                     if !bytes.is_empty() && !self.frozen[pj] {
@@ -180,6 +185,7 @@ impl Pair {
                 }
                 self.sides[i].s.handle_transport_closed(now, conn);
             }
+            e => self.sides[i].events.push(e),
         }
     }
 
@@ -426,8 +432,8 @@ fn update_before_established_is_an_fsm_error() {
     p.sides[0].s.start(p.now);
     p.sides[1].s.start(p.now);
     // Let side 1 connect, but deliver nothing yet: side 0 is in OpenSent.
-    while let Some(act) = p.sides[1].s.poll_action() {
-        p.act(1, act);
+    while let Some(e) = p.sides[1].s.poll_event() {
+        p.act(1, e);
     }
     let mut upd = [0u8; 64];
     let n = crate::bgp::update::emit_end_of_rib(Family::Ipv4, &mut upd).unwrap();
@@ -558,7 +564,7 @@ fn a_full_transmit_buffer_is_reported_not_overrun() {
         }
     }
     assert!(refused);
-    assert!(p.sides[0].s.pending_tx(p.links[0].a).len() <= TX_BUF);
+    assert!(p.sides[0].s.queued_tx(p.links[0].a) <= TX_BUF);
 }
 
 #[test]
