@@ -678,48 +678,7 @@ impl Daemon {
     }
 
     fn ubus_call(&mut self, method: &str, args: &Json) -> Result<Json, crate::ubus::Status> {
-        use crate::ubus::Status;
-        use crate::ubus_api as api;
-        let doc = || status::document(&self.node, now(), self.config.main.listen_port);
-        match method {
-            "status" => Ok(doc()),
-            "members" | "routes" | "nat" => Ok(api::part(&doc(), method)),
-            "reload" => {
-                self.reload();
-                Ok(Json::obj().with("reloaded", true))
-            }
-            "member_add" | "member_del" => {
-                let done = if method == "member_add" {
-                    api::member_add(&self.config_path, args)
-                } else {
-                    api::member_del(&self.config_path, args)
-                };
-                match done {
-                    Ok(name) => {
-                        let event = if method == "member_add" {
-                            "added"
-                        } else {
-                            "removed"
-                        };
-                        log::info!(
-                            "ubus: {method} {name}: {} written",
-                            self.config_path.display()
-                        );
-                        self.reload();
-                        self.ubus.notify(
-                            "member",
-                            Json::obj().with("name", name.as_str()).with("event", event),
-                        );
-                        Ok(Json::obj().with("name", name))
-                    }
-                    Err((status, why)) => {
-                        log::warn!("ubus: {method} refused, nothing changed: {why}");
-                        Err(status)
-                    }
-                }
-            }
-            _ => Err(Status::MethodNotFound),
-        }
+        crate::ubus_api::call(self, method, args)
     }
 
     fn on_event(&mut self, ev: NodeEvent) {
@@ -856,5 +815,25 @@ impl Daemon {
                 self.tun_write_errors
             );
         }
+    }
+}
+
+/// What the ubus methods need of the daemon.
+impl crate::ubus_api::Api for Daemon {
+    fn status(&self) -> Json {
+        status::document(&self.node, now(), self.config.main.listen_port)
+    }
+
+    fn reload(&mut self) {
+        // The inherent `reload` (SIGHUP's), not this one.
+        Daemon::reload(self);
+    }
+
+    fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    fn notify(&mut self, event_type: &str, data: Json) {
+        self.ubus.notify(event_type, data);
     }
 }

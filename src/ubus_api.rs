@@ -18,6 +18,10 @@
 //! Notifications: `member` (`{"name", "event"}`: tunnel_up, session_up,
 //! session_down, bfd_up, bfd_down, added, removed) and `route`
 //! (`{"prefix", "event", "via"}`: added, changed, removed).
+//!
+//! [`METHODS`] is the one place a method is declared: its name, its
+//! signature and its handler, which reaches the daemon only through
+//! [`Api`].
 
 use std::path::Path;
 
@@ -46,20 +50,96 @@ const MEMBER_ADD: &[(&str, ArgType)] = &[
     ("bfd_multiplier", ArgType::Int32),
 ];
 
-/// Every method with its signature (argument name → blobmsg type).
-pub const METHODS: &[(&str, &[(&str, ArgType)])] = &[
-    ("status", NO_ARGS),
-    ("members", NO_ARGS),
-    ("routes", NO_ARGS),
-    ("nat", NO_ARGS),
-    ("reload", NO_ARGS),
-    ("member_add", MEMBER_ADD),
-    ("member_del", &[("name", ArgType::String)]),
+/// What a method needs of the daemon. The daemon is the one real
+/// implementation; the table's tests use a double.
+pub trait Api {
+    /// The whole status document (`meshd status --json`).
+    fn status(&self) -> Json;
+    /// Re-reads the configuration file, as SIGHUP does.
+    fn reload(&mut self);
+    /// The UCI file that `member_add`/`member_del` edit.
+    fn config_path(&self) -> &Path;
+    /// Sends a notification to the object's subscribers (if any).
+    fn notify(&mut self, event_type: &str, data: Json);
+}
+
+/// A method of the object: what ubusd publishes and checks arguments
+/// against (name, signature), and what answers it.
+#[derive(Debug, Clone, Copy)]
+pub struct Method {
+    pub name: &'static str,
+    /// Argument name → blobmsg type, in the order registered.
+    pub args: &'static [(&'static str, ArgType)],
+    /// Called with arguments of the declared types (the object checks
+    /// them first); answers the DATA table or the status.
+    pub call: fn(&mut dyn Api, &Json) -> Result<Json, Status>,
+}
+
+/// Every method: the object registers exactly these, in this order (the
+/// signature ubusd publishes), and calls are looked up here, so the two
+/// cannot disagree.
+pub const METHODS: &[Method] = &[
+    Method {
+        name: "status",
+        args: NO_ARGS,
+        call: |api, _| Ok(api.status()),
+    },
+    Method {
+        name: "members",
+        args: NO_ARGS,
+        call: |api, _| Ok(part(&api.status(), "members")),
+    },
+    Method {
+        name: "routes",
+        args: NO_ARGS,
+        call: |api, _| Ok(part(&api.status(), "routes")),
+    },
+    Method {
+        name: "nat",
+        args: NO_ARGS,
+        call: |api, _| Ok(part(&api.status(), "nat")),
+    },
+    Method {
+        name: "reload",
+        args: NO_ARGS,
+        // Answered even when the reload is refused: the log says why, and
+        // the running configuration stays.
+        call: |api, _| {
+            api.reload();
+            Ok(Json::obj().with("reloaded", true))
+        },
+    },
+    Method {
+        name: "member_add",
+        args: MEMBER_ADD,
+        call: |api, args| {
+            let done = add_to_file(api.config_path(), args);
+            edited(api, "member_add", "added", done)
+        },
+    },
+    Method {
+        name: "member_del",
+        args: &[("name", ArgType::String)],
+        call: |api, args| {
+            let done = del_from_file(api.config_path(), args);
+            edited(api, "member_del", "removed", done)
+        },
+    },
 ];
 
 /// A fresh object for the connection.
 pub fn object() -> UbusObject {
-    UbusObject::new(OBJECT, METHODS)
+    let signature: Vec<(&str, &[(&str, ArgType)])> =
+        METHODS.iter().map(|m| (m.name, m.args)).collect();
+    UbusObject::new(OBJECT, &signature)
+}
+
+/// Answers a call of `method`: METHOD_NOT_FOUND when the table has none.
+pub fn call(api: &mut dyn Api, method: &str, args: &Json) -> Result<Json, Status> {
+    match METHODS.iter().find(|m| m.name == method) {
+        Some(m) => (m.call)(api, args),
+        None => Err(Status::MethodNotFound),
+    }
 }
 
 /// One key of the status document, as its own answer (`{"members": ...}`).
@@ -148,15 +228,15 @@ pub fn edit_status(e: &EditError) -> Status {
     }
 }
 
-/// `member_add`: the file is edited, or nothing is.
-pub fn member_add(config: &Path, args: &Json) -> Result<String, (Status, String)> {
+/// `member_add`'s edit: the file is edited, or nothing is.
+fn add_to_file(config: &Path, args: &Json) -> Result<String, (Status, String)> {
     let m = new_member(args).map_err(|e| (Status::InvalidArgument, e))?;
     uci_edit::member_add(config, &m).map_err(|e| (edit_status(&e), e.to_string()))?;
     Ok(m.name)
 }
 
-/// `member_del`.
-pub fn member_del(config: &Path, args: &Json) -> Result<String, (Status, String)> {
+/// `member_del`'s edit.
+fn del_from_file(config: &Path, args: &Json) -> Result<String, (Status, String)> {
     let Json::Obj(fields) = args else {
         return Err((Status::InvalidArgument, "arguments must be a table".into()));
     };
@@ -170,9 +250,211 @@ pub fn member_del(config: &Path, args: &Json) -> Result<String, (Status, String)
     Ok(name)
 }
 
+/// After a member edit: when the file was written, the daemon follows it
+/// at once (the edit is no use until reloaded) and subscribers hear of the
+/// member as `event`; when it was refused, nothing changed and the log
+/// says why (the caller only sees the status).
+fn edited(
+    api: &mut dyn Api,
+    method: &str,
+    event: &str,
+    done: Result<String, (Status, String)>,
+) -> Result<Json, Status> {
+    match done {
+        Ok(name) => {
+            log::info!(
+                "ubus: {method} {name}: {} written",
+                api.config_path().display()
+            );
+            api.reload();
+            api.notify(
+                "member",
+                Json::obj().with("name", name.as_str()).with("event", event),
+            );
+            Ok(Json::obj().with("name", name))
+        }
+        Err((status, why)) => {
+            log::warn!("ubus: {method} refused, nothing changed: {why}");
+            Err(status)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
+
+    /// A double of the daemon, because the real `Api` is a whole daemon
+    /// (sockets, a TUN device, a node): it answers a fixed status document
+    /// and records the reloads and notifications it was asked for, and edits
+    /// a real file of its own.
+    struct FakeDaemon {
+        config: PathBuf,
+        reloads: usize,
+        notes: Vec<(String, Json)>,
+    }
+
+    impl FakeDaemon {
+        /// With a config file of its own, holding `text` (`test` names it).
+        fn with_config(test: &str, text: &str) -> FakeDaemon {
+            let dir =
+                std::env::temp_dir().join(format!("meshd-ubus-api-{}-{test}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let config = dir.join("meshd");
+            std::fs::write(&config, text).unwrap();
+            FakeDaemon {
+                config,
+                reloads: 0,
+                notes: Vec::new(),
+            }
+        }
+
+        fn file(&self) -> String {
+            std::fs::read_to_string(&self.config).unwrap()
+        }
+    }
+
+    impl Drop for FakeDaemon {
+        fn drop(&mut self) {
+            if let Some(dir) = self.config.parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+
+    impl Api for FakeDaemon {
+        fn status(&self) -> Json {
+            Json::obj()
+                .with("members", Json::Arr(vec!["alice".into()]))
+                .with("routes", Json::Arr(vec![]))
+                .with("nat", Json::obj().with("behaviour", "cone"))
+        }
+
+        fn reload(&mut self) {
+            self.reloads += 1;
+        }
+
+        fn config_path(&self) -> &Path {
+            &self.config
+        }
+
+        fn notify(&mut self, event_type: &str, data: Json) {
+            self.notes.push((event_type.to_string(), data));
+        }
+    }
+
+    const CONFIG: &str = "config meshd 'main'\n\toption overlay '10.0.0.1'\n\toption asn '65001'\n";
+    const KEY: &str = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=";
+
+    fn bob() -> Json {
+        args(&[
+            ("name", "bob".into()),
+            ("public_key", KEY.into()),
+            ("overlay", "10.0.0.2".into()),
+            ("asn", Json::Int(65002)),
+        ])
+    }
+
+    #[test]
+    fn every_method_name_is_unique() {
+        for (i, m) in METHODS.iter().enumerate() {
+            assert!(
+                METHODS[..i].iter().all(|earlier| earlier.name != m.name),
+                "'{}' is in the table twice",
+                m.name
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_method_is_method_not_found_and_touches_nothing() {
+        let mut d = FakeDaemon::with_config("unknown", CONFIG);
+        for method in ["nosuch", "", "Status", "member"] {
+            assert_eq!(
+                call(&mut d, method, &bob()),
+                Err(Status::MethodNotFound),
+                "{method:?}"
+            );
+        }
+        assert_eq!((d.reloads, d.notes.len()), (0, 0));
+        assert_eq!(d.file(), CONFIG);
+    }
+
+    #[test]
+    fn the_document_methods_answer_the_document_or_one_key_of_it() {
+        let mut d = FakeDaemon::with_config("document", CONFIG);
+        let doc = d.status();
+        assert_eq!(call(&mut d, "status", &Json::obj()), Ok(doc.clone()));
+        for key in ["members", "routes", "nat"] {
+            assert_eq!(call(&mut d, key, &Json::obj()), Ok(part(&doc, key)));
+        }
+        assert_eq!((d.reloads, d.notes.len()), (0, 0));
+    }
+
+    #[test]
+    fn member_add_with_a_bad_argument_answers_invalid_argument_and_changes_nothing() {
+        let mut d = FakeDaemon::with_config("bad-add", CONFIG);
+        let with = |key: &str, value: Json| {
+            let Json::Obj(mut fields) = bob() else {
+                unreachable!()
+            };
+            fields.retain(|(k, _)| k != key);
+            fields.push((key.to_string(), value));
+            Json::Obj(fields)
+        };
+        for bad in [
+            // Refused here: the wrong JSON type, an unknown name.
+            with("asn", "65002".into()),
+            with("nmae", "bob".into()),
+            // Refused by the configuration parser.
+            with("overlay", "10.0.0.256".into()),
+            with("asn", Json::Int(23456)),
+            with("public_key", "short".into()),
+            // Refused by the editor: `main` is taken.
+            with("name", "main".into()),
+        ] {
+            assert_eq!(
+                call(&mut d, "member_add", &bad),
+                Err(Status::InvalidArgument),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(d.file(), CONFIG);
+        assert_eq!((d.reloads, d.notes.len()), (0, 0));
+    }
+
+    #[test]
+    fn member_add_then_member_del_write_the_file_reload_and_tell_the_subscribers() {
+        let mut d = FakeDaemon::with_config("add-del", CONFIG);
+        assert_eq!(
+            call(&mut d, "member_add", &bob()),
+            Ok(Json::obj().with("name", "bob"))
+        );
+        assert!(d.file().contains("config member 'bob'"), "{}", d.file());
+        assert_eq!(d.reloads, 1);
+        let note = |event| {
+            (
+                "member".to_string(),
+                Json::obj().with("name", "bob").with("event", event),
+            )
+        };
+        assert_eq!(d.notes, [note("added")]);
+
+        let bob_only = args(&[("name", "bob".into())]);
+        assert_eq!(
+            call(&mut d, "member_del", &bob_only),
+            Ok(Json::obj().with("name", "bob"))
+        );
+        assert_eq!(d.file(), CONFIG);
+        assert_eq!(d.reloads, 2);
+        assert_eq!(d.notes, [note("added"), note("removed")]);
+
+        // Gone now: NOT_FOUND, and nothing more happens.
+        assert_eq!(call(&mut d, "member_del", &bob_only), Err(Status::NotFound));
+        assert_eq!((d.reloads, d.notes.len()), (2, 2));
+    }
 
     fn args(pairs: &[(&str, Json)]) -> Json {
         let mut j = Json::obj();
