@@ -4,37 +4,68 @@
 //! ```text
 //! config meshd 'main'
 //!     option enabled '1'             # bool (1/0, yes/no, on/off, true/false,
-//!                                    #   enabled/disabled); default 1
-//!     option private_key_file '/etc/meshd/private.key'   # the default
-//!     option listen_port '51820'     # UDP port of the mesh, default 51820
-//!     option overlay '10.0.0.1'      # required, IPv4
-//!     option overlay6 'fd00::1'      # optional, IPv6
+//!                                    #   enabled/disabled); default 1; 0: meshd exits at start
+//!     option private_key_file '/etc/meshd/private.key'
+//!                                    # absolute path; default as shown; created if missing
+//!     option listen_port '51820'     # UDP port of the mesh, 1..65535; default 51820
+//!                                    #   (and listen_port + 1, if free, for STUN answers)
+//!     option overlay '10.0.0.1'      # required, unicast IPv4
+//!     option overlay6 'fd00::1'      # unicast IPv6; default none
 //!     option asn '65001'             # required, 1..4294967294, not 23456 (AS_TRANS)
-//!     list announce '192.168.1.0/24' # prefixes this home announces (at most 8)
+//!     list announce '192.168.1.0/24' # prefixes this home announces: at most 8, no
+//!                                    #   default route; default none
 //!     option hold_time '9'           # BGP hold time, s: 0 or 3..65535; default 9
-//!     option connect_retry '2'       # s, 1..3600, default 2
-//!     option keepalive '25'          # WireGuard persistent keepalive, s, 0 = off; default 25
-//!     option max_paths '1'           # ECMP limit 1..32, default 1
-//!     option tun 'meshd0'            # TUN interface, 1..15 of [A-Za-z0-9_.-]; default meshd0
-//!     option control_socket '/var/run/meshd.sock'        # the default
-//!     option log_level 'info'        # error|warn|info|debug|trace, default info
+//!     option connect_retry '2'       # BGP connect retry, s: 1..3600; default 2
+//!     option keepalive '25'          # WireGuard persistent keepalive, s: 0..65535,
+//!                                    #   0 = off; default 25
+//!     option max_paths '1'           # ECMP limit, 1..32; default 1
+//!     option tun 'meshd0'            # TUN interface, 1..15 of [A-Za-z0-9_.-] (not . or ..);
+//!                                    #   default meshd0
+//!     option control_socket '/var/run/meshd.sock'
+//!                                    # absolute path, at most 107 bytes; default as shown
+//!     option log_level 'info'        # error|warn|info|debug|trace; default info
+//!     option bfd '1'                 # bool: BFD on every tunnel; default 1
+//!     option bfd_interval '10'       # BFD transmit and receive interval, ms: 1..10000;
+//!                                    #   default 10 (checked even with bfd 0)
+//!     option bfd_multiplier '4'      # BFD detection multiplier, packets: 2..255;
+//!                                    #   default 4 (checked even with bfd 0)
+//!     option bfd_hold_down '2'       # s, 0..600; default 2: after BFD took a session down,
+//!                                    #   BGP waits this long with BFD Up before it restarts
+//!     option redundancy '1'          # bool: LAN UDP packets up to redundancy_max_size go
+//!                                    #   over the two best first hops; default 1
+//!     option redundancy_max_size '300'   # bytes, 28..1420; default 300 (checked even
+//!                                    #   with redundancy 0)
+//!     option relay_rate '20000'      # transit one member may send through us, kbit/s:
+//!                                    #   0..10000000, 0 = no cap; default 20000
 //!
 //! config member 'r2'                 # the section name is the member's name
-//!     option enabled '1'             # default 1; a disabled member is checked, not used
+//!     option name 'r2'               # 1..32 of [A-Za-z0-9_]; required in an anonymous
+//!                                    #   section, else (if given) the section name
+//!     option enabled '1'             # bool; default 1; a disabled member is checked, not used
 //!     option public_key '...'        # required, WireGuard key (44 characters of base64)
-//!     option overlay '10.0.0.2'      # required
-//!     option overlay6 'fd00::2'
-//!     option asn '65002'             # required
-//!     list prefix '192.168.2.0/24'   # what it may originate, its LAN (at most 8)
-//!     list endpoint '198.51.100.2:51820'   # a.b.c.d:port, [v6]:port or host:port
-//!     option keepalive '25'          # overrides main's (0 = off for this member)
-//!     option hold_time '3'           # overrides main's
+//!     option overlay '10.0.0.2'      # required, unicast IPv4
+//!     option overlay6 'fd00::2'      # unicast IPv6; default none
+//!     option asn '65002'             # required, 1..4294967294, not 23456
+//!     list prefix '192.168.2.0/24'   # what it may originate, its LAN: at most 8, no
+//!                                    #   default route; default none
+//!     list endpoint '198.51.100.2:51820'   # a.b.c.d:port, [v6]:port or host:port, port
+//!                                    #   1..65535: at most 8; default none
+//!     option keepalive '25'          # s, 0..65535; default main's (0 = off for this member)
+//!     option hold_time '3'           # s, 0 or 3..65535; default main's
+//!     option bfd '1'                 # bool; 0: no BFD on this tunnel; default main's
+//!     option bfd_interval '10'       # ms, 1..10000; default main's bfd_interval
+//!     option bfd_multiplier '4'      # packets, 2..255; default main's bfd_multiplier
+//!                                    # Unless its bfd is 0, a member that sets any of these
+//!                                    #   three runs BFD even if main's bfd is 0; a timer it
+//!                                    #   does not set is then main's if main's bfd is 1,
+//!                                    #   else the default (10 ms, 4).
 //! ```
 //!
 //! - An anonymous `config member` takes its name from `option name`. Names are
 //!   what a uci section name may be (`[A-Za-z0-9_]`), at most 32 bytes.
 //! - List options (`announce`, `prefix`, `endpoint`) may also be given as one
 //!   `option` holding items separated by spaces, as OpenWrt scripts allow.
+//!   Every other option takes one value: written as a `list`, it is an error.
 //! - Exactly one `meshd` section. Member names, and among enabled members
 //!   public keys, AS numbers and overlay addresses, are unique; no member uses
 //!   the node's own AS number or overlay addresses.
@@ -1125,6 +1156,66 @@ mod tests {
 
     fn prefix(s: &str) -> Prefix {
         s.parse().unwrap()
+    }
+
+    /// The sample file in this module's doc: each `config` line's type with
+    /// its `option`/`list` lines, each with the comment that follows it
+    /// (its continuation lines included).
+    fn documented_options() -> Vec<(String, Vec<(String, String)>)> {
+        let mut in_sample = false;
+        let mut sections: Vec<(String, Vec<(String, String)>)> = Vec::new();
+        for line in include_str!("config.rs")
+            .lines()
+            .take_while(|l| l.starts_with("//!"))
+        {
+            let text = line.trim_start_matches("//!").trim();
+            if text.starts_with("```") {
+                in_sample = !in_sample;
+                continue;
+            }
+            let comment = text.split_once('#').map_or("", |(_, c)| c);
+            match text.split_whitespace().collect::<Vec<_>>().as_slice() {
+                _ if !in_sample => {}
+                ["config", stype, ..] => sections.push((stype.to_string(), Vec::new())),
+                ["option" | "list", name, ..] => {
+                    let (_, options) = sections.last_mut().expect("a config line first");
+                    options.push((name.to_string(), comment.to_string()));
+                }
+                _ => {
+                    if let Some((_, option)) = sections.last_mut().and_then(|s| s.1.last_mut()) {
+                        option.push_str(comment);
+                    }
+                }
+            }
+        }
+        sections
+    }
+
+    #[test]
+    fn the_module_doc_shows_every_option_the_parser_knows_with_its_default() {
+        let doc = documented_options();
+        let types: Vec<&str> = doc.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(types, ["meshd", "member"]);
+        for ((stype, documented), known) in doc.iter().zip([MAIN_OPTIONS, MEMBER_OPTIONS]) {
+            let names: Vec<&str> = documented.iter().map(|(n, _)| n.as_str()).collect();
+            for name in known {
+                assert_eq!(
+                    names.iter().filter(|n| *n == name).count(),
+                    1,
+                    "config {stype}: option '{name}' should be in config.rs's module doc once"
+                );
+            }
+            for (name, comment) in documented {
+                assert!(
+                    known.contains(&name.as_str()),
+                    "config {stype}: config.rs's module doc shows '{name}', which the parser does not know"
+                );
+                assert!(
+                    comment.contains("default") || comment.contains("required"),
+                    "config {stype}: the doc of option '{name}' says neither its default nor that it is required: {comment:?}"
+                );
+            }
+        }
     }
 
     fn fixture(name: &str) -> String {
