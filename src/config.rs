@@ -78,7 +78,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use mesh_core::node::{NodeConfig, MAX_LAN_PREFIXES};
+use mesh_core::node::{self, NodeConfig, MAX_LAN_PREFIXES};
 use mesh_core::wg::{
     BfdSetting, Key, MemberConfig, MAX_ENDPOINTS, MAX_MEMBERS, MAX_MEMBER_PREFIXES,
 };
@@ -89,21 +89,19 @@ use crate::uci::{self, Package, Section, Value};
 pub const DEFAULT_PATH: &str = "/etc/config/meshd";
 pub const DEFAULT_PRIVATE_KEY_FILE: &str = "/etc/meshd/private.key";
 pub const DEFAULT_LISTEN_PORT: u16 = 51820;
-pub const DEFAULT_HOLD_TIME: u16 = 9;
-pub const DEFAULT_CONNECT_RETRY_SECS: u64 = 2;
-pub const DEFAULT_KEEPALIVE: u16 = 25;
-pub const DEFAULT_MAX_PATHS: u8 = 1;
 pub const DEFAULT_TUN: &str = "meshd0";
 pub const DEFAULT_CONTROL_SOCKET: &str = "/var/run/meshd.sock";
-/// BFD tuned for game traffic: 10 ms × 4 = 40 ms detection.
-pub const DEFAULT_BFD_INTERVAL_MS: u32 = 10;
-pub const DEFAULT_BFD_MULTIPLIER: u8 = 4;
-pub const DEFAULT_BFD_HOLD_DOWN_SECS: u64 = 2;
-/// Game packets are small; bulk downloads are not duplicated.
-pub const DEFAULT_REDUNDANCY_MAX_SIZE: u16 = 300;
-/// Transit per member: 20 Mbit/s is far above what games need (well under
-/// 1 Mbit/s per console) and keeps one friend from filling a relay's uplink.
-pub const DEFAULT_RELAY_RATE_KBIT: u32 = 20_000;
+// The node's defaults are mesh-core's (`mesh_core::node::DEFAULT_*`, where
+// each is explained), in the units this file is written in.
+pub const DEFAULT_HOLD_TIME: u16 = node::DEFAULT_HOLD_TIME;
+pub const DEFAULT_CONNECT_RETRY_SECS: u64 = node::DEFAULT_CONNECT_RETRY.as_secs();
+pub const DEFAULT_KEEPALIVE: u16 = node::DEFAULT_KEEPALIVE;
+pub const DEFAULT_MAX_PATHS: u8 = node::DEFAULT_MAX_PATHS;
+pub const DEFAULT_BFD_INTERVAL_MS: u32 = node::DEFAULT_BFD.desired_min_tx.as_millis() as u32;
+pub const DEFAULT_BFD_MULTIPLIER: u8 = node::DEFAULT_BFD.detect_mult;
+pub const DEFAULT_BFD_HOLD_DOWN_SECS: u64 = node::DEFAULT_BFD_HOLD_DOWN.as_secs();
+pub const DEFAULT_REDUNDANCY_MAX_SIZE: u16 = node::DEFAULT_REDUNDANCY_MAX_LEN;
+pub const DEFAULT_RELAY_RATE_KBIT: u32 = node::DEFAULT_RELAY_RATE_KBIT;
 /// Member names become `heapless::String<32>` in mesh-core.
 pub const MAX_MEMBER_NAME: usize = 32;
 /// RFC 6793: the 2-octet stand-in for a 4-octet AS number, never a real AS.
@@ -395,7 +393,7 @@ impl MainConfig {
         config.bfd = self.bfd.map(BfdTimers::to_bfd);
         config.bfd_hold_down = self.bfd_hold_down;
         config.redundancy_max_len = self.redundancy_max_size;
-        config.relay_rate = self.relay_rate_kbit.map(|k| k.saturating_mul(125));
+        config.relay_rate_kbit = self.relay_rate_kbit;
         config
     }
 }

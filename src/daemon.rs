@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket}
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use mesh_core::node::{Node, NodeEvent, TUN_MTU};
+use mesh_core::node::{Changes, MemberChange, Node, NodeEvent, TUN_MTU};
 use mesh_core::overlay::OverlayStorage;
 use mesh_core::wg::boring::BoringCrypto;
 use mesh_core::wg::Key;
@@ -77,13 +77,10 @@ fn ctx(e: impl std::fmt::Display, what: &str) -> io::Error {
     io::Error::other(format!("{what}: {e}"))
 }
 
-/// Settings that need a new node (and so a new process) when they change.
-fn identity(c: &Config, key: &Key) -> (Key, Ipv4Addr, Option<Ipv6Addr>, u32, u16, String, PathBuf) {
+/// The daemon's own settings that need a new process when they change (the
+/// node says when its own do: [`mesh_core::node::Changes::rebuild`]).
+fn sockets(c: &Config) -> (u16, String, PathBuf) {
     (
-        *key,
-        c.main.overlay,
-        c.main.overlay6,
-        c.main.asn,
         c.main.listen_port,
         c.main.tun.clone(),
         c.main.control_socket.clone(),
@@ -99,6 +96,33 @@ fn resolve(entry: &MemberEntry) -> Vec<SocketAddr> {
         }
     }
     out
+}
+
+/// Endpoint names resolved per member entry: an entry read again unchanged
+/// keeps what its names resolved to, as a running member keeps its
+/// endpoints; a new or changed entry is resolved afresh.
+#[derive(Default)]
+struct Resolved(std::collections::HashMap<String, (MemberEntry, Vec<SocketAddr>)>);
+
+impl Resolved {
+    /// The members of `config` for mesh-core.
+    fn members(&mut self, config: &Config) -> Vec<mesh_core::wg::MemberConfig> {
+        let mut kept = std::collections::HashMap::new();
+        let members = config
+            .enabled_members()
+            .map(|m| {
+                let addrs = match self.0.remove(&m.name) {
+                    Some((old, addrs)) if old == *m => addrs,
+                    _ => resolve(m),
+                };
+                let mc = m.member_config(&config.main, &addrs);
+                kept.insert(m.name.clone(), (m.clone(), addrs));
+                mc
+            })
+            .collect();
+        self.0 = kept;
+        members
+    }
 }
 
 /// Builds the node on a short-lived thread with a large stack: the node is a
@@ -126,7 +150,6 @@ fn build_node(
 pub struct Daemon {
     config_path: PathBuf,
     config: Config,
-    private_key: Key,
     node: Box<Node<'static, BoringCrypto>>,
     udp4: UdpSocket,
     udp6: Option<UdpSocket>,
@@ -144,6 +167,7 @@ pub struct Daemon {
     ubus: crate::ubus::UbusConn,
     /// Kernel routes we installed towards the TUN device.
     installed: BTreeSet<Prefix>,
+    resolved: Resolved,
     stop: Option<Outcome>,
     udp_send_errors: u64,
     tun_write_errors: u64,
@@ -244,6 +268,7 @@ impl Daemon {
         let mut node_config = config.main.node_config(private_key, t.as_micros() ^ 0x5eed);
         node_config.overlay_in_kernel = true;
         node_config.alt_port = udp_alt.is_some();
+        let start_config = node_config.clone();
         let node = build_node(node_config, private_key, t)?;
 
         let mut mask = SigSet::empty();
@@ -271,7 +296,6 @@ impl Daemon {
         let mut d = Daemon {
             config_path: config_path.to_path_buf(),
             config,
-            private_key,
             node,
             udp4,
             udp6,
@@ -285,16 +309,16 @@ impl Daemon {
             control,
             ubus: crate::ubus::UbusConn::new(ubus_socket(), crate::ubus_api::object()),
             installed: BTreeSet::new(),
+            resolved: Resolved::default(),
             stop: None,
             udp_send_errors: 0,
             tun_write_errors: 0,
             addrs_read: None,
             path_probe: None,
         };
-        let members: Vec<MemberEntry> = d.config.enabled_members().cloned().collect();
-        for m in &members {
-            d.add_member(t, m);
-        }
+        let members = d.resolved.members(&d.config);
+        let changes = d.node.reconfigure(t, start_config, &members);
+        d.log_changes(&changes);
         log::info!(
             "meshd {} up: AS{} overlay {} on {}, port {}, {} members, public key {}",
             env!("CARGO_PKG_VERSION"),
@@ -311,13 +335,19 @@ impl Daemon {
         Ok(d)
     }
 
-    fn add_member(&mut self, t: Instant, m: &MemberEntry) {
-        let resolved = resolve(m);
-        if let Err(e) = self
-            .node
-            .add_member(t, m.member_config(&self.config.main, &resolved))
-        {
-            log::error!("member {}: cannot add: {e:?}", m.name);
+    /// Logs what a (re)configuration did to the members.
+    fn log_changes(&self, changes: &Changes) {
+        for c in &changes.members {
+            match c {
+                MemberChange::Added { slot } => log::info!("member {} added", self.member(*slot)),
+                MemberChange::Updated { slot } => {
+                    log::info!("member {} updated", self.member(*slot))
+                }
+                MemberChange::Removed { name } => log::info!("member {name} removed"),
+                MemberChange::Refused { name, error } => {
+                    log::error!("member {name}: cannot add: {error:?}")
+                }
+            }
         }
     }
 
@@ -355,7 +385,7 @@ impl Daemon {
                 self.ubus.flush();
             }
             let t = now();
-            if self.node.poll_timeout(t).is_some_and(|(d, _)| d <= t) {
+            if self.node.poll_timeout().is_some_and(|(d, _)| d <= t) {
                 self.node.handle_timeout(t);
                 self.housekeeping();
             }
@@ -495,90 +525,30 @@ impl Daemon {
             }
         };
         crate::logger::init(new.main.log_level);
-        if identity(&new, &key) != identity(&self.config, &self.private_key) {
-            log::info!("reload: key, address, AS, port or device changed: restarting");
+        if sockets(&new) != sockets(&self.config) {
+            log::info!("reload: port, device or control socket changed: restarting");
             self.stop = Some(Outcome::Restart);
             self.config = new;
             return;
         }
         let t = now();
-        let (old_members, new_members): (Vec<MemberEntry>, Vec<MemberEntry>) = (
-            self.config.enabled_members().cloned().collect(),
-            new.enabled_members().cloned().collect(),
-        );
-        let mut changed = 0;
-        for old in &old_members {
-            let keep = new_members
-                .iter()
-                .find(|m| m.name == old.name && m.public_key == old.public_key);
-            if keep.is_none() {
-                if let Some(slot) = self.node.member_slot(&old.name) {
-                    self.node.remove_member(t, slot);
-                    log::info!("member {} removed", old.name);
-                    changed += 1;
-                }
-            }
+        let members = self.resolved.members(&new);
+        let changes = self
+            .node
+            .reconfigure(t, new.main.node_config(key, 0), &members);
+        if changes.rebuild {
+            log::info!("reload: key, address or AS changed: restarting");
+            self.stop = Some(Outcome::Restart);
+            self.config = new;
+            return;
         }
-        for m in &new_members {
-            match old_members
-                .iter()
-                .find(|o| o.name == m.name && o.public_key == m.public_key)
-            {
-                None => {
-                    self.add_member(t, m);
-                    log::info!("member {} added", m.name);
-                    changed += 1;
-                }
-                Some(o) if o != m => {
-                    if let Some(slot) = self.node.member_slot(&m.name) {
-                        self.node
-                            .update_member(t, slot, m.member_config(&new.main, &resolve(m)));
-                        log::info!("member {} updated", m.name);
-                        changed += 1;
-                    }
-                }
-                Some(_) => {}
-            }
-        }
-        let (o, n) = (&self.config.main, &new.main);
-        if o.announce != n.announce {
-            self.node.set_lan_prefixes(t, &n.announce);
-            changed += 1;
-        }
-        if (
-            o.bfd,
-            o.bfd_hold_down,
-            o.redundancy_max_size,
-            o.relay_rate_kbit,
-        ) != (
-            n.bfd,
-            n.bfd_hold_down,
-            n.redundancy_max_size,
-            n.relay_rate_kbit,
-        ) {
-            self.node.set_fast_failover(
-                t,
-                n.bfd.map(crate::config::BfdTimers::to_bfd),
-                n.bfd_hold_down,
-                n.redundancy_max_size,
-                n.relay_rate_kbit.map(|k| k.saturating_mul(125)),
-            );
-            changed += 1;
-        }
-        if (o.hold_time, o.connect_retry, o.keepalive, o.max_paths)
-            != (n.hold_time, n.connect_retry, n.keepalive, n.max_paths)
-        {
-            self.node.set_session_settings(
-                t,
-                n.hold_time,
-                n.connect_retry,
-                n.keepalive,
-                n.max_paths,
-            );
-            changed += 1;
-        }
+        self.log_changes(&changes);
         self.config = new;
-        log::info!("reloaded {}: {changed} changes", self.config_path.display());
+        log::info!(
+            "reloaded {}: {} changes",
+            self.config_path.display(),
+            changes.count()
+        );
     }
 
     /// Moves the node's outputs to the sockets, the TUN device, the log and
@@ -590,13 +560,13 @@ impl Daemon {
                 SocketAddr::V4(_) => Some(&self.udp4),
                 SocketAddr::V6(_) => self.udp6.as_ref(),
             };
-            let sent = sock.map(|s| s.send_to(&d.bytes, d.to));
+            let sent = sock.map(|s| s.send_to(d.bytes, d.to));
             if !matches!(sent, Some(Ok(_))) {
                 self.udp_send_errors += 1;
             }
         }
         while let Some(p) = self.node.poll_lan_packet() {
-            if self.tun.write(&p).is_err() {
+            if self.tun.write(p).is_err() {
                 self.tun_write_errors += 1;
             }
         }
@@ -613,7 +583,7 @@ impl Daemon {
             let wait = at.saturating_duration_since(std::time::Instant::now());
             t + mesh_core::Duration::from_micros(wait.as_micros() as u64)
         });
-        let node = self.node.poll_timeout(t).map(|(d, _)| d);
+        let node = self.node.poll_timeout().map(|(d, _)| d);
         let next = match (node, ubus) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -799,7 +769,7 @@ impl Daemon {
             self.read_udp(false, &mut buf);
             self.read_udp(true, &mut buf);
             let t = now();
-            if self.node.poll_timeout(t).is_some_and(|(d, _)| d <= t) {
+            if self.node.poll_timeout().is_some_and(|(d, _)| d <= t) {
                 self.node.handle_timeout(t);
             }
             self.drain();

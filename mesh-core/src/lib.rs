@@ -41,6 +41,7 @@ extern crate std;
 
 pub mod bfd;
 pub mod bgp;
+pub mod hash;
 pub mod ip;
 pub mod nat;
 pub mod node;

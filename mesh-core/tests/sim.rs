@@ -718,7 +718,12 @@ fn a_member_announcing_another_homes_lan_is_refused() {
             mesh_core::Prefix::v4(192, 168, 3, 128, 25).unwrap(),
         ];
         let now = s.now;
-        s.node_mut(2).set_lan_prefixes(now, &stolen);
+        let node = s.node_mut(2);
+        let mut config = node.config().clone();
+        config.lan_prefixes = heapless::Vec::from_slice(&stolen).unwrap();
+        let members: Vec<_> = node.members().map(|m| m.config.clone()).collect();
+        let changes = node.reconfigure(now, config, &members);
+        assert!(changes.lan_prefixes && changes.members.is_empty());
         s.run_for(Duration::from_secs(1));
         // R1 and R4 refuse them: R2's membership allows only 192.168.2.0/24.
         for n in [1, 4] {
@@ -850,7 +855,7 @@ fn a_relay_carries_only_member_to_member_traffic_and_caps_each_member() {
         // R2 relays at most 1 Mbit/s per member.
         s.configure = |n, c| {
             if n == 2 {
-                c.relay_rate = Some(125_000);
+                c.relay_rate_kbit = Some(1_000);
             }
         };
         s.start(2);

@@ -151,6 +151,10 @@ impl Tunnel for BoringTunnel {
         datagram: &[u8],
         out: &'o mut [u8],
     ) -> TunnelResult<'o> {
+        // boringtun panics when a datagram's plaintext cannot fit: refuse.
+        if out.len() < datagram.len().max(148) {
+            return TunnelResult::Error(WgError::Other);
+        }
         convert(self.0.decapsulate(from, datagram, out))
     }
 

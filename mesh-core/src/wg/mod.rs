@@ -12,7 +12,8 @@
 //! - roaming: the live endpoint follows the source address of the last
 //!   authenticated datagram, as WireGuard does (whitepaper §2.1);
 //! - identification of the member for every datagram (a handshake initiation
-//!   by the initiator's static key, everything else by our receiver index);
+//!   by the initiator's static key, everything else by our receiver index,
+//!   which the node's member table maps back to a slot);
 //! - counters per member.
 
 pub mod key;
@@ -173,6 +174,11 @@ impl MemberConfig {
             || self.prefixes.iter().any(|p| p.covers(prefix))
     }
 
+    /// Is `addr` one of the member's overlay addresses?
+    pub fn has_overlay(&self, addr: IpAddr) -> bool {
+        addr == IpAddr::V4(self.overlay) || self.overlay_v6.is_some_and(|a| addr == IpAddr::V6(a))
+    }
+
     /// Does traffic from `addr` belong to this member's home?
     pub fn owns_address(&self, addr: IpAddr) -> bool {
         addr == IpAddr::V4(self.overlay)
@@ -216,14 +222,34 @@ pub struct Member<T> {
 }
 
 impl<T: Tunnel> Member<T> {
+    /// A member with its tunnel; `index` is the receiver-index tag the
+    /// tunnel was made with. It is tried first at its first endpoint.
+    pub fn new(config: MemberConfig, tunnel: T, index: u32) -> Member<T> {
+        let endpoint = config.endpoints.first().copied();
+        Member {
+            config,
+            tunnel,
+            endpoint,
+            endpoint_confirmed: false,
+            candidate: 0,
+            candidate_since: None,
+            last_rx: None,
+            last_initiation: None,
+            stats: MemberStats::default(),
+            index,
+        }
+    }
+
     /// The receiver-index tag of this member's tunnel.
     pub fn index(&self) -> u32 {
         self.index
     }
 
     /// An authenticated datagram came from `from`: follow it (roaming).
-    pub fn authenticated_from(&mut self, now: Instant, from: SocketAddr) {
-        if self.endpoint != Some(from) {
+    /// Returns whether the endpoint changed.
+    pub fn authenticated_from(&mut self, now: Instant, from: SocketAddr) -> bool {
+        let changed = self.endpoint != Some(from);
+        if changed {
             if self.endpoint.is_some() {
                 self.stats.roams += 1;
             }
@@ -232,6 +258,7 @@ impl<T: Tunnel> Member<T> {
         }
         self.endpoint_confirmed = true;
         self.last_rx = Some(now);
+        changed
     }
 
     /// Called on every timer tick: while no endpoint answers, move to the next
@@ -268,15 +295,6 @@ impl<T: Tunnel> Member<T> {
     }
 }
 
-/// The member table: fixed slots, so a member's slot number is stable and
-/// can serve as its BGP peer id.
-#[derive(Debug)]
-pub struct Members<T> {
-    slots: [Option<Member<T>>; MAX_MEMBERS],
-    /// Bumped each time a slot is reused, so stale receiver indices miss.
-    generation: [u16; MAX_MEMBERS],
-}
-
 /// Why a member could not be added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MemberError {
@@ -284,122 +302,4 @@ pub enum MemberError {
     DuplicateKey,
     DuplicateAsn,
     DuplicateOverlay,
-}
-
-impl<T: Tunnel> Members<T> {
-    pub const fn new() -> Self {
-        Members {
-            slots: [const { None }; MAX_MEMBERS],
-            generation: [0; MAX_MEMBERS],
-        }
-    }
-
-    pub fn add<C: Crypto<Tunnel = T>>(
-        &mut self,
-        crypto: &C,
-        config: MemberConfig,
-    ) -> Result<usize, MemberError> {
-        for m in self.iter() {
-            if m.1.config.public_key == config.public_key {
-                return Err(MemberError::DuplicateKey);
-            }
-            if m.1.config.asn == config.asn {
-                return Err(MemberError::DuplicateAsn);
-            }
-            if m.1.config.overlay == config.overlay {
-                return Err(MemberError::DuplicateOverlay);
-            }
-        }
-        let slot = self
-            .slots
-            .iter()
-            .position(|s| s.is_none())
-            .ok_or(MemberError::Full)?;
-        self.generation[slot] = (self.generation[slot] + 1) & 0x3ff;
-        // 24 bits of index: 10 of generation, 6 of slot.
-        let index = (self.generation[slot] as u32) << 6 | slot as u32;
-        let tunnel = crypto.tunnel(&config.public_key, index, config.keepalive);
-        let endpoint = config.endpoints.first().copied();
-        self.slots[slot] = Some(Member {
-            config,
-            tunnel,
-            endpoint,
-            endpoint_confirmed: false,
-            candidate: 0,
-            candidate_since: None,
-            last_rx: None,
-            last_initiation: None,
-            stats: MemberStats::default(),
-            index,
-        });
-        Ok(slot)
-    }
-
-    pub fn remove(&mut self, slot: usize) -> Option<Member<T>> {
-        self.slots.get_mut(slot)?.take()
-    }
-
-    pub fn get(&self, slot: usize) -> Option<&Member<T>> {
-        self.slots.get(slot)?.as_ref()
-    }
-
-    pub fn get_mut(&mut self, slot: usize) -> Option<&mut Member<T>> {
-        self.slots.get_mut(slot)?.as_mut()
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (usize, &Member<T>)> + '_ {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.as_ref().map(|m| (i, m)))
-    }
-
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut Member<T>)> + '_ {
-        self.slots
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(i, s)| s.as_mut().map(|m| (i, m)))
-    }
-
-    pub fn by_key(&self, key: &Key) -> Option<usize> {
-        self.iter()
-            .find(|(_, m)| m.config.public_key == *key)
-            .map(|(i, _)| i)
-    }
-
-    /// The member whose tunnel owns receiver index `index`.
-    pub fn by_index(&self, index: u32) -> Option<usize> {
-        let slot = (index & 0x3f) as usize;
-        let m = self.get(slot)?;
-        (m.index == index).then_some(slot)
-    }
-
-    pub fn by_overlay(&self, addr: IpAddr) -> Option<usize> {
-        self.iter()
-            .find(|(_, m)| {
-                IpAddr::V4(m.config.overlay) == addr
-                    || m.config.overlay_v6.is_some_and(|a| IpAddr::V6(a) == addr)
-            })
-            .map(|(i, _)| i)
-    }
-
-    pub fn by_asn(&self, asn: u32) -> Option<usize> {
-        self.iter()
-            .find(|(_, m)| m.config.asn == asn)
-            .map(|(i, _)| i)
-    }
-
-    pub fn len(&self) -> usize {
-        self.iter().count()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-impl<T: Tunnel> Default for Members<T> {
-    fn default() -> Self {
-        Self::new()
-    }
 }

@@ -329,21 +329,22 @@ impl Sim {
         };
         let mut out = Vec::new();
         while let Some(d) = node.poll_transmit() {
-            out.push(d);
+            out.push((d.to, d.from_alt_port, d.bytes.to_vec()));
         }
         let mut lan = Vec::new();
         while let Some(p) = node.poll_lan_packet() {
-            lan.push(p);
+            lan.push(p.to_vec());
         }
         while let Some(e) = node.poll_event() {
             self.events.push((now, n, e));
         }
-        self.deadlines[n] = node.poll_timeout(now).map(|(t, _)| t);
-        for d in out {
+        self.deadlines[n] = node.poll_timeout().map(|(t, _)| t);
+        for (to, from_alt_port, bytes) in out {
             if let Some(tap) = self.tap.as_mut() {
-                tap.push((n, d.to, d.bytes.to_vec()));
+                tap.push((n, to, bytes.clone()));
             }
-            let Some(to) = self.addr_to_node(d.to) else {
+            let dest = to;
+            let Some(to) = self.addr_to_node(dest) else {
                 continue;
             };
             let Some(link) = self.links.get(&(n.min(to), n.max(to))).copied() else {
@@ -361,9 +362,9 @@ impl Sim {
                 at,
                 order: self.order,
                 from: n,
-                from_alt_port: d.from_alt_port,
-                to: d.to,
-                bytes: d.bytes.to_vec(),
+                from_alt_port,
+                to: dest,
+                bytes,
             }));
         }
         for p in lan {
@@ -375,7 +376,26 @@ impl Sim {
 
     /// Runs until virtual time `until`.
     pub fn run_until(&mut self, until: Instant) {
+        // A node whose deadline does not move after its timeout ran would
+        // spin here at one instant forever: name it instead.
+        let mut same_instant = (self.now, 0u32);
         loop {
+            if same_instant.0 == self.now {
+                same_instant.1 += 1;
+                if same_instant.1 > 100_000 {
+                    let stuck: Vec<_> = (1..=self.size())
+                        .filter_map(|n| Some((n, self.nodes[n].as_ref()?.poll_timeout()?)))
+                        .filter(|(_, (t, _))| *t <= self.now)
+                        .collect();
+                    let recent: Vec<_> = self.events.iter().rev().take(12).collect();
+                    panic!(
+                        "virtual time stuck at {:?}: {stuck:?}; last events {recent:?}",
+                        self.now
+                    );
+                }
+            } else {
+                same_instant = (self.now, 0);
+            }
             let mut next = self
                 .queue
                 .peek()

@@ -1,0 +1,282 @@
+//! Forwarding: where a packet goes, as a verdict the root carries out.
+//!
+//! [`Router::for_lan_packet`] and [`Router::for_member_packet`] only look: at the packet,
+//! the FIB ([`crate::rib`]) and the member table. They change nothing and do
+//! no control-plane work; [`super::Node`] dispatches the [`Verdict`].
+//!
+//! - From a tunnel: the source must be inside some member's home, or ours (a
+//!   reply to us) — anti-spoofing; relays never forward to martian
+//!   destinations; for our overlay address → BFD, peer exchange, BGP, or
+//!   (when the kernel holds the address) the kernel; else look up the
+//!   destination: our LAN → the TUN device (once, of two redundant copies);
+//!   another member → transit; no route → ICMP unreachable.
+//! - From the LAN: look up; another member → its tunnel (small UDP also over
+//!   a second first hop: redundant sending).
+
+use core::hash::Hasher;
+use core::net::IpAddr;
+
+use embassy_time::{Duration, Instant};
+
+use crate::bfd::BFD_PORT;
+use crate::hash::Fnv;
+use crate::ip::{self, IpInfo};
+use crate::overlay::BGP_PORT;
+use crate::pex::PEX_PORT;
+use crate::rib::{PeerId, Source};
+use crate::wg::Tunnel;
+
+use super::engine::NodeRib;
+use super::exchange::martian;
+use super::slots::Slots;
+use super::NodeConfig;
+
+/// Where a packet goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// To the LAN (the TUN device): our home, or the kernel's own address.
+    ToLan,
+    /// To the LAN, unless its redundant twin came first: this router is where
+    /// small UDP packets sent over two paths leave the mesh.
+    ToLanOnce,
+    /// To the node's own stack (BGP).
+    ToOverlay,
+    /// Through member `to`'s tunnel, and a copy through `copy`'s (redundant
+    /// sending over a second first hop).
+    ToMember {
+        to: PeerId,
+        copy: Option<PeerId>,
+    },
+    /// From one member to another through us: relay policing, TTL, then
+    /// member `to`'s tunnel.
+    Transit {
+        to: PeerId,
+    },
+    /// Control traffic for this node, from inside a tunnel.
+    Control(Control),
+    /// No route: the source hears ICMP net unreachable.
+    Unreachable,
+    Drop(Drop),
+}
+
+/// Control traffic addressed to the node inside the tunnels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// BFD (RFC 5881), UDP to port 3784.
+    Bfd,
+    /// Peer exchange, UDP between [`PEX_PORT`]s.
+    Pex,
+}
+
+/// Why a packet is dropped; each has its counter in [`super::NodeStats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drop {
+    /// A broken IP header (`bad_inner`).
+    BadHeader,
+    /// From a tunnel, with a source no member's home holds (`spoofed`).
+    Spoofed,
+    /// A destination no relay serves: loopback, multicast, broadcast, link
+    /// local (`relay_refused`).
+    Martian,
+    /// Transit with one of our own addresses as the source: a member posing
+    /// as us (`relay_refused`).
+    OwnSource,
+    /// From the LAN, for our own LAN: a routing loop on the host (`no_route`).
+    Loop,
+    /// From the LAN, for our overlay address, which the kernel owns for all
+    /// but BGP (`no_route`).
+    NotOurs,
+}
+
+/// What forwarding reads: the FIB, the members, the node's settings.
+pub(crate) struct Router<'v, T> {
+    pub rib: &'v NodeRib,
+    pub slots: &'v Slots<T>,
+    pub config: &'v NodeConfig,
+}
+
+impl<T: Tunnel> Router<'_, T> {
+    fn own_address(&self, a: IpAddr) -> bool {
+        match a {
+            IpAddr::V4(v) => v == self.config.overlay,
+            IpAddr::V6(v) => self.config.overlay_v6 == Some(v),
+        }
+    }
+
+    fn own_home(&self, a: IpAddr) -> bool {
+        self.own_address(a) || self.config.lan_prefixes.iter().any(|p| p.contains(a))
+    }
+
+    /// An IP packet from the LAN (the TUN device).
+    pub fn for_lan_packet(&self, packet: &[u8], info: &IpInfo) -> Verdict {
+        if self.own_address(info.dst) {
+            return if self.config.overlay_in_kernel && !is_bgp(packet, info) {
+                // The kernel owns the address for everything but BGP; it does
+                // not route its own address into the TUN, so this is not for us.
+                Verdict::Drop(Drop::NotOurs)
+            } else {
+                Verdict::ToOverlay
+            };
+        }
+        match self.route(packet, info) {
+            Some(Source::Peer(to)) => Verdict::ToMember {
+                to,
+                copy: self
+                    .redundant_candidate(packet, info)
+                    .then(|| self.second_first_hop(info, to))
+                    .flatten(),
+            },
+            // The kernel sent us a packet for our own LAN: a routing loop on
+            // the host. Drop it rather than bounce it back.
+            Some(Source::Local) => Verdict::Drop(Drop::Loop),
+            None => Verdict::Unreachable,
+        }
+    }
+
+    /// An inner packet from a member's tunnel, trimmed to its IP length.
+    pub fn for_member_packet(&self, packet: &[u8], info: &IpInfo) -> Verdict {
+        if !self.source_allowed(info.src) {
+            return Verdict::Drop(Drop::Spoofed);
+        }
+        if martian(info.dst) {
+            // Never relayed, never given to the kernel: the relay's loopback,
+            // broadcast and the like are not the mesh's business.
+            return Verdict::Drop(Drop::Martian);
+        }
+        if self.own_address(info.dst) {
+            return match ip::udp_parts(packet, info) {
+                Some((_, BFD_PORT, _)) => Verdict::Control(Control::Bfd),
+                Some((PEX_PORT, PEX_PORT, _)) => Verdict::Control(Control::Pex),
+                _ if self.config.overlay_in_kernel && !is_bgp(packet, info) => Verdict::ToLan,
+                _ => Verdict::ToOverlay,
+            };
+        }
+        match self.route(packet, info) {
+            Some(Source::Local) if self.redundant_candidate(packet, info) => Verdict::ToLanOnce,
+            Some(Source::Local) => Verdict::ToLan,
+            // Transit: we are a router on the path. The destination is a
+            // member's announced prefix (nothing else is routed); one of our
+            // own addresses as the source means a member is spoofing us.
+            Some(Source::Peer(_)) if self.own_home(info.src) => Verdict::Drop(Drop::OwnSource),
+            Some(Source::Peer(to)) => Verdict::Transit { to },
+            None => Verdict::Unreachable,
+        }
+    }
+
+    /// The source of a packet from a tunnel must lie in some member's home,
+    /// or be ours (a reply to us).
+    fn source_allowed(&self, src: IpAddr) -> bool {
+        self.own_home(src)
+            || self
+                .slots
+                .iter()
+                .any(|(_, s)| s.wg.config.owns_address(src))
+    }
+
+    /// The first hop towards the destination: one path, or one of several
+    /// equal ones chosen by the flow (ECMP).
+    pub fn route(&self, packet: &[u8], info: &IpInfo) -> Option<Source> {
+        let entry = self.rib.lookup(info.dst)?;
+        let set = entry.multipath();
+        match set.len() {
+            0 => None,
+            1 => Some(set[0].source),
+            n => Some(set[(ip::flow_hash(packet, info) as usize) % n].source),
+        }
+    }
+
+    /// Redundant sending covers small UDP packets: game traffic.
+    fn redundant_candidate(&self, packet: &[u8], info: &IpInfo) -> bool {
+        self.config
+            .redundancy_max_len
+            .is_some_and(|max| info.total_len <= max as usize)
+            && ip::udp_parts(packet, info).is_some()
+    }
+
+    /// The best path's first hop is `best`; the next-ranked path through
+    /// another member, if any. Its advertiser did not route it through us (we
+    /// would have been in its AS path), so the copy does not loop.
+    fn second_first_hop(&self, info: &IpInfo, best: PeerId) -> Option<PeerId> {
+        self.rib
+            .lookup(info.dst)?
+            .paths()
+            .iter()
+            .find_map(|p| match p.source {
+                Source::Peer(q) if q != best => Some(q),
+                _ => None,
+            })
+    }
+}
+
+/// TCP to or from the BGP port.
+pub(crate) fn is_bgp(packet: &[u8], info: &IpInfo) -> bool {
+    let ports = packet.get(info.header_len..info.header_len + 4);
+    info.protocol == ip::PROTO_TCP
+        && !info.later_fragment
+        && ports.is_some_and(|p| {
+            u16::from_be_bytes([p[0], p[1]]) == BGP_PORT
+                || u16::from_be_bytes([p[2], p[3]]) == BGP_PORT
+        })
+}
+
+/// How long a delivered redundant packet is remembered, to drop its twin.
+const DEDUP_WINDOW: Duration = Duration::from_millis(500);
+const DEDUP_SLOTS: usize = 4096;
+const DEDUP_PROBE: usize = 8;
+
+/// Recently delivered small UDP packets, keyed by what identifies a packet
+/// across paths (addresses, protocol, IPv4 identification, and the start of
+/// the UDP datagram; never the TTL or checksum, which differ per path).
+#[derive(Debug)]
+pub(crate) struct Dedup {
+    slots: [(u64, Instant); DEDUP_SLOTS],
+}
+
+impl Dedup {
+    pub fn new() -> Dedup {
+        Dedup {
+            slots: [(0, Instant::from_ticks(0)); DEDUP_SLOTS],
+        }
+    }
+
+    fn key(packet: &[u8], info: &IpInfo) -> u64 {
+        let mut h = Fnv::new();
+        match (info.src, info.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                h.write(&s.octets());
+                h.write(&d.octets());
+                h.write(packet.get(4..6).unwrap_or(&[])); // identification
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                h.write(&s.octets());
+                h.write(&d.octets());
+            }
+            _ => {}
+        }
+        h.write(&[info.protocol]);
+        let end = info.total_len.min(info.header_len + 8 + 64);
+        h.write(packet.get(info.header_len..end).unwrap_or(&[]));
+        h.finish() | 1 // never the empty-slot key
+    }
+
+    /// Records the packet; false when it was seen within the window.
+    pub fn first_sighting(&mut self, now: Instant, packet: &[u8], info: &IpInfo) -> bool {
+        let key = Self::key(packet, info);
+        let start = (key as usize) % DEDUP_SLOTS;
+        let mut free = None;
+        for i in 0..DEDUP_PROBE {
+            let slot = (start + i) % DEDUP_SLOTS;
+            let (k, at) = self.slots[slot];
+            let live = k != 0 && now.saturating_duration_since(at) < DEDUP_WINDOW;
+            if live && k == key {
+                return false;
+            }
+            if !live && free.is_none() {
+                free = Some(slot);
+            }
+        }
+        // Full neighbourhood: overwrite the first probe position.
+        self.slots[free.unwrap_or(start)] = (key, now);
+        true
+    }
+}

@@ -1,0 +1,197 @@
+//! The member table: one slot per member, holding everything about it.
+//!
+//! A slot's number is stable while the member exists: it is the member's
+//! BGP peer id in the RIB and the low bits of its WireGuard receiver index,
+//! so an incoming datagram finds its slot without a search.
+
+use core::net::IpAddr;
+
+use embassy_time::{Duration, Instant};
+
+use crate::wg::{Key, Member, MemberConfig, MemberError, Tunnel, MAX_MEMBERS};
+
+use super::engine::BgpPeer;
+use super::exchange::Punch;
+use super::relay::Bucket;
+use super::stun::Probe;
+use super::supervision::Supervision;
+use super::tunnel::Upkeep;
+
+/// A tunnel heard from this recently is a direct path.
+pub const DIRECT_FRESH: Duration = Duration::from_secs(15);
+
+/// Everything the node holds about one member. Each field is the member's
+/// part of one child state machine.
+#[derive(Debug)]
+pub(crate) struct Slot<T> {
+    /// The WireGuard peer: configuration, crypto session, live endpoint.
+    pub wg: Member<T>,
+    /// Bringing the tunnel up and keeping its latency for the RIB.
+    pub upkeep: Upkeep,
+    /// BFD on the tunnel, and the hold-down it puts on BGP.
+    pub bfd: Supervision,
+    /// The eBGP session over the tunnel.
+    pub bgp: BgpPeer,
+    /// Asking the member where it sees us (STUN).
+    pub stun: Probe,
+    /// What peer exchange taught us about it, and hole punching towards it.
+    pub punch: Punch,
+    /// The cap on transit traffic it may send through us.
+    pub relay: Bucket,
+}
+
+impl<T: Tunnel> Slot<T> {
+    /// Reached over its own tunnel, recently heard from, and (if the tunnel
+    /// runs BFD) with BFD Up.
+    pub fn is_direct(&self, now: Instant) -> bool {
+        self.bfd.up_or_off()
+            && self.wg.endpoint_confirmed
+            && self
+                .wg
+                .last_rx
+                .is_some_and(|t| now.saturating_duration_since(t) < DIRECT_FRESH)
+    }
+
+    /// When [`Slot::is_direct`] turns false by itself (silence), if it is
+    /// true now.
+    pub fn direct_until(&self, now: Instant) -> Option<Instant> {
+        self.is_direct(now)
+            .then(|| self.wg.last_rx.map(|t| t + DIRECT_FRESH))
+            .flatten()
+    }
+}
+
+/// The table.
+#[derive(Debug)]
+pub(crate) struct Slots<T> {
+    slots: [Option<Slot<T>>; MAX_MEMBERS],
+    /// Members ever added (10 bits, wrapping): with the slot number it makes
+    /// the receiver index, so a datagram for a slot's previous member misses.
+    adds: u16,
+}
+
+/// The receiver-index tag of a member: 10 bits of add count, 6 of slot.
+const SLOT_BITS: u32 = 6;
+const _: () = assert!(MAX_MEMBERS <= 1 << SLOT_BITS);
+
+impl<T: Tunnel> Slots<T> {
+    pub const fn new() -> Self {
+        Slots {
+            slots: [const { None }; MAX_MEMBERS],
+            adds: 0,
+        }
+    }
+
+    /// Checks that `config` may join (no key, AS number or overlay address
+    /// taken) and returns the free slot with the receiver index it will use.
+    pub fn vacancy(&mut self, config: &MemberConfig) -> Result<(usize, u32), MemberError> {
+        for (_, s) in self.iter() {
+            let c = &s.wg.config;
+            if c.public_key == config.public_key {
+                return Err(MemberError::DuplicateKey);
+            }
+            if c.asn == config.asn {
+                return Err(MemberError::DuplicateAsn);
+            }
+            if c.overlay == config.overlay {
+                return Err(MemberError::DuplicateOverlay);
+            }
+        }
+        let slot = self
+            .slots
+            .iter()
+            .position(|s| s.is_none())
+            .ok_or(MemberError::Full)?;
+        self.adds = (self.adds + 1) & 0x3ff;
+        Ok((slot, (self.adds as u32) << SLOT_BITS | slot as u32))
+    }
+
+    /// Fills a slot [`Slots::vacancy`] returned.
+    pub fn fill(&mut self, slot: usize, s: Slot<T>) {
+        if let Some(place) = self.slots.get_mut(slot) {
+            *place = Some(s);
+        }
+    }
+
+    pub fn remove(&mut self, slot: usize) -> Option<Slot<T>> {
+        self.slots.get_mut(slot)?.take()
+    }
+
+    pub fn get(&self, slot: usize) -> Option<&Slot<T>> {
+        self.slots.get(slot)?.as_ref()
+    }
+
+    pub fn get_mut(&mut self, slot: usize) -> Option<&mut Slot<T>> {
+        self.slots.get_mut(slot)?.as_mut()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &Slot<T>)> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|m| (i, m)))
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut Slot<T>)> + '_ {
+        self.slots
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_mut().map(|m| (i, m)))
+    }
+
+    /// Slot `i` to change, and the others to read (the import filter asks
+    /// who may originate a prefix while a session writes its routes).
+    pub fn split(&mut self, i: usize) -> Option<(&mut Slot<T>, Others<'_, T>)> {
+        if i >= MAX_MEMBERS {
+            return None;
+        }
+        let (before, rest) = self.slots.split_at_mut(i);
+        let (this, after) = rest.split_first_mut()?;
+        Some((this.as_mut()?, Others { before, after }))
+    }
+
+    pub fn by_key(&self, key: &Key) -> Option<usize> {
+        self.iter()
+            .find(|(_, s)| s.wg.config.public_key == *key)
+            .map(|(i, _)| i)
+    }
+
+    /// The member whose tunnel owns receiver index `index`.
+    pub fn by_index(&self, index: u32) -> Option<usize> {
+        let slot = (index & ((1 << SLOT_BITS) - 1)) as usize;
+        (self.get(slot)?.wg.index() == index).then_some(slot)
+    }
+
+    pub fn by_overlay(&self, addr: IpAddr) -> Option<usize> {
+        self.iter()
+            .find(|(_, s)| s.wg.config.has_overlay(addr))
+            .map(|(i, _)| i)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.iter().all(Option::is_none)
+    }
+}
+
+/// Every slot but one, read-only.
+pub(crate) struct Others<'s, T> {
+    before: &'s [Option<Slot<T>>],
+    after: &'s [Option<Slot<T>>],
+}
+
+impl<T> Clone for Others<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Others<'_, T> {}
+
+impl<T> Others<'_, T> {
+    pub fn configs(&self) -> impl Iterator<Item = &MemberConfig> + '_ {
+        self.before
+            .iter()
+            .chain(self.after.iter())
+            .flatten()
+            .map(|s| &s.wg.config)
+    }
+}
