@@ -512,7 +512,7 @@ impl Session {
 
     /// Builds the control packet if one is due (§6.8.7), and schedules the next.
     fn transmit_if_due(&mut self, now: Instant) {
-        if !self.next_tx.is_some_and(|t| t <= now) {
+        if self.next_tx.is_none_or(|t| t > now) {
             return;
         }
         let interval = if self.state == State::Up {
