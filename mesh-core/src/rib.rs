@@ -674,7 +674,7 @@ impl<const P: usize, const A: usize> Rib<P, A> {
         keep_min!(DecisionStep::AsPathLength, |i: usize| attrs(i)
             .map(|a| a.as_path.selection_len()));
         keep_min!(DecisionStep::Origin, |i: usize| attrs(i)
-            .map(|a| a.origin as u8));
+            .map(|a| u8::from(a.origin)));
         // MED: compared only between paths from the same neighbor AS (§9.1.2.2 c).
         if set.count_ones() > 1 {
             let mut next = set;

@@ -1519,7 +1519,7 @@ prop_compose! {
         echo in any::<u32>(),
     ) -> bfd::ControlPacket {
         bfd::ControlPacket {
-            diag: bfd::Diagnostic::from_u8(diag),
+            diag: bfd::Diagnostic::from(diag),
             state,
             poll: pf == 1,
             final_: pf == 2,

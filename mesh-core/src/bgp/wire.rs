@@ -4,6 +4,8 @@
 //! Panic contract: every function here takes untrusted bytes and returns an error
 //! for anything malformed; none of them panics.
 
+use core::ops::RangeInclusive;
+
 use super::error::{HeaderError, MessageError};
 use super::notification::NotificationRepr;
 use super::open::OpenPacket;
@@ -15,52 +17,29 @@ pub const HEADER_LEN: usize = 19;
 pub const MAX_MESSAGE_LEN: usize = 4096;
 pub const MARKER: [u8; 16] = [0xff; 16];
 
-/// BGP message types (RFC 4271 §4.1, RFC 2918).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MessageType {
-    Open,
-    Update,
-    Notification,
-    Keepalive,
-    RouteRefresh,
+enum_with_unknown! {
+    /// BGP message types (RFC 4271 §4.1, RFC 2918). A header with an
+    /// `Unknown` type is refused (Bad Message Type, §6.1).
+    pub enum MessageType(u8) {
+        Open = 1,
+        Update = 2,
+        Notification = 3,
+        Keepalive = 4,
+        RouteRefresh = 5,
+    }
 }
 
 impl MessageType {
-    pub fn from_u8(v: u8) -> Option<MessageType> {
-        Some(match v {
-            1 => MessageType::Open,
-            2 => MessageType::Update,
-            3 => MessageType::Notification,
-            4 => MessageType::Keepalive,
-            5 => MessageType::RouteRefresh,
-            _ => return None,
-        })
-    }
-    pub fn code(self) -> u8 {
+    /// The total lengths allowed for this type (RFC 4271 §4.2-§4.5, RFC 2918
+    /// §3); `None` for a type we do not know.
+    fn valid_lengths(self) -> Option<RangeInclusive<usize>> {
         match self {
-            MessageType::Open => 1,
-            MessageType::Update => 2,
-            MessageType::Notification => 3,
-            MessageType::Keepalive => 4,
-            MessageType::RouteRefresh => 5,
-        }
-    }
-    /// Smallest valid total length for this type (RFC 4271 §4.2-§4.5, RFC 2918 §3).
-    fn min_len(self) -> usize {
-        match self {
-            MessageType::Open => 29,
-            MessageType::Update => 23,
-            MessageType::Notification => 21,
-            MessageType::Keepalive => 19,
-            MessageType::RouteRefresh => 23,
-        }
-    }
-    /// Exact total length, for the fixed-size types.
-    fn fixed_len(self) -> Option<usize> {
-        match self {
-            MessageType::Keepalive => Some(19),
-            MessageType::RouteRefresh => Some(23),
-            _ => None,
+            MessageType::Open => Some(29..=MAX_MESSAGE_LEN),
+            MessageType::Update => Some(23..=MAX_MESSAGE_LEN),
+            MessageType::Notification => Some(21..=MAX_MESSAGE_LEN),
+            MessageType::Keepalive => Some(19..=19),
+            MessageType::RouteRefresh => Some(23..=23),
+            MessageType::Unknown(_) => None,
         }
     }
 }
@@ -104,24 +83,20 @@ impl<'a> Header<'a> {
         }
         let len = u16::from_be_bytes([buf[16], buf[17]]);
         let ty = buf[18];
-        let kind = MessageType::from_u8(ty).ok_or(HeaderError::BadMessageType(ty))?;
-        let l = len as usize;
-        if !(kind.min_len()..=MAX_MESSAGE_LEN).contains(&l) {
+        let valid = MessageType::from(ty)
+            .valid_lengths()
+            .ok_or(HeaderError::BadMessageType(ty))?;
+        if !valid.contains(&(len as usize)) {
             return Err(HeaderError::BadMessageLength(len));
-        }
-        if let Some(fixed) = kind.fixed_len() {
-            if l != fixed {
-                return Err(HeaderError::BadMessageLength(len));
-            }
         }
         Ok(Header { buf })
     }
     pub fn length(&self) -> u16 {
         u16::from_be_bytes([self.buf[16], self.buf[17]])
     }
+    /// Never `Unknown`: `new_checked` refused those.
     pub fn message_type(&self) -> MessageType {
-        // new_checked accepted only known types.
-        MessageType::from_u8(self.buf[18]).unwrap_or(MessageType::Keepalive)
+        MessageType::from(self.buf[18])
     }
 }
 
@@ -131,7 +106,7 @@ pub fn emit_header(buf: &mut [u8], kind: MessageType, total_len: usize) -> Optio
     let len = u16::try_from(total_len).ok()?;
     h[..16].copy_from_slice(&MARKER);
     h[16..18].copy_from_slice(&len.to_be_bytes());
-    h[18] = kind.code();
+    h[18] = u8::from(kind);
     Some(())
 }
 
@@ -195,6 +170,10 @@ impl<'a> Message<'a> {
             MessageType::Notification => Message::Notification(NotificationRepr::parse(body)?),
             MessageType::Keepalive => Message::Keepalive,
             MessageType::RouteRefresh => Message::RouteRefresh(RouteRefresh::parse(body)?),
+            // Header::new_checked refused it already; kept total, not a panic.
+            MessageType::Unknown(t) => {
+                return Err(MessageError::Header(HeaderError::BadMessageType(t)))
+            }
         })
     }
 }
