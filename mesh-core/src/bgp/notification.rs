@@ -4,7 +4,6 @@
 
 use core::fmt;
 
-use super::error::MessageError;
 use super::wire::{emit_header, MessageType, HEADER_LEN, MAX_MESSAGE_LEN};
 
 /// A NOTIFICATION error code with its subcode, as the RFCs name them.
@@ -133,6 +132,13 @@ impl fmt::Display for ErrorCode {
     }
 }
 
+/// A NOTIFICATION body shorter than its code and subcode octets. A framed
+/// message cannot be (the header's minimum length rules it out); the error
+/// exists for a body parsed on its own, and becomes
+/// `MessageError::NotificationLength`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotificationTooShort;
+
 /// A NOTIFICATION message; `data` borrows from the received or caller's buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotificationRepr<'a> {
@@ -146,13 +152,13 @@ impl<'a> NotificationRepr<'a> {
     }
 
     /// Parses a NOTIFICATION body (after the 19-octet header).
-    pub fn parse(body: &'a [u8]) -> Result<NotificationRepr<'a>, MessageError> {
+    pub fn parse(body: &'a [u8]) -> Result<NotificationRepr<'a>, NotificationTooShort> {
         match body {
             [code, subcode, data @ ..] => Ok(NotificationRepr {
                 error: ErrorCode::from_wire(*code, *subcode),
                 data,
             }),
-            _ => Err(MessageError::NotificationLength),
+            _ => Err(NotificationTooShort),
         }
     }
 
@@ -203,7 +209,7 @@ pub fn shutdown_data<'b>(text: &str, buf: &'b mut [u8; 256]) -> &'b [u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bgp::wire::Message;
+    use crate::bgp::message::Message;
 
     #[test]
     fn every_rfc_code_survives_the_wire() {

@@ -1,21 +1,30 @@
-//! The BGP message header and the framing of a TCP byte stream into messages
-//! (RFC 4271 §4.1, §6.1).
+//! The BGP message header, KEEPALIVE (a bare header) and the framing of a TCP
+//! byte stream into messages (RFC 4271 §4.1, §4.4, §6.1). It needs nothing
+//! from the other BGP modules; `message` ties the message kinds together.
 //!
 //! Panic contract: every function here takes untrusted bytes and returns an error
 //! for anything malformed; none of them panics.
 
 use core::ops::RangeInclusive;
 
-use super::error::{HeaderError, MessageError};
-use super::notification::NotificationRepr;
-use super::open::OpenPacket;
-use super::update::UpdatePacket;
-
 /// Length of the fixed header: 16-octet marker, 2-octet length, 1-octet type.
 pub const HEADER_LEN: usize = 19;
 /// Largest message RFC 4271 allows (we do not negotiate RFC 8654 extended messages).
 pub const MAX_MESSAGE_LEN: usize = 4096;
 pub const MARKER: [u8; 16] = [0xff; 16];
+
+/// Message Header errors (RFC 4271 §6.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderError {
+    /// Fewer than 19 octets where a header was required (never sent on the wire:
+    /// framing waits for more bytes instead).
+    Truncated,
+    ConnectionNotSynchronized,
+    /// The length field, which the NOTIFICATION carries back as data.
+    BadMessageLength(u16),
+    /// The type octet, carried back as data.
+    BadMessageType(u8),
+}
 
 enum_with_unknown! {
     /// BGP message types (RFC 4271 §4.1, RFC 2918). A header with an
@@ -110,72 +119,10 @@ pub fn emit_header(buf: &mut [u8], kind: MessageType, total_len: usize) -> Optio
     Some(())
 }
 
-/// A ROUTE-REFRESH request (RFC 2918 §3; subtype per RFC 7313).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RouteRefresh {
-    pub afi: u16,
-    pub subtype: u8,
-    pub safi: u8,
-}
-
-impl RouteRefresh {
-    pub const LEN: usize = HEADER_LEN + 4;
-    pub fn parse(body: &[u8]) -> Result<RouteRefresh, MessageError> {
-        match body {
-            [a0, a1, subtype, safi] => Ok(RouteRefresh {
-                afi: u16::from_be_bytes([*a0, *a1]),
-                subtype: *subtype,
-                safi: *safi,
-            }),
-            _ => Err(MessageError::RouteRefreshLength),
-        }
-    }
-    pub fn emit(&self, buf: &mut [u8]) -> Option<usize> {
-        emit_header(buf, MessageType::RouteRefresh, Self::LEN)?;
-        let b = buf.get_mut(HEADER_LEN..Self::LEN)?;
-        b[..2].copy_from_slice(&self.afi.to_be_bytes());
-        b[2] = self.subtype;
-        b[3] = self.safi;
-        Some(Self::LEN)
-    }
-}
-
 /// Emits a KEEPALIVE (a bare header).
 pub fn emit_keepalive(buf: &mut [u8]) -> Option<usize> {
     emit_header(buf, MessageType::Keepalive, HEADER_LEN)?;
     Some(HEADER_LEN)
-}
-
-/// One message, decoded only as far as its type: the body stays borrowed.
-#[derive(Debug, Clone, Copy)]
-pub enum Message<'a> {
-    Open(OpenPacket<'a>),
-    Update(UpdatePacket<'a>),
-    Notification(NotificationRepr<'a>),
-    Keepalive,
-    RouteRefresh(RouteRefresh),
-}
-
-impl<'a> Message<'a> {
-    /// Parses one whole framed message (as returned by [`frame`]).
-    pub fn parse(msg: &'a [u8]) -> Result<Message<'a>, MessageError> {
-        let header = Header::new_checked(msg).map_err(MessageError::Header)?;
-        let len = header.length() as usize;
-        let body = msg
-            .get(HEADER_LEN..len)
-            .ok_or(MessageError::Header(HeaderError::Truncated))?;
-        Ok(match header.message_type() {
-            MessageType::Open => Message::Open(OpenPacket::new_checked(body)?),
-            MessageType::Update => Message::Update(UpdatePacket::new_checked(body)?),
-            MessageType::Notification => Message::Notification(NotificationRepr::parse(body)?),
-            MessageType::Keepalive => Message::Keepalive,
-            MessageType::RouteRefresh => Message::RouteRefresh(RouteRefresh::parse(body)?),
-            // Header::new_checked refused it already; kept total, not a panic.
-            MessageType::Unknown(t) => {
-                return Err(MessageError::Header(HeaderError::BadMessageType(t)))
-            }
-        })
-    }
 }
 
 #[cfg(test)]
@@ -225,20 +172,5 @@ mod tests {
         let mut k = keepalive();
         k[18] = 9;
         assert_eq!(frame(&k), Err(HeaderError::BadMessageType(9)));
-    }
-
-    #[test]
-    fn route_refresh_round_trips() {
-        let rr = RouteRefresh {
-            afi: 2,
-            subtype: 0,
-            safi: 1,
-        };
-        let mut b = [0u8; 23];
-        assert_eq!(rr.emit(&mut b), Some(23));
-        match Message::parse(&b).unwrap() {
-            Message::RouteRefresh(got) => assert_eq!(got, rr),
-            other => panic!("{other:?}"),
-        }
     }
 }
