@@ -44,6 +44,7 @@ mod macros;
 
 pub mod bfd;
 pub mod bgp;
+pub mod hash;
 pub mod ip;
 pub mod nat;
 pub mod node;
