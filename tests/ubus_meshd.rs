@@ -294,7 +294,7 @@ fn meshd_serves_its_ubus_object() {
     ];
     for args in bad {
         let (st, _) = call(&mut s, obj, "member_add", args.clone(), &mut notes);
-        assert_eq!(st, Status::InvalidArgument.code(), "{args}\n{}", logs());
+        assert_eq!(st, u32::from(Status::InvalidArgument), "{args}\n{}", logs());
         assert_eq!(std::fs::read_to_string(&config).unwrap(), original);
     }
     let (st, _) = call(
@@ -304,7 +304,7 @@ fn meshd_serves_its_ubus_object() {
         Json::obj().with("name", "nobody"),
         &mut notes,
     );
-    assert_eq!(st, Status::NotFound.code());
+    assert_eq!(st, u32::from(Status::NotFound));
     assert_eq!(std::fs::read_to_string(&config).unwrap(), original);
 
     // A good one: written as uci writes it, loaded, announced.

@@ -23,7 +23,8 @@ pub const PACKET_LEN: usize = 24;
 /// Pace while the session is not Up (RFC 5880 §6.8.3: at least one second).
 pub const SLOW_TX: Duration = Duration::from_secs(1);
 
-/// Session states (§4.1).
+/// Session states (§4.1). A two-bit field: every value has a name, so unlike
+/// the other code tables this one has no `Unknown`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
     AdminDown = 0,
@@ -43,33 +44,19 @@ impl State {
     }
 }
 
-/// Diagnostic codes (§4.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Diagnostic {
-    None = 0,
-    ControlDetectionTimeExpired = 1,
-    EchoFunctionFailed = 2,
-    NeighborSignaledSessionDown = 3,
-    ForwardingPlaneReset = 4,
-    PathDown = 5,
-    ConcatenatedPathDown = 6,
-    AdministrativelyDown = 7,
-    ReverseConcatenatedPathDown = 8,
-}
-
-impl Diagnostic {
-    pub fn from_u8(v: u8) -> Diagnostic {
-        match v {
-            1 => Diagnostic::ControlDetectionTimeExpired,
-            2 => Diagnostic::EchoFunctionFailed,
-            3 => Diagnostic::NeighborSignaledSessionDown,
-            4 => Diagnostic::ForwardingPlaneReset,
-            5 => Diagnostic::PathDown,
-            6 => Diagnostic::ConcatenatedPathDown,
-            7 => Diagnostic::AdministrativelyDown,
-            8 => Diagnostic::ReverseConcatenatedPathDown,
-            _ => Diagnostic::None,
-        }
+enum_with_unknown! {
+    /// Diagnostic codes (§4.1). Values 9-31 are reserved; one received is
+    /// kept as `Unknown`.
+    pub enum Diagnostic(u8) {
+        None = 0,
+        ControlDetectionTimeExpired = 1,
+        EchoFunctionFailed = 2,
+        NeighborSignaledSessionDown = 3,
+        ForwardingPlaneReset = 4,
+        PathDown = 5,
+        ConcatenatedPathDown = 6,
+        AdministrativelyDown = 7,
+        ReverseConcatenatedPathDown = 8,
     }
 }
 
@@ -85,6 +72,7 @@ impl fmt::Display for Diagnostic {
             Diagnostic::ConcatenatedPathDown => "concatenated path down",
             Diagnostic::AdministrativelyDown => "administratively down",
             Diagnostic::ReverseConcatenatedPathDown => "reverse concatenated path down",
+            Diagnostic::Unknown(code) => return write!(f, "unknown diagnostic {code}"),
         })
     }
 }
@@ -153,7 +141,7 @@ impl ControlPacket {
         }
         let u32_at = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
         let p = ControlPacket {
-            diag: Diagnostic::from_u8(b[0] & 0x1f),
+            diag: Diagnostic::from(b[0] & 0x1f),
             state: State::from_bits(flags >> 6),
             poll: flags & 0x20 != 0,
             final_: flags & 0x10 != 0,
@@ -174,7 +162,7 @@ impl ControlPacket {
 
     pub fn emit(&self, out: &mut [u8]) -> Option<usize> {
         let b = out.get_mut(..PACKET_LEN)?;
-        b[0] = 1 << 5 | (self.diag as u8 & 0x1f);
+        b[0] = 1 << 5 | (u8::from(self.diag) & 0x1f);
         b[1] = (self.state as u8) << 6
             | if self.poll { 0x20 } else { 0 }
             | if self.final_ { 0x10 } else { 0 }

@@ -3,7 +3,10 @@
 //!
 //! Panic contract: everything takes untrusted bytes and returns errors.
 
+use core::hash::Hasher;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::hash::Fnv;
 
 pub const PROTO_ICMP: u8 = 1;
 pub const PROTO_TCP: u8 = 6;
@@ -316,31 +319,29 @@ pub fn udp_parts<'p>(p: &'p [u8], info: &IpInfo) -> Option<(u16, u16, &'p [u8])>
 /// A hash of the flow (addresses, protocol, ports), to keep one flow on one
 /// path when several are equally good.
 pub fn flow_hash(p: &[u8], info: &IpInfo) -> u32 {
-    let mut h: u32 = 0x811c9dc5;
-    let mut feed = |b: &[u8]| {
-        for x in b {
-            h ^= *x as u32;
-            h = h.wrapping_mul(0x01000193);
-        }
-    };
+    let mut h = Fnv::new();
     match (info.src, info.dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
-            feed(&s.octets());
-            feed(&d.octets());
+            h.write(&s.octets());
+            h.write(&d.octets());
         }
         (IpAddr::V6(s), IpAddr::V6(d)) => {
-            feed(&s.octets());
-            feed(&d.octets());
+            h.write(&s.octets());
+            h.write(&d.octets());
         }
         _ => {}
     }
-    feed(&[info.protocol]);
+    h.write_u8(info.protocol);
     if matches!(info.protocol, PROTO_TCP | PROTO_UDP) && !info.later_fragment {
         if let Some(ports) = p.get(info.header_len..info.header_len + 4) {
-            feed(ports);
+            h.write(ports);
         }
     }
-    h
+    // Callers pick a path with `% n`, i.e. by the low bits. FNV's low bits
+    // see only the low bits of the input (bit 0 is the parity of the bytes'
+    // bit 0s); folding the high half in makes them depend on all of it.
+    let h = h.finish();
+    (h ^ (h >> 32)) as u32
 }
 
 #[cfg(test)]
@@ -483,5 +484,18 @@ mod tests {
         let (ia, ib) = (parse(&a).unwrap(), parse(&b).unwrap());
         assert_eq!(flow_hash(&a, &ia), flow_hash(&a, &ia));
         assert_ne!(flow_hash(&a, &ia), flow_hash(&b, &ib));
+    }
+
+    #[test]
+    fn flows_whose_bytes_differ_only_above_bit_0_still_spread_over_two_paths() {
+        // Source ports 5000, 5002, ...: every byte keeps its bit 0, which is
+        // all an unfolded FNV's bit 0 would see.
+        let path = |sport: u16| {
+            let mut p = udp4(64);
+            p[20..22].copy_from_slice(&sport.to_be_bytes());
+            flow_hash(&p, &parse(&p).unwrap()) % 2
+        };
+        let paths: std::vec::Vec<u32> = (0..16).map(|i| path(5000 + 2 * i)).collect();
+        assert!(paths.contains(&0) && paths.contains(&1), "{paths:?}");
     }
 }

@@ -39,6 +39,9 @@
 #[cfg(test)]
 extern crate std;
 
+#[macro_use]
+mod macros;
+
 pub mod bfd;
 pub mod bgp;
 pub mod hash;

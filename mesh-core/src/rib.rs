@@ -21,6 +21,7 @@ use core::hash::{Hash, Hasher};
 use core::net::{IpAddr, Ipv4Addr};
 
 use crate::bgp::attr::PathAttributes;
+use crate::hash::Fnv;
 use crate::prefix::{Family, Prefix};
 
 /// Index of a BGP peer (session) in the node; at most [`MAX_PEERS`].
@@ -194,21 +195,8 @@ struct AttrPool<const A: usize> {
     used: usize,
 }
 
-struct Fnv(u64);
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= *b as u64;
-            self.0 = self.0.wrapping_mul(0x100000001b3);
-        }
-    }
-}
-
 fn attr_hash(a: &PathAttributes) -> u64 {
-    let mut h = Fnv(0xcbf29ce484222325);
+    let mut h = Fnv::new();
     a.hash(&mut h);
     h.finish()
 }
@@ -674,7 +662,7 @@ impl<const P: usize, const A: usize> Rib<P, A> {
         keep_min!(DecisionStep::AsPathLength, |i: usize| attrs(i)
             .map(|a| a.as_path.selection_len()));
         keep_min!(DecisionStep::Origin, |i: usize| attrs(i)
-            .map(|a| a.origin as u8));
+            .map(|a| u8::from(a.origin)));
         // MED: compared only between paths from the same neighbor AS (§9.1.2.2 c).
         if set.count_ones() > 1 {
             let mut next = set;

@@ -27,15 +27,15 @@ use mesh_core::bgp::attr::{
     MAX_AS_PATH_LEN, MAX_AS_PATH_SEGMENTS, MAX_COMMUNITIES, MAX_LARGE_COMMUNITIES,
 };
 use mesh_core::bgp::error::UpdateError;
+use mesh_core::bgp::message::Message;
 use mesh_core::bgp::notification::{shutdown_data, CeaseSubcode, ErrorCode, NotificationRepr};
 use mesh_core::bgp::open::{Capability, GracefulRestart, OpenPacket, OpenRepr, AS_TRANS};
+use mesh_core::bgp::route_refresh::RouteRefresh;
 use mesh_core::bgp::session::{ConnId, RibFull, Session, SessionConfig, SessionEvent, UpdateSink};
 use mesh_core::bgp::update::{
     emit_end_of_rib, DecodeContext, EmitError, Update, UpdatePacket, UpdateRepr,
 };
-use mesh_core::bgp::wire::{
-    emit_keepalive, frame, Message, RouteRefresh, HEADER_LEN, MARKER, MAX_MESSAGE_LEN,
-};
+use mesh_core::bgp::wire::{emit_keepalive, frame, HEADER_LEN, MARKER, MAX_MESSAGE_LEN};
 use mesh_core::prefix::{validate_nlri, NlriIter, PrefixError};
 use mesh_core::{Family, Prefix};
 
@@ -1519,7 +1519,7 @@ prop_compose! {
         echo in any::<u32>(),
     ) -> bfd::ControlPacket {
         bfd::ControlPacket {
-            diag: bfd::Diagnostic::from_u8(diag),
+            diag: bfd::Diagnostic::from(diag),
             state,
             poll: pf == 1,
             final_: pf == 2,

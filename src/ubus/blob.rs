@@ -30,18 +30,24 @@ pub const ATTR_HEADER_LEN: usize = 4;
 /// recursion; a 1 MiB frame could otherwise nest 100,000 levels).
 pub const MAX_DEPTH: usize = 32;
 
-/// blobmsg types (`enum blobmsg_type`).
-pub mod types {
-    pub const UNSPEC: u8 = 0;
-    pub const ARRAY: u8 = 1;
-    pub const TABLE: u8 = 2;
-    pub const STRING: u8 = 3;
-    pub const INT64: u8 = 4;
-    pub const INT32: u8 = 5;
-    pub const INT16: u8 = 6;
-    /// Also `BLOBMSG_TYPE_BOOL`.
-    pub const INT8: u8 = 7;
-    pub const DOUBLE: u8 = 8;
+mesh_core::enum_with_unknown! {
+    /// blobmsg types (`enum blobmsg_type`): the type of a field, and the type
+    /// a ubus signature declares an argument with (see
+    /// [`ArgType`](super::ArgType)). A field of an `Unknown` type does not
+    /// decode.
+    pub enum BlobmsgType(u8) {
+        /// No value, JSON `null`; as a declared argument type, anything.
+        Unspec = 0,
+        Array = 1,
+        Table = 2,
+        String = 3,
+        Int64 = 4,
+        Int32 = 5,
+        Int16 = 6,
+        /// INT8, which blobmsg also calls BOOL: one byte, a JSON boolean.
+        Bool = 7,
+        Double = 8,
+    }
 }
 
 /// Rounds up to the 4-byte blob alignment.
@@ -208,17 +214,17 @@ pub enum Value {
 impl Value {
     /// The blobmsg type id.
     pub fn type_id(&self) -> u8 {
-        match self {
-            Value::Unspec(_) => types::UNSPEC,
-            Value::Array(_) => types::ARRAY,
-            Value::Table(_) => types::TABLE,
-            Value::String(_) => types::STRING,
-            Value::Int64(_) => types::INT64,
-            Value::Int32(_) => types::INT32,
-            Value::Int16(_) => types::INT16,
-            Value::Int8(_) => types::INT8,
-            Value::Double(_) => types::DOUBLE,
-        }
+        u8::from(match self {
+            Value::Unspec(_) => BlobmsgType::Unspec,
+            Value::Array(_) => BlobmsgType::Array,
+            Value::Table(_) => BlobmsgType::Table,
+            Value::String(_) => BlobmsgType::String,
+            Value::Int64(_) => BlobmsgType::Int64,
+            Value::Int32(_) => BlobmsgType::Int32,
+            Value::Int16(_) => BlobmsgType::Int16,
+            Value::Int8(_) => BlobmsgType::Bool,
+            Value::Double(_) => BlobmsgType::Double,
+        })
     }
 }
 
@@ -280,22 +286,22 @@ fn decode_field(attr: RawAttr<'_>, depth: usize) -> Result<Field, BlobError> {
             })
         }
     };
-    let value = match kind {
-        types::UNSPEC => Value::Unspec(data.to_vec()),
-        types::ARRAY => Value::Array(decode_fields_at(data, depth + 1)?),
-        types::TABLE => Value::Table(decode_fields_at(data, depth + 1)?),
-        types::STRING => match data.split_last() {
+    let value = match BlobmsgType::from(kind) {
+        BlobmsgType::Unspec => Value::Unspec(data.to_vec()),
+        BlobmsgType::Array => Value::Array(decode_fields_at(data, depth + 1)?),
+        BlobmsgType::Table => Value::Table(decode_fields_at(data, depth + 1)?),
+        BlobmsgType::String => match data.split_last() {
             Some((0, s)) => {
                 Value::String(String::from_utf8(s.to_vec()).map_err(|_| BlobError::BadUtf8)?)
             }
             _ => return Err(BlobError::StringNotTerminated),
         },
-        types::INT64 => Value::Int64(i64::from_be_bytes(array(fixed(8)?))),
-        types::INT32 => Value::Int32(i32::from_be_bytes(array(fixed(4)?))),
-        types::INT16 => Value::Int16(i16::from_be_bytes(array(fixed(2)?))),
-        types::INT8 => Value::Int8(fixed(1)?[0]),
-        types::DOUBLE => Value::Double(f64::from_bits(u64::from_be_bytes(array(fixed(8)?)))),
-        t => return Err(BlobError::UnknownType(t)),
+        BlobmsgType::Int64 => Value::Int64(i64::from_be_bytes(array(fixed(8)?))),
+        BlobmsgType::Int32 => Value::Int32(i32::from_be_bytes(array(fixed(4)?))),
+        BlobmsgType::Int16 => Value::Int16(i16::from_be_bytes(array(fixed(2)?))),
+        BlobmsgType::Bool => Value::Int8(fixed(1)?[0]),
+        BlobmsgType::Double => Value::Double(f64::from_bits(u64::from_be_bytes(array(fixed(8)?)))),
+        BlobmsgType::Unknown(t) => return Err(BlobError::UnknownType(t)),
     };
     Ok(Field::new(name, value))
 }

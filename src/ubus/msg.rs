@@ -18,43 +18,26 @@ pub const HEADER_LEN: usize = 8;
 /// The header plus the top-level attribute's header: the least a frame is.
 pub const MIN_FRAME_LEN: usize = HEADER_LEN + ATTR_HEADER_LEN;
 
-/// Message types (`enum ubus_msg_type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MsgType {
-    Hello = 0,
-    Status = 1,
-    Data = 2,
-    Ping = 3,
-    Lookup = 4,
-    Invoke = 5,
-    AddObject = 6,
-    RemoveObject = 7,
-    Subscribe = 8,
-    Unsubscribe = 9,
-    Notify = 10,
-    Monitor = 11,
+mesh_core::enum_with_unknown! {
+    /// Message types (`enum ubus_msg_type`). A frame of an `Unknown` type
+    /// does not decode.
+    pub enum MsgType(u8) {
+        Hello = 0,
+        Status = 1,
+        Data = 2,
+        Ping = 3,
+        Lookup = 4,
+        Invoke = 5,
+        AddObject = 6,
+        RemoveObject = 7,
+        Subscribe = 8,
+        Unsubscribe = 9,
+        Notify = 10,
+        Monitor = 11,
+    }
 }
 
-const MSG_TYPES: [MsgType; 12] = [
-    MsgType::Hello,
-    MsgType::Status,
-    MsgType::Data,
-    MsgType::Ping,
-    MsgType::Lookup,
-    MsgType::Invoke,
-    MsgType::AddObject,
-    MsgType::RemoveObject,
-    MsgType::Subscribe,
-    MsgType::Unsubscribe,
-    MsgType::Notify,
-    MsgType::Monitor,
-];
-
 impl MsgType {
-    pub fn from_u8(t: u8) -> Option<MsgType> {
-        MSG_TYPES.get(usize::from(t)).copied()
-    }
-
     /// The name without `UBUS_MSG_`, as in the captures: `ADD_OBJECT`.
     pub fn name(self) -> &'static str {
         match self {
@@ -70,61 +53,35 @@ impl MsgType {
             MsgType::Unsubscribe => "UNSUBSCRIBE",
             MsgType::Notify => "NOTIFY",
             MsgType::Monitor => "MONITOR",
+            MsgType::Unknown(_) => "UNKNOWN",
         }
     }
 
+    /// The known type of that name ([`MsgType::name`]); `None` for any
+    /// other, `UNKNOWN` included.
     pub fn from_name(name: &str) -> Option<MsgType> {
-        MSG_TYPES.iter().copied().find(|t| t.name() == name)
+        MsgType::KNOWN.iter().copied().find(|t| t.name() == name)
     }
 }
 
-/// Status codes (`enum ubus_msg_status`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Status {
-    Ok = 0,
-    InvalidCommand = 1,
-    InvalidArgument = 2,
-    MethodNotFound = 3,
-    NotFound = 4,
-    NoData = 5,
-    PermissionDenied = 6,
-    Timeout = 7,
-    NotSupported = 8,
-    UnknownError = 9,
-    ConnectionFailed = 10,
-    /// Newer ubus only (as are the next two).
-    NoMemory = 11,
-    ParseError = 12,
-    SystemError = 13,
-}
-
-const STATUSES: [Status; 14] = [
-    Status::Ok,
-    Status::InvalidCommand,
-    Status::InvalidArgument,
-    Status::MethodNotFound,
-    Status::NotFound,
-    Status::NoData,
-    Status::PermissionDenied,
-    Status::Timeout,
-    Status::NotSupported,
-    Status::UnknownError,
-    Status::ConnectionFailed,
-    Status::NoMemory,
-    Status::ParseError,
-    Status::SystemError,
-];
-
-impl Status {
-    pub fn code(self) -> u32 {
-        self as u32
-    }
-
-    pub fn from_code(code: u32) -> Option<Status> {
-        usize::try_from(code)
-            .ok()
-            .and_then(|c| STATUSES.get(c))
-            .copied()
+mesh_core::enum_with_unknown! {
+    /// Status codes (`enum ubus_msg_status`).
+    pub enum Status(u32) {
+        Ok = 0,
+        InvalidCommand = 1,
+        InvalidArgument = 2,
+        MethodNotFound = 3,
+        NotFound = 4,
+        NoData = 5,
+        PermissionDenied = 6,
+        Timeout = 7,
+        NotSupported = 8,
+        UnknownError = 9,
+        ConnectionFailed = 10,
+        /// Newer ubus only (as are the next two).
+        NoMemory = 11,
+        ParseError = 12,
+        SystemError = 13,
     }
 }
 
@@ -146,6 +103,7 @@ impl fmt::Display for Status {
             Status::NoMemory => "Out of memory",
             Status::ParseError => "Parsing message data failed",
             Status::SystemError => "System error",
+            Status::Unknown(code) => return write!(f, "Unknown error: {code}"),
         })
     }
 }
@@ -385,7 +343,7 @@ impl Msg {
     pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
         let mut out = Vec::with_capacity(64);
         out.push(0);
-        out.push(self.msg_type as u8);
+        out.push(u8::from(self.msg_type));
         out.extend_from_slice(&self.seq.to_be_bytes());
         out.extend_from_slice(&self.peer.to_be_bytes());
         let at = begin_attr(&mut out);
@@ -408,7 +366,10 @@ impl Msg {
         if h.version != 0 {
             return Err(DecodeError::Version(h.version));
         }
-        let msg_type = MsgType::from_u8(h.msg_type).ok_or(DecodeError::UnknownType(h.msg_type))?;
+        let msg_type = match MsgType::from(h.msg_type) {
+            MsgType::Unknown(t) => return Err(DecodeError::UnknownType(t)),
+            t => t,
+        };
         let top = parse_attrs(&frame[HEADER_LEN..]).map_err(|_| DecodeError::Length {
             expected: frame_len(&frame[HEADER_LEN..]).unwrap_or(0),
             actual: frame.len(),

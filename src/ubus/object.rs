@@ -20,27 +20,14 @@
 
 use std::fmt;
 
-use super::blob::{fields_from_json, fields_to_json, EncodeError, Field, Value};
+use super::blob::{fields_from_json, fields_to_json, BlobmsgType, EncodeError, Field, Value};
 use super::msg::{Attr, DecodeError, FrameError, FrameSplitter, Header, Msg, MsgType, Status};
 use crate::json::Json;
 
 /// The blobmsg type an argument is declared with in the signature. ubusd
 /// publishes it; [`UbusObject`] checks the arguments of each call against
-/// it (see [`ArgType::accepts`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ArgType {
-    /// Anything.
-    Unspec = 0,
-    Array = 1,
-    Table = 2,
-    String = 3,
-    Int64 = 4,
-    Int32 = 5,
-    Int16 = 6,
-    /// BOOL / INT8.
-    Bool = 7,
-    Double = 8,
-}
+/// it (see [`ArgType::accepts`]). `Unspec` declares an argument of any type.
+pub type ArgType = BlobmsgType;
 
 impl ArgType {
     /// Whether a value may stand for an argument of this type. Strict, as
@@ -48,7 +35,7 @@ impl ArgType {
     /// rpcd for LuCI) cannot choose the type: an INT64 argument accepts an
     /// INT32 or INT16 (JSON integers that fit in 32 bits are sent as INT32),
     /// an INT32 argument an INT16, and a DOUBLE argument any integer (JSON
-    /// `1` is an integer).
+    /// `1` is an integer). A type this table does not name accepts nothing.
     pub fn accepts(self, v: &Value) -> bool {
         matches!(
             (self, v),
@@ -126,9 +113,9 @@ impl fmt::Display for UbusError {
         match self {
             UbusError::Frame(e) => write!(f, "{e}"),
             UbusError::Decode(e) => write!(f, "bad message from ubusd: {e}"),
-            UbusError::Registration(code) => match Status::from_code(*code) {
-                Some(s) => write!(f, "ubusd refused the object: {s} ({code})"),
-                None => write!(f, "ubusd refused the object: status {code}"),
+            UbusError::Registration(code) => match Status::from(*code) {
+                Status::Unknown(_) => write!(f, "ubusd refused the object: status {code}"),
+                s => write!(f, "ubusd refused the object: {s} ({code})"),
             },
             UbusError::Encode(e) => write!(f, "cannot encode: {e}"),
         }
@@ -306,7 +293,7 @@ impl UbusObject {
                 // A call we cannot read is still answered, as libubus
                 // answers one it cannot parse.
                 if let (State::Registered { id }, Some(h)) = (self.state, Header::peek(frame)) {
-                    if h.msg_type == MsgType::Invoke as u8 && h.version == 0 {
+                    if MsgType::from(h.msg_type) == MsgType::Invoke && h.version == 0 {
                         self.send_status(h.peer, h.seq, Status::InvalidArgument, id);
                     }
                 }
@@ -333,11 +320,11 @@ impl UbusObject {
                     }
                     // libubus: "if (!obj->id) return UBUS_STATUS_NO_DATA".
                     (Some(0), None) => {
-                        self.fail(UbusError::Registration(Status::NoData.code()), events)
+                        self.fail(UbusError::Registration(u32::from(Status::NoData)), events)
                     }
                     (Some(code), _) => self.fail(UbusError::Registration(code), events),
                     (None, _) => self.fail(
-                        UbusError::Registration(Status::InvalidCommand.code()),
+                        UbusError::Registration(u32::from(Status::InvalidCommand)),
                         events,
                     ),
                 }
@@ -364,7 +351,9 @@ impl UbusObject {
                     Value::Table(
                         m.args
                             .iter()
-                            .map(|(a, t)| Field::new(a.clone(), Value::Int32(*t as i32)))
+                            .map(|(a, t)| {
+                                Field::new(a.clone(), Value::Int32(i32::from(u8::from(*t))))
+                            })
                             .collect(),
                     ),
                 )
@@ -471,7 +460,7 @@ impl UbusObject {
 
     fn send_status(&mut self, peer: u32, seq: u16, status: Status, objid: u32) {
         let msg = Msg::new(MsgType::Status, seq, peer)
-            .with(Attr::Status(status.code()))
+            .with(Attr::Status(u32::from(status)))
             .with(Attr::ObjId(objid));
         if let Ok(bytes) = msg.encode() {
             self.out.extend_from_slice(&bytes);

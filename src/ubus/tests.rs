@@ -4,7 +4,9 @@
 
 use proptest::prelude::*;
 
-use super::blob::{self, decode_fields, encode_fields, fields_from_json, fields_to_json, Value};
+use super::blob::{
+    self, decode_fields, encode_fields, fields_from_json, fields_to_json, BlobmsgType, Value,
+};
 use super::msg::{Attr, FrameError, FrameSplitter, Msg, MsgType, Status, UBUS_MAX_MSGLEN};
 use super::object::{ArgType, Event, UbusError, UbusObject};
 use crate::json::Json;
@@ -250,7 +252,7 @@ fn captured_frames_carry_what_the_comments_say() {
         [3, 4, 12, 13, 7]
     );
     let st = Msg::decode(&find(&cap, '>', "STATUS", 0xbe50_dc07, 0)).unwrap();
-    assert_eq!(st.status(), Some(Status::InvalidArgument.code()));
+    assert_eq!(st.status(), Some(u32::from(Status::InvalidArgument)));
     // ubusd's NOTIFYs: ACTIVE 1 then 0.
     let n: Vec<Option<bool>> = cap
         .iter()
@@ -358,7 +360,7 @@ fn frames_split_anywhere_give_the_same_events() {
         // read): compare the replies as a set, without the NOTIFYs.
         let mut replies: Vec<Vec<u8>> = split(&out)
             .into_iter()
-            .filter(|f| f[1] != MsgType::Notify as u8)
+            .filter(|f| f[1] != u8::from(MsgType::Notify))
             .collect();
         replies.sort();
         (events, replies)
@@ -412,7 +414,7 @@ fn calls_are_checked_against_the_signature() {
         assert!(o.handle_bytes(&invoke(id, 7, seq, "echo", a)).is_empty());
         assert_eq!(
             status_of(&o.take_output()),
-            [(seq, 7, Status::InvalidArgument.code(), id)]
+            [(seq, 7, u32::from(Status::InvalidArgument), id)]
         );
     }
     // Missing arguments and unknown extra ones are the handler's business.
@@ -424,7 +426,7 @@ fn calls_are_checked_against_the_signature() {
         .is_empty());
     assert_eq!(
         status_of(&o.take_output()),
-        [(21, 7, Status::MethodNotFound.code(), id)]
+        [(21, 7, u32::from(Status::MethodNotFound), id)]
     );
     // Another object id.
     assert!(o
@@ -432,14 +434,14 @@ fn calls_are_checked_against_the_signature() {
         .is_empty());
     assert_eq!(
         status_of(&o.take_output()),
-        [(22, 7, Status::NotFound.code(), id ^ 1)]
+        [(22, 7, u32::from(Status::NotFound), id ^ 1)]
     );
     // No METHOD.
     let m = Msg::new(MsgType::Invoke, 23, 7).with(Attr::ObjId(id));
     assert!(o.handle_bytes(&m.encode().unwrap()).is_empty());
     assert_eq!(
         status_of(&o.take_output()),
-        [(23, 7, Status::InvalidArgument.code(), id)]
+        [(23, 7, u32::from(Status::InvalidArgument), id)]
     );
     // No DATA: an empty object.
     let m = Msg::new(MsgType::Invoke, 24, 7)
@@ -507,14 +509,17 @@ fn replies_without_data_or_with_bad_data() {
     o.reply(5, 7, Ok(Json::Int(3)));
     assert_eq!(
         status_of(&o.take_output()),
-        [(7, 5, Status::UnknownError.code(), id)]
+        [(7, 5, u32::from(Status::UnknownError), id)]
     );
     // Too big for ubusd: not sent (ubusd would drop the connection).
     let big = Json::obj().with("x", "y".repeat(UBUS_MAX_MSGLEN));
     o.reply(5, 8, Ok(big));
     let out = o.take_output();
     assert_eq!(split(&out).len(), 1);
-    assert_eq!(status_of(&out), [(8, 5, Status::UnknownError.code(), id)]);
+    assert_eq!(
+        status_of(&out),
+        [(8, 5, u32::from(Status::UnknownError), id)]
+    );
     // Not registered any more: dropped.
     o.on_disconnected();
     o.reply(5, 9, Ok(Json::obj()));
@@ -561,7 +566,7 @@ fn an_undecodable_call_is_answered_and_reported() {
     assert!(!matches!(&evs[0], Event::Error(e) if e.is_fatal()));
     assert_eq!(
         status_of(&o.take_output()),
-        [(2, 0xc70d_fa4e, Status::InvalidArgument.code(), id)]
+        [(2, 0xc70d_fa4e, u32::from(Status::InvalidArgument), id)]
     );
     assert!(o.is_registered());
 }
@@ -570,7 +575,7 @@ fn an_undecodable_call_is_answered_and_reported() {
 fn registration_failures_are_fatal() {
     let hello = Msg::new(MsgType::Hello, 0, 1).encode().unwrap();
     let refused = Msg::new(MsgType::Status, 1, 0)
-        .with(Attr::Status(Status::InvalidArgument.code()))
+        .with(Attr::Status(u32::from(Status::InvalidArgument)))
         .encode()
         .unwrap();
     let mut o = demo();
@@ -578,9 +583,9 @@ fn registration_failures_are_fatal() {
     let evs = o.handle_bytes(&refused);
     assert_eq!(
         evs,
-        vec![Event::Error(UbusError::Registration(
-            Status::InvalidArgument.code()
-        ))]
+        vec![Event::Error(UbusError::Registration(u32::from(
+            Status::InvalidArgument
+        )))]
     );
     assert!(o.failed());
     // Status 0 without an id: NO_DATA, as libubus.
@@ -592,7 +597,9 @@ fn registration_failures_are_fatal() {
         .unwrap();
     assert_eq!(
         o.handle_bytes(&ok),
-        vec![Event::Error(UbusError::Registration(Status::NoData.code()))]
+        vec![Event::Error(UbusError::Registration(u32::from(
+            Status::NoData
+        )))]
     );
     // A status for another seq is not ours.
     let mut o = demo();
@@ -643,6 +650,37 @@ fn garbage_and_oversize_streams_are_fatal() {
     let mut s = FrameSplitter::new();
     s.push(&[0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 3]);
     assert_eq!(s.next_frame(), Err(FrameError::BadLength(3)));
+}
+
+#[test]
+fn every_ubus_code_table_round_trips_and_keeps_an_unknown_code() {
+    for &t in MsgType::KNOWN {
+        assert_eq!(MsgType::from(u8::from(t)), t);
+        assert_eq!(MsgType::from_name(t.name()), Some(t));
+    }
+    assert_eq!(MsgType::from(12), MsgType::Unknown(12));
+    assert_eq!(u8::from(MsgType::Unknown(12)), 12);
+    assert_eq!(MsgType::from_name(MsgType::Unknown(12).name()), None);
+
+    for &s in Status::KNOWN {
+        assert_eq!(Status::from(u32::from(s)), s);
+    }
+    assert_eq!(Status::from(14), Status::Unknown(14));
+    assert_eq!(u32::from(Status::Unknown(14)), 14);
+    // As libubus's ubus_strerror says it.
+    assert_eq!(Status::from(2).to_string(), "Invalid argument");
+    assert_eq!(Status::from(14).to_string(), "Unknown error: 14");
+    assert_eq!(
+        UbusError::Registration(14).to_string(),
+        "ubusd refused the object: status 14"
+    );
+
+    for &t in BlobmsgType::KNOWN {
+        assert_eq!(BlobmsgType::from(u8::from(t)), t);
+    }
+    assert_eq!(BlobmsgType::from(9), BlobmsgType::Unknown(9));
+    assert_eq!(u8::from(BlobmsgType::Unknown(9)), 9);
+    assert!(!ArgType::Unknown(9).accepts(&Value::Unspec(Vec::new())));
 }
 
 #[test]
@@ -748,7 +786,7 @@ fn msg() -> impl Strategy<Value = Msg> {
         prop::collection::vec(attr(), 0..6),
     )
         .prop_map(|(t, seq, peer, attrs)| Msg {
-            msg_type: MsgType::from_u8(t).unwrap(),
+            msg_type: MsgType::from(t),
             seq,
             peer,
             attrs,

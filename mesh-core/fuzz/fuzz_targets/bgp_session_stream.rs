@@ -16,7 +16,8 @@ use mesh_core::bgp::session::{
     ConnId, RibFull, Session, SessionConfig, SessionEvent, UpdateSink,
 };
 use mesh_core::bgp::update::Update;
-use mesh_core::bgp::wire::{emit_keepalive, frame, Message};
+use mesh_core::bgp::message::Message;
+use mesh_core::bgp::wire::{emit_keepalive, frame};
 use mesh_core::{Duration, Instant};
 
 #[derive(Default)]

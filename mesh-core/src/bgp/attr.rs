@@ -40,43 +40,31 @@ pub const MAX_AS_PATH_SEGMENTS: usize = 8;
 pub const MAX_COMMUNITIES: usize = 32;
 pub const MAX_LARGE_COMMUNITIES: usize = 16;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Hash)]
-pub enum Origin {
-    #[default]
-    Igp = 0,
-    Egp = 1,
-    Incomplete = 2,
-}
-
-impl Origin {
-    pub fn from_u8(v: u8) -> Option<Origin> {
-        Some(match v {
-            0 => Origin::Igp,
-            1 => Origin::Egp,
-            2 => Origin::Incomplete,
-            _ => return None,
-        })
+enum_with_unknown! {
+    /// ORIGIN (RFC 4271 §4.3, §5.1.1). Route selection prefers the lower value.
+    /// The decoder refuses `Unknown` (an RFC 7606 §7.1 error); only a value
+    /// made locally could carry it.
+    #[derive(Default)]
+    pub enum Origin(u8) {
+        #[default]
+        Igp = 0,
+        Egp = 1,
+        Incomplete = 2,
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SegmentKind {
-    Set = 1,
-    Sequence = 2,
-    ConfedSequence = 3,
-    ConfedSet = 4,
+enum_with_unknown! {
+    /// AS_PATH segment types (RFC 4271 §4.3, RFC 5065 §3). The decoder
+    /// refuses `Unknown` as a malformed AS_PATH.
+    pub enum SegmentKind(u8) {
+        Set = 1,
+        Sequence = 2,
+        ConfedSequence = 3,
+        ConfedSet = 4,
+    }
 }
 
 impl SegmentKind {
-    pub fn from_u8(v: u8) -> Option<SegmentKind> {
-        Some(match v {
-            1 => SegmentKind::Set,
-            2 => SegmentKind::Sequence,
-            3 => SegmentKind::ConfedSequence,
-            4 => SegmentKind::ConfedSet,
-            _ => return None,
-        })
-    }
     fn is_confed(self) -> bool {
         matches!(self, SegmentKind::ConfedSequence | SegmentKind::ConfedSet)
     }
@@ -212,7 +200,7 @@ impl AsPath {
     pub(crate) fn emit(&self, out: &mut [u8], four_octet: bool) {
         let mut at = 0;
         for (kind, run) in self.segments() {
-            out[at] = kind as u8;
+            out[at] = u8::from(kind);
             out[at + 1] = run.len() as u8;
             at += 2;
             for &asn in run {
@@ -280,6 +268,8 @@ impl fmt::Display for AsPath {
                 SegmentKind::Set => ("{", "}"),
                 SegmentKind::ConfedSequence => ("(", ")"),
                 SegmentKind::ConfedSet => ("[", "]"),
+                // Never decoded; only a path built locally can hold one.
+                SegmentKind::Unknown(_) => ("<", ">"),
             };
             f.write_str(open)?;
             for (i, a) in run.iter().enumerate() {

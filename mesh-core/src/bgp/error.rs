@@ -1,22 +1,13 @@
 //! Decode errors, layered so that each maps one-to-one onto the NOTIFICATION it
 //! becomes (RFC 4271 §6), and the RFC 7606 action each UPDATE error calls for.
+//! The header's own [`HeaderError`] is defined in `wire`, beside the header
+//! it checks, so that `wire` needs nothing from here; it is re-exported here.
 
 use super::notification::{
-    CeaseSubcode, ErrorCode, FsmSubcode, HeaderSubcode, OpenSubcode, UpdateSubcode,
+    CeaseSubcode, ErrorCode, FsmSubcode, HeaderSubcode, NotificationTooShort, OpenSubcode,
+    UpdateSubcode,
 };
-
-/// Message Header errors (RFC 4271 §6.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HeaderError {
-    /// Fewer than 19 octets where a header was required (never sent on the wire:
-    /// framing waits for more bytes instead).
-    Truncated,
-    ConnectionNotSynchronized,
-    /// The length field, which the NOTIFICATION carries back as data.
-    BadMessageLength(u16),
-    /// The type octet, carried back as data.
-    BadMessageType(u8),
-}
+pub use super::wire::HeaderError;
 
 /// OPEN message errors (RFC 4271 §6.2, RFC 5492).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +147,12 @@ impl MessageError {
             MessageError::RouteRefreshLength => ErrorCode::RouteRefresh(1),
         };
         (code, data)
+    }
+}
+
+impl From<NotificationTooShort> for MessageError {
+    fn from(_: NotificationTooShort) -> Self {
+        MessageError::NotificationLength
     }
 }
 

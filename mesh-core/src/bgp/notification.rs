@@ -4,7 +4,6 @@
 
 use core::fmt;
 
-use super::error::MessageError;
 use super::wire::{emit_header, MessageType, HEADER_LEN, MAX_MESSAGE_LEN};
 
 /// A NOTIFICATION error code with its subcode, as the RFCs name them.
@@ -21,34 +20,19 @@ pub enum ErrorCode {
     Unknown(u8, u8),
 }
 
-macro_rules! subcodes {
-    ($(#[$m:meta])* $name:ident { $($variant:ident = $val:expr,)* }) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum $name { $($variant,)* Unknown(u8) }
-        impl $name {
-            pub fn from_u8(v: u8) -> $name {
-                match v { $($val => $name::$variant,)* other => $name::Unknown(other) }
-            }
-            pub fn code(self) -> u8 {
-                match self { $($name::$variant => $val,)* $name::Unknown(v) => v }
-            }
-        }
-    };
-}
-
-subcodes!(
+enum_with_unknown! {
     /// Message Header Error subcodes (RFC 4271 §4.5).
-    HeaderSubcode {
+    pub enum HeaderSubcode(u8) {
         Unspecific = 0,
         ConnectionNotSynchronized = 1,
         BadMessageLength = 2,
         BadMessageType = 3,
     }
-);
-subcodes!(
+}
+
+enum_with_unknown! {
     /// OPEN Message Error subcodes (RFC 4271 §4.5, RFC 5492 §5, RFC 9234).
-    OpenSubcode {
+    pub enum OpenSubcode(u8) {
         Unspecific = 0,
         UnsupportedVersionNumber = 1,
         BadPeerAs = 2,
@@ -58,10 +42,11 @@ subcodes!(
         UnsupportedCapability = 7,
         RoleMismatch = 11,
     }
-);
-subcodes!(
+}
+
+enum_with_unknown! {
     /// UPDATE Message Error subcodes (RFC 4271 §4.5).
-    UpdateSubcode {
+    pub enum UpdateSubcode(u8) {
         Unspecific = 0,
         MalformedAttributeList = 1,
         UnrecognizedWellKnownAttribute = 2,
@@ -74,19 +59,21 @@ subcodes!(
         InvalidNetworkField = 10,
         MalformedAsPath = 11,
     }
-);
-subcodes!(
+}
+
+enum_with_unknown! {
     /// Finite State Machine Error subcodes (RFC 6608 §3).
-    FsmSubcode {
+    pub enum FsmSubcode(u8) {
         Unspecified = 0,
         UnexpectedMessageInOpenSent = 1,
         UnexpectedMessageInOpenConfirm = 2,
         UnexpectedMessageInEstablished = 3,
     }
-);
-subcodes!(
+}
+
+enum_with_unknown! {
     /// Cease subcodes (RFC 4486 §4, RFC 8538, RFC 9384).
-    CeaseSubcode {
+    pub enum CeaseSubcode(u8) {
         Unspecific = 0,
         MaximumNumberOfPrefixesReached = 1,
         AdministrativeShutdown = 2,
@@ -99,17 +86,17 @@ subcodes!(
         HardReset = 9,
         BfdDown = 10,
     }
-);
+}
 
 impl ErrorCode {
     pub fn from_wire(code: u8, subcode: u8) -> ErrorCode {
         match code {
-            1 => ErrorCode::MessageHeader(HeaderSubcode::from_u8(subcode)),
-            2 => ErrorCode::Open(OpenSubcode::from_u8(subcode)),
-            3 => ErrorCode::Update(UpdateSubcode::from_u8(subcode)),
+            1 => ErrorCode::MessageHeader(HeaderSubcode::from(subcode)),
+            2 => ErrorCode::Open(OpenSubcode::from(subcode)),
+            3 => ErrorCode::Update(UpdateSubcode::from(subcode)),
             4 => ErrorCode::HoldTimerExpired,
-            5 => ErrorCode::Fsm(FsmSubcode::from_u8(subcode)),
-            6 => ErrorCode::Cease(CeaseSubcode::from_u8(subcode)),
+            5 => ErrorCode::Fsm(FsmSubcode::from(subcode)),
+            6 => ErrorCode::Cease(CeaseSubcode::from(subcode)),
             7 => ErrorCode::RouteRefresh(subcode),
             c => ErrorCode::Unknown(c, subcode),
         }
@@ -118,12 +105,12 @@ impl ErrorCode {
     /// The (code, subcode) pair on the wire.
     pub fn to_wire(self) -> (u8, u8) {
         match self {
-            ErrorCode::MessageHeader(s) => (1, s.code()),
-            ErrorCode::Open(s) => (2, s.code()),
-            ErrorCode::Update(s) => (3, s.code()),
+            ErrorCode::MessageHeader(s) => (1, u8::from(s)),
+            ErrorCode::Open(s) => (2, u8::from(s)),
+            ErrorCode::Update(s) => (3, u8::from(s)),
             ErrorCode::HoldTimerExpired => (4, 0),
-            ErrorCode::Fsm(s) => (5, s.code()),
-            ErrorCode::Cease(s) => (6, s.code()),
+            ErrorCode::Fsm(s) => (5, u8::from(s)),
+            ErrorCode::Cease(s) => (6, u8::from(s)),
             ErrorCode::RouteRefresh(s) => (7, s),
             ErrorCode::Unknown(c, s) => (c, s),
         }
@@ -145,6 +132,13 @@ impl fmt::Display for ErrorCode {
     }
 }
 
+/// A NOTIFICATION body shorter than its code and subcode octets. A framed
+/// message cannot be (the header's minimum length rules it out); the error
+/// exists for a body parsed on its own, and becomes
+/// `MessageError::NotificationLength`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotificationTooShort;
+
 /// A NOTIFICATION message; `data` borrows from the received or caller's buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotificationRepr<'a> {
@@ -158,13 +152,13 @@ impl<'a> NotificationRepr<'a> {
     }
 
     /// Parses a NOTIFICATION body (after the 19-octet header).
-    pub fn parse(body: &'a [u8]) -> Result<NotificationRepr<'a>, MessageError> {
+    pub fn parse(body: &'a [u8]) -> Result<NotificationRepr<'a>, NotificationTooShort> {
         match body {
             [code, subcode, data @ ..] => Ok(NotificationRepr {
                 error: ErrorCode::from_wire(*code, *subcode),
                 data,
             }),
-            _ => Err(MessageError::NotificationLength),
+            _ => Err(NotificationTooShort),
         }
     }
 
@@ -215,7 +209,7 @@ pub fn shutdown_data<'b>(text: &str, buf: &'b mut [u8; 256]) -> &'b [u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bgp::wire::Message;
+    use crate::bgp::message::Message;
 
     #[test]
     fn every_rfc_code_survives_the_wire() {

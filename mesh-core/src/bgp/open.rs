@@ -390,8 +390,8 @@ impl OpenRepr<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bgp::message::Message;
     use crate::bgp::testdata::bird;
-    use crate::bgp::wire::Message;
 
     #[test]
     fn bird_open_is_understood() {

@@ -25,12 +25,14 @@ use core::net::Ipv4Addr;
 use embassy_time::{Duration, Instant};
 
 use super::error::{DownReason, MessageError, OpenError, CEASE_MAX_PREFIX};
+use super::message::Message;
 use super::notification::{shutdown_data, CeaseSubcode, ErrorCode, NotificationRepr};
 use super::open::{
     Capability, OpenPacket, OpenRepr, PeerCapabilities, AFI_IPV4, AFI_IPV6, SAFI_UNICAST,
 };
+use super::route_refresh::RouteRefresh;
 use super::update::{emit_end_of_rib, DecodeContext, EmitError, Update, UpdateRepr};
-use super::wire::{emit_keepalive, frame, Message, RouteRefresh, MAX_MESSAGE_LEN};
+use super::wire::{emit_keepalive, frame, MAX_MESSAGE_LEN};
 use crate::prefix::Family;
 
 /// Bytes of outgoing data a connection may queue before [`Session::send_update`]

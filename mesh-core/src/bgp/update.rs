@@ -385,9 +385,9 @@ impl<'a> Decoder<'a> {
         let a = &mut self.update.attrs;
         match c {
             code::ORIGIN => match v {
-                [o] => match Origin::from_u8(*o) {
-                    Some(o) => a.origin = o,
-                    None => self.note(UpdateError::InvalidOrigin(*o), taw, c),
+                [o] => match Origin::from(*o) {
+                    Origin::Unknown(o) => self.note(UpdateError::InvalidOrigin(o), taw, c),
+                    o => a.origin = o,
                 },
                 _ => self.note(UpdateError::AttributeLength(c), taw, c),
             },
@@ -647,7 +647,10 @@ pub fn parse_as_path(mut v: &[u8], four_octet: bool) -> Result<AsPath, UpdateErr
         let [ty, count, rest @ ..] = v else {
             return Err(UpdateError::MalformedAsPath);
         };
-        let kind = SegmentKind::from_u8(*ty).ok_or(UpdateError::MalformedAsPath)?;
+        let kind = match SegmentKind::from(*ty) {
+            SegmentKind::Unknown(_) => return Err(UpdateError::MalformedAsPath),
+            kind => kind,
+        };
         let n = *count as usize;
         if n == 0 {
             return Err(UpdateError::MalformedAsPath); // RFC 7606 §7.2
@@ -832,7 +835,7 @@ impl UpdateRepr<'_> {
                 }
             }
             w.attr_header(flag::TRANSITIVE, code::ORIGIN, 1);
-            w.u8(a.origin as u8);
+            w.u8(u8::from(a.origin));
             let pl = a.as_path.wire_len(self.four_octet_as);
             w.attr_header(flag::TRANSITIVE, code::AS_PATH, pl);
             a.as_path.emit(w.take(pl), self.four_octet_as);

@@ -1,13 +1,11 @@
-//! The BGP message header and the framing of a TCP byte stream into messages
-//! (RFC 4271 §4.1, §6.1).
+//! The BGP message header, KEEPALIVE (a bare header) and the framing of a TCP
+//! byte stream into messages (RFC 4271 §4.1, §4.4, §6.1). It needs nothing
+//! from the other BGP modules; `message` ties the message kinds together.
 //!
 //! Panic contract: every function here takes untrusted bytes and returns an error
 //! for anything malformed; none of them panics.
 
-use super::error::{HeaderError, MessageError};
-use super::notification::NotificationRepr;
-use super::open::OpenPacket;
-use super::update::UpdatePacket;
+use core::ops::RangeInclusive;
 
 /// Length of the fixed header: 16-octet marker, 2-octet length, 1-octet type.
 pub const HEADER_LEN: usize = 19;
@@ -15,52 +13,42 @@ pub const HEADER_LEN: usize = 19;
 pub const MAX_MESSAGE_LEN: usize = 4096;
 pub const MARKER: [u8; 16] = [0xff; 16];
 
-/// BGP message types (RFC 4271 §4.1, RFC 2918).
+/// Message Header errors (RFC 4271 §6.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MessageType {
-    Open,
-    Update,
-    Notification,
-    Keepalive,
-    RouteRefresh,
+pub enum HeaderError {
+    /// Fewer than 19 octets where a header was required (never sent on the wire:
+    /// framing waits for more bytes instead).
+    Truncated,
+    ConnectionNotSynchronized,
+    /// The length field, which the NOTIFICATION carries back as data.
+    BadMessageLength(u16),
+    /// The type octet, carried back as data.
+    BadMessageType(u8),
+}
+
+enum_with_unknown! {
+    /// BGP message types (RFC 4271 §4.1, RFC 2918). A header with an
+    /// `Unknown` type is refused (Bad Message Type, §6.1).
+    pub enum MessageType(u8) {
+        Open = 1,
+        Update = 2,
+        Notification = 3,
+        Keepalive = 4,
+        RouteRefresh = 5,
+    }
 }
 
 impl MessageType {
-    pub fn from_u8(v: u8) -> Option<MessageType> {
-        Some(match v {
-            1 => MessageType::Open,
-            2 => MessageType::Update,
-            3 => MessageType::Notification,
-            4 => MessageType::Keepalive,
-            5 => MessageType::RouteRefresh,
-            _ => return None,
-        })
-    }
-    pub fn code(self) -> u8 {
+    /// The total lengths allowed for this type (RFC 4271 §4.2-§4.5, RFC 2918
+    /// §3); `None` for a type we do not know.
+    fn valid_lengths(self) -> Option<RangeInclusive<usize>> {
         match self {
-            MessageType::Open => 1,
-            MessageType::Update => 2,
-            MessageType::Notification => 3,
-            MessageType::Keepalive => 4,
-            MessageType::RouteRefresh => 5,
-        }
-    }
-    /// Smallest valid total length for this type (RFC 4271 §4.2-§4.5, RFC 2918 §3).
-    fn min_len(self) -> usize {
-        match self {
-            MessageType::Open => 29,
-            MessageType::Update => 23,
-            MessageType::Notification => 21,
-            MessageType::Keepalive => 19,
-            MessageType::RouteRefresh => 23,
-        }
-    }
-    /// Exact total length, for the fixed-size types.
-    fn fixed_len(self) -> Option<usize> {
-        match self {
-            MessageType::Keepalive => Some(19),
-            MessageType::RouteRefresh => Some(23),
-            _ => None,
+            MessageType::Open => Some(29..=MAX_MESSAGE_LEN),
+            MessageType::Update => Some(23..=MAX_MESSAGE_LEN),
+            MessageType::Notification => Some(21..=MAX_MESSAGE_LEN),
+            MessageType::Keepalive => Some(19..=19),
+            MessageType::RouteRefresh => Some(23..=23),
+            MessageType::Unknown(_) => None,
         }
     }
 }
@@ -104,24 +92,20 @@ impl<'a> Header<'a> {
         }
         let len = u16::from_be_bytes([buf[16], buf[17]]);
         let ty = buf[18];
-        let kind = MessageType::from_u8(ty).ok_or(HeaderError::BadMessageType(ty))?;
-        let l = len as usize;
-        if !(kind.min_len()..=MAX_MESSAGE_LEN).contains(&l) {
+        let valid = MessageType::from(ty)
+            .valid_lengths()
+            .ok_or(HeaderError::BadMessageType(ty))?;
+        if !valid.contains(&(len as usize)) {
             return Err(HeaderError::BadMessageLength(len));
-        }
-        if let Some(fixed) = kind.fixed_len() {
-            if l != fixed {
-                return Err(HeaderError::BadMessageLength(len));
-            }
         }
         Ok(Header { buf })
     }
     pub fn length(&self) -> u16 {
         u16::from_be_bytes([self.buf[16], self.buf[17]])
     }
+    /// Never `Unknown`: `new_checked` refused those.
     pub fn message_type(&self) -> MessageType {
-        // new_checked accepted only known types.
-        MessageType::from_u8(self.buf[18]).unwrap_or(MessageType::Keepalive)
+        MessageType::from(self.buf[18])
     }
 }
 
@@ -131,72 +115,14 @@ pub fn emit_header(buf: &mut [u8], kind: MessageType, total_len: usize) -> Optio
     let len = u16::try_from(total_len).ok()?;
     h[..16].copy_from_slice(&MARKER);
     h[16..18].copy_from_slice(&len.to_be_bytes());
-    h[18] = kind.code();
+    h[18] = u8::from(kind);
     Some(())
-}
-
-/// A ROUTE-REFRESH request (RFC 2918 §3; subtype per RFC 7313).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RouteRefresh {
-    pub afi: u16,
-    pub subtype: u8,
-    pub safi: u8,
-}
-
-impl RouteRefresh {
-    pub const LEN: usize = HEADER_LEN + 4;
-    pub fn parse(body: &[u8]) -> Result<RouteRefresh, MessageError> {
-        match body {
-            [a0, a1, subtype, safi] => Ok(RouteRefresh {
-                afi: u16::from_be_bytes([*a0, *a1]),
-                subtype: *subtype,
-                safi: *safi,
-            }),
-            _ => Err(MessageError::RouteRefreshLength),
-        }
-    }
-    pub fn emit(&self, buf: &mut [u8]) -> Option<usize> {
-        emit_header(buf, MessageType::RouteRefresh, Self::LEN)?;
-        let b = buf.get_mut(HEADER_LEN..Self::LEN)?;
-        b[..2].copy_from_slice(&self.afi.to_be_bytes());
-        b[2] = self.subtype;
-        b[3] = self.safi;
-        Some(Self::LEN)
-    }
 }
 
 /// Emits a KEEPALIVE (a bare header).
 pub fn emit_keepalive(buf: &mut [u8]) -> Option<usize> {
     emit_header(buf, MessageType::Keepalive, HEADER_LEN)?;
     Some(HEADER_LEN)
-}
-
-/// One message, decoded only as far as its type: the body stays borrowed.
-#[derive(Debug, Clone, Copy)]
-pub enum Message<'a> {
-    Open(OpenPacket<'a>),
-    Update(UpdatePacket<'a>),
-    Notification(NotificationRepr<'a>),
-    Keepalive,
-    RouteRefresh(RouteRefresh),
-}
-
-impl<'a> Message<'a> {
-    /// Parses one whole framed message (as returned by [`frame`]).
-    pub fn parse(msg: &'a [u8]) -> Result<Message<'a>, MessageError> {
-        let header = Header::new_checked(msg).map_err(MessageError::Header)?;
-        let len = header.length() as usize;
-        let body = msg
-            .get(HEADER_LEN..len)
-            .ok_or(MessageError::Header(HeaderError::Truncated))?;
-        Ok(match header.message_type() {
-            MessageType::Open => Message::Open(OpenPacket::new_checked(body)?),
-            MessageType::Update => Message::Update(UpdatePacket::new_checked(body)?),
-            MessageType::Notification => Message::Notification(NotificationRepr::parse(body)?),
-            MessageType::Keepalive => Message::Keepalive,
-            MessageType::RouteRefresh => Message::RouteRefresh(RouteRefresh::parse(body)?),
-        })
-    }
 }
 
 #[cfg(test)]
@@ -246,20 +172,5 @@ mod tests {
         let mut k = keepalive();
         k[18] = 9;
         assert_eq!(frame(&k), Err(HeaderError::BadMessageType(9)));
-    }
-
-    #[test]
-    fn route_refresh_round_trips() {
-        let rr = RouteRefresh {
-            afi: 2,
-            subtype: 0,
-            safi: 1,
-        };
-        let mut b = [0u8; 23];
-        assert_eq!(rr.emit(&mut b), Some(23));
-        match Message::parse(&b).unwrap() {
-            Message::RouteRefresh(got) => assert_eq!(got, rr),
-            other => panic!("{other:?}"),
-        }
     }
 }

@@ -1,7 +1,7 @@
 use super::*;
 use crate::bgp::attr::LargeCommunity;
+use crate::bgp::message::Message;
 use crate::bgp::testdata::bird;
-use crate::bgp::wire::Message;
 
 extern crate std;
 use std::string::ToString;
