@@ -1,36 +1,100 @@
 //! # mesh-core
 //!
 //! The sans-IO heart of meshd: everything a mesh router does except touching
-//! the operating system. `#![no_std]`, no allocation, no clock reads, no
-//! randomness of its own: time comes in as an [`embassy_time::Instant`] made by
+//! the operating system. Time comes in as an [`embassy_time::Instant`] made by
 //! the caller, randomness as a seed, bytes as slices.
+//!
+//! ## What holds, exactly
+//!
+//! - mesh-core's own code is `#![no_std]` and allocation-free: every queue,
+//!   table and buffer is a fixed-size array or `heapless` collection sized at
+//!   compile time; running out is an explicit error or a counter, never a
+//!   panic. It reads no clock (embassy-time's `Instant::now` is never called)
+//!   and draws no randomness of its own (the seed makes TCP sequence numbers,
+//!   BFD discriminators, STUN transaction ids and punch tokens).
+//! - The one exception is the WireGuard session, [`wg::boring`], compiled
+//!   with feature `std`: boringtun's `noise::Tunn` reads the system clock
+//!   (`std::time::Instant` for its timers, `SystemTime` for handshake
+//!   timestamps), allocates (packets queued during a handshake, the shared
+//!   handshake rate limiter in an `Arc`), takes `parking_lot` locks, and draws
+//!   OS randomness (`OsRng`: ephemeral keys, the rate limiter's cookie
+//!   secret). Nothing above [`wg`] sees boringtun types; with feature `sim`
+//!   its clock follows a mock the simulation advances.
+//! - smoltcp (the overlay's TCP) is built without `alloc`: its sockets borrow
+//!   their buffers from [`overlay::OverlayStorage`].
 //!
 //! ## The driver contract
 //!
 //! Every state machine here speaks one vocabulary:
 //! - `handle_*(now, ...)` feeds an input (bytes, a timeout, a control call);
-//! - `poll_transmit()`, `poll_event()` (and friends) drain outputs, and **must be
-//!   drained until they return `None` after every input**;
-//! - `poll_timeout()` names the next instant at which `handle_timeout(now)` must
-//!   be called, if nothing else happens first.
+//! - `#[must_use] poll_transmit()`, `poll_event()` (and, for the node,
+//!   `poll_lan_packet()`) drain outputs, and **must be drained until they
+//!   return `None` after every input**. What they lend (a datagram's bytes)
+//!   is valid until the next call;
+//! - `poll_timeout()` names the next instant at which `handle_timeout(now)`
+//!   must be called if nothing else happens first (the node also says why).
 //!
-//! A driver loop therefore looks like this (pseudo-code, the daemon's real loop
-//! adds sockets and epoll):
+//! [`node::Node`] drains its children ([`bfd::Session`], [`bgp::session::Session`]
+//! and the node's own rooms) this way, and a driver drains the node the same
+//! way. The daemon's loop is this one with epoll, sockets, a TUN device and
+//! a timerfd:
 //!
-//! ```text
-//! loop {
-//!     wait for input or until machine.poll_timeout();
-//!     match input {
-//!         Bytes(b)  => machine.handle_bytes(now, b),
-//!         Timeout   => machine.handle_timeout(now),
+//! ```
+//! use core::net::SocketAddr;
+//! use mesh_core::node::Node;
+//! use mesh_core::wg::Crypto;
+//! use mesh_core::Instant;
+//!
+//! /// What the platform gives the driver.
+//! trait Platform {
+//!     fn now(&self) -> Instant;
+//!     /// Blocks until a datagram or a LAN packet arrives, or `deadline`.
+//!     fn wait(&mut self, deadline: Option<Instant>) -> Input;
+//!     fn send(&mut self, to: SocketAddr, bytes: &[u8], from_second_port: bool);
+//!     fn write_lan(&mut self, packet: &[u8]);
+//! }
+//!
+//! enum Input {
+//!     Datagram(SocketAddr, Vec<u8>),
+//!     LanPacket(Vec<u8>),
+//!     Deadline,
+//! }
+//!
+//! fn drive<C: Crypto>(node: &mut Node<'_, C>, io: &mut impl Platform) -> ! {
+//!     loop {
+//!         let deadline = node.poll_timeout().map(|(at, _why)| at);
+//!         match io.wait(deadline) {
+//!             Input::Datagram(from, bytes) => node.handle_udp(io.now(), from, &bytes),
+//!             Input::LanPacket(packet) => node.handle_lan_packet(io.now(), &packet),
+//!             Input::Deadline => node.handle_timeout(io.now()),
+//!         }
+//!         // After every input, everything out, before waiting again.
+//!         while let Some(t) = node.poll_transmit() {
+//!             io.send(t.to, t.bytes, t.from_alt_port);
+//!         }
+//!         while let Some(packet) = node.poll_lan_packet() {
+//!             io.write_lan(packet);
+//!         }
+//!         while let Some(event) = node.poll_event() {
+//!             let _ = event; // log it; program a kernel route
+//!         }
 //!     }
-//!     while let Some(out) = machine.poll_transmit() { send(out) }
-//!     while let Some(ev)  = machine.poll_event()    { log(ev) }
 //! }
 //! ```
 //!
 //! Capacities (members, prefixes, sessions, buffers) are fixed at compile time;
 //! running out is an explicit error, never a panic.
+//!
+//! ## Where things live
+//!
+//! | to add | where |
+//! |---|---|
+//! | a BGP path attribute | [`bgp::attr`] (held by value) and [`bgp::update`] (codec, RFC 7606 errors); the decision process in [`rib`]; what a member may send in the node's import policy (`node/engine.rs`) |
+//! | a kind of packet on the mesh port | [`node::Node::handle_udp`] tells it apart (STUN by its magic cookie); its logic is a child of the node like `node/stun.rs` |
+//! | control traffic inside the tunnels | [`node::Control`], handled by the node's root |
+//! | a per-member policy | a field of the node's slot (`node/slots.rs`) with its child, like `node/relay.rs` (transit cap) or `node/supervision.rs` (BFD hold-down) |
+//! | a ubus method | the daemon's `src/ubus_api.rs`: one entry of `METHODS` holds its name, signature and handler |
+//! | a wire code table | [`enum_with_unknown!`] |
 
 #![no_std]
 #![deny(unsafe_code)]

@@ -56,7 +56,7 @@ pub enum Verdict {
     Control(Control),
     /// No route: the source hears ICMP net unreachable.
     Unreachable,
-    Drop(Drop),
+    Drop(DropReason),
 }
 
 /// Control traffic addressed to the node inside the tunnels.
@@ -70,7 +70,7 @@ pub enum Control {
 
 /// Why a packet is dropped; each has its counter in [`super::NodeStats`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Drop {
+pub enum DropReason {
     /// A broken IP header (`bad_inner`).
     BadHeader,
     /// From a tunnel, with a source no member's home holds (`spoofed`).
@@ -113,7 +113,7 @@ impl<T: Tunnel> Router<'_, T> {
             return if self.config.overlay_in_kernel && !is_bgp(packet, info) {
                 // The kernel owns the address for everything but BGP; it does
                 // not route its own address into the TUN, so this is not for us.
-                Verdict::Drop(Drop::NotOurs)
+                Verdict::Drop(DropReason::NotOurs)
             } else {
                 Verdict::ToOverlay
             };
@@ -128,7 +128,7 @@ impl<T: Tunnel> Router<'_, T> {
             },
             // The kernel sent us a packet for our own LAN: a routing loop on
             // the host. Drop it rather than bounce it back.
-            Some(Source::Local) => Verdict::Drop(Drop::Loop),
+            Some(Source::Local) => Verdict::Drop(DropReason::Loop),
             None => Verdict::Unreachable,
         }
     }
@@ -136,12 +136,12 @@ impl<T: Tunnel> Router<'_, T> {
     /// An inner packet from a member's tunnel, trimmed to its IP length.
     pub fn for_member_packet(&self, packet: &[u8], info: &IpInfo) -> Verdict {
         if !self.source_allowed(info.src) {
-            return Verdict::Drop(Drop::Spoofed);
+            return Verdict::Drop(DropReason::Spoofed);
         }
         if martian(info.dst) {
             // Never relayed, never given to the kernel: the relay's loopback,
             // broadcast and the like are not the mesh's business.
-            return Verdict::Drop(Drop::Martian);
+            return Verdict::Drop(DropReason::Martian);
         }
         if self.own_address(info.dst) {
             return match ip::udp_parts(packet, info) {
@@ -157,7 +157,9 @@ impl<T: Tunnel> Router<'_, T> {
             // Transit: we are a router on the path. The destination is a
             // member's announced prefix (nothing else is routed); one of our
             // own addresses as the source means a member is spoofing us.
-            Some(Source::Peer(_)) if self.own_home(info.src) => Verdict::Drop(Drop::OwnSource),
+            Some(Source::Peer(_)) if self.own_home(info.src) => {
+                Verdict::Drop(DropReason::OwnSource)
+            }
             Some(Source::Peer(to)) => Verdict::Transit { to },
             None => Verdict::Unreachable,
         }

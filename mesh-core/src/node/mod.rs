@@ -61,7 +61,7 @@ pub use config::{
 };
 pub use engine::NodeRib;
 pub use exchange::{PEX_INTERVAL, PUNCH_BACKOFF_MAX, PUNCH_BACKOFF_MIN, PUNCH_WINDOW};
-pub use forward::{Control, Drop, Verdict};
+pub use forward::{Control, DropReason, Verdict};
 pub use output::{Transmit, EVENT_QUEUE, LAN_QUEUE, TRANSMIT_QUEUE};
 pub use relay::bytes_per_second;
 pub use slots::DIRECT_FRESH;
@@ -395,7 +395,7 @@ impl<'a, C: Crypto> Node<'a, C> {
     pub fn verdict_from_lan(&self, packet: &[u8]) -> Verdict {
         match ip::parse(packet) {
             Ok(info) => self.router().for_lan_packet(packet, &info),
-            Err(_) => Verdict::Drop(Drop::BadHeader),
+            Err(_) => Verdict::Drop(DropReason::BadHeader),
         }
     }
 
@@ -691,12 +691,12 @@ impl<'a, C: Crypto> Node<'a, C> {
         }
     }
 
-    fn count_drop(&mut self, d: Drop) {
+    fn count_drop(&mut self, d: DropReason) {
         let counter = match d {
-            Drop::BadHeader => &mut self.stats.bad_inner,
-            Drop::Spoofed => &mut self.stats.spoofed,
-            Drop::Martian | Drop::OwnSource => &mut self.stats.relay_refused,
-            Drop::Loop | Drop::NotOurs => &mut self.stats.no_route,
+            DropReason::BadHeader => &mut self.stats.bad_inner,
+            DropReason::Spoofed => &mut self.stats.spoofed,
+            DropReason::Martian | DropReason::OwnSource => &mut self.stats.relay_refused,
+            DropReason::Loop | DropReason::NotOurs => &mut self.stats.no_route,
         };
         *counter += 1;
     }
