@@ -253,8 +253,8 @@ impl<'a> Engine<'a> {
         self.wake = true;
     }
 
-    /// Session timers that are due. Returns whether a pump is needed.
-    pub fn handle_timeout<T: Tunnel>(&mut self, now: Instant, slots: &mut Slots<T>) -> bool {
+    /// Session timers that are due; the stack's, if due, wake the pump.
+    pub fn handle_timeout<T: Tunnel>(&mut self, now: Instant, slots: &mut Slots<T>) {
         for (_, s) in slots.iter_mut() {
             if s.bgp.session.poll_timeout().is_some_and(|t| t <= now) {
                 s.bgp.session.handle_timeout(now);
@@ -264,7 +264,6 @@ impl<'a> Engine<'a> {
         if self.overlay_at.is_some_and(|t| t <= now) {
             self.wake = true;
         }
-        self.wake
     }
 
     // ---- the pump ----

@@ -119,7 +119,8 @@ type Ipv4 = core::net::Ipv4Addr;
 /// What the node knows about a member, for its punch.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Facts {
-    /// Reached over its own tunnel now ([`super::slots::Slot::is_direct`]).
+    /// Reached over its own tunnel now, or about to be
+    /// ([`super::slots::Slot::direct_or_coming_up`]).
     pub direct: bool,
     /// When that ends by itself (silence), if direct.
     pub direct_until: Option<Instant>,

@@ -51,7 +51,7 @@ mod stun;
 mod supervision;
 mod tunnel;
 
-#[cfg(test)]
+#[cfg(all(test, feature = "std"))]
 mod tests;
 
 pub use config::{
@@ -1118,7 +1118,7 @@ impl<'a, C: Crypto> Node<'a, C> {
             .and_then(|e| e.best())
             .is_some_and(|b| matches!(b.source, Source::Peer(p) if p as usize != slot));
         Facts {
-            direct: s.is_direct(now),
+            direct: s.direct_or_coming_up(now),
             direct_until: s.direct_until(now),
             leads: leads(self.config.overlay, overlay),
             transit,

@@ -41,21 +41,33 @@ pub(crate) struct Slot<T> {
 }
 
 impl<T: Tunnel> Slot<T> {
-    /// Reached over its own tunnel, recently heard from, and (if the tunnel
-    /// runs BFD) with BFD Up.
-    pub fn is_direct(&self, now: Instant) -> bool {
-        self.bfd.up_or_off()
-            && self.wg.endpoint_confirmed
+    /// Its tunnel is alive: recently heard from, at a confirmed endpoint.
+    fn tunnel_alive(&self, now: Instant) -> bool {
+        self.wg.endpoint_confirmed
             && self
                 .wg
                 .last_rx
                 .is_some_and(|t| now.saturating_duration_since(t) < DIRECT_FRESH)
     }
 
-    /// When [`Slot::is_direct`] turns false by itself (silence), if it is
-    /// true now.
+    /// Reached over its own tunnel, recently heard from, and (if the tunnel
+    /// runs BFD) with BFD Up.
+    pub fn is_direct(&self, now: Instant) -> bool {
+        self.bfd.up_or_off() && self.tunnel_alive(now)
+    }
+
+    /// Direct, or about to be: the tunnel is alive and its BFD is still
+    /// coming up. Nothing to punch there: a punch's forced handshakes would
+    /// only replace the tunnel's session again and again (each a reason for
+    /// BGP to dial anew) while BFD is a packet or two from Up.
+    pub fn direct_or_coming_up(&self, now: Instant) -> bool {
+        self.tunnel_alive(now) && (self.bfd.up_or_off() || self.bfd.coming_up())
+    }
+
+    /// When [`Slot::direct_or_coming_up`] turns false by itself (silence),
+    /// if it is true now.
     pub fn direct_until(&self, now: Instant) -> Option<Instant> {
-        self.is_direct(now)
+        self.direct_or_coming_up(now)
             .then(|| self.wg.last_rx.map(|t| t + DIRECT_FRESH))
             .flatten()
     }

@@ -118,6 +118,16 @@ impl Supervision {
             .is_none_or(|b| b.state() == bfd::State::Up)
     }
 
+    /// BFD runs on the tunnel and is still coming up: it has not been Up
+    /// since it started, and has not taken BGP down.
+    pub fn coming_up(&self) -> bool {
+        !self.held
+            && self
+                .session
+                .as_ref()
+                .is_some_and(|b| b.state() != bfd::State::Up)
+    }
+
     /// BGP is held down after BFD took it down; it restarts at this instant
     /// (if BFD is still Up then).
     pub fn held_until(&self) -> Option<Instant> {

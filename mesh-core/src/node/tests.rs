@@ -1,1 +1,385 @@
-//! Tests of the node as a whole.
+//! Tests of the node as a whole: scripted inputs at given instants, the
+//! outputs and the deadlines it gives. Real WireGuard (boringtun) throughout,
+//! so these need feature `std`; the node's time is virtual, boringtun's is
+//! the wall clock (the tests take well under its timers).
+
+extern crate std;
+
+use std::boxed::Box;
+use std::vec::Vec;
+
+use core::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use super::*;
+use crate::overlay::OverlayStorage;
+use crate::wg::boring::{public_key, BoringCrypto};
+use crate::wg::BfdSetting;
+
+type TestNode = Node<'static, BoringCrypto>;
+
+/// A node is megabytes of fixed tables, built on the stack before it is
+/// boxed: run each test on a thread with room for that.
+fn big_stack(f: impl FnOnce() + Send + 'static) {
+    std::thread::Builder::new()
+        .stack_size(64 << 20)
+        .spawn(f)
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+const T0: Instant = Instant::from_secs(1000);
+
+fn private_key(n: u8) -> Key {
+    let mut k = [0x22u8; 32];
+    k[5] = n;
+    Key(k)
+}
+
+fn overlay(n: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 0, 0, n)
+}
+
+fn underlay(n: u8) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, n)), 51820)
+}
+
+fn lan(n: u8) -> Prefix {
+    Prefix::v4(192, 168, n, 0, 24).unwrap()
+}
+
+fn console(n: u8) -> Ipv4Addr {
+    Ipv4Addr::new(192, 168, n, 10)
+}
+
+fn node(n: u8) -> Box<TestNode> {
+    let mut c = NodeConfig::new(private_key(n), overlay(n), 65000 + n as u32);
+    c.lan_prefixes.push(lan(n)).unwrap();
+    c.hold_time = 3;
+    c.seed = n as u64;
+    let storage: &'static mut OverlayStorage<'static> = Box::leak(Box::new(OverlayStorage::new()));
+    Box::new(Node::new(
+        c,
+        BoringCrypto::new(&private_key(n)),
+        storage,
+        T0,
+    ))
+}
+
+/// Router `n` as a member, reachable at its underlay address if `endpoint`.
+fn member(n: u8, endpoint: bool) -> MemberConfig {
+    let mut endpoints = heapless::Vec::new();
+    if endpoint {
+        endpoints.push(underlay(n)).unwrap();
+    }
+    MemberConfig {
+        name: heapless::String::try_from(std::format!("r{n}").as_str()).unwrap(),
+        public_key: public_key(&private_key(n)),
+        overlay: overlay(n),
+        overlay_v6: None,
+        asn: 65000 + n as u32,
+        prefixes: heapless::Vec::from_slice(&[lan(n)]).unwrap(),
+        endpoints,
+        keepalive: Some(25),
+        hold_time: None,
+        bfd: BfdSetting::Inherit,
+    }
+}
+
+/// A UDP packet from console `a` to console `b` carrying `seq`.
+fn probe(a: u8, b: u8, seq: u32) -> Vec<u8> {
+    let mut out = [0u8; 64];
+    let n = ip::build_udp4(
+        console(a),
+        console(b),
+        40000,
+        40000,
+        64,
+        &seq.to_be_bytes(),
+        &mut out,
+    )
+    .unwrap();
+    out[..n].to_vec()
+}
+
+fn transmits(n: &mut TestNode) -> Vec<(SocketAddr, Vec<u8>)> {
+    let mut v = Vec::new();
+    while let Some(t) = n.poll_transmit() {
+        v.push((t.to, t.bytes.to_vec()));
+    }
+    v
+}
+
+fn lan_packets(n: &mut TestNode) -> Vec<Vec<u8>> {
+    let mut v = Vec::new();
+    while let Some(p) = n.poll_lan_packet() {
+        v.push(p.to_vec());
+    }
+    v
+}
+
+#[test]
+fn a_node_without_members_never_asks_to_wake() {
+    big_stack(|| {
+        let mut n = node(1);
+        assert_eq!(n.poll_timeout(), None);
+        n.handle_timeout(T0 + Duration::from_secs(10));
+        assert_eq!(n.poll_timeout(), None);
+        assert!(transmits(&mut n).is_empty());
+    });
+}
+
+#[test]
+fn a_member_we_lead_hears_a_handshake_and_a_stun_request_at_once() {
+    big_stack(|| {
+        let mut n = node(1);
+        n.add_member(T0, member(2, true)).unwrap();
+        let (at, _) = n.poll_timeout().unwrap();
+        assert_eq!(at, T0, "tunnel upkeep and STUN are due at once");
+        n.handle_timeout(T0);
+        let out = transmits(&mut n);
+        assert!(out.iter().all(|(to, _)| *to == underlay(2)), "{out:?}");
+        let handshakes = out.iter().filter(|(_, b)| b.len() == 148 && b[0] == 1);
+        assert_eq!(handshakes.count(), 1, "one handshake initiation");
+        let stun = out.iter().filter(|(_, b)| crate::stun::is_stun(b));
+        assert_eq!(stun.count(), 1, "one Binding request");
+        let (next, _) = n.poll_timeout().unwrap();
+        assert!(next > T0, "nothing left due: next at {next:?}");
+    });
+}
+
+#[test]
+fn the_side_that_does_not_lead_waits_out_its_grace_before_a_handshake() {
+    big_stack(|| {
+        // 10.0.0.2 does not lead 10.0.0.1: it gives it a moment first.
+        let mut n = node(2);
+        n.add_member(T0, member(1, true)).unwrap();
+        let handshake_at = |n: &mut TestNode, t: Instant| {
+            n.handle_timeout(t);
+            transmits(n)
+                .iter()
+                .any(|(_, b)| b.len() == 148 && b[0] == 1)
+        };
+        assert!(!handshake_at(&mut n, T0));
+        assert!(!handshake_at(&mut n, T0 + Duration::from_millis(250)));
+        assert!(handshake_at(&mut n, T0 + Duration::from_millis(500)));
+    });
+}
+
+#[test]
+fn garbage_on_the_mesh_port_is_counted_and_answered_with_nothing() {
+    big_stack(|| {
+        let mut n = node(1);
+        n.add_member(T0, member(2, true)).unwrap();
+        n.handle_timeout(T0);
+        transmits(&mut n);
+        let before = *n.stats();
+        let from: SocketAddr = "203.0.113.9:4000".parse().unwrap();
+        n.handle_udp(T0, from, &[4, 0, 0, 0, 1, 2, 3]);
+        n.handle_udp(T0, from, &[0xff; 32]);
+        n.handle_udp(T0, from, &[0u8; MAX_DATAGRAM + 1]);
+        let after = *n.stats();
+        assert_eq!(after.udp_in - before.udp_in, 3);
+        assert_eq!(after.udp_invalid - before.udp_invalid, 2);
+        assert_eq!(after.udp_oversized - before.udp_oversized, 1);
+        assert!(transmits(&mut n).is_empty());
+        assert_eq!(n.poll_event(), None);
+    });
+}
+
+#[test]
+fn a_stun_request_on_the_mesh_port_is_answered_with_where_it_came_from() {
+    big_stack(|| {
+        let mut n = node(1);
+        let from: SocketAddr = "203.0.113.9:40001".parse().unwrap();
+        let tid = crate::stun::TransactionId([7; 12]);
+        let mut req = [0u8; 64];
+        let len = crate::stun::binding_request(tid, None, &mut req).unwrap();
+        n.handle_udp(T0, from, &req[..len]);
+        let out = transmits(&mut n);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0, from);
+        let answer = crate::stun::Message::parse(&out[0].1).unwrap();
+        assert_eq!(answer.transaction_id(), tid);
+        assert_eq!(answer.xor_mapped_address(), Some(Ok(from)));
+        assert_eq!(n.stats().stun_answered, 1);
+    });
+}
+
+#[test]
+fn a_console_packet_with_no_route_gets_icmp_net_unreachable_back() {
+    big_stack(|| {
+        let mut n = node(1);
+        let p = probe(1, 9, 1);
+        assert_eq!(n.verdict_from_lan(&p), Verdict::Unreachable);
+        n.handle_lan_packet(T0, &p);
+        let back = lan_packets(&mut n);
+        assert_eq!(back.len(), 1);
+        let info = ip::parse(&back[0]).unwrap();
+        assert_eq!(info.protocol, ip::PROTO_ICMP);
+        assert_eq!(info.dst, IpAddr::V4(console(1)));
+        assert_eq!((back[0][20], back[0][21]), (3, 0), "net unreachable");
+        assert_eq!(n.stats().no_route, 1);
+        assert_eq!(n.stats().icmp_sent, 1);
+    });
+}
+
+/// Two routers joined by one link on virtual time.
+struct Pair {
+    now: Instant,
+    nodes: [Box<TestNode>; 2],
+    /// Datagrams on the link: when they arrive, to which node, from where.
+    wire: Vec<(Instant, usize, SocketAddr, Vec<u8>)>,
+    /// Datagrams from node `i` are lost while `cut[i]`.
+    cut: [bool; 2],
+    lan: [Vec<Vec<u8>>; 2],
+    events: [Vec<(Instant, NodeEvent)>; 2],
+}
+
+const LINK: Duration = Duration::from_millis(1);
+
+impl Pair {
+    fn new() -> Pair {
+        let mut p = Pair {
+            now: T0,
+            nodes: [node(1), node(2)],
+            wire: Vec::new(),
+            cut: [false, false],
+            lan: [Vec::new(), Vec::new()],
+            events: [Vec::new(), Vec::new()],
+        };
+        p.nodes[0].add_member(T0, member(2, true)).unwrap();
+        p.nodes[1].add_member(T0, member(1, true)).unwrap();
+        p.drain(0);
+        p.drain(1);
+        p
+    }
+
+    fn drain(&mut self, i: usize) {
+        let now = self.now;
+        while let Some(t) = self.nodes[i].poll_transmit() {
+            let to = if t.to == underlay(1) { 0 } else { 1 };
+            if !self.cut[i] && to != i {
+                let from = underlay(i as u8 + 1);
+                self.wire.push((now + LINK, to, from, t.bytes.to_vec()));
+            }
+        }
+        while let Some(p) = self.nodes[i].poll_lan_packet() {
+            self.lan[i].push(p.to_vec());
+        }
+        while let Some(e) = self.nodes[i].poll_event() {
+            self.events[i].push((now, e));
+        }
+    }
+
+    /// Runs until `until`; after every timeout, the node's next deadline must
+    /// lie in the future (a child whose timer does not move would spin).
+    fn run_until(&mut self, until: Instant) {
+        loop {
+            let arrival = self.wire.iter().map(|w| w.0).min();
+            let deadlines = self.nodes.iter().filter_map(|n| n.poll_timeout());
+            let next = deadlines.map(|(t, _)| t).chain(arrival).min();
+            let Some(t) = next.filter(|t| *t <= until) else {
+                self.now = until;
+                return;
+            };
+            self.now = self.now.max(t);
+            let now = self.now;
+            let (due, rest): (Vec<_>, Vec<_>) = self.wire.drain(..).partition(|w| w.0 <= now);
+            self.wire = rest;
+            for (_, to, from, bytes) in due {
+                self.nodes[to].handle_udp(now, from, &bytes);
+                self.drain(to);
+            }
+            for i in 0..2 {
+                if let Some((t, why)) = self.nodes[i].poll_timeout() {
+                    if t <= now {
+                        self.nodes[i].handle_timeout(now);
+                        self.drain(i);
+                        let next = self.nodes[i].poll_timeout();
+                        assert!(
+                            next.is_none_or(|(n, _)| n > now),
+                            "r{} at {now:?}: {why:?} ran, still due: {next:?}",
+                            i + 1
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        self.run_until(self.now + d);
+    }
+
+    fn saw(&self, i: usize, f: impl Fn(&NodeEvent) -> bool) -> Option<Instant> {
+        self.events[i].iter().find(|(_, e)| f(e)).map(|(t, _)| *t)
+    }
+}
+
+#[test]
+fn two_routers_bring_up_bgp_and_bfd_over_their_tunnel_and_carry_a_console_packet() {
+    big_stack(|| {
+        let mut p = Pair::new();
+        p.run_for(Duration::from_secs(3));
+        for i in 0..2 {
+            assert!(p
+                .saw(i, |e| matches!(e, NodeEvent::TunnelUp { .. }))
+                .is_some());
+            assert!(p
+                .saw(i, |e| matches!(e, NodeEvent::SessionUp { .. }))
+                .is_some());
+            assert!(p.saw(i, |e| matches!(e, NodeEvent::BfdUp { .. })).is_some());
+        }
+        assert!(p
+            .saw(0, |e| *e
+                == NodeEvent::RouteAdded {
+                    prefix: lan(2),
+                    via: 0
+                })
+            .is_some());
+        assert_eq!(
+            p.nodes[0].verdict_from_lan(&probe(1, 2, 7)),
+            Verdict::ToMember { to: 0, copy: None }
+        );
+        // A console's packet crosses the tunnel untouched.
+        let packet = probe(1, 2, 7);
+        let now = p.now;
+        p.nodes[0].handle_lan_packet(now, &packet);
+        p.drain(0);
+        p.run_for(Duration::from_millis(10));
+        assert_eq!(p.lan[1], [packet]);
+        // BFD keeps the node awake at its pace: 10 ms, 75-100% jitter.
+        let (next, why) = p.nodes[0].poll_timeout().unwrap();
+        assert!(next <= p.now + Duration::from_millis(10), "{why:?}");
+    });
+}
+
+#[test]
+fn a_member_gone_silent_is_found_dead_by_bfd_and_its_routes_go_in_the_same_step() {
+    big_stack(|| {
+        let mut p = Pair::new();
+        p.run_for(Duration::from_secs(3));
+        p.cut[1] = true;
+        let cut_at = p.now;
+        p.run_for(Duration::from_millis(200));
+        let down = p
+            .saw(0, |e| matches!(e, NodeEvent::BfdDown { member: 0, .. }))
+            .expect("BFD down");
+        let took = down.saturating_duration_since(cut_at);
+        assert!(
+            took <= Duration::from_millis(41),
+            "detected after {} ms",
+            took.as_millis()
+        );
+        assert_eq!(
+            p.saw(0, |e| *e == NodeEvent::RouteRemoved { prefix: lan(2) }),
+            Some(down)
+        );
+        assert_eq!(
+            p.saw(0, |e| matches!(e, NodeEvent::SessionDown { member: 0, .. })),
+            Some(down)
+        );
+        assert_eq!(p.nodes[0].next_hop(IpAddr::V4(console(2))), None);
+    });
+}
