@@ -70,9 +70,11 @@ pub(crate) struct Supervision {
     release_at: Option<Instant>,
     /// Recent flaps, for the growing hold-down.
     flaps: u32,
-    /// The peer's discriminator when BFD last went down: if it comes back
-    /// with another, it restarted.
-    down_discr: u32,
+    /// The peer's discriminator while BFD was last Up: if it comes back
+    /// with another, it restarted. (Not the one BFD went down with: a peer
+    /// that restarts within the detection time takes the session down with
+    /// its new instance's first packet.)
+    up_discr: u32,
     /// Since when the member's BGP session is Established.
     bgp_up_since: Option<Instant>,
     events: heapless::Deque<Event, 4>,
@@ -97,7 +99,7 @@ impl Supervision {
             held: false,
             release_at: None,
             flaps: 0,
-            down_discr: 0,
+            up_discr: 0,
             bgp_up_since: None,
             events: heapless::Deque::new(),
         };
@@ -214,7 +216,8 @@ impl Supervision {
         // flapping path: no hold-down, BGP starts at once (and the flap
         // count starts over).
         let peer_discr = self.session.as_ref().map_or(0, |b| b.peer_discriminator());
-        let rebooted = peer_discr != self.down_discr;
+        let rebooted = peer_discr != self.up_discr;
+        self.up_discr = peer_discr;
         if rebooted {
             self.flaps = 0;
         }
@@ -236,7 +239,6 @@ impl Supervision {
         // The session goes down with BFD: its stable stretch ends here.
         self.bgp_up_since = None;
         self.flaps = self.flaps.saturating_add(1);
-        self.down_discr = self.session.as_ref().map_or(0, |b| b.peer_discriminator());
         self.release_at = None;
         if !self.held {
             self.held = true;
@@ -529,6 +531,32 @@ mod tests {
         assert_eq!(p.last(Event::StartBgp), Some(up));
         assert!(p.wakes.contains(&(up, Timer::HoldDown)));
         // The next flap is the first again: the base hold-down, not 8 s.
+        let up = p.flap();
+        assert_eq!(p.released_after(up), BASE);
+    }
+
+    #[test]
+    fn a_peer_that_restarts_within_the_detection_time_is_released_at_once() {
+        let mut p = up_pair();
+        let up = p.flap();
+        let _ = p.released_after(up);
+        // The member restarts faster than the detection time: the first
+        // packet of its new instance (Down, knowing no discriminator of
+        // ours) is what takes side 0 down, not silence.
+        p.s[1] = Supervision::new(p.now, Some(Config::GAMING), BASE, SEED_B_RESTARTED, 1);
+        let since = p.now;
+        p.run_for(Duration::from_millis(100));
+        let events: Vec<Event> = p.events_since(since).iter().map(|(_, e)| *e).collect();
+        assert_eq!(
+            events,
+            [
+                Event::BfdDown(Diagnostic::NeighborSignaledSessionDown),
+                Event::StopBgp,
+                Event::BfdUp,
+                Event::StartBgp
+            ]
+        );
+        // Not a flap of the path: the next one is the first again.
         let up = p.flap();
         assert_eq!(p.released_after(up), BASE);
     }
