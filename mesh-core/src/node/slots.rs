@@ -185,6 +185,143 @@ impl<T: Tunnel> Slots<T> {
     }
 }
 
+#[cfg(all(test, feature = "std"))]
+impl Slots<crate::wg::boring::BoringTunnel> {
+    /// Adds a member as [`super::Node::add_member`] does, with a real
+    /// WireGuard tunnel from `crypto`: for the children's tests that need
+    /// members.
+    pub fn add_for_test(
+        &mut self,
+        now: Instant,
+        node: &super::NodeConfig,
+        crypto: &crate::wg::boring::BoringCrypto,
+        config: MemberConfig,
+    ) -> Result<usize, MemberError> {
+        use crate::wg::Crypto;
+        let config = node.member_defaults(config);
+        let (slot, index) = self.vacancy(&config)?;
+        let tunnel = crypto.tunnel(&config.public_key, index, config.keepalive);
+        let wg = Member::new(config, tunnel, index);
+        let passive = !super::dials(node.overlay, &wg);
+        let session = super::engine::session_config(node, &wg.config, passive);
+        let bfd = Supervision::new(
+            now,
+            node.bfd_for(&wg.config),
+            node.bfd_hold_down,
+            node.seed,
+            slot,
+        );
+        self.fill(
+            slot,
+            Slot {
+                wg,
+                upkeep: Upkeep::new(now),
+                bfd,
+                bgp: BgpPeer::new(now, session),
+                stun: Probe::new(now),
+                punch: Punch::new(now),
+                relay: Bucket::default(),
+            },
+        );
+        Ok(slot)
+    }
+}
+
+/// Keys, members and nodes for the children's tests: node `n` has overlay
+/// address 10.0.0.n, AS 65000+n, home 192.168.n.0/24, and is reached at
+/// 198.51.100.n:51820.
+#[cfg(all(test, feature = "std"))]
+pub(crate) mod testing {
+    extern crate std;
+
+    use core::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+    use crate::prefix::Prefix;
+    use crate::wg::boring::{public_key, BoringCrypto, BoringTunnel};
+    use crate::wg::{BfdSetting, Key, MemberConfig};
+
+    use super::super::NodeConfig;
+    use super::Slots;
+
+    /// Runs `f` on a thread with a stack that holds a member table (a few
+    /// MB) or a node, as the simulation does.
+    pub fn big_stack(f: impl FnOnce() + Send + 'static) {
+        std::thread::Builder::new()
+            .stack_size(1 << 28)
+            .spawn(f)
+            .unwrap()
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e));
+    }
+
+    pub fn private_key(n: u8) -> Key {
+        // Not in byte 0 or 31: x25519 clamps their low and high bits.
+        let mut k = [0x11u8; 32];
+        k[5] = n;
+        Key(k)
+    }
+
+    pub fn overlay(n: u8) -> Ipv4Addr {
+        Ipv4Addr::new(10, 0, 0, n)
+    }
+
+    pub fn lan(n: u8) -> Prefix {
+        Prefix::v4(192, 168, n, 0, 24).unwrap()
+    }
+
+    pub fn underlay(n: u8) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, n)), 51820)
+    }
+
+    pub fn asn(n: u8) -> u32 {
+        65000 + n as u32
+    }
+
+    /// Node `n`'s own settings.
+    pub fn node_config(n: u8) -> NodeConfig {
+        let mut c = NodeConfig::new(private_key(n), overlay(n), asn(n));
+        c.lan_prefixes.push(lan(n)).unwrap();
+        c.seed = 0x5eed_0000 + n as u64;
+        c
+    }
+
+    pub fn crypto(n: u8) -> BoringCrypto {
+        BoringCrypto::new(&private_key(n))
+    }
+
+    /// Node `n` as a member entry, with its one endpoint.
+    pub fn member(n: u8) -> MemberConfig {
+        MemberConfig {
+            name: heapless::String::try_from(std::format!("r{n}").as_str()).unwrap(),
+            public_key: public_key(&private_key(n)),
+            overlay: overlay(n),
+            overlay_v6: None,
+            asn: asn(n),
+            prefixes: heapless::Vec::from_slice(&[lan(n)]).unwrap(),
+            endpoints: heapless::Vec::from_slice(&[underlay(n)]).unwrap(),
+            keepalive: Some(25),
+            hold_time: None,
+            bfd: BfdSetting::Inherit,
+        }
+    }
+
+    /// Node `own`'s member table holding `members`, in that order from
+    /// slot 0.
+    pub fn slots(
+        now: embassy_time::Instant,
+        own: u8,
+        members: &[MemberConfig],
+    ) -> std::boxed::Box<Slots<BoringTunnel>> {
+        let node = node_config(own);
+        let crypto = crypto(own);
+        let mut s = std::boxed::Box::new(Slots::new());
+        for m in members {
+            s.add_for_test(now, &node, &crypto, m.clone()).unwrap();
+        }
+        s
+    }
+}
+
 /// Every slot but one, read-only.
 pub(crate) struct Others<'s, T> {
     before: &'s [Option<Slot<T>>],
@@ -205,5 +342,103 @@ impl<T> Others<'_, T> {
             .chain(self.after.iter())
             .flatten()
             .map(|s| &s.wg.config)
+    }
+}
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::testing::*;
+    use super::*;
+
+    extern crate std;
+
+    use core::net::{Ipv4Addr, Ipv6Addr};
+
+    const T0: Instant = Instant::from_secs(100);
+
+    #[test]
+    fn a_duplicate_key_asn_or_overlay_address_is_refused() {
+        big_stack(|| {
+            let mut slots = slots(T0, 1, &[member(2)]);
+            let mut same_key = member(3);
+            same_key.public_key = member(2).public_key;
+            let mut same_asn = member(3);
+            same_asn.asn = asn(2);
+            let mut same_overlay = member(3);
+            same_overlay.overlay = overlay(2);
+            assert_eq!(slots.vacancy(&same_key), Err(MemberError::DuplicateKey));
+            assert_eq!(slots.vacancy(&same_asn), Err(MemberError::DuplicateAsn));
+            assert_eq!(
+                slots.vacancy(&same_overlay),
+                Err(MemberError::DuplicateOverlay)
+            );
+            // A refusal takes no slot: the next member still gets slot 1.
+            assert_eq!(slots.vacancy(&member(3)).map(|(slot, _)| slot), Ok(1));
+        });
+    }
+
+    #[test]
+    fn a_full_table_is_refused() {
+        big_stack(|| {
+            let node = node_config(1);
+            let crypto = crypto(1);
+            let mut slots = std::boxed::Box::new(Slots::new());
+            let mut n = 2u8;
+            while slots.iter().count() < MAX_MEMBERS {
+                slots.add_for_test(T0, &node, &crypto, member(n)).unwrap();
+                n += 1;
+            }
+            assert_eq!(slots.vacancy(&member(n)), Err(MemberError::Full));
+            // One leaving makes room for one.
+            assert!(slots.remove(17).is_some());
+            assert_eq!(slots.vacancy(&member(n)).map(|(slot, _)| slot), Ok(17));
+        });
+    }
+
+    #[test]
+    fn a_slots_next_member_gets_receiver_indices_its_previous_one_never_had() {
+        big_stack(|| {
+            let node = node_config(1);
+            let crypto = crypto(1);
+            let mut slots = slots(T0, 1, &[member(2), member(3)]);
+            let old = slots.get(0).unwrap().wg.index();
+            assert_eq!(slots.by_index(old), Some(0));
+            assert!(slots.remove(0).is_some());
+            assert_eq!(slots.by_index(old), None);
+            // Member 4 takes the same slot, under another index.
+            let slot = slots.add_for_test(T0, &node, &crypto, member(4)).unwrap();
+            assert_eq!(slot, 0);
+            let new = slots.get(0).unwrap().wg.index();
+            assert_ne!(new, old);
+            assert_eq!(new & 0x3f, old & 0x3f, "the low bits are the slot");
+            // A datagram for the member that left finds nobody.
+            assert_eq!(slots.by_index(old), None);
+            assert_eq!(slots.by_index(new), Some(0));
+            assert_eq!(slots.by_key(&member(4).public_key), Some(0));
+            assert_eq!(slots.by_key(&member(2).public_key), None);
+        });
+    }
+
+    #[test]
+    fn by_overlay_finds_v4_and_v6_overlay_addresses() {
+        big_stack(|| {
+            let v6 = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 3);
+            let mut three = member(3);
+            three.overlay_v6 = Some(v6);
+            let slots = slots(T0, 1, &[member(2), three]);
+            assert_eq!(slots.by_overlay(IpAddr::V4(overlay(2))), Some(0));
+            assert_eq!(slots.by_overlay(IpAddr::V4(overlay(3))), Some(1));
+            assert_eq!(slots.by_overlay(IpAddr::V6(v6)), Some(1));
+            // Not overlay addresses: a home's LAN, ours, an unknown v6.
+            assert_eq!(
+                slots.by_overlay(IpAddr::V4(Ipv4Addr::new(192, 168, 2, 10))),
+                None
+            );
+            assert_eq!(slots.by_overlay(IpAddr::V4(overlay(1))), None);
+            assert_eq!(
+                slots.by_overlay(IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2))),
+                None
+            );
+        });
     }
 }
