@@ -172,7 +172,8 @@ pub struct Changes {
     /// The node's identity (key, overlay addresses, AS number) differs:
     /// nothing was applied; build a new node.
     pub rebuild: bool,
-    /// Members added, updated, removed or refused, in that order.
+    /// Members removed, then those added, updated or refused, in the order
+    /// of the list given.
     pub members: heapless::Vec<MemberChange, { 2 * MAX_MEMBERS }>,
     /// The prefixes this home announces.
     pub lan_prefixes: bool,

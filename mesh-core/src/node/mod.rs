@@ -789,11 +789,13 @@ impl<'a, C: Crypto> Node<'a, C> {
                 .handle_timeout(now, &mut self.slots, &mut self.ids, &mut self.stats);
             self.stun_outputs(now);
         }
+        // The engine runs before peer exchange: what it changes (a member
+        // reachable, a route gone) is told and acted on in this same step.
+        self.finish(now);
         if !self.slots.is_empty() && self.exchange.handle_timeout(now) {
             self.announce(now);
         }
         self.punch_timers(now);
-        self.finish(now);
     }
 
     /// boringtun's timers, the tunnels' upkeep, and their latency for the RIB.

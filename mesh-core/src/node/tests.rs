@@ -10,80 +10,34 @@ use std::vec::Vec;
 
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use super::slots::testing::{self, big_stack, crypto, lan, node_config, underlay};
 use super::*;
 use crate::overlay::OverlayStorage;
-use crate::wg::boring::{public_key, BoringCrypto};
-use crate::wg::BfdSetting;
+use crate::wg::boring::BoringCrypto;
 
 type TestNode = Node<'static, BoringCrypto>;
 
-/// A node is megabytes of fixed tables, built on the stack before it is
-/// boxed: run each test on a thread with room for that.
-fn big_stack(f: impl FnOnce() + Send + 'static) {
-    std::thread::Builder::new()
-        .stack_size(64 << 20)
-        .spawn(f)
-        .unwrap()
-        .join()
-        .unwrap();
-}
-
 const T0: Instant = Instant::from_secs(1000);
-
-fn private_key(n: u8) -> Key {
-    let mut k = [0x22u8; 32];
-    k[5] = n;
-    Key(k)
-}
-
-fn overlay(n: u8) -> Ipv4Addr {
-    Ipv4Addr::new(10, 0, 0, n)
-}
-
-fn underlay(n: u8) -> SocketAddr {
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, n)), 51820)
-}
-
-fn lan(n: u8) -> Prefix {
-    Prefix::v4(192, 168, n, 0, 24).unwrap()
-}
 
 fn console(n: u8) -> Ipv4Addr {
     Ipv4Addr::new(192, 168, n, 10)
 }
 
+/// Router `n`, alone, with a BGP hold time of 3 s.
 fn node(n: u8) -> Box<TestNode> {
-    let mut c = NodeConfig::new(private_key(n), overlay(n), 65000 + n as u32);
-    c.lan_prefixes.push(lan(n)).unwrap();
+    let mut c = node_config(n);
     c.hold_time = 3;
-    c.seed = n as u64;
     let storage: &'static mut OverlayStorage<'static> = Box::leak(Box::new(OverlayStorage::new()));
-    Box::new(Node::new(
-        c,
-        BoringCrypto::new(&private_key(n)),
-        storage,
-        T0,
-    ))
+    Box::new(Node::new(c, crypto(n), storage, T0))
 }
 
 /// Router `n` as a member, reachable at its underlay address if `endpoint`.
 fn member(n: u8, endpoint: bool) -> MemberConfig {
-    let mut endpoints = heapless::Vec::new();
-    if endpoint {
-        endpoints.push(underlay(n)).unwrap();
+    let mut m = testing::member(n);
+    if !endpoint {
+        m.endpoints.clear();
     }
-    MemberConfig {
-        name: heapless::String::try_from(std::format!("r{n}").as_str()).unwrap(),
-        public_key: public_key(&private_key(n)),
-        overlay: overlay(n),
-        overlay_v6: None,
-        asn: 65000 + n as u32,
-        prefixes: heapless::Vec::from_slice(&[lan(n)]).unwrap(),
-        endpoints,
-        keepalive: Some(25),
-        hold_time: None,
-        bfd: BfdSetting::Inherit,
-    }
+    m
 }
 
 /// A UDP packet from console `a` to console `b` carrying `seq`.
