@@ -1,0 +1,134 @@
+//! What the node reports: events, counters, and why it wants to wake.
+
+use crate::bfd;
+use crate::bgp::error::DownReason;
+use crate::prefix::Prefix;
+
+use super::output::Events;
+use super::{engine, exchange, stun, supervision};
+
+/// What changed, for logs, notifications and the kernel route programmer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeEvent {
+    /// A member's tunnel completed a handshake after being silent.
+    TunnelUp {
+        member: u8,
+    },
+    BfdUp {
+        member: u8,
+    },
+    /// BFD found the path to the member dead; its BGP session went with it.
+    BfdDown {
+        member: u8,
+        diagnostic: bfd::Diagnostic,
+    },
+    SessionUp {
+        member: u8,
+    },
+    SessionDown {
+        member: u8,
+        reason: DownReason,
+    },
+    /// A prefix of another home became reachable: route it to the mesh.
+    RouteAdded {
+        prefix: Prefix,
+        via: u8,
+    },
+    /// The best path moved to another next hop.
+    PathChanged {
+        prefix: Prefix,
+        from: u8,
+        to: u8,
+    },
+    /// The prefix is no longer reachable through the mesh.
+    RouteRemoved {
+        prefix: Prefix,
+    },
+}
+
+/// Counters of what the node did with packets; every drop has one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    pub udp_in: u64,
+    /// Datagrams that are not WireGuard, or that failed its checks.
+    pub udp_invalid: u64,
+    pub udp_oversized: u64,
+    /// Handshakes from keys that are not members.
+    pub unknown_key: u64,
+    pub cookie_replies: u64,
+    /// Inner packets with a broken IP header.
+    pub bad_inner: u64,
+    /// Inner packets whose source no member's home holds.
+    pub spoofed: u64,
+    pub forwarded: u64,
+    pub to_lan: u64,
+    pub to_overlay: u64,
+    pub from_lan: u64,
+    pub no_route: u64,
+    pub ttl_expired: u64,
+    pub icmp_sent: u64,
+    pub icmp_rate_limited: u64,
+    /// Packets for a member with no known endpoint.
+    pub no_endpoint: u64,
+    /// Output queue full: the driver did not drain in time.
+    pub queue_full: u64,
+    pub events_dropped: u64,
+    /// Routes refused because the member may not originate them.
+    pub hijacks_refused: u64,
+    /// Copies sent over a second first hop (redundant sending).
+    pub redundant_copies: u64,
+    /// Second copies dropped at the egress router.
+    pub duplicates_dropped: u64,
+    /// BFD packets discarded (bad format, TTL, discriminator, unknown sender).
+    pub bfd_discarded: u64,
+    pub encrypt_errors: u64,
+    /// STUN on the mesh port: malformed or not ours to answer.
+    pub stun_invalid: u64,
+    /// Binding requests not answered (over [`super::STUN_ANSWERS_PER_SECOND`]).
+    pub stun_rate_limited: u64,
+    pub stun_answered: u64,
+    pub stun_requests: u64,
+    /// Answers to no request of ours, or from elsewhere than asked.
+    pub stun_unexpected: u64,
+    pub pex_sent: u64,
+    pub pex_received: u64,
+    /// Peer exchange messages that did not decode, or that lied.
+    pub pex_invalid: u64,
+    /// Handshake initiations sent to punch through NATs.
+    pub punch_packets: u64,
+    /// Punch windows that ended without a tunnel.
+    pub punch_failures: u64,
+    /// Transit packets refused: a destination no relay serves (loopback,
+    /// multicast, ...), or our own address as the source.
+    pub relay_refused: u64,
+    /// Transit packets over a member's rate cap.
+    pub relay_rate_limited: u64,
+    /// Rounds of the BGP engine (sockets ↔ sessions ↔ RIB); diagnostics.
+    pub pump_rounds: u64,
+}
+
+/// Why [`super::Node::poll_timeout`] wants a wake-up: the child and its timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// boringtun's timers (keepalive, rekey, handshake retransmission) and
+    /// the tunnels' upkeep: boringtun offers no deadline of its own and asks
+    /// to be polled every [`crate::wg::TIMER_TICK`] while there are members.
+    WireGuard,
+    /// A member's BFD session or its hold-down.
+    Supervision {
+        member: u8,
+        timer: supervision::Timer,
+    },
+    /// A BGP session timer, or the overlay stack.
+    Bgp(engine::Timer),
+    /// A STUN request or filtering test step.
+    Stun(stun::Timer),
+    /// Peer exchange or a member's hole punch.
+    Exchange(exchange::Timer),
+}
+
+pub(crate) fn push_event(q: &mut Events, stats: &mut NodeStats, e: NodeEvent) {
+    if q.push_back(e).is_err() {
+        stats.events_dropped += 1;
+    }
+}

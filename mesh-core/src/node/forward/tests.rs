@@ -1,0 +1,357 @@
+use super::*;
+
+extern crate std;
+use std::boxed::Box;
+use std::vec::Vec;
+
+use core::net::Ipv4Addr;
+
+use crate::bgp::attr::{AsPath, PathAttributes};
+use crate::prefix::Prefix;
+use crate::wg::boring::BoringTunnel;
+
+use super::super::engine::peer_info;
+use super::super::slots::testing::{asn, big_stack, lan, member, node_config, overlay, slots};
+
+const T0: Instant = Instant::from_secs(100);
+
+fn ip(a: u8, b: u8, c: u8, d: u8) -> Ipv4Addr {
+    Ipv4Addr::new(a, b, c, d)
+}
+
+/// A host in node `n`'s home.
+fn host(n: u8) -> Ipv4Addr {
+    ip(192, 168, n, 10)
+}
+
+/// Node 1's view: members 2 and 3 have tunnels (slots 0 and 1) and
+/// announce their homes and overlay addresses; member 4 (slot 2) has
+/// none, and its home is reached through 2 (best: the lower router id)
+/// or 3.
+struct Net {
+    rib: Box<NodeRib>,
+    slots: Box<Slots<BoringTunnel>>,
+    config: NodeConfig,
+}
+
+fn path(asns: &[u32], next_hop: Ipv4Addr) -> PathAttributes {
+    PathAttributes {
+        as_path: AsPath::from_sequence(asns).unwrap(),
+        next_hop: Some(next_hop),
+        ..Default::default()
+    }
+}
+
+fn net() -> Net {
+    let config = node_config(1);
+    let members = [member(2), member(3), member(4)];
+    let slots = slots(T0, 1, &members);
+    let mut rib = Box::new(NodeRib::new(config.asn, config.max_paths));
+    // What the engine originates.
+    for p in [Prefix::host(IpAddr::V4(config.overlay)), lan(1)] {
+        rib.update(Source::Local, p, &PathAttributes::default())
+            .unwrap();
+    }
+    for (slot, m) in members.iter().enumerate() {
+        rib.set_peer(slot as PeerId, peer_info(m, None));
+    }
+    for (slot, n) in [(0, 2), (1, 3)] {
+        let p = path(&[asn(n)], overlay(n));
+        rib.update(Source::Peer(slot), lan(n), &p).unwrap();
+        rib.update(Source::Peer(slot), Prefix::host(IpAddr::V4(overlay(n))), &p)
+            .unwrap();
+        let through = path(&[asn(n), asn(4)], overlay(n));
+        rib.update(Source::Peer(slot), lan(4), &through).unwrap();
+    }
+    Net { rib, slots, config }
+}
+
+impl Net {
+    fn router(&self) -> Router<'_, BoringTunnel> {
+        Router {
+            rib: &self.rib,
+            slots: &self.slots,
+            config: &self.config,
+        }
+    }
+
+    fn member_sends(&self, packet: &[u8]) -> Verdict {
+        let info = ip::parse(packet).unwrap();
+        self.router().for_member_packet(packet, &info)
+    }
+
+    fn lan_sends(&self, packet: &[u8]) -> Verdict {
+        let info = ip::parse(packet).unwrap();
+        self.router().for_lan_packet(packet, &info)
+    }
+}
+
+/// A UDP packet with `len` bytes of payload.
+fn udp(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, len: usize) -> Vec<u8> {
+    udp_ttl(src, dst, sport, dport, len, 64)
+}
+
+fn udp_ttl(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, len: usize, ttl: u8) -> Vec<u8> {
+    let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+    let mut out = std::vec![0u8; 28 + len];
+    let n = ip::build_udp4(src, dst, sport, dport, ttl, &payload, &mut out).unwrap();
+    out.truncate(n);
+    out
+}
+
+/// A TCP segment (a bare SYN), header checksum and all.
+fn tcp(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16) -> Vec<u8> {
+    let mut p = std::vec![0u8; 40];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&40u16.to_be_bytes());
+    p[8] = 64;
+    p[9] = ip::PROTO_TCP;
+    p[12..16].copy_from_slice(&src.octets());
+    p[16..20].copy_from_slice(&dst.octets());
+    let c = ip::checksum(&p[..20]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p[20..22].copy_from_slice(&sport.to_be_bytes());
+    p[22..24].copy_from_slice(&dport.to_be_bytes());
+    p[32] = 5 << 4; // data offset
+    p[33] = 0x02; // SYN
+    p
+}
+
+const GAME: u16 = 3074;
+
+// ---- from a member's tunnel ----
+
+#[test]
+fn a_packet_from_a_member_with_a_source_no_home_holds_is_spoofed() {
+    big_stack(|| {
+        let n = net();
+        for src in [ip(8, 8, 8, 8), ip(192, 168, 5, 10), ip(10, 0, 0, 9)] {
+            let p = udp(src, host(1), GAME, GAME, 50);
+            assert_eq!(
+                n.member_sends(&p),
+                Verdict::Drop(DropReason::Spoofed),
+                "{src}"
+            );
+        }
+        // Every member's home is fine, ours too (a reply to us).
+        for src in [host(2), host(4), overlay(3), host(1), overlay(1)] {
+            let p = udp(src, host(1), GAME, GAME, 50);
+            assert_ne!(
+                n.member_sends(&p),
+                Verdict::Drop(DropReason::Spoofed),
+                "{src}"
+            );
+        }
+    });
+}
+
+#[test]
+fn loopback_multicast_and_broadcast_destinations_are_martians() {
+    big_stack(|| {
+        let n = net();
+        for dst in [ip(127, 0, 0, 1), ip(224, 0, 0, 5), ip(255, 255, 255, 255)] {
+            let p = udp(host(2), dst, GAME, GAME, 50);
+            assert_eq!(
+                n.member_sends(&p),
+                Verdict::Drop(DropReason::Martian),
+                "{dst}"
+            );
+        }
+    });
+}
+
+#[test]
+fn bfd_and_peer_exchange_to_our_overlay_address_are_control_traffic() {
+    big_stack(|| {
+        let n = net();
+        let bfd = udp(overlay(2), overlay(1), 49152, BFD_PORT, 24);
+        assert_eq!(n.member_sends(&bfd), Verdict::Control(Control::Bfd));
+        let pex = udp(overlay(2), overlay(1), PEX_PORT, PEX_PORT, 40);
+        assert_eq!(n.member_sends(&pex), Verdict::Control(Control::Pex));
+        // Peer exchange is between the two ports only.
+        let half = udp(overlay(2), overlay(1), 40000, PEX_PORT, 40);
+        assert_eq!(n.member_sends(&half), Verdict::ToOverlay);
+    });
+}
+
+#[test]
+fn bgp_to_our_overlay_address_goes_to_our_stack_whoever_holds_the_address() {
+    big_stack(|| {
+        let mut n = net();
+        for kernel in [false, true] {
+            n.config.overlay_in_kernel = kernel;
+            let open = tcp(overlay(2), overlay(1), 40000, BGP_PORT);
+            assert_eq!(n.member_sends(&open), Verdict::ToOverlay, "kernel {kernel}");
+            let reply = tcp(overlay(2), overlay(1), BGP_PORT, 40000);
+            assert_eq!(
+                n.member_sends(&reply),
+                Verdict::ToOverlay,
+                "kernel {kernel}"
+            );
+        }
+    });
+}
+
+#[test]
+fn other_traffic_to_our_overlay_address_goes_to_whoever_holds_it() {
+    big_stack(|| {
+        let mut n = net();
+        let ssh = tcp(overlay(2), overlay(1), 40000, 22);
+        let game = udp(host(2), overlay(1), GAME, GAME, 50);
+        n.config.overlay_in_kernel = true;
+        assert_eq!(n.member_sends(&ssh), Verdict::ToLan);
+        assert_eq!(n.member_sends(&game), Verdict::ToLan);
+        n.config.overlay_in_kernel = false;
+        assert_eq!(n.member_sends(&ssh), Verdict::ToOverlay);
+        assert_eq!(n.member_sends(&game), Verdict::ToOverlay);
+    });
+}
+
+#[test]
+fn small_udp_to_our_lan_leaves_once_and_the_rest_leaves_as_it_comes() {
+    big_stack(|| {
+        let mut n = net();
+        let small = udp(host(2), host(1), GAME, GAME, 100);
+        let large = udp(host(2), host(1), GAME, GAME, 1000);
+        let tcp = tcp(host(2), host(1), 40000, 443);
+        assert_eq!(n.config.redundancy_max_len, Some(300));
+        assert_eq!(n.member_sends(&small), Verdict::ToLanOnce);
+        assert_eq!(n.member_sends(&large), Verdict::ToLan);
+        assert_eq!(n.member_sends(&tcp), Verdict::ToLan);
+        // The limit is the IP length: 28 + 272 fits, 28 + 273 does not.
+        let edge = udp(host(2), host(1), GAME, GAME, 272);
+        assert_eq!(n.member_sends(&edge), Verdict::ToLanOnce);
+        let over = udp(host(2), host(1), GAME, GAME, 273);
+        assert_eq!(n.member_sends(&over), Verdict::ToLan);
+        n.config.redundancy_max_len = None;
+        assert_eq!(n.member_sends(&small), Verdict::ToLan);
+    });
+}
+
+#[test]
+fn to_another_members_home_is_transit_unless_it_poses_as_us() {
+    big_stack(|| {
+        let n = net();
+        let p = udp(host(2), host(3), GAME, GAME, 50);
+        assert_eq!(n.member_sends(&p), Verdict::Transit { to: 1 });
+        let p = udp(host(3), host(4), GAME, GAME, 50);
+        assert_eq!(n.member_sends(&p), Verdict::Transit { to: 0 });
+        for ours in [host(1), overlay(1)] {
+            let p = udp(ours, host(3), GAME, GAME, 50);
+            assert_eq!(
+                n.member_sends(&p),
+                Verdict::Drop(DropReason::OwnSource),
+                "{ours}"
+            );
+        }
+    });
+}
+
+#[test]
+fn a_destination_with_no_route_is_unreachable() {
+    big_stack(|| {
+        let n = net();
+        let p = udp(host(2), ip(192, 168, 9, 10), GAME, GAME, 50);
+        assert_eq!(n.member_sends(&p), Verdict::Unreachable);
+        let p = udp(host(2), ip(93, 184, 216, 34), GAME, GAME, 50);
+        assert_eq!(n.member_sends(&p), Verdict::Unreachable);
+    });
+}
+
+// ---- from the LAN ----
+
+#[test]
+fn a_packet_from_the_lan_for_our_own_lan_is_a_loop() {
+    big_stack(|| {
+        let n = net();
+        let p = udp(host(1), ip(192, 168, 1, 20), GAME, GAME, 50);
+        assert_eq!(n.lan_sends(&p), Verdict::Drop(DropReason::Loop));
+    });
+}
+
+#[test]
+fn from_the_lan_our_overlay_address_is_ours_only_for_bgp_when_the_kernel_holds_it() {
+    big_stack(|| {
+        let mut n = net();
+        let ping = udp(host(1), overlay(1), GAME, GAME, 50);
+        let bgp = tcp(host(1), overlay(1), 40000, BGP_PORT);
+        n.config.overlay_in_kernel = true;
+        assert_eq!(n.lan_sends(&ping), Verdict::Drop(DropReason::NotOurs));
+        assert_eq!(n.lan_sends(&bgp), Verdict::ToOverlay);
+        n.config.overlay_in_kernel = false;
+        assert_eq!(n.lan_sends(&ping), Verdict::ToOverlay);
+    });
+}
+
+#[test]
+fn small_udp_to_a_home_with_two_paths_gets_a_copy_over_the_second_best_first_hop() {
+    big_stack(|| {
+        let mut n = net();
+        let small = udp(host(1), host(4), GAME, GAME, 100);
+        let large = udp(host(1), host(4), GAME, GAME, 1000);
+        let tcp = tcp(host(1), host(4), 40000, 443);
+        assert_eq!(
+            n.lan_sends(&small),
+            Verdict::ToMember {
+                to: 0,
+                copy: Some(1)
+            }
+        );
+        assert_eq!(n.lan_sends(&large), Verdict::ToMember { to: 0, copy: None });
+        assert_eq!(n.lan_sends(&tcp), Verdict::ToMember { to: 0, copy: None });
+        // One path: no second first hop.
+        let one_path = udp(host(1), host(2), GAME, GAME, 100);
+        assert_eq!(
+            n.lan_sends(&one_path),
+            Verdict::ToMember { to: 0, copy: None }
+        );
+        // Redundancy off.
+        n.config.redundancy_max_len = None;
+        assert_eq!(n.lan_sends(&small), Verdict::ToMember { to: 0, copy: None });
+    });
+}
+
+#[test]
+fn from_the_lan_a_destination_with_no_route_is_unreachable() {
+    big_stack(|| {
+        let n = net();
+        let p = udp(host(1), ip(192, 168, 9, 10), GAME, GAME, 50);
+        assert_eq!(n.lan_sends(&p), Verdict::Unreachable);
+    });
+}
+
+// ---- redundant copies at the egress ----
+
+#[test]
+fn the_twin_of_a_packet_within_500_ms_is_not_a_first_sighting() {
+    let mut d = Dedup::new();
+    let p = udp(host(4), host(1), GAME, GAME, 100);
+    let info = ip::parse(&p).unwrap();
+    assert!(d.first_sighting(T0, &p, &info));
+    let twin_at = T0 + Duration::from_millis(499);
+    assert!(!d.first_sighting(twin_at, &p, &info));
+    // Another packet of the flow is new.
+    let next = udp(host(4), host(1), GAME, GAME, 101);
+    assert!(d.first_sighting(twin_at, &next, &ip::parse(&next).unwrap()));
+}
+
+#[test]
+fn a_twin_with_another_ttl_is_still_the_same_packet() {
+    let mut d = Dedup::new();
+    let p = udp_ttl(host(4), host(1), GAME, GAME, 100, 63);
+    let longer_way = udp_ttl(host(4), host(1), GAME, GAME, 100, 62);
+    assert_ne!(p, longer_way);
+    assert!(d.first_sighting(T0, &p, &ip::parse(&p).unwrap()));
+    let later = T0 + Duration::from_millis(30);
+    assert!(!d.first_sighting(later, &longer_way, &ip::parse(&longer_way).unwrap()));
+}
+
+#[test]
+fn after_500_ms_the_same_packet_is_new_again() {
+    let mut d = Dedup::new();
+    let p = udp(host(4), host(1), GAME, GAME, 100);
+    let info = ip::parse(&p).unwrap();
+    assert!(d.first_sighting(T0, &p, &info));
+    assert!(d.first_sighting(T0 + DEDUP_WINDOW, &p, &info));
+    assert_eq!(DEDUP_WINDOW, Duration::from_millis(500));
+}
