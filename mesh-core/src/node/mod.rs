@@ -89,15 +89,14 @@ use crate::wg::{
     Crypto, Key, Member, MemberConfig, MemberError, Tunnel, INNER_MTU, MAX_DATAGRAM, MAX_MEMBERS,
 };
 
-use engine::{session_config, BgpPeer, Engine};
+use engine::{session_config, Engine};
 use event::push_event;
-use exchange::{Exchange, Punch};
+use exchange::Exchange;
 use forward::{Dedup, Router};
 use ids::Ids;
 use output::{Events, LanRing, TxRing};
-use slots::{Slot, Slots};
-use supervision::Supervision;
-use tunnel::{Upkeep, TIMER_TICK};
+use slots::Slots;
+use tunnel::TIMER_TICK;
 
 /// ICMP errors allowed per second (RFC 1812 §4.3.2.8 asks for a limit).
 const ICMP_PER_SECOND: u32 = 50;
@@ -262,34 +261,10 @@ impl<'a, C: Crypto> Node<'a, C> {
 
     /// Adds a member and starts its BGP session.
     pub fn add_member(&mut self, now: Instant, config: MemberConfig) -> Result<u8, MemberError> {
-        let config = self.config.member_defaults(config);
-        let (slot, index) = self.slots.vacancy(&config)?;
-        let tunnel = self
-            .crypto
-            .tunnel(&config.public_key, index, config.keepalive);
-        let wg = Member::new(config, tunnel, index);
-        let passive = !self.dials(&wg);
-        let session = session_config(&self.config, &wg.config, passive);
-        self.engine.add_peer(slot as u8, &wg.config);
-        let bfd = Supervision::new(
-            now,
-            self.config.bfd_for(&wg.config),
-            self.config.bfd_hold_down,
-            self.config.seed,
-            slot,
-        );
-        self.slots.fill(
-            slot,
-            Slot {
-                wg,
-                upkeep: Upkeep::new(now),
-                bfd,
-                bgp: BgpPeer::new(now, session),
-                stun: stun::Probe::new(now),
-                punch: Punch::new(now),
-                relay: relay::Bucket::default(),
-            },
-        );
+        let slot = self.slots.add(now, &self.config, &self.crypto, config)?;
+        if let Some(s) = self.slots.get(slot) {
+            self.engine.add_peer(slot as u8, &s.wg.config);
+        }
         self.engine.wake();
         self.pump(now);
         Ok(slot as u8)

@@ -8,14 +8,15 @@ use core::net::IpAddr;
 
 use embassy_time::{Duration, Instant};
 
-use crate::wg::{Key, Member, MemberConfig, MemberError, Tunnel, MAX_MEMBERS};
+use crate::wg::{Crypto, Key, Member, MemberConfig, MemberError, Tunnel, MAX_MEMBERS};
 
-use super::engine::BgpPeer;
+use super::engine::{session_config, BgpPeer};
 use super::exchange::Punch;
 use super::relay::Bucket;
 use super::stun::Probe;
 use super::supervision::Supervision;
 use super::tunnel::Upkeep;
+use super::NodeConfig;
 
 /// A tunnel heard from this recently is a direct path.
 pub const DIRECT_FRESH: Duration = Duration::from_secs(15);
@@ -96,7 +97,7 @@ impl<T: Tunnel> Slots<T> {
 
     /// Checks that `config` may join (no key, AS number or overlay address
     /// taken) and returns the free slot with the receiver index it will use.
-    pub fn vacancy(&mut self, config: &MemberConfig) -> Result<(usize, u32), MemberError> {
+    fn vacancy(&mut self, config: &MemberConfig) -> Result<(usize, u32), MemberError> {
         for (_, s) in self.iter() {
             let c = &s.wg.config;
             if c.public_key == config.public_key {
@@ -118,11 +119,39 @@ impl<T: Tunnel> Slots<T> {
         Ok((slot, (self.adds as u32) << SLOT_BITS | slot as u32))
     }
 
-    /// Fills a slot [`Slots::vacancy`] returned.
-    pub fn fill(&mut self, slot: usize, s: Slot<T>) {
-        if let Some(place) = self.slots.get_mut(slot) {
-            *place = Some(s);
-        }
+    /// Adds a member with every child's part started: its tunnel (made by
+    /// `crypto`), its BGP session (passive unless this node dials it), its
+    /// BFD supervision, STUN probe, punch and relay allowance.
+    pub fn add<C: Crypto<Tunnel = T>>(
+        &mut self,
+        now: Instant,
+        node: &NodeConfig,
+        crypto: &C,
+        config: MemberConfig,
+    ) -> Result<usize, MemberError> {
+        let config = node.member_defaults(config);
+        let (slot, index) = self.vacancy(&config)?;
+        let tunnel = crypto.tunnel(&config.public_key, index, config.keepalive);
+        let wg = Member::new(config, tunnel, index);
+        let passive = !super::dials(node.overlay, &wg);
+        let session = session_config(node, &wg.config, passive);
+        let bfd = Supervision::new(
+            now,
+            node.bfd_for(&wg.config),
+            node.bfd_hold_down,
+            node.seed,
+            slot,
+        );
+        self.slots[slot] = Some(Slot {
+            wg,
+            upkeep: Upkeep::new(now),
+            bfd,
+            bgp: BgpPeer::new(now, session),
+            stun: Probe::new(now),
+            punch: Punch::new(now),
+            relay: Bucket::default(),
+        });
+        Ok(slot)
     }
 
     pub fn remove(&mut self, slot: usize) -> Option<Slot<T>> {
@@ -182,48 +211,6 @@ impl<T: Tunnel> Slots<T> {
 
     pub fn is_empty(&self) -> bool {
         self.slots.iter().all(Option::is_none)
-    }
-}
-
-#[cfg(all(test, feature = "std"))]
-impl Slots<crate::wg::boring::BoringTunnel> {
-    /// Adds a member as [`super::Node::add_member`] does, with a real
-    /// WireGuard tunnel from `crypto`: for the children's tests that need
-    /// members.
-    pub fn add_for_test(
-        &mut self,
-        now: Instant,
-        node: &super::NodeConfig,
-        crypto: &crate::wg::boring::BoringCrypto,
-        config: MemberConfig,
-    ) -> Result<usize, MemberError> {
-        use crate::wg::Crypto;
-        let config = node.member_defaults(config);
-        let (slot, index) = self.vacancy(&config)?;
-        let tunnel = crypto.tunnel(&config.public_key, index, config.keepalive);
-        let wg = Member::new(config, tunnel, index);
-        let passive = !super::dials(node.overlay, &wg);
-        let session = super::engine::session_config(node, &wg.config, passive);
-        let bfd = Supervision::new(
-            now,
-            node.bfd_for(&wg.config),
-            node.bfd_hold_down,
-            node.seed,
-            slot,
-        );
-        self.fill(
-            slot,
-            Slot {
-                wg,
-                upkeep: Upkeep::new(now),
-                bfd,
-                bgp: BgpPeer::new(now, session),
-                stun: Probe::new(now),
-                punch: Punch::new(now),
-                relay: Bucket::default(),
-            },
-        );
-        Ok(slot)
     }
 }
 
@@ -316,7 +303,7 @@ pub(crate) mod testing {
         let crypto = crypto(own);
         let mut s = std::boxed::Box::new(Slots::new());
         for m in members {
-            s.add_for_test(now, &node, &crypto, m.clone()).unwrap();
+            s.add(now, &node, &crypto, m.clone()).unwrap();
         }
         s
     }

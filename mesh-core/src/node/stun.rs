@@ -290,6 +290,24 @@ impl Stun {
             .retain(|p| now.saturating_duration_since(p.sent) < PENDING_LIFETIME);
     }
 
+    /// Where in `pending` the transaction `msg` answers is (and `also`
+    /// holds); answers to nothing outstanding are counted.
+    fn transaction(
+        &mut self,
+        now: Instant,
+        msg: &stun::Message<'_>,
+        stats: &mut NodeStats,
+        also: impl Fn(&Pending) -> bool,
+    ) -> Option<usize> {
+        self.prune(now);
+        let tid = msg.transaction_id();
+        let i = self.pending.iter().position(|p| p.tid == tid && also(p));
+        if i.is_none() {
+            stats.stun_unexpected += 1;
+        }
+        i
+    }
+
     fn answered<T: Tunnel>(
         &mut self,
         now: Instant,
@@ -298,10 +316,7 @@ impl Stun {
         slots: &mut Slots<T>,
         stats: &mut NodeStats,
     ) {
-        self.prune(now);
-        let tid = msg.transaction_id();
-        let Some(i) = self.pending.iter().position(|p| p.tid == tid) else {
-            stats.stun_unexpected += 1;
+        let Some(i) = self.transaction(now, msg, stats, |_| true) else {
             return;
         };
         let p = self.pending[i];
@@ -360,14 +375,7 @@ impl Stun {
         slots: &mut Slots<T>,
         stats: &mut NodeStats,
     ) {
-        self.prune(now);
-        let tid = msg.transaction_id();
-        let Some(i) = self
-            .pending
-            .iter()
-            .position(|p| p.tid == tid && p.server == from)
-        else {
-            stats.stun_unexpected += 1;
+        let Some(i) = self.transaction(now, msg, stats, |p| p.server == from) else {
             return;
         };
         let p = self.pending.swap_remove(i);

@@ -36,7 +36,7 @@ fn a_full_table_is_refused() {
         let mut slots = std::boxed::Box::new(Slots::new());
         let mut n = 2u8;
         while slots.iter().count() < MAX_MEMBERS {
-            slots.add_for_test(T0, &node, &crypto, member(n)).unwrap();
+            slots.add(T0, &node, &crypto, member(n)).unwrap();
             n += 1;
         }
         assert_eq!(slots.vacancy(&member(n)), Err(MemberError::Full));
@@ -57,7 +57,7 @@ fn a_slots_next_member_gets_receiver_indices_its_previous_one_never_had() {
         assert!(slots.remove(0).is_some());
         assert_eq!(slots.by_index(old), None);
         // Member 4 takes the same slot, under another index.
-        let slot = slots.add_for_test(T0, &node, &crypto, member(4)).unwrap();
+        let slot = slots.add(T0, &node, &crypto, member(4)).unwrap();
         assert_eq!(slot, 0);
         let new = slots.get(0).unwrap().wg.index();
         assert_ne!(new, old);
