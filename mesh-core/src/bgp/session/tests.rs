@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::bgp::attr::AsPath;
+use crate::bgp::message::Message;
 use crate::bgp::notification::{FsmSubcode, HeaderSubcode, OpenSubcode};
 use crate::bgp::PathAttributes;
 use crate::prefix::Prefix;
