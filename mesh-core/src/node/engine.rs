@@ -581,3 +581,6 @@ impl<'a> Engine<'a> {
             .min_by_key(|(t, _)| *t)
     }
 }
+
+#[cfg(all(test, feature = "std"))]
+mod tests;

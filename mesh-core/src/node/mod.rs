@@ -69,16 +69,18 @@ pub use config::{
     DEFAULT_HOLD_TIME, DEFAULT_KEEPALIVE, DEFAULT_MAX_PATHS, DEFAULT_REDUNDANCY_MAX_LEN,
     DEFAULT_RELAY_RATE_KBIT, MAX_LAN_PREFIXES,
 };
-pub use engine::NodeRib;
+pub use engine::{NodeRib, Timer as BgpTimer};
 pub use event::{NodeEvent, NodeStats, Wake};
-pub use exchange::{PEX_INTERVAL, PUNCH_BACKOFF_MAX, PUNCH_BACKOFF_MIN, PUNCH_WINDOW};
+pub use exchange::{
+    Timer as ExchangeTimer, PEX_INTERVAL, PUNCH_BACKOFF_MAX, PUNCH_BACKOFF_MIN, PUNCH_WINDOW,
+};
 pub use forward::{Control, DropReason, Verdict};
 pub use output::{Transmit, EVENT_QUEUE, LAN_QUEUE, TRANSMIT_QUEUE};
 pub use relay::bytes_per_second;
 pub use slots::DIRECT_FRESH;
 pub use status::{BfdStatus, MemberStatus, TraversalStatus};
-pub use stun::{STUN_ANSWERS_PER_SECOND, STUN_REFRESH, STUN_RETRY};
-pub use supervision::{FLAP_MEMORY, MAX_HOLD_DOWN};
+pub use stun::{Timer as StunTimer, STUN_ANSWERS_PER_SECOND, STUN_REFRESH, STUN_RETRY};
+pub use supervision::{Timer as SupervisionTimer, FLAP_MEMORY, MAX_HOLD_DOWN};
 
 use crate::ip::{self, IcmpError};
 use crate::nat::NatReport;
@@ -110,11 +112,6 @@ const ICMP_PER_SECOND: u32 = 50;
 pub fn leads(own: Ipv4Addr, member: Ipv4Addr) -> bool {
     own < member
 }
-
-pub use engine::Timer as BgpTimer;
-pub use exchange::Timer as ExchangeTimer;
-pub use stun::Timer as StunTimer;
-pub use supervision::Timer as SupervisionTimer;
 
 /// One mesh router.
 pub struct Node<'a, C: Crypto> {
@@ -291,8 +288,10 @@ impl<'a, C: Crypto> Node<'a, C> {
     }
 
     /// Applies a changed member entry without dropping what did not change:
-    /// endpoints and keepalive apply in place; BGP settings reset the session
-    /// only when they change what the OPEN carries; BFD takes new timers.
+    /// new endpoints are the candidates tried when the live one goes quiet;
+    /// BGP settings reset the session only when they change what the OPEN
+    /// carries; BFD takes new timers. A new keepalive reaches boringtun only
+    /// with the member's next tunnel (it is fixed when a tunnel is made).
     pub fn update_member(&mut self, now: Instant, slot: u8, config: MemberConfig) -> bool {
         let config = self.config.member_defaults(config);
         let Some(s) = self.slots.get_mut(slot as usize) else {

@@ -298,3 +298,6 @@ pub(crate) fn initiate_to<T: Tunnel>(
     }
     to.len()
 }
+
+#[cfg(all(test, feature = "std"))]
+mod tests;
