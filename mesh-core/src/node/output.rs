@@ -7,6 +7,9 @@
 //! between buffers on its way through the node. A ring has one slot more
 //! than it queues: the spare one is always free to write into, even when the
 //! queue is full (what was written then is counted as dropped, not queued).
+//! A slot's memory is first touched when it is first written, so a ring the
+//! node never fills (the LAN's, on a router whose console is quiet) costs
+//! no resident memory.
 
 use core::net::SocketAddr;
 
@@ -24,7 +27,8 @@ pub const EVENT_QUEUE: usize = 64;
 /// A fixed ring of `SLOTS - 1` queued buffers of `SIZE` bytes, plus a spare.
 #[derive(Debug)]
 pub(crate) struct Ring<const SIZE: usize, const SLOTS: usize, M> {
-    bufs: [[u8; SIZE]; SLOTS],
+    /// Each slot grows to `SIZE` bytes the first time it is written.
+    bufs: [heapless::Vec<u8, SIZE>; SLOTS],
     meta: [M; SLOTS],
     head: usize,
     len: usize,
@@ -67,7 +71,7 @@ pub(crate) type LanRing = Ring<MAX_DATAGRAM, { LAN_QUEUE + 1 }, u16>;
 impl<const SIZE: usize, const SLOTS: usize, M: Copy> Ring<SIZE, SLOTS, M> {
     const fn with(empty: M) -> Self {
         Ring {
-            bufs: [[0; SIZE]; SLOTS],
+            bufs: [const { heapless::Vec::new() }; SLOTS],
             meta: [empty; SLOTS],
             head: 0,
             len: 0,
@@ -80,13 +84,18 @@ impl<const SIZE: usize, const SLOTS: usize, M: Copy> Ring<SIZE, SLOTS, M> {
 
     /// The slot the next [`Ring::commit`] queues: free to write into, never
     /// one the driver has yet to read.
-    pub fn spare(&mut self) -> &mut [u8; SIZE] {
+    pub fn spare(&mut self) -> &mut [u8] {
         let i = self.tail();
-        &mut self.bufs[i]
+        let buf = &mut self.bufs[i];
+        if buf.len() < SIZE {
+            // Cannot fail: SIZE is the capacity.
+            let _ = buf.resize(SIZE, 0);
+        }
+        buf
     }
 
     /// The spare slot, to read back what was written into it.
-    pub fn spare_ref(&self) -> &[u8; SIZE] {
+    pub fn spare_ref(&self) -> &[u8] {
         &self.bufs[self.tail()]
     }
 
@@ -116,7 +125,7 @@ impl<const SIZE: usize, const SLOTS: usize, M: Copy> Ring<SIZE, SLOTS, M> {
 
     /// The oldest queued buffer. Its slot is reused only by later pushes,
     /// which the borrow on `self` keeps from happening while it is read.
-    pub fn pop(&mut self) -> Option<(&[u8; SIZE], M)> {
+    pub fn pop(&mut self) -> Option<(&[u8], M)> {
         if self.len == 0 {
             return None;
         }
