@@ -9,7 +9,7 @@ use core::net::{IpAddr, SocketAddr};
 use crate::overlay::OverlayStorage;
 use crate::wg::boring::BoringCrypto;
 
-use super::super::slots::testing::{asn, big_stack, lan, member, node_config, private_key};
+use crate::node::tests::fixtures::{asn, big_stack, lan, member, node_config, private_key};
 
 const T0: Instant = Instant::from_secs(100);
 /// When the new configuration comes.

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::bgp::attr::AsPath;
-use crate::node::slots::testing::{big_stack, lan, member, node_config, overlay, slots};
+use crate::node::tests::fixtures::{big_stack, lan, member, node_config, overlay, slots};
 
 extern crate std;
 use std::boxed::Box;

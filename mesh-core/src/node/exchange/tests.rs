@@ -303,8 +303,8 @@ mod with_members {
     use crate::nat::NatState;
     use crate::wg::BfdSetting;
 
-    use super::super::super::slots::testing::{big_stack, member, overlay, slots, underlay};
     use super::super::super::slots::Slots;
+    use crate::node::tests::fixtures::{big_stack, member, overlay, slots, underlay};
 
     #[test]
     fn there_is_no_announcement_timer_without_members() {

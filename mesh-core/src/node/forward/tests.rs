@@ -11,7 +11,7 @@ use crate::prefix::Prefix;
 use crate::wg::boring::BoringTunnel;
 
 use super::super::engine::peer_info;
-use super::super::slots::testing::{asn, big_stack, lan, member, node_config, overlay, slots};
+use crate::node::tests::fixtures::{asn, big_stack, lan, member, node_config, overlay, slots};
 
 const T0: Instant = Instant::from_secs(100);
 

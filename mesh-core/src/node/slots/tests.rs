@@ -1,5 +1,5 @@
-use super::testing::*;
 use super::*;
+use crate::node::tests::fixtures::*;
 
 extern crate std;
 

@@ -8,7 +8,7 @@ use crate::nat::Filtering;
 use crate::stun::{ChangeRequest, Class, Message, TransactionId};
 use crate::wg::boring::BoringTunnel;
 
-use super::super::slots::testing::{big_stack, member, slots, underlay};
+use crate::node::tests::fixtures::{big_stack, member, slots, underlay};
 
 const T0: Instant = Instant::from_secs(100);
 const TICK: Duration = Duration::from_ticks(1);

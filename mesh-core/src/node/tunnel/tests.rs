@@ -3,7 +3,7 @@
 //! upkeep's schedule.
 
 use super::*;
-use crate::node::slots::testing::{crypto, member, underlay};
+use crate::node::tests::fixtures::{crypto, member, underlay};
 use crate::wg::{Crypto, MemberConfig, MAX_DATAGRAM};
 
 extern crate std;

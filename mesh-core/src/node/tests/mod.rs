@@ -5,15 +5,17 @@
 
 extern crate std;
 
+pub(crate) mod fixtures;
+
 use std::boxed::Box;
 use std::vec::Vec;
 
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use super::slots::testing::{self, big_stack, crypto, lan, node_config, underlay};
 use super::*;
 use crate::overlay::OverlayStorage;
 use crate::wg::boring::BoringCrypto;
+use fixtures::{big_stack, crypto, lan, node_config, underlay};
 
 type TestNode = Node<'static, BoringCrypto>;
 
@@ -33,7 +35,7 @@ fn node(n: u8) -> Box<TestNode> {
 
 /// Router `n` as a member, reachable at its underlay address if `endpoint`.
 fn member(n: u8, endpoint: bool) -> MemberConfig {
-    let mut m = testing::member(n);
+    let mut m = fixtures::member(n);
     if !endpoint {
         m.endpoints.clear();
     }
