@@ -210,6 +210,7 @@ impl<C: Crypto> Node<'_, C> {
             changes.rebuild = true;
             return changes;
         }
+        self.all_timers_changed();
         let config = NodeConfig {
             seed: self.config.seed,
             alt_port: self.config.alt_port,
@@ -263,6 +264,7 @@ impl<C: Crypto> Node<'_, C> {
             };
             let _ = changes.members.push(change);
         }
+        self.settle();
         changes
     }
 

@@ -50,6 +50,7 @@ impl<C: Crypto> Node<'_, C> {
     /// A member's BFD packet goes out through its tunnel; its events become
     /// the node's, and stop or start its BGP session.
     pub(super) fn supervision_outputs(&mut self, now: Instant, slot: usize) {
+        self.slot_timers_changed(slot);
         let own = self.config.overlay;
         let Some(s) = self.slots.get_mut(slot) else {
             return;
@@ -103,6 +104,7 @@ impl<C: Crypto> Node<'_, C> {
     /// STUN answers and requests go out; a new public endpoint is told to
     /// the members.
     pub(super) fn stun_outputs(&mut self, now: Instant) {
+        self.all_timers_changed();
         while let Some(d) = self.stun.poll_transmit() {
             let meta = TxMeta {
                 from_alt_port: d.from_alt_port,
@@ -121,6 +123,7 @@ impl<C: Crypto> Node<'_, C> {
     /// the stack sends through the tunnels between rounds; then reports
     /// route changes.
     pub(super) fn pump(&mut self, now: Instant) {
+        self.all_timers_changed();
         let local = Local {
             asn: self.config.asn,
             overlay: self.config.overlay,
@@ -204,6 +207,8 @@ impl<C: Crypto> Node<'_, C> {
 
     /// A peer exchange datagram (`len` bytes in the LAN ring's spare slot).
     pub(super) fn handle_pex(&mut self, now: Instant, len: usize, info: &IpInfo) {
+        // Learned candidates and punches move the punches' deadlines.
+        self.all_timers_changed();
         let packet = &self.lan.spare_ref()[..len];
         let Some(sender) = self.slots.by_overlay(info.src) else {
             self.stats.pex_invalid += 1;
@@ -325,6 +330,7 @@ impl<C: Crypto> Node<'_, C> {
                     Some(s) => s.punch.handle_timeout(now, facts, &mut self.ids),
                     None => continue,
                 };
+                self.slot_timers_changed(slot);
                 self.punch_step(now, slot, step);
             }
         }

@@ -71,6 +71,12 @@ impl<C: Crypto> Node<'_, C> {
             self.exchange.announce_now(now);
             self.event(NodeEvent::TunnelUp { member: slot as u8 });
         }
+        // What a member's datagram can change of the children's timers: a
+        // tunnel up (punch, announcement), a new endpoint (STUN), a new
+        // session (BGP dials). Plain data changes none.
+        if r.tunnel_up || r.endpoint_changed || r.new_session {
+            self.all_timers_changed();
+        }
         if r.endpoint_changed {
             self.activate_session(now, slot);
         }

@@ -568,17 +568,10 @@ impl<'a> Engine<'a> {
         self.installed = now_installed;
     }
 
-    /// The next instant a session timer or the stack is due, and which.
-    pub fn poll_timeout<T: Tunnel>(&self, slots: &Slots<T>) -> Option<(Instant, Timer)> {
-        let sessions = slots.iter().filter_map(|(i, s)| {
-            s.bgp
-                .session
-                .poll_timeout()
-                .map(|t| (t, Timer::Session(i as u8)))
-        });
-        sessions
-            .chain(self.overlay_at.map(|t| (t, Timer::Overlay)))
-            .min_by_key(|(t, _)| *t)
+    /// The next instant the stack is due (each member's session has its
+    /// own timers, [`Session::poll_timeout`]).
+    pub fn poll_timeout(&self) -> Option<(Instant, Timer)> {
+        self.overlay_at.map(|t| (t, Timer::Overlay))
     }
 }
 

@@ -65,13 +65,11 @@ impl Exchange {
         true
     }
 
+    /// The next announcement (each member's punch has its own
+    /// [`Punch::poll_timeout`]).
     pub fn poll_timeout<T: Tunnel>(&self, slots: &Slots<T>) -> Option<(Instant, Timer)> {
-        let punches = slots
-            .iter()
-            .filter_map(|(i, s)| Some((s.punch.deadline()?, Timer::Punch(i as u8))));
         // With no members there is nobody to tell.
-        let announce = (!slots.is_empty()).then_some((self.next_announce, Timer::Announce));
-        punches.chain(announce).min_by_key(|(t, _)| *t)
+        (!slots.is_empty()).then_some((self.next_announce, Timer::Announce))
     }
 }
 
@@ -188,10 +186,11 @@ impl Punch {
 
     /// Whether [`Punch::handle_timeout`] has something to do.
     pub fn due(&self, now: Instant) -> bool {
-        self.deadline().is_some_and(|t| t <= now)
+        self.poll_timeout().is_some_and(|t| t <= now)
     }
 
-    fn deadline(&self) -> Option<Instant> {
+    /// When this punch next has something to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
         let step = match self.until {
             // Punching: the next round of initiations, or the window's end.
             Some(u) => Some(self.next_send.map_or(u, |n| n.min(u))),

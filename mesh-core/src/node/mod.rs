@@ -129,6 +129,14 @@ pub struct Node<'a, C: Crypto> {
     stats: NodeStats,
     /// boringtun's next tick.
     wg_tick: Instant,
+    /// The earliest deadline of any child, as of the end of the last input.
+    next: Option<(Instant, Wake)>,
+    /// An input touched a timer: `next` is computed anew at its end, from
+    /// the node's own timers and each member's cached deadline.
+    timers_changed: bool,
+    /// Members whose children's timers an input touched (bit = slot): their
+    /// cached deadline is computed anew first.
+    slots_changed: u64,
     /// The start of the current second, for per-second budgets.
     second: Instant,
     icmp_budget: u32,
@@ -166,6 +174,9 @@ impl<'a, C: Crypto> Node<'a, C> {
             events: Events::new(),
             stats: NodeStats::default(),
             wg_tick: now,
+            next: None,
+            timers_changed: false,
+            slots_changed: 0,
             second: now,
             icmp_budget: ICMP_PER_SECOND,
         }
@@ -264,6 +275,7 @@ impl<'a, C: Crypto> Node<'a, C> {
         }
         self.engine.wake();
         self.pump(now);
+        self.settle();
         Ok(slot as u8)
     }
 
@@ -284,6 +296,7 @@ impl<'a, C: Crypto> Node<'a, C> {
             self.stun.forget(e);
         }
         self.pump(now);
+        self.settle();
         true
     }
 
@@ -323,6 +336,7 @@ impl<'a, C: Crypto> Node<'a, C> {
         self.supervision_outputs(now, slot as usize);
         self.engine.wake();
         self.pump(now);
+        self.settle();
         true
     }
 
@@ -333,6 +347,7 @@ impl<'a, C: Crypto> Node<'a, C> {
         }
         self.engine.wake();
         self.pump(now);
+        self.settle();
     }
 
     /// The host's own addresses (the driver reads them from the system): a
@@ -350,6 +365,11 @@ impl<'a, C: Crypto> Node<'a, C> {
 
     /// A datagram from the mesh port.
     pub fn handle_udp(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.udp(now, from, bytes);
+        self.settle();
+    }
+
+    fn udp(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         self.stats.udp_in += 1;
         if bytes.len() > MAX_DATAGRAM {
             self.stats.udp_oversized += 1;
@@ -370,6 +390,11 @@ impl<'a, C: Crypto> Node<'a, C> {
 
     /// An IP packet from the LAN (the TUN device).
     pub fn handle_lan_packet(&mut self, now: Instant, packet: &[u8]) {
+        self.lan_packet(now, packet);
+        self.settle();
+    }
+
+    fn lan_packet(&mut self, now: Instant, packet: &[u8]) {
         self.stats.from_lan += 1;
         self.new_second(now);
         let info = match ip::parse(packet) {
@@ -410,22 +435,26 @@ impl<'a, C: Crypto> Node<'a, C> {
         if !self.slots.is_empty() && self.wg_tick <= now {
             self.wg_tick = now + TIMER_TICK;
             self.tunnel_tick(now);
+            // The upkeep may move a member to its next candidate endpoint.
+            self.all_timers_changed();
         }
+        let mut stun_due = false;
         for slot in 0..MAX_MEMBERS {
             let Some(s) = self.slots.get_mut(slot) else {
                 continue;
             };
+            if s.deadline.is_none_or(|(t, _)| t > now) {
+                continue;
+            }
+            stun_due |= s.wg.endpoint.is_some() && s.stun.poll_timeout() <= now;
             if s.bfd.poll_timeout().is_some_and(|(t, _)| t <= now) {
                 s.bfd.handle_timeout(now);
                 self.supervision_outputs(now, slot);
             }
+            self.slot_timers_changed(slot);
         }
         self.engine.handle_timeout(now, &mut self.slots);
-        if self
-            .stun
-            .poll_timeout(&self.slots)
-            .is_some_and(|(t, _)| t <= now)
-        {
+        if stun_due {
             self.stun
                 .handle_timeout(now, &mut self.slots, &mut self.ids, &mut self.stats);
             self.stun_outputs(now);
@@ -434,9 +463,46 @@ impl<'a, C: Crypto> Node<'a, C> {
         // reachable, a route gone) is told and acted on in this same step.
         self.finish(now);
         if !self.slots.is_empty() && self.exchange.handle_timeout(now) {
+            self.timers_changed = true;
             self.announce(now);
         }
         self.punch_timers(now);
+        self.settle();
+    }
+
+    /// At the end of an input: the next deadline, if any child's timers
+    /// changed. Plain forwarding touches none, so a data packet costs no
+    /// walk over the members; a BFD packet costs its own member's.
+    fn settle(&mut self) {
+        if core::mem::take(&mut self.timers_changed) {
+            let changed = core::mem::take(&mut self.slots_changed);
+            if changed != 0 {
+                for (i, s) in self.slots.iter_mut() {
+                    if changed & (1 << i) != 0 {
+                        s.deadline = s.poll_timeout(i);
+                    }
+                }
+            }
+            self.next = self.earliest(|_, s| s.deadline);
+        }
+        debug_assert_eq!(
+            self.next,
+            self.earliest(|i, s| s.poll_timeout(i)),
+            "an input changed a timer without saying so"
+        );
+    }
+
+    /// Member `slot`'s timers changed.
+    fn slot_timers_changed(&mut self, slot: usize) {
+        self.slots_changed |= 1 << slot;
+        self.timers_changed = true;
+    }
+
+    /// Timers changed in ways no one member's tells (routes, the engine,
+    /// STUN answers, peer exchange).
+    fn all_timers_changed(&mut self) {
+        self.slots_changed = u64::MAX;
+        self.timers_changed = true;
     }
 
     fn event(&mut self, e: NodeEvent) {
@@ -477,38 +543,30 @@ impl<'a, C: Crypto> Node<'a, C> {
     }
 
     /// When to call [`Node::handle_timeout`] next, and why: the earliest
-    /// deadline of any child.
+    /// deadline of any child, as of the last input.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<(Instant, Wake)> {
+        self.next
+    }
+
+    /// The earliest deadline: the node's own, and each member's as `slot`
+    /// says.
+    fn earliest(
+        &self,
+        slot: impl Fn(usize, &slots::Slot<C::Tunnel>) -> Option<(Instant, Wake)>,
+    ) -> Option<(Instant, Wake)> {
         let wireguard = (!self.slots.is_empty()).then_some((self.wg_tick, Wake::WireGuard));
-        let supervision = self.slots.iter().filter_map(|(i, s)| {
-            let (t, timer) = s.bfd.poll_timeout()?;
-            Some((
-                t,
-                Wake::Supervision {
-                    member: i as u8,
-                    timer,
-                },
-            ))
-        });
-        let bgp = self
-            .engine
-            .poll_timeout(&self.slots)
-            .map(|(t, w)| (t, Wake::Bgp(w)));
-        let stun = self
-            .stun
-            .poll_timeout(&self.slots)
-            .map(|(t, w)| (t, Wake::Stun(w)));
+        let bgp = self.engine.poll_timeout().map(|(t, w)| (t, Wake::Bgp(w)));
         let exchange = self
             .exchange
             .poll_timeout(&self.slots)
             .map(|(t, w)| (t, Wake::Exchange(w)));
+        let members = self.slots.iter().filter_map(|(i, s)| slot(i, s));
         wireguard
             .into_iter()
-            .chain(supervision)
             .chain(bgp)
-            .chain(stun)
             .chain(exchange)
+            .chain(members)
             .min_by_key(|(t, _)| *t)
     }
 

@@ -16,7 +16,7 @@ use super::relay::Bucket;
 use super::stun::Probe;
 use super::supervision::Supervision;
 use super::tunnel::Upkeep;
-use super::NodeConfig;
+use super::{BgpTimer, ExchangeTimer, NodeConfig, StunTimer, Wake};
 
 /// A tunnel heard from this recently is a direct path.
 pub const DIRECT_FRESH: Duration = Duration::from_secs(15);
@@ -39,9 +39,41 @@ pub(crate) struct Slot<T> {
     pub punch: Punch,
     /// The cap on transit traffic it may send through us.
     pub relay: Bucket,
+    /// The earliest of the children's deadlines above, as of the last time
+    /// one of them changed ([`Slot::poll_timeout`], kept by the node).
+    pub deadline: Option<(Instant, Wake)>,
 }
 
 impl<T: Tunnel> Slot<T> {
+    /// The earliest deadline of this member's children, and whose. The
+    /// tunnel's upkeep runs on the node's WireGuard tick, not here.
+    pub fn poll_timeout(&self, slot: usize) -> Option<(Instant, Wake)> {
+        let member = slot as u8;
+        let mut best: Option<(Instant, Wake)> = None;
+        let mut consider = |at: Option<Instant>, why: Wake| {
+            if let Some(t) = at {
+                if best.is_none_or(|(b, _)| t < b) {
+                    best = Some((t, why));
+                }
+            }
+        };
+        if let Some((t, timer)) = self.bfd.poll_timeout() {
+            consider(Some(t), Wake::Supervision { member, timer });
+        }
+        let session = self.bgp.session.poll_timeout();
+        consider(session, Wake::Bgp(BgpTimer::Session(member)));
+        // Members are asked where they see us once we know where they are.
+        if self.wg.endpoint.is_some() {
+            consider(
+                Some(self.stun.poll_timeout()),
+                Wake::Stun(StunTimer::Probe(member)),
+            );
+        }
+        let punch = self.punch.poll_timeout();
+        consider(punch, Wake::Exchange(ExchangeTimer::Punch(member)));
+        best
+    }
+
     /// Its tunnel is alive: recently heard from, at a confirmed endpoint.
     fn tunnel_alive(&self, now: Instant) -> bool {
         self.wg.endpoint_confirmed
@@ -150,6 +182,7 @@ impl<T: Tunnel> Slots<T> {
             stun: Probe::new(now),
             punch: Punch::new(now),
             relay: Bucket::default(),
+            deadline: None,
         });
         Ok(slot)
     }

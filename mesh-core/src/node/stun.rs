@@ -86,7 +86,8 @@ impl Probe {
         }
     }
 
-    fn deadline(&self) -> Instant {
+    /// The next request or filtering test step (due at once when new).
+    pub fn poll_timeout(&self) -> Instant {
         match self.filter_next {
             Some(f) if self.answered => f.min(self.next),
             _ => self.next,
@@ -94,7 +95,7 @@ impl Probe {
     }
 }
 
-/// Why the client wants to run.
+/// Why the client wants to run (per member: [`Probe::poll_timeout`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Timer {
     /// This member is due a Binding request or a filtering test step.
@@ -494,16 +495,6 @@ impl Stun {
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
-    }
-
-    /// The member due a request or test first.
-    #[must_use]
-    pub fn poll_timeout<T: Tunnel>(&self, slots: &Slots<T>) -> Option<(Instant, Timer)> {
-        slots
-            .iter()
-            .filter(|(_, s)| s.wg.endpoint.is_some())
-            .map(|(i, s)| (s.stun.deadline(), Timer::Probe(i as u8)))
-            .min_by_key(|(t, _)| *t)
     }
 }
 

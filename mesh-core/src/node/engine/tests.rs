@@ -120,17 +120,34 @@ fn a_member_may_send_only_what_its_origin_member_may_originate() {
 }
 
 #[test]
-fn the_engine_wakes_for_a_session_timer_of_the_member_it_names() {
+fn sessions_we_dial_wait_their_connect_retry_and_the_stack_wakes_only_once_it_ran() {
     big_stack(|| {
-        let e = engine(1);
+        let mut e = engine(1);
         // Node 1 leads 2 and 3 and knows their endpoints: both dial, each
         // with a connect-retry timer running.
         let table = slots(T0, 1, &[member(2), member(3)]);
-        let (at, why) = e.poll_timeout(&table).unwrap();
-        assert!(matches!(why, Timer::Session(0 | 1)), "{why:?}");
-        assert_eq!(at, T0 + node_config(1).connect_retry);
-        // No members, no sessions, and the stack has not run: nothing.
-        let empty = slots(T0, 1, &[]);
-        assert_eq!(e.poll_timeout(&empty), None);
+        for (_, s) in table.iter() {
+            let retry = T0 + node_config(1).connect_retry;
+            assert_eq!(s.bgp.session.poll_timeout(), Some(retry));
+            assert!(!s.bgp.session.config().passive);
+        }
+        // The stack has not run: it asks for nothing. Once it has sockets
+        // to attend (a connection in flight), it does.
+        assert_eq!(e.poll_timeout(), None);
+        let mut table = table;
+        let local = Local {
+            asn: 65001,
+            overlay: overlay(1),
+            overlay_v6: None,
+        };
+        let mut refused = 0;
+        e.begin_pump();
+        while e.round(T0, &mut table, local, &mut refused) {
+            while e.poll_transmit().is_some() {}
+        }
+        e.end_pump(T0);
+        let (at, why) = e.poll_timeout().expect("a SYN in flight is retransmitted");
+        assert_eq!(why, Timer::Overlay);
+        assert!(at > T0);
     });
 }

@@ -48,7 +48,7 @@ fn punch() -> Punch {
 fn run(p: &mut Punch, ids: &mut Ids, facts: Facts, until: Instant) -> Vec<(Instant, Step)> {
     let mut steps = Vec::new();
     let mut last = None;
-    while let Some(now) = p.deadline().filter(|t| *t <= until) {
+    while let Some(now) = p.poll_timeout().filter(|t| *t <= until) {
         assert!(
             last.is_none_or(|l| now > l),
             "deadline {now:?} not after {last:?}"
@@ -148,7 +148,7 @@ fn becoming_direct_records_the_success_and_its_duration_and_clears_the_backoff()
     assert!(p.punching());
     // The tunnel comes up a second into it.
     let now = started + Duration::from_secs(1);
-    assert_eq!(p.deadline(), Some(now));
+    assert_eq!(p.poll_timeout(), Some(now));
     let heard_until = now + Duration::from_secs(15);
     let step = p.handle_timeout(now, direct(true, heard_until), &mut ids);
     assert_eq!(step.succeeded, Some(Duration::from_millis(1000)));
@@ -160,7 +160,7 @@ fn becoming_direct_records_the_success_and_its_duration_and_clears_the_backoff()
     assert!(!p.punching());
     assert_eq!(p.next_attempt(), None);
     // Nothing until the tunnel would count as silent.
-    assert_eq!(p.deadline(), Some(heard_until));
+    assert_eq!(p.poll_timeout(), Some(heard_until));
     // It does fall silent: a new attempt at once, and its failure waits
     // the first backoff again, not the 10 s the old one had reached.
     let steps = run(&mut p, &mut ids, transit(true), heard_until + PUNCH_WINDOW);
@@ -184,7 +184,7 @@ fn the_side_that_does_not_lead_never_asks_but_punches_when_asked() {
         T0 + Duration::from_secs(600),
     );
     assert_eq!(steps, []);
-    assert_eq!(p.deadline(), None);
+    assert_eq!(p.poll_timeout(), None);
     assert_eq!(p.attempts, 0);
     // The member asks: punch at once, without asking back.
     let now = T0 + Duration::from_secs(600);
@@ -312,11 +312,7 @@ mod with_members {
             let ex = Exchange::new(T0);
             let empty = Slots::<crate::wg::boring::BoringTunnel>::new();
             assert_eq!(ex.poll_timeout(&empty), None);
-            let mut one = slots(T0, 1, &[member(2)]);
-            // The member's first look at punching is due too; done, only
-            // the announcement is left.
-            let s = one.get_mut(0).unwrap();
-            let _ = s.punch.handle_timeout(T0, transit(false), &mut Ids::new(1));
+            let one = slots(T0, 1, &[member(2)]);
             assert_eq!(ex.poll_timeout(&one), Some((T0, Timer::Announce)));
         });
     }
@@ -330,8 +326,7 @@ mod with_members {
             assert!(!ex.handle_timeout(later));
             assert_eq!(ex.next_announce, T0 + PEX_INTERVAL);
             ex.announce_now(later);
-            let mut one = slots(T0, 1, &[member(2)]);
-            one.get_mut(0).unwrap().punch = Punch::default();
+            let one = slots(T0, 1, &[member(2)]);
             assert_eq!(ex.poll_timeout(&one), Some((later, Timer::Announce)));
             assert!(ex.handle_timeout(later));
             assert_eq!(ex.next_announce, later + PEX_INTERVAL);

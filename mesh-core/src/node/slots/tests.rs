@@ -92,3 +92,38 @@ fn by_overlay_finds_v4_and_v6_overlay_addresses() {
         );
     });
 }
+
+#[test]
+fn a_members_deadline_is_its_childrens_earliest_and_names_it() {
+    big_stack(|| {
+        let mut table = slots(T0, 1, &[member(2)]);
+        let s = table.get_mut(0).unwrap();
+        // Quiet everything but BFD and the BGP session's connect retry.
+        s.punch = Default::default();
+        s.wg.endpoint = None;
+        s.bfd.handle_timeout(T0);
+        while s.bfd.poll_transmit().is_some() {}
+        let (at, why) = s.poll_timeout(0).unwrap();
+        assert_eq!(
+            why,
+            Wake::Supervision {
+                member: 0,
+                timer: crate::node::SupervisionTimer::Bfd
+            }
+        );
+        assert!(at > T0 && at <= T0 + Duration::from_secs(1), "{at:?}");
+        // BFD off: the session's connect retry is next.
+        s.bfd.reconfigure(T0, None, Duration::from_secs(2));
+        let retry = T0 + node_config(1).connect_retry;
+        assert_eq!(
+            s.poll_timeout(0),
+            Some((retry, Wake::Bgp(BgpTimer::Session(0))))
+        );
+        // An endpoint known: asking it where it sees us is due at once.
+        s.wg.endpoint = Some(underlay(2));
+        assert_eq!(
+            s.poll_timeout(0),
+            Some((T0, Wake::Stun(StunTimer::Probe(0))))
+        );
+    });
+}
