@@ -99,7 +99,7 @@ impl<C: Crypto> Node<'_, C> {
         let Some(s) = self.slots.get(slot) else {
             return;
         };
-        if !self.dials(&s.wg) || !s.bgp.session.config().passive {
+        if !super::dials(self.config.overlay, &s.wg) || !s.bgp.session.config().passive {
             return;
         }
         let sc = session_config(&self.config, &s.wg.config, false);
@@ -117,7 +117,7 @@ impl<C: Crypto> Node<'_, C> {
         let Some(s) = self.slots.get(slot) else {
             return;
         };
-        if !self.dials(&s.wg) || s.bgp.session.is_established() {
+        if !super::dials(self.config.overlay, &s.wg) || s.bgp.session.is_established() {
             return;
         }
         log::debug!("bgp: peer {slot}: new tunnel session, dialing now");

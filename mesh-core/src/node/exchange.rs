@@ -13,7 +13,7 @@
 //!   other's. No tunnel by then: try again after a backoff (doubling up to
 //!   [`PUNCH_BACKOFF_MAX`]); meanwhile traffic transits.
 
-use core::net::{IpAddr, SocketAddr};
+use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use embassy_time::{Duration, Instant};
 
@@ -77,7 +77,7 @@ impl Exchange {
 /// member we reach directly.
 pub(crate) fn announcement<T: Tunnel>(
     now: Instant,
-    own: Ipv4,
+    own: Ipv4Addr,
     report: &NatReport,
     candidates: &[SocketAddr],
     slots: &Slots<T>,
@@ -111,8 +111,6 @@ pub(crate) fn announcement<T: Tunnel>(
         entries,
     }
 }
-
-type Ipv4 = core::net::Ipv4Addr;
 
 /// What the node knows about a member, for its punch.
 #[derive(Debug, Clone, Copy)]

@@ -259,12 +259,6 @@ impl<'a, C: Crypto> Node<'a, C> {
         }
     }
 
-    /// Whether our side dials the BGP connection to a member: when we lead
-    /// and know where it is.
-    fn dials(&self, wg: &Member<C::Tunnel>) -> bool {
-        dials(self.config.overlay, wg)
-    }
-
     // ---- control ----
 
     /// Adds a member and starts its BGP session.
