@@ -1,10 +1,10 @@
 //! `meshd::sys` (TUN device and rtnetlink client) against the real kernel.
 //!
-//! Runs as root, inside a network namespace it creates (`ip netns add
-//! mdsys<pid>`) and always deletes, even when a check fails. The checks run on
-//! a thread that has `setns`-ed into that namespace, so the TUN device, the
-//! netlink socket and the test's own UDP sockets all live there; the `ip -n`
-//! commands look at the namespace from outside.
+//! Runs as root, each test inside network namespaces it creates (`ip netns
+//! add mdsys<pid>`, `mdrule<pid>`, ...) and always deletes, even when a check
+//! fails. The checks run on a thread that has `setns`-ed into a namespace, so
+//! the TUN device, the netlink socket and the test's own UDP sockets all live
+//! there; the `ip -n` commands look at the namespace from outside.
 
 use std::fs::File;
 use std::io;
@@ -14,7 +14,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use meshd::sys::errno;
-use meshd::sys::netlink::{Netlink, Route, RTPROT_MESHD, RT_TABLE_MAIN};
+use meshd::sys::netlink::{
+    Neighbour, Netlink, Route, RouteKind, Rule, AF_INET, AF_INET6, NUD_PERMANENT, RTPROT_MESHD,
+    RT_TABLE_MAIN,
+};
 use meshd::sys::tun::Tun;
 use nix::sched::{setns, CloneFlags};
 
@@ -24,8 +27,10 @@ struct Netns {
 }
 
 impl Netns {
-    fn create() -> Netns {
-        let name = format!("mdsys{}", std::process::id());
+    /// A new namespace called `<prefix><pid>` (each test its own prefix, as
+    /// the tests run in parallel).
+    fn create(prefix: &str) -> Netns {
+        let name = format!("{prefix}{}", std::process::id());
         // A leftover of an earlier run that had this pid: ignore errors.
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
         let out = Command::new("ip")
@@ -164,29 +169,80 @@ fn describe(packets: &[Vec<u8>]) -> String {
         .join("\n")
 }
 
-#[test]
-fn tun_and_netlink_in_a_network_namespace() {
+fn need_root() {
     assert!(
         nix::unistd::geteuid().is_root(),
         "tests/sys_netns.rs creates network namespaces and TUN devices and must run as root \
          (e.g. `sudo -E cargo test -p meshd --test sys_netns`); it is not skipped"
     );
-    let ns = Netns::create();
-    let name = ns.name.clone();
-    let checks = thread::Builder::new()
+}
+
+/// Runs `f` on a thread that has entered namespace `ns`, then deletes the
+/// namespaces `nss` (even when `f` failed) and passes a failure of `f` on.
+fn run_in(ns: &str, nss: Vec<Netns>, f: impl FnOnce() + Send + 'static) {
+    let path = format!("/run/netns/{ns}");
+    let result = thread::Builder::new()
         .name("in-netns".into())
         .stack_size(16 << 20)
         .spawn(move || {
-            let file = File::open(format!("/run/netns/{name}")).expect("opening the netns file");
+            let file = File::open(path).expect("opening the netns file");
             setns(&file, CloneFlags::CLONE_NEWNET).expect("setns into the test namespace");
-            checks(&name);
+            f();
         })
-        .expect("spawning the test thread");
-    let result = checks.join();
-    drop(ns);
+        .expect("spawning the test thread")
+        .join();
+    drop(nss);
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
     }
+}
+
+/// Adds a veth pair `a` (in `ns`) / `b` (in `peer_ns`, `ns` if `None`) with
+/// the given IPv4 addresses (prefix and all, or none), both ends up.
+fn veth(
+    ns: &str,
+    a: &str,
+    a_addr: Option<&str>,
+    peer_ns: Option<&str>,
+    b: &str,
+    b_addr: Option<&str>,
+) {
+    let peer_ns = peer_ns.unwrap_or(ns);
+    ip(
+        ns,
+        &[
+            "link", "add", a, "type", "veth", "peer", "name", b, "netns", peer_ns,
+        ],
+    );
+    for (ns, dev, addr) in [(ns, a, a_addr), (peer_ns, b, b_addr)] {
+        if let Some(addr) = addr {
+            ip(ns, &["addr", "add", addr, "dev", dev]);
+        }
+        ip(ns, &["link", "set", dev, "up"]);
+    }
+}
+
+/// The MAC address of `dev` in `ns`, as `ip link` prints it.
+fn mac_of(ns: &str, dev: &str) -> String {
+    let line = ip(ns, &["-o", "link", "show", "dev", dev]);
+    let mut words = line.split_whitespace();
+    words.find(|&w| w == "link/ether");
+    words
+        .next()
+        .unwrap_or_else(|| panic!("no link/ether in {line}"))
+        .to_string()
+}
+
+fn mac_text(mac: [u8; 6]) -> String {
+    mac.map(|b| format!("{b:02x}")).join(":")
+}
+
+#[test]
+fn tun_and_netlink_in_a_network_namespace() {
+    need_root();
+    let ns = Netns::create("mdsys");
+    let name = ns.name.clone();
+    run_in(&ns.name.clone(), vec![ns], move || checks(&name));
 }
 
 fn checks(ns: &str) {
@@ -459,4 +515,336 @@ fn checks(ns: &str) {
     }
     assert!(nl.link_index(&dev).is_err());
     assert_eq!(ours(&mut nl), vec![]);
+}
+
+/// The two rules meshd installs for a game console, and an IPv6 one.
+fn console_rules(iif: &str) -> (Rule, Rule, Rule) {
+    let main = Rule {
+        src: Some((addr("192.168.1.50"), 32)),
+        suppress_prefixlen: Some(0),
+        ..Rule::new(32000, RT_TABLE_MAIN)
+    };
+    let exit = Rule {
+        src: Some((addr("192.168.1.50"), 32)),
+        iif: Some(iif.to_string()),
+        ip_proto: Some(17),
+        ..Rule::new(32001, 28005)
+    };
+    let v6 = Rule {
+        family: AF_INET6,
+        src: Some((addr("fd00:1::"), 64)),
+        ..Rule::new(100, 1000)
+    };
+    (main, exit, v6)
+}
+
+/// `ip rule show` without the three rules every namespace starts with.
+fn extra_rules(ns: &str, family: &str) -> Vec<String> {
+    let defaults = [
+        "0:\tfrom all lookup local",
+        "32766:\tfrom all lookup main",
+        "32767:\tfrom all lookup default",
+    ];
+    ip(ns, &[family, "rule", "show"])
+        .lines()
+        .filter(|l| !defaults.contains(&l.trim_end()))
+        .map(|l| l.trim_end().to_string())
+        .collect()
+}
+
+#[test]
+fn rules_in_a_network_namespace() {
+    need_root();
+    let ns = Netns::create("mdrule");
+    let name = ns.name.clone();
+    run_in(&ns.name.clone(), vec![ns], move || {
+        let ns = name.as_str();
+        veth(ns, "lan0", None, None, "lan1", None);
+        let mut nl = Netlink::open().expect("opening netlink");
+        let (main, exit, v6) = console_rules("lan0");
+        for r in [&main, &exit, &v6] {
+            nl.rule_add(r).expect("rule_add");
+            nl.rule_add(r).expect("rule_add is idempotent");
+        }
+        assert_eq!(
+            extra_rules(ns, "-4"),
+            vec![
+                "32000:\tfrom 192.168.1.50 lookup main suppress_prefixlength 0 proto 200",
+                "32001:\tfrom 192.168.1.50 iif lan0 ipproto udp lookup 28005 proto 200",
+            ]
+        );
+        assert_eq!(
+            extra_rules(ns, "-6"),
+            vec!["100:\tfrom fd00:1::/64 lookup 1000 proto 200"]
+        );
+        // Read back equal, in the kernel's order (IPv4 first in a dump of
+        // all families, then by priority).
+        assert_eq!(
+            nl.rules_by_protocol(RTPROT_MESHD)
+                .expect("rules_by_protocol"),
+            vec![main.clone(), exit.clone(), v6.clone()]
+        );
+        // The kernel's own rules have protocol "kernel" (2).
+        let kernel = nl.rules_by_protocol(2).unwrap();
+        assert!(
+            kernel.contains(&Rule {
+                protocol: 2,
+                ..Rule::new(32766, RT_TABLE_MAIN)
+            }),
+            "{kernel:?}"
+        );
+
+        // The rules work: UDP from the console coming in on lan0 looks up
+        // table 28005 (here empty, so on to main's default, which is lan1).
+        ip(ns, &["addr", "add", "192.168.1.1/24", "dev", "lan0"]);
+        ip(ns, &["route", "add", "default", "dev", "lan1"]);
+        ip(
+            ns,
+            &["route", "add", "default", "dev", "lan0", "table", "28005"],
+        );
+        let sysctl = [
+            "netns",
+            "exec",
+            ns,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ];
+        let out = Command::new("ip").args(sysctl).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let get = |proto: &str| {
+            let args = [
+                "route",
+                "get",
+                "8.8.8.8",
+                "from",
+                "192.168.1.50",
+                "iif",
+                "lan0",
+                "ipproto",
+                proto,
+            ];
+            ip(ns, &args)
+        };
+        assert!(
+            get("udp").contains("dev lan0 table 28005"),
+            "{}",
+            get("udp")
+        );
+        assert!(get("tcp").contains("dev lan1"), "{}", get("tcp"));
+        ip(ns, &["route", "flush", "table", "28005"]);
+
+        // Someone else's rule, which a flush leaves alone.
+        ip(
+            ns,
+            &[
+                "rule", "add", "from", "10.9.9.9", "lookup", "100", "pref", "500",
+            ],
+        );
+
+        // Delete; deleting again is fine.
+        nl.rule_delete(&exit).expect("rule_delete");
+        nl.rule_delete(&exit)
+            .expect("rule_delete of a missing rule");
+        assert!(
+            !ip(ns, &["rule", "show"]).contains("iif lan0"),
+            "{}",
+            ip(ns, &["rule", "show"])
+        );
+        assert_eq!(
+            nl.rules_by_protocol(RTPROT_MESHD).unwrap(),
+            vec![main.clone(), v6.clone()]
+        );
+
+        // Flush: ours go, the others stay.
+        assert_eq!(nl.flush_rules(RTPROT_MESHD).expect("flush_rules"), 2);
+        assert_eq!(nl.flush_rules(RTPROT_MESHD).unwrap(), 0);
+        assert_eq!(nl.rules_by_protocol(RTPROT_MESHD).unwrap(), vec![]);
+        assert_eq!(
+            extra_rules(ns, "-4"),
+            vec!["500:\tfrom 10.9.9.9 lookup 100"]
+        );
+        assert_eq!(extra_rules(ns, "-6"), Vec::<String>::new());
+
+        // A rule that cannot be (table 0) is refused before the kernel.
+        let e = nl.rule_add(&Rule::new(1, 0)).expect_err("table 0");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+    });
+}
+
+#[test]
+fn throw_and_mtu_routes_in_a_custom_table() {
+    need_root();
+    let ns = Netns::create("mdtbl");
+    let name = ns.name.clone();
+    run_in(&ns.name.clone(), vec![ns], move || {
+        let ns = name.as_str();
+        veth(ns, "exit0", None, None, "exit1", None);
+        let mut nl = Netlink::open().expect("opening netlink");
+        let idx = nl.link_index("exit0").unwrap();
+        let throw = Route::throw(addr("10.0.0.0"), 8, 100);
+        let mut default = Route::new(addr("0.0.0.0"), 0, idx);
+        default.table = 100;
+        default.mtu = Some(1380);
+        let throw6 = Route::throw(addr("fd00::"), 16, 100);
+        for r in [&throw, &default, &throw6] {
+            nl.route_replace(r).expect("route_replace");
+        }
+        let show = ip(ns, &["route", "show", "table", "100"]);
+        let lines: Vec<&str> = show.lines().map(str::trim_end).collect();
+        assert_eq!(
+            lines,
+            vec![
+                "default dev exit0 proto 200 scope link mtu 1380",
+                "throw 10.0.0.0/8 proto 200",
+            ],
+            "{show}"
+        );
+        let show6 = ip(ns, &["-6", "route", "show", "table", "100"]);
+        // (The kernel hangs IPv6 throw routes on lo.)
+        assert!(
+            show6.starts_with("throw fd00::/16 dev lo proto 200 metric 1024"),
+            "{show6}"
+        );
+
+        // Read back equal; not in the main table.
+        let mut got = nl
+            .routes_in_table(100, RTPROT_MESHD)
+            .expect("routes_in_table");
+        got.sort_by_key(|r| (r.dst, r.prefix_len));
+        let throw6_1024 = Route {
+            metric: Some(1024),
+            ..throw6.clone()
+        };
+        assert_eq!(
+            got,
+            vec![default.clone(), throw.clone(), throw6_1024.clone()]
+        );
+        assert_eq!(got[1].kind, RouteKind::Throw);
+        assert_eq!(ours(&mut nl), vec![]);
+
+        // Another MTU replaces the route in place.
+        default.mtu = Some(1400);
+        nl.route_replace(&default).unwrap();
+        let show = ip(ns, &["route", "show", "table", "100", "default"]);
+        assert_eq!(
+            show.trim_end(),
+            "default dev exit0 proto 200 scope link mtu 1400"
+        );
+        assert!(nl
+            .routes_in_table(100, RTPROT_MESHD)
+            .unwrap()
+            .contains(&default));
+
+        // The throw route does its job: the lookup falls through to main.
+        ip(ns, &["addr", "add", "10.1.0.1/16", "dev", "exit1"]);
+        ip(
+            ns,
+            &[
+                "rule",
+                "add",
+                "to",
+                "10.1.0.0/16",
+                "lookup",
+                "100",
+                "pref",
+                "10",
+            ],
+        );
+        let got = ip(ns, &["route", "get", "10.1.2.3"]);
+        assert!(got.contains("dev exit1"), "{got}");
+
+        for r in [&throw, &default, &throw6_1024] {
+            nl.route_delete(r).expect("route_delete");
+        }
+        assert_eq!(ip(ns, &["route", "show", "table", "100"]).trim(), "");
+        assert_eq!(nl.routes_in_table(100, RTPROT_MESHD).unwrap(), vec![]);
+    });
+}
+
+#[test]
+fn neighbours_across_a_veth_pair() {
+    need_root();
+    let here = Netns::create("mdnba");
+    let there = Netns::create("mdnbb");
+    let (a, b) = (here.name.clone(), there.name.clone());
+    run_in(&here.name.clone(), vec![here, there], move || {
+        let (a, b) = (a.as_str(), b.as_str());
+        veth(
+            a,
+            "nb0",
+            Some("192.168.77.1/24"),
+            Some(b),
+            "nb1",
+            Some("192.168.77.2/24"),
+        );
+        let peer_mac = mac_of(b, "nb1");
+        let ping = |dst: &str| {
+            Command::new("ip")
+                .args(["netns", "exec", a, "ping", "-c1", "-W1", dst])
+                .output()
+                .expect("running ping (install iputils-ping)")
+        };
+        let out = ping("192.168.77.2");
+        assert!(out.status.success(), "ping: {out:?}");
+        // Nobody answers for .3: an unresolved (incomplete, then failed)
+        // entry. A static one for .9.
+        assert!(!ping("192.168.77.3").status.success());
+        ip(
+            a,
+            &[
+                "neigh",
+                "add",
+                "192.168.77.9",
+                "lladdr",
+                "02:00:00:00:00:09",
+                "dev",
+                "nb0",
+                "nud",
+                "permanent",
+            ],
+        );
+
+        let mut nl = Netlink::open().expect("opening netlink");
+        let idx = nl.link_index("nb0").unwrap();
+        let table = ip(a, &["neigh", "show", "dev", "nb0"]);
+        eprintln!("ip neigh:\n{table}");
+        let mut got = nl.neighbours(AF_INET, Some(idx)).expect("neighbours");
+        got.sort_by_key(|n| n.addr);
+        let addrs: Vec<IpAddr> = got.iter().map(|n| n.addr).collect();
+        assert_eq!(
+            addrs,
+            vec![addr("192.168.77.2"), addr("192.168.77.9")],
+            "{got:?}"
+        );
+        let peer = &got[0];
+        assert_eq!(peer.ifindex, idx);
+        assert_eq!(mac_text(peer.mac.unwrap()), peer_mac);
+        assert_eq!(
+            got[1],
+            Neighbour {
+                ifindex: idx,
+                addr: addr("192.168.77.9"),
+                mac: Some([2, 0, 0, 0, 0, 9]),
+                state: NUD_PERMANENT,
+            }
+        );
+        // The same as `ip neigh` says, left out the unresolved entry.
+        for n in &got {
+            let line = format!("{} lladdr {}", n.addr, mac_text(n.mac.unwrap()));
+            assert!(table.contains(&line), "{line} not in\n{table}");
+        }
+        assert!(table.contains("192.168.77.3 "), "{table}");
+
+        // All interfaces; another interface; IPv6 only IPv6.
+        assert_eq!(nl.neighbours(AF_INET, None).unwrap().len(), 2);
+        assert_eq!(nl.neighbours(AF_INET, Some(1)).unwrap(), vec![]);
+        assert!(nl
+            .neighbours(AF_INET6, None)
+            .unwrap()
+            .iter()
+            .all(|n| n.addr.is_ipv6()));
+        let e = nl.neighbours(AF_INET, Some(0)).expect_err("index 0");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    });
 }

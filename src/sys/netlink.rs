@@ -14,7 +14,12 @@
 //!
 //! meshd tags every route it installs with [`RTPROT_MESHD`], so that after a
 //! crash it can find (and flush) its leftovers with [`Netlink::routes_by_protocol`]
-//! and [`Netlink::flush_protocol`] without touching anyone else's routes.
+//! and [`Netlink::flush_protocol`] without touching anyone else's routes. Its
+//! policy-routing rules carry the same tag (`FRA_PROTOCOL`), found and flushed
+//! with [`Netlink::rules_by_protocol`] and [`Netlink::flush_rules`].
+//!
+//! Besides links, addresses and routes, the client reads the neighbour (ARP /
+//! NDP) table with [`Netlink::neighbours`].
 
 use std::fmt;
 use std::io;
@@ -81,6 +86,11 @@ const RTM_DELADDR: u16 = 21;
 const RTM_NEWROUTE: u16 = 24;
 const RTM_DELROUTE: u16 = 25;
 const RTM_GETROUTE: u16 = 26;
+const RTM_NEWNEIGH: u16 = 28;
+const RTM_GETNEIGH: u16 = 30;
+const RTM_NEWRULE: u16 = 32;
+const RTM_DELRULE: u16 = 33;
+const RTM_GETRULE: u16 = 34;
 
 // struct ifinfomsg and its attributes (linux/if_link.h).
 const IFINFOMSG_LEN: usize = 16;
@@ -100,21 +110,60 @@ const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
 const RTA_PRIORITY: u16 = 6;
 const RTA_PREFSRC: u16 = 7;
+const RTA_METRICS: u16 = 8;
 const RTA_TABLE: u16 = 15;
+// Metrics nested in RTA_METRICS (RTAX_*).
+const RTAX_MTU: u16 = 2;
 const RTN_UNSPEC: u8 = 0;
 const RTN_UNICAST: u8 = 1;
+const RTN_THROW: u8 = 9;
 const RT_SCOPE_UNIVERSE: u8 = 0;
 const RT_SCOPE_LINK: u8 = 253;
 const RT_SCOPE_NOWHERE: u8 = 255;
 const RT_TABLE_UNSPEC: u8 = 0;
 const RTM_F_CLONED: u32 = 0x200;
 
+// struct fib_rule_hdr and its attributes (linux/fib_rules.h).
+const FIB_RULE_HDR_LEN: usize = 12;
+const FRA_SRC: u16 = 2;
+const FRA_IIFNAME: u16 = 3;
+const FRA_PRIORITY: u16 = 6;
+const FRA_SUPPRESS_PREFIXLEN: u16 = 14;
+const FRA_TABLE: u16 = 15;
+const FRA_PROTOCOL: u16 = 21;
+const FRA_IP_PROTO: u16 = 22;
+const FR_ACT_TO_TBL: u8 = 1;
+
+// struct ndmsg and its attributes (linux/neighbour.h).
+const NDMSG_LEN: usize = 12;
+const NDA_DST: u16 = 1;
+const NDA_LLADDR: u16 = 2;
+const NDA_IFINDEX: u16 = 8;
+const NUD_INCOMPLETE: u16 = 0x01;
+const NUD_FAILED: u16 = 0x20;
+const NUD_NOARP: u16 = 0x40;
+
+/// Neighbour state (`ndm_state`, linux/neighbour.h): confirmed recently.
+pub const NUD_REACHABLE: u16 = 0x02;
+/// Neighbour state: known, not confirmed for a while (still used).
+pub const NUD_STALE: u16 = 0x04;
+/// Neighbour state: waiting a moment before probing a stale entry.
+pub const NUD_DELAY: u16 = 0x08;
+/// Neighbour state: being probed (unicast ARP / NS).
+pub const NUD_PROBE: u16 = 0x10;
+/// Neighbour state: a static entry (`ip neigh add ... nud permanent`).
+pub const NUD_PERMANENT: u16 = 0x80;
+
 const AF_UNSPEC: u8 = 0;
-const AF_INET: u8 = 2;
-const AF_INET6: u8 = 10;
+/// The IPv4 address family (`AF_INET`), for [`Rule::family`] and
+/// [`Netlink::neighbours`].
+pub const AF_INET: u8 = 2;
+/// The IPv6 address family (`AF_INET6`).
+pub const AF_INET6: u8 = 10;
 
 /// A kernel route towards a device, with no gateway (the TUN is a
-/// point-to-point device): type unicast, scope link for IPv4.
+/// point-to-point device): type unicast, scope link for IPv4; or a throw
+/// route (see [`RouteKind::Throw`]).
 ///
 /// Note that the kernel identifies a route by its table, destination, prefix
 /// length *and metric*: a [`Netlink::route_replace`] with another metric adds a
@@ -137,11 +186,28 @@ pub struct Route {
     pub protocol: u8,
     /// Routing table, normally [`RT_TABLE_MAIN`].
     pub table: u32,
+    /// Route type (`rtm_type`): unicast towards `oif`, or throw.
+    pub kind: RouteKind,
+    /// Path MTU for the destination (`RTAX_MTU` in `RTA_METRICS`); `None`
+    /// leaves it to the device MTU. Ignored when deleting.
+    pub mtu: Option<u32>,
+}
+
+/// The type of a [`Route`] (`rtm_type`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum RouteKind {
+    /// `RTN_UNICAST`: packets leave through [`Route::oif`].
+    #[default]
+    Unicast,
+    /// `RTN_THROW`: the lookup in this table fails as if the destination
+    /// were not there, and the next policy rule is tried. A throw route has
+    /// no output interface (`oif` 0) and no preferred source.
+    Throw,
 }
 
 impl Route {
-    /// A meshd route to `dst/prefix_len` via device `oif` in the main table,
-    /// without preferred source or metric.
+    /// A meshd unicast route to `dst/prefix_len` via device `oif` in the main
+    /// table, without preferred source, metric or MTU.
     pub fn new(dst: IpAddr, prefix_len: u8, oif: u32) -> Route {
         Route {
             dst,
@@ -151,21 +217,125 @@ impl Route {
             metric: None,
             protocol: RTPROT_MESHD,
             table: RT_TABLE_MAIN,
+            kind: RouteKind::Unicast,
+            mtu: None,
+        }
+    }
+
+    /// A meshd throw route for `dst/prefix_len` in `table`.
+    pub fn throw(dst: IpAddr, prefix_len: u8, table: u32) -> Route {
+        Route {
+            table,
+            kind: RouteKind::Throw,
+            ..Route::new(dst, prefix_len, 0)
         }
     }
 }
 
 impl fmt::Display for Route {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{} dev #{}", self.dst, self.prefix_len, self.oif)?;
+        match self.kind {
+            RouteKind::Unicast => write!(f, "{}/{} dev #{}", self.dst, self.prefix_len, self.oif)?,
+            RouteKind::Throw => write!(f, "throw {}/{}", self.dst, self.prefix_len)?,
+        }
         if let Some(src) = self.src {
             write!(f, " src {src}")?;
         }
         if let Some(metric) = self.metric {
             write!(f, " metric {metric}")?;
         }
+        if let Some(mtu) = self.mtu {
+            write!(f, " mtu {mtu}")?;
+        }
         write!(f, " proto {} table {}", self.protocol, self.table)
     }
+}
+
+/// A policy-routing rule (`ip rule`) whose action is a table lookup
+/// (`FR_ACT_TO_TBL`).
+///
+/// Only the selectors meshd uses are described; a dumped rule that also has
+/// others (destination, fwmark, tos, output interface, ports, `not`) is read
+/// without them. The kernel keeps rules in priority order and, within a
+/// priority, in the order they were added.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Rule {
+    /// Address family: [`AF_INET`] or [`AF_INET6`].
+    pub family: u8,
+    /// Priority (`pref`): lower numbers are tried first. Always sent, so 0
+    /// means 0 (before the local table), not "let the kernel choose".
+    pub priority: u32,
+    /// Source prefix (`from`), of the rule's family; `None` = any. A prefix
+    /// length of 0 is the same as `None` (and reads back as `None`).
+    pub src: Option<(IpAddr, u8)>,
+    /// Input interface name (`iif`); the rule matches only packets that came
+    /// in through it (locally generated ones come "from" `lo`).
+    pub iif: Option<String>,
+    /// IP protocol (`ipproto`), e.g. 17 for UDP; `None` = any.
+    pub ip_proto: Option<u8>,
+    /// The table to look the destination up in (`lookup`); not 0.
+    pub table: u32,
+    /// `suppress_prefixlength`: ignore a result of the lookup whose prefix
+    /// length is this or shorter (0 ignores only default routes), so that
+    /// the next rule is tried instead.
+    pub suppress_prefixlen: Option<u32>,
+    /// The rule's originator (`FRA_PROTOCOL`), normally [`RTPROT_MESHD`].
+    pub protocol: u8,
+}
+
+impl Rule {
+    /// A meshd IPv4 rule at `priority` that looks up `table`, with no
+    /// selectors (it matches every packet).
+    pub fn new(priority: u32, table: u32) -> Rule {
+        Rule {
+            family: AF_INET,
+            priority,
+            src: None,
+            iif: None,
+            ip_proto: None,
+            table,
+            suppress_prefixlen: None,
+            protocol: RTPROT_MESHD,
+        }
+    }
+}
+
+/// Reads like `ip rule show` (with the protocol as a number).
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: from ", self.priority)?;
+        match self.src {
+            Some((addr, len)) if len > 0 => write!(f, "{addr}/{len}")?,
+            _ => write!(f, "all")?,
+        }
+        if let Some(iif) = &self.iif {
+            write!(f, " iif {iif}")?;
+        }
+        if let Some(proto) = self.ip_proto {
+            write!(f, " ipproto {proto}")?;
+        }
+        write!(f, " lookup {}", self.table)?;
+        if let Some(len) = self.suppress_prefixlen {
+            write!(f, " suppress_prefixlength {len}")?;
+        }
+        write!(f, " proto {}", self.protocol)
+    }
+}
+
+/// An entry of the kernel's neighbour table (ARP for IPv4, NDP for IPv6).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Neighbour {
+    /// The interface the neighbour is on.
+    pub ifindex: u32,
+    /// Its IP address.
+    pub addr: IpAddr,
+    /// Its Ethernet address. [`Netlink::neighbours`] only returns entries
+    /// that have one; `None` only in what the parser reads from the kernel.
+    pub mac: Option<[u8; 6]>,
+    /// `ndm_state`: [`NUD_REACHABLE`], [`NUD_STALE`], [`NUD_DELAY`],
+    /// [`NUD_PROBE`] or [`NUD_PERMANENT`] for the entries
+    /// [`Netlink::neighbours`] returns.
+    pub state: u16,
 }
 
 /// A `NETLINK_ROUTE` socket.
@@ -282,18 +452,27 @@ impl Netlink {
         self.route_delete_counted(route).map(drop)
     }
 
-    /// All unicast routes of the main table (IPv4 and IPv6) whose protocol is
-    /// `proto`.
+    /// All unicast and throw routes of the main table (IPv4 and IPv6) whose
+    /// protocol is `proto`.
     pub fn routes_by_protocol(&mut self, proto: u8) -> io::Result<Vec<Route>> {
+        self.routes_in_table(RT_TABLE_MAIN, proto)
+    }
+
+    /// All unicast and throw routes of `table` (IPv4 and IPv6) whose protocol
+    /// is `proto`.
+    pub fn routes_in_table(&mut self, table: u32, proto: u8) -> io::Result<Vec<Route>> {
         let mut out = Vec::new();
         for family in [AF_INET, AF_INET6] {
-            let routes = self
-                .dump_routes(family)
-                .map_err(|e| context(e, format!("listing routes of protocol {proto}")))?;
+            let routes = self.dump_routes(family).map_err(|e| {
+                context(
+                    e,
+                    format!("listing routes of protocol {proto} in table {table}"),
+                )
+            })?;
             out.extend(
                 routes
                     .into_iter()
-                    .filter(|r| r.protocol == proto && r.table == RT_TABLE_MAIN),
+                    .filter(|r| r.protocol == proto && r.table == table),
             );
         }
         Ok(out)
@@ -329,26 +508,146 @@ impl Netlink {
         }
     }
 
-    /// Dumps the routes of one family (all tables), retrying a few times if
-    /// the kernel says the dump was interrupted by a concurrent change.
+    /// Adds `rule`. Adding a rule that is already there (the same selectors,
+    /// priority, table and protocol: `EEXIST`) succeeds without adding a
+    /// second copy.
+    pub fn rule_add(&mut self, rule: &Rule) -> io::Result<()> {
+        let what = || format!("adding rule {rule}");
+        let seq = self.next_seq();
+        let msg = encode_rule(seq, RuleCmd::Add, rule).map_err(|e| context(e, what()))?;
+        match self.request(&msg, seq) {
+            Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
+            r => r.map_err(|e| context(e, what())),
+        }
+    }
+
+    /// Deletes the first rule (in priority order) at `rule.priority` with
+    /// `rule`'s table, protocol and selectors (a selector that is `None`
+    /// matches any value). A rule that is not there (`ENOENT`) is not an
+    /// error.
+    pub fn rule_delete(&mut self, rule: &Rule) -> io::Result<()> {
+        self.rule_delete_counted(rule).map(drop)
+    }
+
+    /// All table-lookup rules (IPv4 and IPv6) whose protocol is `proto`, in
+    /// the kernel's order (by priority).
+    pub fn rules_by_protocol(&mut self, proto: u8) -> io::Result<Vec<Rule>> {
+        let what = || format!("listing rules of protocol {proto}");
+        // AF_UNSPEC: every family with rules, even on a kernel without IPv6
+        // (where an AF_INET6 dump would fail); the parser skips the others.
+        let rules = self
+            .dump(
+                "rule",
+                |seq| encode_rule_dump(seq, AF_UNSPEC),
+                RTM_NEWRULE,
+                parse_rule,
+            )
+            .map_err(|e| context(e, what()))?;
+        Ok(rules.into_iter().filter(|r| r.protocol == proto).collect())
+    }
+
+    /// Deletes every rule that [`Netlink::rules_by_protocol`] lists for
+    /// `proto` and returns how many were deleted. Keeps going past a failed
+    /// delete and then returns the first error.
+    pub fn flush_rules(&mut self, proto: u8) -> io::Result<usize> {
+        let mut deleted = 0;
+        let mut first_err = None;
+        for rule in self.rules_by_protocol(proto)? {
+            match self.rule_delete_counted(&rule) {
+                Ok(true) => deleted += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        first_err.map_or(Ok(deleted), Err)
+    }
+
+    /// Like `rule_delete`, telling whether there was a rule to delete.
+    fn rule_delete_counted(&mut self, rule: &Rule) -> io::Result<bool> {
+        let what = || format!("deleting rule {rule}");
+        let seq = self.next_seq();
+        let msg = encode_rule(seq, RuleCmd::Delete, rule).map_err(|e| context(e, what()))?;
+        match self.request(&msg, seq) {
+            Ok(()) => Ok(true),
+            Err(e) if errno(&e) == Some(libc::ENOENT) => Ok(false),
+            Err(e) => Err(context(e, what())),
+        }
+    }
+
+    /// The usable entries of the neighbour table of `family` ([`AF_INET`]:
+    /// ARP, [`AF_INET6`]: NDP), on interface `ifindex` or on all of them.
+    ///
+    /// Left out are entries that say nothing about a live host: those still
+    /// being resolved (`NUD_INCOMPLETE`), those that failed to resolve
+    /// (`NUD_FAILED`), the pseudo-entries of devices without link-layer
+    /// resolution (`NUD_NOARP`: point-to-point, multicast, broadcast) and any
+    /// other without a 6-byte (Ethernet) link-layer address. Stale entries
+    /// are kept: the kernel keeps using them until a probe fails.
+    pub fn neighbours(&mut self, family: u8, ifindex: Option<u32>) -> io::Result<Vec<Neighbour>> {
+        let what = || match ifindex {
+            Some(i) => format!("listing the neighbours of family {family} on interface #{i}"),
+            None => format!("listing the neighbours of family {family}"),
+        };
+        let filter = ifindex
+            .map(check_index)
+            .transpose()
+            .map_err(|e| context(e, what()))?;
+        let all = self
+            .dump(
+                "neighbour",
+                |seq| encode_neigh_dump(seq, family, filter),
+                RTM_NEWNEIGH,
+                parse_neighbour,
+            )
+            .map_err(|e| context(e, what()))?;
+        // The kernel filters by NDA_IFINDEX since 4.20; older ones ignore it.
+        Ok(all
+            .into_iter()
+            .filter(|n| family_of(n.addr) == family && ifindex.is_none_or(|i| n.ifindex == i))
+            .filter(usable_neighbour)
+            .collect())
+    }
+
+    /// Dumps the routes of one family (all tables).
     fn dump_routes(&mut self, family: u8) -> io::Result<Vec<Route>> {
+        self.dump(
+            "route",
+            |seq| encode_route_dump(seq, family),
+            RTM_NEWROUTE,
+            parse_route,
+        )
+    }
+
+    /// Runs the dump that `request` encodes, parsing its `ty` messages with
+    /// `parse` (which returns `None` for the entries to skip), and retrying a
+    /// few times if the kernel says the dump was interrupted by a concurrent
+    /// change.
+    fn dump<T>(
+        &mut self,
+        what: &str,
+        request: impl Fn(u32) -> Vec<u8>,
+        ty: u16,
+        parse: impl Fn(&[u8]) -> io::Result<Option<T>>,
+    ) -> io::Result<Vec<T>> {
         for _ in 0..3 {
             let seq = self.next_seq();
-            let msg = encode_route_dump(seq, family);
-            let mut routes = Vec::new();
+            let msg = request(seq);
+            let mut out = Vec::new();
             let interrupted = self.transact(&msg, seq, &mut |m| {
-                if m.ty == RTM_NEWROUTE {
-                    routes.extend(parse_route(m.payload)?);
+                if m.ty == ty {
+                    out.extend(parse(m.payload)?);
                 }
                 Ok(())
             })?;
             if !interrupted {
-                return Ok(routes);
+                return Ok(out);
             }
         }
         Err(io::Error::new(
             io::ErrorKind::Interrupted,
-            "route dump interrupted by concurrent changes three times",
+            format!("{what} dump interrupted by concurrent changes three times"),
         ))
     }
 
@@ -566,6 +865,39 @@ fn check_prefix_len(addr: IpAddr, prefix_len: u8) -> io::Result<()> {
     Ok(())
 }
 
+/// A valid prefix length with the host bits of `addr` clear.
+fn check_prefix(addr: IpAddr, prefix_len: u8) -> io::Result<()> {
+    check_prefix_len(addr, prefix_len)?;
+    let host_bits = match addr {
+        IpAddr::V4(a) => prefix_len < 32 && u32::from(a) << prefix_len != 0,
+        IpAddr::V6(a) => prefix_len < 128 && u128::from(a) << prefix_len != 0,
+    };
+    if host_bits {
+        return Err(invalid_input(format!(
+            "{addr}/{prefix_len} has host bits set"
+        )));
+    }
+    Ok(())
+}
+
+/// An interface name the kernel accepts: 1 to 15 bytes (`IFNAMSIZ` - 1),
+/// no NUL.
+fn check_ifname(name: &str) -> io::Result<()> {
+    if name.is_empty() || name.len() > 15 || name.contains('\0') {
+        return Err(invalid_input(format!("bad interface name {name:?}")));
+    }
+    Ok(())
+}
+
+/// `name` with its terminating NUL, as `IFLA_IFNAME` and `FRA_IIFNAME` carry
+/// it.
+fn c_name(name: &str) -> Vec<u8> {
+    let mut cname = Vec::with_capacity(name.len() + 1);
+    cname.extend_from_slice(name.as_bytes());
+    cname.push(0);
+    cname
+}
+
 /// `ifi_index` is a C `int`.
 fn check_index(index: u32) -> io::Result<i32> {
     match i32::try_from(index) {
@@ -584,14 +916,10 @@ fn ifinfomsg(index: i32, flags: u32, change: u32) -> [u8; IFINFOMSG_LEN] {
 }
 
 fn encode_getlink(seq: u32, name: &str) -> io::Result<Vec<u8>> {
-    if name.is_empty() || name.len() > 15 || name.contains('\0') {
-        return Err(invalid_input(format!("bad interface name {name:?}")));
-    }
+    check_ifname(name)?;
     let mut m = MsgBuf::new(RTM_GETLINK, NLM_F_REQUEST | NLM_F_ACK, seq);
     m.fixed(&ifinfomsg(0, 0, 0));
-    let mut cname = name.as_bytes().to_vec();
-    cname.push(0);
-    m.attr(IFLA_IFNAME, &cname);
+    m.attr(IFLA_IFNAME, &c_name(name));
     Ok(m.finish())
 }
 
@@ -642,17 +970,7 @@ enum RouteCmd {
 }
 
 fn encode_route(seq: u32, cmd: RouteCmd, r: &Route) -> io::Result<Vec<u8>> {
-    check_prefix_len(r.dst, r.prefix_len)?;
-    let host_bits = match r.dst {
-        IpAddr::V4(a) => r.prefix_len < 32 && u32::from(a) << r.prefix_len != 0,
-        IpAddr::V6(a) => r.prefix_len < 128 && u128::from(a) << r.prefix_len != 0,
-    };
-    if host_bits {
-        return Err(invalid_input(format!(
-            "{}/{} has host bits set",
-            r.dst, r.prefix_len
-        )));
-    }
+    check_prefix(r.dst, r.prefix_len)?;
     if r.src.is_some_and(|s| s.is_ipv4() != r.dst.is_ipv4()) {
         return Err(invalid_input(
             "source and destination of different families",
@@ -660,18 +978,9 @@ fn encode_route(seq: u32, cmd: RouteCmd, r: &Route) -> io::Result<Vec<u8>> {
     }
     let (ty, flags, scope, rtype) = match cmd {
         RouteCmd::Replace => {
-            if r.oif == 0 {
-                return Err(invalid_input("a route needs an output interface"));
-            }
-            // Like iproute2: device routes are link scope for IPv4; IPv6
-            // routes are always universe scope.
-            let scope = if r.dst.is_ipv4() {
-                RT_SCOPE_LINK
-            } else {
-                RT_SCOPE_UNIVERSE
-            };
+            let (scope, rtype) = route_scope_and_type(r)?;
             let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
-            (RTM_NEWROUTE, flags, scope, RTN_UNICAST)
+            (RTM_NEWROUTE, flags, scope, rtype)
         }
         // Scope "nowhere" and type "unspec" are wildcards for the kernel.
         RouteCmd::Delete => (
@@ -709,14 +1018,155 @@ fn encode_route(seq: u32, cmd: RouteCmd, r: &Route) -> io::Result<Vec<u8>> {
     if let Some(metric) = r.metric {
         m.attr_u32(RTA_PRIORITY, metric);
     }
+    if let (RouteCmd::Replace, Some(mtu)) = (cmd, r.mtu) {
+        // A nested attribute: RTA_METRICS holding the metrics as rtattrs.
+        let mut metrics = Vec::with_capacity(8);
+        metrics.extend_from_slice(&8u16.to_ne_bytes());
+        metrics.extend_from_slice(&RTAX_MTU.to_ne_bytes());
+        metrics.extend_from_slice(&mtu.to_ne_bytes());
+        m.attr(RTA_METRICS, &metrics);
+    }
     Ok(m.finish())
 }
 
+/// The scope and type of a route being installed, checking that it has an
+/// output interface if and only if it is unicast.
+fn route_scope_and_type(r: &Route) -> io::Result<(u8, u8)> {
+    match r.kind {
+        RouteKind::Unicast => {
+            if r.oif == 0 {
+                return Err(invalid_input("a route needs an output interface"));
+            }
+            // Like iproute2: device routes are link scope for IPv4; IPv6
+            // routes are always universe scope.
+            let scope = if r.dst.is_ipv4() {
+                RT_SCOPE_LINK
+            } else {
+                RT_SCOPE_UNIVERSE
+            };
+            Ok((scope, RTN_UNICAST))
+        }
+        RouteKind::Throw => {
+            if r.oif != 0 || r.src.is_some() {
+                return Err(invalid_input(
+                    "a throw route has no output interface or preferred source",
+                ));
+            }
+            Ok((RT_SCOPE_UNIVERSE, RTN_THROW))
+        }
+    }
+}
+
+/// A dump request: `ty` with `NLM_F_DUMP` and the fixed header `fixed`.
+fn encode_dump(seq: u32, ty: u16, fixed: &[u8]) -> MsgBuf {
+    let mut m = MsgBuf::new(ty, NLM_F_REQUEST | NLM_F_DUMP, seq);
+    m.fixed(fixed);
+    m
+}
+
 fn encode_route_dump(seq: u32, family: u8) -> Vec<u8> {
-    let mut m = MsgBuf::new(RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, seq);
     let mut rtm = [0u8; RTMSG_LEN];
     rtm[0] = family;
-    m.fixed(&rtm);
+    encode_dump(seq, RTM_GETROUTE, &rtm).finish()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RuleCmd {
+    Add,
+    Delete,
+}
+
+fn encode_rule(seq: u32, cmd: RuleCmd, r: &Rule) -> io::Result<Vec<u8>> {
+    check_rule(r)?;
+    let (ty, flags) = match cmd {
+        // EXCL: without it the kernel adds a duplicate of an existing rule.
+        RuleCmd::Add => (
+            RTM_NEWRULE,
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        ),
+        RuleCmd::Delete => (RTM_DELRULE, NLM_F_REQUEST | NLM_F_ACK),
+    };
+    let src = r.src.filter(|&(_, len)| len > 0);
+    let mut m = MsgBuf::new(ty, flags, seq);
+    m.fixed(&[
+        r.family,
+        0,                             // dst_len
+        src.map_or(0, |(_, len)| len), // src_len
+        0,                             // tos
+        u8::try_from(r.table).unwrap_or(RT_TABLE_UNSPEC),
+        0, // res1
+        0, // res2
+        FR_ACT_TO_TBL,
+        0, // flags (u32)
+        0,
+        0,
+        0,
+    ]);
+    m.attr_u32(FRA_TABLE, r.table);
+    m.attr_u32(FRA_PRIORITY, r.priority);
+    if let Some((addr, _)) = src {
+        m.attr_ip(FRA_SRC, addr);
+    }
+    if let Some(iif) = &r.iif {
+        m.attr(FRA_IIFNAME, &c_name(iif));
+    }
+    if let Some(proto) = r.ip_proto {
+        m.attr(FRA_IP_PROTO, &[proto]);
+    }
+    if let Some(len) = r.suppress_prefixlen {
+        m.attr_u32(FRA_SUPPRESS_PREFIXLEN, len);
+    }
+    m.attr(FRA_PROTOCOL, &[r.protocol]);
+    Ok(m.finish())
+}
+
+/// A rule the kernel can take: a known family, a source of that family
+/// without host bits, a valid interface name, a table.
+fn check_rule(r: &Rule) -> io::Result<()> {
+    if r.family != AF_INET && r.family != AF_INET6 {
+        return Err(invalid_input(format!("bad rule family {}", r.family)));
+    }
+    if let Some((addr, len)) = r.src {
+        if family_of(addr) != r.family {
+            return Err(invalid_input(format!(
+                "source {addr} not of the rule's family {}",
+                r.family
+            )));
+        }
+        check_prefix(addr, len)?;
+    }
+    if let Some(iif) = &r.iif {
+        check_ifname(iif)?;
+    }
+    if r.table == 0 {
+        return Err(invalid_input("a rule needs a table to look up"));
+    }
+    // FRA_SUPPRESS_PREFIXLEN is an int to the kernel, -1 meaning unset.
+    if r.suppress_prefixlen.is_some_and(|len| len > 128) {
+        return Err(invalid_input(format!(
+            "bad suppress_prefixlength {:?}",
+            r.suppress_prefixlen
+        )));
+    }
+    Ok(())
+}
+
+fn encode_rule_dump(seq: u32, family: u8) -> Vec<u8> {
+    let mut hdr = [0u8; FIB_RULE_HDR_LEN];
+    hdr[0] = family;
+    encode_dump(seq, RTM_GETRULE, &hdr).finish()
+}
+
+/// A neighbour dump of `family`, asking the kernel to keep to interface
+/// `ifindex` if given (`NDA_IFINDEX`; the header's `ndm_ifindex` must stay
+/// 0 for strict checking).
+fn encode_neigh_dump(seq: u32, family: u8, ifindex: Option<i32>) -> Vec<u8> {
+    let mut ndm = [0u8; NDMSG_LEN];
+    ndm[0] = family;
+    let mut m = encode_dump(seq, RTM_GETNEIGH, &ndm);
+    if let Some(index) = ifindex {
+        m.attr(NDA_IFINDEX, &index.to_ne_bytes());
+    }
     m.finish()
 }
 
@@ -907,9 +1357,35 @@ fn parse_u32(what: &str, data: &[u8]) -> io::Result<u32> {
     }
 }
 
+fn parse_u8(what: &str, data: &[u8]) -> io::Result<u8> {
+    match data {
+        [b] => Ok(*b),
+        _ => Err(invalid_data(format!("{what} of {} bytes", data.len()))),
+    }
+}
+
+/// An interface name attribute: up to the first NUL, 1 to 15 bytes of UTF-8.
+fn parse_ifname(what: &str, data: &[u8]) -> io::Result<String> {
+    let name = data.split(|&b| b == 0).next().unwrap_or_default();
+    match std::str::from_utf8(name) {
+        Ok(name) if !name.is_empty() && name.len() <= 15 => Ok(name.to_string()),
+        _ => Err(invalid_data(format!("bad {what} {data:?}"))),
+    }
+}
+
+/// The MTU in an `RTA_METRICS` attribute (nested metrics), if it has one.
+fn parse_metrics_mtu(data: &[u8]) -> io::Result<Option<u32>> {
+    parse_attrs(data)?
+        .into_iter()
+        .filter(|(ty, _)| *ty == RTAX_MTU)
+        .map(|(_, v)| parse_u32("RTAX_MTU", v))
+        .next_back()
+        .transpose()
+}
+
 /// Parses an `RTM_NEWROUTE` payload. Returns `None` for routes that a
-/// [`Route`] cannot describe: other families, types other than unicast
-/// (local, broadcast, blackhole, ...) and cached clones.
+/// [`Route`] cannot describe: other families, types other than unicast and
+/// throw (local, broadcast, blackhole, ...) and cached clones.
 fn parse_route(payload: &[u8]) -> io::Result<Option<Route>> {
     let Some(rtm) = payload.get(..RTMSG_LEN) else {
         return Err(invalid_data(format!(
@@ -933,6 +1409,8 @@ fn parse_route(payload: &[u8]) -> io::Result<Option<Route>> {
         metric: None,
         protocol,
         table: u32::from(table),
+        kind: RouteKind::Unicast,
+        mtu: None,
     };
     check_prefix_len(route.dst, dst_len).map_err(|e| invalid_data(e.to_string()))?;
     for (ty, data) in parse_attrs(&payload[RTMSG_LEN..])? {
@@ -942,13 +1420,126 @@ fn parse_route(payload: &[u8]) -> io::Result<Option<Route>> {
             RTA_PREFSRC => route.src = Some(parse_ip(family, data)?),
             RTA_PRIORITY => route.metric = Some(parse_u32("RTA_PRIORITY", data)?),
             RTA_TABLE => route.table = parse_u32("RTA_TABLE", data)?,
+            RTA_METRICS => route.mtu = parse_metrics_mtu(data)?,
             _ => {}
         }
     }
-    if rtype != RTN_UNICAST || flags & RTM_F_CLONED != 0 {
+    route.kind = match rtype {
+        RTN_UNICAST => RouteKind::Unicast,
+        RTN_THROW => RouteKind::Throw,
+        _ => return Ok(None),
+    };
+    if route.kind == RouteKind::Throw {
+        // The kernel hangs IPv6 throw routes on `lo` and says so; to a
+        // `Route` a throw has no output interface.
+        route.oif = 0;
+    }
+    if flags & RTM_F_CLONED != 0 {
         return Ok(None);
     }
     Ok(Some(route))
+}
+
+/// Parses an `RTM_NEWRULE` payload. Returns `None` for rules that a [`Rule`]
+/// cannot describe: other families and actions other than a table lookup
+/// (goto, nop, blackhole, unreachable, prohibit).
+fn parse_rule(payload: &[u8]) -> io::Result<Option<Rule>> {
+    let Some(hdr) = payload.get(..FIB_RULE_HDR_LEN) else {
+        return Err(invalid_data(format!(
+            "truncated fib_rule_hdr ({} bytes)",
+            payload.len()
+        )));
+    };
+    let (family, src_len, table, action) = (hdr[0], hdr[2], hdr[4], hdr[7]);
+    if family != AF_INET && family != AF_INET6 {
+        return Ok(None);
+    }
+    let mut rule = Rule {
+        table: u32::from(table),
+        family,
+        ..Rule::new(0, 0)
+    };
+    let mut src = None;
+    for (ty, data) in parse_attrs(&payload[FIB_RULE_HDR_LEN..])? {
+        match ty {
+            FRA_TABLE => rule.table = parse_u32("FRA_TABLE", data)?,
+            FRA_PRIORITY => rule.priority = parse_u32("FRA_PRIORITY", data)?,
+            FRA_SRC => src = Some(parse_ip(family, data)?),
+            FRA_IIFNAME => rule.iif = Some(parse_ifname("FRA_IIFNAME", data)?),
+            FRA_IP_PROTO => rule.ip_proto = Some(parse_u8("FRA_IP_PROTO", data)?),
+            FRA_SUPPRESS_PREFIXLEN => {
+                // An int to the kernel; -1 (unset) is not normally sent.
+                let len = parse_u32("FRA_SUPPRESS_PREFIXLEN", data)?;
+                rule.suppress_prefixlen = (len != u32::MAX).then_some(len);
+            }
+            FRA_PROTOCOL => rule.protocol = parse_u8("FRA_PROTOCOL", data)?,
+            _ => {}
+        }
+    }
+    rule.src = rule_source(src_len, src)?;
+    if action != FR_ACT_TO_TBL {
+        return Ok(None);
+    }
+    Ok(Some(rule))
+}
+
+/// The source prefix of a dumped rule: `FRA_SRC` (already checked to be of
+/// the rule's family) with the header's `src_len`; the kernel sends
+/// `FRA_SRC` only when `src_len` is not 0.
+fn rule_source(src_len: u8, src: Option<IpAddr>) -> io::Result<Option<(IpAddr, u8)>> {
+    if src_len == 0 {
+        return Ok(None);
+    }
+    let Some(addr) = src else {
+        return Err(invalid_data(format!(
+            "rule with src_len {src_len} but no FRA_SRC"
+        )));
+    };
+    check_prefix_len(addr, src_len).map_err(|e| invalid_data(e.to_string()))?;
+    Ok(Some((addr, src_len)))
+}
+
+/// Parses an `RTM_NEWNEIGH` payload. Returns `None` for families other than
+/// IPv4 and IPv6 (bridge forwarding entries share the message type). The
+/// MAC is `None` unless `NDA_LLADDR` has 6 bytes.
+fn parse_neighbour(payload: &[u8]) -> io::Result<Option<Neighbour>> {
+    let Some(ndm) = payload.get(..NDMSG_LEN) else {
+        return Err(invalid_data(format!(
+            "truncated ndmsg ({} bytes)",
+            payload.len()
+        )));
+    };
+    let family = ndm[0];
+    if family != AF_INET && family != AF_INET6 {
+        return Ok(None);
+    }
+    let index = u32_at(ndm, 4).unwrap_or_default() as i32;
+    let ifindex = u32::try_from(index)
+        .ok()
+        .filter(|&i| i > 0)
+        .ok_or_else(|| invalid_data(format!("bad interface index {index} in a neighbour")))?;
+    let state = u16_at(ndm, 8).unwrap_or_default();
+    let (mut addr, mut mac) = (None, None);
+    for (ty, data) in parse_attrs(&payload[NDMSG_LEN..])? {
+        match ty {
+            NDA_DST => addr = Some(parse_ip(family, data)?),
+            NDA_LLADDR => mac = <[u8; 6]>::try_from(data).ok(),
+            _ => {}
+        }
+    }
+    let addr = addr.ok_or_else(|| invalid_data("neighbour without NDA_DST"))?;
+    Ok(Some(Neighbour {
+        ifindex,
+        addr,
+        mac,
+        state,
+    }))
+}
+
+/// Whether a neighbour entry tells of a live host with an Ethernet address
+/// (see [`Netlink::neighbours`]).
+fn usable_neighbour(n: &Neighbour) -> bool {
+    n.mac.is_some() && n.state & (NUD_INCOMPLETE | NUD_FAILED | NUD_NOARP) == 0
 }
 
 #[cfg(test)]
@@ -1185,6 +1776,326 @@ mod tests {
     }
 
     #[test]
+    fn encodes_throw_and_mtu_routes() {
+        // Throw: universe scope, RTN_THROW, no RTA_OIF.
+        let t = Route::throw(v4("10.0.0.0"), 8, 1000);
+        assert_eq!(
+            (t.oif, t.kind, t.protocol),
+            (0, RouteKind::Throw, RTPROT_MESHD)
+        );
+        assert_eq!(t.to_string(), "throw 10.0.0.0/8 proto 200 table 1000");
+        let m = encode_route(3, RouteCmd::Replace, &t).unwrap();
+        assert_eq!(
+            &m[16..24],
+            &[
+                AF_INET,
+                8,
+                0,
+                0,
+                RT_TABLE_UNSPEC,
+                RTPROT_MESHD,
+                RT_SCOPE_UNIVERSE,
+                RTN_THROW
+            ]
+        );
+        let types: Vec<u16> = parse_attrs(&m[28..]).unwrap().iter().map(|a| a.0).collect();
+        assert_eq!(types, vec![RTA_TABLE, RTA_DST]);
+        let mut reply = m[16..].to_vec();
+        reply[4] = 0;
+        assert_eq!(parse_route(&reply).unwrap(), Some(t.clone()));
+        // IPv6 ones come back on `lo`, which is not part of a throw route.
+        reply[0] = AF_INET6;
+        reply.truncate(RTMSG_LEN);
+        reply.extend(rtattr(RTA_TABLE, &1000u32.to_ne_bytes()));
+        reply.extend(rtattr(RTA_DST, &v6_bytes("fd00::")));
+        reply.extend(rtattr(RTA_OIF, &1u32.to_ne_bytes()));
+        let t6 = Route::throw("fd00::".parse().unwrap(), 8, 1000);
+        assert_eq!(parse_route(&reply).unwrap(), Some(t6));
+        // Deleting: the same wildcards as for unicast.
+        let m = encode_route(4, RouteCmd::Delete, &t).unwrap();
+        assert_eq!(&m[22..24], &[RT_SCOPE_NOWHERE, RTN_UNSPEC]);
+        // A throw route goes nowhere.
+        let bad = Route {
+            oif: 7,
+            ..t.clone()
+        };
+        assert_eq!(
+            encode_route(1, RouteCmd::Replace, &bad).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+        let bad = Route {
+            src: Some(v4("10.0.0.1")),
+            ..t.clone()
+        };
+        assert!(encode_route(1, RouteCmd::Replace, &bad).is_err());
+
+        // MTU: RTA_METRICS holding one nested RTAX_MTU, last.
+        let mut r = Route::new(v4("0.0.0.0"), 0, 7);
+        r.table = 28005;
+        r.mtu = Some(1380);
+        assert_eq!(
+            r.to_string(),
+            "0.0.0.0/0 dev #7 mtu 1380 proto 200 table 28005"
+        );
+        let m = encode_route(5, RouteCmd::Replace, &r).unwrap();
+        let attrs = parse_attrs(&m[28..]).unwrap();
+        let mut nested = rtattr(RTAX_MTU, &1380u32.to_ne_bytes());
+        assert_eq!(attrs.last(), Some(&(RTA_METRICS, &nested[..])));
+        assert_eq!(m[23], RTN_UNICAST);
+        // ... read back from a dump, among other metrics.
+        let mut reply = m[16..28].to_vec();
+        reply.extend(rtattr(RTA_TABLE, &28005u32.to_ne_bytes()));
+        reply.extend(rtattr(RTA_OIF, &7u32.to_ne_bytes()));
+        nested.extend(rtattr(8 /* RTAX_HOPLIMIT */, &64u32.to_ne_bytes()));
+        reply.extend(rtattr(RTA_METRICS, &nested));
+        assert_eq!(parse_route(&reply).unwrap(), Some(r.clone()));
+        // Not sent when deleting.
+        let m = encode_route(6, RouteCmd::Delete, &r).unwrap();
+        assert!(!parse_attrs(&m[28..])
+            .unwrap()
+            .iter()
+            .any(|a| a.0 == RTA_METRICS));
+        // Broken metrics are an error, never a panic.
+        let mut bad = m[16..28].to_vec();
+        bad.extend(rtattr(RTA_METRICS, &rtattr(RTAX_MTU, &[1, 2])));
+        assert_eq!(
+            parse_route(&bad).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        let mut bad = m[16..28].to_vec();
+        bad.extend(rtattr(RTA_METRICS, &[9, 0]));
+        assert_eq!(
+            parse_route(&bad).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+    }
+
+    /// The console rule: every selector and the suppressing main lookup.
+    fn console_rule() -> Rule {
+        Rule {
+            src: Some((v4("192.168.1.50"), 32)),
+            iif: Some("br-lan".into()),
+            ip_proto: Some(17),
+            suppress_prefixlen: Some(0),
+            ..Rule::new(32001, 28005)
+        }
+    }
+
+    #[test]
+    fn encodes_rules() {
+        let r = console_rule();
+        assert_eq!(
+            r.to_string(),
+            "32001: from 192.168.1.50/32 iif br-lan ipproto 17 lookup 28005 \
+             suppress_prefixlength 0 proto 200"
+        );
+        let m = encode_rule(7, RuleCmd::Add, &r).unwrap();
+        let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+        assert_eq!(header(&m), (88, RTM_NEWRULE, flags, 7, 0));
+        // family, dst_len, src_len, tos, table (too big: in FRA_TABLE),
+        // res1, res2, action, flags.
+        assert_eq!(
+            &m[16..28],
+            &[
+                AF_INET,
+                0,
+                32,
+                0,
+                RT_TABLE_UNSPEC,
+                0,
+                0,
+                FR_ACT_TO_TBL,
+                0,
+                0,
+                0,
+                0
+            ]
+        );
+        assert_eq!(
+            parse_attrs(&m[28..]).unwrap(),
+            vec![
+                (FRA_TABLE, &28005u32.to_ne_bytes()[..]),
+                (FRA_PRIORITY, &32001u32.to_ne_bytes()[..]),
+                (FRA_SRC, &[192, 168, 1, 50][..]),
+                (FRA_IIFNAME, &b"br-lan\0"[..]),
+                (FRA_IP_PROTO, &[17][..]),
+                (FRA_SUPPRESS_PREFIXLEN, &0u32.to_ne_bytes()[..]),
+                (FRA_PROTOCOL, &[RTPROT_MESHD][..]),
+            ]
+        );
+        // The attribute numbers themselves (linux/fib_rules.h).
+        assert_eq!(&m[28 + 2..28 + 4], &15u16.to_ne_bytes()); // FRA_TABLE
+        let ip_proto_at = m.len() - 8 - 8 - 8;
+        assert_eq!(&m[ip_proto_at..ip_proto_at + 5], &[5, 0, 22, 0, 17]);
+        assert_eq!(&m[m.len() - 8..m.len() - 3], &[5, 0, 21, 0, RTPROT_MESHD]);
+
+        // Delete: the same message, no create flags.
+        let d = encode_rule(8, RuleCmd::Delete, &r).unwrap();
+        assert_eq!(
+            header(&d),
+            (88, RTM_DELRULE, NLM_F_REQUEST | NLM_F_ACK, 8, 0)
+        );
+        assert_eq!(d[16..], m[16..]);
+
+        // A small table in the header too; only the attributes set are sent;
+        // a /0 source is no source.
+        let plain = Rule {
+            src: Some((v4("0.0.0.0"), 0)),
+            ..Rule::new(100, RT_TABLE_MAIN)
+        };
+        let m = encode_rule(9, RuleCmd::Add, &plain).unwrap();
+        assert_eq!(&m[16..24], &[AF_INET, 0, 0, 0, 254, 0, 0, FR_ACT_TO_TBL]);
+        let types: Vec<u16> = parse_attrs(&m[28..]).unwrap().iter().map(|a| a.0).collect();
+        assert_eq!(types, vec![FRA_TABLE, FRA_PRIORITY, FRA_PROTOCOL]);
+
+        // IPv6.
+        let r6 = Rule {
+            family: AF_INET6,
+            src: Some(("fd00:1::".parse().unwrap(), 64)),
+            ..Rule::new(5, 1000)
+        };
+        let m = encode_rule(9, RuleCmd::Add, &r6).unwrap();
+        assert_eq!(&m[16..19], &[AF_INET6, 0, 64]);
+
+        // Invalid rules.
+        let bad = |f: &dyn Fn(&mut Rule)| {
+            let mut r = console_rule();
+            f(&mut r);
+            encode_rule(1, RuleCmd::Add, &r).unwrap_err().kind()
+        };
+        assert_eq!(bad(&|r| r.family = 7), io::ErrorKind::InvalidInput);
+        assert_eq!(bad(&|r| r.family = AF_INET6), io::ErrorKind::InvalidInput);
+        assert_eq!(
+            bad(&|r| r.src = Some((v4("192.168.1.50"), 24))),
+            io::ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            bad(&|r| r.src = Some((v4("192.168.1.0"), 33))),
+            io::ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            bad(&|r| r.iif = Some(String::new())),
+            io::ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            bad(&|r| r.iif = Some("0123456789abcdef".into())),
+            io::ErrorKind::InvalidInput
+        );
+        assert_eq!(bad(&|r| r.table = 0), io::ErrorKind::InvalidInput);
+        assert_eq!(
+            bad(&|r| r.suppress_prefixlen = Some(129)),
+            io::ErrorKind::InvalidInput
+        );
+    }
+
+    /// A dumped rule: the header, then the attributes.
+    fn rule_payload(family: u8, src_len: u8, table: u8, action: u8, attrs: &[Vec<u8>]) -> Vec<u8> {
+        let mut p = vec![family, 0, src_len, 0, table, 0, 0, action, 0, 0, 0, 0];
+        for a in attrs {
+            p.extend_from_slice(a);
+        }
+        p
+    }
+
+    #[test]
+    fn parses_rules() {
+        // Round trip of the encoder's own message.
+        let r = console_rule();
+        let m = encode_rule(1, RuleCmd::Add, &r).unwrap();
+        assert_eq!(parse_rule(&m[16..]).unwrap(), Some(r.clone()));
+
+        // As the kernel sends it: table in the header, extra attributes
+        // (FRA_UID_RANGE, FRA_PAD) ignored, no FRA_PRIORITY for priority 0.
+        let p = rule_payload(
+            AF_INET,
+            0,
+            254,
+            FR_ACT_TO_TBL,
+            &[
+                rtattr(FRA_TABLE, &254u32.to_ne_bytes()),
+                rtattr(FRA_SUPPRESS_PREFIXLEN, &u32::MAX.to_ne_bytes()),
+                rtattr(FRA_PROTOCOL, &[2]),
+                rtattr(20, &[0; 8]),
+                rtattr(18, &[]),
+            ],
+        );
+        assert_eq!(
+            parse_rule(&p).unwrap(),
+            Some(Rule {
+                protocol: 2,
+                ..Rule::new(0, 254)
+            })
+        );
+
+        // Skipped: other actions (goto, unreachable, ...), other families.
+        assert_eq!(
+            parse_rule(&rule_payload(AF_INET, 0, 0, 7, &[])).unwrap(),
+            None
+        );
+        assert_eq!(
+            parse_rule(&rule_payload(128, 0, 0, FR_ACT_TO_TBL, &[])).unwrap(),
+            None
+        );
+
+        // Malformed.
+        let bad = [
+            rule_payload(AF_INET, 0, 0, FR_ACT_TO_TBL, &[])[..11].to_vec(),
+            rule_payload(AF_INET, 24, 1, FR_ACT_TO_TBL, &[]), // no FRA_SRC
+            rule_payload(
+                AF_INET,
+                33,
+                1,
+                FR_ACT_TO_TBL,
+                &[rtattr(FRA_SRC, &[1, 2, 3, 4])],
+            ),
+            rule_payload(AF_INET, 8, 1, FR_ACT_TO_TBL, &[rtattr(FRA_SRC, &[0; 16])]),
+            rule_payload(
+                AF_INET,
+                0,
+                1,
+                FR_ACT_TO_TBL,
+                &[rtattr(FRA_PRIORITY, &[1, 2])],
+            ),
+            rule_payload(
+                AF_INET,
+                0,
+                1,
+                FR_ACT_TO_TBL,
+                &[rtattr(FRA_PROTOCOL, &[1, 2])],
+            ),
+            rule_payload(AF_INET, 0, 1, FR_ACT_TO_TBL, &[rtattr(FRA_IP_PROTO, &[])]),
+            rule_payload(AF_INET, 0, 1, FR_ACT_TO_TBL, &[rtattr(FRA_IIFNAME, b"\0")]),
+            rule_payload(
+                AF_INET,
+                0,
+                1,
+                FR_ACT_TO_TBL,
+                &[rtattr(FRA_IIFNAME, &[0xff, 0])],
+            ),
+            rule_payload(
+                AF_INET,
+                0,
+                1,
+                FR_ACT_TO_TBL,
+                &[rtattr(FRA_IIFNAME, &[b'a'; 16])],
+            ),
+            rule_payload(AF_INET, 0, 1, FR_ACT_TO_TBL, &[vec![3, 0, 1, 0]]),
+        ];
+        for p in bad {
+            assert_eq!(
+                parse_rule(&p).unwrap_err().kind(),
+                io::ErrorKind::InvalidData,
+                "{p:?}"
+            );
+        }
+        // Truncations anywhere never panic.
+        let full = &m[16..];
+        for cut in 0..full.len() {
+            let _ = parse_rule(&full[..cut]);
+        }
+    }
+
+    #[test]
     fn encodes_dump() {
         let m = encode_route_dump(4, AF_INET6);
         assert_eq!(
@@ -1249,12 +2160,16 @@ mod tests {
                 for m in ms {
                     let _ = classify(&m, m.seq);
                     let _ = parse_route(m.payload);
+                    let _ = parse_rule(m.payload);
+                    let _ = parse_neighbour(m.payload);
                     let _ = parse_link_index(m.payload);
                     let _ = extack_message(m.ty, m.flags, m.payload);
                 }
             }
             let _ = parse_attrs(&g);
             let _ = parse_route(&g);
+            let _ = parse_rule(&g);
+            let _ = parse_neighbour(&g);
         }
     }
 
@@ -1375,6 +2290,8 @@ mod tests {
                 metric: Some(7),
                 protocol: RTPROT_MESHD,
                 table: 254,
+                kind: RouteKind::Unicast,
+                mtu: None,
             }
         );
         assert_eq!(
@@ -1452,6 +2369,145 @@ mod tests {
         assert!(start.elapsed() < REPLY_TIMEOUT * 3);
         // The socket still works afterwards.
         assert_eq!(nl.link_index("lo").unwrap(), 1);
+    }
+
+    #[test]
+    fn encodes_dumps_of_rules_and_neighbours() {
+        let m = encode_rule_dump(3, AF_UNSPEC);
+        assert_eq!(
+            header(&m),
+            (28, RTM_GETRULE, NLM_F_REQUEST | NLM_F_DUMP, 3, 0)
+        );
+        assert!(m[16..].iter().all(|&b| b == 0));
+
+        let m = encode_neigh_dump(4, AF_INET, None);
+        assert_eq!(
+            header(&m),
+            (28, RTM_GETNEIGH, NLM_F_REQUEST | NLM_F_DUMP, 4, 0)
+        );
+        assert_eq!(m[16], AF_INET);
+        assert!(m[17..].iter().all(|&b| b == 0));
+        let m = encode_neigh_dump(5, AF_INET, Some(6));
+        assert_eq!(header(&m).0, 36);
+        assert!(m[17..28].iter().all(|&b| b == 0), "ndm_ifindex stays 0");
+        assert_eq!(&m[28..], &rtattr(NDA_IFINDEX, &6i32.to_ne_bytes())[..]);
+    }
+
+    /// A dumped neighbour: ndmsg, then the attributes.
+    fn neigh_payload(family: u8, ifindex: i32, state: u16, attrs: &[Vec<u8>]) -> Vec<u8> {
+        let mut p = vec![family, 0, 0, 0];
+        p.extend_from_slice(&ifindex.to_ne_bytes());
+        p.extend_from_slice(&state.to_ne_bytes());
+        p.extend_from_slice(&[0, 1]); // flags, type
+        for a in attrs {
+            p.extend_from_slice(a);
+        }
+        p
+    }
+
+    #[test]
+    fn parses_neighbours() {
+        let mac = [0x00, 0x04, 0x1f, 0x12, 0x34, 0x56];
+        let p = neigh_payload(
+            AF_INET,
+            3,
+            NUD_REACHABLE,
+            &[
+                rtattr(NDA_DST, &[192, 168, 1, 50]),
+                rtattr(NDA_LLADDR, &mac),
+                rtattr(3 /* NDA_CACHEINFO */, &[0; 16]),
+                rtattr(4 /* NDA_PROBES */, &1u32.to_ne_bytes()),
+            ],
+        );
+        let n = parse_neighbour(&p).unwrap().unwrap();
+        assert_eq!(
+            n,
+            Neighbour {
+                ifindex: 3,
+                addr: v4("192.168.1.50"),
+                mac: Some(mac),
+                state: NUD_REACHABLE,
+            }
+        );
+        assert!(usable_neighbour(&n));
+        for state in [NUD_STALE, NUD_DELAY, NUD_PROBE, NUD_PERMANENT] {
+            assert!(
+                usable_neighbour(&Neighbour { state, ..n.clone() }),
+                "{state:#x}"
+            );
+        }
+        for state in [
+            NUD_INCOMPLETE,
+            NUD_FAILED,
+            NUD_NOARP,
+            NUD_NOARP | NUD_PERMANENT,
+        ] {
+            assert!(
+                !usable_neighbour(&Neighbour { state, ..n.clone() }),
+                "{state:#x}"
+            );
+        }
+
+        // No link-layer address, or not an Ethernet one: no MAC, unusable.
+        let p = neigh_payload(
+            AF_INET,
+            3,
+            NUD_FAILED,
+            &[rtattr(NDA_DST, &[192, 168, 1, 9])],
+        );
+        let n = parse_neighbour(&p).unwrap().unwrap();
+        assert_eq!(n.mac, None);
+        assert!(!usable_neighbour(&Neighbour {
+            state: NUD_STALE,
+            ..n
+        }));
+        let p = neigh_payload(
+            AF_INET,
+            3,
+            NUD_NOARP,
+            &[
+                rtattr(NDA_DST, &[10, 0, 0, 1]),
+                rtattr(NDA_LLADDR, &[10, 0, 0, 2]),
+            ],
+        );
+        assert_eq!(parse_neighbour(&p).unwrap().unwrap().mac, None);
+
+        // IPv6.
+        let p = neigh_payload(
+            AF_INET6,
+            4,
+            NUD_STALE,
+            &[
+                rtattr(NDA_DST, &v6_bytes("fe80::1")),
+                rtattr(NDA_LLADDR, &mac),
+            ],
+        );
+        assert_eq!(parse_neighbour(&p).unwrap().unwrap().addr, v4("fe80::1"));
+
+        // Skipped: bridge FDB entries (AF_BRIDGE).
+        assert_eq!(parse_neighbour(&neigh_payload(7, 3, 2, &[])).unwrap(), None);
+
+        // Malformed.
+        let bad = [
+            neigh_payload(AF_INET, 3, 2, &[])[..11].to_vec(),
+            neigh_payload(AF_INET, 3, 2, &[]), // no NDA_DST
+            neigh_payload(AF_INET, 0, 2, &[rtattr(NDA_DST, &[1, 2, 3, 4])]),
+            neigh_payload(AF_INET, -1, 2, &[rtattr(NDA_DST, &[1, 2, 3, 4])]),
+            neigh_payload(AF_INET, 3, 2, &[rtattr(NDA_DST, &[1, 2, 3])]),
+            neigh_payload(AF_INET6, 3, 2, &[rtattr(NDA_DST, &[1, 2, 3, 4])]),
+            neigh_payload(AF_INET, 3, 2, &[vec![8, 0, 1, 0]]),
+        ];
+        for p in bad {
+            assert_eq!(
+                parse_neighbour(&p).unwrap_err().kind(),
+                io::ErrorKind::InvalidData,
+                "{p:?}"
+            );
+        }
+    }
+
+    fn v6_bytes(s: &str) -> [u8; 16] {
+        s.parse::<Ipv6Addr>().unwrap().octets()
     }
 
     #[test]
