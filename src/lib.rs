@@ -3,6 +3,8 @@
 //! control socket). See `../shared/design/ARCHITECTURE.md`.
 
 pub mod config;
+pub mod console_oui;
+pub mod consoles;
 pub mod control;
 pub mod daemon;
 pub mod json;

@@ -13,6 +13,8 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use mesh_core::Prefix;
+use meshd::consoles::{self, ConsoleSpec, How, PolicyRouting, Vendor};
 use meshd::sys::errno;
 use meshd::sys::netlink::{
     Neighbour, Netlink, Route, RouteKind, Rule, AF_INET, AF_INET6, NUD_PERMANENT, RTPROT_MESHD,
@@ -846,5 +848,170 @@ fn neighbours_across_a_veth_pair() {
             .all(|n| n.addr.is_ipv6()));
         let e = nl.neighbours(AF_INET, Some(0)).expect_err("index 0");
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    });
+}
+
+/// Runs `sysctl -qw <setting>` in namespace `ns`.
+fn sysctl(ns: &str, setting: &str) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "sysctl", "-qw", setting])
+        .output()
+        .expect("running sysctl (install procps)");
+    assert!(out.status.success(), "sysctl {setting}: {out:?}");
+}
+
+/// The game exit end to end, on a router namespace: a console (a namespace
+/// behind the LAN veth, with a PlayStation MAC address) found through the
+/// neighbour table, its rules and table installed, and `ip route get`
+/// showing which traffic takes the exit. A second veth stands in for the
+/// TUN: routing does not care what the device is.
+#[test]
+fn console_policy_routing() {
+    need_root();
+    let router = Netns::create("mdcr");
+    let console = Netns::create("mdcc");
+    let (r, c) = (router.name.clone(), console.name.clone());
+    run_in(&router.name.clone(), vec![router, console], move || {
+        let (r, c) = (r.as_str(), c.as_str());
+        veth(
+            r,
+            "lan0",
+            Some("192.168.50.1/24"),
+            Some(c),
+            "con0",
+            Some("192.168.50.10/24"),
+        );
+        veth(r, "exit0", None, None, "exit1", None);
+        veth(r, "wan0", Some("203.0.113.1/24"), None, "wan1", None);
+        ip(
+            r,
+            &[
+                "route",
+                "add",
+                "default",
+                "via",
+                "203.0.113.254",
+                "dev",
+                "wan0",
+            ],
+        );
+        // A route of the mesh to a friend's LAN, in the main table.
+        ip(r, &["route", "add", "10.99.0.0/16", "dev", "exit1"]);
+        sysctl(r, "net.ipv4.ip_forward=1");
+        for dev in ["all", "default", "lan0"] {
+            sysctl(r, &format!("net.ipv4.conf.{dev}.rp_filter=0"));
+        }
+        ip(c, &["link", "set", "con0", "address", "00:04:1f:12:34:56"]);
+        let out = Command::new("ip")
+            .args(["netns", "exec", c, "ping", "-c1", "-W2", "192.168.50.1"])
+            .output()
+            .expect("running ping");
+        assert!(out.status.success(), "ping: {out:?}");
+
+        // Detection from the router's neighbour table.
+        let mut nl = Netlink::open().expect("opening netlink");
+        let lan_idx = nl.link_index("lan0").unwrap();
+        let neighbours: Vec<(Ipv4Addr, [u8; 6])> = nl
+            .neighbours(AF_INET, Some(lan_idx))
+            .unwrap()
+            .into_iter()
+            .filter_map(|n| match (n.addr, n.mac) {
+                (IpAddr::V4(a), Some(mac)) => Some((a, mac)),
+                _ => None,
+            })
+            .collect();
+        let lan = [Prefix::v4(192, 168, 50, 0, 24).unwrap()];
+        let found = consoles::detect(true, &[], &neighbours, &lan);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].ip, Ipv4Addr::new(192, 168, 50, 10));
+        assert_eq!(
+            (found[0].vendor, found[0].how),
+            (Some(Vendor::PlayStation), How::Auto)
+        );
+
+        // Install.
+        let mut pr = PolicyRouting::new("lan0", false);
+        let exit_idx = nl.link_index("exit0").unwrap();
+        pr.install_routes(&mut nl, exit_idx, 1380)
+            .expect("install_routes");
+        assert_eq!(pr.apply(&mut nl, &found).expect("apply"), (2, 0));
+        assert_eq!(pr.apply(&mut nl, &found).unwrap(), (0, 0), "no churn");
+        assert_eq!(
+            pr.installed().into_iter().collect::<Vec<_>>(),
+            vec![found[0].ip]
+        );
+        assert_eq!(
+            extra_rules(r, "-4"),
+            vec![
+                "32000:\tfrom 192.168.50.10 lookup main suppress_prefixlength 0 proto 200",
+                "32001:\tfrom 192.168.50.10 iif lan0 ipproto udp lookup 28005 proto 200",
+            ]
+        );
+        let table = ip(r, &["route", "show", "table", "28005"]);
+        assert_eq!(
+            table.trim_end(),
+            "default dev exit0 proto 200 scope link mtu 1380"
+        );
+
+        let get = |dst: &str, src: &str, proto: &str| {
+            ip(
+                r,
+                &[
+                    "route", "get", dst, "from", src, "iif", "lan0", "ipproto", proto,
+                ],
+            )
+        };
+        // The console's internet-bound UDP takes the exit ...
+        let udp = get("8.8.8.8", "192.168.50.10", "udp");
+        assert!(udp.contains("dev exit0 table 28005"), "{udp}");
+        // ... its TCP does not ...
+        let tcp = get("8.8.8.8", "192.168.50.10", "tcp");
+        assert!(tcp.contains("via 203.0.113.254 dev wan0"), "{tcp}");
+        // ... nor its UDP to the LAN or through the mesh ...
+        let local = get("192.168.50.20", "192.168.50.10", "udp");
+        assert!(
+            local.contains("dev lan0") && !local.contains("table"),
+            "{local}"
+        );
+        let mesh = get("10.99.1.1", "192.168.50.10", "udp");
+        assert!(
+            mesh.contains("dev exit1") && !mesh.contains("table"),
+            "{mesh}"
+        );
+        // ... nor another LAN host's UDP.
+        let other = get("8.8.8.8", "192.168.50.20", "udp");
+        assert!(other.contains("via 203.0.113.254 dev wan0"), "{other}");
+
+        // All traffic: TCP too, after the old rules are replaced.
+        let mut all = PolicyRouting::new("lan0", true);
+        assert_eq!(pr.apply(&mut nl, &[]).unwrap(), (0, 2));
+        assert_eq!(extra_rules(r, "-4"), Vec::<String>::new());
+        assert_eq!(all.apply(&mut nl, &found).unwrap(), (2, 0));
+        let tcp = get("8.8.8.8", "192.168.50.10", "tcp");
+        assert!(tcp.contains("dev exit0 table 28005"), "{tcp}");
+
+        // The console moves to another address: its rules follow.
+        let moved = consoles::detect(
+            false,
+            &[ConsoleSpec::Ip(Ipv4Addr::new(192, 168, 50, 11))],
+            &neighbours,
+            &lan,
+        );
+        assert_eq!(all.apply(&mut nl, &moved).unwrap(), (2, 2));
+        let rules = extra_rules(r, "-4");
+        assert!(
+            rules.iter().all(|l| l.contains("from 192.168.50.11 ")),
+            "{rules:?}"
+        );
+
+        // Clear: the two rules and the table's route.
+        assert_eq!(all.clear(&mut nl).expect("clear"), 3);
+        assert_eq!(all.installed().len(), 0);
+        assert_eq!(ip(r, &["rule", "show"]).lines().count(), 3);
+        assert_eq!(extra_rules(r, "-4"), Vec::<String>::new());
+        assert_eq!(ip(r, &["route", "show", "table", "28005"]).trim(), "");
+        assert_eq!(all.clear(&mut nl).unwrap(), 0);
+        let udp = get("8.8.8.8", "192.168.50.10", "udp");
+        assert!(udp.contains("dev wan0"), "{udp}");
     });
 }
