@@ -261,3 +261,4 @@ impl Drop for Bird {
 pub mod nat;
 pub mod seed;
 pub mod stock;
+pub mod stun;
