@@ -51,6 +51,7 @@ mod datapath;
 mod engine;
 mod event;
 mod exchange;
+pub mod exitnat;
 mod forward;
 mod ids;
 mod output;
