@@ -36,7 +36,25 @@
 //!     option redundancy_max_size '300'   # bytes, 28..1420; default 300 (checked even
 //!                                    #   with redundancy 0)
 //!     option relay_rate '20000'      # transit one member may send through us, kbit/s:
-//!                                    #   0..10000000, 0 = no cap; default 20000
+//!                                    #   0..10000000, 0 = no cap; default 20000 (consoles'
+//!                                    #   traffic through us as their game exit counts too)
+//!     option exit '0'                # bool: offer this router as a game exit (announced
+//!                                    #   only while its NAT type is open, or forwarded with
+//!                                    #   exit_ports set); default 0
+//!     option exit_ports '1024-65535' # the exit's public UDP ports, lo-hi in 1024..65535;
+//!                                    #   set it when a NAT in front forwards this range to
+//!                                    #   the router; default 1024-65535
+//!     option exit_mappings '256'     # exit NAT mappings one member may hold: 1..1024;
+//!                                    #   default 256
+//!     option exit_timeout '300'      # s an idle exit mapping lives: 120..3600; default 300
+//!     option consoles 'auto'         # auto: consoles are found by MAC vendor (Sony,
+//!                                    #   Microsoft, Nintendo) in the LAN's neighbour table;
+//!                                    #   off: only those listed; default auto
+//!     list console 'aa:bb:cc:dd:ee:ff'   # a console by MAC or IPv4 address: at most 32;
+//!                                    #   default none
+//!     option exit_all '0'            # bool: consoles send everything through the exit, not
+//!                                    #   only UDP; default 0
+//!     option lan_interface 'br-lan'  # the LAN device consoles are on; default br-lan
 //!
 //! config member 'r2'                 # the section name is the member's name
 //!     option name 'r2'               # 1..32 of [A-Za-z0-9_]; required in an anonymous
@@ -55,6 +73,8 @@
 //!     option bfd '1'                 # bool; 0: no BFD on this tunnel; default main's
 //!     option bfd_interval '10'       # ms, 1..10000; default main's bfd_interval
 //!     option bfd_multiplier '4'      # packets, 2..255; default main's bfd_multiplier
+//!     option exit '0'                # bool: the member is a game exit: its default route
+//!                                    #   is accepted; default 0
 //!                                    # Unless its bfd is 0, a member that sets any of these
 //!                                    #   three runs BFD even if main's bfd is 0; a timer it
 //!                                    #   does not set is then main's if main's bfd is 1,
@@ -78,12 +98,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use mesh_core::node::exitnat::{ExitNatConfig, DEFAULT_QUOTA, EXIT_MAPPINGS};
 use mesh_core::node::{self, NodeConfig, MAX_LAN_PREFIXES};
 use mesh_core::wg::{
     BfdSetting, Key, MemberConfig, MAX_ENDPOINTS, MAX_MEMBERS, MAX_MEMBER_PREFIXES,
 };
 use mesh_core::{Duration, Prefix};
 
+use crate::consoles::ConsoleSpec;
 use crate::uci::{self, Package, Section, Value};
 
 pub const DEFAULT_PATH: &str = "/etc/config/meshd";
@@ -102,6 +124,10 @@ pub const DEFAULT_BFD_MULTIPLIER: u8 = node::DEFAULT_BFD.detect_mult;
 pub const DEFAULT_BFD_HOLD_DOWN_SECS: u64 = node::DEFAULT_BFD_HOLD_DOWN.as_secs();
 pub const DEFAULT_REDUNDANCY_MAX_SIZE: u16 = node::DEFAULT_REDUNDANCY_MAX_LEN;
 pub const DEFAULT_RELAY_RATE_KBIT: u32 = node::DEFAULT_RELAY_RATE_KBIT;
+pub const DEFAULT_EXIT_TIMEOUT: Duration = mesh_core::node::exitnat::DEFAULT_TIMEOUT;
+pub const DEFAULT_LAN_INTERFACE: &str = "br-lan";
+/// Consoles listed by hand.
+pub const MAX_CONSOLES: usize = 32;
 /// Member names become `heapless::String<32>` in mesh-core.
 pub const MAX_MEMBER_NAME: usize = 32;
 /// RFC 6793: the 2-octet stand-in for a 4-octet AS number, never a real AS.
@@ -131,6 +157,14 @@ const MAIN_OPTIONS: &[&str] = &[
     "redundancy",
     "redundancy_max_size",
     "relay_rate",
+    "exit",
+    "exit_ports",
+    "exit_mappings",
+    "exit_timeout",
+    "consoles",
+    "console",
+    "exit_all",
+    "lan_interface",
 ];
 
 const MEMBER_OPTIONS: &[&str] = &[
@@ -147,6 +181,7 @@ const MEMBER_OPTIONS: &[&str] = &[
     "bfd",
     "bfd_interval",
     "bfd_multiplier",
+    "exit",
 ];
 
 /// The whole configuration file.
@@ -187,6 +222,21 @@ pub struct MainConfig {
     /// Transit traffic one member may send through us, kbit/s (`None`: no
     /// cap).
     pub relay_rate_kbit: Option<u32>,
+    /// Offer this router as a game exit.
+    pub exit: bool,
+    /// The exit's public ports, when the user named them (a NAT in front
+    /// forwards them).
+    pub exit_ports: Option<(u16, u16)>,
+    /// Exit NAT mappings one member may hold.
+    pub exit_mappings: u16,
+    pub exit_timeout: Duration,
+    /// Find consoles by MAC vendor.
+    pub consoles_auto: bool,
+    /// Consoles listed by MAC or address.
+    pub consoles: Vec<ConsoleSpec>,
+    /// Consoles send everything through the exit, not only UDP.
+    pub exit_all: bool,
+    pub lan_interface: String,
 }
 
 /// BFD timers as configured: interval in milliseconds and multiplier.
@@ -226,6 +276,8 @@ pub struct MemberEntry {
     pub hold_time: Option<u16>,
     /// `Some(false)`: no BFD on this tunnel.
     pub bfd: Option<bool>,
+    /// The member is a game exit: its default route is accepted.
+    pub exit: bool,
     pub bfd_interval_ms: Option<u32>,
     pub bfd_multiplier: Option<u8>,
 }
@@ -394,6 +446,18 @@ impl MainConfig {
         config.bfd_hold_down = self.bfd_hold_down;
         config.redundancy_max_len = self.redundancy_max_size;
         config.relay_rate_kbit = self.relay_rate_kbit;
+        config.exit = self.exit.then(|| {
+            let (first_port, last_port) = self.exit_ports.unwrap_or((1024, 65535));
+            node::ExitConfig {
+                nat: ExitNatConfig {
+                    first_port,
+                    last_port,
+                    timeout: self.exit_timeout,
+                    quota: self.exit_mappings,
+                },
+                ports_forwarded: self.exit_ports.is_some(),
+            }
+        });
         config
     }
 }
@@ -436,6 +500,7 @@ impl MemberEntry {
             keepalive: self.keepalive,
             hold_time: self.hold_time,
             bfd: self.bfd_setting(main),
+            exit: self.exit,
         }
     }
 
@@ -736,6 +801,30 @@ fn read_main(r: &mut SectionReader) -> Option<MainConfig> {
             parse_range(s, 0, 10_000_000, "kbit/s, 0 = no cap")
         })
         .unwrap_or(DEFAULT_RELAY_RATE_KBIT as u64);
+    let exit = r.value("exit", parse_bool).unwrap_or(false);
+    let exit_ports = r.value("exit_ports", parse_port_range);
+    let exit_mappings = r
+        .value("exit_mappings", |s| {
+            parse_range(s, 1, EXIT_MAPPINGS as u64, "mappings")
+        })
+        .unwrap_or(DEFAULT_QUOTA as u64);
+    let exit_timeout = r
+        .value("exit_timeout", |s| parse_range(s, 120, 3600, "seconds"))
+        .unwrap_or(DEFAULT_EXIT_TIMEOUT.as_secs());
+    let consoles_auto = r
+        .value("consoles", |s| match s {
+            "auto" => Ok(true),
+            "off" => Ok(false),
+            _ => Err(format!("'{s}' is neither 'auto' nor 'off'")),
+        })
+        .unwrap_or(true);
+    let consoles = r.list("console", "consoles", MAX_CONSOLES, |_, text, _| {
+        ConsoleSpec::from_str(text)
+    });
+    let exit_all = r.value("exit_all", parse_bool).unwrap_or(false);
+    let lan_interface = r
+        .value("lan_interface", parse_interface_name)
+        .unwrap_or_else(|| DEFAULT_LAN_INTERFACE.to_string());
     r.warn_unknown_options(MAIN_OPTIONS);
 
     Some(MainConfig {
@@ -760,7 +849,25 @@ fn read_main(r: &mut SectionReader) -> Option<MainConfig> {
         bfd_hold_down: Duration::from_secs(bfd_hold_down),
         redundancy_max_size: redundancy.then_some(redundancy_max_size as u16),
         relay_rate_kbit: (relay_rate != 0).then_some(relay_rate as u32),
+        exit,
+        exit_ports,
+        exit_mappings: exit_mappings as u16,
+        exit_timeout: Duration::from_secs(exit_timeout),
+        consoles_auto,
+        consoles,
+        exit_all,
+        lan_interface,
     })
+}
+
+/// `lo-hi`: a range of unprivileged UDP ports.
+fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("'{s}' is not a port range lo-hi (1024..65535, lo <= hi)");
+    let (lo, hi) = s.split_once('-').ok_or_else(bad)?;
+    match (parse_uint(lo.trim()), parse_uint(hi.trim())) {
+        (Some(lo), Some(hi)) if 1024 <= lo && lo <= hi && hi <= 65535 => Ok((lo as u16, hi as u16)),
+        _ => Err(bad()),
+    }
 }
 
 fn read_member(r: &mut SectionReader) -> Option<MemberEntry> {
@@ -811,6 +918,7 @@ fn read_member(r: &mut SectionReader) -> Option<MemberEntry> {
     let bfd_multiplier = r
         .value("bfd_multiplier", |s| parse_range(s, 2, 255, "packets"))
         .map(|v| v as u8);
+    let exit = r.value("exit", parse_bool).unwrap_or(false);
     r.warn_unknown_options(MEMBER_OPTIONS);
 
     Some(MemberEntry {
@@ -827,6 +935,7 @@ fn read_member(r: &mut SectionReader) -> Option<MemberEntry> {
         bfd,
         bfd_interval_ms,
         bfd_multiplier,
+        exit,
     })
 }
 
@@ -1249,6 +1358,15 @@ config meshd 'main'
 \toption bfd_multiplier '5'
 \toption bfd_hold_down '4'
 \toption redundancy '0'
+\toption exit '1'
+\toption exit_ports '40000-40999'
+\toption exit_mappings '64'
+\toption exit_timeout '600'
+\toption consoles 'off'
+\tlist console '00:04:1F:aa:bb:cc'
+\tlist console '192.168.1.50'
+\toption exit_all '1'
+\toption lan_interface 'lan'
 
 config member 'r2'
 \toption public_key '{KEY2}'
@@ -1262,6 +1380,7 @@ config member 'r2'
 \toption keepalive '0'
 \toption hold_time '3'
 \toption bfd '0'
+\toption exit 'yes'
 
 config member
 \toption name 'r3'
@@ -1298,6 +1417,17 @@ config member
                 bfd_hold_down: Duration::from_secs(4),
                 redundancy_max_size: None,
                 relay_rate_kbit: Some(DEFAULT_RELAY_RATE_KBIT),
+                exit: true,
+                exit_ports: Some((40000, 40999)),
+                exit_mappings: 64,
+                exit_timeout: Duration::from_secs(600),
+                consoles_auto: false,
+                consoles: vec![
+                    "00:04:1f:aa:bb:cc".parse().unwrap(),
+                    "192.168.1.50".parse().unwrap()
+                ],
+                exit_all: true,
+                lan_interface: "lan".into(),
             }
         );
         assert_eq!(
@@ -1321,6 +1451,7 @@ config member
                     bfd: Some(false),
                     bfd_interval_ms: None,
                     bfd_multiplier: None,
+                    exit: true,
                 },
                 MemberEntry {
                     name: "r3".into(),
@@ -1336,6 +1467,7 @@ config member
                     bfd: None,
                     bfd_interval_ms: Some(50),
                     bfd_multiplier: None,
+                    exit: false,
                 },
             ]
         );
@@ -1461,6 +1593,30 @@ config member
             (
                 member("\tlist asn '65003'\n"),
                 "/etc/config/meshd:7: member 'r2': option 'asn': takes one value: write `option`, not `list`",
+            ),
+            (
+                member("\toption exit 'sometimes'\n"),
+                "/etc/config/meshd:8: member 'r2': option 'exit': 'sometimes' is not a boolean (1/0, yes/no, on/off, true/false)",
+            ),
+            (
+                format!("{MAIN}\toption exit_ports '80-90'\n"),
+                "/etc/config/meshd:4: meshd 'main': option 'exit_ports': '80-90' is not a port range lo-hi (1024..65535, lo <= hi)",
+            ),
+            (
+                format!("{MAIN}\toption exit_ports '50000-40000'\n"),
+                "/etc/config/meshd:4: meshd 'main': option 'exit_ports': '50000-40000' is not a port range lo-hi (1024..65535, lo <= hi)",
+            ),
+            (
+                format!("{MAIN}\toption exit_timeout '60'\n"),
+                "/etc/config/meshd:4: meshd 'main': option 'exit_timeout': '60' is out of range (120..3600 seconds)",
+            ),
+            (
+                format!("{MAIN}\toption consoles 'some'\n"),
+                "/etc/config/meshd:4: meshd 'main': option 'consoles': 'some' is neither 'auto' nor 'off'",
+            ),
+            (
+                format!("{MAIN}\tlist console '00:04:1f:aa:bb'\n"),
+                "/etc/config/meshd:4: meshd 'main': option 'console': '00:04:1f:aa:bb' is not a MAC address (six pairs of hex digits: aa:bb:cc:dd:ee:ff)",
             ),
             (
                 member("\toption name 'r9'\n"),

@@ -200,6 +200,16 @@ pub enum How {
     Auto,
 }
 
+impl How {
+    /// As status shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            How::Configured => "listed",
+            How::Auto => "auto",
+        }
+    }
+}
+
 /// A console on the LAN.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Console {

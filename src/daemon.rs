@@ -6,6 +6,18 @@
 //! every input the node's outputs are drained: datagrams to the sockets, IP
 //! packets to the TUN device, events to the log and to the kernel's routing
 //! table (netlink).
+//!
+//! Game exits (see `mesh-core/src/node/exit.rs`): on an exit, each NAT
+//! mapping has its own UDP socket bound to the mapping's public port,
+//! opened when the node first sends from it and closed when the node says
+//! the mapping is gone. An unconnected socket takes datagrams from anyone,
+//! which is exactly endpoint-independent filtering, and the kernel keeps no
+//! NAT state. One socket per mapping costs a file descriptor each (the
+//! node caps mappings; the soft limit is raised to the hard one at start);
+//! it spares OpenWrt kernels an out-of-tree full-cone module. On a console's
+//! router, the consoles found in the LAN's neighbour table (by MAC vendor,
+//! or listed) get policy rules that send their UDP into the TUN device, to
+//! a table whose default route exists only while some exit is live.
 
 use std::collections::BTreeSet;
 use std::io;
@@ -13,7 +25,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket}
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use mesh_core::node::{Changes, MemberChange, Node, NodeEvent, TUN_MTU};
+use mesh_core::node::{Changes, MemberChange, Node, NodeEvent, Port, TUN_MTU};
 use mesh_core::overlay::OverlayStorage;
 use mesh_core::wg::boring::BoringCrypto;
 use mesh_core::wg::Key;
@@ -26,6 +38,7 @@ use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
 use crate::config::{Config, MemberEntry};
+use crate::consoles::{self, Console, PolicyRouting};
 use crate::control::{ControlServer, Request};
 use crate::json::Json;
 use crate::sys::netlink::{Netlink, Route, RTPROT_MESHD};
@@ -39,6 +52,11 @@ const TOKEN_SIGNAL: u64 = 4;
 const TOKEN_TIMER: u64 = 5;
 const TOKEN_CONTROL: u64 = 6;
 const TOKEN_UBUS: u64 = 7;
+/// An exit mapping's socket: this plus its port.
+const TOKEN_EXIT: u64 = 1 << 16;
+
+/// How often the LAN's neighbour table is read for consoles.
+const CONSOLES_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Where ubusd listens; `MESHD_UBUS_SOCKET` overrides it (tests, other
 /// systems).
@@ -176,6 +194,15 @@ pub struct Daemon {
     /// The running or finished path probe (carrier-grade NAT), and when it
     /// started.
     path_probe: Option<(PathProbe, std::time::Instant)>,
+    /// The exit NAT's sockets, by public port.
+    exit_sockets: std::collections::BTreeMap<u16, UdpSocket>,
+    exit_bind_errors: u64,
+    /// Consoles found on the LAN, and the policy rules that send them to us.
+    consoles: Vec<Console>,
+    policy: PolicyRouting,
+    consoles_read: Option<std::time::Instant>,
+    /// Some exit is live: the consoles' table has its default route.
+    exit_route: bool,
 }
 
 type PathProbe = std::sync::Arc<std::sync::Mutex<Option<crate::sys::path_probe::PathReport>>>;
@@ -201,6 +228,19 @@ fn host_addresses(overlay: Ipv4Addr) -> Vec<IpAddr> {
             (!ip.is_loopback() && ip != IpAddr::V4(overlay)).then_some(ip)
         })
         .collect()
+}
+
+/// One socket per exit mapping: the soft limit on descriptors goes up to
+/// the hard one (OpenWrt's procd sets both).
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                log::debug!("cannot raise the descriptor limit to {hard}: {e}");
+            }
+        }
+    }
 }
 
 fn bind_udp6(port: u16) -> io::Result<UdpSocket> {
@@ -256,6 +296,17 @@ impl Daemon {
             Ok(0) => {}
             Ok(n) => log::info!("removed {n} stale meshd routes"),
             Err(e) => log::warn!("cannot flush stale routes: {e}"),
+        }
+        match netlink.flush_rules(RTPROT_MESHD) {
+            Ok(0) => {}
+            Ok(n) => log::info!("removed {n} stale meshd policy rules"),
+            Err(e) => log::warn!("cannot flush stale policy rules: {e}"),
+        }
+        raise_fd_limit();
+        let mut policy = PolicyRouting::new(&config.main.lan_interface, config.main.exit_all);
+        // A crashed meshd's console routes.
+        if let Err(e) = policy.clear(&mut netlink) {
+            log::warn!("cannot clear the consoles' table: {e}");
         }
         let tun = Tun::create(&config.main.tun)?;
         let tun_index = netlink.link_index(tun.name())?;
@@ -315,6 +366,12 @@ impl Daemon {
             tun_write_errors: 0,
             addrs_read: None,
             path_probe: None,
+            exit_sockets: std::collections::BTreeMap::new(),
+            exit_bind_errors: 0,
+            consoles: Vec::new(),
+            policy,
+            consoles_read: None,
+            exit_route: false,
         };
         let members = d.resolved.members(&d.config);
         let changes = d.node.reconfigure(t, start_config, &members);
@@ -376,6 +433,7 @@ impl Daemon {
                         let evs = self.ubus.on_readable();
                         self.on_ubus(evs);
                     }
+                    t if t & TOKEN_EXIT != 0 => self.read_exit((t & 0xffff) as u16, &mut buf),
                     _ => {}
                 }
             }
@@ -407,6 +465,13 @@ impl Daemon {
             let addrs = host_addresses(self.config.main.overlay);
             self.node.set_local_addresses(&addrs);
         }
+        if self
+            .consoles_read
+            .is_none_or(|t| wall.duration_since(t) >= CONSOLES_EVERY)
+        {
+            self.consoles_read = Some(wall);
+            self.refresh_consoles();
+        }
         if let Some((cell, _)) = &self.path_probe {
             let done = cell.lock().ok().and_then(|mut g| g.take());
             if let Some(report) = done {
@@ -433,6 +498,124 @@ impl Daemon {
             if let Some(target) = target {
                 let cell = crate::sys::path_probe::spawn(target);
                 self.path_probe = Some((cell, wall));
+            }
+        }
+    }
+
+    /// Datagrams to an exit mapping's port.
+    fn read_exit(&mut self, port: u16, buf: &mut [u8]) {
+        for _ in 0..BATCH {
+            let Some(sock) = self.exit_sockets.get(&port) else {
+                return;
+            };
+            match sock.recv_from(buf) {
+                Ok((len, SocketAddr::V4(from))) => {
+                    self.node
+                        .handle_exit_datagram(now(), port, from, &buf[..len]);
+                    self.drain();
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    // An ICMP error about an earlier datagram: the mapping
+                    // stays (RFC 4787 REQ-12).
+                    log::debug!("exit port {port}: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The socket of exit port `port`, opened on first use.
+    fn exit_socket(&mut self, port: u16) -> io::Result<&UdpSocket> {
+        if !self.exit_sockets.contains_key(&port) {
+            let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port))?;
+            s.set_nonblocking(true)?;
+            self.epoll.add(
+                s.as_fd(),
+                EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_EXIT | port as u64),
+            )?;
+            self.exit_sockets.insert(port, s);
+        }
+        self.exit_sockets
+            .get(&port)
+            .ok_or_else(|| io::Error::other("exit socket gone"))
+    }
+
+    fn close_exit_socket(&mut self, port: u16) {
+        if let Some(s) = self.exit_sockets.remove(&port) {
+            let _ = self.epoll.delete(s.as_fd());
+        }
+    }
+
+    /// Reads the LAN's neighbour table, finds the consoles, and keeps their
+    /// policy rules in step. Only local netlink calls, each bounded by its
+    /// reply timeout.
+    fn refresh_consoles(&mut self) {
+        let lan = &self.config.main.lan_interface;
+        let index = match self.netlink.link_index(lan) {
+            Ok(i) => Some(i),
+            Err(e) => {
+                log::debug!("consoles: no LAN device {lan}: {e}");
+                None
+            }
+        };
+        let neighbours: Vec<(Ipv4Addr, [u8; 6])> = match index {
+            Some(i) => match self.netlink.neighbours(2, Some(i)) {
+                Ok(n) => n
+                    .into_iter()
+                    .filter_map(|n| match (n.addr, n.mac) {
+                        (IpAddr::V4(a), Some(mac)) => Some((a, mac)),
+                        _ => None,
+                    })
+                    .collect(),
+                Err(e) => {
+                    log::warn!("consoles: cannot read the neighbour table: {e}");
+                    return;
+                }
+            },
+            None => Vec::new(),
+        };
+        let found = consoles::detect(
+            self.config.main.consoles_auto,
+            &self.config.main.consoles,
+            &neighbours,
+            &self.config.main.announce,
+        );
+        if found != self.consoles {
+            for c in found.iter().filter(|c| !self.consoles.contains(c)) {
+                log::info!(
+                    "console {} found ({}, {:?})",
+                    c.ip,
+                    c.vendor.map_or("listed", |v| v.display_name()),
+                    c.how
+                );
+            }
+            self.consoles = found;
+        }
+        match self.policy.apply(&mut self.netlink, &self.consoles) {
+            Ok((0, 0)) => {}
+            Ok((added, removed)) => {
+                log::info!("consoles: {added} policy rules added, {removed} removed")
+            }
+            Err(e) => log::warn!("consoles: cannot program policy rules: {e}"),
+        }
+    }
+
+    /// The consoles' table gets its default route while some exit is live,
+    /// and loses it otherwise (their traffic then takes the home's own
+    /// uplink, as if meshd were not there).
+    fn set_exit_route(&mut self, available: bool) {
+        self.exit_route = available;
+        let mtu = mesh_core::node::EXIT_MTU as u32;
+        for route in self.policy.table_routes(self.tun_index, mtu) {
+            let r = if available {
+                self.netlink.route_replace(&route)
+            } else {
+                self.netlink.route_delete(&route)
+            };
+            if let Err(e) = r {
+                log::warn!("consoles: cannot change their route ({route}): {e}");
             }
         }
     }
@@ -494,7 +677,7 @@ impl Daemon {
 
     fn serve_control(&mut self) {
         let t = now();
-        let doc = status::document(&self.node, t, self.config.main.listen_port);
+        let doc = status::document(&self.node, &self.consoles, t, self.config.main.listen_port);
         self.control.serve(|req| match req {
             Some(Request::Status) => status::render(&doc),
             Some(Request::StatusJson) => doc.pretty() + "\n",
@@ -554,15 +737,43 @@ impl Daemon {
     /// Moves the node's outputs to the sockets, the TUN device, the log and
     /// the routing table.
     fn drain(&mut self) {
+        let mut unavailable = Vec::new();
         while let Some(d) = self.node.poll_transmit() {
-            let sock = match d.to {
-                SocketAddr::V4(_) if d.from_alt_port => self.udp_alt.as_ref(),
-                SocketAddr::V4(_) => Some(&self.udp4),
-                SocketAddr::V6(_) => self.udp6.as_ref(),
+            let sent = match (d.to, d.from) {
+                (SocketAddr::V4(_), Port::Exit(port)) => match self.exit_sockets.get(&port) {
+                    Some(s) => Some(s.send_to(d.bytes, d.to)),
+                    None => {
+                        // A new mapping: `d` borrows the node, so its socket
+                        // is opened (and the datagram sent) after the loop.
+                        unavailable.push((port, d.bytes.to_vec(), d.to));
+                        continue;
+                    }
+                },
+                (SocketAddr::V4(_), Port::Alt) => {
+                    self.udp_alt.as_ref().map(|s| s.send_to(d.bytes, d.to))
+                }
+                (SocketAddr::V4(_), _) => Some(self.udp4.send_to(d.bytes, d.to)),
+                (SocketAddr::V6(_), _) => self.udp6.as_ref().map(|s| s.send_to(d.bytes, d.to)),
             };
-            let sent = sock.map(|s| s.send_to(d.bytes, d.to));
             if !matches!(sent, Some(Ok(_))) {
                 self.udp_send_errors += 1;
+            }
+        }
+        // First datagrams of new mappings: open their sockets.
+        for (port, bytes, to) in unavailable {
+            match self.exit_socket(port) {
+                Ok(s) => {
+                    if s.send_to(&bytes, to).is_err() {
+                        self.udp_send_errors += 1;
+                    }
+                }
+                Err(e) => {
+                    self.exit_bind_errors += 1;
+                    log::warn!(
+                        "exit: cannot open public port {port}: {e}; the console gets another"
+                    );
+                    self.node.exit_port_unavailable(port);
+                }
             }
         }
         while let Some(p) = self.node.poll_lan_packet() {
@@ -601,6 +812,17 @@ impl Daemon {
                 let _ = self.timer.unset();
             }
         }
+    }
+
+    /// An exit by its overlay address: the member's name, or "this router".
+    fn exit_name(&self, overlay: Ipv4Addr) -> String {
+        if overlay == self.config.main.overlay {
+            return "this router".into();
+        }
+        self.node
+            .members()
+            .find(|m| m.config.overlay == overlay)
+            .map_or_else(|| overlay.to_string(), |m| m.config.name.to_string())
     }
 
     fn member(&self, slot: u8) -> String {
@@ -684,6 +906,26 @@ impl Daemon {
                 );
                 self.install(prefix);
             }
+            NodeEvent::ConsoleExit { console, exit } => match exit {
+                Some(e) => log::info!("console {console}: game exit {}", self.exit_name(e)),
+                None => log::warn!("console {console}: no game exit is live"),
+            },
+            NodeEvent::ExitAvailable { available } => {
+                log::info!(
+                    "game exits: {}",
+                    if available {
+                        "one is live: consoles' UDP goes through the mesh"
+                    } else {
+                        "none live: consoles use this home's own uplink"
+                    }
+                );
+                self.set_exit_route(available);
+            }
+            NodeEvent::ExitOffered { public } => match public {
+                Some(a) => log::info!("offering this router as a game exit at {a}"),
+                None => log::info!("not a game exit (now)"),
+            },
+            NodeEvent::MappingClosed { port } => self.close_exit_socket(port),
             NodeEvent::RouteRemoved { prefix } => {
                 log::info!("route {prefix} gone");
                 let route = Route::new(prefix.addr(), prefix.prefix_len(), self.tun_index);
@@ -729,6 +971,38 @@ impl Daemon {
                     .with("prefix", prefix.to_string())
                     .with("event", "removed"),
             ),
+            NodeEvent::ConsoleExit { console, exit } => (
+                "exit",
+                Json::obj()
+                    .with("console", console.to_string())
+                    .with("event", if exit.is_some() { "chosen" } else { "lost" })
+                    .with("exit", exit.map(|e| self.exit_name(e))),
+            ),
+            NodeEvent::ExitAvailable { available } => (
+                "exit",
+                Json::obj().with(
+                    "event",
+                    if available {
+                        "available"
+                    } else {
+                        "unavailable"
+                    },
+                ),
+            ),
+            NodeEvent::ExitOffered { public } => (
+                "exit",
+                Json::obj()
+                    .with(
+                        "event",
+                        if public.is_some() {
+                            "offered"
+                        } else {
+                            "withdrawn"
+                        },
+                    )
+                    .with("public", public.map(|a| a.to_string())),
+            ),
+            NodeEvent::MappingClosed { .. } => return,
         };
         self.ubus.notify(kind, data);
     }
@@ -774,6 +1048,9 @@ impl Daemon {
             }
             self.drain();
         }
+        if let Err(e) = self.policy.clear(&mut self.netlink) {
+            log::warn!("cannot remove the consoles' rules: {e}");
+        }
         match self.netlink.flush_protocol(RTPROT_MESHD) {
             Ok(n) => log::info!("removed {n} routes"),
             Err(e) => log::warn!("cannot remove routes: {e}"),
@@ -791,7 +1068,12 @@ impl Daemon {
 /// What the ubus methods need of the daemon.
 impl crate::ubus_api::Api for Daemon {
     fn status(&self) -> Json {
-        status::document(&self.node, now(), self.config.main.listen_port)
+        status::document(
+            &self.node,
+            &self.consoles,
+            now(),
+            self.config.main.listen_port,
+        )
     }
 
     fn reload(&mut self) {

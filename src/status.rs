@@ -3,14 +3,16 @@
 //! form is rendered from it, so both always agree.
 
 use std::fmt::Write;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use mesh_core::bgp::error::DownReason;
+use mesh_core::nat::{Filtering, Mapping};
 use mesh_core::node::Node;
 use mesh_core::rib::Source;
 use mesh_core::wg::Crypto;
 use mesh_core::{Instant, Prefix};
 
+use crate::consoles::Console;
 use crate::json::Json;
 
 fn secs(d: mesh_core::Duration) -> f64 {
@@ -33,8 +35,138 @@ fn source_name<C: Crypto>(node: &Node<'_, C>, s: Source) -> String {
     }
 }
 
+/// What a console gets from a NAT: RFC 4787 mapping and filtering, and the
+/// console makers' names for it (`../shared/design/CONSOLES.md`).
+fn nat_behaviour(mapping: Mapping, filtering: Filtering) -> Json {
+    let (playstation, xbox, switch) = match (mapping, filtering) {
+        (Mapping::NoNat, _) => (Some(1), Some("Open"), Some("A")),
+        (Mapping::EndpointIndependent, Filtering::EndpointIndependent) => {
+            (Some(2), Some("Open"), Some("A"))
+        }
+        (Mapping::EndpointIndependent, Filtering::AddressAndPortDependent) => {
+            (Some(2), Some("Moderate"), Some("B"))
+        }
+        (Mapping::EndpointIndependent, Filtering::Unknown) => (Some(2), None, None),
+        (Mapping::EndpointDependent, _) => (Some(3), Some("Strict"), Some("D")),
+        (Mapping::Unknown, _) => (None, None, None),
+    };
+    Json::obj()
+        .with("mapping", mapping.as_str())
+        .with("filtering", filtering.as_str())
+        .with("playstation", playstation)
+        .with("xbox", xbox)
+        .with("switch", switch)
+}
+
+/// Consoles, the exits the mesh offers, and this router's own exit: the
+/// `exit` part of the status document and the ubus method `consoles`.
+pub fn exit_document<C: Crypto>(node: &Node<'_, C>, consoles: &[Console], now: Instant) -> Json {
+    let own = node.config().overlay;
+    let exit_name = |overlay: Ipv4Addr| -> String {
+        if overlay == own {
+            return "this router".into();
+        }
+        node.members()
+            .find(|m| m.config.overlay == overlay)
+            .map_or_else(|| overlay.to_string(), |m| m.config.name.to_string())
+    };
+    let exits: Vec<Json> = node
+        .exits()
+        .map(|e| {
+            Json::obj()
+                .with("name", exit_name(e.overlay))
+                .with("overlay", e.overlay.to_string())
+                .with("public", e.public.map(|a| a.to_string()))
+                .with("load", e.load)
+                .with("hops", e.hops)
+                .with("best", e.best)
+                .with("local", e.local)
+        })
+        .collect();
+    let home = node.nat_report();
+    let chosen = node.console_exits();
+    let console_docs: Vec<Json> = consoles
+        .iter()
+        .map(|c| {
+            let via = chosen.iter().find(|x| x.console == c.ip);
+            let public = via.and_then(|x| {
+                node.exits()
+                    .find(|e| e.overlay == x.exit)
+                    .and_then(|e| e.public)
+            });
+            // Through an exit: its NAT (endpoint-independent mapping and
+            // filtering). Otherwise: what this home's own NAT does.
+            let nat = match via {
+                Some(_) => {
+                    nat_behaviour(Mapping::EndpointIndependent, Filtering::EndpointIndependent)
+                }
+                None => nat_behaviour(home.mapping, home.filtering),
+            };
+            Json::obj()
+                .with("ip", c.ip.to_string())
+                .with("mac", c.mac.as_ref().map(crate::consoles::format_mac))
+                .with("vendor", c.vendor.map(|v| v.as_str()))
+                .with("found", c.how.as_str())
+                .with("exit", via.map(|x| exit_name(x.exit)))
+                .with("public", public.map(|a| a.to_string()))
+                .with(
+                    "exit_since_s",
+                    via.map(|x| secs(now.saturating_duration_since(x.since))),
+                )
+                .with("packets", via.map(|x| x.packets))
+                .with("nat", nat)
+        })
+        .collect();
+    let st = node.exit_stats();
+    let ns = node.exit_nat_stats();
+    let mappings: Vec<Json> = node
+        .exit_mappings()
+        .map(|m| {
+            Json::obj()
+                .with("console", m.internal.addr.to_string())
+                .with("home", exit_name(m.internal.home))
+                .with("port", m.port)
+                .with("idle_s", secs(now.saturating_duration_since(m.last_out)))
+        })
+        .collect();
+    Json::obj()
+        .with("offered", node.exit_offered().map(|a| a.to_string()))
+        .with("consoles", console_docs)
+        .with("exits", exits)
+        .with("mappings", mappings)
+        .with(
+            "counters",
+            Json::obj()
+                .with("to_exit", st.to_exit)
+                .with("from_exit", st.from_exit)
+                .with("no_exit", st.no_exit)
+                .with("too_big", st.too_big)
+                .with("nat_out", st.nat_out)
+                .with("nat_in", st.nat_in)
+                .with("hairpin", st.hairpin)
+                .with("to_kernel", st.to_kernel)
+                .with("spoofed", st.spoofed)
+                .with("refused", st.refused)
+                .with("fragments", st.fragments)
+                .with("quota", st.quota)
+                .with("full", st.full)
+                .with("no_port", st.no_port)
+                .with("rate_limited", st.rate_limited)
+                .with("switches", st.switches)
+                .with("mappings_created", ns.created)
+                .with("mappings_expired", ns.expired)
+                .with("inbound_unmapped", ns.inbound_unmapped)
+                .with("ports_unavailable", ns.ports_unavailable),
+        )
+}
+
 /// The whole status document.
-pub fn document<C: Crypto>(node: &Node<'_, C>, now: Instant, listen_port: u16) -> Json {
+pub fn document<C: Crypto>(
+    node: &Node<'_, C>,
+    consoles: &[Console],
+    now: Instant,
+    listen_port: u16,
+) -> Json {
     let c = node.config();
     let mut members = Vec::new();
     for m in node.members() {
@@ -228,6 +360,7 @@ pub fn document<C: Crypto>(node: &Node<'_, C>, now: Instant, listen_port: u16) -
                 .collect::<Vec<_>>(),
         )
         .with("nat", nat)
+        .with("exit", exit_document(node, consoles, now))
         .with("members", members)
         .with("routes", routes)
         .with("counters", counters)
@@ -281,6 +414,9 @@ pub fn render(doc: &Json) -> String {
             s(n, "public"),
             opt_num(n, "observers", ""),
         );
+    }
+    if let Some(x @ Json::Obj(_)) = doc.get("exit") {
+        render_exit(&mut out, x);
     }
     let _ = writeln!(out, "\nmembers:");
     let _ = writeln!(
@@ -371,6 +507,56 @@ pub fn render(doc: &Json) -> String {
         );
     }
     out
+}
+
+/// Consoles first: what each gets, through which exit; then the exits.
+fn render_exit(out: &mut String, x: &Json) {
+    let consoles = x.get("consoles").map(Json::as_array).unwrap_or(&[]);
+    let _ = writeln!(out, "\nconsoles:");
+    if consoles.is_empty() {
+        let _ = writeln!(out, "  none found on the LAN");
+    }
+    for c in consoles {
+        let nat = c.get("nat").cloned().unwrap_or(Json::Null);
+        let _ = writeln!(
+            out,
+            "  {:<15} {:<17} {:<10} exit {:<12} public {:<15} PlayStation type {}, Xbox {}, Switch {} (mapping {}, filtering {})",
+            s(c, "ip"),
+            s(c, "mac"),
+            s(c, "vendor"),
+            s(c, "exit"),
+            s(c, "public"),
+            opt_num(&nat, "playstation", ""),
+            s(&nat, "xbox"),
+            s(&nat, "switch"),
+            s(&nat, "mapping"),
+            s(&nat, "filtering"),
+        );
+    }
+    let exits = x.get("exits").map(Json::as_array).unwrap_or(&[]);
+    let offered = match x.get("offered") {
+        Some(Json::Str(a)) => format!(" (this router is one, at {a})"),
+        _ => String::new(),
+    };
+    let _ = writeln!(out, "game exits{offered}:");
+    if exits.is_empty() {
+        let _ = writeln!(out, "  none live");
+    }
+    for e in exits {
+        let _ = writeln!(
+            out,
+            "  {:<12} public {:<15} load {:<4} hops {}{}",
+            s(e, "name"),
+            s(e, "public"),
+            opt_num(e, "load", ""),
+            opt_num(e, "hops", ""),
+            if e.get("best") == Some(&Json::Bool(true)) {
+                "  (new consoles get this one)"
+            } else {
+                ""
+            }
+        );
+    }
 }
 
 /// The member the path to `prefix` leaves through now, if any.

@@ -100,6 +100,19 @@ pub const METHODS: &[Method] = &[
         call: |api, _| Ok(part(&api.status(), "nat")),
     },
     Method {
+        // Consoles first: each one's exit, public address and NAT type;
+        // then the exits the mesh offers, this router's own offer, its
+        // mappings and counters.
+        name: "consoles",
+        args: NO_ARGS,
+        call: |api, _| {
+            Ok(match api.status().get("exit") {
+                Some(x @ Json::Obj(_)) => x.clone(),
+                _ => Json::obj(),
+            })
+        },
+    },
+    Method {
         name: "reload",
         args: NO_ARGS,
         // Answered even when the reload is refused: the log says why, and

@@ -9,6 +9,8 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use crate::hash::Fnv;
 
 pub const PROTO_ICMP: u8 = 1;
+/// IP in IP (RFC 2003).
+pub const PROTO_IPIP: u8 = 4;
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
 pub const PROTO_ICMPV6: u8 = 58;
@@ -262,7 +264,8 @@ pub fn build_icmp_error(
     }
 }
 
-/// Builds an IPv4/UDP packet (RFC 768 checksum included) into `out`.
+/// Builds an IPv4/UDP packet (RFC 768 checksum included) into `out`: the
+/// node's own control traffic (CS6, don't fragment).
 pub fn build_udp4(
     src: Ipv4Addr,
     dst: Ipv4Addr,
@@ -272,13 +275,47 @@ pub fn build_udp4(
     payload: &[u8],
     out: &mut [u8],
 ) -> Option<usize> {
+    udp4(
+        0xc0,
+        0x4000,
+        (src, src_port),
+        (dst, dst_port),
+        ttl,
+        payload,
+        out,
+    )
+}
+
+/// Builds an ordinary IPv4/UDP packet (best effort, may be fragmented) into
+/// `out`: a datagram a game exit passes on to a console.
+pub fn build_udp4_plain(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    src_port: u16,
+    dst_port: u16,
+    ttl: u8,
+    payload: &[u8],
+    out: &mut [u8],
+) -> Option<usize> {
+    udp4(0, 0, (src, src_port), (dst, dst_port), ttl, payload, out)
+}
+
+fn udp4(
+    tos: u8,
+    flags: u16,
+    (src, src_port): (Ipv4Addr, u16),
+    (dst, dst_port): (Ipv4Addr, u16),
+    ttl: u8,
+    payload: &[u8],
+    out: &mut [u8],
+) -> Option<usize> {
     let len = 28 + payload.len();
     let o = out.get_mut(..len)?;
     o[0] = 0x45;
-    o[1] = 0xc0; // CS6: network control
+    o[1] = tos;
     o[2..4].copy_from_slice(&u16::try_from(len).ok()?.to_be_bytes());
     o[4..6].fill(0);
-    o[6..8].copy_from_slice(&0x4000u16.to_be_bytes()); // DF
+    o[6..8].copy_from_slice(&flags.to_be_bytes());
     o[8] = ttl;
     o[9] = PROTO_UDP;
     o[10..12].fill(0);
@@ -301,6 +338,36 @@ pub fn build_udp4(
     };
     o[26..28].copy_from_slice(&c.to_be_bytes());
     Some(len)
+}
+
+/// Wraps `inner` in an IPv4 header (IP in IP, RFC 2003) from `src` to
+/// `dst` into `out`; the outer TTL is 64, the inner packet is not touched.
+pub fn build_ipip4(src: Ipv4Addr, dst: Ipv4Addr, inner: &[u8], out: &mut [u8]) -> Option<usize> {
+    let len = 20 + inner.len();
+    let o = out.get_mut(..len)?;
+    o[0] = 0x45;
+    // The inner packet's DSCP, so queues on the way treat it alike.
+    o[1] = match inner.first() {
+        Some(v) if v >> 4 == 4 => inner.get(1).copied().unwrap_or(0) & 0xfc,
+        _ => 0,
+    };
+    o[2..4].copy_from_slice(&u16::try_from(len).ok()?.to_be_bytes());
+    o[4..8].fill(0);
+    o[8] = 64;
+    o[9] = PROTO_IPIP;
+    o[10..12].fill(0);
+    o[12..16].copy_from_slice(&src.octets());
+    o[16..20].copy_from_slice(&dst.octets());
+    let hc = checksum(&o[..20]);
+    o[10..12].copy_from_slice(&hc.to_be_bytes());
+    o[20..].copy_from_slice(inner);
+    Some(len)
+}
+
+/// An IPv4 packet with more fragments to come (MF set): the first fragment
+/// of a fragmented datagram. Later fragments are [`IpInfo::later_fragment`].
+pub fn more_fragments(p: &[u8]) -> bool {
+    p.first().is_some_and(|v| v >> 4 == 4) && p.get(6).is_some_and(|f| f & 0x20 != 0)
 }
 
 /// The UDP ports and payload of a packet (`None` if not a first-fragment UDP).

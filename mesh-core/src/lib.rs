@@ -41,7 +41,7 @@
 //!
 //! ```
 //! use core::net::SocketAddr;
-//! use mesh_core::node::Node;
+//! use mesh_core::node::{Node, Port};
 //! use mesh_core::wg::Crypto;
 //! use mesh_core::Instant;
 //!
@@ -50,7 +50,7 @@
 //!     fn now(&self) -> Instant;
 //!     /// Blocks until a datagram or a LAN packet arrives, or `deadline`.
 //!     fn wait(&mut self, deadline: Option<Instant>) -> Input;
-//!     fn send(&mut self, to: SocketAddr, bytes: &[u8], from_second_port: bool);
+//!     fn send(&mut self, to: SocketAddr, bytes: &[u8], from: Port);
 //!     fn write_lan(&mut self, packet: &[u8]);
 //! }
 //!
@@ -70,7 +70,7 @@
 //!         }
 //!         // After every input, everything out, before waiting again.
 //!         while let Some(t) = node.poll_transmit() {
-//!             io.send(t.to, t.bytes, t.from_alt_port);
+//!             io.send(t.to, t.bytes, t.from);
 //!         }
 //!         while let Some(packet) = node.poll_lan_packet() {
 //!             io.write_lan(packet);

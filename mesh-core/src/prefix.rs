@@ -89,6 +89,15 @@ impl Prefix {
         }
     }
 
+    /// The default route of a family (0.0.0.0/0 or ::/0).
+    pub const fn default_route(family: Family) -> Prefix {
+        Prefix {
+            family,
+            len: 0,
+            addr: [0; 16],
+        }
+    }
+
     fn from_bytes(family: Family, len: u8, bytes: &[u8]) -> Result<Prefix, PrefixError> {
         if len > family.max_len() {
             return Err(PrefixError::BadLength);

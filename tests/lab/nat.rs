@@ -88,6 +88,11 @@ pub struct NatLab {
     pub hold_time: u16,
     /// More options for every router's main section.
     pub main_options: Vec<(String, String)>,
+    /// More options for one router's main section: (router, option, value).
+    pub router_options: Vec<(usize, String, String)>,
+    /// More options for one member section in one router's config:
+    /// (router, member, option, value).
+    pub member_options: Vec<(usize, usize, String, String)>,
 }
 
 /// The filtering of a home router's firewall, shared by every NAT kind:
@@ -282,6 +287,8 @@ impl NatLab {
             meshd: meshd.to_path_buf(),
             hold_time: 9,
             main_options: Vec::new(),
+            router_options: Vec::new(),
+            member_options: Vec::new(),
         };
         lab.write_configs();
         lab
@@ -354,6 +361,9 @@ impl NatLab {
         for (option, value) in &self.main_options {
             c.push_str(&format!("\toption {option} '{value}'\n"));
         }
+        for (_, option, value) in self.router_options.iter().filter(|o| o.0 == n) {
+            c.push_str(&format!("\toption {option} '{value}'\n"));
+        }
         for m in 1..=self.routers.len() {
             if m == n {
                 continue;
@@ -367,6 +377,10 @@ impl NatLab {
                 self.router(m).public_key,
                 65000 + m
             ));
+            for (_, _, option, value) in self.member_options.iter().filter(|o| o.0 == n && o.1 == m)
+            {
+                c.push_str(&format!("\toption {option} '{value}'\n"));
+            }
             if self.kind(m).listed_endpoint() {
                 c.push_str(&format!(
                     "\tlist endpoint '{}:51820'\n",

@@ -550,6 +550,21 @@ impl UdpPeer {
         received
     }
 
+    /// The next datagram within `timeout`: its source and bytes.
+    pub fn recv(&self, timeout: Duration) -> Option<(SocketAddrV4, Vec<u8>)> {
+        let mut buf = [0u8; 1500];
+        self.socket.set_read_timeout(Some(timeout)).ok()?;
+        match self.socket.recv_from(&mut buf) {
+            Ok((n, std::net::SocketAddr::V4(from))) => Some((from, buf[..n].to_vec())),
+            _ => None,
+        }
+    }
+
+    /// Sends `bytes` to `to` (errors are losses).
+    pub fn send(&self, to: SocketAddrV4, bytes: &[u8]) {
+        let _ = self.socket.send_to(bytes, to);
+    }
+
     /// [`UdpPeer::blast`] on a thread of its own.
     pub fn start_blast(
         &self,

@@ -16,6 +16,7 @@ use crate::prefix::Prefix;
 use crate::wg::{BfdSetting, Crypto, Key, MemberConfig, MemberError, MAX_MEMBERS};
 
 use super::engine::session_config;
+use super::exit::ExitConfig;
 use super::Node;
 
 /// Prefixes a node announces for its own home.
@@ -75,8 +76,11 @@ pub struct NodeConfig {
     /// to change port (the NAT filtering test other members run).
     pub alt_port: bool,
     /// Transit traffic from one member is capped at this many kbit/s
-    /// (`None`: no cap).
+    /// (`None`: no cap). Consoles' traffic through us as their game exit
+    /// counts against the same cap.
     pub relay_rate_kbit: Option<u32>,
+    /// This router offers itself as a game exit (`None`: it does not).
+    pub exit: Option<ExitConfig>,
 }
 
 impl NodeConfig {
@@ -99,6 +103,7 @@ impl NodeConfig {
             redundancy_max_len: Some(DEFAULT_REDUNDANCY_MAX_LEN),
             alt_port: false,
             relay_rate_kbit: Some(DEFAULT_RELAY_RATE_KBIT),
+            exit: None,
         }
     }
 
@@ -181,6 +186,8 @@ pub struct Changes {
     pub sessions: bool,
     /// BFD, its hold-down, redundant sending or the relay cap.
     pub failover: bool,
+    /// Whether, and how, this router is a game exit.
+    pub exit: bool,
 }
 
 impl Changes {
@@ -190,6 +197,7 @@ impl Changes {
             + usize::from(self.lan_prefixes)
             + usize::from(self.sessions)
             + usize::from(self.failover)
+            + usize::from(self.exit)
     }
 }
 
@@ -229,6 +237,10 @@ impl<C: Crypto> Node<'_, C> {
             self.set_sessions(now, &config);
             changes.sessions = true;
         }
+        if config.exit != self.config.exit {
+            self.set_exit(now, config.exit);
+            changes.exit = true;
+        }
         let gone: heapless::Vec<u8, MAX_MEMBERS> = self
             .slots
             .iter()
@@ -266,6 +278,24 @@ impl<C: Crypto> Node<'_, C> {
         }
         self.settle();
         changes
+    }
+
+    /// New exit settings: the NAT takes its new range, timeout and quota
+    /// (mappings that no longer fit are closed); the offer follows.
+    fn set_exit(&mut self, now: Instant, exit: Option<ExitConfig>) {
+        self.config.exit = exit;
+        let nat = exit.map(|e| e.nat).unwrap_or_default();
+        let super::Node {
+            exits,
+            events,
+            stats,
+            ..
+        } = self;
+        let closed = |port| {
+            super::event::push_event(events, stats, super::NodeEvent::MappingClosed { port })
+        };
+        exits.set_nat(nat, exit.is_some(), closed);
+        self.refresh_offer(now);
     }
 
     /// Replaces the prefixes this home announces: new ones are originated,

@@ -15,7 +15,7 @@ use crate::wg::{Crypto, Tunnel, MAX_MEMBERS};
 use super::engine::{peer_info, Local};
 use super::event::push_event;
 use super::exchange::{self, Facts, Step};
-use super::output::TxMeta;
+use super::output::{Port, TxMeta};
 use super::slots::Slot;
 use super::{forward, leads, stun, supervision, tunnel, Node, NodeEvent};
 
@@ -107,7 +107,11 @@ impl<C: Crypto> Node<'_, C> {
         self.all_timers_changed();
         while let Some(d) = self.stun.poll_transmit() {
             let meta = TxMeta {
-                from_alt_port: d.from_alt_port,
+                from: if d.from_alt_port {
+                    Port::Alt
+                } else {
+                    Port::Mesh
+                },
                 ..TxMeta::to(d.to, d.bytes.len())
             };
             if !self.tx.push(&d.bytes, meta) {
@@ -117,6 +121,8 @@ impl<C: Crypto> Node<'_, C> {
         while let Some(stun::Event::PublicEndpoint(_)) = self.stun.poll_event() {
             self.exchange.announce_now(now);
         }
+        // A classification may make us an exit, or stop us being one.
+        self.refresh_offer(now);
     }
 
     /// Runs the engine until quiet: sessions, sockets and RIB, carrying what
@@ -172,6 +178,7 @@ impl<C: Crypto> Node<'_, C> {
             }
             push_event(events, stats, ev);
         });
+        self.exit_availability();
     }
 
     /// Packets the overlay stack sends. BGP to a member goes through that

@@ -156,14 +156,15 @@ impl<C: Crypto> Node<'_, C> {
             }
             Verdict::Control(Control::Bfd) => self.handle_bfd(now, from, len, &info),
             Verdict::Control(Control::Pex) => self.handle_pex(now, len, &info),
+            Verdict::Control(Control::Exit) => self.handle_wrapped(now, len, &info),
             Verdict::Transit { to } => self.transit(now, from, to as usize, len, &info),
             Verdict::Unreachable => {
                 self.stats.no_route += 1;
                 self.icmp_error_from_spare(IcmpError::NetUnreachable, len, &info);
             }
             Verdict::Drop(d) => self.count_drop(d),
-            // Only the LAN sends to members on its own.
-            Verdict::ToMember { .. } => self.stats.no_route += 1,
+            // Only the LAN sends to members, or to an exit, on its own.
+            Verdict::ToMember { .. } | Verdict::ToExit => self.stats.no_route += 1,
         }
     }
 

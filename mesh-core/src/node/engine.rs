@@ -108,7 +108,9 @@ pub(crate) fn peer_info(m: &MemberConfig, latency: Option<u32>) -> PeerInfo {
 }
 
 /// Import policy: the origin AS must be a member allowed to originate the
-/// prefix. `this` is the sending member (most routes are its own).
+/// prefix. `this` is the sending member (most routes are its own). A
+/// default route is a game exit's: only from a member configured as an exit,
+/// tagged with the exit community by that member.
 struct Membership<'m, T> {
     this: &'m MemberConfig,
     others: Others<'m, T>,
@@ -127,7 +129,13 @@ impl<T> ImportFilter for Membership<'_, T> {
                     .chain(self.others.configs())
                     .find(|c| c.asn == asn)
             })
-            .is_some_and(|m| m.may_originate(prefix));
+            .is_some_and(|m| {
+                if prefix.is_default() {
+                    m.exit && super::exit::tagged_as_exit(attrs, m.asn)
+                } else {
+                    m.may_originate(prefix)
+                }
+            });
         if !ok {
             *self.refused += 1;
         }
@@ -210,6 +218,15 @@ impl<'a> Engine<'a> {
             .update(Source::Local, prefix, &PathAttributes::default())
             .is_err()
         {
+            log::error!("node: cannot originate {prefix}: RIB full");
+        }
+        self.wake = true;
+    }
+
+    /// Announces `prefix` with these attributes (a game exit's default
+    /// route with its communities); again with new ones replaces them.
+    pub fn originate_with(&mut self, prefix: Prefix, attrs: &PathAttributes) {
+        if self.rib.update(Source::Local, prefix, attrs).is_err() {
             log::error!("node: cannot originate {prefix}: RIB full");
         }
         self.wake = true;
@@ -525,7 +542,9 @@ impl<'a> Engine<'a> {
         }
         self.rib_version = version;
         let mut now_installed: heapless::Vec<(Prefix, u8), 512> = heapless::Vec::new();
-        for e in self.rib.loc_rib() {
+        // Default routes are game exits': they never enter the kernel's
+        // tables (the exit path is `exit.rs`'s).
+        for e in self.rib.loc_rib().filter(|e| !e.prefix.is_default()) {
             if let Some(Source::Peer(p)) = e.best().map(|b| b.source) {
                 let _ = now_installed.push((e.prefix, p));
             }

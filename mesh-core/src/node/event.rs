@@ -1,11 +1,13 @@
 //! What the node reports: events, counters, and why it wants to wake.
 
+use core::net::Ipv4Addr;
+
 use crate::bfd;
 use crate::bgp::error::DownReason;
 use crate::prefix::Prefix;
 
 use super::output::Events;
-use super::{engine, exchange, stun, supervision};
+use super::{engine, exchange, exit, stun, supervision};
 
 /// What changed, for logs, notifications and the kernel route programmer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +45,27 @@ pub enum NodeEvent {
     /// The prefix is no longer reachable through the mesh.
     RouteRemoved {
         prefix: Prefix,
+    },
+    /// A console of ours got an exit, moved to another (its own died), or
+    /// lost it (`None`: no exit is live).
+    ConsoleExit {
+        console: Ipv4Addr,
+        exit: Option<Ipv4Addr>,
+    },
+    /// Whether any game exit is live for our consoles: the driver routes
+    /// consoles into the mesh only while one is.
+    ExitAvailable {
+        available: bool,
+    },
+    /// We started (our public address) or stopped offering ourselves as a
+    /// game exit.
+    ExitOffered {
+        public: Option<Ipv4Addr>,
+    },
+    /// An exit mapping expired or was dropped: the driver closes the socket
+    /// of this public port.
+    MappingClosed {
+        port: u16,
     },
 }
 
@@ -125,6 +148,8 @@ pub enum Wake {
     Stun(stun::Timer),
     /// Peer exchange or a member's hole punch.
     Exchange(exchange::Timer),
+    /// The game exit's NAT sweep or load announcement.
+    Exit(exit::Timer),
 }
 
 pub(crate) fn push_event(q: &mut Events, stats: &mut NodeStats, e: NodeEvent) {

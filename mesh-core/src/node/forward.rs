@@ -11,7 +11,12 @@
 //!   destination: our LAN → the TUN device (once, of two redundant copies);
 //!   another member → transit; no route → ICMP unreachable.
 //! - From the LAN: look up; another member → its tunnel (small UDP also over
-//!   a second first hop: redundant sending).
+//!   a second first hop: redundant sending); only the default route, which
+//!   game exits announce → to an exit (a console's internet traffic, which
+//!   the kernel's policy routing sent us).
+//! - Exits are reached only through encapsulation (IP in IP to the exit's
+//!   overlay address, `exit.rs`): a member's bare packet for the internet
+//!   is never forwarded along a default route.
 
 use core::hash::Hasher;
 use core::net::IpAddr;
@@ -52,6 +57,9 @@ pub enum Verdict {
     Transit {
         to: PeerId,
     },
+    /// From the LAN, for the internet: a console's traffic for its game
+    /// exit (`exit.rs` picks the exit and carries it there).
+    ToExit,
     /// Control traffic for this node, from inside a tunnel.
     Control(Control),
     /// No route: the source hears ICMP net unreachable.
@@ -66,6 +74,9 @@ pub enum Control {
     Bfd,
     /// Peer exchange, UDP between [`PEX_PORT`]s.
     Pex,
+    /// IP in IP (RFC 2003) to our overlay address: a console's packet on
+    /// its way to us as its game exit, or on its way back from its exit.
+    Exit,
 }
 
 /// Why a packet is dropped; each has its counter in [`super::NodeStats`].
@@ -103,7 +114,7 @@ impl<T: Tunnel> Router<'_, T> {
         }
     }
 
-    fn own_home(&self, a: IpAddr) -> bool {
+    pub(crate) fn own_home(&self, a: IpAddr) -> bool {
         self.own_address(a) || self.config.lan_prefixes.iter().any(|p| p.contains(a))
     }
 
@@ -117,6 +128,13 @@ impl<T: Tunnel> Router<'_, T> {
             } else {
                 Verdict::ToOverlay
             };
+        }
+        if self
+            .rib
+            .lookup(info.dst)
+            .is_some_and(|e| e.prefix.is_default())
+        {
+            return Verdict::ToExit;
         }
         match self.route(packet, info) {
             Some(Source::Peer(to)) => Verdict::ToMember {
@@ -144,12 +162,24 @@ impl<T: Tunnel> Router<'_, T> {
             return Verdict::Drop(DropReason::Martian);
         }
         if self.own_address(info.dst) {
+            if info.protocol == ip::PROTO_IPIP {
+                return Verdict::Control(Control::Exit);
+            }
             return match ip::udp_parts(packet, info) {
                 Some((_, BFD_PORT, _)) => Verdict::Control(Control::Bfd),
                 Some((PEX_PORT, PEX_PORT, _)) => Verdict::Control(Control::Pex),
                 _ if self.config.overlay_in_kernel && !is_bgp(packet, info) => Verdict::ToLan,
                 _ => Verdict::ToOverlay,
             };
+        }
+        if self
+            .rib
+            .lookup(info.dst)
+            .is_some_and(|e| e.prefix.is_default())
+        {
+            // Only encapsulated packets reach an exit: a bare one for the
+            // internet is no member's home.
+            return Verdict::Unreachable;
         }
         match self.route(packet, info) {
             Some(Source::Local) if self.redundant_candidate(packet, info) => Verdict::ToLanOnce,
@@ -188,7 +218,7 @@ impl<T: Tunnel> Router<'_, T> {
     }
 
     /// Redundant sending covers small UDP packets: game traffic.
-    fn redundant_candidate(&self, packet: &[u8], info: &IpInfo) -> bool {
+    pub(crate) fn redundant_candidate(&self, packet: &[u8], info: &IpInfo) -> bool {
         self.config
             .redundancy_max_len
             .is_some_and(|max| info.total_len <= max as usize)
@@ -198,7 +228,7 @@ impl<T: Tunnel> Router<'_, T> {
     /// The best path's first hop is `best`; the next-ranked path through
     /// another member, if any. Its advertiser did not route it through us (we
     /// would have been in its AS path), so the copy does not loop.
-    fn second_first_hop(&self, info: &IpInfo, best: PeerId) -> Option<PeerId> {
+    pub(crate) fn second_first_hop(&self, info: &IpInfo, best: PeerId) -> Option<PeerId> {
         self.rib
             .lookup(info.dst)?
             .paths()

@@ -25,6 +25,8 @@
 //! | `stun.rs` | the STUN responder and client on the mesh port |
 //! | `exchange.rs` | peer exchange inside the mesh, and hole punching |
 //! | `relay.rs` | the per-member cap on transit |
+//! | `exit.rs` | game exits: the offer, each console's sticky exit, the way there and back |
+//! | `exitnat.rs` | the exit's UDP NAT table (RFC 4787) |
 //! | `config.rs` | settings, defaults, [`Node::reconfigure`] |
 //! | `output.rs` | the rings datagrams and packets are built in |
 //! | `slots.rs` | the member table: one slot per member, each child's part |
@@ -51,6 +53,7 @@ mod datapath;
 mod engine;
 mod event;
 mod exchange;
+mod exit;
 pub mod exitnat;
 mod forward;
 mod ids;
@@ -75,8 +78,12 @@ pub use event::{NodeEvent, NodeStats, Wake};
 pub use exchange::{
     Timer as ExchangeTimer, PEX_INTERVAL, PUNCH_BACKOFF_MAX, PUNCH_BACKOFF_MIN, PUNCH_WINDOW,
 };
+pub use exit::{
+    ConsoleExit, ExitConfig, ExitStats, ExitView, Timer as ExitTimer, ENCAP_OVERHEAD, EXIT_MTU,
+    EXIT_TAG, LOAD_TAG,
+};
 pub use forward::{Control, DropReason, Verdict};
-pub use output::{Transmit, EVENT_QUEUE, LAN_QUEUE, TRANSMIT_QUEUE};
+pub use output::{Port, Transmit, EVENT_QUEUE, LAN_QUEUE, TRANSMIT_QUEUE};
 pub use relay::bytes_per_second;
 pub use slots::DIRECT_FRESH;
 pub use status::{BfdStatus, MemberStatus, TraversalStatus};
@@ -122,6 +129,7 @@ pub struct Node<'a, C: Crypto> {
     engine: Engine<'a>,
     stun: stun::Stun,
     exchange: Exchange,
+    exits: exit::Exits,
     dedup: Dedup,
     ids: Ids,
     tx: TxRing,
@@ -164,6 +172,7 @@ impl<'a, C: Crypto> Node<'a, C> {
         Node {
             stun: stun::Stun::new(config.alt_port),
             exchange: Exchange::new(now),
+            exits: exit::Exits::new(now, config.exit.map(|e| e.nat).unwrap_or_default()),
             ids: Ids::new(config.seed),
             config,
             crypto,
@@ -287,6 +296,15 @@ impl<'a, C: Crypto> Node<'a, C> {
             return false;
         };
         self.engine.remove_peer(slot, &mut gone.bgp);
+        let Node {
+            exits,
+            events,
+            stats,
+            ..
+        } = self;
+        exits.forget_home(gone.wg.config.overlay, |port| {
+            push_event(events, stats, NodeEvent::MappingClosed { port })
+        });
         if let Some(e) = gone.wg.endpoint {
             self.stun.forget(e);
         }
@@ -308,8 +326,9 @@ impl<'a, C: Crypto> Node<'a, C> {
         if s.wg.config.public_key != config.public_key {
             return false; // a new key is a new member
         }
-        let allowed_changed =
-            s.wg.config.prefixes != config.prefixes || s.wg.config.asn != config.asn;
+        let allowed_changed = s.wg.config.prefixes != config.prefixes
+            || s.wg.config.asn != config.asn
+            || s.wg.config.exit != config.exit;
         s.wg.config = config;
         let passive = !dials(self.config.overlay, &s.wg);
         let sc = session_config(&self.config, &s.wg.config, passive);
@@ -411,6 +430,7 @@ impl<'a, C: Crypto> Node<'a, C> {
                     self.send_to_member(second as usize, packet);
                 }
             }
+            Verdict::ToExit => self.send_to_exit(now, packet, &info),
             Verdict::Unreachable => {
                 self.stats.no_route += 1;
                 self.icmp_error(IcmpError::NetUnreachable, packet, &info);
@@ -462,6 +482,8 @@ impl<'a, C: Crypto> Node<'a, C> {
             self.announce(now);
         }
         self.punch_timers(now);
+        self.exit_timeout(now);
+        self.finish(now);
         self.settle();
     }
 
@@ -521,7 +543,7 @@ impl<'a, C: Crypto> Node<'a, C> {
         Some(Transmit {
             to: meta.to,
             bytes: &buf[..meta.len as usize],
-            from_alt_port: meta.from_alt_port,
+            from: meta.from,
         })
     }
 
@@ -557,10 +579,12 @@ impl<'a, C: Crypto> Node<'a, C> {
             .poll_timeout(&self.slots)
             .map(|(t, w)| (t, Wake::Exchange(w)));
         let members = self.slots.iter().filter_map(|(i, s)| slot(i, s));
+        let exit = self.exits.poll_timeout().map(|(t, w)| (t, Wake::Exit(w)));
         wireguard
             .into_iter()
             .chain(bgp)
             .chain(exchange)
+            .chain(exit)
             .chain(members)
             .min_by_key(|(t, _)| *t)
     }

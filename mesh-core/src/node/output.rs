@@ -34,13 +34,25 @@ pub(crate) struct Ring<const SIZE: usize, const SLOTS: usize, M> {
     len: usize,
 }
 
+/// Which of the driver's UDP sockets a datagram leaves from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// The mesh port: WireGuard, STUN.
+    Mesh,
+    /// The second port (a STUN answer to a port-change request).
+    Alt,
+    /// A game exit's mapping: the socket bound to this public port (the
+    /// driver opens it on first use and closes it on
+    /// [`NodeEvent::MappingClosed`]).
+    Exit(u16),
+}
+
 /// What a queued datagram needs besides its bytes.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TxMeta {
     pub to: SocketAddr,
     pub len: u16,
-    /// Send from the driver's second port (a STUN port-change answer).
-    pub from_alt_port: bool,
+    pub from: Port,
 }
 
 impl TxMeta {
@@ -49,7 +61,7 @@ impl TxMeta {
         TxMeta {
             to,
             len: len as u16,
-            from_alt_port: false,
+            from: Port::Mesh,
         }
     }
 
@@ -59,7 +71,7 @@ impl TxMeta {
             0,
         )),
         len: 0,
-        from_alt_port: false,
+        from: Port::Mesh,
     };
 }
 
@@ -164,8 +176,8 @@ impl LanRing {
 pub struct Transmit<'a> {
     pub to: SocketAddr,
     pub bytes: &'a [u8],
-    /// Send from the second port (a STUN answer to a port-change request).
-    pub from_alt_port: bool,
+    /// The socket it leaves from.
+    pub from: Port,
 }
 
 /// Events for the driver.
@@ -188,7 +200,7 @@ mod tests {
             let queued = r.commit(TxMeta {
                 to: to(n),
                 len: 1,
-                from_alt_port: false,
+                from: Port::Mesh,
             });
             assert_eq!(queued, n <= 2, "two fit, the third is dropped");
         }

@@ -151,6 +151,9 @@ pub struct MemberConfig {
     pub hold_time: Option<u16>,
     /// BFD for this member's tunnel.
     pub bfd: BfdSetting,
+    /// The member is a game exit: the only kind of member whose default
+    /// route (0.0.0.0/0, tagged as an exit) is accepted.
+    pub exit: bool,
 }
 
 /// Whether a member's tunnel runs BFD.

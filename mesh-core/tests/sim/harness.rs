@@ -185,6 +185,9 @@ pub struct Sim {
     /// How many times each node was started (a restart gets a new seed, as a
     /// real process seeded from the clock does).
     starts: Vec<u64>,
+    /// Nodes every other node lists as game exits (`option exit '1'` in its
+    /// member section).
+    pub exits: Vec<usize>,
 }
 
 impl Sim {
@@ -210,6 +213,7 @@ impl Sim {
             last_arrival: BTreeMap::new(),
             configure: |_, _| {},
             starts: vec![0; n + 1],
+            exits: Vec::new(),
         }
     }
 
@@ -263,6 +267,7 @@ impl Sim {
                     keepalive: Some(25),
                     hold_time: None,
                     bfd: mesh_core::wg::BfdSetting::Inherit,
+                    exit: self.exits.contains(&m),
                 }
             })
             .collect();
@@ -329,7 +334,7 @@ impl Sim {
         };
         let mut out = Vec::new();
         while let Some(d) = node.poll_transmit() {
-            out.push((d.to, d.from_alt_port, d.bytes.to_vec()));
+            out.push((d.to, d.from == mesh_core::node::Port::Alt, d.bytes.to_vec()));
         }
         let mut lan = Vec::new();
         while let Some(p) = node.poll_lan_packet() {

@@ -72,6 +72,7 @@ pub fn member(n: u8) -> MemberConfig {
         keepalive: Some(25),
         hold_time: None,
         bfd: BfdSetting::Inherit,
+        exit: false,
     }
 }
 
