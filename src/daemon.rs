@@ -42,6 +42,7 @@ use crate::consoles::{self, Console, PolicyRouting};
 use crate::control::{ControlServer, Request};
 use crate::json::Json;
 use crate::sys::netlink::{Netlink, Route, RTPROT_MESHD};
+use crate::sys::nft::{self, Nft};
 use crate::sys::tun::Tun;
 use crate::{keys, status};
 
@@ -203,6 +204,8 @@ pub struct Daemon {
     consoles_read: Option<std::time::Instant>,
     /// Some exit is live: the consoles' table has its default route.
     exit_route: bool,
+    /// `nft` runs for the exit's kernel rules, not waited for.
+    nft: Nft,
 }
 
 type PathProbe = std::sync::Arc<std::sync::Mutex<Option<crate::sys::path_probe::PathReport>>>;
@@ -372,7 +375,15 @@ impl Daemon {
             policy,
             consoles_read: None,
             exit_route: false,
+            nft: Nft::default(),
         };
+        // A crashed meshd's exit rules.
+        if let Err(e) = d
+            .nft
+            .load(&nft::remove_ruleset(), "remove stale exit rules")
+        {
+            log::debug!("nft: {e}");
+        }
         let members = d.resolved.members(&d.config);
         let changes = d.node.reconfigure(t, start_config, &members);
         d.log_changes(&changes);
@@ -457,6 +468,7 @@ impl Daemon {
     /// path.
     fn housekeeping(&mut self) {
         let wall = std::time::Instant::now();
+        self.nft.reap();
         if self
             .addrs_read
             .is_none_or(|t| wall.duration_since(t) >= ADDRS_EVERY)
@@ -921,10 +933,23 @@ impl Daemon {
                 );
                 self.set_exit_route(available);
             }
-            NodeEvent::ExitOffered { public } => match public {
-                Some(a) => log::info!("offering this router as a game exit at {a}"),
-                None => log::info!("not a game exit (now)"),
-            },
+            NodeEvent::ExitOffered { public } => {
+                let rules = match public {
+                    Some(a) => {
+                        log::info!("offering this router as a game exit at {a}");
+                        let mss = (mesh_core::node::EXIT_MTU - 40) as u16;
+                        let lan = &self.config.main.lan_interface;
+                        nft::exit_ruleset(self.tun.name(), lan, mss)
+                    }
+                    None => {
+                        log::info!("not a game exit (now)");
+                        nft::remove_ruleset()
+                    }
+                };
+                if let Err(e) = self.nft.load(&rules, "exit rules") {
+                    log::warn!("exit: cannot run nft ({e}): consoles set to exit_all get no TCP through this exit");
+                }
+            }
             NodeEvent::MappingClosed { port } => self.close_exit_socket(port),
             NodeEvent::RouteRemoved { prefix } => {
                 log::info!("route {prefix} gone");
@@ -1051,6 +1076,10 @@ impl Daemon {
         if let Err(e) = self.policy.clear(&mut self.netlink) {
             log::warn!("cannot remove the consoles' rules: {e}");
         }
+        if self.node.exit_offered().is_some() {
+            let _ = self.nft.load(&nft::remove_ruleset(), "remove exit rules");
+        }
+        self.nft.wait();
         match self.netlink.flush_protocol(RTPROT_MESHD) {
             Ok(n) => log::info!("removed {n} routes"),
             Err(e) => log::warn!("cannot remove routes: {e}"),

@@ -119,21 +119,20 @@ pub fn exit_document<C: Crypto>(node: &Node<'_, C>, consoles: &[Console], now: I
         .collect();
     let st = node.exit_stats();
     let ns = node.exit_nat_stats();
-    let mappings: Vec<Json> = node
-        .exit_mappings()
-        .map(|m| {
-            Json::obj()
-                .with("console", m.internal.addr.to_string())
-                .with("home", exit_name(m.internal.home))
-                .with("port", m.port)
-                .with("idle_s", secs(now.saturating_duration_since(m.last_out)))
-        })
-        .collect();
+    // Mappings by home (up to a thousand of them: counted, not listed).
+    let mut by_home: std::collections::BTreeMap<String, u64> = Default::default();
+    for m in node.exit_mappings() {
+        *by_home.entry(exit_name(m.internal.home)).or_default() += 1;
+    }
+    let mappings = by_home
+        .into_iter()
+        .fold(Json::obj(), |j, (home, n)| j.with(&home, n));
     Json::obj()
         .with("offered", node.exit_offered().map(|a| a.to_string()))
         .with("consoles", console_docs)
         .with("exits", exits)
         .with("mappings", mappings)
+        .with("mapped_consoles", node.exit_mapped_consoles())
         .with(
             "counters",
             Json::obj()
@@ -145,6 +144,7 @@ pub fn exit_document<C: Crypto>(node: &Node<'_, C>, consoles: &[Console], now: I
                 .with("nat_in", st.nat_in)
                 .with("hairpin", st.hairpin)
                 .with("to_kernel", st.to_kernel)
+                .with("from_kernel", st.from_kernel)
                 .with("spoofed", st.spoofed)
                 .with("refused", st.refused)
                 .with("fragments", st.fragments)

@@ -1,6 +1,7 @@
 //! Linux system interfaces: the TUN device and kernel routes (netlink).
 
 pub mod netlink;
+pub mod nft;
 pub mod path_probe;
 pub mod tun;
 

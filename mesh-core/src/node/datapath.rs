@@ -164,7 +164,9 @@ impl<C: Crypto> Node<'_, C> {
             }
             Verdict::Drop(d) => self.count_drop(d),
             // Only the LAN sends to members, or to an exit, on its own.
-            Verdict::ToMember { .. } | Verdict::ToExit => self.stats.no_route += 1,
+            Verdict::ToMember { .. } | Verdict::ToExit | Verdict::FromInternet { .. } => {
+                self.stats.no_route += 1
+            }
         }
     }
 

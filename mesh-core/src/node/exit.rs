@@ -97,8 +97,10 @@ pub struct ExitStats {
     pub nat_out: u64,
     pub nat_in: u64,
     pub hairpin: u64,
-    /// Non-UDP console packets handed to the kernel's masquerade.
+    /// Non-UDP console packets handed to the kernel's masquerade, and the
+    /// internet's answers to them.
     pub to_kernel: u64,
+    pub from_kernel: u64,
     /// Wrapped packets whose inner source is outside the sender's home.
     pub spoofed: u64,
     /// Wrapped packets we have no business with: we are no exit, the
@@ -709,6 +711,21 @@ impl<C: Crypto> Node<'_, C> {
         }
     }
 
+    /// The kernel's masquerade brought the internet's answer to a console of
+    /// member `slot`'s home (TCP or ICMP of an `exit_all` console): wrapped
+    /// to that member's router, which takes it only from an exit.
+    pub(super) fn from_internet(&mut self, slot: usize, packet: &[u8], info: &IpInfo) {
+        let Some(home) = self.slots.get(slot).map(|s| s.wg.config.overlay) else {
+            return;
+        };
+        if info.total_len > EXIT_MTU {
+            self.exits.stats.too_big += 1;
+            return;
+        }
+        self.exits.stats.from_kernel += 1;
+        self.send_wrapped(home, packet, info);
+    }
+
     /// A datagram from the internet to exit port `port`, from `from`: to
     /// the console that holds the mapping, whoever sent it (endpoint-
     /// independent filtering, REQ-8).
@@ -787,6 +804,11 @@ impl<C: Crypto> Node<'_, C> {
     /// Our NAT's mappings, for status.
     pub fn exit_mappings(&self) -> impl Iterator<Item = super::exitnat::MappingView> + '_ {
         self.exits.nat.iter()
+    }
+
+    /// Consoles our NAT serves (our load as an exit).
+    pub fn exit_mapped_consoles(&self) -> usize {
+        self.exits.nat.consoles()
     }
 
     pub fn exit_nat_stats(&self) -> &super::exitnat::ExitNatStats {

@@ -60,6 +60,12 @@ pub enum Verdict {
     /// From the LAN, for the internet: a console's traffic for its game
     /// exit (`exit.rs` picks the exit and carries it there).
     ToExit,
+    /// From the LAN, on a game exit: the internet's answer to a console's
+    /// TCP or ICMP that the kernel's masquerade took out (`exit_all`), for
+    /// member `to`'s home: wrapped to that member's router.
+    FromInternet {
+        to: PeerId,
+    },
     /// Control traffic for this node, from inside a tunnel.
     Control(Control),
     /// No route: the source hears ICMP net unreachable.
@@ -135,6 +141,17 @@ impl<T: Tunnel> Router<'_, T> {
             .is_some_and(|e| e.prefix.is_default())
         {
             return Verdict::ToExit;
+        }
+        if self.config.exit.is_some() && !self.source_allowed(info.src) {
+            // Not from any home of the mesh: on an exit, that is the
+            // internet answering a console through the kernel's masquerade.
+            if let Some((to, _)) = self
+                .slots
+                .iter()
+                .find(|(_, s)| s.wg.config.owns_address(info.dst))
+            {
+                return Verdict::FromInternet { to: to as PeerId };
+            }
         }
         match self.route(packet, info) {
             Some(Source::Peer(to)) => Verdict::ToMember {
