@@ -714,7 +714,7 @@ impl<C: Crypto> Node<'_, C> {
     /// The kernel's masquerade brought the internet's answer to a console of
     /// member `slot`'s home (TCP or ICMP of an `exit_all` console): wrapped
     /// to that member's router, which takes it only from an exit.
-    pub(super) fn from_internet(&mut self, slot: usize, packet: &[u8], info: &IpInfo) {
+    pub(super) fn answer_from_internet(&mut self, slot: usize, packet: &[u8], info: &IpInfo) {
         let Some(home) = self.slots.get(slot).map(|s| s.wg.config.overlay) else {
             return;
         };

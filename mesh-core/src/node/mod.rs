@@ -431,7 +431,7 @@ impl<'a, C: Crypto> Node<'a, C> {
                 }
             }
             Verdict::ToExit => self.send_to_exit(now, packet, &info),
-            Verdict::FromInternet { to } => self.from_internet(to as usize, packet, &info),
+            Verdict::FromInternet { to } => self.answer_from_internet(to as usize, packet, &info),
             Verdict::Unreachable => {
                 self.stats.no_route += 1;
                 self.icmp_error(IcmpError::NetUnreachable, packet, &info);
