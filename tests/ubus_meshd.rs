@@ -113,6 +113,7 @@ fn register(s: &mut UnixStream) -> u32 {
             "members",
             "routes",
             "nat",
+            "consoles",
             "reload",
             "member_add",
             "member_del"
@@ -272,6 +273,14 @@ fn meshd_serves_its_ubus_object() {
         assert_eq!(st, 0);
         assert!(d.get(m).is_some(), "{m}: {d}");
     }
+    // consoles: the exit part of the document (no console on this host's
+    // LAN, no exit in this mesh: empty lists, counters at zero).
+    let (st, d) = call(&mut s, obj, "consoles", Json::obj(), &mut notes);
+    assert_eq!(st, 0);
+    for key in ["consoles", "exits", "counters"] {
+        assert!(d.get(key).is_some(), "consoles lacks {key}: {d}");
+    }
+    assert_eq!(d.get("consoles").map(Json::as_array), Some(&[][..]), "{d}");
 
     // Bad arguments: INVALID_ARGUMENT, and the file is untouched.
     const KEY3: &str = "mH7aSzFAuXc8Wd8ETSykk5+YUxYAFYMOUNvKOe1VvFM=";
