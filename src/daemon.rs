@@ -738,7 +738,29 @@ impl Daemon {
             return;
         }
         self.log_changes(&changes);
+        let policy_changed = (new.main.lan_interface.as_str(), new.main.exit_all)
+            != (
+                self.config.main.lan_interface.as_str(),
+                self.config.main.exit_all,
+            );
+        let consoles_changed = policy_changed
+            || (new.main.consoles_auto, &new.main.consoles)
+                != (self.config.main.consoles_auto, &self.config.main.consoles);
         self.config = new;
+        if policy_changed {
+            // Other rules: the old ones go, the table's route comes back.
+            if let Err(e) = self.policy.clear(&mut self.netlink) {
+                log::warn!("consoles: cannot remove the old rules: {e}");
+            }
+            self.policy =
+                PolicyRouting::new(&self.config.main.lan_interface, self.config.main.exit_all);
+            if self.exit_route {
+                self.set_exit_route(true);
+            }
+        }
+        if consoles_changed {
+            self.refresh_consoles();
+        }
         log::info!(
             "reloaded {}: {} changes",
             self.config_path.display(),

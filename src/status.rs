@@ -189,6 +189,7 @@ pub fn document<C: Crypto>(
                 .with("public_key", m.config.public_key.to_string())
                 .with("overlay", m.config.overlay.to_string())
                 .with("asn", m.config.asn)
+                .with("exit", m.config.exit)
                 .with(
                     "prefixes",
                     m.config

@@ -7,8 +7,9 @@
 //! | `members` | – | `{"members": [...]}`: tunnels, path (direct or via whom, hops), NAT, BGP, BFD |
 //! | `routes` | – | `{"routes": [...]}`: best path with AS path and why it won, the alternatives |
 //! | `nat` | – | `{"nat": {...}}`: this router's NAT behaviour and PlayStation type |
+//! | `consoles` | – | the exit part of `status`: consoles (each one's exit, public address, NAT type), the exits, this router's offer, mappings per home, counters |
 //! | `reload` | – | re-reads `/etc/config/meshd` (as SIGHUP does) |
-//! | `member_add` | `name`, `public_key`, `overlay`, `asn`, optional `overlay6`, `prefix` (array), `endpoint` (array), `keepalive`, `hold_time`, `enabled`, `bfd`, `bfd_interval`, `bfd_multiplier` | writes the member to the UCI file (atomically), then reloads |
+//! | `member_add` | `name`, `public_key`, `overlay`, `asn`, optional `overlay6`, `prefix` (array), `endpoint` (array), `keepalive`, `hold_time`, `enabled`, `bfd`, `bfd_interval`, `bfd_multiplier`, `exit` | writes the member to the UCI file (atomically), then reloads |
 //! | `member_del` | `name` | removes the member from the UCI file, then reloads |
 //!
 //! Bad arguments (unknown, of the wrong type, or refused by meshd's own
@@ -17,7 +18,10 @@
 //!
 //! Notifications: `member` (`{"name", "event"}`: tunnel_up, session_up,
 //! session_down, bfd_up, bfd_down, added, removed) and `route`
-//! (`{"prefix", "event", "via"}`: added, changed, removed).
+//! (`{"prefix", "event", "via"}`: added, changed, removed), and `exit`
+//! (`{"event": "chosen"|"lost", "console", "exit"}` when a console gets,
+//! changes or loses its game exit; `{"event": "available"|"unavailable"}`;
+//! `{"event": "offered"|"withdrawn", "public"}` for this router's own offer).
 //!
 //! [`METHODS`] is the one place a method is declared: its name, its
 //! signature and its handler, which reaches the daemon only through
@@ -48,6 +52,7 @@ const MEMBER_ADD: &[(&str, ArgType)] = &[
     ("bfd", ArgType::Bool),
     ("bfd_interval", ArgType::Int32),
     ("bfd_multiplier", ArgType::Int32),
+    ("exit", ArgType::Bool),
 ];
 
 /// What a method needs of the daemon. The daemon is the one real
@@ -227,6 +232,7 @@ pub fn new_member(args: &Json) -> Result<NewMember, String> {
         bfd: flag(args, "bfd")?,
         bfd_interval: number(args, "bfd_interval")?,
         bfd_multiplier: number(args, "bfd_multiplier")?,
+        exit: flag(args, "exit")?,
     })
 }
 

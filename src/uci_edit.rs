@@ -94,6 +94,8 @@ pub struct NewMember {
     pub bfd: Option<String>,
     pub bfd_interval: Option<String>,
     pub bfd_multiplier: Option<String>,
+    /// `1`/`0`: the member is a game exit.
+    pub exit: Option<String>,
 }
 
 impl NewMember {
@@ -139,6 +141,7 @@ impl NewMember {
         single(&mut options, "bfd", self.bfd.as_ref());
         single(&mut options, "bfd_interval", self.bfd_interval.as_ref());
         single(&mut options, "bfd_multiplier", self.bfd_multiplier.as_ref());
+        single(&mut options, "exit", self.exit.as_ref());
         Section {
             stype: "member".to_string(),
             name: Some(self.name.clone()),

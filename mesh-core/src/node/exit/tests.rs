@@ -204,8 +204,9 @@ impl Net {
         self.run_for(Duration::from_millis(20));
     }
 
-    /// UDP packets that reached router `n`'s LAN: source, destination,
-    /// payload.
+    /// UDP packets that reached router `n`'s consoles (not the node's own
+    /// control traffic, which the test's node hands to its LAN too): source,
+    /// destination, payload.
     fn lan_udp(&mut self, n: u8) -> Vec<(SocketAddrV4, SocketAddrV4, Vec<u8>)> {
         core::mem::take(&mut self.lan[n as usize - 1])
             .iter()
@@ -213,7 +214,7 @@ impl Net {
                 let info = ip::parse(p).ok()?;
                 let (sp, dp, payload) = ip::udp_parts(p, &info)?;
                 match (info.src, info.dst) {
-                    (IpAddr::V4(s), IpAddr::V4(d)) => Some((
+                    (IpAddr::V4(s), IpAddr::V4(d)) if d.octets()[..2] == [192, 168] => Some((
                         SocketAddrV4::new(s, sp),
                         SocketAddrV4::new(d, dp),
                         payload.to_vec(),
@@ -281,6 +282,39 @@ fn an_open_exit_offers_itself_and_a_console_gets_its_own_port_and_hears_anyone()
         net.internet_sends(2, 40001, OTHER, b"stray");
         assert!(net.lan_udp(1).is_empty());
         assert_eq!(net.node(2).exit_nat_stats().inbound_unmapped, 1);
+    });
+}
+
+#[test]
+fn an_exit_serves_its_own_consoles_itself() {
+    big_stack(|| {
+        let mut net = Net::new(3, &[2], everyone);
+        net.run_for(Duration::from_secs(5));
+        net.console_sends(2, 10, 3074, SERVER, b"local");
+        assert_eq!(
+            net.out(2),
+            [Out {
+                from_port: 3074,
+                to: SocketAddr::V4(SERVER),
+                payload: b"local".to_vec()
+            }]
+        );
+        assert_eq!(
+            net.node(2).console_exits()[0].exit,
+            Ipv4Addr::new(10, 0, 0, 2),
+            "local breakout"
+        );
+        net.internet_sends(2, 3074, OTHER, b"back");
+        assert_eq!(
+            net.lan_udp(2),
+            [(
+                OTHER,
+                SocketAddrV4::new(console(2, 10), 3074),
+                b"back".to_vec()
+            )]
+        );
+        // Nothing crossed a tunnel for it.
+        assert_eq!(net.node(1).exit_stats().from_exit, 0);
     });
 }
 
