@@ -169,6 +169,9 @@ impl Net {
                 if due {
                     if let Some(n) = self.nodes[i].as_mut() {
                         n.handle_timeout(now);
+                        // A timer that does not move would spin.
+                        let next = n.poll_timeout();
+                        assert!(next.is_none_or(|(t, _)| t > now), "r{}: {next:?}", i + 1);
                     }
                     self.drain(i);
                 }
