@@ -51,7 +51,7 @@ use lab::stun::{
     attach_stun, binding_request, home_router_nat, parse_binding_response, stun_binding, stun_test,
     Filtering, UdpPeer, STUN_ALTERNATE, STUN_PORT, STUN_PRIMARY,
 };
-use lab::{require_cmd, require_root, wait_for, Netns};
+use lab::{json_path_present, luci_contract, require_cmd, require_root, wait_for, Netns};
 
 /// Waits up to `limit` for `f`; fails with the routers' logs.
 fn until<T>(lab: &NatLab, limit: Duration, what: &str, f: impl FnMut() -> Option<T>) -> T {
@@ -273,6 +273,17 @@ fn consoles_get_an_open_nat_through_game_exits_that_fail_over_and_stay() {
     assert_eq!(c1["nat"]["playstation"], 2, "{c1}");
     assert_eq!(c1["nat"]["xbox"], "Open", "{c1}");
     assert_eq!(c1["nat"]["switch"], "A", "{c1}");
+    // Here, with a console and an exit, meshd writes every field the LuCI
+    // status view's consoles panel reads (its contract).
+    let doc = lab.status(1).unwrap();
+    for path in luci_contract()["consoles"].as_array().unwrap() {
+        let path = path.as_str().unwrap();
+        assert!(
+            json_path_present(&doc, path),
+            "ubus consoles: the status view reads {path}, meshd does not write it: {}",
+            doc["exit"]
+        );
+    }
 
     lab.start(3);
     until(

@@ -2,8 +2,9 @@
 //! (`openwrt/luci-app-meshd/`): the files parse, the views call only what the
 //! ACL grants, the init script asks procd for what meshd needs and refuses
 //! what meshd would refuse, the default configuration is one meshd accepts,
-//! the package options follow `src/config.rs`, and the status view reads
-//! exactly the fields `status-contract.json` lists.
+//! the package options follow `src/config.rs`, the status view reads
+//! exactly the fields `status-contract.json` lists, and it shows the consoles
+//! first, each with its game exit and NAT type in gamers' words.
 //!
 //! Needs `node` (Debian package `nodejs`) and a POSIX `sh`.
 
@@ -226,7 +227,7 @@ fn the_acl_grants_every_ubus_method_the_views_declare() {
             }
         }
     }
-    let expected: BTreeSet<String> = ["status", "members", "routes", "nat"]
+    let expected: BTreeSet<String> = ["status", "members", "routes", "nat", "consoles"]
         .map(String::from)
         .into();
     assert_eq!(meshd_methods, expected);
@@ -328,18 +329,10 @@ fn the_default_config_passes_meshd_check_without_warnings() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stderr(&out), "", "warnings (unknown options?)");
 
-    // Its commented-out example member is valid too, once uncommented.
+    // Its commented-out options and example member are valid too, once
+    // uncommented.
     let text = read(&default_config());
-    let uncommented: String = text
-        .lines()
-        .map(|l| {
-            l.strip_prefix("#config")
-                .map(|r| format!("config{r}"))
-                .or_else(|| l.strip_prefix("#\t").map(|r| format!("\t{r}")))
-                .unwrap_or_else(|| l.to_string())
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
+    let uncommented: String = uncomment(&text).join("\n");
     let dir = scratch("example-member");
     let file = dir.join("meshd");
     fs::write(&file, uncommented).unwrap();
@@ -352,6 +345,67 @@ fn the_default_config_passes_meshd_check_without_warnings() {
         stdout(&out)
     );
     fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The default config's lines with its examples uncommented: the member
+/// (`#config`, `#\t...`) and the options of `config meshd` (`\t#option`,
+/// `\t#list`).
+fn uncomment(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| {
+            l.strip_prefix("#config")
+                .map(|r| format!("config{r}"))
+                .or_else(|| l.strip_prefix("#\t").map(|r| format!("\t{r}")))
+                .or_else(|| l.strip_prefix("\t#option").map(|r| format!("\toption{r}")))
+                .or_else(|| l.strip_prefix("\t#list").map(|r| format!("\tlist{r}")))
+                .unwrap_or_else(|| l.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn the_default_config_shows_every_game_exit_option_commented_out() {
+    let text = read(&default_config());
+    let shown = |prefix: &str| -> BTreeSet<String> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix(prefix))
+            .filter_map(|r| r.split_whitespace().next())
+            .map(String::from)
+            .collect()
+    };
+    let main: BTreeSet<String> = ["\t#option ", "\t#list "]
+        .iter()
+        .flat_map(|p| shown(p))
+        .collect();
+    for option in [
+        "exit",
+        "exit_ports",
+        "exit_mappings",
+        "exit_timeout",
+        "consoles",
+        "console",
+        "exit_all",
+        "lan_interface",
+    ] {
+        assert!(
+            config_rs_options("MAIN_OPTIONS").contains(option),
+            "{option}: not an option of config meshd"
+        );
+        assert!(
+            main.contains(option),
+            "the default config does not show `{option}` (commented out) in config meshd"
+        );
+    }
+    assert!(
+        shown("#\toption ").contains("exit"),
+        "the example member does not show `option exit`"
+    );
+    // Commented out: the router is no game exit until its owner says so.
+    let set = shown("\toption ");
+    assert!(
+        !set.contains("exit") && !set.contains("exit_ports"),
+        "{set:?}"
+    );
 }
 
 /// The option names meshd reads, from the lists in `src/config.rs`.
@@ -423,6 +477,123 @@ fn the_init_script_and_the_form_know_every_option_of_config_rs() {
     let mut member_but_name = member.clone();
     member_but_name.remove("name");
     assert_eq!(form_member, member_but_name, "config.js: members");
+}
+
+/// `option -> default` of an init script validation function (the third
+/// field of `'option:datatype:default'`; options without one are left out).
+fn init_defaults(function: &str) -> BTreeMap<String, String> {
+    let script = read(&init_script());
+    let body = &script[script
+        .find(&format!("{function}() {{"))
+        .unwrap_or_else(|| panic!("no {function}"))..];
+    let body = &body[..body.find("\n}").unwrap()];
+    body.lines()
+        .filter_map(|l| l.trim().strip_prefix('\''))
+        .filter_map(|spec| {
+            let spec = spec.trim_end_matches(['\\', ' ']).strip_suffix('\'')?;
+            let mut fields = spec.splitn(3, ':');
+            let name = fields.next()?;
+            let default = fields.nth(1)?;
+            Some((name.to_string(), default.to_string()))
+        })
+        .collect()
+}
+
+/// `option -> default` as the documentation at the top of `src/config.rs`
+/// states it, for the section whose example starts with `section`
+/// (`config meshd`, `config member`): the word after "; default" in the
+/// option's comment ("as shown": the example's value); options whose default
+/// is none, or main's, are left out.
+fn documented_defaults(section: &str) -> BTreeMap<String, String> {
+    let source = read(&repo().join("src/config.rs"));
+    let doc: Vec<&str> = source
+        .lines()
+        .map_while(|l| l.strip_prefix("//!"))
+        .collect();
+    let start = doc
+        .iter()
+        .position(|l| l.trim_start().starts_with(section))
+        .unwrap_or_else(|| panic!("no `{section}` in the doc of src/config.rs"));
+    let mut defaults = BTreeMap::new();
+    let mut current: Option<(String, String, String)> = None;
+    let mut finish = |current: Option<(String, String, String)>| {
+        let Some((name, example, comment)) = current else {
+            return;
+        };
+        let comment = comment.split_whitespace().collect::<Vec<_>>().join(" ");
+        let Some(after) = comment.split("; default ").nth(1) else {
+            return;
+        };
+        let word = after
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .trim_end_matches([';', ':', ',']);
+        let value = match word {
+            "as" => example,
+            "none" | "main's" => return,
+            w => w.to_string(),
+        };
+        defaults.insert(name, value);
+    };
+    for line in &doc[start + 1..] {
+        let text = line.trim_start();
+        if text.starts_with("config ") || text.starts_with("```") {
+            break;
+        }
+        let (code, comment) = text.split_once('#').unwrap_or((text, ""));
+        let mut words = code.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some("option" | "list"), Some(name)) => {
+                finish(current.take());
+                let example = code.split('\'').nth(1).unwrap_or("").to_string();
+                current = Some((name.to_string(), example, comment.to_string()));
+            }
+            _ => {
+                if let Some((_, _, c)) = current.as_mut() {
+                    c.push(' ');
+                    c.push_str(comment);
+                }
+            }
+        }
+    }
+    finish(current);
+    defaults
+}
+
+#[test]
+fn the_init_validation_defaults_are_meshds_own() {
+    for (function, section, undefaulted) in [
+        // Unset exit_ports is not the same as '1024-65535' written out: only
+        // a written range says a NAT in front forwards it (src/config.rs).
+        (
+            "validate_meshd_section",
+            "config meshd",
+            &["exit_ports"][..],
+        ),
+        ("validate_member_section", "config member", &[][..]),
+    ] {
+        let init = init_defaults(function);
+        let documented = documented_defaults(section);
+        assert!(
+            documented.get("exit").map(String::as_str) == Some("0"),
+            "{section}: {documented:?}"
+        );
+        for (option, default) in &init {
+            assert_eq!(
+                documented.get(option),
+                Some(default),
+                "{function}: '{option}' defaults to '{default}', src/config.rs says {:?}",
+                documented.get(option)
+            );
+        }
+        for option in documented.keys() {
+            assert!(
+                init.contains_key(option) || undefaulted.contains(&option.as_str()),
+                "{function}: '{option}' has a default in src/config.rs and none in the init script"
+            );
+        }
+    }
 }
 
 // ---- the init script, run with procd stubbed ----
@@ -508,6 +679,122 @@ fn init_starts_one_supervised_instance_that_reloads_on_sighup_and_opens_the_mesh
     ] {
         assert!(run.has(&line), "missing `{line}` in:\n{}", run.out);
     }
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The firewall rules the script put in procd's service data, in order:
+/// each `json_add_*` between `json_add_object` and `json_close_object`
+/// inside `json_add_array firewall`, as key -> value.
+fn firewall_rules(out: &str) -> Vec<BTreeMap<String, String>> {
+    let mut rules = Vec::new();
+    let mut in_firewall = false;
+    let mut rule: Option<BTreeMap<String, String>> = None;
+    for line in out.lines() {
+        match line {
+            "json_add_array firewall" => in_firewall = true,
+            "json_close_array" => in_firewall = false,
+            _ if !in_firewall => {}
+            "json_add_object " => rule = Some(BTreeMap::new()),
+            "json_close_object" => rules.extend(rule.take()),
+            _ => {
+                let field = line
+                    .strip_prefix("json_add_string ")
+                    .or_else(|| line.strip_prefix("json_add_int "));
+                if let (Some(field), Some(rule)) = (field, rule.as_mut()) {
+                    let (key, value) = field.split_once(' ').unwrap_or((field, ""));
+                    rule.insert(key.to_string(), value.to_string());
+                }
+            }
+        }
+    }
+    rules
+}
+
+#[test]
+fn init_opens_the_exit_ports_from_wan_only_while_this_router_is_a_game_exit() {
+    let (dir, config, key) = enabled_config("exit");
+    let key = key.to_str().unwrap();
+    let rules = |env: &[(&str, &str)]| {
+        let mut env = env.to_vec();
+        env.push(("VALUE_private_key_file", key));
+        let run = run_init(&config, "start_service", &env);
+        assert!(run.ok && run.started(), "{}", run.out);
+        firewall_rules(&run.out)
+    };
+    let names = |rules: &[BTreeMap<String, String>]| -> Vec<String> {
+        rules.iter().map(|r| r["name"].clone()).collect()
+    };
+    let exit_rule = |ports: &str| -> BTreeMap<String, String> {
+        [
+            ("type", "rule"),
+            ("name", "Allow-meshd-exit"),
+            ("family", "ipv4"),
+            ("proto", "udp"),
+            ("src", "wan"),
+            ("dest_port", ports),
+            ("target", "ACCEPT"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .into()
+    };
+
+    // Not an exit (the default, or said so): the mesh port alone.
+    for env in [&[][..], &[("VALUE_exit", "0")][..]] {
+        assert_eq!(names(&rules(env)), ["Allow-meshd"], "{env:?}");
+    }
+    // An exit: UDP from wan to meshd's default range, after the mesh port.
+    let on = rules(&[("VALUE_exit", "1")]);
+    assert_eq!(names(&on), ["Allow-meshd", "Allow-meshd-exit"]);
+    assert_eq!(on[1], exit_rule("1024-65535"));
+    // Behind a NAT that forwards a range: that range alone.
+    let forwarded = rules(&[("VALUE_exit", "1"), ("VALUE_exit_ports", "40000-40999")]);
+    assert_eq!(forwarded[1], exit_rule("40000-40999"));
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A constant of mesh-core, read from its source.
+fn mesh_core_const(file: &str, name: &str) -> u64 {
+    let source = read(&repo().join("mesh-core/src").join(file));
+    let line = source
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("pub const {name}:")))
+        .unwrap_or_else(|| panic!("no {name} in mesh-core/src/{file}"));
+    let value = line.split('=').nth(1).unwrap().trim().trim_end_matches(';');
+    value
+        .replace('_', "")
+        .parse()
+        .unwrap_or_else(|e| panic!("{line}: {e}"))
+}
+
+#[test]
+fn init_raises_the_open_file_limit_for_one_socket_per_exit_mapping() {
+    let (dir, config, key) = enabled_config("nofile");
+    let run = run_init(
+        &config,
+        "start_service",
+        &[("VALUE_private_key_file", key.to_str().unwrap())],
+    );
+    assert!(run.ok && run.started(), "{}", run.out);
+    let instance = &run.out[run.out.find("procd_open_instance").unwrap()
+        ..run.out.find("procd_close_instance").unwrap()];
+    let limit = instance
+        .lines()
+        .find_map(|l| l.strip_prefix("procd_set_param limits nofile="))
+        .unwrap_or_else(|| panic!("no `procd_set_param limits nofile=...` in:\n{}", run.out));
+    let (soft, hard) = limit
+        .split_once(' ')
+        .map(|(s, h)| (s.parse::<u64>().unwrap(), h.parse::<u64>().unwrap()))
+        .unwrap_or_else(|| panic!("nofile={limit}: want \"<soft> <hard>\""));
+    // meshd raises its soft limit to the hard one: procd sets both.
+    assert_eq!(soft, hard, "nofile={limit}");
+    // One socket per exit mapping, and room for meshd's own descriptors.
+    let mappings = mesh_core_const("node/exitnat.rs", "EXIT_MAPPINGS");
+    assert!(
+        soft >= mappings + 64,
+        "nofile={limit}: {mappings} exit mappings and meshd's own descriptors do not fit"
+    );
+    // Never below Linux's default hard limit.
+    assert!(hard >= 4096, "nofile={limit}");
     fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -641,13 +928,24 @@ fn contract() -> BTreeMap<String, Vec<String>> {
 /// daemon's document).
 const PENDING: &[&str] = &[];
 
+/// Where the reply of a ubus method of meshd sits in the status document:
+/// `members`, `routes` and `nat` answer `{"<method>": ...}`, `consoles` the
+/// document's `exit` object itself (`src/ubus_api.rs`). Contract paths are
+/// paths in the status document, so they start there.
+fn reply_root(method: &str) -> &str {
+    match method {
+        "consoles" => "exit",
+        m => m,
+    }
+}
+
 #[test]
 fn status_contract_is_well_formed() {
     let contract = contract();
     let methods: BTreeSet<&str> = contract.keys().map(String::as_str).collect();
     assert_eq!(
         methods,
-        BTreeSet::from(["members", "nat", "routes", "status"]),
+        BTreeSet::from(["consoles", "members", "nat", "routes", "status"]),
         "one entry per ubus method of meshd the views call"
     );
     for (method, paths) in &contract {
@@ -666,13 +964,11 @@ fn status_contract_is_well_formed() {
                     "{method}: bad path {path:?}"
                 );
             }
-            // members, routes and nat answer {"<method>": ...}: the same paths
-            // as in the status document.
             if method != "status" {
+                let root = reply_root(method);
                 assert!(
-                    path.starts_with(&format!("{method}."))
-                        || path.starts_with(&format!("{method}[]")),
-                    "{method}: {path:?} does not start with {method}"
+                    path.starts_with(&format!("{root}.")) || path.starts_with(&format!("{root}[]")),
+                    "{method}: {path:?} does not start with {root}"
                 );
             }
         }
@@ -746,17 +1042,31 @@ fn the_sample_document_has_a_value_at_every_contract_path() {
     }
 }
 
+/// Runs the status view on `doc` (see `tests/openwrt/run-status-view.js`),
+/// selects member `select`, and refreshes once with `after` (else `doc`).
+fn run_status_view(doc: &Path, select: &str, after: Option<&Path>) -> Value {
+    let mut cmd = node();
+    cmd.arg(repo().join("tests/openwrt/run-status-view.js"))
+        .arg(views().join("meshd/status.js"))
+        .arg(doc)
+        .arg(select);
+    if let Some(after) = after {
+        cmd.arg(after);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).unwrap()
+}
+
+/// The rows of a section's table in the report, each as its cells' text.
+fn table_rows(report: &Value, section: &str) -> Vec<Vec<String>> {
+    serde_json::from_value(report["tables"][section].clone())
+        .unwrap_or_else(|e| panic!("tables.{section}: {e}"))
+}
+
 #[test]
 fn the_status_view_reads_exactly_the_contract_fields_and_draws_the_path() {
-    let out = node()
-        .arg(repo().join("tests/openwrt/run-status-view.js"))
-        .arg(views().join("meshd/status.js"))
-        .arg(sample_document())
-        .arg("r4")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let report = run_status_view(&sample_document(), "r4", None);
 
     assert_eq!(report["poll_interval"], 2, "refreshed every 2 s");
 
@@ -811,4 +1121,238 @@ fn the_status_view_reads_exactly_the_contract_fields_and_draws_the_path() {
     // the path to r4 is R1 -> R2 -> R4.
     assert_eq!(report["path_segments"], 2);
     assert_eq!(report["svg_lines"], 4 + 2);
+}
+
+// ---- the consoles and game exits panels ----
+
+fn rows(rows: &[&[&str]]) -> Vec<Vec<String>> {
+    rows.iter()
+        .map(|r| r.iter().map(|c| c.to_string()).collect())
+        .collect()
+}
+
+#[test]
+fn the_status_view_shows_the_consoles_first_with_their_game_exit_and_nat_type_in_gamers_words() {
+    let report = run_status_view(&sample_document(), "r4", None);
+    assert_eq!(
+        report["headings"],
+        serde_json::json!([
+            "Consoles",
+            "Game exits",
+            "This router",
+            "Map",
+            "Members",
+            "Routes"
+        ])
+    );
+    // Console (address, MAC, how it was found), maker, game exit, public
+    // address, NAT type: its own maker's words first. "–" is nothing.
+    assert_eq!(
+        table_rows(&report, "consoles"),
+        rows(&[
+            &[
+                "192.168.1.20\n00:04:1f:3a:7c:01 · found on the LAN",
+                "PlayStation",
+                "r2 · for 5 min",
+                "198.51.100.2",
+                "PlayStation Type 2\nXbox Open · Switch A",
+            ],
+            &[
+                "192.168.1.21\n00:0d:3a:5e:11:02 · found on the LAN",
+                "Xbox",
+                "this router · for 95.0 s",
+                "203.0.113.7",
+                "Xbox Open\nPlayStation Type 2 · Switch A",
+            ],
+            &[
+                "192.168.1.22\n00:09:bf:20:44:03 · listed in the settings",
+                "Nintendo",
+                "none: this home's own internet",
+                "–",
+                "Switch B\nPlayStation Type 2 · Xbox Moderate",
+            ],
+            &[
+                "192.168.1.50\nlisted in the settings",
+                "–",
+                "r2 · for 66 min",
+                "198.51.100.2",
+                "PlayStation Type 2 · Xbox Open · Switch A",
+            ],
+        ])
+    );
+    // Exit, public address, load, hops, the one new consoles get.
+    assert_eq!(
+        table_rows(&report, "exits"),
+        rows(&[
+            &[
+                "r2\n10.0.0.2",
+                "198.51.100.2",
+                "3 consoles",
+                "1",
+                "get this one"
+            ],
+            &[
+                "this router\n10.0.0.1",
+                "203.0.113.7",
+                "1 console",
+                "–",
+                "–"
+            ],
+        ])
+    );
+    let text = report["text"].as_str().unwrap();
+    assert!(
+        text.contains("This router is a game exit at 203.0.113.7."),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_consoles_panel_follows_meshd_on_every_refresh() {
+    // r2 lost power: its consoles moved to r3, and this router stopped
+    // offering itself.
+    let mut doc = json(&sample_document());
+    let x = &mut doc["exit"];
+    x["offered"] = Value::Null;
+    for c in x["consoles"].as_array_mut().unwrap() {
+        if c["exit"] == "r2" {
+            c["exit"] = "r3".into();
+            c["public"] = "198.51.100.3".into();
+            c["exit_since_s"] = 1.5.into();
+        }
+    }
+    x["exits"] = serde_json::json!([{
+        "name": "r3", "overlay": "10.0.0.3", "public": "198.51.100.3",
+        "load": 4, "hops": 2, "best": true, "local": false
+    }]);
+    let dir = scratch("view-after");
+    let after = dir.join("after.json");
+    fs::write(&after, serde_json::to_string(&doc).unwrap()).unwrap();
+
+    let report = run_status_view(&sample_document(), "r4", Some(&after));
+    let before = report["text"].as_str().unwrap();
+    let text = report["text_after"].as_str().unwrap();
+    for gone in ["r2 · for 5 min", "This router is a game exit", "3 consoles"] {
+        assert!(before.contains(gone), "{gone:?} not in:\n{before}");
+        assert!(!text.contains(gone), "{gone:?} still in:\n{text}");
+    }
+    for new in ["r3 · for 1.5 s", "198.51.100.3", "4 consoles", "10.0.0.3"] {
+        assert!(text.contains(new), "{new:?} not in:\n{text}");
+    }
+    // Refreshed in place: the same sections, once each.
+    assert_eq!(text.matches("Game exits").count(), 1, "{text}");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_status_view_still_shows_the_mesh_when_meshd_has_no_consoles_method() {
+    let mut doc = json(&sample_document());
+    doc.as_object_mut().unwrap().remove("exit");
+    let dir = scratch("view-no-consoles");
+    let file = dir.join("status.json");
+    fs::write(&file, serde_json::to_string(&doc).unwrap()).unwrap();
+
+    let report = run_status_view(&file, "r4", None);
+    let text = report["text"].as_str().unwrap();
+    assert!(
+        text.contains("meshd did not say which consoles it found"),
+        "{text}"
+    );
+    assert!(table_rows(&report, "exits").is_empty());
+    for expected in ["Type 2 (cone NAT)", "via r2, 2 hops", "65002 65004"] {
+        assert!(text.contains(expected), "{expected:?} not in:\n{text}");
+    }
+    assert_eq!(report["path_segments"], 2);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+// ---- the configuration form's own checks ----
+
+/// Whether `meshd check` accepts the default config with `option` of
+/// `config meshd` set to `value` (`list` for a list option).
+fn meshd_accepts(dir: &Path, option: &str, value: &str) -> bool {
+    let kind = if option == "console" {
+        "list"
+    } else {
+        "option"
+    };
+    let mut text = String::new();
+    for line in read(&default_config()).lines() {
+        if line.starts_with(&format!("\toption {option} "))
+            || line.starts_with(&format!("\tlist {option} "))
+        {
+            continue;
+        }
+        text.push_str(line);
+        text.push('\n');
+        if line == "config meshd 'main'" {
+            text.push_str(&format!("\t{kind} {option} '{value}'\n"));
+        }
+    }
+    let file = dir.join("meshd");
+    fs::write(&file, text).unwrap();
+    meshd()
+        .arg("check")
+        .arg("-c")
+        .arg(&file)
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+#[test]
+fn the_forms_own_checks_accept_exactly_what_meshd_accepts() {
+    // Values without spaces around them: the form refuses those, and so
+    // does procd's validation of the same options.
+    let values = serde_json::json!({
+        "exit_ports": [
+            "1024-65535", "40000-40999", "1024-1024", "65535-65535", "01024-2000",
+            "1023-2000", "80-90", "5000-4000", "1024-65536", "0-0", "1024", "1024-",
+            "-2000", "abc", "1024-2000-3000", "99999999999999999999-1"
+        ],
+        "console": [
+            "00:04:1f:aa:bb:cc", "00-04-1F-AA-BB-CC", "70:48:0f:12:34:56",
+            "00:04-1f:aa:bb:cc", "01:00:5e:00:00:01", "00:00:00:00:00:00",
+            "0:4:1f:aa:bb:cc", "00:04:1f:aa:bb:cc:dd", "00:04:1f:aa:bb", "fe80::1",
+            "192.168.1.50", "10.0.0.1", "240.0.0.1", "0.0.0.0", "255.255.255.255",
+            "224.0.0.251", "127.0.0.1", "192.168.001.050", "192.168.1", "192.168.1.256",
+            "hello", "a-b"
+        ],
+        "lan_interface": [
+            "br-lan", "eth0.1", "wlan0-1", "lan", "a_b", "abcdefghijklmno",
+            "abcdefghijklmnop", ".", "..", "a b", "lan@x", "é"
+        ],
+        "tun": ["meshd0", "tun.1", "abcdefghijklmnop", "..", "a/b"]
+    });
+    let dir = scratch("form-checks");
+    let values_file = dir.join("values.json");
+    fs::write(&values_file, values.to_string()).unwrap();
+    let out = node()
+        .arg(repo().join("tests/openwrt/run-config-view.js"))
+        .arg(views().join("meshd/config.js"))
+        .arg(&values_file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let answers: BTreeMap<String, BTreeMap<String, Value>> =
+        serde_json::from_str(&stdout(&out)).unwrap();
+
+    for (option, answers) in &answers {
+        let mut seen = BTreeSet::new();
+        for (value, answer) in answers {
+            let form = *answer == Value::Bool(true);
+            let daemon = meshd_accepts(&dir, option, value);
+            assert_eq!(
+                form,
+                daemon,
+                "option {option} '{value}': the form says {answer}, meshd check {}",
+                if daemon { "accepts it" } else { "refuses it" }
+            );
+            seen.insert(form);
+        }
+        assert_eq!(seen.len(), 2, "{option}: ask about good and bad values");
+    }
+    assert_eq!(answers.len(), 4);
+    fs::remove_dir_all(&dir).unwrap();
 }

@@ -258,6 +258,39 @@ impl Drop for Bird {
         let _ = self.child.wait();
     }
 }
+/// The LuCI status view's contract (`openwrt/luci-app-meshd/status-contract.json`):
+/// per ubus method of meshd, the paths in the status document the view reads.
+pub fn luci_contract() -> serde_json::Value {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("openwrt/luci-app-meshd/status-contract.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Is `path` (`a.b`, `a[].b`: some element of the array) a key in `doc`?
+/// The value may be null; the key must be written.
+pub fn json_path_present(doc: &serde_json::Value, path: &str) -> bool {
+    let (head, rest) = match path.split_once('.') {
+        Some((h, r)) => (h, Some(r)),
+        None => (path, None),
+    };
+    let (key, array) = match head.strip_suffix("[]") {
+        Some(k) => (k, true),
+        None => (head, false),
+    };
+    let Some(v) = doc.as_object().and_then(|o| o.get(key)) else {
+        return false;
+    };
+    match (array, rest) {
+        (false, None) => true,
+        (false, Some(r)) => json_path_present(v, r),
+        (true, None) => v.is_array(),
+        (true, Some(r)) => v
+            .as_array()
+            .is_some_and(|a| a.iter().any(|e| json_path_present(e, r))),
+    }
+}
+
 pub mod nat;
 pub mod seed;
 pub mod stock;

@@ -5,20 +5,28 @@
 // - read: per ubus method, every JSON path the view read from its reply
 //   ("members[].bgp.state"; array elements are "[]");
 // - text: the rendered text, and the map's highlighted segments after the
-//   member named in argv[4] was selected.
+//   member named in argv[4] was selected;
+// - headings: the sections' titles (h3), in order;
+// - tables: per section (the id of its element, without `meshd-`), the text
+//   of each table row's cells (a line break is "\n");
+// - text_after: the rendered text after one refresh, which answers from the
+//   document in argv[5] when given (else the same one).
 //
 // usage: node run-status-view.js <status.js> <status document.json> <member>
+//        [<document after the refresh.json>]
 //
 // The ubus replies follow the convention of status-contract.json: `status`
 // is the whole document, `members`, `routes` and `nat` are objects holding
-// that one key of it.
+// that one key of it, and `consoles` is its `exit` object itself (read paths
+// start with `exit.`). A document without `exit` stands for a meshd without
+// the `consoles` method: the call fails, as ubus's METHOD_NOT_FOUND does.
 'use strict';
 
 const fs = require('fs');
 
-const [viewPath, docPath, selectMember] = process.argv.slice(2);
+const [viewPath, docPath, selectMember, afterPath] = process.argv.slice(2);
 const source = fs.readFileSync(viewPath, 'utf8');
-const doc = JSON.parse(fs.readFileSync(docPath, 'utf8'));
+let doc = JSON.parse(fs.readFileSync(docPath, 'utf8'));
 
 /* What the view reads */
 
@@ -73,6 +81,8 @@ class Node {
 		return null;
 	}
 	get text() {
+		if (this.tag === 'br')
+			return '\n';
 		return this.children.map(c => (c instanceof Node) ? c.text : c.data).join('');
 	}
 	walk(fn) {
@@ -164,17 +174,21 @@ const replies = {
 	status: () => doc,
 	members: () => ({ members: doc.members }),
 	routes: () => ({ routes: doc.routes }),
-	nat: () => ({ nat: doc.nat })
+	nat: () => ({ nat: doc.nat }),
+	consoles: () => doc.exit
 };
+// Where a reply sits in the status document (the paths' first part).
+const roots = { consoles: 'exit' };
 
 // rpc.declare as in LuCI: `expect: { key: default }` picks reply[key].
 const rpc = {
 	declare(opts) {
 		declared.push({ object: opts.object, method: opts.method });
 		return () => {
-			if (opts.object !== 'meshd' || !replies[opts.method])
+			const answer = (opts.object === 'meshd' && replies[opts.method]) ? replies[opts.method]() : undefined;
+			if (answer === undefined)
 				return Promise.reject(new Error('no ubus method ' + opts.object + '.' + opts.method));
-			let reply = watch(replies[opts.method](), opts.method, '');
+			let reply = watch(answer, opts.method, roots[opts.method] || '');
 			for (const key in (opts.expect || {})) {
 				if (key !== '')
 					reply = reply[key];
@@ -197,9 +211,30 @@ async function main() {
 	const root = v.render(data);
 	const before = root.text;
 
+	const headings = [];
+	root.walk(n => { if (n.tag === 'h3') headings.push(n.text); });
+	const tables = {};
+	root.walk(n => {
+		const id = n.attrs.id;
+		if (!id || !id.startsWith('meshd-'))
+			return;
+		const rows = [];
+		n.walk(r => {
+			if (r.tag !== 'tr')
+				return;
+			const cells = r.children.filter(c => c instanceof Node && c.tag === 'td').map(c => c.text);
+			if (cells.length)
+				rows.push(cells);
+		});
+		tables[id.slice('meshd-'.length)] = rows;
+	});
+
 	if (polls.length !== 1)
 		throw new Error('expected one poll.add, got ' + polls.length);
+	if (afterPath)
+		doc = JSON.parse(fs.readFileSync(afterPath, 'utf8'));
 	await polls[0].fn.call(null);
+	const after = root.text;
 
 	let pathSegments = 0;
 	if (selectMember) {
@@ -222,6 +257,9 @@ async function main() {
 		poll_interval: polls[0].interval,
 		read: Object.fromEntries(Object.entries(read).map(([k, s]) => [k, [...s].sort()])),
 		text: before,
+		headings,
+		tables,
+		text_after: after,
 		path_segments: pathSegments,
 		svg_lines: 0
 	};

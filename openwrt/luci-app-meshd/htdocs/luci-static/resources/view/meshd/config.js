@@ -19,6 +19,7 @@ var callStatus = rpc.declare({
 });
 
 var MAX_MEMBER_NAME = 32;
+var MAX_CONSOLES = 32;
 
 // A WireGuard key as `wg` prints it: 32 bytes of base64, canonical (the last
 // character before '=' carries 4 bits of the key and 2 zero bits).
@@ -35,6 +36,49 @@ function validateAbsolutePath(section_id, value) {
 function validateAsn(section_id, value) {
 	if (value === '23456')
 		return _('23456 is AS_TRANS (RFC 6793), not a usable AS number');
+	return true;
+}
+
+// A Linux interface name as meshd takes it (tun, lan_interface).
+function validateInterfaceName(section_id, value) {
+	if (value == null || value === '')
+		return true;
+	return (/^[A-Za-z0-9_.-]{1,15}$/.test(value) && value != '.' && value != '..')
+		? true : _('1-15 of A-Z a-z 0-9 _ . -');
+}
+
+// The exit's public UDP ports: lo-hi, both in 1024-65535.
+function validateExitPorts(section_id, value) {
+	if (value == null || value === '')
+		return true;
+	var m = /^(\d{1,20})-(\d{1,20})$/.exec(value);
+	if (!m || +m[1] < 1024 || +m[1] > +m[2] || +m[2] > 65535)
+		return _('A port range lo-hi within 1024-65535, e.g. 40000-40999');
+	return true;
+}
+
+// A console as meshd takes it (src/consoles.rs): a MAC address, six pairs of
+// hex digits separated all by ':' or all by '-' (a device's own, not a group
+// address), or a unicast IPv4 address.
+function validateConsole(section_id, value) {
+	if (value == null || value === '')
+		return true;
+	if (/[:-]/.test(value)) {
+		var m = /^[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(\1[0-9A-Fa-f]{2}){4}$/.exec(value);
+		if (!m)
+			return _('A MAC address (aa:bb:cc:dd:ee:ff) or an IPv4 address');
+		if (parseInt(value.substr(0, 2), 16) & 1)
+			return _('A group (multicast) MAC address, which no console has');
+		if (/^0+$/.test(value.replace(/[:-]/g, '')))
+			return _('The all-zero MAC address, which no console has');
+		return true;
+	}
+	var parts = value.split('.');
+	if (parts.length != 4 || !parts.every(function(p) { return /^(0|[1-9]\d{0,2})$/.test(p) && +p <= 255; }))
+		return _('A MAC address (aa:bb:cc:dd:ee:ff) or an IPv4 address');
+	var first = +parts[0];
+	if (value == '0.0.0.0' || value == '255.255.255.255' || first == 127 || (first >= 224 && first <= 239))
+		return _('Not a single device\'s address (a unicast IPv4 address)');
 	return true;
 }
 
@@ -61,6 +105,7 @@ return view.extend({
 		s.tab('general', _('General'));
 		s.tab('routing', _('BGP and tunnels'));
 		s.tab('failover', _('Failover'));
+		s.tab('exit', _('Game exit'));
 		s.tab('advanced', _('Advanced'));
 
 		o = s.taboption('general', form.Flag, 'enabled', _('Enabled'));
@@ -151,6 +196,47 @@ return view.extend({
 		o.placeholder = '300';
 		o.depends('redundancy', '1');
 
+		o = s.taboption('exit', form.Flag, 'exit', _('Offer this router as a game exit'),
+			_('Friends\' consoles can play through your internet connection and get an open NAT (PlayStation Type 2, Xbox Open, Switch A); it needs a public IPv4 address, or a router in front that forwards the exit ports here.'));
+		o.default = o.disabled;
+
+		o = s.taboption('exit', form.Value, 'exit_ports', _('Exit ports'),
+			_('The UDP ports friends\' games use on your connection; set them only when a router in front forwards just this range here (meshd opens them in the firewall).'));
+		o.placeholder = '1024-65535';
+		o.validate = validateExitPorts;
+		o.depends('exit', '1');
+
+		o = s.taboption('exit', form.Value, 'exit_mappings', _('Game connections per home'),
+			_('How many game connections the consoles of one friend\'s home may keep open through this router at once (1-1024).'));
+		o.datatype = 'range(1,1024)';
+		o.placeholder = '256';
+		o.depends('exit', '1');
+
+		o = s.taboption('exit', form.Value, 'exit_timeout', _('Idle connection timeout'),
+			_('Seconds a game connection nobody uses stays open, so that a console\'s address does not change between matches (120-3600).'));
+		o.datatype = 'range(120,3600)';
+		o.placeholder = '300';
+		o.depends('exit', '1');
+
+		o = s.taboption('exit', form.Flag, 'exit_all', _('All console traffic through the exit'),
+			_('Send everything your consoles do through their game exit, downloads included, instead of only the games\' UDP.'));
+		o.default = o.disabled;
+
+		o = s.taboption('exit', form.ListValue, 'consoles', _('Find consoles'),
+			_('How this router knows your consoles: by their maker\'s MAC addresses (Sony, Microsoft, Nintendo), or only the ones listed below.'));
+		o.value('auto', _('Automatically, and those listed'));
+		o.value('off', _('Only those listed'));
+		o.default = 'auto';
+
+		o = s.taboption('exit', form.DynamicList, 'console', _('Consoles'),
+			_('A console the automatic search misses, by its MAC address (aa:bb:cc:dd:ee:ff) or IPv4 address; at most %d.').format(MAX_CONSOLES));
+		o.validate = validateConsole;
+
+		o = s.taboption('exit', form.Value, 'lan_interface', _('Consoles\' network'),
+			_('The network device your consoles are connected to; br-lan on most routers.'));
+		o.placeholder = 'br-lan';
+		o.validate = validateInterfaceName;
+
 		o = s.taboption('advanced', form.Value, 'private_key_file', _('Private key file'),
 			_('Created (mode 0600) on first start when missing.'));
 		o.placeholder = '/etc/meshd/private.key';
@@ -158,12 +244,7 @@ return view.extend({
 
 		o = s.taboption('advanced', form.Value, 'tun', _('TUN interface'));
 		o.placeholder = 'meshd0';
-		o.validate = function(section_id, value) {
-			if (value == null || value === '')
-				return true;
-			return (/^[A-Za-z0-9_.-]{1,15}$/.test(value) && value != '.' && value != '..')
-				? true : _('1-15 of A-Z a-z 0-9 _ . -');
-		};
+		o.validate = validateInterfaceName;
 
 		o = s.taboption('advanced', form.Value, 'control_socket', _('Control socket'));
 		o.placeholder = '/var/run/meshd.sock';
@@ -272,6 +353,11 @@ return view.extend({
 
 		o = ms.option(form.Value, 'bfd_multiplier', _('BFD multiplier'));
 		o.datatype = 'range(2,255)';
+		o.modalonly = true;
+
+		o = ms.option(form.Flag, 'exit', _('Game exit'),
+			_('This friend\'s router is a game exit: accept its internet route.'));
+		o.default = o.disabled;
 		o.modalonly = true;
 
 		return m.render();

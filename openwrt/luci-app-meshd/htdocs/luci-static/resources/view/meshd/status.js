@@ -11,6 +11,9 @@
  *   members -> { "members": [ ... ] }
  *   routes  -> { "routes": [ ... ] }
  *   nat     -> { "nat": { ... } }
+ *   consoles -> the document's "exit" object itself: { "offered", "consoles",
+ *               "exits", ... } (the consoles, each one's game exit and NAT
+ *               type, and the game exits of the mesh)
  * The fields read here are listed in ../../../../../status-contract.json
  * (openwrt/luci-app-meshd/status-contract.json): keep the two in step.
  */
@@ -39,6 +42,12 @@ var callNat = rpc.declare({
 	expect: { nat: {} }
 });
 
+var callConsoles = rpc.declare({
+	object: 'meshd',
+	method: 'consoles',
+	expect: { '': {} }
+});
+
 var SVG_NS = 'http://www.w3.org/2000/svg';
 var REFRESH_SECONDS = 2;
 
@@ -53,13 +62,15 @@ function fetchAll() {
 		L.resolveDefault(callStatus(), null),
 		L.resolveDefault(callMembers(), []),
 		L.resolveDefault(callRoutes(), []),
-		L.resolveDefault(callNat(), null)
+		L.resolveDefault(callNat(), null),
+		L.resolveDefault(callConsoles(), null)
 	]).then(function(r) {
 		return {
 			status: (r[0] && typeof r[0] == 'object') ? r[0] : null,
 			members: Array.isArray(r[1]) ? r[1] : [],
 			routes: Array.isArray(r[2]) ? r[2] : [],
-			nat: (r[3] && typeof r[3] == 'object') ? r[3] : null
+			nat: (r[3] && typeof r[3] == 'object') ? r[3] : null,
+			exit: (r[4] && typeof r[4] == 'object') ? r[4] : null
 		};
 	});
 }
@@ -119,6 +130,50 @@ function natText(nat) {
 	if (nat.playstation)
 		return _('Type %d').format(nat.playstation) + ' (' + words + ')';
 	return words;
+}
+
+var VENDORS = {
+	sony: 'PlayStation',
+	microsoft: 'Xbox',
+	nintendo: 'Nintendo'
+};
+
+// The NAT type a console gets, in each console maker's words (meshd derives
+// all three from the mapping and filtering behaviour it measured): its own
+// maker's first, the others below it. A console of no known maker gets all
+// three alike.
+function consoleNatText(c) {
+	var nat = c.nat;
+	if (!isObject(nat))
+		return null;
+	var words = {
+		sony: nat.playstation ? _('PlayStation Type %d').format(nat.playstation) : null,
+		microsoft: nat.xbox ? _('Xbox %s').format(nat.xbox) : null,
+		nintendo: nat['switch'] ? _('Switch %s').format(nat['switch']) : null
+	};
+	var own = VENDORS[c.vendor] ? c.vendor : null;
+	var others = Object.keys(VENDORS).filter(function(v) { return v != own && words[v]; })
+		.map(function(v) { return words[v]; });
+	var detail = (nat.mapping && nat.filtering)
+		? _('mapping %s, filtering %s').format(nat.mapping, nat.filtering) : null;
+
+	if (!own && !others.length)
+		return E('em', { 'title': detail }, _('not known yet'));
+	return E('span', { 'title': detail }, [
+		E('strong', {}, own ? (words[own] || _('not known yet')) : others.join(' · ')),
+		(own && others.length) ? E('br') : '',
+		(own && others.length) ? E('small', {}, others.join(' · ')) : ''
+	]);
+}
+
+function consoleExitText(c) {
+	if (!c.exit)
+		return E('em', {}, _('none: this home\'s own internet'));
+	var since = seconds(c.exit_since_s);
+	return E('span', {}, [
+		(c.exit == 'this router') ? E('em', {}, _('this router')) : E('strong', {}, c.exit),
+		since ? E('small', {}, [ ' · ', _('for %s').format(since) ]) : ''
+	]);
 }
 
 function bgpText(m) {
@@ -397,6 +452,57 @@ function renderMap(d, selected, onSelect) {
 
 /* Sections */
 
+function renderConsoles(d) {
+	var x = d.exit;
+	if (!x)
+		return E('p', {}, E('em', {}, _('meshd did not say which consoles it found (is it older than this page?).')));
+	var headers = [ _('Console'), _('Made by'), _('Game exit'), _('Public address'), _('NAT type') ];
+	var consoles = Array.isArray(x.consoles) ? x.consoles : [];
+	var rows = consoles.map(function(c) {
+		return row(headers, [
+			E('span', {}, [
+				E('strong', {}, c.ip),
+				E('br'),
+				E('small', {}, [
+					c.mac || '',
+					c.mac ? ' · ' : '',
+					(c.found == 'listed') ? _('listed in the settings') : _('found on the LAN')
+				])
+			]),
+			VENDORS[c.vendor] || null,
+			consoleExitText(c),
+			c.public || null,
+			consoleNatText(c)
+		]);
+	});
+	return table(headers, rows, _('No console found on the LAN. PlayStations, Xboxes and Nintendo Switches are found by their MAC address; list others in Configuration > Game exit.'));
+}
+
+function renderExits(d) {
+	var x = d.exit;
+	if (!x)
+		return '';
+	var headers = [ _('Game exit'), _('Public address'), _('Load'), _('Hops'), _('New consoles') ];
+	var exits = Array.isArray(x.exits) ? x.exits : [];
+	var rows = exits.map(function(e) {
+		return row(headers, [
+			E('span', {}, [
+				e.local ? E('em', {}, _('this router')) : E('strong', {}, e.name),
+				E('br'),
+				E('small', {}, e.overlay || '')
+			]),
+			e.public || null,
+			isNumber(e.load) ? ((e.load == 1) ? _('1 console') : _('%d consoles').format(e.load)) : null,
+			(!e.local && isNumber(e.hops)) ? String(e.hops) : null,
+			e.best ? E('strong', {}, _('get this one')) : ''
+		]);
+	});
+	return E('div', {}, [
+		x.offered ? E('p', {}, E('strong', {}, _('This router is a game exit at %s.').format(x.offered))) : '',
+		table(headers, rows, _('No game exit in the mesh: consoles play through this home\'s own internet.'))
+	]);
+}
+
 function renderNode(d) {
 	var s = d.status, nat = d.nat;
 	var announce = Array.isArray(s.announce) ? s.announce.join(', ') : '';
@@ -480,7 +586,9 @@ return view.extend({
 		this.selected = null;
 		this.root = E('div', { 'class': 'cbi-map' }, [
 			E('h2', {}, _('Game Mesh')),
-			E('div', { 'class': 'cbi-map-descr' }, _('The routers of the mesh, how this router reaches each of them, and the routes BGP chose. Refreshed every %d seconds.').format(REFRESH_SECONDS)),
+			E('div', { 'class': 'cbi-map-descr' }, _('Your consoles and the game exit each one plays through, the routers of the mesh, how this router reaches each of them, and the routes BGP chose. Refreshed every %d seconds.').format(REFRESH_SECONDS)),
+			E('div', { 'class': 'cbi-section' }, [ E('h3', {}, _('Consoles')), E('div', { 'id': 'meshd-consoles' }) ]),
+			E('div', { 'class': 'cbi-section' }, [ E('h3', {}, _('Game exits')), E('div', { 'id': 'meshd-exits' }) ]),
 			E('div', { 'class': 'cbi-section' }, [ E('h3', {}, _('This router')), E('div', { 'id': 'meshd-node' }) ]),
 			E('div', { 'class': 'cbi-section' }, [ E('h3', {}, _('Map')), E('div', { 'id': 'meshd-map' }) ]),
 			E('div', { 'class': 'cbi-section' }, [ E('h3', {}, _('Members')), E('div', { 'id': 'meshd-members' }) ]),
@@ -508,8 +616,10 @@ return view.extend({
 		var onSelect = L.bind(this.select, this);
 
 		if (!d.status) {
-			dom.content(root.querySelector('#meshd-node'), E('p', {}, E('em', {},
+			dom.content(root.querySelector('#meshd-consoles'), E('p', {}, E('em', {},
 				_('meshd is not running, or it has not registered its ubus object yet. Check Services > Game Mesh > Configuration (enabled, overlay address, AS number) and the system log.'))));
+			dom.content(root.querySelector('#meshd-exits'), '');
+			dom.content(root.querySelector('#meshd-node'), '');
 			dom.content(root.querySelector('#meshd-map'), '');
 			dom.content(root.querySelector('#meshd-members'), '');
 			dom.content(root.querySelector('#meshd-routes'), '');
@@ -518,6 +628,8 @@ return view.extend({
 		if (this.selected && !d.members.some(function(m) { return m.name == this.selected; }, this))
 			this.selected = null;
 
+		dom.content(root.querySelector('#meshd-consoles'), renderConsoles(d));
+		dom.content(root.querySelector('#meshd-exits'), renderExits(d));
 		dom.content(root.querySelector('#meshd-node'), renderNode(d));
 		dom.content(root.querySelector('#meshd-map'), renderMap(d, this.selected, onSelect));
 		dom.content(root.querySelector('#meshd-members'), renderMembers(d, this.selected, onSelect));
