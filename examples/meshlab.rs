@@ -5,6 +5,8 @@
 //! scripts/demo.sh [--check]            meshlab demo MESHD [--check]
 //! scripts/bench-throughput.sh          meshlab bench-throughput MESHD
 //! scripts/bench-footprint.sh           meshlab bench-footprint MESHD
+//! scripts/bench-failover.sh            meshlab bench-failover MESHD
+//! scripts/bench-exit.sh                meshlab bench-exit MESHD
 //! ```
 //!
 //! Needs root. Everything lives in namespaces it creates and removes.
@@ -12,12 +14,18 @@
 #[path = "../tests/lab/mod.rs"]
 mod lab;
 
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use lab::nat::{NatKind, NatLab};
 use lab::seed::{console_addr, Probe, ProbeReport, SeedLab, Topology, SQUARE};
 use lab::stock::{self, BirdBfd};
+use lab::stun::{attach_stun, binding_on, home_router_nat, STUN_PORT, STUN_PRIMARY};
 use lab::{require_cmd, require_root, wait_for, Netns};
 
 /// The BGP hold time: the default; BFD does the fast detection.
@@ -280,6 +288,20 @@ fn demo(meshd: &Path, check: bool) -> Result<(), String> {
 
 /// iperf3 from `from` to `to_addr` for `secs` seconds; bits per second.
 fn iperf(from: &Netns, to: &Netns, to_addr: &str, secs: u32) -> Result<f64, String> {
+    let v = iperf_json(from, to, to_addr, &["-t", &secs.to_string()])?;
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .ok_or_else(|| format!("iperf3 failed: {}", v["error"]))
+}
+
+/// One iperf3 run from `from` to a one-off server on `to_addr` in `to`,
+/// with `client` arguments besides `-c` and `-J`: the client's JSON report.
+fn iperf_json(
+    from: &Netns,
+    to: &Netns,
+    to_addr: &str,
+    client: &[&str],
+) -> Result<serde_json::Value, String> {
     let mut server = to
         .cmd("iperf3")
         .args(["-s", "-1", "-B", to_addr])
@@ -290,20 +312,18 @@ fn iperf(from: &Netns, to: &Netns, to_addr: &str, secs: u32) -> Result<f64, Stri
     std::thread::sleep(Duration::from_millis(300));
     let out = from
         .cmd("iperf3")
-        .args(["-c", to_addr, "-t", &secs.to_string(), "-J"])
+        .args(["-c", to_addr, "-J"])
+        .args(client)
         .output()
         .map_err(|e| format!("iperf3 client: {e}"))?;
     let _ = server.kill();
     let _ = server.wait();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+    serde_json::from_slice(&out.stdout).map_err(|e| {
         format!(
             "iperf3 output: {e}: {}",
             String::from_utf8_lossy(&out.stderr)
         )
-    })?;
-    v["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .ok_or_else(|| format!("iperf3 failed: {}", v["error"]))
+    })
 }
 
 /// Average ping RTT in ms over `count` pings.
@@ -797,11 +817,857 @@ fn bench_failover(meshd: &Path) -> Result<(), String> {
     }
 }
 
+// ---- bench-exit: a console's traffic through a game exit, and direct ----
+
+/// The exit's public address (r2: open, on the lab's internet).
+const EXIT_PUBLIC: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+/// c1's address, listed as r1's console: its UDP (with `exit_all` all of
+/// its traffic) goes through the exit.
+const CONSOLE_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 10);
+/// A second address on c1's interface that r1 does not list: the same
+/// namespace, link, router and NATs, only meshd's console rules are
+/// absent, so its traffic takes the home's own uplink.
+const DIRECT_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 11);
+/// c2, behind the exit router: the plain tunnel path's far end.
+const C2_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 10);
+/// The UDP echo's port (in inet and on c2).
+const ECHO_PORT: u16 = 7007;
+/// iperf3's UDP payload: the largest the exit carries (1400-byte packets,
+/// `EXIT_MTU`), sent the same size on both paths.
+const UDP_LEN: &str = "1372";
+/// The NAT cost runs' UDP payload: a game packet's size.
+const GAME_LEN: usize = 200;
+/// Seconds of each iperf3 and NAT cost run.
+const RUN_SECS: u32 = 5;
+/// UDP round-trip probes per path and round, one every 10 ms.
+const RTT_PROBES: u32 = 300;
+
+/// A UDP echo on `addr:ECHO_PORT` in a namespace, until dropped.
+struct Echo {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Echo {
+    fn start(ns: &Netns, addr: Ipv4Addr) -> Result<Echo, String> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = ns.spawn(move || {
+            let s = match UdpSocket::bind((addr, ECHO_PORT)) {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = tx.send(Err(format!("echo on {addr}:{ECHO_PORT}: {e}")));
+                    return;
+                }
+            };
+            let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
+            let _ = tx.send(Ok(()));
+            let mut buf = [0u8; 2048];
+            while !flag.load(Ordering::Relaxed) {
+                if let Ok((n, from)) = s.recv_from(&mut buf) {
+                    let _ = s.send_to(&buf[..n], from);
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(5))
+            .map_err(|_| "echo thread did not start".to_string())??;
+        Ok(Echo {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `count` UDP probes from `src` in `ns` to the echo at `to`, one every
+/// 10 ms, each waiting up to 500 ms for its echo: the round trips, and how
+/// many probes got none.
+fn udp_rtts(
+    ns: &Netns,
+    src: Ipv4Addr,
+    to: SocketAddrV4,
+    count: u32,
+) -> Result<(Vec<Duration>, u32), String> {
+    let interval = Duration::from_millis(10);
+    ns.spawn(move || {
+        let s = UdpSocket::bind((src, 0)).map_err(|e| format!("bind {src}: {e}"))?;
+        let (mut rtts, mut lost) = (Vec::new(), 0);
+        let mut buf = [0u8; 64];
+        let start = Instant::now();
+        for seq in 0..count {
+            if let Some(wait) = (start + interval * seq).checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let probe = [&b"RTT!"[..], &seq.to_be_bytes()].concat();
+            let sent = Instant::now();
+            let _ = s.send_to(&probe, to);
+            let answered = loop {
+                let Some(left) = (sent + Duration::from_millis(500))
+                    .checked_duration_since(Instant::now())
+                    .filter(|d| !d.is_zero())
+                else {
+                    break false;
+                };
+                let _ = s.set_read_timeout(Some(left));
+                match s.recv_from(&mut buf) {
+                    Ok((8, _)) if buf[..8] == probe[..] => break true,
+                    Ok(_) => {} // an earlier probe's late echo
+                    Err(_) => break false,
+                }
+            };
+            if answered {
+                rtts.push(sent.elapsed());
+            } else {
+                lost += 1;
+            }
+        }
+        Ok((rtts, lost))
+    })
+    .join()
+    .map_err(|_| "probe thread panicked".to_string())?
+}
+
+/// Sends `pps` datagrams of `GAME_LEN` bytes a second for `secs` seconds
+/// from `src` in `ns` to the echo at `to` (in bursts every 200 µs), and
+/// counts the echoes: (sent, echoed).
+fn udp_stream(
+    ns: &Netns,
+    src: Ipv4Addr,
+    to: SocketAddrV4,
+    pps: u64,
+    secs: u32,
+) -> Result<(u64, u64), String> {
+    ns.spawn(move || {
+        let s = UdpSocket::bind((src, 0)).map_err(|e| format!("bind {src}: {e}"))?;
+        let rx = s.try_clone().map_err(|e| e.to_string())?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let echoed = Arc::new(AtomicU64::new(0));
+        let receiver = {
+            let (stop, echoed) = (stop.clone(), echoed.clone());
+            std::thread::spawn(move || {
+                let _ = rx.set_read_timeout(Some(Duration::from_millis(50)));
+                let mut buf = [0u8; 2048];
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok((GAME_LEN, _)) = rx.recv_from(&mut buf) {
+                        echoed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        };
+        let total = pps * u64::from(secs);
+        let mut datagram = vec![0u8; GAME_LEN];
+        let start = Instant::now();
+        let mut sent = 0u64;
+        while sent < total && start.elapsed() < Duration::from_secs(u64::from(secs) + 5) {
+            let due = ((start.elapsed().as_secs_f64() * pps as f64) as u64).min(total);
+            while sent < due {
+                datagram[..8].copy_from_slice(&sent.to_be_bytes());
+                // A full queue is a loss like any other.
+                let _ = s.send_to(&datagram, to);
+                sent += 1;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, Ordering::Relaxed);
+        let _ = receiver.join();
+        Ok((sent, echoed.load(Ordering::Relaxed)))
+    })
+    .join()
+    .map_err(|_| "stream thread panicked".to_string())?
+}
+
+/// Clock ticks a second, for /proc/<pid>/stat.
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// CPU seconds (utime + stime, /proc/<pid>/stat) process `pid` has used.
+fn cpu_secs(pid: u32, hz: f64) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields 14 and 15 of proc(5); the text after the command's ")" starts
+    // at field 3.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / hz)
+}
+
+/// The peak RSS (VmHWM) of process `pid`, KiB.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The pid of meshd on router `n` (`ip netns exec` execs into it).
+fn meshd_pid(lab: &NatLab, n: usize) -> Result<u32, String> {
+    let pid = lab
+        .router(n)
+        .process
+        .as_ref()
+        .map(|p| p.id())
+        .ok_or_else(|| format!("meshd does not run on r{n}"))?;
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if comm.trim() != "meshd" {
+        return Err(format!("pid {pid} of r{n} is {comm:?}, not meshd"));
+    }
+    Ok(pid)
+}
+
+/// Counters of router `n`: the node's (`counters`) and the exit path's
+/// (`exit.counters`), in one map; empty if meshd does not answer.
+fn counters(lab: &NatLab, n: usize) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    if let Some(s) = lab.status(n) {
+        for (prefix, part) in [("", &s["counters"]), ("exit.", &s["exit"]["counters"])] {
+            for (k, v) in part.as_object().into_iter().flatten() {
+                out.insert(format!("{prefix}{k}"), v.as_u64().unwrap_or(0));
+            }
+        }
+    }
+    out
+}
+
+fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>, names: &[&str]) -> u64 {
+    names
+        .iter()
+        .map(|n| {
+            after
+                .get(*n)
+                .unwrap_or(&0)
+                .saturating_sub(*before.get(*n).unwrap_or(&0))
+        })
+        .sum()
+}
+
+/// The names of the exits router `n` sees.
+fn exits_seen(lab: &NatLab, n: usize) -> Vec<String> {
+    lab.status(n)
+        .and_then(|s| {
+            s["exit"]["exits"].as_array().map(|a| {
+                a.iter()
+                    .filter_map(|e| e["name"].as_str().map(String::from))
+                    .collect()
+            })
+        })
+        .unwrap_or_default()
+}
+
+/// The address the internet sees for UDP from `src` in `ns` (stund's
+/// Binding answer).
+fn mapped_ip(ns: &Netns, src: Ipv4Addr) -> Option<Ipv4Addr> {
+    ns.spawn(move || {
+        let s = UdpSocket::bind((src, 0)).ok()?;
+        binding_on(&s, SocketAddrV4::new(STUN_PRIMARY, STUN_PORT)).map(|m| *m.ip())
+    })
+    .join()
+    .ok()
+    .flatten()
+}
+
+/// Stops meshd on router `n` (SIGTERM, so it removes its rules and routes;
+/// SIGKILL after 5 s) and starts it again with the config as it is now.
+fn restart_meshd(lab: &mut NatLab, n: usize) {
+    if let Some(mut p) = lab.routers[n - 1].process.take() {
+        let pid = nix::unistd::Pid::from_raw(p.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let gone = wait_for(Duration::from_secs(5), Duration::from_millis(50), || {
+            p.try_wait().ok().flatten()
+        });
+        if gone.is_none() {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+    }
+    lab.start(n);
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v[v.len() / 2]
+    }
+}
+
+/// The `p`-th percentile (nearest rank) of `v`, in ms.
+fn percentile_ms(v: &[Duration], p: f64) -> f64 {
+    let mut v = v.to_vec();
+    v.sort();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0 * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[rank - 1].as_secs_f64() * 1e3
+}
+
+/// One of the two ways out of c1.
+#[derive(Clone, Copy, PartialEq)]
+enum Way {
+    Direct,
+    Exit,
+}
+
+impl Way {
+    fn src(self) -> Ipv4Addr {
+        match self {
+            Way::Direct => DIRECT_IP,
+            Way::Exit => CONSOLE_IP,
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Way::Direct => "direct",
+            Way::Exit => "exit  ",
+        }
+    }
+}
+
+/// What one UDP iperf3 run delivered.
+struct UdpRun {
+    /// Received Mbit/s, and the share lost, in percent.
+    mbps: f64,
+    loss: f64,
+    /// The console's datagrams r1 wrapped to the exit, and r2's NAT sent.
+    wrapped: u64,
+    natted: u64,
+}
+
+fn udp_run(lab: &NatLab, way: Way, rate: &str) -> Result<UdpRun, String> {
+    let (r1_0, r2_0) = (counters(lab, 1), counters(lab, 2));
+    let v = iperf_json(
+        &lab.router(1).console,
+        &lab.inet,
+        &STUN_PRIMARY.to_string(),
+        &[
+            "-B",
+            &way.src().to_string(),
+            "-u",
+            "-b",
+            rate,
+            "-l",
+            UDP_LEN,
+            "-t",
+            &RUN_SECS.to_string(),
+        ],
+    )?;
+    let (r1_1, r2_1) = (counters(lab, 1), counters(lab, 2));
+    let received = &v["end"]["sum_received"];
+    let bps = received["bits_per_second"]
+        .as_f64()
+        .ok_or_else(|| format!("iperf3 UDP {} failed: {}", way.name(), v["error"]))?;
+    let loss = received["lost_percent"].as_f64().unwrap_or(f64::NAN);
+    check_way(way, &r1_0, &r1_1, &r2_0, &r2_1, &["exit.nat_out"])?;
+    let too_big = delta(&r1_0, &r1_1, &["exit.too_big"]) + delta(&r2_0, &r2_1, &["exit.too_big"]);
+    if too_big > 0 {
+        return Err(format!(
+            "{too_big} datagrams of {UDP_LEN} bytes were too big for the exit path"
+        ));
+    }
+    Ok(UdpRun {
+        mbps: bps / 1e6,
+        loss,
+        wrapped: delta(&r1_0, &r1_1, &["exit.to_exit"]),
+        natted: delta(&r2_0, &r2_1, &["exit.nat_out"]),
+    })
+}
+
+/// TCP Mbit/s of one iperf3 run (c1 with `exit_all`).
+fn tcp_run(lab: &NatLab, way: Way) -> Result<f64, String> {
+    let (r1_0, r2_0) = (counters(lab, 1), counters(lab, 2));
+    let v = iperf_json(
+        &lab.router(1).console,
+        &lab.inet,
+        &STUN_PRIMARY.to_string(),
+        &["-B", &way.src().to_string(), "-t", &RUN_SECS.to_string()],
+    )?;
+    let (r1_1, r2_1) = (counters(lab, 1), counters(lab, 2));
+    let bps = v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .ok_or_else(|| format!("iperf3 TCP {} failed: {}", way.name(), v["error"]))?;
+    check_way(way, &r1_0, &r1_1, &r2_0, &r2_1, &["exit.to_kernel"])?;
+    Ok(bps / 1e6)
+}
+
+/// The run took the way it should: through the exit, r1 sent the console's
+/// packets to the exit and r2 handled them (`exit_counters`); direct, r1
+/// sent none to the exit.
+fn check_way(
+    way: Way,
+    r1_0: &BTreeMap<String, u64>,
+    r1_1: &BTreeMap<String, u64>,
+    r2_0: &BTreeMap<String, u64>,
+    r2_1: &BTreeMap<String, u64>,
+    exit_counters: &[&str],
+) -> Result<(), String> {
+    let to_exit = delta(r1_0, r1_1, &["exit.to_exit"]);
+    let at_exit = delta(r2_0, r2_1, exit_counters);
+    match way {
+        Way::Exit if to_exit == 0 || at_exit == 0 => Err(format!(
+            "the exit path carried nothing: r1 to_exit +{to_exit}, r2 {exit_counters:?} +{at_exit}"
+        )),
+        Way::Direct if to_exit != 0 => Err(format!(
+            "the direct run went through the exit: r1 to_exit +{to_exit}"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// One NAT cost run: `pps` game-sized datagrams a second each way from the
+/// console, to the echo in inet (through the exit's NAT) or on c2 (plain
+/// tunnel to the exit router's LAN).
+struct CostRun {
+    /// Packets the exit router handled by its counters: `nat_out + nat_in`
+    /// (exit) or `to_lan + from_lan` (plain).
+    packets: u64,
+    /// CPU seconds of r2's and r1's meshd.
+    cpu2: f64,
+    cpu1: f64,
+    /// Wall seconds between the readings.
+    secs: f64,
+    sent: u64,
+    echoed: u64,
+    /// Redundant copies r1 and r2 sent (none expected: one first hop).
+    copies: u64,
+}
+
+fn cost_run(lab: &NatLab, way: Way, pps: u64, hz: f64) -> Result<CostRun, String> {
+    let (pid1, pid2) = (meshd_pid(lab, 1)?, meshd_pid(lab, 2)?);
+    let (to, names): (_, &[&str]) = match way {
+        Way::Exit => (
+            SocketAddrV4::new(STUN_PRIMARY, ECHO_PORT),
+            &["exit.nat_out", "exit.nat_in"],
+        ),
+        Way::Direct => (SocketAddrV4::new(C2_IP, ECHO_PORT), &["to_lan", "from_lan"]),
+    };
+    let (before, before1) = (counters(lab, 2), counters(lab, 1));
+    let t0 = Instant::now();
+    let (c1_0, c2_0) = (cpu_secs(pid1, hz), cpu_secs(pid2, hz));
+    let (sent, echoed) = udp_stream(&lab.router(1).console, CONSOLE_IP, to, pps, RUN_SECS)?;
+    let (c1_1, c2_1) = (cpu_secs(pid1, hz), cpu_secs(pid2, hz));
+    let secs = t0.elapsed().as_secs_f64();
+    let (after, after1) = (counters(lab, 2), counters(lab, 1));
+    let cpu = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| b - a).ok_or("no CPU time");
+    Ok(CostRun {
+        packets: delta(&before, &after, names),
+        cpu2: cpu(c2_0, c2_1)?,
+        cpu1: cpu(c1_0, c1_1)?,
+        secs,
+        sent,
+        echoed,
+        copies: delta(&before, &after, &["redundant_copies"])
+            + delta(&before1, &after1, &["redundant_copies"]),
+    })
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn bench_exit(meshd: &Path) -> Result<(), String> {
+    use NatKind::{Cone, Open};
+    require_root();
+    require_cmd("iperf3", "iperf3");
+    require_cmd("stund", "stun-server");
+    require_cmd("nft", "nftables");
+    let rounds: usize = env_or("ROUNDS", 3).max(1);
+    let rates: Vec<String> = env_or("UDP_RATES", "250M 500M 1G 2G".to_string())
+        .split([' ', ','])
+        .filter(|r| !r.is_empty())
+        .map(String::from)
+        .collect();
+    let pps: u64 = env_or("PPS", 10_000).max(1);
+    let hz = clock_ticks();
+    let clock = Clock(Instant::now());
+    println!("c1's traffic to a server in the lab's internet (203.0.113.1), through the game");
+    println!("exit r2 and direct, alternating, {rounds} rounds each (medians below):");
+    println!("  c1 ─ r1 (home NAT) ─ n1 (cone NAT) ─┬─ inet: iperf3 server, UDP echo, stund");
+    println!("  c2 ─ r2 (open, game exit) ──────────┤");
+    println!("       r3 (cone NAT; r2's second STUN observer, no tunnel to r1) ┘");
+    println!("  exit:   c1's 192.168.1.10, r1's listed console: its UDP (TCP with exit_all)");
+    println!("          is wrapped to r2 and leaves through r2's NAT (relay_rate 0: no cap)");
+    println!("  direct: 192.168.1.11 on the same interface of c1, not listed: no console");
+    println!("          rule, so r1's and n1's masquerade, as any other host of the home\n");
+
+    // r3 is r2's second STUN observer (an exit offers itself only once
+    // two members at different addresses agree it has no NAT). It must
+    // carry none of c1's traffic: the bridge drops r1↔r3, so r1 has one
+    // first hop (r2) and sends no redundant copies.
+    let mut lab = NatLab::build("mdbe", meshd, &[Cone, Open, Cone]);
+    let rules = lab.dir.path().join("inet.nft");
+    let (p1, p3) = (lab.public_addr(1), lab.public_addr(3));
+    std::fs::write(
+        &rules,
+        format!(
+            "table bridge benchexit {{\n\tchain no_r1_r3 {{\n\t\ttype filter hook forward priority 0;\n\
+             \t\tip saddr {p1} ip daddr {p3} drop\n\t\tip saddr {p3} ip daddr {p1} drop\n\t}}\n}}\n"
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    lab.inet.exec(&["nft", "-f", &rules.to_string_lossy()]);
+    let _stund = attach_stun(&lab);
+    home_router_nat(&lab.router(1).ns);
+    lab.router(1)
+        .console
+        .ip(&["addr", "add", &format!("{DIRECT_IP}/24"), "dev", "eth0"]);
+    lab.main_options
+        .push(("lan_interface".into(), "lan".into()));
+    lab.router_options
+        .push((1, "consoles".into(), "off".into()));
+    lab.router_options
+        .push((1, "console".into(), CONSOLE_IP.to_string()));
+    lab.router_options.push((2, "exit".into(), "1".into()));
+    // The default cap (20000 kbit/s per member) would measure the cap.
+    lab.router_options
+        .push((2, "relay_rate".into(), "0".into()));
+    lab.member_options.push((1, 2, "exit".into(), "1".into()));
+    lab.write_configs();
+    lab.start_all();
+    wait_for(Duration::from_secs(30), Duration::from_millis(200), || {
+        (exits_seen(&lab, 1) == ["r2"] && lab.ping(1, 2)).then_some(())
+    })
+    .ok_or_else(|| format!("r1 does not see exit r2\n{}", lab.logs()))?;
+    let _echo_inet = Echo::start(&lab.inet, STUN_PRIMARY)?;
+    let _echo_c2 = Echo::start(&lab.router(2).console, C2_IP)?;
+    let c1 = &lab.router(1).console;
+    let through = wait_for(Duration::from_secs(10), Duration::from_millis(200), || {
+        mapped_ip(c1, CONSOLE_IP).filter(|&a| a == EXIT_PUBLIC)
+    });
+    let direct = mapped_ip(c1, DIRECT_IP);
+    clock.say(format!(
+        "lab up; the server sees c1's 192.168.1.10 as {}, 192.168.1.11 as {}",
+        through.map_or("nothing".into(), |a| a.to_string()),
+        direct.map_or("nothing".into(), |a| a.to_string())
+    ));
+    if through.is_none() || direct != Some(lab.public_addr(1)) {
+        return Err(format!(
+            "expected {EXIT_PUBLIC} (exit) and {} (direct)\n{}",
+            lab.public_addr(1),
+            lab.logs()
+        ));
+    }
+    let pid2 = meshd_pid(&lab, 2)?;
+    let idle_rss = rss_kib(pid2).ok_or("no RSS of r2's meshd")?;
+    // Warm up both ways (ARP, conntrack, the exit's mapping).
+    for way in [Way::Direct, Way::Exit] {
+        let echo = SocketAddrV4::new(STUN_PRIMARY, ECHO_PORT);
+        udp_rtts(&lab.router(1).console, way.src(), echo, 20)?;
+    }
+    let ways = [Way::Direct, Way::Exit];
+
+    println!(
+        "\n— UDP throughput: iperf3 -u -b RATE -l {UDP_LEN}, {RUN_SECS} s, RATE in {} —",
+        rates.join(" ")
+    );
+    // Per offered rate, per way: (received Mbit/s, lost %) of each round.
+    let mut udp: Vec<[Vec<(f64, f64)>; 2]> = vec![Default::default(); rates.len()];
+    for (rate, udp) in rates.iter().zip(&mut udp) {
+        for round in 1..=rounds {
+            for (i, way) in ways.into_iter().enumerate() {
+                let r = udp_run(&lab, way, rate)?;
+                let path = match way {
+                    Way::Exit => format!(" (r1 wrapped {}, r2's NAT sent {})", r.wrapped, r.natted),
+                    Way::Direct => String::new(),
+                };
+                clock.say(format!(
+                    "{rate:>5} round {round} {}  {:8.1} Mbit/s received, {:5.1} % lost{path}",
+                    way.name(),
+                    r.mbps,
+                    r.loss
+                ));
+                udp[i].push((r.mbps, r.loss));
+            }
+        }
+    }
+
+    println!("\n— UDP round trip: {RTT_PROBES} probes every 10 ms to the echo on 203.0.113.1 —");
+    let mut rtts: [Vec<Duration>; 2] = Default::default();
+    let mut rtt_lost = [0u32; 2];
+    for round in 1..=rounds {
+        for (i, way) in ways.into_iter().enumerate() {
+            let echo = SocketAddrV4::new(STUN_PRIMARY, ECHO_PORT);
+            let (r, lost) = udp_rtts(&lab.router(1).console, way.src(), echo, RTT_PROBES)?;
+            clock.say(format!(
+                "round {round} {}  median {:.3} ms, p99 {:.3} ms, {lost} lost",
+                way.name(),
+                percentile_ms(&r, 50.0),
+                percentile_ms(&r, 99.0)
+            ));
+            rtts[i].extend(r);
+            rtt_lost[i] += lost;
+        }
+    }
+
+    println!(
+        "\n— cost per packet at r2: {pps} datagrams/s of {GAME_LEN} bytes each way, {RUN_SECS} s —"
+    );
+    println!("  plain: c1 → echo on c2 (behind r2): decrypted to r2's LAN, and back");
+    println!("  exit:  c1 → echo in inet: unwrapped at r2, out of r2's NAT, and back");
+    let pid1 = meshd_pid(&lab, 1)?;
+    let t0 = Instant::now();
+    let (i1, i2) = (cpu_secs(pid1, hz), cpu_secs(pid2, hz));
+    std::thread::sleep(Duration::from_secs(u64::from(RUN_SECS)));
+    let idle_secs = t0.elapsed().as_secs_f64();
+    let idle = |a: Option<f64>, b: Option<f64>| {
+        a.zip(b)
+            .map(|(a, b)| (b - a) / idle_secs)
+            .ok_or("no CPU time")
+    };
+    let (idle1, idle2) = (idle(i1, cpu_secs(pid1, hz))?, idle(i2, cpu_secs(pid2, hz))?);
+    clock.say(format!(
+        "idle: r2's meshd uses {:.1} % of a core, r1's {:.1} % (BFD every 10 ms, BGP)",
+        idle2 * 100.0,
+        idle1 * 100.0
+    ));
+    let mut costs: [Vec<CostRun>; 2] = Default::default();
+    for round in 1..=rounds {
+        for (i, way) in ways.into_iter().enumerate() {
+            let c = cost_run(&lab, way, pps, hz)?;
+            clock.say(format!(
+                "round {round} {}  r2: {} packets, {:.2} CPU s = {:.2} µs/packet; {} sent, {} echoed",
+                if way == Way::Exit { "exit " } else { "plain" },
+                c.packets,
+                c.cpu2,
+                c.cpu2 * 1e6 / c.packets.max(1) as f64,
+                c.sent,
+                c.echoed
+            ));
+            if c.echoed * 10 < c.sent * 9 || c.packets * 10 < c.sent * 2 * 9 {
+                return Err(format!(
+                    "{} cost run lost too much: {} sent, {} echoed, r2 counted {}",
+                    if way == Way::Exit { "exit" } else { "plain" },
+                    c.sent,
+                    c.echoed,
+                    c.packets
+                ));
+            }
+            costs[i].push(c);
+        }
+    }
+    let after_rss = rss_kib(pid2).ok_or("no RSS of r2's meshd")?;
+    let peak_rss = peak_rss_kib(pid2).unwrap_or(0);
+    let exit_doc = lab.status(2).map(|s| s["exit"].clone()).unwrap_or_default();
+
+    println!(
+        "\n— TCP throughput with exit_all '1' on r1 (meshd restarted): iperf3, {RUN_SECS} s —"
+    );
+    lab.router_options.push((1, "exit_all".into(), "1".into()));
+    lab.write_configs();
+    restart_meshd(&mut lab, 1);
+    // TCP and ICMP of the console leave through r2's kernel masquerade.
+    let before = counters(&lab, 2);
+    wait_for(Duration::from_secs(30), Duration::from_millis(200), || {
+        let ok = exits_seen(&lab, 1) == ["r2"]
+            && lab
+                .router(1)
+                .console
+                .cmd("ping")
+                .args(["-c1", "-W1", "-q", "-I", &CONSOLE_IP.to_string()])
+                .arg(STUN_PRIMARY.to_string())
+                .output()
+                .is_ok_and(|o| o.status.success())
+            && delta(&before, &counters(&lab, 2), &["exit.from_kernel"]) > 0;
+        ok.then_some(())
+    })
+    .ok_or_else(|| {
+        format!(
+            "c1's ICMP does not go through r2 with exit_all\n{}",
+            lab.logs()
+        )
+    })?;
+    let mut tcp: [Vec<f64>; 2] = Default::default();
+    for round in 1..=rounds {
+        for (i, way) in ways.into_iter().enumerate() {
+            let mbps = tcp_run(&lab, way)?;
+            clock.say(format!("round {round} {}  {mbps:8.1} Mbit/s", way.name()));
+            tcp[i].push(mbps);
+        }
+    }
+
+    // The summary.
+    let col = |runs: &[(f64, f64)]| -> (f64, f64) {
+        (
+            median(&runs.iter().map(|x| x.0).collect::<Vec<_>>()),
+            median(&runs.iter().map(|x| x.1).collect::<Vec<_>>()),
+        )
+    };
+    let (td, te) = (median(&tcp[0]), median(&tcp[1]));
+    let (rd50, re50) = (percentile_ms(&rtts[0], 50.0), percentile_ms(&rtts[1], 50.0));
+    let (rd99, re99) = (percentile_ms(&rtts[0], 99.0), percentile_ms(&rtts[1], 99.0));
+    let per_packet =
+        |runs: &[CostRun], cpu: fn(&CostRun) -> f64, idle: f64, packets: fn(&CostRun) -> u64| {
+            median(
+                &runs
+                    .iter()
+                    .map(|c| (cpu(c) - idle * c.secs) * 1e6 / packets(c).max(1) as f64)
+                    .collect::<Vec<_>>(),
+            )
+        };
+    let counted = |c: &CostRun| c.packets;
+    let carried = |c: &CostRun| c.sent + c.echoed;
+    let r2_gross = [
+        per_packet(&costs[0], |c| c.cpu2, 0.0, counted),
+        per_packet(&costs[1], |c| c.cpu2, 0.0, counted),
+    ];
+    let r2_net = [
+        per_packet(&costs[0], |c| c.cpu2, idle2, counted),
+        per_packet(&costs[1], |c| c.cpu2, idle2, counted),
+    ];
+    let r1_net = [
+        per_packet(&costs[0], |c| c.cpu1, idle1, carried),
+        per_packet(&costs[1], |c| c.cpu1, idle1, carried),
+    ];
+    let load = |i: usize| median(&costs[i].iter().map(|c| c.cpu2 / c.secs).collect::<Vec<_>>());
+    let mib = |k: u64| k as f64 / 1024.0;
+
+    let row = |label: &str, d: f64, e: f64, prec: usize, unit: &str| {
+        println!(
+            "  {label:<36}{d:>10.prec$}{e:>10.prec$}{:>10.2}   {unit}",
+            e / d
+        );
+    };
+    println!("\nresults (medians of {rounds} rounds; RTT percentiles over all probes):");
+    println!(
+        "  {:<36}{:>10}{:>10}{:>10}",
+        "", "direct", "exit r2", "ratio"
+    );
+    let mut best_exit: f64 = 0.0;
+    for (rate, runs) in rates.iter().zip(&udp) {
+        let ((ud, ld), (ue, le)) = (col(&runs[0]), col(&runs[1]));
+        best_exit = best_exit.max(ue);
+        row(
+            &format!("UDP received, offered {rate}"),
+            ud,
+            ue,
+            1,
+            &format!("Mbit/s (lost: direct {ld:.1} %, exit {le:.1} %)"),
+        );
+    }
+    row("TCP (exit_all)", td, te, 1, "Mbit/s");
+    row(
+        "UDP RTT median",
+        rd50,
+        re50,
+        3,
+        &format!("ms (exit adds {:.3} ms)", re50 - rd50),
+    );
+    row(
+        "UDP RTT p99",
+        rd99,
+        re99,
+        3,
+        &format!("ms (exit adds {:.3} ms)", re99 - rd99),
+    );
+    println!(
+        "  {:<36}{:>10}{:>10}             of {} each",
+        "UDP RTT probes lost",
+        rtt_lost[0],
+        rtt_lost[1],
+        RTT_PROBES as usize * rounds
+    );
+    println!("  (veth links, no uplink limit: direct is the kernel's forwarding and masquerade,");
+    println!("  exit is two meshd hops; the added RTT is their processing, not a detour)");
+    println!(
+        "\n  cost at r2, {pps} packets/s each way  {:>10}{:>10}{:>10}",
+        "plain", "exit NAT", "ratio"
+    );
+    let spread = |runs: &[CostRun]| {
+        let v: Vec<f64> = runs
+            .iter()
+            .map(|c| c.cpu2 * 1e6 / c.packets.max(1) as f64)
+            .collect();
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        format!("{lo:.2}-{hi:.2}")
+    };
+    row(
+        "CPU per packet",
+        r2_gross[0],
+        r2_gross[1],
+        2,
+        &format!(
+            "µs (rounds: plain {}, exit {})",
+            spread(&costs[0]),
+            spread(&costs[1])
+        ),
+    );
+    row(
+        "CPU per packet, idle subtracted",
+        r2_net[0],
+        r2_net[1],
+        2,
+        "µs",
+    );
+    println!(
+        "  {:<36}{:>20.2}             µs",
+        "the NAT's share (exit - plain)",
+        r2_net[1] - r2_net[0]
+    );
+    row(
+        "r2's meshd load",
+        load(0) * 100.0,
+        load(1) * 100.0,
+        1,
+        "% of a core",
+    );
+    row(
+        "r1 (console side), idle subtracted",
+        r1_net[0],
+        r1_net[1],
+        2,
+        "µs per packet (exit: wrapped)",
+    );
+    let copies: u64 = costs.iter().flatten().map(|c| c.copies).sum();
+    let packets = median(
+        &costs
+            .iter()
+            .flatten()
+            .map(|c| c.packets as f64)
+            .collect::<Vec<_>>(),
+    );
+    println!("  (packets: r2's to_lan+from_lan (plain), nat_out+nat_in (exit); r1's: sent+echoed;");
+    println!(
+        "  {copies} redundant copies sent; CPU time counts 1/{hz} s ticks: ±{:.2} µs per packet and run)",
+        1e6 / hz / packets.max(1.0)
+    );
+    println!(
+        "\n  exit r2's meshd RSS: {:.1} MiB idle, {:.1} MiB after the runs (peak {:.1} MiB); {} mappings created",
+        mib(idle_rss),
+        mib(after_rss),
+        mib(peak_rss),
+        exit_doc["counters"]["mappings_created"]
+    );
+    if best_exit <= 0.0 || te <= 0.0 || rtts[1].is_empty() {
+        return Err("the exit path carried nothing".into());
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some(cmd), Some(meshd)) = (args.first(), args.get(1)) else {
         eprintln!(
-            "usage: meshlab demo|bench-throughput|bench-footprint|bench-failover MESHD [--check]"
+            "usage: meshlab demo|bench-throughput|bench-footprint|bench-failover|bench-exit MESHD [--check]"
         );
         return ExitCode::from(2);
     };
@@ -812,6 +1678,7 @@ fn main() -> ExitCode {
         "bench-throughput" => bench_throughput(&meshd),
         "bench-footprint" => bench_footprint(&meshd),
         "bench-failover" => bench_failover(&meshd),
+        "bench-exit" => bench_exit(&meshd),
         _ => Err(format!("unknown command {cmd}")),
     };
     match result {
