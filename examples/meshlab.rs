@@ -1303,16 +1303,16 @@ fn bench_exit(meshd: &Path) -> Result<(), String> {
     println!("exit r2 and direct, alternating, {rounds} rounds each (medians below):");
     println!("  c1 ─ r1 (home NAT) ─ n1 (cone NAT) ─┬─ inet: iperf3 server, UDP echo, stund");
     println!("  c2 ─ r2 (open, game exit) ──────────┤");
-    println!("       r3 (cone NAT; r2's second STUN observer, no tunnel to r1) ┘");
+    println!("       r3 (cone NAT; a third friend, no tunnel to r1) ─────┘");
     println!("  exit:   c1's 192.168.1.10, r1's listed console: its UDP (TCP with exit_all)");
     println!("          is wrapped to r2 and leaves through r2's NAT (relay_rate 0: no cap)");
     println!("  direct: 192.168.1.11 on the same interface of c1, not listed: no console");
     println!("          rule, so r1's and n1's masquerade, as any other host of the home\n");
 
-    // r3 is r2's second STUN observer (an exit offers itself only once
-    // two members at different addresses agree it has no NAT). It must
-    // carry none of c1's traffic: the bridge drops r1↔r3, so r1 has one
-    // first hop (r2) and sends no redundant copies.
+    // r3 is a third friend, so r2's NAT check hears two members as in a
+    // group of friends. It must carry none of c1's traffic: the bridge
+    // drops r1↔r3, so r1 has one first hop (r2) and sends no redundant
+    // copies.
     let mut lab = NatLab::build("mdbe", meshd, &[Cone, Open, Cone]);
     let rules = lab.dir.path().join("inet.nft");
     let (p1, p3) = (lab.public_addr(1), lab.public_addr(3));

@@ -127,8 +127,24 @@ pub fn exit_document<C: Crypto>(node: &Node<'_, C>, consoles: &[Console], now: I
     let mappings = by_home
         .into_iter()
         .fold(Json::obj(), |j, (home, n)| j.with(&home, n));
+    use mesh_core::node::Offer;
+    let offer = match node.exit_offer() {
+        Offer::NotConfigured => "not configured (option exit)".to_string(),
+        Offer::Offered(a) => format!("offered at {a}"),
+        Offer::Waiting => "waiting for the NAT check (members' STUN answers)".to_string(),
+        Offer::Unreachable(b) => format!(
+            "not offered: behind a {} NAT, the internet cannot reach this router unasked{}",
+            b.as_str(),
+            if b == mesh_core::nat::Behaviour::Forwarded {
+                " (set option exit_ports to the range it forwards)"
+            } else {
+                ""
+            }
+        ),
+    };
     Json::obj()
         .with("offered", node.exit_offered().map(|a| a.to_string()))
+        .with("offer", offer)
         .with("consoles", console_docs)
         .with("exits", exits)
         .with("mappings", mappings)
@@ -535,8 +551,11 @@ fn render_exit(out: &mut String, x: &Json) {
         );
     }
     let exits = x.get("exits").map(Json::as_array).unwrap_or(&[]);
-    let offered = match x.get("offered") {
-        Some(Json::Str(a)) => format!(" (this router is one, at {a})"),
+    let offered = match (x.get("offered"), x.get("offer")) {
+        (Some(Json::Str(a)), _) => format!(" (this router is one, at {a})"),
+        (_, Some(Json::Str(why))) if !why.starts_with("not configured") => {
+            format!(" (this router: {why})")
+        }
         _ => String::new(),
     };
     let _ = writeln!(out, "game exits{offered}:");

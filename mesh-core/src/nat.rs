@@ -199,11 +199,25 @@ impl NatState {
 
     /// The mapping behaviour; `local` tells whether an address is one of
     /// this host's own.
+    ///
+    /// It takes [`MIN_OBSERVERS`] servers to tell a mapping, with one
+    /// exception: one server that sees our own public address (not a
+    /// private or shared one) shows there is no NAT at all, which is all a
+    /// game exit in a mesh of two friends needs to know.
     pub fn mapping(&self, local: impl Fn(IpAddr) -> bool) -> Mapping {
-        if self.observers() < MIN_OBSERVERS {
+        let Some(first) = self.observations.first().map(|o| o.mapped) else {
             return Mapping::Unknown;
+        };
+        if self.observers() < MIN_OBSERVERS {
+            let open = self.observations.iter().all(|o| o.mapped == first)
+                && local(first.ip())
+                && is_public(first.ip());
+            return if open {
+                Mapping::NoNat
+            } else {
+                Mapping::Unknown
+            };
         }
-        let first = self.observations[0].mapped;
         if self.observations.iter().any(|o| o.mapped != first) {
             Mapping::EndpointDependent
         } else if local(first.ip()) {
@@ -287,6 +301,30 @@ pub struct NatReport {
     pub cgnat: Option<bool>,
 }
 
+/// Is `a` an address the internet can reach: not private (RFC 1918, RFC
+/// 4193), shared (RFC 6598), loopback, link-local, multicast or unspecified?
+pub fn is_public(a: IpAddr) -> bool {
+    match a {
+        IpAddr::V4(v4) => {
+            !(v4.is_private()
+                || is_shared_address(a)
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_unspecified())
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || first & 0xfe00 == 0xfc00
+                || first & 0xffc0 == 0xfe80)
+        }
+    }
+}
+
 /// Is `a` in the shared address space of carrier-grade NATs (RFC 6598)?
 pub fn is_shared_address(a: IpAddr) -> bool {
     match a {
@@ -307,6 +345,20 @@ mod tests {
     }
     fn local(a: IpAddr) -> bool {
         a == "10.1.0.2".parse::<IpAddr>().unwrap()
+    }
+
+    #[test]
+    fn one_observer_seeing_our_own_public_address_is_enough_to_know_there_is_no_nat() {
+        let public = |a: IpAddr| a == "198.51.100.2".parse::<IpAddr>().unwrap();
+        let mut n = NatState::new();
+        n.observe(sa("198.51.100.1:51820"), sa("198.51.100.2:51820"));
+        assert_eq!(n.mapping(public), Mapping::NoNat);
+        assert_eq!(n.report(public).behaviour, Behaviour::Open);
+        // Our own address, but a private one: the server may sit on our
+        // side of a NAT.
+        let mut lan = NatState::new();
+        lan.observe(sa("10.1.0.9:51820"), sa("10.1.0.2:51820"));
+        assert_eq!(lan.mapping(local), Mapping::Unknown);
     }
 
     #[test]

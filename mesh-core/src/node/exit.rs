@@ -129,6 +129,20 @@ pub struct ConsoleExit {
     pub packets: u64,
 }
 
+/// Whether this router offers itself as a game exit, and if not, why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    /// `exit` is not set.
+    NotConfigured,
+    /// Announced, at this public address.
+    Offered(Ipv4Addr),
+    /// The NAT check has no verdict yet (no member has answered STUN).
+    Waiting,
+    /// The internet cannot reach this router unasked: it sits behind this
+    /// kind of NAT (a forwarding one counts only with `exit_ports` set).
+    Unreachable(crate::nat::Behaviour),
+}
+
 /// An exit the mesh offers, as this router's RIB has it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExitView {
@@ -795,6 +809,19 @@ impl<C: Crypto> Node<'_, C> {
     /// Our public address while we offer ourselves as an exit.
     pub fn exit_offered(&self) -> Option<Ipv4Addr> {
         self.exits.offered()
+    }
+
+    /// Whether we offer ourselves as an exit, and if not, why.
+    pub fn exit_offer(&self) -> Offer {
+        use crate::nat::Behaviour;
+        if self.config.exit.is_none() {
+            return Offer::NotConfigured;
+        }
+        match (self.exits.offered(), self.stun.report().behaviour) {
+            (Some(public), _) => Offer::Offered(public),
+            (None, Behaviour::Unknown) => Offer::Waiting,
+            (None, b) => Offer::Unreachable(b),
+        }
     }
 
     pub fn exit_stats(&self) -> &ExitStats {

@@ -79,8 +79,8 @@ pub use exchange::{
     Timer as ExchangeTimer, PEX_INTERVAL, PUNCH_BACKOFF_MAX, PUNCH_BACKOFF_MIN, PUNCH_WINDOW,
 };
 pub use exit::{
-    ConsoleExit, ExitConfig, ExitStats, ExitView, Timer as ExitTimer, ENCAP_OVERHEAD, EXIT_MTU,
-    EXIT_TAG, LOAD_TAG,
+    ConsoleExit, ExitConfig, ExitStats, ExitView, Offer, Timer as ExitTimer, ENCAP_OVERHEAD,
+    EXIT_MTU, EXIT_TAG, LOAD_TAG,
 };
 pub use forward::{Control, DropReason, Verdict};
 pub use output::{Port, Transmit, EVENT_QUEUE, LAN_QUEUE, TRANSMIT_QUEUE};

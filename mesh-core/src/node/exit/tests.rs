@@ -42,8 +42,7 @@ struct Out {
     payload: Vec<u8>,
 }
 
-/// Routers 1..=n, every pair linked, on virtual time (an exit needs two
-/// others' STUN answers to know it is open). `exits`: the routers
+/// Routers 1..=n, every pair linked, on virtual time. `exits`: the routers
 /// that offer themselves as exits (public addresses, so they classify as
 /// open), and that every other lists with `exit`.
 struct Net {
@@ -322,6 +321,20 @@ fn an_exit_serves_its_own_consoles_itself() {
 }
 
 #[test]
+fn two_friends_are_enough_for_an_exit() {
+    big_stack(|| {
+        // One member's STUN answer showing the exit's own public address
+        // is all it takes to know there is no NAT in front of it.
+        let mut net = Net::new(2, &[2], everyone);
+        assert_eq!(net.node(2).exit_offer(), Offer::Waiting);
+        net.run_for(Duration::from_secs(5));
+        assert_eq!(net.node(2).exit_offer(), Offer::Offered(public(2)));
+        assert_eq!(net.node(1).exits().count(), 1);
+        assert_eq!(net.node(1).exit_offer(), Offer::NotConfigured);
+    });
+}
+
+#[test]
 fn two_consoles_on_one_exit_reach_each_other_by_their_mapped_addresses() {
     big_stack(|| {
         let mut net = Net::new(3, &[2], everyone);
@@ -425,8 +438,8 @@ fn a_console_opening_mapping_after_mapping_is_capped_by_its_homes_quota() {
 fn a_console_keeps_its_exit_until_it_dies_then_moves_and_stays() {
     big_stack(|| {
         // Router 3 offers itself too, but starts later: router 1's console
-        // is on router 2 by then. (Router 4 is one more STUN observer: an
-        // exit classifies its NAT from two members' answers.)
+        // is on router 2 by then. (Router 4 keeps router 1 company while
+        // router 2 is off.)
         let mut net = Net::new(4, &[2, 3], everyone);
         net.nodes[2] = None;
         net.run_for(Duration::from_secs(5));
