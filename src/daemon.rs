@@ -922,6 +922,10 @@ impl Daemon {
             NodeEvent::BfdUp { member } => {
                 log::info!("bfd: {} up", self.member(member))
             }
+            NodeEvent::BfdAdminDown { member } => log::info!(
+                "bfd: {} took BFD out of service (AdminDown); BGP is left alone",
+                self.member(member)
+            ),
             NodeEvent::BfdDown { member, diagnostic } => {
                 log::warn!(
                     "bfd: {} down ({diagnostic}): its routes are withdrawn",
@@ -998,6 +1002,7 @@ impl Daemon {
             NodeEvent::SessionDown { member: m, .. } => ("member", member(self, m, "session_down")),
             NodeEvent::BfdUp { member: m } => ("member", member(self, m, "bfd_up")),
             NodeEvent::BfdDown { member: m, .. } => ("member", member(self, m, "bfd_down")),
+            NodeEvent::BfdAdminDown { member: m } => ("member", member(self, m, "bfd_admin_down")),
             NodeEvent::RouteAdded { prefix, via } => (
                 "route",
                 Json::obj()

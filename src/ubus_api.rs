@@ -17,7 +17,7 @@
 //! missing member answers NOT_FOUND. The reason is logged.
 //!
 //! Notifications: `member` (`{"name", "event"}`: tunnel_up, session_up,
-//! session_down, bfd_up, bfd_down, added, removed) and `route`
+//! session_down, bfd_up, bfd_down, bfd_admin_down, added, removed) and `route`
 //! (`{"prefix", "event", "via"}`: added, changed, removed), and `exit`
 //! (`{"event": "chosen"|"lost", "console", "exit"}` when a console gets,
 //! changes or loses its game exit; `{"event": "available"|"unavailable"}`;

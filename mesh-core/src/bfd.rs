@@ -210,6 +210,10 @@ pub enum Event {
     Up,
     /// Down from Up, with the reason.
     Down(Diagnostic),
+    /// Down from Up because the peer took the session out of service (it
+    /// sent AdminDown, §6.8.6): not a failure of the path, so clients take
+    /// no action on it (RFC 5882 §3.2).
+    PeerAdminDown,
 }
 
 /// Counters.
@@ -334,6 +338,16 @@ impl Session {
         if self.next_tx.is_none() {
             self.next_tx = Some(now);
         }
+    }
+
+    /// Takes the session out of service (§6.8.16): AdminDown, diagnostic
+    /// "administratively down", told to the peer at once, so that it does
+    /// not wait out its detection time and takes no action (a clean
+    /// shutdown of this router). No event: the client asked for it.
+    pub fn admin_down(&mut self, now: Instant) {
+        let _ = self.transition(now, State::AdminDown, Diagnostic::AdministrativelyDown);
+        self.next_tx = Some(now);
+        self.transmit_if_due(now);
     }
 
     /// Changes the timer settings; while Up, through a poll sequence (§6.8.3).
@@ -464,8 +478,15 @@ impl Session {
             return Ok(());
         }
         let changed = if p.state == State::AdminDown {
-            self.state != State::Down
-                && self.go(now, State::Down, Diagnostic::NeighborSignaledSessionDown)
+            self.state != State::Down && {
+                // §6.8.6: Down, diagnostic 3; the client hears it apart.
+                let event =
+                    self.transition(now, State::Down, Diagnostic::NeighborSignaledSessionDown);
+                if event.is_some() && self.events.push_back(Event::PeerAdminDown).is_err() {
+                    log::warn!("bfd: event queue full, dropping PeerAdminDown");
+                }
+                true
+            }
         } else {
             match (self.state, p.state) {
                 (State::Down, State::Down) => self.go(now, State::Init, Diagnostic::None),

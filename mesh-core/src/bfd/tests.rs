@@ -263,8 +263,32 @@ fn admin_down_from_the_peer_is_honoured() {
     };
     let now = p.now;
     p.s[0].handle_packet(now, &admin, 255).unwrap();
-    assert_eq!(
-        p.s[0].poll_event(),
-        Some(Event::Down(Diagnostic::NeighborSignaledSessionDown))
+    // Down, as §6.8.6 says, but told apart from a failure: the client
+    // takes no action on it (RFC 5882 §3.2).
+    assert_eq!(p.s[0].poll_event(), Some(Event::PeerAdminDown));
+    assert_eq!(p.s[0].state(), State::Down);
+    assert_eq!(p.s[0].diagnostic(), Diagnostic::NeighborSignaledSessionDown);
+}
+
+#[test]
+fn a_session_taken_out_of_service_tells_the_peer_at_once() {
+    let mut p = Pair::new(Config::GAMING, Config::GAMING);
+    p.run_for(Duration::from_secs(3));
+    let before = p.sent[0].len();
+    let now = p.now;
+    p.s[0].admin_down(now);
+    p.drain(0);
+    let told = &p.sent[0][before..];
+    assert_eq!(told.len(), 1, "one packet, now: {told:?}");
+    assert_eq!(told[0].state, State::AdminDown);
+    assert_eq!(told[0].diag, Diagnostic::AdministrativelyDown);
+    // The peer went Down without calling it a failure, and stays quiet
+    // about it: no detection expiry follows.
+    assert_eq!(p.events[1].last().map(|e| e.1), Some(Event::PeerAdminDown));
+    p.run_for(Duration::from_secs(1));
+    assert!(
+        !p.events[1].iter().any(|e| matches!(e.1, Event::Down(_))),
+        "{:?}",
+        p.events[1]
     );
 }

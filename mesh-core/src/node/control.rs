@@ -82,6 +82,11 @@ impl<C: Crypto> Node<'_, C> {
                         NodeEvent::BfdUp { member },
                     );
                 }
+                supervision::Event::BfdAdminDown => push_event(
+                    &mut self.events,
+                    &mut self.stats,
+                    NodeEvent::BfdAdminDown { member },
+                ),
                 supervision::Event::BfdDown(diagnostic) => {
                     s.punch.poke(now);
                     let e = NodeEvent::BfdDown { member, diagnostic };

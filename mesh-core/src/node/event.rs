@@ -19,6 +19,11 @@ pub enum NodeEvent {
     BfdUp {
         member: u8,
     },
+    /// The member took BFD out of service (AdminDown: it shuts down
+    /// cleanly, or its operator did it); its BGP session is left alone.
+    BfdAdminDown {
+        member: u8,
+    },
     /// BFD found the path to the member dead; its BGP session went with it.
     BfdDown {
         member: u8,

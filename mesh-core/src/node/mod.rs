@@ -354,8 +354,16 @@ impl<'a, C: Crypto> Node<'a, C> {
         true
     }
 
-    /// Stops every session with a Cease (Administrative Shutdown).
+    /// Stops every session with a Cease (Administrative Shutdown), and
+    /// tells every BFD peer AdminDown first, so that none waits out its
+    /// detection time or counts a failure.
     pub fn shutdown(&mut self, now: Instant) {
+        for slot in 0..MAX_MEMBERS {
+            if let Some(s) = self.slots.get_mut(slot) {
+                s.bfd.admin_down(now);
+                self.supervision_outputs(now, slot);
+            }
+        }
         for (_, s) in self.slots.iter_mut() {
             s.bgp.session.stop(now, "meshd shutting down");
         }

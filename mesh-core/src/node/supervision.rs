@@ -27,6 +27,8 @@ pub const FLAP_MEMORY: Duration = Duration::from_secs(60);
 pub enum Event {
     BfdUp,
     BfdDown(Diagnostic),
+    /// The peer took BFD out of service: no failure, no action.
+    BfdAdminDown,
     /// Tear the member's BGP session down now (Cease/BFD Down).
     StopBgp,
     /// The hold-down is over with BFD Up: start BGP again.
@@ -216,6 +218,10 @@ impl Supervision {
             match ev {
                 bfd::Event::Up => self.bfd_up(now),
                 bfd::Event::Down(d) => self.bfd_down(now, d),
+                // The peer took BFD out of service (a clean shutdown, an
+                // operator): BGP is not touched (RFC 5882 §3.2); its own
+                // hold timer or a Cease decides.
+                bfd::Event::PeerAdminDown => self.push(Event::BfdAdminDown),
             }
         }
     }
@@ -263,6 +269,13 @@ impl Supervision {
     }
 
     // ---- outputs ----
+
+    /// This router shuts down cleanly: BFD tells the peer AdminDown now.
+    pub fn admin_down(&mut self, now: Instant) {
+        if let Some(b) = self.session.as_mut() {
+            b.admin_down(now);
+        }
+    }
 
     /// The BFD control packet to send, if one is due.
     #[must_use]

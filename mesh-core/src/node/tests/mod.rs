@@ -312,6 +312,39 @@ fn two_routers_bring_up_bgp_and_bfd_over_their_tunnel_and_carry_a_console_packet
 }
 
 #[test]
+fn a_member_shutting_down_cleanly_tells_bfd_admin_down_and_its_peer_counts_no_failure() {
+    big_stack(|| {
+        let mut p = Pair::new();
+        p.run_for(Duration::from_secs(3));
+        let now = p.now;
+        p.nodes[1].shutdown(now);
+        p.drain(1);
+        p.run_for(Duration::from_millis(200));
+        assert!(
+            p.saw(0, |e| matches!(e, NodeEvent::BfdAdminDown { member: 0 }))
+                .is_some(),
+            "{:?}",
+            p.events[0]
+        );
+        assert!(
+            p.saw(0, |e| matches!(e, NodeEvent::BfdDown { .. })).is_none(),
+            "a clean shutdown is no BFD failure: {:?}",
+            p.events[0]
+        );
+        // BGP went down by the member's Cease, not by BFD.
+        let bfd = p.nodes[0]
+            .members()
+            .next()
+            .and_then(|m| m.bfd)
+            .map(|b| b.stats.downs);
+        assert_eq!(bfd, Some(1), "one Down, the AdminDown one");
+        assert!(p
+            .saw(0, |e| matches!(e, NodeEvent::SessionDown { member: 0, .. }))
+            .is_some());
+    });
+}
+
+#[test]
 fn a_member_gone_silent_is_found_dead_by_bfd_and_its_routes_go_in_the_same_step() {
     big_stack(|| {
         let mut p = Pair::new();
