@@ -188,16 +188,30 @@ pub fn document<C: Crypto>(
     for m in node.members() {
         let overlay = IpAddr::V4(m.config.overlay);
         // How the member is reached now: its own tunnel, or through whom.
-        let path = node.rib().lookup(overlay).and_then(|e| {
-            let best = e.best()?;
-            let attrs = node.rib().attrs(best.attrs)?;
-            Some(
-                Json::obj()
-                    .with("via", source_name(node, best.source))
-                    .with("direct", best.source == Source::Peer(m.slot))
-                    .with("hops", attrs.as_path.selection_len()),
-            )
-        });
+        // A stock member (BIRD, FRR) announces no route to its overlay
+        // address: its BGP session, Established over its own tunnel, says
+        // it is reached directly.
+        let path = node
+            .rib()
+            .lookup(overlay)
+            .and_then(|e| {
+                let best = e.best()?;
+                let attrs = node.rib().attrs(best.attrs)?;
+                Some(
+                    Json::obj()
+                        .with("via", source_name(node, best.source))
+                        .with("direct", best.source == Source::Peer(m.slot))
+                        .with("hops", attrs.as_path.selection_len()),
+                )
+            })
+            .or_else(|| {
+                (m.bgp_state == mesh_core::bgp::session::State::Established).then(|| {
+                    Json::obj()
+                        .with("via", m.config.name.as_str())
+                        .with("direct", true)
+                        .with("hops", 1)
+                })
+            });
         let traversal = node.traversal(m.slot);
         members.push(
             Json::obj()

@@ -101,6 +101,16 @@ fn failover_a_stock_bird_member_runs_bgp_and_bfd_with_meshd() {
         stock::birdc(&lab, 5, &["show", "protocols", "all", "t1"]),
         stock::birdc(&lab, 5, &["show", "bfd", "sessions"])
     );
+    // BIRD announces no route to its overlay address; its session over its
+    // own tunnel still says it is reached directly, not "unreachable".
+    let r5 = lab.status(1).unwrap()["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "r5")
+        .cloned()
+        .unwrap();
+    assert_eq!(r5["path"]["direct"], true, "{}", r5["path"]);
     let bfd = member_bfd(&lab, 1, "r5").unwrap();
     println!(
         "meshd r1 <-> BIRD r5: BGP Established, BFD Up (meshd sends every {} ms, detects in {} ms)",
