@@ -1570,7 +1570,7 @@ proptest! {
         let apply = |s: &bfd::Session, e: Option<bfd::Event>, up: &mut bool| {
             match e {
                 Some(bfd::Event::Up) => { assert!(!*up); *up = true; }
-                Some(bfd::Event::Down(_)) => { assert!(*up); *up = false; }
+                Some(bfd::Event::Down(_) | bfd::Event::PeerAdminDown) => { assert!(*up); *up = false; }
                 None => {}
             }
             assert_eq!(*up, s.state() == bfd::State::Up);

@@ -24,7 +24,7 @@ impl Check {
                 assert_eq!(s.state(), State::Up);
                 self.up = true;
             }
-            Some(Event::Down(_)) => {
+            Some(Event::Down(_) | Event::PeerAdminDown) => {
                 assert!(self.up, "Down without Up");
                 assert_ne!(s.state(), State::Up);
                 self.up = false;

@@ -329,9 +329,19 @@ impl<'a> Decoder<'a> {
 
     fn walk(&mut self, attrs: &'a [u8]) -> Result<(), UpdateError> {
         for raw in (RawAttrIter { buf: attrs }) {
-            // An attribute that overruns the field hides whatever follows it,
-            // possibly MP_REACH/MP_UNREACH: the NLRI cannot be located (§5.3).
-            let raw = raw?;
+            // An attribute that overruns the Total Path Attribute Length, or
+            // a remainder too short for one attribute (RFC 7606 §4): treat-
+            // as-withdraw, the NLRI located by that total length. Whatever
+            // the overrun hides is not read; MP_REACH/MP_UNREACH read before
+            // it are withdrawn with the rest, and one hidden in it stays
+            // unread, as §4 accepts in return for keeping the session.
+            let raw = match raw {
+                Ok(raw) => raw,
+                Err(e) => {
+                    self.update.treat_as_withdraw.get_or_insert(e);
+                    break;
+                }
+            };
             if !self.seen.insert(raw.code) {
                 if raw.code == code::MP_REACH_NLRI || raw.code == code::MP_UNREACH_NLRI {
                     return Err(UpdateError::MalformedAttributeList); // §3 g

@@ -383,9 +383,25 @@ fn malformed_mp_reach_is_a_session_reset() {
 }
 
 #[test]
-fn attribute_overrunning_the_field_is_a_session_reset() {
+fn attribute_overrunning_the_field_is_treat_as_withdraw() {
+    // RFC 7606 §4: the NLRI is found by the Total Path Attribute Length;
+    // the session stays.
     let b = Build::valid().raw_attrs(&[0x80, 4, 10, 0, 0]);
-    assert_eq!(b.decode().unwrap_err(), UpdateError::AttributeLength(4));
+    assert_treat_as_withdraw(b, UpdateError::AttributeLength(4));
+    // Fewer octets left than one attribute's header: the same.
+    let b = Build::valid().raw_attrs(&[0x80]);
+    assert_treat_as_withdraw(b, UpdateError::AttributeLength(0));
+    // An MP_REACH_NLRI read before the overrun: its prefix is withdrawn with
+    // the IPv4 one, nothing is announced.
+    let mut mp = std::vec![0, 2, 1, 16];
+    mp.extend_from_slice(&[0xfd; 16]);
+    mp.extend_from_slice(&[0, 48, 0xfd, 0, 0, 1, 0, 0]);
+    let b = Build::valid()
+        .attr(0x80, 14, &mp)
+        .raw_attrs(&[0x80, 4, 10, 0, 0]);
+    let (taw, _, _, ann, wd) = b.decode().unwrap();
+    assert_eq!(taw, Some(UpdateError::AttributeLength(4)));
+    assert_eq!((ann, wd), (0, 2), "the IPv4 and the IPv6 prefix withdrawn");
 }
 
 #[test]

@@ -327,7 +327,8 @@ fn a_member_shutting_down_cleanly_tells_bfd_admin_down_and_its_peer_counts_no_fa
             p.events[0]
         );
         assert!(
-            p.saw(0, |e| matches!(e, NodeEvent::BfdDown { .. })).is_none(),
+            p.saw(0, |e| matches!(e, NodeEvent::BfdDown { .. }))
+                .is_none(),
             "a clean shutdown is no BFD failure: {:?}",
             p.events[0]
         );
