@@ -919,6 +919,11 @@ impl Daemon {
             NodeEvent::TunnelUp { member } => {
                 log::info!("wg: tunnel to {} up", self.member(member))
             }
+            NodeEvent::TunnelDown { member } => log::warn!(
+                "wg: tunnel to {} down (nothing from it for {} s)",
+                self.member(member),
+                mesh_core::node::TUNNEL_SILENCE.as_secs()
+            ),
             NodeEvent::BfdUp { member } => {
                 log::info!("bfd: {} up", self.member(member))
             }
@@ -998,6 +1003,7 @@ impl Daemon {
         };
         let (kind, data) = match *ev {
             NodeEvent::TunnelUp { member: m } => ("member", member(self, m, "tunnel_up")),
+            NodeEvent::TunnelDown { member: m } => ("member", member(self, m, "tunnel_down")),
             NodeEvent::SessionUp { member: m } => ("member", member(self, m, "session_up")),
             NodeEvent::SessionDown { member: m, .. } => ("member", member(self, m, "session_down")),
             NodeEvent::BfdUp { member: m } => ("member", member(self, m, "bfd_up")),

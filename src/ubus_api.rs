@@ -16,8 +16,11 @@
 //! configuration checks) answer INVALID_ARGUMENT and change nothing; a
 //! missing member answers NOT_FOUND. The reason is logged.
 //!
-//! Notifications: `member` (`{"name", "event"}`: tunnel_up, session_up,
-//! session_down, bfd_up, bfd_down, bfd_admin_down, added, removed) and `route`
+//! Notifications: `member` (`{"name", "event"}`: tunnel_up (the first
+//! authenticated datagram since the tunnel was down or the member added),
+//! tunnel_down (nothing authenticated for 30 s), session_up, session_down,
+//! bfd_up, bfd_down, bfd_admin_down (the member took BFD out of service:
+//! no failure), added, removed) and `route`
 //! (`{"prefix", "event", "via"}`: added, changed, removed), and `exit`
 //! (`{"event": "chosen"|"lost", "console", "exit"}` when a console gets,
 //! changes or loses its game exit; `{"event": "available"|"unavailable"}`;

@@ -28,8 +28,13 @@ impl<C: Crypto> Node<'_, C> {
         let own = self.config.overlay;
         for (slot, s) in self.slots.iter_mut() {
             let leads = leads(own, s.wg.config.overlay);
-            s.upkeep
+            let down = s
+                .upkeep
                 .tick(now, &mut s.wg, leads, &mut self.tx, &mut self.stats);
+            if down {
+                let e = NodeEvent::TunnelDown { member: slot as u8 };
+                push_event(&mut self.events, &mut self.stats, e);
+            }
             if let Some(latency) = s.upkeep.adopt_latency(&s.wg) {
                 // Latency feeds the decision process (as interior cost).
                 self.engine

@@ -12,8 +12,15 @@ use super::{engine, exchange, exit, stun, supervision};
 /// What changed, for logs, notifications and the kernel route programmer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeEvent {
-    /// A member's tunnel completed a handshake after being silent.
+    /// A member's tunnel is up: the first authenticated datagram since it
+    /// was down (or since the member was added).
     TunnelUp {
+        member: u8,
+    },
+    /// A member's tunnel is down: nothing authenticated came from it for
+    /// [`super::TUNNEL_SILENCE`] (30 s: a keepalive's 25 s and a rekey's
+    /// 5 s). BFD, when on, has long moved traffic by then.
+    TunnelDown {
         member: u8,
     },
     BfdUp {

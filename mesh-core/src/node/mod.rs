@@ -107,6 +107,7 @@ use ids::Ids;
 use output::{Events, LanRing, TxRing};
 use slots::Slots;
 use tunnel::TIMER_TICK;
+pub use tunnel::TUNNEL_SILENCE;
 
 /// ICMP errors allowed per second (RFC 1812 §4.3.2.8 asks for a limit).
 const ICMP_PER_SECOND: u32 = 50;

@@ -29,9 +29,11 @@ const LATENCY_HYSTERESIS_US: u32 = 5_000;
 /// How long the higher overlay address of a pair waits for the lower one to
 /// bring the tunnel up before it tries itself.
 const RESPONDER_GRACE: Duration = Duration::from_millis(300);
-/// Silence after which the next authenticated datagram counts as the tunnel
-/// coming up (for events and logs).
-const TUNNEL_SILENCE: Duration = Duration::from_secs(30);
+/// Silence after which a tunnel counts as down (for events and logs): a
+/// live tunnel carries at least a keepalive every 25 s, and a rekey's
+/// handshake is retried within 5 s. BFD is the fast signal; this one says
+/// the tunnel itself is gone.
+pub const TUNNEL_SILENCE: Duration = Duration::from_secs(30);
 /// WireGuard's REJECT_AFTER_TIME: a session older than this is dead.
 const SESSION_LIFETIME: Duration = Duration::from_secs(180);
 
@@ -54,6 +56,9 @@ pub(crate) struct Upkeep {
     flush_on_data: bool,
     /// Latency (µs) last given to the RIB.
     latency: Option<u32>,
+    /// The tunnel is up: an authenticated datagram came within
+    /// [`TUNNEL_SILENCE`] (as last told in an event).
+    up: bool,
 }
 
 /// What a datagram from the member did.
@@ -85,6 +90,7 @@ impl Upkeep {
             answered_handshake: false,
             flush_on_data: false,
             latency: None,
+            up: false,
         }
     }
 
@@ -99,9 +105,6 @@ impl Upkeep {
     ) -> Received {
         let kind = datagram.first().copied();
         let mut r = Received::default();
-        let was_silent = wg
-            .last_rx
-            .is_none_or(|t| now.saturating_duration_since(t) > TUNNEL_SILENCE);
         // Whether a WireGuard session existed before this datagram: a new one
         // then replaces it (the member restarted, or a rekey).
         let had_session = wg.tunnel.since_handshake().is_some();
@@ -138,7 +141,7 @@ impl Upkeep {
         if !r.authenticated {
             return r;
         }
-        r.tunnel_up = was_silent;
+        r.tunnel_up = !core::mem::replace(&mut self.up, true);
         // A new session is usable once we got its response (we initiated)
         // or, when we answered, once its first data packet arrived.
         r.new_session = match kind {
@@ -182,8 +185,29 @@ impl Upkeep {
     /// boringtun's tick, and the upkeep on it: the next endpoint candidate,
     /// and a handshake for an idle tunnel. `leads`: this side brings the
     /// tunnel up first (the lower overlay address; two simultaneous
-    /// initiations cancel each other out in WireGuard).
+    /// initiations cancel each other out in WireGuard). Returns true when
+    /// the tunnel just went down: nothing authenticated for
+    /// [`TUNNEL_SILENCE`].
     pub fn tick<T: Tunnel>(
+        &mut self,
+        now: Instant,
+        wg: &mut Member<T>,
+        leads: bool,
+        tx: &mut TxRing,
+        stats: &mut NodeStats,
+    ) -> bool {
+        let silent = wg
+            .last_rx
+            .is_none_or(|t| now.saturating_duration_since(t) > TUNNEL_SILENCE);
+        let went_down = self.up && silent;
+        if went_down {
+            self.up = false;
+        }
+        self.upkeep(now, wg, leads, tx, stats);
+        went_down
+    }
+
+    fn upkeep<T: Tunnel>(
         &mut self,
         now: Instant,
         wg: &mut Member<T>,

@@ -312,6 +312,49 @@ fn two_routers_bring_up_bgp_and_bfd_over_their_tunnel_and_carry_a_console_packet
 }
 
 #[test]
+fn tunnel_events_mean_what_their_names_say() {
+    big_stack(|| {
+        let mut p = Pair::new();
+        p.run_for(Duration::from_secs(3));
+        let count = |p: &Pair, down: bool| {
+            p.events[0]
+                .iter()
+                .filter(|(_, e)| match e {
+                    NodeEvent::TunnelDown { member: 0 } => down,
+                    NodeEvent::TunnelUp { member: 0 } => !down,
+                    _ => false,
+                })
+                .count()
+        };
+        assert_eq!((count(&p, false), count(&p, true)), (1, 0));
+        // Silent for a while, but less than TUNNEL_SILENCE: no event.
+        p.cut[1] = true;
+        p.run_for(Duration::from_secs(10));
+        p.cut[1] = false;
+        p.run_for(Duration::from_secs(3));
+        assert_eq!((count(&p, false), count(&p, true)), (1, 0));
+        // Silent longer: down once, up again when it speaks.
+        p.cut[1] = true;
+        let cut = p.now;
+        p.run_for(TUNNEL_SILENCE + Duration::from_secs(5));
+        assert_eq!((count(&p, false), count(&p, true)), (1, 1));
+        let down_at = p
+            .saw(0, |e| matches!(e, NodeEvent::TunnelDown { member: 0 }))
+            .unwrap();
+        let after = down_at.saturating_duration_since(cut);
+        assert!(
+            after + Duration::from_millis(50) >= TUNNEL_SILENCE
+                && after <= TUNNEL_SILENCE + Duration::from_millis(300),
+            "down after {} ms",
+            after.as_millis()
+        );
+        p.cut[1] = false;
+        p.run_for(Duration::from_secs(30));
+        assert_eq!((count(&p, false), count(&p, true)), (2, 1));
+    });
+}
+
+#[test]
 fn a_member_shutting_down_cleanly_tells_bfd_admin_down_and_its_peer_counts_no_failure() {
     big_stack(|| {
         let mut p = Pair::new();
