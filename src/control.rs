@@ -1,13 +1,16 @@
 //! The control socket: `meshd status` asks the running daemon over a unix
 //! stream socket. One request line, one answer, then the daemon closes.
+//! The daemon serves it from its packet loop without ever waiting on a
+//! client: see [`ControlServer`].
 //!
 //! Requests: `status` (text) and `status json`.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A request the daemon answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,9 +29,45 @@ impl Request {
     }
 }
 
+/// Clients served at once; more wait in the listen backlog.
+pub const MAX_CLIENTS: usize = 16;
+/// A client that has not sent its line, or not taken its answer, by then is
+/// dropped (its socket closed).
+pub const CLIENT_DEADLINE: Duration = Duration::from_secs(2);
+/// The request line, at most.
+const MAX_LINE: usize = 256;
+
+/// One client: its request line as it arrives, then its answer as it leaves.
+struct Client {
+    stream: UnixStream,
+    since: Instant,
+    line: Vec<u8>,
+    /// The answer and how much of it went out.
+    reply: Option<(Vec<u8>, usize)>,
+}
+
+/// What [`ControlServer::on_readable`] / [`ControlServer::on_writable`] want
+/// of the driver's epoll for a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interest {
+    /// Wait for its request line.
+    Read,
+    /// Wait until its socket takes more of the answer.
+    Write,
+    /// Done (or dropped): forget the fd.
+    Closed,
+}
+
+/// The control socket's server. Nothing here blocks: every socket is
+/// non-blocking, a client is served as its bytes arrive and as its socket
+/// takes the answer, and one that stalls is dropped after
+/// [`CLIENT_DEADLINE`] (the packet loop never waits for a client).
 pub struct ControlServer {
     listener: UnixListener,
     path: PathBuf,
+    clients: Vec<Option<Client>>,
+    /// Clients dropped for stalling.
+    pub dropped: u64,
 }
 
 impl ControlServer {
@@ -52,6 +91,8 @@ impl ControlServer {
         Ok(ControlServer {
             listener,
             path: path.to_path_buf(),
+            clients: (0..MAX_CLIENTS).map(|_| None).collect(),
+            dropped: 0,
         })
     }
 
@@ -59,28 +100,120 @@ impl ControlServer {
         &self.listener
     }
 
-    /// Accepts pending clients, answering each with `answer`.
-    pub fn serve(&self, mut answer: impl FnMut(Option<Request>) -> String) {
-        while let Ok((stream, _)) = self.listener.accept() {
-            let _ = serve_one(stream, &mut answer);
+    /// Accepts pending clients while there is room; returns each new one's
+    /// index and fd for the driver to watch for reading.
+    pub fn accept(&mut self, now: Instant) -> Vec<(usize, BorrowedFd<'_>)> {
+        let mut new = Vec::new();
+        while let Some(i) = self.clients.iter().position(Option::is_none) {
+            let Ok((stream, _)) = self.listener.accept() else {
+                break;
+            };
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            self.clients[i] = Some(Client {
+                stream,
+                since: now,
+                line: Vec::new(),
+                reply: None,
+            });
+            new.push(i);
         }
+        new.into_iter()
+            .filter_map(|i| Some((i, self.clients[i].as_ref()?.stream.as_fd())))
+            .collect()
     }
-}
 
-fn serve_one(
-    stream: UnixStream,
-    answer: &mut impl FnMut(Option<Request>) -> String,
-) -> io::Result<()> {
-    stream.set_nonblocking(false)?;
-    // A client that connects and says nothing must not stall the daemon.
-    stream.set_read_timeout(Some(Duration::from_millis(200)))?;
-    stream.set_write_timeout(Some(Duration::from_millis(500)))?;
-    let mut line = String::new();
-    BufReader::new(stream.try_clone()?)
-        .take(256)
-        .read_line(&mut line)?;
-    let reply = answer(Request::parse(&line));
-    (&stream).write_all(reply.as_bytes())
+    /// The fd of client `i`, to stop watching it.
+    pub fn fd(&self, i: usize) -> Option<BorrowedFd<'_>> {
+        Some(self.clients.get(i)?.as_ref()?.stream.as_fd())
+    }
+
+    /// Client `i` is readable: reads what arrived; once the line is whole
+    /// (or the client closed, or the line is too long), answers it with
+    /// `answer` and starts writing.
+    pub fn on_readable(
+        &mut self,
+        i: usize,
+        answer: impl FnOnce(Option<Request>) -> String,
+    ) -> Interest {
+        let Some(c) = self.clients.get_mut(i).and_then(Option::as_mut) else {
+            return Interest::Closed;
+        };
+        if c.reply.is_some() {
+            return Interest::Write;
+        }
+        let mut buf = [0u8; MAX_LINE];
+        let whole = loop {
+            match c.stream.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(n) => {
+                    c.line.extend_from_slice(&buf[..n]);
+                    if c.line.contains(&b'\n') || c.line.len() >= MAX_LINE {
+                        break true;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
+                Err(_) => {
+                    self.clients[i] = None;
+                    return Interest::Closed;
+                }
+            }
+        };
+        if !whole {
+            return Interest::Read;
+        }
+        let end = c
+            .line
+            .iter()
+            .position(|&b| b == b'\n')
+            .unwrap_or(c.line.len());
+        let line = String::from_utf8_lossy(&c.line[..end.min(MAX_LINE)]).into_owned();
+        c.reply = Some((answer(Request::parse(&line)).into_bytes(), 0));
+        self.on_writable(i)
+    }
+
+    /// Client `i` takes more of its answer; closed once all of it went.
+    pub fn on_writable(&mut self, i: usize) -> Interest {
+        let Some(c) = self.clients.get_mut(i).and_then(Option::as_mut) else {
+            return Interest::Closed;
+        };
+        let Some((reply, sent)) = c.reply.as_mut() else {
+            return Interest::Read;
+        };
+        while *sent < reply.len() {
+            match c.stream.write(&reply[*sent..]) {
+                Ok(0) => break,
+                Ok(n) => *sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Interest::Write,
+                Err(_) => break,
+            }
+        }
+        self.clients[i] = None;
+        Interest::Closed
+    }
+
+    /// Clients past their deadline, dropped; returns their indexes for the
+    /// driver to forget (call before it closes the fds: this closes them).
+    pub fn expire(&mut self, now: Instant) -> Vec<usize> {
+        let mut gone = Vec::new();
+        for (i, slot) in self.clients.iter_mut().enumerate() {
+            if slot
+                .as_ref()
+                .is_some_and(|c| now.saturating_duration_since(c.since) >= CLIENT_DEADLINE)
+            {
+                gone.push(i);
+                *slot = None;
+                self.dropped += 1;
+            }
+        }
+        gone
+    }
+
+    /// Whether any client is being served (the driver checks deadlines then).
+    pub fn busy(&self) -> bool {
+        self.clients.iter().any(Option::is_some)
+    }
 }
 
 impl Drop for ControlServer {

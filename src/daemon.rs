@@ -55,6 +55,8 @@ const TOKEN_CONTROL: u64 = 6;
 const TOKEN_UBUS: u64 = 7;
 /// An exit mapping's socket: this plus its port.
 const TOKEN_EXIT: u64 = 1 << 16;
+/// A control socket client: this plus its index.
+const TOKEN_CONTROL_CLIENT: u64 = 1 << 17;
 
 /// How often the LAN's neighbour table is read for consoles.
 const CONSOLES_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
@@ -206,6 +208,48 @@ pub struct Daemon {
     exit_route: bool,
     /// `nft` runs for the exit's kernel rules, not waited for.
     nft: Nft,
+    /// How long the loop was busy per wake-up, at worst, lately.
+    loop_latency: LoopLatency,
+}
+
+/// The worst time the packet loop spent between two waits, over the last
+/// minute (two one-minute buckets: the current and the one before).
+#[derive(Debug)]
+struct LoopLatency {
+    bucket_start: std::time::Instant,
+    current: std::time::Duration,
+    previous: std::time::Duration,
+}
+
+impl LoopLatency {
+    const BUCKET: std::time::Duration = std::time::Duration::from_secs(60);
+
+    fn new() -> LoopLatency {
+        LoopLatency {
+            bucket_start: std::time::Instant::now(),
+            current: std::time::Duration::ZERO,
+            previous: std::time::Duration::ZERO,
+        }
+    }
+
+    fn record(&mut self, at: std::time::Instant, busy: std::time::Duration) {
+        let age = at.saturating_duration_since(self.bucket_start);
+        if age >= Self::BUCKET {
+            self.previous = if age >= 2 * Self::BUCKET {
+                std::time::Duration::ZERO
+            } else {
+                self.current
+            };
+            self.current = std::time::Duration::ZERO;
+            self.bucket_start = at;
+        }
+        self.current = self.current.max(busy);
+    }
+
+    /// The worst over the last one to two minutes.
+    fn worst(&self) -> std::time::Duration {
+        self.current.max(self.previous)
+    }
 }
 
 type PathProbe = std::sync::Arc<std::sync::Mutex<Option<crate::sys::path_probe::PathReport>>>;
@@ -376,6 +420,7 @@ impl Daemon {
             consoles_read: None,
             exit_route: false,
             nft: Nft::default(),
+            loop_latency: LoopLatency::new(),
         };
         // A crashed meshd's exit rules.
         if let Err(e) = d
@@ -430,6 +475,7 @@ impl Daemon {
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(ctx(e, "epoll")),
             };
+            let woke = std::time::Instant::now();
             for ev in &events[..n] {
                 match ev.data() {
                     TOKEN_UDP4 => self.read_udp(false, &mut buf),
@@ -439,7 +485,10 @@ impl Daemon {
                         let _ = self.timer.wait();
                     }
                     TOKEN_SIGNAL => self.read_signals(),
-                    TOKEN_CONTROL => self.serve_control(),
+                    TOKEN_CONTROL => self.accept_control(),
+                    t if t & TOKEN_CONTROL_CLIENT != 0 => {
+                        self.serve_control((t & 0xffff) as usize, ev.events())
+                    }
                     TOKEN_UBUS => {
                         let evs = self.ubus.on_readable();
                         self.on_ubus(evs);
@@ -447,6 +496,10 @@ impl Daemon {
                     t if t & TOKEN_EXIT != 0 => self.read_exit((t & 0xffff) as u16, &mut buf),
                     _ => {}
                 }
+            }
+            if self.control.busy() {
+                // Closing a stalled client's fd also drops its epoll entry.
+                self.control.expire(std::time::Instant::now());
             }
             let evs = self.ubus.poll_reconnect(std::time::Instant::now());
             self.on_ubus(evs);
@@ -459,6 +512,7 @@ impl Daemon {
                 self.housekeeping();
             }
             self.drain_and_arm();
+            self.loop_latency.record(woke, woke.elapsed());
         }
         Ok(self.stop.take().unwrap_or(Outcome::Exit))
     }
@@ -687,14 +741,43 @@ impl Daemon {
         }
     }
 
-    fn serve_control(&mut self) {
-        let t = now();
-        let doc = status::document(&self.node, &self.consoles, t, self.config.main.listen_port);
-        self.control.serve(|req| match req {
-            Some(Request::Status) => status::render(&doc),
-            Some(Request::StatusJson) => doc.pretty() + "\n",
-            None => "error: unknown request (try: status, status json)\n".into(),
-        });
+    /// New control clients: watched for their request line.
+    fn accept_control(&mut self) {
+        let accepted = self.control.accept(std::time::Instant::now());
+        for (i, fd) in accepted {
+            let ev = EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_CONTROL_CLIENT | i as u64);
+            if let Err(e) = self.epoll.add(fd, ev) {
+                log::warn!("control: cannot watch a client: {e}");
+            }
+        }
+    }
+
+    /// A control client is readable or writable: served as far as it goes,
+    /// never waited for.
+    fn serve_control(&mut self, i: usize, events: EpollFlags) {
+        use crate::control::Interest;
+        let interest = if events.contains(EpollFlags::EPOLLOUT) {
+            self.control.on_writable(i)
+        } else {
+            let (node, consoles, port) = (&self.node, &self.consoles, self.config.main.listen_port);
+            let loop_worst = self.loop_latency.worst();
+            self.control.on_readable(i, |req| {
+                let doc = status::document(node, consoles, now(), port)
+                    .with("loop", status::loop_document(loop_worst));
+                match req {
+                    Some(Request::Status) => status::render(&doc),
+                    Some(Request::StatusJson) => doc.pretty() + "\n",
+                    None => "error: unknown request (try: status, status json)\n".into(),
+                }
+            })
+        };
+        if interest == Interest::Write {
+            if let Some(fd) = self.control.fd(i) {
+                let mut ev = EpollEvent::new(EpollFlags::EPOLLOUT, TOKEN_CONTROL_CLIENT | i as u64);
+                let _ = self.epoll.modify(fd, &mut ev);
+            }
+        }
+        // Closed: the stream is gone, and with its fd the epoll entry.
     }
 
     /// Re-reads the configuration; applies what changed, keeps what did not.
@@ -1136,6 +1219,7 @@ impl crate::ubus_api::Api for Daemon {
             now(),
             self.config.main.listen_port,
         )
+        .with("loop", status::loop_document(self.loop_latency.worst()))
     }
 
     fn reload(&mut self) {

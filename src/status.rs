@@ -176,6 +176,15 @@ pub fn exit_document<C: Crypto>(node: &Node<'_, C>, consoles: &[Console], now: I
         )
 }
 
+/// The daemon's packet loop: the longest it was busy between two waits,
+/// lately (a stall this long delays every packet and every BFD answer).
+pub fn loop_document(worst: std::time::Duration) -> Json {
+    Json::obj().with(
+        "worst_ms_last_minute",
+        (worst.as_micros() as f64 / 10.0).round() / 100.0,
+    )
+}
+
 /// The whole status document.
 pub fn document<C: Crypto>(
     node: &Node<'_, C>,
@@ -519,6 +528,13 @@ pub fn render(doc: &Json) -> String {
                 s(alt, "lost")
             );
         }
+    }
+    if let Some(l @ Json::Obj(_)) = doc.get("loop") {
+        let _ = writeln!(
+            out,
+            "\npacket loop: busy {} at most between two waits (last minute)",
+            opt_num(l, "worst_ms_last_minute", " ms")
+        );
     }
     let _ = writeln!(out, "\ncounters:");
     if let Some(Json::Obj(fields)) = doc.get("counters") {

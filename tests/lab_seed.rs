@@ -260,3 +260,49 @@ fn config_errors_name_the_line_and_a_bad_reload_keeps_the_daemon_running() {
     assert_eq!(flaps(&lab, 1), flaps_before);
     assert!(lab.ping(1, 4));
 }
+
+/// BFD downs every member of router `n` has seen.
+fn bfd_downs(lab: &SeedLab, n: usize) -> u64 {
+    let s = lab.status(n).unwrap();
+    s["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["bfd"]["downs"].as_u64().unwrap_or(0))
+        .sum()
+}
+
+#[test]
+fn silent_control_clients_do_not_stall_the_packet_loop() {
+    let _one = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    require_root();
+    // With BFD (10 ms × 4): a stall of 40 ms would take r1's tunnels down.
+    let mut lab = SeedLab::build("mdlc", meshd(), 9);
+    lab.start_all();
+    converge(&lab);
+    std::thread::sleep(Duration::from_secs(1));
+    let before: Vec<u64> = (1..=4).map(|n| bfd_downs(&lab, n)).collect();
+    // Five local clients connect to r1's control socket and say nothing
+    // for 1.5 s; meanwhile someone asks for the status.
+    let socket = lab.router(1).socket.clone();
+    let silent: Vec<std::os::unix::net::UnixStream> = (0..5)
+        .map(|_| std::os::unix::net::UnixStream::connect(&socket).unwrap())
+        .collect();
+    let asked = std::time::Instant::now();
+    let answered = lab.status(1).is_some();
+    let took = asked.elapsed();
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(silent);
+    std::thread::sleep(Duration::from_millis(500));
+    let after: Vec<u64> = (1..=4).map(|n| bfd_downs(&lab, n)).collect();
+    let worst = lab.status(1).unwrap()["loop"]["worst_ms_last_minute"]
+        .as_f64()
+        .unwrap();
+    println!(
+        "status with 5 silent clients: {} ms; r1's loop at worst {worst} ms; BFD downs {before:?} -> {after:?}",
+        took.as_millis()
+    );
+    assert!(answered && took < Duration::from_millis(500), "{took:?}");
+    assert_eq!(before, after, "a BFD session went down\n{}", lab.logs());
+    assert!(worst < 20.0, "r1's loop was busy {worst} ms at once");
+}
