@@ -21,7 +21,7 @@
 
 use std::collections::BTreeSet;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -41,6 +41,7 @@ use crate::config::{Config, MemberEntry};
 use crate::consoles::{self, Console, PolicyRouting};
 use crate::control::{ControlServer, Request};
 use crate::json::Json;
+use crate::resolver::Resolver;
 use crate::sys::netlink::{Netlink, Route, RTPROT_MESHD};
 use crate::sys::nft::{self, Nft};
 use crate::sys::tun::Tun;
@@ -53,6 +54,7 @@ const TOKEN_SIGNAL: u64 = 4;
 const TOKEN_TIMER: u64 = 5;
 const TOKEN_CONTROL: u64 = 6;
 const TOKEN_UBUS: u64 = 7;
+const TOKEN_RESOLVER: u64 = 8;
 /// An exit mapping's socket: this plus its port.
 const TOKEN_EXIT: u64 = 1 << 16;
 /// A control socket client: this plus its index.
@@ -108,33 +110,35 @@ fn sockets(c: &Config) -> (u16, String, PathBuf) {
     )
 }
 
-fn resolve(entry: &MemberEntry) -> Vec<SocketAddr> {
-    let mut out = Vec::new();
-    for (host, port) in entry.endpoint_names() {
-        match (host, port).to_socket_addrs() {
-            Ok(addrs) => out.extend(addrs),
-            Err(e) => log::warn!("member {}: cannot resolve {host}: {e}", entry.name),
-        }
-    }
-    out
-}
-
 /// Endpoint names resolved per member entry: an entry read again unchanged
 /// keeps what its names resolved to, as a running member keeps its
-/// endpoints; a new or changed entry is resolved afresh.
+/// endpoints; a new or changed entry is resolved afresh: at once before the
+/// loop runs, on the resolver's thread once it does.
 #[derive(Default)]
 struct Resolved(std::collections::HashMap<String, (MemberEntry, Vec<SocketAddr>)>);
 
 impl Resolved {
-    /// The members of `config` for mesh-core.
-    fn members(&mut self, config: &Config) -> Vec<mesh_core::wg::MemberConfig> {
+    /// The members of `config` for mesh-core. With a `resolver`, names not
+    /// yet resolved are asked for there and the member runs without them
+    /// meanwhile; without one they are resolved here (blocking).
+    fn members(
+        &mut self,
+        config: &Config,
+        resolver: Option<&Resolver>,
+    ) -> Vec<mesh_core::wg::MemberConfig> {
         let mut kept = std::collections::HashMap::new();
         let members = config
             .enabled_members()
             .map(|m| {
-                let addrs = match self.0.remove(&m.name) {
-                    Some((old, addrs)) if old == *m => addrs,
-                    _ => resolve(m),
+                let addrs = match (self.0.remove(&m.name), resolver) {
+                    (Some((old, addrs)), _) if old == *m => addrs,
+                    (_, None) => crate::resolver::resolve(m),
+                    (_, Some(r)) => {
+                        if m.endpoint_names().next().is_some() {
+                            r.ask(m.clone());
+                        }
+                        Vec::new()
+                    }
                 };
                 let mc = m.member_config(&config.main, &addrs);
                 kept.insert(m.name.clone(), (m.clone(), addrs));
@@ -189,6 +193,11 @@ pub struct Daemon {
     /// Kernel routes we installed towards the TUN device.
     installed: BTreeSet<Prefix>,
     resolved: Resolved,
+    /// Endpoint names are resolved here, off the loop.
+    resolver: Resolver,
+    /// For reconfiguring when names resolve (the key file is read on
+    /// SIGHUP only).
+    private_key: Key,
     stop: Option<Outcome>,
     udp_send_errors: u64,
     tun_write_errors: u64,
@@ -390,6 +399,8 @@ impl Daemon {
         epoll.add(signals.as_fd(), readable(TOKEN_SIGNAL))?;
         epoll.add(timer.as_fd(), readable(TOKEN_TIMER))?;
         epoll.add(control.listener().as_fd(), readable(TOKEN_CONTROL))?;
+        let resolver = Resolver::start()?;
+        epoll.add(resolver.fd(), readable(TOKEN_RESOLVER))?;
 
         let mut d = Daemon {
             config_path: config_path.to_path_buf(),
@@ -408,6 +419,8 @@ impl Daemon {
             ubus: crate::ubus::UbusConn::new(ubus_socket(), crate::ubus_api::object()),
             installed: BTreeSet::new(),
             resolved: Resolved::default(),
+            resolver,
+            private_key,
             stop: None,
             udp_send_errors: 0,
             tun_write_errors: 0,
@@ -429,7 +442,8 @@ impl Daemon {
         {
             log::debug!("nft: {e}");
         }
-        let members = d.resolved.members(&d.config);
+        // Before the loop runs: names are resolved here, at once.
+        let members = d.resolved.members(&d.config, None);
         let changes = d.node.reconfigure(t, start_config, &members);
         d.log_changes(&changes);
         log::info!(
@@ -486,6 +500,7 @@ impl Daemon {
                     }
                     TOKEN_SIGNAL => self.read_signals(),
                     TOKEN_CONTROL => self.accept_control(),
+                    TOKEN_RESOLVER => self.names_resolved(),
                     t if t & TOKEN_CONTROL_CLIENT != 0 => {
                         self.serve_control((t & 0xffff) as usize, ev.events())
                     }
@@ -780,6 +795,31 @@ impl Daemon {
         // Closed: the stream is gone, and with its fd the epoll entry.
     }
 
+    /// Endpoint names the resolver answered: members whose entry is still
+    /// the one asked about get the addresses.
+    fn names_resolved(&mut self) {
+        let mut any = false;
+        for (entry, addrs) in self.resolver.answers() {
+            if let Some((current, cached)) = self.resolved.0.get_mut(&entry.name) {
+                if *current == entry {
+                    log::info!(
+                        "member {}: endpoint names resolved to {addrs:?}",
+                        entry.name
+                    );
+                    *cached = addrs;
+                    any = true;
+                }
+            }
+        }
+        if !any {
+            return;
+        }
+        let members = self.resolved.members(&self.config, Some(&self.resolver));
+        let config = self.config.main.node_config(self.private_key, 0);
+        let changes = self.node.reconfigure(now(), config, &members);
+        self.log_changes(&changes);
+    }
+
     /// Re-reads the configuration; applies what changed, keeps what did not.
     fn reload(&mut self) {
         let new = match Config::load(&self.config_path) {
@@ -810,7 +850,8 @@ impl Daemon {
             return;
         }
         let t = now();
-        let members = self.resolved.members(&new);
+        self.private_key = key;
+        let members = self.resolved.members(&new, Some(&self.resolver));
         let changes = self
             .node
             .reconfigure(t, new.main.node_config(key, 0), &members);

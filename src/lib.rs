@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod json;
 pub mod keys;
 pub mod logger;
+pub mod resolver;
 pub mod status;
 pub mod sys;
 pub mod ubus;

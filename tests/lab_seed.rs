@@ -306,3 +306,73 @@ fn silent_control_clients_do_not_stall_the_packet_loop() {
     assert_eq!(before, after, "a BFD session went down\n{}", lab.logs());
     assert!(worst < 20.0, "r1's loop was busy {worst} ms at once");
 }
+
+/// Removes `/etc/netns/<ns>` (what `ip netns exec` mounts over /etc) on drop.
+struct NetnsEtc(std::path::PathBuf);
+
+impl Drop for NetnsEtc {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn a_reload_whose_endpoint_name_resolves_slowly_does_not_stall_the_packet_loop() {
+    let _one = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    require_root();
+    let mut lab = SeedLab::build("mdld", meshd(), 9);
+    // r1's DNS server is an address nobody holds: every lookup waits out
+    // its timeout (`ip netns exec` mounts this file over /etc/resolv.conf
+    // for the process it starts).
+    let etc = NetnsEtc(Path::new("/etc/netns").join(&lab.router(1).ns.name));
+    std::fs::create_dir_all(&etc.0).unwrap();
+    std::fs::write(
+        etc.0.join("resolv.conf"),
+        "nameserver 198.51.100.250\noptions timeout:2 attempts:1\n",
+    )
+    .unwrap();
+    lab.start_all();
+    converge(&lab);
+    std::thread::sleep(Duration::from_secs(1));
+    let before: Vec<u64> = (1..=4).map(|n| bfd_downs(&lab, n)).collect();
+    // A new friend whose endpoint is a name, and SIGHUP.
+    let key = String::from_utf8(
+        std::process::Command::new(meshd())
+            .arg("genkey")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let public = lab::seed::meshd_key(meshd(), &key);
+    let r1 = lab.router(1);
+    let mut text = std::fs::read_to_string(&r1.config).unwrap();
+    text.push_str(&format!(
+        "\nconfig member 'r9'\n\toption public_key '{}'\n\toption overlay '10.0.0.9'\n\toption asn '65009'\n\tlist endpoint 'slow.example:51820'\n",
+        public.trim()
+    ));
+    std::fs::write(&r1.config, text).unwrap();
+    let pid = r1.process.as_ref().unwrap().id() as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGHUP).unwrap();
+    let asked = std::time::Instant::now();
+    let answered = lab.status(1).is_some();
+    let took = asked.elapsed();
+    // The lookup times out after 2 s; wait past it.
+    std::thread::sleep(Duration::from_secs(3));
+    let after: Vec<u64> = (1..=4).map(|n| bfd_downs(&lab, n)).collect();
+    let worst = lab.status(1).unwrap()["loop"]["worst_ms_last_minute"]
+        .as_f64()
+        .unwrap();
+    let log = std::fs::read_to_string(&lab.router(1).log).unwrap();
+    println!(
+        "reload with a slow name: status in {} ms; r1's loop at worst {worst} ms; BFD downs {before:?} -> {after:?}",
+        took.as_millis()
+    );
+    assert!(
+        log.contains("member r9 added") && log.contains("cannot resolve slow.example"),
+        "the member came, its name was tried:\n{log}"
+    );
+    assert!(answered && took < Duration::from_millis(500), "{took:?}");
+    assert_eq!(before, after, "a BFD session went down\n{}", lab.logs());
+    assert!(worst < 20.0, "r1's loop was busy {worst} ms at once");
+}
