@@ -40,6 +40,7 @@ use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFl
 use crate::config::{Config, MemberEntry};
 use crate::consoles::{self, Console, PolicyRouting};
 use crate::control::{ControlServer, Request};
+use crate::editor::Editor;
 use crate::json::Json;
 use crate::resolver::Resolver;
 use crate::sys::netlink::{Netlink, Route, RTPROT_MESHD};
@@ -55,6 +56,7 @@ const TOKEN_TIMER: u64 = 5;
 const TOKEN_CONTROL: u64 = 6;
 const TOKEN_UBUS: u64 = 7;
 const TOKEN_RESOLVER: u64 = 8;
+const TOKEN_EDITOR: u64 = 9;
 /// An exit mapping's socket: this plus its port.
 const TOKEN_EXIT: u64 = 1 << 16;
 /// A control socket client: this plus its index.
@@ -195,6 +197,8 @@ pub struct Daemon {
     resolved: Resolved,
     /// Endpoint names are resolved here, off the loop.
     resolver: Resolver,
+    /// ubus edits of the configuration file run here, off the loop.
+    editor: Editor,
     /// For reconfiguring when names resolve (the key file is read on
     /// SIGHUP only).
     private_key: Key,
@@ -401,6 +405,8 @@ impl Daemon {
         epoll.add(control.listener().as_fd(), readable(TOKEN_CONTROL))?;
         let resolver = Resolver::start()?;
         epoll.add(resolver.fd(), readable(TOKEN_RESOLVER))?;
+        let editor = Editor::start()?;
+        epoll.add(editor.fd(), readable(TOKEN_EDITOR))?;
 
         let mut d = Daemon {
             config_path: config_path.to_path_buf(),
@@ -420,6 +426,7 @@ impl Daemon {
             installed: BTreeSet::new(),
             resolved: Resolved::default(),
             resolver,
+            editor,
             private_key,
             stop: None,
             udp_send_errors: 0,
@@ -501,6 +508,7 @@ impl Daemon {
                     TOKEN_SIGNAL => self.read_signals(),
                     TOKEN_CONTROL => self.accept_control(),
                     TOKEN_RESOLVER => self.names_resolved(),
+                    TOKEN_EDITOR => self.edits_done(),
                     t if t & TOKEN_CONTROL_CLIENT != 0 => {
                         self.serve_control((t & 0xffff) as usize, ev.events())
                     }
@@ -1017,18 +1025,35 @@ impl Daemon {
                     method,
                     args,
                 } => {
-                    let result = self.ubus_call(&method, &args);
-                    if let Err(status) = &result {
-                        log::debug!("ubus: {method} answered {status:?}");
+                    match crate::ubus_api::call(self, &method, &args) {
+                        crate::ubus_api::Answer::Now(result) => {
+                            if let Err(status) = &result {
+                                log::debug!("ubus: {method} answered {status:?}");
+                            }
+                            self.ubus.reply(peer, seq, result);
+                        }
+                        // The file edit runs on the editor's thread; the
+                        // call is answered when it is done.
+                        crate::ubus_api::Answer::Later(edit) => {
+                            let path = self.config_path.clone();
+                            if !self.editor.submit((peer, seq), path, edit) {
+                                self.ubus
+                                    .reply(peer, seq, Err(crate::ubus::Status::UnknownError));
+                            }
+                        }
                     }
-                    self.ubus.reply(peer, seq, result);
                 }
             }
         }
     }
 
-    fn ubus_call(&mut self, method: &str, args: &Json) -> Result<Json, crate::ubus::Status> {
-        crate::ubus_api::call(self, method, args)
+    /// ubus edits the editor finished: the daemon follows the file, the
+    /// subscribers hear of it, the caller gets its answer.
+    fn edits_done(&mut self) {
+        for ((peer, seq), method, event, result) in self.editor.done() {
+            let answer = crate::ubus_api::finish_edit(self, method, event, result);
+            self.ubus.reply(peer, seq, answer);
+        }
     }
 
     fn on_event(&mut self, ev: NodeEvent) {

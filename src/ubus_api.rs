@@ -71,6 +71,36 @@ pub trait Api {
     fn notify(&mut self, event_type: &str, data: Json);
 }
 
+/// How an edit went: the member's name, or the status and why not.
+pub type EditResult = Result<String, (Status, String)>;
+
+/// A file edit a method asks for: it runs off the packet loop (it takes
+/// uci's lock, which another writer may hold for up to 2 s, and fsyncs),
+/// and the call is answered when it is done ([`finish_edit`]).
+pub struct Edit {
+    pub method: &'static str,
+    /// The member event subscribers hear when it was written.
+    pub event: &'static str,
+    /// The edit of the file at the path given: the member's name, or why
+    /// not.
+    pub job: Box<dyn FnOnce(&Path) -> EditResult + Send>,
+}
+
+impl std::fmt::Debug for Edit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Edit")
+            .field("method", &self.method)
+            .finish()
+    }
+}
+
+/// How a method answers: now, or once its file edit ran.
+#[derive(Debug)]
+pub enum Answer {
+    Now(Result<Json, Status>),
+    Later(Edit),
+}
+
 /// A method of the object: what ubusd publishes and checks arguments
 /// against (name, signature), and what answers it.
 #[derive(Debug, Clone, Copy)]
@@ -79,8 +109,9 @@ pub struct Method {
     /// Argument name → blobmsg type, in the order registered.
     pub args: &'static [(&'static str, ArgType)],
     /// Called with arguments of the declared types (the object checks
-    /// them first); answers the DATA table or the status.
-    pub call: fn(&mut dyn Api, &Json) -> Result<Json, Status>,
+    /// them first); answers the DATA table or the status, now or after a
+    /// file edit.
+    pub call: fn(&mut dyn Api, &Json) -> Answer,
 }
 
 /// Every method: the object registers exactly these, in this order (the
@@ -90,22 +121,22 @@ pub const METHODS: &[Method] = &[
     Method {
         name: "status",
         args: NO_ARGS,
-        call: |api, _| Ok(api.status()),
+        call: |api, _| Answer::Now(Ok(api.status())),
     },
     Method {
         name: "members",
         args: NO_ARGS,
-        call: |api, _| Ok(part(&api.status(), "members")),
+        call: |api, _| Answer::Now(Ok(part(&api.status(), "members"))),
     },
     Method {
         name: "routes",
         args: NO_ARGS,
-        call: |api, _| Ok(part(&api.status(), "routes")),
+        call: |api, _| Answer::Now(Ok(part(&api.status(), "routes"))),
     },
     Method {
         name: "nat",
         args: NO_ARGS,
-        call: |api, _| Ok(part(&api.status(), "nat")),
+        call: |api, _| Answer::Now(Ok(part(&api.status(), "nat"))),
     },
     Method {
         // Consoles first: each one's exit, public address and NAT type;
@@ -114,10 +145,10 @@ pub const METHODS: &[Method] = &[
         name: "consoles",
         args: NO_ARGS,
         call: |api, _| {
-            Ok(match api.status().get("exit") {
+            Answer::Now(Ok(match api.status().get("exit") {
                 Some(x @ Json::Obj(_)) => x.clone(),
                 _ => Json::obj(),
-            })
+            }))
         },
     },
     Method {
@@ -127,23 +158,39 @@ pub const METHODS: &[Method] = &[
         // the running configuration stays.
         call: |api, _| {
             api.reload();
-            Ok(Json::obj().with("reloaded", true))
+            Answer::Now(Ok(Json::obj().with("reloaded", true)))
         },
     },
     Method {
         name: "member_add",
         args: MEMBER_ADD,
-        call: |api, args| {
-            let done = add_to_file(api.config_path(), args);
-            edited(api, "member_add", "added", done)
+        call: |_, args| match new_member(args) {
+            Ok(m) => Answer::Later(Edit {
+                method: "member_add",
+                event: "added",
+                job: Box::new(move |config| {
+                    uci_edit::member_add(config, &m)
+                        .map_err(|e| (edit_status(&e), e.to_string()))?;
+                    Ok(m.name)
+                }),
+            }),
+            Err(why) => refused("member_add", Status::InvalidArgument, why),
         },
     },
     Method {
         name: "member_del",
         args: &[("name", ArgType::String)],
-        call: |api, args| {
-            let done = del_from_file(api.config_path(), args);
-            edited(api, "member_del", "removed", done)
+        call: |_, args| match member_name(args) {
+            Ok(name) => Answer::Later(Edit {
+                method: "member_del",
+                event: "removed",
+                job: Box::new(move |config| {
+                    uci_edit::member_del(config, &name)
+                        .map_err(|e| (edit_status(&e), e.to_string()))?;
+                    Ok(name)
+                }),
+            }),
+            Err(why) => refused("member_del", Status::InvalidArgument, why),
         },
     },
 ];
@@ -156,11 +203,28 @@ pub fn object() -> UbusObject {
 }
 
 /// Answers a call of `method`: METHOD_NOT_FOUND when the table has none.
-pub fn call(api: &mut dyn Api, method: &str, args: &Json) -> Result<Json, Status> {
+pub fn call(api: &mut dyn Api, method: &str, args: &Json) -> Answer {
     match METHODS.iter().find(|m| m.name == method) {
         Some(m) => (m.call)(api, args),
-        None => Err(Status::MethodNotFound),
+        None => Answer::Now(Err(Status::MethodNotFound)),
     }
+}
+
+/// A call answered at once, the edit running where it is called: what the
+/// daemon does in two steps (the edit on its editor thread), in one.
+pub fn call_and_edit(api: &mut dyn Api, method: &str, args: &Json) -> Result<Json, Status> {
+    match call(api, method, args) {
+        Answer::Now(r) => r,
+        Answer::Later(edit) => {
+            let done = (edit.job)(api.config_path());
+            finish_edit(api, edit.method, edit.event, done)
+        }
+    }
+}
+
+fn refused(method: &str, status: Status, why: String) -> Answer {
+    log::warn!("ubus: {method} refused, nothing changed: {why}");
+    Answer::Now(Err(status))
 }
 
 /// One key of the status document, as its own answer (`{"members": ...}`).
@@ -250,33 +314,22 @@ pub fn edit_status(e: &EditError) -> Status {
     }
 }
 
-/// `member_add`'s edit: the file is edited, or nothing is.
-fn add_to_file(config: &Path, args: &Json) -> Result<String, (Status, String)> {
-    let m = new_member(args).map_err(|e| (Status::InvalidArgument, e))?;
-    uci_edit::member_add(config, &m).map_err(|e| (edit_status(&e), e.to_string()))?;
-    Ok(m.name)
-}
-
-/// `member_del`'s edit.
-fn del_from_file(config: &Path, args: &Json) -> Result<String, (Status, String)> {
+/// `member_del`'s argument: the member's name.
+fn member_name(args: &Json) -> Result<String, String> {
     let Json::Obj(fields) = args else {
-        return Err((Status::InvalidArgument, "arguments must be a table".into()));
+        return Err("arguments must be a table".into());
     };
     if let Some((k, _)) = fields.iter().find(|(k, _)| k != "name") {
-        return Err((Status::InvalidArgument, format!("unknown argument '{k}'")));
+        return Err(format!("unknown argument '{k}'"));
     }
-    let name = string(args, "name")
-        .map_err(|e| (Status::InvalidArgument, e))?
-        .ok_or((Status::InvalidArgument, "argument 'name' is missing".into()))?;
-    uci_edit::member_del(config, &name).map_err(|e| (edit_status(&e), e.to_string()))?;
-    Ok(name)
+    string(args, "name")?.ok_or("argument 'name' is missing".into())
 }
 
 /// After a member edit: when the file was written, the daemon follows it
 /// at once (the edit is no use until reloaded) and subscribers hear of the
 /// member as `event`; when it was refused, nothing changed and the log
 /// says why (the caller only sees the status).
-fn edited(
+pub fn finish_edit(
     api: &mut dyn Api,
     method: &str,
     event: &str,
@@ -395,7 +448,7 @@ mod tests {
         let mut d = FakeDaemon::with_config("unknown", CONFIG);
         for method in ["nosuch", "", "Status", "member"] {
             assert_eq!(
-                call(&mut d, method, &bob()),
+                call_and_edit(&mut d, method, &bob()),
                 Err(Status::MethodNotFound),
                 "{method:?}"
             );
@@ -408,9 +461,15 @@ mod tests {
     fn the_document_methods_answer_the_document_or_one_key_of_it() {
         let mut d = FakeDaemon::with_config("document", CONFIG);
         let doc = d.status();
-        assert_eq!(call(&mut d, "status", &Json::obj()), Ok(doc.clone()));
+        assert_eq!(
+            call_and_edit(&mut d, "status", &Json::obj()),
+            Ok(doc.clone())
+        );
         for key in ["members", "routes", "nat"] {
-            assert_eq!(call(&mut d, key, &Json::obj()), Ok(part(&doc, key)));
+            assert_eq!(
+                call_and_edit(&mut d, key, &Json::obj()),
+                Ok(part(&doc, key))
+            );
         }
         assert_eq!((d.reloads, d.notes.len()), (0, 0));
     }
@@ -438,7 +497,7 @@ mod tests {
             with("name", "main".into()),
         ] {
             assert_eq!(
-                call(&mut d, "member_add", &bad),
+                call_and_edit(&mut d, "member_add", &bad),
                 Err(Status::InvalidArgument),
                 "{bad:?}"
             );
@@ -451,7 +510,7 @@ mod tests {
     fn member_add_then_member_del_write_the_file_reload_and_tell_the_subscribers() {
         let mut d = FakeDaemon::with_config("add-del", CONFIG);
         assert_eq!(
-            call(&mut d, "member_add", &bob()),
+            call_and_edit(&mut d, "member_add", &bob()),
             Ok(Json::obj().with("name", "bob"))
         );
         assert!(d.file().contains("config member 'bob'"), "{}", d.file());
@@ -466,7 +525,7 @@ mod tests {
 
         let bob_only = args(&[("name", "bob".into())]);
         assert_eq!(
-            call(&mut d, "member_del", &bob_only),
+            call_and_edit(&mut d, "member_del", &bob_only),
             Ok(Json::obj().with("name", "bob"))
         );
         assert_eq!(d.file(), CONFIG);
@@ -474,7 +533,10 @@ mod tests {
         assert_eq!(d.notes, [note("added"), note("removed")]);
 
         // Gone now: NOT_FOUND, and nothing more happens.
-        assert_eq!(call(&mut d, "member_del", &bob_only), Err(Status::NotFound));
+        assert_eq!(
+            call_and_edit(&mut d, "member_del", &bob_only),
+            Err(Status::NotFound)
+        );
         assert_eq!((d.reloads, d.notes.len()), (2, 2));
     }
 

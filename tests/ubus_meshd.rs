@@ -316,9 +316,38 @@ fn meshd_serves_its_ubus_object() {
     assert_eq!(st, u32::from(Status::NotFound));
     assert_eq!(std::fs::read_to_string(&config).unwrap(), original);
 
-    // A good one: written as uci writes it, loaded, announced.
+    // A good one: written as uci writes it, loaded, announced. Another
+    // writer (a `uci commit`) holds the file's lock for 600 ms: the edit
+    // waits for it off the packet loop, and meanwhile `status` is answered.
     let good = carol(KEY3, "10.0.0.3", Json::Int(65003));
-    let (st, d) = call(&mut s, obj, "member_add", good, &mut notes);
+    let held = nix::fcntl::Flock::lock(
+        std::fs::File::open(&config).unwrap(),
+        nix::fcntl::FlockArg::LockExclusive,
+    )
+    .unwrap();
+    let add_peer = 0x0bad_cafe;
+    s.write_all(&invoke(obj, add_peer, "member_add", good))
+        .unwrap();
+    let asked = Instant::now();
+    let (st, _) = call(&mut s, obj, "status", Json::obj(), &mut notes);
+    let status_took = asked.elapsed();
+    assert_eq!(st, 0);
+    assert!(
+        status_took < Duration::from_millis(300),
+        "status waited {status_took:?} behind a member_add that waits for the lock"
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    drop(held);
+    let mut d = Json::Null;
+    let st = loop {
+        let m = reply(&mut s, &mut notes);
+        assert_eq!(m.peer, add_peer, "{m:?}");
+        match m.msg_type {
+            MsgType::Data => d = fields_to_json(m.data().unwrap_or(&[])),
+            MsgType::Status => break m.status().unwrap(),
+            t => panic!("unexpected {t:?}"),
+        }
+    };
     assert_eq!(st, 0, "{}", logs());
     assert_eq!(d.get("name").and_then(Json::as_str), Some("carol"));
     let text = std::fs::read_to_string(&config).unwrap();
