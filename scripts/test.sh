@@ -24,13 +24,14 @@ say "cargo test (unit, property, interop and lab tests)"
 # the NAT matrix runs eleven daemons, and the game exits' lab waits out a
 # two-minute mapping: they run below in a release build.
 cargo test --workspace -- --skip failover_ --skip nat_matrix --skip consoles_get_an_open_nat \
-  --skip silent_control_clients --skip a_reload_whose_endpoint_name
+  --skip silent_control_clients --skip a_reload_whose_endpoint_name --skip status_and_reloads_in_a_loop
 
 say "failover on real daemons: BFD with a stock BIRD member, power cuts (release build)"
 cargo test --release --test lab_failover -- --test-threads=1
 
 say "the packet loop never waits for a control client or a name lookup (release build)"
-cargo test --release --test lab_seed -- --nocapture silent_control_clients a_reload_whose_endpoint_name
+cargo test --release --test lab_seed -- --nocapture --test-threads=1 \
+  silent_control_clients a_reload_whose_endpoint_name status_and_reloads_in_a_loop
 
 say "through any NAT: the open/cone/forwarded/symmetric/cgnat matrix (release build)"
 cargo test --release --test lab_nat -- --test-threads=1 --nocapture

@@ -376,3 +376,38 @@ fn a_reload_whose_endpoint_name_resolves_slowly_does_not_stall_the_packet_loop()
     assert_eq!(before, after, "a BFD session went down\n{}", lab.logs());
     assert!(worst < 20.0, "r1's loop was busy {worst} ms at once");
 }
+
+#[test]
+fn status_and_reloads_in_a_loop_do_not_stall_the_packet_loop() {
+    let _one = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    require_root();
+    let mut lab = SeedLab::build("mdlh", meshd(), 9);
+    lab.start_all();
+    converge(&lab);
+    std::thread::sleep(Duration::from_secs(1));
+    let before: Vec<u64> = (1..=4).map(|n| bfd_downs(&lab, n)).collect();
+    let pid = lab.router(1).process.as_ref().unwrap().id() as i32;
+    // 15 s of `meshd status` and SIGHUP reloads of r1, back to back.
+    let start = std::time::Instant::now();
+    let (mut statuses, mut reloads) = (0, 0);
+    while start.elapsed() < Duration::from_secs(15) {
+        assert!(lab.status(1).is_some());
+        statuses += 1;
+        if statuses % 3 == 0 {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGHUP)
+                .unwrap();
+            reloads += 1;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let after: Vec<u64> = (1..=4).map(|n| bfd_downs(&lab, n)).collect();
+    let worst = lab.status(1).unwrap()["loop"]["worst_ms_last_minute"]
+        .as_f64()
+        .unwrap();
+    println!(
+        "{statuses} status calls and {reloads} reloads of r1 in 15 s: r1's loop at worst {worst} ms; BFD downs {before:?} -> {after:?}"
+    );
+    assert_eq!(before, after, "a BFD session went down\n{}", lab.logs());
+    assert!(worst < 20.0, "r1's loop was busy {worst} ms at once");
+    assert!(lab.ping(1, 4), "traffic after the hammering");
+}
