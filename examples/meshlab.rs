@@ -659,12 +659,12 @@ fn stock_settled(lab: &SeedLab) -> bool {
     }) && lab.ping(1, 4)
 }
 
-fn cuts_stock(meshd: &Path, runs: usize) -> Result<Vec<ProbeReport>, String> {
+fn cuts_stock(meshd: &Path, runs: usize, bfd: BirdBfd) -> Result<Vec<ProbeReport>, String> {
     let topo = Topology::seed_square();
     let mut lab = SeedLab::build_topology("mdbs", meshd, 9, &topo);
-    let start = |lab: &mut SeedLab, n: usize| {
+    let start = move |lab: &mut SeedLab, n: usize| {
         let tunnels = stock::square_tunnels(lab, n, &SQUARE);
-        stock::start(lab, n, &tunnels, BirdBfd::STOCK, 9)
+        stock::start(lab, n, &tunnels, bfd, 9)
     };
     for n in 1..=4 {
         start(&mut lab, n)?;
@@ -778,29 +778,46 @@ fn bench_failover(meshd: &Path) -> Result<(), String> {
     );
     println!("probe C1→C4 at 200 packets/s; gap = longest silence in received probes\n");
     println!("stock: wireguard-go + BIRD 2 (eBGP per tunnel, BFD 100 ms x 3)");
-    let stock = cuts_stock(meshd, runs)?;
+    let stock = cuts_stock(meshd, runs, BirdBfd::STOCK)?;
+    println!("stock at meshd's timers: wireguard-go + BIRD 2, BFD 10 ms x 4");
+    let stock_fast = cuts_stock(meshd, runs, BirdBfd::AGGRESSIVE)?;
     println!("meshd: BFD 10 ms x 4, redundant sending off");
     let plain = cuts_meshd(meshd, false, runs)?;
     println!("meshd: BFD 10 ms x 4, redundant sending on (small UDP over two first hops)");
     let redundant = cuts_meshd(meshd, true, runs)?;
     let (sm, sw) = median_worst(&mut stock.iter().map(|r| r.longest_gap).collect::<Vec<_>>());
+    let (fm, fw) = median_worst(&mut stock_fast.iter().map(|r| r.longest_gap).collect::<Vec<_>>());
+    let lost = |v: &[ProbeReport]| v.iter().map(|r| r.lost).sum::<u32>();
     let (mm, mw) = median_worst(&mut plain.iter().map(|r| r.longest_gap).collect::<Vec<_>>());
     let lost_redundant: u32 = redundant.iter().map(|r| r.lost).sum();
     println!("\nresults ({runs} power cuts each):");
     println!(
-        "  stock (wireguard-go + BIRD, BFD 100x3)  median {:>4} ms  worst {:>4} ms",
+        "  stock (wireguard-go + BIRD, BFD 100x3)  median {:>5} ms  worst {:>5} ms  {:>4} probes lost",
         sm.as_millis(),
-        sw.as_millis()
+        sw.as_millis(),
+        lost(&stock)
     );
     println!(
-        "  meshd (BFD 10x4)                        median {:>4} ms  worst {:>4} ms",
+        "  stock at 10x4 (the same timers)         median {:>5} ms  worst {:>5} ms  {:>4} probes lost",
+        fm.as_millis(),
+        fw.as_millis(),
+        lost(&stock_fast)
+    );
+    println!(
+        "  meshd (BFD 10x4)                        median {:>5} ms  worst {:>5} ms  {:>4} probes lost",
         mm.as_millis(),
-        mw.as_millis()
+        mw.as_millis(),
+        lost(&plain)
     );
     println!(
-        "  ratio stock/meshd                       median {:.1}x   worst {:.1}x",
-        sm.as_secs_f64() / mm.as_secs_f64(),
-        sw.as_secs_f64() / mw.as_secs_f64()
+        "  what the timers buy: stock 100x3 / stock 10x4   median {:.1}x  worst {:.1}x",
+        sm.as_secs_f64() / fm.as_secs_f64(),
+        sw.as_secs_f64() / fw.as_secs_f64()
+    );
+    println!(
+        "  what meshd buys:     stock 10x4 / meshd 10x4    median {:.1}x  worst {:.1}x",
+        fm.as_secs_f64() / mm.as_secs_f64(),
+        fw.as_secs_f64() / mw.as_secs_f64()
     );
     println!(
         "  meshd with redundant sending            {} probes lost in {} power cuts",
