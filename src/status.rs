@@ -399,6 +399,17 @@ pub fn document<C: Crypto>(
                 .map(|p| Json::from(p.to_string()))
                 .collect::<Vec<_>>(),
         )
+        .with(
+            "failover",
+            Json::obj()
+                .with(
+                    "bfd",
+                    c.bfd.map(|b| {
+                        format!("{} ms x {}", b.desired_min_tx.as_millis(), b.detect_mult)
+                    }),
+                )
+                .with("redundancy_max_size", c.redundancy_max_len),
+        )
         .with("nat", nat)
         .with("exit", exit_document(node, consoles, now))
         .with("members", members)
