@@ -185,9 +185,6 @@ pub struct Sim {
     /// How many times each node was started (a restart gets a new seed, as a
     /// real process seeded from the clock does).
     starts: Vec<u64>,
-    /// Nodes every other node lists as game exits (`option exit '1'` in its
-    /// member section).
-    pub exits: Vec<usize>,
 }
 
 impl Sim {
@@ -213,7 +210,6 @@ impl Sim {
             last_arrival: BTreeMap::new(),
             configure: |_, _| {},
             starts: vec![0; n + 1],
-            exits: Vec::new(),
         }
     }
 
@@ -267,7 +263,7 @@ impl Sim {
                     keepalive: Some(25),
                     hold_time: None,
                     bfd: mesh_core::wg::BfdSetting::Inherit,
-                    exit: self.exits.contains(&m),
+                    exit: false,
                 }
             })
             .collect();
