@@ -29,6 +29,11 @@
 //!                                    #   default 10 (checked even with bfd 0)
 //!     option bfd_multiplier '4'      # BFD detection multiplier, packets: 2..255;
 //!                                    #   default 4 (checked even with bfd 0)
+//!     option bfd_confirm '2000'      # ms, 0..60000; default 2000: BFD down moves traffic
+//!                                    #   to other paths at once; the BGP session and its
+//!                                    #   routes go only if BFD stays down this much longer
+//!                                    #   (0: at once). Traffic returns after BFD has been
+//!                                    #   Up 1 s (doubled per further blip, up to 30 s)
 //!     option bfd_hold_down '2'       # s, 0..600; default 2: after BFD took a session down,
 //!                                    #   BGP waits this long with BFD Up before it restarts
 //!     option redundancy '1'          # bool: LAN UDP packets up to redundancy_max_size go
@@ -122,6 +127,7 @@ pub const DEFAULT_MAX_PATHS: u8 = node::DEFAULT_MAX_PATHS;
 pub const DEFAULT_BFD_INTERVAL_MS: u32 = node::DEFAULT_BFD.desired_min_tx.as_millis() as u32;
 pub const DEFAULT_BFD_MULTIPLIER: u8 = node::DEFAULT_BFD.detect_mult;
 pub const DEFAULT_BFD_HOLD_DOWN_SECS: u64 = node::DEFAULT_BFD_HOLD_DOWN.as_secs();
+pub const DEFAULT_BFD_CONFIRM_MS: u64 = node::DEFAULT_BFD_CONFIRM.as_millis();
 pub const DEFAULT_REDUNDANCY_MAX_SIZE: u16 = node::DEFAULT_REDUNDANCY_MAX_LEN;
 pub const DEFAULT_RELAY_RATE_KBIT: u32 = node::DEFAULT_RELAY_RATE_KBIT;
 pub const DEFAULT_EXIT_TIMEOUT: Duration = mesh_core::node::exitnat::DEFAULT_TIMEOUT;
@@ -153,6 +159,7 @@ const MAIN_OPTIONS: &[&str] = &[
     "bfd",
     "bfd_interval",
     "bfd_multiplier",
+    "bfd_confirm",
     "bfd_hold_down",
     "redundancy",
     "redundancy_max_size",
@@ -217,6 +224,7 @@ pub struct MainConfig {
     pub bfd: Option<BfdTimers>,
     /// How long BGP waits, with BFD Up again, after BFD took it down.
     pub bfd_hold_down: Duration,
+    pub bfd_confirm: Duration,
     /// Redundant sending for UDP packets up to this size (`None`: off).
     pub redundancy_max_size: Option<u16>,
     /// Transit traffic one member may send through us, kbit/s (`None`: no
@@ -444,6 +452,7 @@ impl MainConfig {
         config.seed = seed;
         config.bfd = self.bfd.map(BfdTimers::to_bfd);
         config.bfd_hold_down = self.bfd_hold_down;
+        config.bfd_confirm = self.bfd_confirm;
         config.redundancy_max_len = self.redundancy_max_size;
         config.relay_rate_kbit = self.relay_rate_kbit;
         config.exit = self.exit.then(|| {
@@ -792,6 +801,9 @@ fn read_main(r: &mut SectionReader) -> Option<MainConfig> {
     let bfd_hold_down = r
         .value("bfd_hold_down", |s| parse_range(s, 0, 600, "seconds"))
         .unwrap_or(DEFAULT_BFD_HOLD_DOWN_SECS);
+    let bfd_confirm = r
+        .value("bfd_confirm", |s| parse_range(s, 0, 60_000, "milliseconds"))
+        .unwrap_or(DEFAULT_BFD_CONFIRM_MS);
     let redundancy = r.value("redundancy", parse_bool).unwrap_or(true);
     let redundancy_max_size = r
         .value("redundancy_max_size", |s| parse_range(s, 28, 1420, "bytes"))
@@ -847,6 +859,7 @@ fn read_main(r: &mut SectionReader) -> Option<MainConfig> {
             multiplier: bfd_multiplier as u8,
         }),
         bfd_hold_down: Duration::from_secs(bfd_hold_down),
+        bfd_confirm: Duration::from_millis(bfd_confirm),
         redundancy_max_size: redundancy.then_some(redundancy_max_size as u16),
         relay_rate_kbit: (relay_rate != 0).then_some(relay_rate as u32),
         exit,
@@ -1357,6 +1370,7 @@ config meshd 'main'
 \toption bfd_interval '20'
 \toption bfd_multiplier '5'
 \toption bfd_hold_down '4'
+\toption bfd_confirm '1500'
 \toption redundancy '0'
 \toption exit '1'
 \toption exit_ports '40000-40999'
@@ -1415,6 +1429,7 @@ config member
                     multiplier: 5
                 }),
                 bfd_hold_down: Duration::from_secs(4),
+                bfd_confirm: Duration::from_millis(1500),
                 redundancy_max_size: None,
                 relay_rate_kbit: Some(DEFAULT_RELAY_RATE_KBIT),
                 exit: true,

@@ -1082,9 +1082,17 @@ impl Daemon {
             ),
             NodeEvent::BfdDown { member, diagnostic } => {
                 log::warn!(
-                    "bfd: {} down ({diagnostic}): its routes are withdrawn",
-                    self.member(member)
+                    "bfd: {} down ({diagnostic}): BGP and its routes go if it stays down {} ms",
+                    self.member(member),
+                    self.config.main.bfd_confirm.as_millis()
                 )
+            }
+            NodeEvent::TrafficMoved { member, away } => {
+                if away {
+                    log::info!("forwarding: traffic moved off {}", self.member(member))
+                } else {
+                    log::info!("forwarding: traffic back on {}", self.member(member))
+                }
             }
             NodeEvent::RouteAdded { prefix, via } => {
                 log::info!("route {prefix} via {}", self.member(via));
@@ -1158,6 +1166,18 @@ impl Daemon {
             NodeEvent::BfdUp { member: m } => ("member", member(self, m, "bfd_up")),
             NodeEvent::BfdDown { member: m, .. } => ("member", member(self, m, "bfd_down")),
             NodeEvent::BfdAdminDown { member: m } => ("member", member(self, m, "bfd_admin_down")),
+            NodeEvent::TrafficMoved { member: m, away } => (
+                "member",
+                member(
+                    self,
+                    m,
+                    if away {
+                        "traffic_moved"
+                    } else {
+                        "traffic_back"
+                    },
+                ),
+            ),
             NodeEvent::RouteAdded { prefix, via } => (
                 "route",
                 Json::obj()

@@ -293,6 +293,19 @@ pub fn document<C: Crypto>(
                             .with("tx_packets", b.stats.tx_packets)
                             .with("rx_packets", b.stats.rx_packets)
                             .with("downs", b.stats.downs)
+                            .with("downs_survived", m.bfd_survived)
+                            .with("downs_confirmed", m.bfd_confirmed)
+                            .with("traffic_moved", m.traffic_moved)
+                            .with(
+                                "bgp_down_in_ms",
+                                m.bgp_down_at
+                                    .map(|t| t.saturating_duration_since(now).as_millis()),
+                            )
+                            .with(
+                                "traffic_returns_in_ms",
+                                m.traffic_returns_at
+                                    .map(|t| t.saturating_duration_since(now).as_millis()),
+                            )
                     }),
                 )
                 .with(

@@ -19,8 +19,10 @@
 //! Notifications: `member` (`{"name", "event"}`: tunnel_up (the first
 //! authenticated datagram since the tunnel was down or the member added),
 //! tunnel_down (nothing authenticated for 30 s), session_up, session_down,
-//! bfd_up, bfd_down, bfd_admin_down (the member took BFD out of service:
-//! no failure), added, removed) and `route`
+//! bfd_up, bfd_down (traffic moves; BGP goes only if BFD stays down for
+//! `bfd_confirm`), bfd_admin_down (the member took BFD out of service:
+//! no failure), traffic_moved and traffic_back (forwarding avoids the
+//! member, or uses it again), added, removed) and `route`
 //! (`{"prefix", "event", "via"}`: added, changed, removed), and `exit`
 //! (`{"event": "chosen"|"lost", "console", "exit"}` when a console gets,
 //! changes or loses its game exit; `{"event": "available"|"unavailable"}`;

@@ -192,6 +192,63 @@ fn power_cut_with_redundant_sending_loses_nothing() {
     });
 }
 
+/// Half a second of silence on the tunnel carrying C1→C4 (an upload queue,
+/// a stalled router): traffic moves to the other path at BFD's detection
+/// time and returns after the hysteresis; BGP never notices.
+#[test]
+fn a_blip_moves_traffic_and_back_without_a_bgp_flap() {
+    big_stack(|| {
+        let mut s = Sim::new(4, 23);
+        s.hold_time = 9;
+        for (a, b) in [(1, 2), (1, 3), (2, 4), (3, 4)] {
+            s.link(a, b, 5, 0.0);
+        }
+        s.start_all();
+        s.run_for(Duration::from_secs(5));
+        assert!(s.all_converged(&[1, 2, 3, 4]));
+        assert_eq!(first_hop(&s, 1, 4), Some(2));
+        let events_before = s.events.len();
+        let cut_at = s.now;
+        s.links.get_mut(&(1, 2)).unwrap().up = false;
+        let moved = s
+            .run_until_cond(Duration::from_secs(1), Duration::from_millis(1), |s| {
+                first_hop(s, 1, 4) == Some(3)
+            })
+            .expect("traffic did not move to R3");
+        s.run_until(cut_at + Duration::from_millis(500));
+        s.links.get_mut(&(1, 2)).unwrap().up = true;
+        let back = s
+            .run_until_cond(Duration::from_secs(10), Duration::from_millis(10), |s| {
+                first_hop(s, 1, 4) == Some(2)
+            })
+            .expect("traffic did not return to R2");
+        println!(
+            "500 ms blip on R1-R2: traffic on R3 after {} ms, back on R2 {} ms after the blip",
+            moved.as_millis(),
+            back.as_millis()
+        );
+        assert!(moved <= Duration::from_millis(50), "{moved:?}");
+        // BFD's bring-up (one packet a second while not Up), then a second
+        // of hysteresis.
+        assert!(back >= mesh_core::node::RETURN_AFTER, "{back:?}");
+        use mesh_core::node::NodeEvent as E;
+        let events = &s.events[events_before..];
+        assert!(events
+            .iter()
+            .any(|(_, _, e)| matches!(e, E::BfdDown { .. })));
+        let flaps: Vec<_> = events
+            .iter()
+            .filter(|(_, _, e)| {
+                matches!(
+                    e,
+                    E::SessionDown { .. } | E::RouteRemoved { .. } | E::PathChanged { .. }
+                )
+            })
+            .collect();
+        assert!(flaps.is_empty(), "BGP noticed: {flaps:?}");
+    });
+}
+
 #[test]
 fn a_lossy_tunnel_does_not_flap_routes() {
     big_stack(|| {
@@ -224,13 +281,10 @@ fn a_lossy_tunnel_does_not_flap_routes() {
         println!(
             "5% loss on R1-R2 for {minutes} min: {bfd_downs} BFD down events, {downs} session downs, {moves} route moves"
         );
-        // Each episode takes both ends of the tunnel down at once; count them
-        // as one, as the routes see it.
-        assert!(
-            downs / 2 <= minutes as usize,
-            "the lossy tunnel went down {} times in {minutes} minutes",
-            downs / 2
-        );
+        // BFD may lose four packets in a row now and then; BGP must not
+        // notice: no session down, no route moving anywhere.
+        assert_eq!(downs, 0, "the lossy tunnel's BGP session went down");
+        assert_eq!(moves, 0, "routes moved");
         // And it still carries traffic.
         s.links.get_mut(&(1, 2)).unwrap().loss = 0.0;
         s.run_for(Duration::from_secs(30));
@@ -802,12 +856,13 @@ fn a_flapping_path_is_held_down_longer_each_time_but_a_reboot_is_not_held() {
                 .and_then(|m| m.bgp_held_until)
                 .map(|t| t.saturating_duration_since(s.now))
         };
-        // The R1-R2 path drops out for a second, four times: the same R2
-        // instance each time, so the hold-down before BGP returns grows.
+        // The R1-R2 path drops out for longer than BFD's confirmation time,
+        // four times: the same R2 instance each time, so the hold-down
+        // before BGP returns grows.
         let mut holds = Vec::new();
         for _ in 0..4 {
             s.links.get_mut(&(1, 2)).unwrap().up = false;
-            s.run_for(Duration::from_secs(1));
+            s.run_for(mesh_core::node::DEFAULT_BFD_CONFIRM + Duration::from_secs(1));
             s.links.get_mut(&(1, 2)).unwrap().up = true;
             // BFD comes back (slow pace while not Up); read the hold-down then.
             let h = s

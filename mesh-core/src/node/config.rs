@@ -17,6 +17,7 @@ use crate::wg::{BfdSetting, Crypto, Key, MemberConfig, MemberError, MAX_MEMBERS}
 
 use super::engine::session_config;
 use super::exit::ExitConfig;
+use super::supervision::Damping;
 use super::Node;
 
 /// Prefixes a node announces for its own home.
@@ -32,6 +33,10 @@ pub const DEFAULT_MAX_PATHS: u8 = 1;
 /// BFD tuned for game traffic: 10 ms × 4 = 40 ms detection.
 pub const DEFAULT_BFD: bfd::Config = bfd::Config::GAMING;
 pub const DEFAULT_BFD_HOLD_DOWN: Duration = Duration::from_secs(2);
+/// BFD down moves traffic at once; BGP goes down only if BFD stays down this
+/// much longer: longer than an upload queue, a stalled CPU or a burst of
+/// loss keeps a live tunnel silent, far shorter than BGP's hold time.
+pub const DEFAULT_BFD_CONFIRM: Duration = Duration::from_secs(2);
 /// Game packets are small; bulk downloads are not duplicated.
 pub const DEFAULT_REDUNDANCY_MAX_LEN: u16 = 300;
 /// Transit per member: 20 Mbit/s is far above what games need (well under
@@ -69,6 +74,11 @@ pub struct NodeConfig {
     /// member that comes back restarted (a new BFD discriminator) is not a
     /// flapping path and is not held down.
     pub bfd_hold_down: Duration,
+    /// BFD Down moves the member's traffic to other paths at once; its BGP
+    /// session and routes go only if BFD is still down this much later (zero:
+    /// at once). Traffic returns after BFD has been Up a while
+    /// ([`super::supervision`]).
+    pub bfd_confirm: Duration,
     /// Redundant sending: UDP packets from the LAN up to this size go over
     /// the two best first hops (`None`: off).
     pub redundancy_max_len: Option<u16>,
@@ -100,6 +110,7 @@ impl NodeConfig {
             overlay_in_kernel: false,
             bfd: Some(DEFAULT_BFD),
             bfd_hold_down: DEFAULT_BFD_HOLD_DOWN,
+            bfd_confirm: DEFAULT_BFD_CONFIRM,
             redundancy_max_len: Some(DEFAULT_REDUNDANCY_MAX_LEN),
             alt_port: false,
             relay_rate_kbit: Some(DEFAULT_RELAY_RATE_KBIT),
@@ -123,13 +134,21 @@ impl NodeConfig {
     }
 
     /// Fast failover and relaying.
-    fn failover(&self) -> (Option<bfd::Config>, Duration, Option<u16>, Option<u32>) {
+    fn failover(&self) -> (Option<bfd::Config>, Damping, Option<u16>, Option<u32>) {
         (
             self.bfd,
-            self.bfd_hold_down,
+            self.damping(),
             self.redundancy_max_len,
             self.relay_rate_kbit,
         )
+    }
+
+    /// How BFD failures are damped.
+    pub(crate) fn damping(&self) -> Damping {
+        Damping {
+            hold_down: self.bfd_hold_down,
+            confirm: self.bfd_confirm,
+        }
     }
 
     /// A member's BFD, with the node's as the default.
@@ -342,13 +361,14 @@ impl<C: Crypto> Node<'_, C> {
         self.config.relay_rate_kbit = config.relay_rate_kbit;
         self.config.bfd = config.bfd;
         self.config.bfd_hold_down = config.bfd_hold_down;
+        self.config.bfd_confirm = config.bfd_confirm;
         self.config.redundancy_max_len = config.redundancy_max_len;
         for slot in 0..MAX_MEMBERS {
             let Some(s) = self.slots.get_mut(slot) else {
                 continue;
             };
             let wanted = self.config.bfd_for(&s.wg.config);
-            s.bfd.reconfigure(now, wanted, self.config.bfd_hold_down);
+            s.bfd.reconfigure(now, wanted, self.config.damping());
             self.supervision_outputs(now, slot);
         }
         self.pump(now);

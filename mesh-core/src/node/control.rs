@@ -77,6 +77,7 @@ impl<C: Crypto> Node<'_, C> {
             }
         }
         let member = slot as u8;
+        let mut moved = false;
         while let Some(ev) = s.bfd.poll_event() {
             match ev {
                 supervision::Event::BfdUp => {
@@ -97,9 +98,15 @@ impl<C: Crypto> Node<'_, C> {
                     let e = NodeEvent::BfdDown { member, diagnostic };
                     push_event(&mut self.events, &mut self.stats, e);
                 }
+                supervision::Event::Moved(away) => {
+                    // Forwarding reads it from the slot; exits may move.
+                    moved = true;
+                    let e = NodeEvent::TrafficMoved { member, away };
+                    push_event(&mut self.events, &mut self.stats, e);
+                }
                 supervision::Event::StopBgp => {
-                    // The session (and with it every route through the
-                    // member) goes now: the FIB moves in this same step.
+                    // Confirmed dead: the session (and with it every route
+                    // through the member) goes now.
                     s.bgp.session.bfd_down(now);
                     self.engine.wake();
                 }
@@ -108,6 +115,9 @@ impl<C: Crypto> Node<'_, C> {
                     self.engine.wake();
                 }
             }
+        }
+        if moved {
+            self.exit_availability();
         }
     }
 

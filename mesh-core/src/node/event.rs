@@ -31,10 +31,19 @@ pub enum NodeEvent {
     BfdAdminDown {
         member: u8,
     },
-    /// BFD found the path to the member dead; its BGP session went with it.
+    /// BFD found the path to the member silent: its traffic moved
+    /// ([`NodeEvent::TrafficMoved`]); its BGP session goes if BFD stays down
+    /// for the confirmation time (`bfd_confirm`).
     BfdDown {
         member: u8,
         diagnostic: bfd::Diagnostic,
+    },
+    /// Forwarding avoids the member while another path exists (`away`: BFD
+    /// went down), or uses it again (its tunnel proved healthy, or its BGP
+    /// session restarted).
+    TrafficMoved {
+        member: u8,
+        away: bool,
     },
     SessionUp {
         member: u8,

@@ -276,12 +276,20 @@ impl Exits {
         &self.consoles
     }
 
-    /// Is `exit` still a live exit: a path of the default route leads to it
-    /// and its overlay address is routed?
+    /// Is `exit` still a live exit: a path of the default route leads to it,
+    /// its overlay address is routed, and, when it is a member of ours, its
+    /// BFD has not gone down (traffic moved off it: a console does not wait
+    /// for BGP to confirm that its exit lost power).
     fn live<T: Tunnel>(rib: &NodeRib, slots: &Slots<T>, own: Ipv4Addr, exit: Ipv4Addr) -> bool {
         let Some(e) = default_entry(rib) else {
             return false;
         };
+        if slots
+            .iter()
+            .any(|(_, s)| s.wg.config.overlay == exit && s.bfd.moved())
+        {
+            return false;
+        }
         e.paths()
             .iter()
             .any(|p| path_exit(rib, slots, own, p) == Some(exit))

@@ -28,7 +28,7 @@ use crate::hash::Fnv;
 use crate::ip::{self, IpInfo};
 use crate::overlay::BGP_PORT;
 use crate::pex::PEX_PORT;
-use crate::rib::{PeerId, Source};
+use crate::rib::{Entry, Path, PeerId, Source, MAX_PATHS};
 use crate::wg::Tunnel;
 
 use super::engine::NodeRib;
@@ -223,14 +223,44 @@ impl<T: Tunnel> Router<'_, T> {
     }
 
     /// The first hop towards the destination: one path, or one of several
-    /// equal ones chosen by the flow (ECMP).
+    /// equal ones chosen by the flow (ECMP). A member whose BFD is down
+    /// (its traffic moved, `supervision.rs`) is passed over while another
+    /// path exists: the next-ranked one, which BGP already holds, carries
+    /// the traffic until BFD comes back or BGP confirms the loss.
     pub fn route(&self, packet: &[u8], info: &IpInfo) -> Option<Source> {
         let entry = self.rib.lookup(info.dst)?;
+        self.first_hop(entry, || ip::flow_hash(packet, info))
+    }
+
+    /// [`Router::route`] for one entry; `flow` picks among equal paths.
+    pub(crate) fn first_hop(&self, entry: &Entry, flow: impl Fn() -> u32) -> Option<Source> {
         let set = entry.multipath();
-        match set.len() {
+        let pick = |set: &[Path]| match set.len() {
             0 => None,
             1 => Some(set[0].source),
-            n => Some(set[(ip::flow_hash(packet, info) as usize) % n].source),
+            n => Some(set[(flow() as usize) % n].source),
+        };
+        if set.iter().all(|p| !self.moved(p.source)) {
+            return pick(set);
+        }
+        let mut usable: heapless::Vec<Path, MAX_PATHS> = heapless::Vec::new();
+        for p in set.iter().filter(|p| !self.moved(p.source)) {
+            let _ = usable.push(*p);
+        }
+        if usable.is_empty() {
+            if let Some(p) = entry.paths().iter().find(|p| !self.moved(p.source)) {
+                let _ = usable.push(*p);
+            }
+        }
+        // Nothing else: the silent member is still the best guess.
+        pick(&usable).or_else(|| pick(set))
+    }
+
+    /// Forwarding avoids `source`: a member whose traffic moved.
+    fn moved(&self, source: Source) -> bool {
+        match source {
+            Source::Local => false,
+            Source::Peer(p) => self.slots.get(p as usize).is_some_and(|s| s.bfd.moved()),
         }
     }
 
@@ -251,7 +281,7 @@ impl<T: Tunnel> Router<'_, T> {
             .paths()
             .iter()
             .find_map(|p| match p.source {
-                Source::Peer(q) if q != best => Some(q),
+                Source::Peer(q) if q != best && !self.moved(p.source) => Some(q),
                 _ => None,
             })
     }

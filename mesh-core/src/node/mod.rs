@@ -69,9 +69,9 @@ mod tunnel;
 mod tests;
 
 pub use config::{
-    Changes, MemberChange, NodeConfig, DEFAULT_BFD, DEFAULT_BFD_HOLD_DOWN, DEFAULT_CONNECT_RETRY,
-    DEFAULT_HOLD_TIME, DEFAULT_KEEPALIVE, DEFAULT_MAX_PATHS, DEFAULT_REDUNDANCY_MAX_LEN,
-    DEFAULT_RELAY_RATE_KBIT, MAX_LAN_PREFIXES,
+    Changes, MemberChange, NodeConfig, DEFAULT_BFD, DEFAULT_BFD_CONFIRM, DEFAULT_BFD_HOLD_DOWN,
+    DEFAULT_CONNECT_RETRY, DEFAULT_HOLD_TIME, DEFAULT_KEEPALIVE, DEFAULT_MAX_PATHS,
+    DEFAULT_REDUNDANCY_MAX_LEN, DEFAULT_RELAY_RATE_KBIT, MAX_LAN_PREFIXES,
 };
 pub use engine::{NodeRib, Timer as BgpTimer};
 pub use event::{NodeEvent, NodeStats, Wake};
@@ -88,7 +88,9 @@ pub use relay::bytes_per_second;
 pub use slots::DIRECT_FRESH;
 pub use status::{BfdStatus, MemberStatus, TraversalStatus};
 pub use stun::{Timer as StunTimer, STUN_ANSWERS_PER_SECOND, STUN_REFRESH, STUN_RETRY};
-pub use supervision::{Timer as SupervisionTimer, FLAP_MEMORY, MAX_HOLD_DOWN};
+pub use supervision::{
+    Timer as SupervisionTimer, FLAP_MEMORY, MAX_HOLD_DOWN, MAX_RETURN_AFTER, RETURN_AFTER,
+};
 
 use crate::ip::{self, IcmpError};
 use crate::nat::NatReport;
@@ -229,9 +231,12 @@ impl<'a, C: Crypto> Node<'a, C> {
         self.slots.get(slot as usize).map(|s| &s.wg)
     }
 
-    /// The member that carries traffic to `addr` now (the first hop).
+    /// The member that carries traffic to `addr` now (the first hop): the
+    /// best path's, or the next one while traffic is moved off it (BFD down,
+    /// not yet confirmed).
     pub fn next_hop(&self, addr: IpAddr) -> Option<Source> {
-        self.engine.rib.lookup(addr)?.best().map(|p| p.source)
+        let entry = self.engine.rib.lookup(addr)?;
+        self.router().first_hop(entry, || 0)
     }
 
     /// The Loc-RIB, in prefix order.
@@ -337,7 +342,7 @@ impl<'a, C: Crypto> Node<'a, C> {
         s.bfd.reconfigure(
             now,
             self.config.bfd_for(&s.wg.config),
-            self.config.bfd_hold_down,
+            self.config.damping(),
         );
         if allowed_changed {
             // What the member may originate changed: ask for its routes again

@@ -170,7 +170,7 @@ impl<T: Tunnel> Slots<T> {
         let bfd = Supervision::new(
             now,
             node.bfd_for(&wg.config),
-            node.bfd_hold_down,
+            node.damping(),
             node.seed,
             slot,
         );

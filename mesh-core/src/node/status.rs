@@ -36,6 +36,17 @@ pub struct MemberStatus<'n> {
     /// BGP is held down after BFD took it down; it restarts at this instant
     /// (if BFD is still Up then).
     pub bgp_held_until: Option<Instant>,
+    /// Forwarding avoids the member: BFD went down and the tunnel has not
+    /// proven healthy since.
+    pub traffic_moved: bool,
+    /// BFD is down with BGP up: BGP goes at this instant unless BFD returns.
+    pub bgp_down_at: Option<Instant>,
+    /// BFD is Up again after a blip: traffic returns at this instant.
+    pub traffic_returns_at: Option<Instant>,
+    /// BFD downs that BGP never saw (BFD Up again within the confirmation
+    /// time), and those that took BGP down.
+    pub bfd_survived: u64,
+    pub bfd_confirmed: u64,
 }
 
 /// A member's BFD session, for status output.
@@ -99,6 +110,11 @@ impl<'n, T: Tunnel> Slot<T> {
             import: self.bgp.import,
             bfd: self.bfd.session().map(BfdStatus::of),
             bgp_held_until: self.bfd.held_until(),
+            traffic_moved: self.bfd.moved(),
+            bgp_down_at: self.bfd.confirm_at(),
+            traffic_returns_at: self.bfd.return_at(),
+            bfd_survived: self.bfd.survived,
+            bfd_confirmed: self.bfd.confirmed,
         }
     }
 }

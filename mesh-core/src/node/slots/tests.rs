@@ -113,7 +113,14 @@ fn a_members_deadline_is_its_childrens_earliest_and_names_it() {
         );
         assert!(at > T0 && at <= T0 + Duration::from_secs(1), "{at:?}");
         // BFD off: the session's connect retry is next.
-        s.bfd.reconfigure(T0, None, Duration::from_secs(2));
+        s.bfd.reconfigure(
+            T0,
+            None,
+            crate::node::supervision::Damping {
+                hold_down: Duration::from_secs(2),
+                confirm: Duration::from_secs(2),
+            },
+        );
         let retry = T0 + node_config(1).connect_retry;
         assert_eq!(
             s.poll_timeout(0),

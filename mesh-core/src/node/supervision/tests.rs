@@ -7,6 +7,13 @@ use crate::bfd::{Config, State, PACKET_LEN};
 
 const T0: Instant = Instant::from_secs(100);
 const BASE: Duration = Duration::from_secs(2);
+/// As by default: BFD's bring-up after a blip runs at one packet a second
+/// (RFC 5880 §6.8.3), so a blip is back Up within about a second.
+const CONFIRM: Duration = Duration::from_secs(2);
+const DAMPING: Damping = Damping {
+    hold_down: BASE,
+    confirm: CONFIRM,
+};
 /// Seeds whose discriminators differ (the low six bits are the slot's).
 const SEED_A: u64 = 0x0101_0000;
 const SEED_B: u64 = 0x0202_0000;
@@ -28,12 +35,12 @@ struct Pair {
 }
 
 impl Pair {
-    fn new(hold_down: Duration) -> Pair {
+    fn new(damping: Damping) -> Pair {
         Pair {
             now: T0,
             s: [
-                Supervision::new(T0, Some(Config::GAMING), hold_down, SEED_A, 0),
-                Supervision::new(T0, Some(Config::GAMING), hold_down, SEED_B, 1),
+                Supervision::new(T0, Some(Config::GAMING), damping, SEED_A, 0),
+                Supervision::new(T0, Some(Config::GAMING), damping, SEED_B, 1),
             ],
             cut: [false; 2],
             events: [Vec::new(), Vec::new()],
@@ -116,19 +123,30 @@ impl Pair {
             .map(|(t, _)| *t)
     }
 
-    /// Side 1 falls silent until side 0 finds the path dead, then is
-    /// heard again; returns when side 0's BFD came back Up.
+    /// Side 1 falls silent until side 0 finds the path dead and confirms
+    /// it, then is heard again; returns when side 0's BFD came back Up.
     fn flap(&mut self) -> Instant {
+        self.silence(CONFIRM + Duration::from_millis(500))
+    }
+
+    /// Side 1 falls silent for `d`, then is heard again; returns when side
+    /// 0's BFD came back Up.
+    fn silence(&mut self, d: Duration) -> Instant {
         self.cut[1] = true;
-        self.run_for(Duration::from_millis(500));
+        self.run_for(d);
         self.cut[1] = false;
         let since = self.now;
-        self.run_for(Duration::from_secs(2));
-        self.events_since(since)
-            .iter()
-            .find(|(_, e)| *e == Event::BfdUp)
-            .map(|(t, _)| *t)
-            .expect("BFD did not come back up")
+        for _ in 0..300 {
+            self.run_for(Duration::from_millis(10));
+            if let Some((t, _)) = self
+                .events_since(since)
+                .iter()
+                .find(|(_, e)| *e == Event::BfdUp)
+            {
+                return *t;
+            }
+        }
+        panic!("BFD did not come back up")
     }
 
     /// Side 0's hold-down after the flap whose BFD Up came at `up`:
@@ -157,7 +175,11 @@ impl Pair {
 
 /// A pair whose BFD is Up.
 fn up_pair() -> Pair {
-    let mut p = Pair::new(BASE);
+    up_pair_with(DAMPING)
+}
+
+fn up_pair_with(damping: Damping) -> Pair {
+    let mut p = Pair::new(damping);
     p.run_for(Duration::from_secs(3));
     assert_eq!(p.s[0].session().map(|b| b.state()), Some(State::Up));
     p
@@ -175,7 +197,7 @@ fn bfd_coming_up_the_first_time_starts_nothing_because_nothing_was_held() {
 }
 
 #[test]
-fn silence_past_the_detection_time_stops_bgp_once() {
+fn silence_moves_traffic_at_the_detection_time_and_stops_bgp_only_once_confirmed() {
     let mut p = up_pair();
     let cut_at = p.now;
     p.cut[1] = true;
@@ -185,17 +207,128 @@ fn silence_past_the_detection_time_stops_bgp_once() {
         since.iter().map(|(_, e)| *e).collect::<Vec<_>>(),
         [
             Event::BfdDown(Diagnostic::ControlDetectionTimeExpired),
+            Event::Moved(true),
             Event::StopBgp
         ]
     );
-    // Down and the stop come in the same step, within the detection
-    // time (40 ms) of the last packet heard.
+    // Traffic moves in the step BFD goes down, within the detection time
+    // (40 ms) of the last packet heard; BGP goes the confirmation time
+    // later, woken for it, and not a moment early.
     let (down_at, _) = since[0];
     assert_eq!(since[1].0, down_at);
     assert!(down_at.saturating_duration_since(cut_at) <= Duration::from_millis(41));
+    assert_eq!(since[2].0, down_at + CONFIRM);
+    assert!(p.wakes.contains(&(down_at + CONFIRM, Timer::Confirm)));
     assert!(!p.s[0].up_or_off());
+    assert!(p.s[0].moved());
+    assert_eq!(p.s[0].confirm_at(), None);
     // Held, but no release scheduled while BFD is down.
     assert_eq!(p.s[0].held_until(), None);
+    assert_eq!((p.s[0].survived, p.s[0].confirmed), (0, 1));
+}
+
+#[test]
+fn with_no_confirmation_time_bgp_stops_in_the_step_bfd_goes_down() {
+    let mut p = up_pair_with(Damping {
+        hold_down: BASE,
+        confirm: Duration::from_ticks(0),
+    });
+    let cut_at = p.now;
+    p.cut[1] = true;
+    p.run_for(Duration::from_secs(1));
+    let since = p.events_since(cut_at);
+    let events: Vec<Event> = since.iter().map(|(_, e)| *e).collect();
+    assert_eq!(
+        events,
+        [
+            Event::BfdDown(Diagnostic::ControlDetectionTimeExpired),
+            Event::Moved(true),
+            Event::StopBgp
+        ]
+    );
+    assert!(since.iter().all(|(t, _)| *t == since[0].0));
+}
+
+#[test]
+fn a_blip_shorter_than_the_confirmation_moves_traffic_and_back_and_leaves_bgp_alone() {
+    let mut p = up_pair();
+    let cut_at = p.now;
+    // 600 ms of silence: an upload queue, a stalled router.
+    let up = p.silence(Duration::from_millis(600));
+    let down_at = p
+        .last(Event::BfdDown(Diagnostic::ControlDetectionTimeExpired))
+        .unwrap();
+    // BFD Up cancelled the confirmation; traffic waits a second more.
+    assert_eq!(p.s[0].confirm_at(), None);
+    assert!(p.s[0].moved());
+    assert_eq!(p.s[0].return_at(), Some(up + RETURN_AFTER));
+    p.run_until(up + RETURN_AFTER - Duration::from_ticks(1));
+    assert!(
+        p.s[0].moved(),
+        "traffic returned before the hysteresis ran out"
+    );
+    p.run_until(up + RETURN_AFTER + Duration::from_millis(1));
+    assert!(!p.s[0].moved());
+    assert!(p.wakes.contains(&(up + RETURN_AFTER, Timer::Return)));
+    let events: Vec<(Instant, Event)> = p.events_since(cut_at);
+    assert_eq!(
+        events,
+        [
+            (
+                down_at,
+                Event::BfdDown(Diagnostic::ControlDetectionTimeExpired)
+            ),
+            (down_at, Event::Moved(true)),
+            (up, Event::BfdUp),
+            (up + RETURN_AFTER, Event::Moved(false)),
+        ]
+    );
+    assert_eq!((p.s[0].survived, p.s[0].confirmed), (1, 0));
+    assert_eq!(p.s[0].held_until(), None);
+    assert_eq!(p.s[0].poll_timeout().map(|t| t.1), Some(Timer::Bfd));
+}
+
+#[test]
+fn each_blip_within_the_flap_memory_doubles_the_wait_before_traffic_returns() {
+    let mut p = up_pair();
+    let waits: Vec<u64> = (0..7)
+        .map(|_| {
+            let up = p.silence(Duration::from_millis(200));
+            let back = p.s[0].return_at().unwrap_or_else(|| {
+                panic!(
+                    "no return scheduled: {:?}",
+                    p.events_since(up - Duration::from_secs(3))
+                )
+            });
+            p.run_until(back + Duration::from_millis(1));
+            assert!(!p.s[0].moved());
+            back.saturating_duration_since(up).as_secs()
+        })
+        .collect();
+    assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30]);
+    assert_eq!(p.count(Event::StopBgp), 0);
+    // A minute of calm: the next blip is the first again.
+    p.run_for(FLAP_MEMORY + Duration::from_secs(1));
+    let up = p.silence(Duration::from_millis(200));
+    assert_eq!(p.s[0].return_at(), Some(up + RETURN_AFTER));
+}
+
+#[test]
+fn a_blip_while_traffic_waits_to_return_starts_the_wait_over() {
+    let mut p = up_pair();
+    let _ = p.silence(Duration::from_millis(200));
+    assert!(p.s[0].return_at().is_some());
+    p.run_for(Duration::from_millis(500));
+    // Down again before the return: traffic stays away, no return is due,
+    // and the next Up waits twice as long.
+    let up = p.silence(Duration::from_millis(200));
+    assert!(p.s[0].moved());
+    assert_eq!(p.s[0].return_at(), Some(up + 2 * RETURN_AFTER));
+    assert_eq!(p.count(Event::Moved(false)), 0);
+    assert_eq!(p.count(Event::StopBgp), 0);
+    // Silence that outlasts the confirmation still takes BGP down.
+    let _ = p.flap();
+    assert_eq!(p.count(Event::StopBgp), 1);
 }
 
 #[test]
@@ -234,10 +367,10 @@ fn a_peer_back_with_a_new_discriminator_is_released_at_once_and_its_flaps_start_
     // The member loses power: side 0 finds the path dead.
     let old = p.s[1].session().unwrap().local_discriminator();
     p.cut[1] = true;
-    p.run_for(Duration::from_secs(1));
+    p.run_for(CONFIRM + Duration::from_millis(100));
     assert_eq!(p.count(Event::StopBgp), 3);
     // It comes back as a new instance.
-    p.s[1] = Supervision::new(p.now, Some(Config::GAMING), BASE, SEED_B_RESTARTED, 1);
+    p.s[1] = Supervision::new(p.now, Some(Config::GAMING), DAMPING, SEED_B_RESTARTED, 1);
     assert_ne!(p.s[1].session().unwrap().local_discriminator(), old);
     p.cut[1] = false;
     let since = p.now;
@@ -260,19 +393,25 @@ fn a_peer_that_restarts_within_the_detection_time_is_released_at_once() {
     // The member restarts faster than the detection time: the first
     // packet of its new instance (Down, knowing no discriminator of
     // ours) is what takes side 0 down, not silence.
-    p.s[1] = Supervision::new(p.now, Some(Config::GAMING), BASE, SEED_B_RESTARTED, 1);
+    p.s[1] = Supervision::new(p.now, Some(Config::GAMING), DAMPING, SEED_B_RESTARTED, 1);
     let since = p.now;
     p.run_for(Duration::from_millis(100));
     let events: Vec<Event> = p.events_since(since).iter().map(|(_, e)| *e).collect();
+    // Traffic moves at its first packet; once Up again with a new
+    // discriminator, BGP (whose session died with the old instance)
+    // restarts at once, well inside the confirmation time.
     assert_eq!(
         events,
         [
             Event::BfdDown(Diagnostic::NeighborSignaledSessionDown),
-            Event::StopBgp,
+            Event::Moved(true),
             Event::BfdUp,
-            Event::StartBgp
+            Event::StopBgp,
+            Event::StartBgp,
+            Event::Moved(false),
         ]
     );
+    assert!(p.last(Event::StartBgp).unwrap() < since + CONFIRM);
     // Not a flap of the path: the next one is the first again.
     let up = p.flap();
     assert_eq!(p.released_after(up), BASE);
@@ -306,8 +445,9 @@ fn turning_bfd_off_while_bgp_is_held_releases_it_at_once() {
     let up = p.flap();
     assert_eq!(p.s[0].held_until(), Some(up + BASE));
     let now = p.now;
-    p.s[0].reconfigure(now, None, BASE);
+    p.s[0].reconfigure(now, None, DAMPING);
     assert_eq!(p.s[0].poll_event(), Some(Event::StartBgp));
+    assert_eq!(p.s[0].poll_event(), Some(Event::Moved(false)));
     assert_eq!(p.s[0].poll_event(), None);
     assert!(p.s[0].session().is_none());
     assert!(p.s[0].up_or_off());
@@ -348,5 +488,6 @@ fn packets_with_ttl_254_or_garbage_are_refused_and_change_nothing() {
         p.s[0].poll_event(),
         Some(Event::BfdDown(Diagnostic::NeighborSignaledSessionDown))
     );
-    assert_eq!(p.s[0].poll_event(), Some(Event::StopBgp));
+    assert_eq!(p.s[0].poll_event(), Some(Event::Moved(true)));
+    assert_eq!(p.s[0].confirm_at(), Some(now + CONFIRM));
 }

@@ -25,10 +25,15 @@ fn console(n: u8) -> Ipv4Addr {
     Ipv4Addr::new(192, 168, n, 10)
 }
 
-/// Router `n`, alone, with a BGP hold time of 3 s.
+/// BFD's confirmation time in these tests: well inside the hold time.
+const CONFIRM: Duration = Duration::from_secs(1);
+
+/// Router `n`, alone, with a BGP hold time of 3 s (and BFD confirming a
+/// down in [`CONFIRM`]).
 fn node(n: u8) -> Box<TestNode> {
     let mut c = node_config(n);
     c.hold_time = 3;
+    c.bfd_confirm = CONFIRM;
     let storage: &'static mut OverlayStorage<'static> = Box::leak(Box::new(OverlayStorage::new()));
     Box::new(Node::new(c, crypto(n), storage, T0))
 }
@@ -389,7 +394,7 @@ fn a_member_shutting_down_cleanly_tells_bfd_admin_down_and_its_peer_counts_no_fa
 }
 
 #[test]
-fn a_member_gone_silent_is_found_dead_by_bfd_and_its_routes_go_in_the_same_step() {
+fn a_member_gone_silent_loses_its_traffic_at_bfd_down_and_its_routes_once_confirmed() {
     big_stack(|| {
         let mut p = Pair::new();
         p.run_for(Duration::from_secs(3));
@@ -406,12 +411,32 @@ fn a_member_gone_silent_is_found_dead_by_bfd_and_its_routes_go_in_the_same_step(
             took.as_millis()
         );
         assert_eq!(
-            p.saw(0, |e| *e == NodeEvent::RouteRemoved { prefix: lan(2) }),
+            p.saw(0, |e| *e
+                == NodeEvent::TrafficMoved {
+                    member: 0,
+                    away: true
+                }),
             Some(down)
+        );
+        // No other path: the silent member is still the best guess.
+        assert_eq!(
+            p.nodes[0].next_hop(IpAddr::V4(console(2))),
+            Some(Source::Peer(0))
         );
         assert_eq!(
             p.saw(0, |e| matches!(e, NodeEvent::SessionDown { member: 0, .. })),
-            Some(down)
+            None,
+            "BGP went down before the confirmation time"
+        );
+        p.run_for(CONFIRM);
+        let confirmed = down + CONFIRM;
+        assert_eq!(
+            p.saw(0, |e| *e == NodeEvent::RouteRemoved { prefix: lan(2) }),
+            Some(confirmed)
+        );
+        assert_eq!(
+            p.saw(0, |e| matches!(e, NodeEvent::SessionDown { member: 0, .. })),
+            Some(confirmed)
         );
         assert_eq!(p.nodes[0].next_hop(IpAddr::V4(console(2))), None);
     });
