@@ -138,7 +138,22 @@ fn failover_a_stock_bird_member_runs_bgp_and_bfd_with_meshd() {
         noticed.as_millis()
     );
     assert!(noticed <= Duration::from_millis(300 + 200), "{noticed:?}");
-    assert_ne!(lab.bgp_state(1, "r5").as_deref(), Some("Established"));
+    // Traffic moved off it at once; BGP and the routes go once the silence
+    // outlasts the confirmation time (bfd_confirm, 2 s).
+    assert_eq!(member_bfd(&lab, 1, "r5").unwrap()["traffic_moved"], true);
+    let confirmed = wait_for(Duration::from_secs(5), Duration::from_millis(20), || {
+        (lab.bgp_state(1, "r5").as_deref() != Some("Established")).then(|| cut.elapsed())
+    })
+    .expect("meshd kept BGP with the dead stock member");
+    println!(
+        "stock member cut: BGP taken down after {} ms",
+        confirmed.as_millis()
+    );
+    assert!(
+        confirmed >= noticed + Duration::from_millis(1800)
+            && confirmed <= noticed + Duration::from_millis(2000 + 500),
+        "BFD down after {noticed:?}, BGP down after {confirmed:?}"
+    );
 
     // Back on; then cut meshd's r1: BIRD notices within its detection time
     // (our multiplier 4 × its 100 ms = 400 ms).

@@ -146,12 +146,15 @@ pub fn start(
                 .map_err(|e| format!("wireguard-go: {e}"))?;
         lab.routers[n - 1].others.push(child);
         let r = lab.router(n);
+        // The link appears before wireguard-go's control socket; `wg set`
+        // run in between falls back to the kernel's (absent) WireGuard.
+        let uapi = format!("/var/run/wireguard/{ifname}.sock");
         wait_for(Duration::from_secs(5), Duration::from_millis(20), || {
             Command::new("ip")
                 .args(["-n", &r.ns.name, "link", "show", &ifname])
                 .output()
                 .ok()
-                .filter(|o| o.status.success())
+                .filter(|o| o.status.success() && std::path::Path::new(&uapi).exists())
         })
         .ok_or_else(|| format!("wireguard-go did not create {ifname}"))?;
         r.ns.exec(&[
