@@ -29,6 +29,11 @@
 //!                                    #   default 10 (checked even with bfd 0)
 //!     option bfd_multiplier '4'      # BFD detection multiplier, packets: 2..255;
 //!                                    #   default 4 (checked even with bfd 0)
+//!     option bfd_max_detection '200' # ms, 0..60000; default 200: on a jittery path BFD
+//!                                    #   raises its receive interval (a poll sequence the
+//!                                    #   peer follows) until the detection time covers the
+//!                                    #   jitter, up to this; at or below interval ×
+//!                                    #   multiplier the timers stay fixed. Members too
 //!     option bfd_confirm '2000'      # ms, 0..60000; default 2000: BFD down moves traffic
 //!                                    #   to other paths at once; the BGP session and its
 //!                                    #   routes go only if BFD stays down this much longer
@@ -159,6 +164,7 @@ const MAIN_OPTIONS: &[&str] = &[
     "bfd",
     "bfd_interval",
     "bfd_multiplier",
+    "bfd_max_detection",
     "bfd_confirm",
     "bfd_hold_down",
     "redundancy",
@@ -222,6 +228,8 @@ pub struct MainConfig {
     pub log_level: log::LevelFilter,
     /// BFD on every tunnel (`None`: off).
     pub bfd: Option<BfdTimers>,
+    /// Kept apart from `bfd` so that members inherit it with BFD off in main.
+    pub bfd_max_detection_ms: u32,
     /// How long BGP waits, with BFD Up again, after BFD took it down.
     pub bfd_hold_down: Duration,
     pub bfd_confirm: Duration,
@@ -252,6 +260,9 @@ pub struct MainConfig {
 pub struct BfdTimers {
     pub interval_ms: u32,
     pub multiplier: u8,
+    /// The bound of the detection time on a jittery path (main's
+    /// `bfd_max_detection`).
+    pub max_detection_ms: u32,
 }
 
 impl BfdTimers {
@@ -261,6 +272,7 @@ impl BfdTimers {
             desired_min_tx: interval,
             required_min_rx: interval,
             detect_mult: self.multiplier,
+            max_detection: Duration::from_millis(self.max_detection_ms as u64),
         }
     }
 }
@@ -525,11 +537,13 @@ impl MemberEntry {
         let base = main.bfd.unwrap_or(BfdTimers {
             interval_ms: DEFAULT_BFD_INTERVAL_MS,
             multiplier: DEFAULT_BFD_MULTIPLIER,
+            max_detection_ms: main.bfd_max_detection_ms,
         });
         BfdSetting::On(
             BfdTimers {
                 interval_ms: self.bfd_interval_ms.unwrap_or(base.interval_ms),
                 multiplier: self.bfd_multiplier.unwrap_or(base.multiplier),
+                max_detection_ms: base.max_detection_ms,
             }
             .to_bfd(),
         )
@@ -801,6 +815,11 @@ fn read_main(r: &mut SectionReader) -> Option<MainConfig> {
     let bfd_hold_down = r
         .value("bfd_hold_down", |s| parse_range(s, 0, 600, "seconds"))
         .unwrap_or(DEFAULT_BFD_HOLD_DOWN_SECS);
+    let bfd_max_detection = r
+        .value("bfd_max_detection", |s| {
+            parse_range(s, 0, 60_000, "milliseconds")
+        })
+        .unwrap_or(mesh_core::bfd::DEFAULT_MAX_DETECTION_MS);
     let bfd_confirm = r
         .value("bfd_confirm", |s| parse_range(s, 0, 60_000, "milliseconds"))
         .unwrap_or(DEFAULT_BFD_CONFIRM_MS);
@@ -857,7 +876,9 @@ fn read_main(r: &mut SectionReader) -> Option<MainConfig> {
         bfd: bfd_on.then_some(BfdTimers {
             interval_ms: bfd_interval as u32,
             multiplier: bfd_multiplier as u8,
+            max_detection_ms: bfd_max_detection as u32,
         }),
+        bfd_max_detection_ms: bfd_max_detection as u32,
         bfd_hold_down: Duration::from_secs(bfd_hold_down),
         bfd_confirm: Duration::from_millis(bfd_confirm),
         redundancy_max_size: redundancy.then_some(redundancy_max_size as u16),
@@ -1369,6 +1390,7 @@ config meshd 'main'
 \toption log_level 'debug'
 \toption bfd_interval '20'
 \toption bfd_multiplier '5'
+\toption bfd_max_detection '300'
 \toption bfd_hold_down '4'
 \toption bfd_confirm '1500'
 \toption redundancy '0'
@@ -1426,8 +1448,10 @@ config member
                 log_level: log::LevelFilter::Debug,
                 bfd: Some(BfdTimers {
                     interval_ms: 20,
-                    multiplier: 5
+                    multiplier: 5,
+                    max_detection_ms: 300,
                 }),
+                bfd_max_detection_ms: 300,
                 bfd_hold_down: Duration::from_secs(4),
                 bfd_confirm: Duration::from_millis(1500),
                 redundancy_max_size: None,
@@ -1493,6 +1517,7 @@ config member
                 desired_min_tx: Duration::from_millis(50),
                 required_min_rx: Duration::from_millis(50),
                 detect_mult: 5,
+                max_detection: Duration::from_millis(mesh_core::bfd::DEFAULT_MAX_DETECTION_MS),
             })
         );
         assert!(c.warnings.is_empty(), "{}", display(&c.warnings));

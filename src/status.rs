@@ -286,6 +286,8 @@ pub fn document<C: Crypto>(
                             .with("diagnostic", b.diagnostic.to_string())
                             .with("tx_interval_ms", b.tx_interval.as_micros() as f64 / 1000.0)
                             .with("detection_ms", b.detection_time.as_micros() as f64 / 1000.0)
+                            .with("rx_interval_ms", b.rx_interval.as_micros() as f64 / 1000.0)
+                            .with("jitter_ms", b.jitter.as_micros() as f64 / 1000.0)
                             .with(
                                 "uptime_s",
                                 b.up_since.map(|t| secs(now.saturating_duration_since(t))),
@@ -507,10 +509,19 @@ pub fn render(doc: &Json) -> String {
         let bfd = match m.get("bfd") {
             // The detection time means something once the peer has told
             // its multiplier, i.e. while Up.
-            Some(b @ Json::Obj(_)) if s(b, "state") == "Up" => {
-                format!("Up {}ms", opt_num(b, "detection_ms", ""))
+            Some(b @ Json::Obj(_)) => {
+                let mut t = if s(b, "state") == "Up" {
+                    format!("Up {}ms", opt_num(b, "detection_ms", ""))
+                } else {
+                    s(b, "state").to_string()
+                };
+                // Traffic takes another path until the tunnel proves
+                // healthy (or BGP confirms the loss).
+                if b.get("traffic_moved") == Some(&Json::Bool(true)) {
+                    t.push('*');
+                }
+                t
             }
-            Some(b @ Json::Obj(_)) => s(b, "state").to_string(),
             _ => "off".into(),
         };
         let _ = writeln!(
@@ -529,6 +540,16 @@ pub fn render(doc: &Json) -> String {
         );
         if let Some(Json::Str(why)) = bgp.get("last_down") {
             let _ = writeln!(out, "  {:<10} last down: {why}", "");
+        }
+        if let Some(b @ Json::Obj(_)) = m.get("bfd") {
+            if b.get("traffic_moved") == Some(&Json::Bool(true)) {
+                let until = match (b.get("bgp_down_in_ms"), b.get("traffic_returns_in_ms")) {
+                    (Some(Json::Int(ms)), _) => format!("BGP goes in {ms} ms unless BFD returns"),
+                    (_, Some(Json::Int(ms))) => format!("returns in {ms} ms"),
+                    _ => "until BGP is back".into(),
+                };
+                let _ = writeln!(out, "  {:<10} * traffic moved to other paths: {until}", "");
+            }
         }
     }
     let _ = writeln!(out, "\nroutes:");

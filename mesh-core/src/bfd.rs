@@ -8,6 +8,16 @@
 //!   negotiated transmit interval, detection time = remote multiplier × agreed
 //!   interval, 75-100% jitter per §6.8.7), the poll sequence for timer changes
 //!   (§6.5), the one-second pace while not Up (§6.8.3), and diagnostic codes.
+//! - Detection that fits the path: while Up, the session measures the gaps
+//!   between the peer's packets (smoothed gap and mean deviation, as TCP
+//!   measures RTT: RFC 6298's α = 1/8, β = 1/4). When the path jitters more
+//!   than the peer's own 75-100% transmit jitter explains, it raises its
+//!   Required Min RX Interval so that the detection time covers the base
+//!   detection plus four deviations, up to [`Config::max_detection`]; the
+//!   peer learns it through a poll sequence and slows to match (§6.8.3), so
+//!   BIRD and FRR peers follow it like any timer change. It lowers it again
+//!   after [`LOWER_AFTER`] of calm; a lower value shortens the detection time
+//!   only once the peer has acknowledged it (Final).
 //!
 //! Authentication is not supported; packets that carry it are discarded
 //! (§6.7: "if the A bit is set and no authentication is in use").
@@ -22,6 +32,12 @@ pub const BFD_PORT: u16 = 3784;
 pub const PACKET_LEN: usize = 24;
 /// Pace while the session is not Up (RFC 5880 §6.8.3: at least one second).
 pub const SLOW_TX: Duration = Duration::from_secs(1);
+/// Gaps measured before the receive interval adapts.
+const ADAPT_SAMPLES: u32 = 8;
+/// The receive interval goes up at most this often.
+const RAISE_EVERY: Duration = Duration::from_millis(500);
+/// The receive interval comes down only after this long without a raise.
+pub const LOWER_AFTER: Duration = Duration::from_secs(10);
 
 /// Session states (§4.1). A two-bit field: every value has a name, so unlike
 /// the other code tables this one has no `Unknown`.
@@ -192,7 +208,15 @@ pub struct Config {
     pub required_min_rx: Duration,
     /// Packets that may be missed before the session is declared down.
     pub detect_mult: u8,
+    /// The longest detection time adaptation to a jittery path may reach
+    /// (by raising our Required Min RX Interval). At or below the base
+    /// detection time (remote multiplier × agreed interval): fixed timers.
+    pub max_detection: Duration,
 }
+
+/// The default bound of the adapted detection time: a power cut on a
+/// jittery path is still found within a fifth of a second.
+pub const DEFAULT_MAX_DETECTION_MS: u64 = 200;
 
 impl Config {
     /// Tuned for game traffic: 10 ms × 4 = 40 ms detection. Four in a row
@@ -201,6 +225,7 @@ impl Config {
         desired_min_tx: Duration::from_millis(10),
         required_min_rx: Duration::from_millis(10),
         detect_mult: 4,
+        max_detection: Duration::from_millis(DEFAULT_MAX_DETECTION_MS),
     };
 }
 
@@ -246,6 +271,15 @@ pub struct Session {
     desired_min_tx: Duration,
     /// The value in force for timing (changes after a poll sequence completes).
     active_desired_min_tx: Duration,
+    /// The Required Min RX Interval we advertise: the configured one, or
+    /// more on a jittery path.
+    rx_interval: Duration,
+    /// A larger receive interval still timing detection until the peer
+    /// acknowledges a lower one.
+    rx_interval_old: Option<Duration>,
+    /// When the receive interval last went up.
+    adapted_at: Option<Instant>,
+    gaps: Gaps,
     poll_pending: bool,
     final_owed: bool,
     next_tx: Option<Instant>,
@@ -256,6 +290,36 @@ pub struct Session {
     /// The control packet due now, until the driver takes it.
     outgoing: Option<ControlPacket>,
     events: heapless::Deque<Event, EVENT_QUEUE>,
+}
+
+/// The gaps between the peer's packets while Up, smoothed (µs).
+#[derive(Debug, Clone, Copy, Default)]
+struct Gaps {
+    last: Option<Instant>,
+    mean_us: u32,
+    dev_us: u32,
+    n: u32,
+}
+
+impl Gaps {
+    /// A packet arrived now: false for the first of a run (no gap yet).
+    fn sample(&mut self, now: Instant) -> bool {
+        let Some(last) = self.last.replace(now) else {
+            return false;
+        };
+        let gap =
+            u32::try_from(now.saturating_duration_since(last).as_micros()).unwrap_or(u32::MAX);
+        if self.n == 0 {
+            self.mean_us = gap;
+            self.dev_us = gap / 2;
+        } else {
+            let err = self.mean_us.abs_diff(gap);
+            self.dev_us = ((3 * u64::from(self.dev_us) + u64::from(err)) / 4) as u32;
+            self.mean_us = ((7 * u64::from(self.mean_us) + u64::from(gap)) / 8) as u32;
+        }
+        self.n = self.n.saturating_add(1);
+        true
+    }
 }
 
 /// Events a session holds until drained: one input makes at most one.
@@ -282,6 +346,10 @@ impl Session {
             remote_detect_mult: 0,
             desired_min_tx: SLOW_TX,
             active_desired_min_tx: SLOW_TX,
+            rx_interval: config.required_min_rx,
+            rx_interval_old: None,
+            adapted_at: None,
+            gaps: Gaps::default(),
             poll_pending: false,
             final_owed: false,
             next_tx: None,
@@ -326,11 +394,92 @@ impl Session {
 
     /// How long without a packet before Down (§6.8.4, asynchronous mode).
     pub fn detection_time(&self) -> Duration {
+        let rx = self
+            .rx_interval
+            .max(self.rx_interval_old.unwrap_or(self.rx_interval));
+        let agreed = rx.max(Duration::from_micros(self.remote_desired_tx as u64));
+        Duration::from_micros(agreed.as_micros() * self.remote_detect_mult.max(1) as u64)
+    }
+
+    /// The Required Min RX Interval we advertise now (adapted to the path).
+    pub fn rx_interval(&self) -> Duration {
+        self.rx_interval
+    }
+
+    /// The path's measured jitter: the mean deviation of the gaps between
+    /// the peer's packets (zero before enough were measured).
+    pub fn jitter(&self) -> Duration {
+        Duration::from_micros(self.gaps.dev_us as u64)
+    }
+
+    /// The detection time the configuration alone gives: remote multiplier
+    /// × the configured interval or the peer's, whichever is slower.
+    fn base_detection(&self) -> Duration {
         let agreed = self
             .config
             .required_min_rx
             .max(Duration::from_micros(self.remote_desired_tx as u64));
         Duration::from_micros(agreed.as_micros() * self.remote_detect_mult.max(1) as u64)
+    }
+
+    /// After a packet while Up: measure its gap, and move the receive
+    /// interval if the path's jitter calls for it.
+    fn adapt(&mut self, now: Instant, scheduled: bool) {
+        let interval = self
+            .rx_interval
+            .max(Duration::from_micros(self.remote_desired_tx as u64));
+        if !scheduled {
+            self.gaps.last = Some(now);
+            return;
+        }
+        if !self.gaps.sample(now) || self.gaps.n < ADAPT_SAMPLES {
+            return;
+        }
+        let mult = u64::from(self.remote_detect_mult.max(1));
+        let base = self.base_detection();
+        if self.config.max_detection <= base {
+            // Fixed timers (or a peer slower than the bound).
+            return;
+        }
+        let limit = self.config.max_detection;
+        // The peer's own transmit jitter (75-100% of the interval, §6.8.7)
+        // has a mean deviation of interval/16: that much is in the base.
+        let expected_us = interval.as_micros() / 16;
+        let extra_us = 4 * (self.gaps.dev_us as u64).saturating_sub(expected_us);
+        let want_detect = (base + Duration::from_micros(extra_us)).min(limit);
+        let floor = self.config.required_min_rx;
+        let want = Duration::from_micros(want_detect.as_micros().div_ceil(mult)).max(floor);
+        // Close to the configured interval is the configured interval.
+        let want = if want <= floor + floor / 8 {
+            floor
+        } else {
+            want
+        };
+        let cur = self.rx_interval;
+        let raise = want > cur + (cur / 8).max(Duration::from_millis(1))
+            && self
+                .adapted_at
+                .is_none_or(|t| now.saturating_duration_since(t) >= RAISE_EVERY);
+        let lower = want + (cur / 4).max(Duration::from_millis(1)) < cur
+            && self
+                .adapted_at
+                .is_none_or(|t| now.saturating_duration_since(t) >= LOWER_AFTER);
+        if raise || lower {
+            if lower {
+                // Detection keeps the longer time until the peer has it.
+                self.rx_interval_old = Some(cur.max(self.rx_interval_old.unwrap_or(cur)));
+            }
+            log::debug!(
+                "bfd: path jitter {} µs: receive interval {} -> {} µs",
+                self.gaps.dev_us,
+                cur.as_micros(),
+                want.as_micros()
+            );
+            self.rx_interval = want;
+            self.adapted_at = Some(now);
+            self.poll_pending = true;
+            self.next_tx = Some(now);
+        }
     }
 
     /// Starts sending.
@@ -356,6 +505,13 @@ impl Session {
             return;
         }
         self.config = config;
+        // Adaptation starts over from the new settings (a longer interval
+        // still times detection until the peer has the new one).
+        if config.required_min_rx < self.rx_interval {
+            self.rx_interval_old = Some(self.rx_interval);
+        }
+        self.rx_interval = config.required_min_rx;
+        self.adapted_at = None;
         if self.state == State::Up {
             self.desired_min_tx = config.desired_min_tx;
             // Faster at once; slower only once the peer has seen it (§6.8.3).
@@ -464,6 +620,7 @@ impl Session {
             // Poll sequence complete: the new rate is in force.
             self.poll_pending = false;
             self.active_desired_min_tx = self.desired_min_tx;
+            self.rx_interval_old = None;
         }
         if p.poll {
             self.final_owed = true;
@@ -498,6 +655,15 @@ impl Session {
                 _ => false,
             }
         };
+        if self.state == State::Up {
+            // A Poll or Final is sent out of schedule: its gap says nothing
+            // about the path.
+            // Only Up to Up at the fast rate measures the path: a peer
+            // coming up still sends at its one-second pace.
+            self.adapt(now, !(p.poll || p.final_) && p.state == State::Up);
+        } else {
+            self.gaps.last = None;
+        }
         if matches!(self.state, State::Init | State::Up) {
             self.detect_deadline = Some(now + self.detection_time());
         }
@@ -545,7 +711,7 @@ impl Session {
             my_discriminator: self.local_discr,
             your_discriminator: self.remote_discr,
             desired_min_tx: us(self.desired_min_tx),
-            required_min_rx: us(self.config.required_min_rx),
+            required_min_rx: us(self.rx_interval),
             required_min_echo_rx: 0,
         });
     }

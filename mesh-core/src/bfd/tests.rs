@@ -134,6 +134,7 @@ fn timers_negotiate_to_the_slower_side() {
         desired_min_tx: Duration::from_millis(100),
         required_min_rx: Duration::from_millis(100),
         detect_mult: 3,
+        max_detection: Duration::from_ticks(0),
     };
     let mut p = Pair::new(Config::GAMING, slow);
     p.run_for(Duration::from_secs(4));
@@ -291,4 +292,161 @@ fn a_session_taken_out_of_service_tells_the_peer_at_once() {
         "{:?}",
         p.events[1]
     );
+}
+
+/// Two sessions over a path whose one-way delay is `base` ± `spread`
+/// (uniform, per packet), in order like a real link: a packet never
+/// overtakes the one before it.
+struct JitterPair {
+    now: Instant,
+    s: [Session; 2],
+    wire: [std::collections::VecDeque<(Instant, ControlPacket)>; 2],
+    downs: [usize; 2],
+    down_at: Vec<Instant>,
+    rng: u64,
+    base: Duration,
+    spread: Duration,
+}
+
+impl JitterPair {
+    fn new(config: Config, base: Duration, spread: Duration) -> JitterPair {
+        let mut p = JitterPair {
+            now: T0,
+            s: [
+                Session::new(config, 0x1111, 1),
+                Session::new(config, 0x2222, 2),
+            ],
+            wire: Default::default(),
+            downs: [0; 2],
+            down_at: Vec::new(),
+            rng: 0x9e37_79b9_7f4a_7c15,
+            base,
+            spread,
+        };
+        p.s[0].start(T0);
+        p.s[1].start(T0);
+        p
+    }
+
+    fn delay(&mut self) -> Duration {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let span = 2 * self.spread.as_micros() + 1;
+        let off = self.rng % span;
+        Duration::from_micros(self.base.as_micros() - self.spread.as_micros() + off)
+    }
+
+    fn drain(&mut self, i: usize) {
+        while let Some(ev) = self.s[i].poll_event() {
+            if matches!(ev, Event::Down(_)) {
+                self.downs[i] += 1;
+                self.down_at.push(self.now);
+            }
+        }
+        while let Some(pkt) = self.s[i].poll_transmit() {
+            let at = self.now + self.delay();
+            let at = self.wire[i].back().map_or(at, |(t, _)| at.max(*t));
+            self.wire[i].push_back((at, pkt));
+        }
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        for _ in 0..10_000_000 {
+            let arrivals = self.wire.iter().filter_map(|w| w.front().map(|(t, _)| *t));
+            let timers = self.s.iter().filter_map(|s| s.poll_timeout());
+            let Some(next) = arrivals.chain(timers).min().filter(|t| *t <= until) else {
+                self.now = until;
+                return;
+            };
+            self.now = self.now.max(next);
+            for i in 0..2 {
+                while self.wire[i].front().is_some_and(|(t, _)| *t <= self.now) {
+                    let (_, pkt) = self.wire[i].pop_front().unwrap();
+                    let _ = self.s[1 - i].handle_packet(self.now, &pkt, 255);
+                    self.drain(1 - i);
+                }
+                self.s[i].handle_timeout(self.now);
+                self.drain(i);
+            }
+        }
+        panic!("did not settle");
+    }
+}
+
+#[test]
+fn on_a_steady_path_the_timers_stay_as_configured() {
+    let mut p = JitterPair::new(
+        Config::GAMING,
+        Duration::from_millis(5),
+        Duration::from_ticks(0),
+    );
+    p.run_for(Duration::from_secs(60));
+    assert_eq!(p.downs, [0, 0]);
+    for s in &p.s {
+        assert_eq!(s.state(), State::Up);
+        assert_eq!(s.rx_interval(), Duration::from_millis(10));
+        assert_eq!(s.detection_time(), Duration::from_millis(40));
+        assert!(s.jitter() < Duration::from_millis(1), "{:?}", s.jitter());
+    }
+}
+
+#[test]
+fn a_jittery_path_stretches_detection_through_a_poll_and_stops_false_downs() {
+    let (base, spread) = (Duration::from_millis(40), Duration::from_millis(30));
+    let fixed = Config {
+        max_detection: Duration::from_ticks(0),
+        ..Config::GAMING
+    };
+    let mut f = JitterPair::new(fixed, base, spread);
+    f.run_for(Duration::from_secs(120));
+    let mut a = JitterPair::new(Config::GAMING, base, spread);
+    a.run_for(Duration::from_secs(120));
+    std::println!(
+        "40 ± 30 ms for 2 min: fixed 10 ms x 4: {:?} downs; adaptive: {:?} downs (at {:?}), detection {:?}/{:?}, jitter {:?}/{:?}",
+        f.downs,
+        a.downs,
+        a.down_at,
+        a.s[0].detection_time(),
+        a.s[1].detection_time(),
+        a.s[0].jitter(),
+        a.s[1].jitter()
+    );
+    assert!(f.downs[0] + f.downs[1] >= 10, "fixed timers: {:?}", f.downs);
+    // While it comes up, a session has measured nothing yet: a few downs in
+    // the first seconds. None after that.
+    let late: Vec<_> = a
+        .down_at
+        .iter()
+        .filter(|t| **t > T0 + Duration::from_secs(5))
+        .collect();
+    assert!(late.is_empty(), "downs after the first 5 s: {late:?}");
+    for (i, s) in a.s.iter().enumerate() {
+        // Longer than the configured 40 ms, within the 200 ms bound, and the
+        // peer sends at the interval we asked for (the poll went through).
+        assert!(s.detection_time() > Duration::from_millis(40));
+        assert!(s.detection_time() <= Config::GAMING.max_detection);
+        assert_eq!(a.s[1 - i].tx_interval(), s.rx_interval());
+        assert!(s.jitter() >= Duration::from_millis(5), "{:?}", s.jitter());
+    }
+}
+
+#[test]
+fn once_the_path_calms_down_detection_returns_to_the_configured_time() {
+    let mut p = JitterPair::new(
+        Config::GAMING,
+        Duration::from_millis(40),
+        Duration::from_millis(30),
+    );
+    p.run_for(Duration::from_secs(30));
+    assert!(p.s[0].detection_time() > Duration::from_millis(60));
+    let downs = p.downs;
+    p.spread = Duration::from_ticks(0);
+    p.run_for(Duration::from_secs(60));
+    assert_eq!(p.downs, downs, "a down while calming: {:?}", p.down_at);
+    for s in &p.s {
+        assert_eq!(s.rx_interval(), Duration::from_millis(10));
+        assert_eq!(s.detection_time(), Duration::from_millis(40));
+    }
 }

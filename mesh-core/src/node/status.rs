@@ -57,6 +57,10 @@ pub struct BfdStatus {
     pub diagnostic: bfd::Diagnostic,
     pub tx_interval: Duration,
     pub detection_time: Duration,
+    /// The Required Min RX Interval we advertise (raised on a jittery path).
+    pub rx_interval: Duration,
+    /// The path's measured jitter (mean deviation of the peer's gaps).
+    pub jitter: Duration,
     pub up_since: Option<Instant>,
     pub stats: bfd::Stats,
 }
@@ -69,6 +73,8 @@ impl BfdStatus {
             diagnostic: b.diagnostic(),
             tx_interval: b.tx_interval(),
             detection_time: b.detection_time(),
+            rx_interval: b.rx_interval(),
+            jitter: b.jitter(),
             up_since: b.up_since(),
             stats: b.stats,
         }

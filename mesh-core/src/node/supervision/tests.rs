@@ -146,7 +146,11 @@ impl Pair {
                 return *t;
             }
         }
-        panic!("BFD did not come back up")
+        panic!(
+            "BFD did not come back up: {:?} {:?}",
+            self.s[0].session(),
+            self.s[1].session()
+        )
     }
 
     /// Side 0's hold-down after the flap whose BFD Up came at `up`:

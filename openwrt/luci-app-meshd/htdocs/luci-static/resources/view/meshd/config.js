@@ -180,6 +180,12 @@ return view.extend({
 		o.placeholder = '4';
 		o.depends('bfd', '1');
 
+		o = s.taboption('failover', form.Value, 'bfd_max_detection', _('BFD longest detection'),
+			_('Milliseconds: on a jittery path BFD stretches its detection time to fit the measured jitter, up to this. At or below interval times multiplier the timers stay fixed.'));
+		o.datatype = 'range(0,60000)';
+		o.placeholder = '200';
+		o.depends('bfd', '1');
+
 		o = s.taboption('failover', form.Value, 'bfd_confirm', _('BFD confirmation'),
 			_('Milliseconds BFD must stay down, after traffic has already moved to another path, before the tunnel\'s BGP session and routes go. Rides out upload queues and short stalls; 0 takes BGP down at once.'));
 		o.datatype = 'range(0,60000)';

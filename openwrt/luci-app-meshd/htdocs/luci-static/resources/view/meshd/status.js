@@ -192,9 +192,14 @@ function bfdText(m) {
 	var bfd = m.bfd;
 	if (!isObject(bfd))
 		return _('off');
+	var text = bfd.state || none();
 	if (bfd.state == 'Up' && isNumber(bfd.detection_ms))
-		return _('Up, %s ms').format(bfd.detection_ms);
-	return bfd.state || none();
+		text = _('Up, %s ms').format(bfd.detection_ms);
+	if (isNumber(bfd.jitter_ms) && bfd.jitter_ms >= 1)
+		text += ' ' + _('(jitter %s ms)').format(bfd.jitter_ms.toFixed(1));
+	if (bfd.traffic_moved)
+		return E('span', { 'title': _('Traffic takes another path until this tunnel has proven healthy again; BGP stays up unless BFD stays down for the confirmation time.') }, [ text, ' ', _('· traffic moved') ]);
+	return text;
 }
 
 function table(headers, rows, empty) {
