@@ -1517,7 +1517,8 @@ config member
                 desired_min_tx: Duration::from_millis(50),
                 required_min_rx: Duration::from_millis(50),
                 detect_mult: 5,
-                max_detection: Duration::from_millis(mesh_core::bfd::DEFAULT_MAX_DETECTION_MS),
+                // main's bound
+                max_detection: Duration::from_millis(300),
             })
         );
         assert!(c.warnings.is_empty(), "{}", display(&c.warnings));
