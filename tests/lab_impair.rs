@@ -182,6 +182,97 @@ fn ping_rtt(lab: &SeedLab, n: usize, to: &str, count: u32) -> (f64, f64, f64, u3
     }
 }
 
+/// A UDP stream from router `from` to router `to` over their WAN, a datagram
+/// every millisecond while `during` runs; the longest time between two
+/// arrivals, and how many arrived of how many sent.
+fn longest_silence(
+    lab: &SeedLab,
+    from: usize,
+    to: usize,
+    during: impl FnOnce(),
+) -> (Duration, u32, u32) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let stop = Arc::new(AtomicBool::new(false));
+    let dst = Ipv4Addr::new(198, 51, 100, to as u8);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let rx = {
+        let stop = stop.clone();
+        lab.router(to).ns.spawn(move || {
+            let s = UdpSocket::bind((dst, 9998)).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+            ready_tx.send(()).unwrap();
+            let (mut last, mut longest, mut got) = (None::<Instant>, Duration::ZERO, 0u32);
+            let mut buf = [0u8; 16];
+            while !stop.load(Ordering::Relaxed) {
+                if s.recv(&mut buf).is_ok() {
+                    let now = Instant::now();
+                    if let Some(l) = last {
+                        longest = longest.max(now - l);
+                    }
+                    last = Some(now);
+                    got += 1;
+                }
+            }
+            (longest, got)
+        })
+    };
+    ready_rx.recv().unwrap();
+    let tx = {
+        let stop = stop.clone();
+        lab.router(from).ns.spawn(move || {
+            let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
+            let (start, mut sent) = (Instant::now(), 0u32);
+            while !stop.load(Ordering::Relaxed) {
+                let _ = s.send_to(&sent.to_be_bytes(), (dst, 9998));
+                sent += 1;
+                sleep_until(start + MS * sent);
+            }
+            sent
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    during();
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = tx.join().unwrap();
+    let (longest, got) = rx.join().unwrap();
+    (longest, got, sent)
+}
+
+#[test]
+fn emulator_on_and_off_the_wire_cuts_it_for_a_few_milliseconds() {
+    let _one = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    needs();
+    let lab = SeedLab::build_topology("mdio", meshd(), 9, &Topology::seed_square());
+    assert_eq!(ping_rtt(&lab, 1, "198.51.100.3", 3).3, 3);
+    // On, then off, while r1 streams to r3 (passed at once) and r2 (the
+    // impaired pair, with no impairment).
+    let mut on = Duration::ZERO;
+    let mut off = Duration::ZERO;
+    let mut k = None;
+    let r3 = longest_silence(&lab, 1, 3, || {
+        let t = Instant::now();
+        let wire = lab.impair_wan(1, 2);
+        on = t.elapsed();
+        std::thread::sleep(Duration::from_millis(500));
+        k = Some(wire.counts());
+        let t = Instant::now();
+        drop(wire);
+        off = t.elapsed();
+    });
+    println!(
+        "emulator on in {:.1} ms, off in {:.1} ms: r1 -> r3 longest silence {:.1} ms, {} of {} arrived\n{}",
+        on.as_secs_f64() * 1e3,
+        off.as_secs_f64() * 1e3,
+        r3.0.as_secs_f64() * 1e3,
+        r3.1,
+        r3.2,
+        k.unwrap()
+    );
+    assert!(r3.0 <= Duration::from_millis(20), "{r3:?}");
+}
+
 #[test]
 fn emulator_delays_only_its_pair_and_leaves_the_bridge_as_it_was() {
     let _one = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -251,4 +342,10 @@ fn emulator_delays_only_its_pair_and_leaves_the_bridge_as_it_was() {
     let after = ping_rtt(&lab, 1, "198.51.100.2", 5);
     assert_eq!(after.3, 5);
     assert!(after.1 < 20.0, "{after:?}");
+}
+
+fn sleep_until(t: Instant) {
+    if let Some(d) = t.checked_duration_since(Instant::now()) {
+        std::thread::sleep(d);
+    }
 }

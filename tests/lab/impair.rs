@@ -55,8 +55,9 @@ pub struct Profile {
     /// The FIFO's size, as time to drain it at `rate_bps`; a frame that
     /// does not fit is dropped (tail drop). Zero: no limit.
     pub queue_limit: Duration,
-    /// Phantom traffic (1500-byte frames, Poisson arrivals) entering the
-    /// same FIFO at this rate: a PC's upload on the home uplink.
+    /// Phantom traffic entering the same FIFO at this rate: a PC's upload
+    /// on the home uplink, 1500-byte frames paced like TCP's (evenly spaced,
+    /// ±10%), so the queue stays within a frame of full.
     pub cross_traffic_bps: u64,
 }
 
@@ -231,10 +232,9 @@ impl Rng {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    /// Exponentially distributed with mean `mean` (Poisson arrivals).
-    pub fn exp(&mut self, mean: Duration) -> Duration {
-        let u = 1.0 - self.unit(); // (0, 1]
-        mean.mul_f64(-u.ln())
+    /// Uniform in `mean` ± `spread` × `mean`.
+    pub fn around(&mut self, mean: Duration, spread: f64) -> Duration {
+        mean.mul_f64(1.0 - spread + 2.0 * spread * self.unit())
     }
 }
 
@@ -285,7 +285,7 @@ impl Shaper {
         let tx = Self::tx_time(CROSS_FRAME, p.rate_bps);
         let mut t = match lane.next_cross {
             Some(t) => t,
-            None => now + self.rng.exp(mean),
+            None => now + self.rng.around(mean, 0.1),
         };
         // After a long stall, start over instead of replaying it.
         if now.saturating_duration_since(t) > Duration::from_secs(1) {
@@ -299,7 +299,7 @@ impl Shaper {
                 lane.busy_until = lane.busy_until.max(t) + tx;
                 Counters::add(&c.cross_frames);
             }
-            t += self.rng.exp(mean);
+            t += self.rng.around(mean, 0.1);
         }
         lane.next_cross = Some(t);
     }
@@ -553,7 +553,7 @@ impl Wire {
         inet.ip(&[
             "link", "add", &veth, "type", "veth", "peer", "name", &peer_veth,
         ]);
-        inet.ip(&["link", "set", &peer_veth, "master", "br0"]);
+        inet.ip(&["link", "set", &peer_veth, "master", BRIDGE]);
         for i in [&veth, &peer_veth] {
             inet.ip(&["link", "set", i, "up"]);
         }
@@ -564,17 +564,14 @@ impl Wire {
         let profiles = Arc::new(Mutex::new([Profile::NONE; 2]));
         let counters = Arc::new(Counters::default());
         let stop = Arc::new(AtomicBool::new(false));
-        let armed = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = {
-            let (profiles, counters, stop, armed) = (
-                profiles.clone(),
-                counters.clone(),
-                stop.clone(),
-                armed.clone(),
-            );
-            let (wan, veth) = (wan.clone(), veth.clone());
+            let (profiles, counters, stop) = (profiles.clone(), counters.clone(), stop.clone());
+            let ports = [wan.clone(), veth.clone(), peer_veth.clone()];
             inet.spawn(move || {
+                let [wan, veth, peer_veth] = ports;
+                // The sockets first, then `wN` out of the bridge: the wire
+                // is cut for one ioctl, not for an `ip` process.
                 let socks = match (packet_socket(&wan), packet_socket(&veth)) {
                     (Ok(a), Ok(b)) => [a, b],
                     (Err(e), _) | (_, Err(e)) => {
@@ -582,11 +579,27 @@ impl Wire {
                         return;
                     }
                 };
+                if let Err(e) = bridge_port(&wan, false) {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+                // What the sockets heard while `wN` was a bridge port, the
+                // bridge has forwarded already.
+                for s in &socks {
+                    let mut buf = [0u8; 2048];
+                    while recv_frame(s.as_raw_fd(), &mut buf).is_some() {}
+                }
                 let _ = ready_tx.send(Ok(()));
-                run(&socks, pair, seed, &profiles, &counters, &stop, &armed);
+                run(&socks, pair, seed, &profiles, &counters, &stop);
+                // Back as it was: `xNb` out (its learnt addresses go with
+                // it), `wN` in.
+                let back = bridge_port(&peer_veth, false).and_then(|()| bridge_port(&wan, true));
+                if let Err(e) = back {
+                    eprintln!("link emulator: {wan} back into {BRIDGE}: {e}");
+                }
             })
         };
-        let mut wire = Wire {
+        let wire = Wire {
             ns: inet.name.clone(),
             wan,
             veth,
@@ -599,19 +612,10 @@ impl Wire {
             thread: Some(thread),
         };
         match ready_rx.recv_timeout(Duration::from_secs(5)) {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => wire,
             Ok(Err(e)) => panic!("link emulator on {}: {e}", wire.wan),
             Err(e) => panic!("link emulator on {}: no answer: {e}", wire.wan),
         }
-        // Only now out of the bridge: the sockets are ready, the outage is
-        // one `ip` call. Frames heard before are discarded (the bridge
-        // forwarded them).
-        if let Err(e) = ip_batch(&wire.ns, &format!("link set {} nomaster\n", wire.wan)) {
-            wire.thread.take();
-            panic!("{e}");
-        }
-        armed.store(true, Ordering::SeqCst);
-        wire
     }
 
     /// The same profile both ways.
@@ -642,14 +646,52 @@ impl Drop for Wire {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        // One `ip` call: the wire is cut for as short a time as possible.
+        // The thread has put `wN` back; this also does when it could not.
         if let Err(e) = ip_batch(
             &self.ns,
-            &format!("link del {}\nlink set {} master br0\n", self.veth, self.wan),
+            &format!(
+                "link set {} master {BRIDGE}\nlink del {}\n",
+                self.wan, self.veth
+            ),
         ) {
             eprintln!("link emulator: restoring {}: {e}", self.wan);
         }
     }
+}
+
+/// The bridge standing for the internet.
+const BRIDGE: &str = "br0";
+
+/// Adds `ifname` to [`BRIDGE`] or removes it (the bridge ioctls, in the
+/// calling thread's namespace).
+fn bridge_port(ifname: &str, add: bool) -> io::Result<()> {
+    const SIOCBRADDIF: u64 = 0x89a2;
+    const SIOCBRDELIF: u64 = 0x89a3;
+    let index = nix::net::if_::if_nametoindex(ifname).map_err(io::Error::from)?;
+    // SAFETY: plain syscall; the result is checked.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a new descriptor we own.
+    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: all-zero is a valid ifreq.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(BRIDGE.bytes()) {
+        *d = s as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_ifindex = index as i32;
+    let request = if add { SIOCBRADDIF } else { SIOCBRDELIF };
+    // SAFETY: the bridge ioctls read an ifreq, which `ifr` is.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), request as _, &mut ifr) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        // Not a port (any more), or one already: as wanted.
+        let done = matches!(e.raw_os_error(), Some(libc::EINVAL) if !add)
+            || matches!(e.raw_os_error(), Some(libc::EBUSY) if add);
+        return if done { Ok(()) } else { Err(e) };
+    }
+    Ok(())
 }
 
 /// The emulator's loop: `socks[0]` is `wN` (the router's side), `socks[1]`
@@ -661,7 +703,6 @@ fn run(
     profiles: &Mutex<[Profile; 2]>,
     c: &Counters,
     stop: &AtomicBool,
-    armed: &AtomicBool,
 ) {
     let fds = [socks[0].as_raw_fd(), socks[1].as_raw_fd()];
     let mut shaper = Shaper::new(seed, Instant::now());
@@ -723,7 +764,7 @@ fn run(
                 let Some((n, kind)) = recv_frame(fds[i], &mut buf) else {
                     break;
                 };
-                if kind == libc::PACKET_OUTGOING || n < VNET_HDR || !armed.load(Ordering::Relaxed) {
+                if kind == libc::PACKET_OUTGOING || n < VNET_HDR {
                     continue;
                 }
                 let frame = &buf[..n];
@@ -751,5 +792,10 @@ fn run(
                 }
             }
         }
+    }
+    // Frames still held leave now, in order: taking the emulator off the
+    // wire loses nothing.
+    while let Some(Reverse(p)) = queue.pop() {
+        send_frame(fds[p.out], &p.frame, c);
     }
 }
