@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 need_root
-ensure_packages "${LAB_PACKAGES[@]}" build-essential pkg-config file nodejs stun-client stun-server
+ensure_packages "${LAB_PACKAGES[@]}" build-essential pkg-config file nodejs stun-client stun-server stress-ng
 ensure_rust
 for cmd in bird birdc ip nft; do
   command -v "$cmd" >/dev/null || die "$cmd missing after install"
@@ -20,14 +20,19 @@ say "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 
 say "cargo test (unit, property, interop and lab tests)"
-# The failover tests and the packet loop's latency measure milliseconds,
-# the NAT matrix runs eleven daemons, and the game exits' lab waits out a
-# two-minute mapping: they run below in a release build.
+# The failover tests, the impairment profiles and the packet loop's latency
+# measure milliseconds, the NAT matrix runs eleven daemons, and the game
+# exits' lab waits out a two-minute mapping: they run below in a release
+# build.
 cargo test --workspace -- --skip failover_ --skip nat_matrix --skip consoles_get_an_open_nat \
-  --skip silent_control_clients --skip a_reload_whose_endpoint_name --skip status_and_reloads_in_a_loop
+  --skip silent_control_clients --skip a_reload_whose_endpoint_name --skip status_and_reloads_in_a_loop \
+  --skip impaired_
 
 say "failover on real daemons: BFD with a stock BIRD member, power cuts (release build)"
 cargo test --release --test lab_failover -- --test-threads=1
+
+say "impairment profiles: jitter, an upload queue, 5% and 10% loss, SIGSTOP, a CPU hog: no BGP flap (release build)"
+MESHD_IMPAIR_SECS=20 cargo test --release --test lab_impair -- --test-threads=1 --nocapture
 
 say "the packet loop never waits for a control client or a name lookup (release build)"
 cargo test --release --test lab_seed -- --nocapture --test-threads=1 \

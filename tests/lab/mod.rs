@@ -291,6 +291,7 @@ pub fn json_path_present(doc: &serde_json::Value, path: &str) -> bool {
     }
 }
 
+pub mod impair;
 pub mod nat;
 pub mod seed;
 pub mod stock;

@@ -465,6 +465,21 @@ impl SeedLab {
         Some(start.elapsed())
     }
 
+    /// Puts the link emulator on router `n`'s WAN wire, impairing its
+    /// tunnel underlay with router `peer` (198.51.100.n <-> 198.51.100.peer);
+    /// nothing is impaired until [`Wire::set`](super::impair::Wire::set).
+    /// Drop the wire before the lab.
+    pub fn impair_wan(&self, n: usize, peer: usize) -> super::impair::Wire {
+        super::impair::Wire::start(
+            &self.inet,
+            n,
+            (
+                Ipv4Addr::new(198, 51, 100, n as u8),
+                Ipv4Addr::new(198, 51, 100, peer as u8),
+            ),
+        )
+    }
+
     pub fn logs(&self) -> String {
         let mut s = String::new();
         for r in &self.routers {
