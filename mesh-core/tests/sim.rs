@@ -36,6 +36,20 @@ fn converged_square(seed: u64) -> Sim {
     s
 }
 
+/// The seed square with the default BGP hold time (9 s) that runs with BFD,
+/// converged.
+fn square_with_bgp_hold_time_9s(seed: u64) -> Sim {
+    let mut s = Sim::new(4, seed);
+    s.hold_time = 9;
+    for (a, b) in [(1, 2), (1, 3), (2, 4), (3, 4)] {
+        s.link(a, b, 5, 0.0);
+    }
+    s.start_all();
+    s.run_for(Duration::from_secs(5));
+    assert!(s.all_converged(&[1, 2, 3, 4]));
+    s
+}
+
 fn seed_square(seed: u64) -> Sim {
     let mut s = Sim::new(4, seed);
     for (a, b) in [(1, 2), (1, 3), (2, 4), (3, 4)] {
@@ -198,14 +212,7 @@ fn power_cut_with_redundant_sending_loses_nothing() {
 #[test]
 fn a_blip_moves_traffic_and_back_without_a_bgp_flap() {
     big_stack(|| {
-        let mut s = Sim::new(4, 23);
-        s.hold_time = 9;
-        for (a, b) in [(1, 2), (1, 3), (2, 4), (3, 4)] {
-            s.link(a, b, 5, 0.0);
-        }
-        s.start_all();
-        s.run_for(Duration::from_secs(5));
-        assert!(s.all_converged(&[1, 2, 3, 4]));
+        let mut s = square_with_bgp_hold_time_9s(23);
         assert_eq!(first_hop(&s, 1, 4), Some(2));
         let events_before = s.events.len();
         let cut_at = s.now;
@@ -255,14 +262,7 @@ fn a_lossy_tunnel_does_not_flap_routes() {
         // BFD gives fast detection, so BGP runs the default hold time (9 s):
         // with TCP's 1 s minimum retransmission timeout, a 3 s hold time
         // would expire on a lossy link by itself.
-        let mut s = Sim::new(4, 21);
-        s.hold_time = 9;
-        for (a, b) in [(1, 2), (1, 3), (2, 4), (3, 4)] {
-            s.link(a, b, 5, 0.0);
-        }
-        s.start_all();
-        s.run_for(Duration::from_secs(5));
-        assert!(s.all_converged(&[1, 2, 3, 4]));
+        let mut s = square_with_bgp_hold_time_9s(21);
         // R1-R2 carries C1→C4; it starts losing 5% of its packets.
         s.links.get_mut(&(1, 2)).unwrap().loss = 0.05;
         let events_before = s.events.len();
