@@ -15,134 +15,25 @@
 
 mod lab;
 
-use std::io::{Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::io::Write;
+use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lab::{require_root, Netns, TempDir};
 use meshd::json::Json;
-use meshd::ubus::blob::{fields_from_json, fields_to_json};
-use meshd::ubus::msg::Attr;
+use meshd::ubus::blob::fields_to_json;
 use meshd::ubus::{Msg, MsgType, Status};
 
+#[path = "support/fake_ubusd.rs"]
+mod fake_ubusd;
 #[path = "support/ubus_capture.rs"]
 mod ubus_capture;
 
+use fake_ubusd::{accept, call, invoke, register, reply};
+
 use ubus_capture::{capture, nth as captured};
-
-const WAIT: Duration = Duration::from_secs(10);
-
-fn read_frame(s: &mut UnixStream) -> Msg {
-    let mut frame = vec![0u8; 12];
-    s.read_exact(&mut frame).expect("a frame header from meshd");
-    let len = u32::from_be_bytes([frame[8], frame[9], frame[10], frame[11]]) & 0x00ff_ffff;
-    frame.resize(8 + ((len as usize + 3) & !3), 0);
-    s.read_exact(&mut frame[12..])
-        .expect("a frame body from meshd");
-    Msg::decode(&frame).expect("meshd sent a frame that decodes")
-}
-
-/// The next frame that is not a NOTIFY (those are collected).
-fn reply(s: &mut UnixStream, notes: &mut Vec<Json>) -> Msg {
-    loop {
-        let m = read_frame(s);
-        if m.msg_type == MsgType::Notify {
-            notes.push(fields_to_json(m.data().unwrap_or(&[])));
-            continue;
-        }
-        return m;
-    }
-}
-
-/// An INVOKE as ubusd forwards it (OBJID, METHOD, DATA, USER, GROUP).
-fn invoke(obj: u32, peer: u32, method: &str, args: Json) -> Vec<u8> {
-    let Json::Obj(fields) = args else { panic!() };
-    Msg::new(MsgType::Invoke, 2, peer)
-        .with(Attr::ObjId(obj))
-        .with(Attr::Method(method.into()))
-        .with(Attr::Data(fields_from_json(&fields)))
-        .with(Attr::User("root".into()))
-        .with(Attr::Group("root".into()))
-        .encode()
-        .unwrap()
-}
-
-/// Calls `method`; returns (status, data).
-fn call(
-    s: &mut UnixStream,
-    obj: u32,
-    method: &str,
-    args: Json,
-    notes: &mut Vec<Json>,
-) -> (u32, Json) {
-    let peer = 0x1234_5678;
-    s.write_all(&invoke(obj, peer, method, args)).unwrap();
-    let mut data = Json::Null;
-    loop {
-        let m = reply(s, notes);
-        assert_eq!(m.peer, peer, "{m:?}");
-        match m.msg_type {
-            MsgType::Data => data = fields_to_json(m.data().unwrap_or(&[])),
-            MsgType::Status => return (m.status().unwrap(), data),
-            t => panic!("unexpected {t:?}"),
-        }
-    }
-}
-
-/// HELLO, then meshd's ADD_OBJECT, answered with ubusd's captured reply.
-/// Returns the object id meshd was given.
-fn register(s: &mut UnixStream) -> u32 {
-    s.write_all(&captured('<', "HELLO", 0)).unwrap();
-    let add = read_frame(s);
-    assert_eq!(add.msg_type, MsgType::AddObject);
-    assert!(
-        add.attrs.contains(&Attr::ObjPath("meshd".into())),
-        "{add:?}"
-    );
-    let Some(Attr::Signature(sig)) = add.attrs.iter().find(|a| matches!(a, Attr::Signature(_)))
-    else {
-        panic!("no signature: {add:?}")
-    };
-    let methods: Vec<&str> = sig.iter().map(|f| f.name.as_str()).collect();
-    assert_eq!(
-        methods,
-        [
-            "status",
-            "members",
-            "routes",
-            "nat",
-            "consoles",
-            "reload",
-            "member_add",
-            "member_del"
-        ]
-    );
-    let data = captured('<', "DATA", 0);
-    let id = Msg::decode(&data).unwrap().objid().unwrap();
-    s.write_all(&data).unwrap();
-    s.write_all(&captured('<', "STATUS", 0)).unwrap();
-    id
-}
-
-fn accept(l: &UnixListener) -> UnixStream {
-    l.set_nonblocking(true).unwrap();
-    let t = Instant::now();
-    loop {
-        match l.accept() {
-            Ok((s, _)) => {
-                s.set_nonblocking(false).unwrap();
-                s.set_read_timeout(Some(WAIT)).unwrap();
-                return s;
-            }
-            Err(_) if t.elapsed() < Duration::from_secs(40) => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            Err(e) => panic!("meshd did not connect to the bus: {e}"),
-        }
-    }
-}
 
 struct Daemon(Child);
 impl Drop for Daemon {
@@ -212,7 +103,20 @@ fn meshd_serves_its_ubus_object() {
     let logs = || std::fs::read_to_string(dir.path().join("meshd.log")).unwrap_or_default();
 
     let mut s = accept(&listener);
-    let obj = register(&mut s);
+    let (obj, methods) = register(&mut s);
+    assert_eq!(
+        methods,
+        [
+            "status",
+            "members",
+            "routes",
+            "nat",
+            "consoles",
+            "reload",
+            "member_add",
+            "member_del"
+        ]
+    );
     // A subscriber arrives (ubusd's captured NOTIFY with ACTIVE).
     s.write_all(&captured('<', "NOTIFY", 0)).unwrap();
     let mut notes = Vec::new();
@@ -400,7 +304,7 @@ fn meshd_serves_its_ubus_object() {
     let listener = UnixListener::bind(&bus).unwrap();
     let t = Instant::now();
     let mut s = accept(&listener);
-    let obj2 = register(&mut s);
+    let (obj2, _) = register(&mut s);
     println!(
         "ubusd restarted: meshd registered again after {:.1} s",
         t.elapsed().as_secs_f64()

@@ -37,6 +37,8 @@ pub struct Router {
     pub process: Option<Child>,
     /// Other daemons of a stock router (wireguard-go, bird), killed with it.
     pub others: Vec<Child>,
+    /// Environment meshd starts with (e.g. `MESHD_UBUS_SOCKET`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Router {
@@ -77,6 +79,7 @@ impl Router {
             public_key,
             process: None,
             others: Vec::new(),
+            env: Vec::new(),
         }
     }
 
@@ -92,6 +95,7 @@ impl Router {
             .cmd(meshd.to_str().unwrap())
             .arg("-c")
             .arg(&self.config)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
