@@ -620,7 +620,9 @@ fn one_cut(
     }
     // The whole run counts: the stream goes on while the router comes back,
     // rejoins, and (after its hold-down) takes traffic again.
-    let lost_at_cut = probe.sent().saturating_sub(probe.received() as u32 + 1);
+    let sent_at_cut = probe.sent();
+    std::thread::sleep(Duration::from_millis(100));
+    let lost_at_cut = probe.missing_before(sent_at_cut);
     restore(lab, transit)?;
     let rejoined = wait_for(Duration::from_secs(30), Duration::from_millis(200), || {
         settled(lab).then_some(())

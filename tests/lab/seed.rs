@@ -578,6 +578,21 @@ impl Probe {
         *self.sent.lock().unwrap()
     }
 
+    /// Probes numbered below `seq` that have not arrived (yet).
+    pub fn missing_before(&self, seq: u32) -> u32 {
+        let mut got: Vec<u32> = self
+            .received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.0)
+            .filter(|&s| s < seq)
+            .collect();
+        got.sort_unstable();
+        got.dedup();
+        seq.saturating_sub(got.len() as u32)
+    }
+
     /// Stops and reports: (sent, received, lost, longest gap).
     pub fn finish(mut self) -> ProbeReport {
         std::thread::sleep(Duration::from_millis(300));
