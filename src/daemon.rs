@@ -232,6 +232,13 @@ struct LoopLatency {
     bucket_start: std::time::Instant,
     current: std::time::Duration,
     previous: std::time::Duration,
+    /// The same for the loop thread's own CPU time per iteration (its work,
+    /// without the time the scheduler gave other processes).
+    busy_current: std::time::Duration,
+    busy_previous: std::time::Duration,
+    /// The thread's CPU clock at the end of the last iteration: one read per
+    /// iteration (the time in `epoll_wait` itself is counted as work).
+    cpu_at: std::time::Duration,
 }
 
 impl LoopLatency {
@@ -242,27 +249,52 @@ impl LoopLatency {
             bucket_start: std::time::Instant::now(),
             current: std::time::Duration::ZERO,
             previous: std::time::Duration::ZERO,
+            busy_current: std::time::Duration::ZERO,
+            busy_previous: std::time::Duration::ZERO,
+            cpu_at: thread_cpu(),
         }
     }
 
-    fn record(&mut self, at: std::time::Instant, busy: std::time::Duration) {
+    fn record(&mut self, at: std::time::Instant, wall: std::time::Duration) {
+        let cpu = thread_cpu();
+        let busy = cpu.saturating_sub(self.cpu_at);
+        self.cpu_at = cpu;
         let age = at.saturating_duration_since(self.bucket_start);
         if age >= Self::BUCKET {
-            self.previous = if age >= 2 * Self::BUCKET {
-                std::time::Duration::ZERO
+            let old = age >= 2 * Self::BUCKET;
+            self.previous = if old {
+                Default::default()
             } else {
                 self.current
             };
+            self.busy_previous = if old {
+                Default::default()
+            } else {
+                self.busy_current
+            };
             self.current = std::time::Duration::ZERO;
+            self.busy_current = std::time::Duration::ZERO;
             self.bucket_start = at;
         }
-        self.current = self.current.max(busy);
+        self.current = self.current.max(wall);
+        self.busy_current = self.busy_current.max(busy);
     }
 
-    /// The worst over the last one to two minutes.
-    fn worst(&self) -> std::time::Duration {
-        self.current.max(self.previous)
+    /// The worst over the last one to two minutes: wall-clock time of one
+    /// iteration, and the loop thread's CPU time in one.
+    fn worst(&self) -> (std::time::Duration, std::time::Duration) {
+        (
+            self.current.max(self.previous),
+            self.busy_current.max(self.busy_previous),
+        )
     }
+}
+
+/// This thread's CPU time so far.
+fn thread_cpu() -> std::time::Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(std::time::Duration::from)
+        .unwrap_or_default()
 }
 
 type PathProbe = std::sync::Arc<std::sync::Mutex<Option<crate::sys::path_probe::PathReport>>>;

@@ -449,17 +449,24 @@ fn status_and_reloads_in_a_loop_do_not_stall_the_packet_loop() {
     std::thread::sleep(Duration::from_millis(300));
     let r = probe.finish();
     let after: Vec<u64> = (1..=4).map(|n| bfd_downs(&lab, n)).collect();
-    let worst = lab.status(1).unwrap()["loop"]["worst_ms_last_minute"]
+    let status = lab.status(1).unwrap();
+    let worst = status["loop"]["worst_ms_last_minute"].as_f64().unwrap();
+    let busy = status["loop"]["worst_busy_ms_last_minute"]
         .as_f64()
         .unwrap();
     println!(
-        "{secs} s on r1: {statuses} status calls, {edits} ubus member_add+member_del pairs, {reloads} SIGHUP reloads: r1's loop at worst {worst} ms; BFD downs {before:?} -> {after:?}; probe C1→C4 {} of {} lost, longest gap {} ms",
+        "{secs} s on r1: {statuses} status calls, {edits} ubus member_add+member_del pairs, {reloads} SIGHUP reloads: r1's loop at worst {worst} ms, {busy} ms of it its own work; BFD downs {before:?} -> {after:?}; probe C1→C4 {} of {} lost, longest gap {} ms",
         r.lost,
         r.sent,
         r.longest_gap.as_millis()
     );
     assert_eq!(before, after, "a BFD session went down\n{}", lab.logs());
-    assert!(worst < 5.0, "r1's loop was busy {worst} ms at once");
+    // The loop's own work per wake-up stays under 5 ms. Its wall clock also
+    // holds whatever the scheduler gave the other processes of this 2-core
+    // machine (the hammering client, the probe, four daemons): up to 10 ms
+    // seen in CI with 40-300 µs of work in those iterations.
+    assert!(busy < 5.0, "r1's loop worked {busy} ms at once");
+    assert!(worst < 20.0, "r1's loop was {worst} ms between two waits");
     assert_eq!(r.lost, 0, "probes lost while r1 was hammered");
     assert!(lab.ping(1, 4), "traffic after the hammering");
 }
