@@ -40,7 +40,7 @@ use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFl
 use crate::config::{Config, MemberEntry};
 use crate::consoles::{self, Console, PolicyRouting};
 use crate::control::{ControlServer, Request};
-use crate::editor::Editor;
+use crate::files::{self, Caller, Done, FileWorker, Job};
 use crate::json::Json;
 use crate::resolver::Resolver;
 use crate::sys::netlink::{Netlink, Route, RTPROT_MESHD};
@@ -56,7 +56,7 @@ const TOKEN_TIMER: u64 = 5;
 const TOKEN_CONTROL: u64 = 6;
 const TOKEN_UBUS: u64 = 7;
 const TOKEN_RESOLVER: u64 = 8;
-const TOKEN_EDITOR: u64 = 9;
+const TOKEN_FILES: u64 = 9;
 /// An exit mapping's socket: this plus its port.
 const TOKEN_EXIT: u64 = 1 << 16;
 /// A control socket client: this plus its index.
@@ -197,10 +197,11 @@ pub struct Daemon {
     resolved: Resolved,
     /// Endpoint names are resolved here, off the loop.
     resolver: Resolver,
-    /// ubus edits of the configuration file run here, off the loop.
-    editor: Editor,
+    /// The configuration file is read (SIGHUP, ubus `reload`) and edited
+    /// (ubus `member_add`, `member_del`) here, off the loop.
+    files: FileWorker,
     /// For reconfiguring when names resolve (the key file is read on
-    /// SIGHUP only).
+    /// reloads only).
     private_key: Key,
     stop: Option<Outcome>,
     udp_send_errors: u64,
@@ -233,14 +234,29 @@ struct LoopLatency {
     current: std::time::Duration,
     previous: std::time::Duration,
     /// The same for the loop thread's own CPU time per stretch (its work,
-    /// without the time the scheduler gave other processes). A stretch is
-    /// one ready source's handling (node timers run between sources), or
-    /// the timers and upkeep after the last.
-    busy_current: std::time::Duration,
-    busy_previous: std::time::Duration,
-    /// The thread's CPU clock at the end of the last stretch: one read per
-    /// stretch (the time in `epoll_wait` itself is counted as work).
+    /// without the time the scheduler gave other processes), with what the
+    /// stretch handled. A stretch is one ready source's handling (node
+    /// timers run between sources), or the last source's with the timers
+    /// and upkeep after it.
+    busy_current: (std::time::Duration, &'static str),
+    busy_previous: (std::time::Duration, &'static str),
+    /// The thread's CPU clock at the start of the stretch: read when the
+    /// loop wakes and at the end of each stretch. (Counting from the end of
+    /// the last wake-up's instead would charge the loop with what the
+    /// kernel did in its context while it slept in `epoll_wait`, such as
+    /// the receive path of packets it had sent: up to a few ms seen.)
     cpu_at: std::time::Duration,
+}
+
+/// The worst of the loop over the last one to two minutes.
+#[derive(Debug, Clone, Copy)]
+pub struct LoopWorst {
+    /// Wall-clock time of one stretch.
+    pub wall: std::time::Duration,
+    /// The loop thread's CPU time in one stretch, and what that stretch
+    /// handled.
+    pub busy: std::time::Duration,
+    pub busy_in: &'static str,
 }
 
 impl LoopLatency {
@@ -251,13 +267,19 @@ impl LoopLatency {
             bucket_start: std::time::Instant::now(),
             current: std::time::Duration::ZERO,
             previous: std::time::Duration::ZERO,
-            busy_current: std::time::Duration::ZERO,
-            busy_previous: std::time::Duration::ZERO,
+            busy_current: (std::time::Duration::ZERO, ""),
+            busy_previous: (std::time::Duration::ZERO, ""),
             cpu_at: thread_cpu(),
         }
     }
 
-    fn record(&mut self, at: std::time::Instant, wall: std::time::Duration) {
+    /// The loop woke up: a stretch starts.
+    fn woke(&mut self) {
+        self.cpu_at = thread_cpu();
+    }
+
+    /// A stretch that started at `at` ended `wall` later.
+    fn record(&mut self, at: std::time::Instant, wall: std::time::Duration, what: &'static str) {
         let cpu = thread_cpu();
         let busy = cpu.saturating_sub(self.cpu_at);
         self.cpu_at = cpu;
@@ -270,25 +292,49 @@ impl LoopLatency {
                 self.current
             };
             self.busy_previous = if old {
-                Default::default()
+                (std::time::Duration::ZERO, "")
             } else {
                 self.busy_current
             };
             self.current = std::time::Duration::ZERO;
-            self.busy_current = std::time::Duration::ZERO;
+            self.busy_current = (std::time::Duration::ZERO, "");
             self.bucket_start = at;
         }
         self.current = self.current.max(wall);
-        self.busy_current = self.busy_current.max(busy);
+        if busy > self.busy_current.0 {
+            self.busy_current = (busy, what);
+        }
     }
 
-    /// The worst over the last one to two minutes: wall-clock time of one
-    /// iteration, and the loop thread's CPU time in one.
-    fn worst(&self) -> (std::time::Duration, std::time::Duration) {
-        (
-            self.current.max(self.previous),
-            self.busy_current.max(self.busy_previous),
-        )
+    /// The worst over the last one to two minutes.
+    fn worst(&self) -> LoopWorst {
+        let busy = if self.busy_current.0 >= self.busy_previous.0 {
+            self.busy_current
+        } else {
+            self.busy_previous
+        };
+        LoopWorst {
+            wall: self.current.max(self.previous),
+            busy: busy.0,
+            busy_in: busy.1,
+        }
+    }
+}
+
+/// What an epoll token stands for, as the status document names it.
+fn source_name(token: u64) -> &'static str {
+    match token {
+        TOKEN_UDP4 | TOKEN_UDP6 => "mesh port",
+        TOKEN_TUN => "tun",
+        TOKEN_SIGNAL => "signal",
+        TOKEN_TIMER => "timers",
+        TOKEN_CONTROL => "control accept",
+        TOKEN_UBUS => "ubus",
+        TOKEN_RESOLVER => "resolver",
+        TOKEN_FILES => "config file",
+        t if t & TOKEN_CONTROL_CLIENT != 0 => "control client",
+        t if t & TOKEN_EXIT != 0 => "exit port",
+        _ => "other",
     }
 }
 
@@ -439,8 +485,8 @@ impl Daemon {
         epoll.add(control.listener().as_fd(), readable(TOKEN_CONTROL))?;
         let resolver = Resolver::start()?;
         epoll.add(resolver.fd(), readable(TOKEN_RESOLVER))?;
-        let editor = Editor::start()?;
-        epoll.add(editor.fd(), readable(TOKEN_EDITOR))?;
+        let files = FileWorker::start(config_path.to_path_buf())?;
+        epoll.add(files.fd(), readable(TOKEN_FILES))?;
 
         let mut d = Daemon {
             config_path: config_path.to_path_buf(),
@@ -460,7 +506,7 @@ impl Daemon {
             installed: BTreeSet::new(),
             resolved: Resolved::default(),
             resolver,
-            editor,
+            files,
             private_key,
             stop: None,
             udp_send_errors: 0,
@@ -531,6 +577,8 @@ impl Daemon {
                 Err(e) => return Err(ctx(e, "epoll")),
             };
             let mut woke = std::time::Instant::now();
+            self.loop_latency.woke();
+            let mut handled = "upkeep";
             for (i, ev) in events[..n].iter().enumerate() {
                 if i > 0 {
                     // A batch of ready sources (a backlog after the machine
@@ -541,9 +589,10 @@ impl Daemon {
                         self.node.handle_timeout(t);
                         self.drain();
                     }
-                    self.loop_latency.record(woke, woke.elapsed());
+                    self.loop_latency.record(woke, woke.elapsed(), handled);
                     woke = std::time::Instant::now();
                 }
+                handled = source_name(ev.data());
                 match ev.data() {
                     TOKEN_UDP4 => self.read_udp(false, &mut buf),
                     TOKEN_UDP6 => self.read_udp(true, &mut buf),
@@ -554,7 +603,7 @@ impl Daemon {
                     TOKEN_SIGNAL => self.read_signals(),
                     TOKEN_CONTROL => self.accept_control(),
                     TOKEN_RESOLVER => self.names_resolved(),
-                    TOKEN_EDITOR => self.edits_done(),
+                    TOKEN_FILES => self.files_done(),
                     t if t & TOKEN_CONTROL_CLIENT != 0 => {
                         self.serve_control((t & 0xffff) as usize, ev.events())
                     }
@@ -581,7 +630,7 @@ impl Daemon {
                 self.housekeeping();
             }
             self.drain_and_arm();
-            self.loop_latency.record(woke, woke.elapsed());
+            self.loop_latency.record(woke, woke.elapsed(), handled);
         }
         Ok(self.stop.take().unwrap_or(Outcome::Exit))
     }
@@ -800,7 +849,7 @@ impl Daemon {
     fn read_signals(&mut self) {
         while let Ok(Some(info)) = self.signals.read_signal() {
             match Signal::try_from(info.ssi_signo as i32) {
-                Ok(Signal::SIGHUP) => self.reload(),
+                Ok(Signal::SIGHUP) => self.reload(None),
                 Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) => {
                     log::info!("stopping");
                     self.stop = Some(Outcome::Exit);
@@ -874,10 +923,23 @@ impl Daemon {
         self.log_changes(&changes);
     }
 
-    /// Re-reads the configuration; applies what changed, keeps what did not.
-    fn reload(&mut self) {
-        let new = match Config::load(&self.config_path) {
-            Ok(c) => c,
+    /// Has the configuration re-read off the loop; [`Daemon::files_done`]
+    /// applies it. `caller` (a ubus `reload`) is answered then.
+    fn reload(&mut self, caller: Option<Caller>) {
+        if !self.files.submit(Job::Reload { caller }) {
+            log::error!("reload: the file thread is gone; keeping the running configuration");
+            if let Some((peer, seq)) = caller {
+                self.ubus
+                    .reply(peer, seq, Err(crate::ubus::Status::UnknownError));
+            }
+        }
+    }
+
+    /// Applies a configuration read off the loop: what changed, keeping
+    /// what did not.
+    fn apply(&mut self, loaded: files::Loaded) {
+        let (new, key) = match loaded {
+            Ok(k) => k,
             Err(errors) => {
                 for e in errors {
                     log::error!("{e}");
@@ -889,13 +951,6 @@ impl Daemon {
         for w in &new.warnings {
             log::warn!("{w}");
         }
-        let key = match keys::load_or_create(&new.main.private_key_file) {
-            Ok(k) => k,
-            Err(e) => {
-                log::error!("reload refused: {e}");
-                return;
-            }
-        };
         crate::logger::init(new.main.log_level);
         if sockets(&new) != sockets(&self.config) {
             log::info!("reload: port, device or control socket changed: restarting");
@@ -1078,11 +1133,15 @@ impl Daemon {
                             }
                             self.ubus.reply(peer, seq, result);
                         }
-                        // The file edit runs on the editor's thread; the
-                        // call is answered when it is done.
-                        crate::ubus_api::Answer::Later(edit) => {
-                            let path = self.config_path.clone();
-                            if !self.editor.submit((peer, seq), path, edit) {
+                        crate::ubus_api::Answer::AfterReload => self.reload(Some((peer, seq))),
+                        // The file edit runs on the file thread; the call
+                        // is answered when it is done and applied.
+                        crate::ubus_api::Answer::AfterEdit(edit) => {
+                            let job = Job::Edit {
+                                caller: (peer, seq),
+                                edit,
+                            };
+                            if !self.files.submit(job) {
                                 self.ubus
                                     .reply(peer, seq, Err(crate::ubus::Status::UnknownError));
                             }
@@ -1093,12 +1152,41 @@ impl Daemon {
         }
     }
 
-    /// ubus edits the editor finished: the daemon follows the file, the
-    /// subscribers hear of it, the caller gets its answer.
-    fn edits_done(&mut self) {
-        for ((peer, seq), method, event, result) in self.editor.done() {
-            let answer = crate::ubus_api::finish_edit(self, method, event, result);
-            self.ubus.reply(peer, seq, answer);
+    /// Reloads and edits the file thread finished: the daemon follows the
+    /// file, the subscribers hear of edits, callers get their answers.
+    /// Of several good configurations read since the loop last looked,
+    /// only the newest is applied (each would replace the one before
+    /// anyway): a burst of reloads costs the loop one reconfiguration. A
+    /// refused one is still reported.
+    fn files_done(&mut self) {
+        let done = self.files.done();
+        let newest = done.iter().rposition(|d| matches!(d.loaded(), Some(Ok(_))));
+        for (i, d) in done.into_iter().enumerate() {
+            match d {
+                Done::Reloaded { caller, loaded } => {
+                    if loaded.is_err() || Some(i) == newest {
+                        self.apply(loaded);
+                    }
+                    if let Some((peer, seq)) = caller {
+                        self.ubus.reply(peer, seq, crate::ubus_api::reloaded());
+                    }
+                }
+                Done::Edited {
+                    caller: (peer, seq),
+                    method,
+                    event,
+                    result,
+                    loaded,
+                } => {
+                    if let Some(loaded) = loaded {
+                        if loaded.is_err() || Some(i) == newest {
+                            self.apply(loaded);
+                        }
+                    }
+                    let answer = crate::ubus_api::finish_edit(self, method, event, result);
+                    self.ubus.reply(peer, seq, answer);
+                }
+            }
         }
     }
 
@@ -1352,11 +1440,6 @@ impl crate::ubus_api::Api for Daemon {
             self.config.main.listen_port,
         )
         .with("loop", status::loop_document(self.loop_latency.worst()))
-    }
-
-    fn reload(&mut self) {
-        // The inherent `reload` (SIGHUP's), not this one.
-        Daemon::reload(self);
     }
 
     fn config_path(&self) -> &Path {

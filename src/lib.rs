@@ -7,7 +7,7 @@ pub mod console_oui;
 pub mod consoles;
 pub mod control;
 pub mod daemon;
-pub mod editor;
+pub mod files;
 pub mod json;
 pub mod keys;
 pub mod logger;

@@ -176,16 +176,17 @@ pub fn exit_document<C: Crypto>(node: &Node<'_, C>, consoles: &[Console], now: I
         )
 }
 
-/// The daemon's packet loop: the longest it was busy between two waits,
-/// lately (a stall this long delays every packet and every BFD answer).
-/// The packet loop's worst iteration over the last one to two minutes: wall
-/// clock (what a packet waiting behind it saw, the scheduler's delays
-/// included) and the loop's own CPU time (its work).
-pub fn loop_document((wall, busy): (std::time::Duration, std::time::Duration)) -> Json {
+/// The daemon's packet loop: the longest it was busy at once over the last
+/// one to two minutes (a stall this long delays every packet and every BFD
+/// answer). Wall clock (what a packet waiting behind it saw, the
+/// scheduler's delays included), the loop's own CPU time (its work), and
+/// what it was handling then.
+pub fn loop_document(worst: crate::daemon::LoopWorst) -> Json {
     let ms = |d: std::time::Duration| (d.as_micros() as f64 / 10.0).round() / 100.0;
     Json::obj()
-        .with("worst_ms_last_minute", ms(wall))
-        .with("worst_busy_ms_last_minute", ms(busy))
+        .with("worst_ms_last_minute", ms(worst.wall))
+        .with("worst_busy_ms_last_minute", ms(worst.busy))
+        .with("worst_busy_in", worst.busy_in)
 }
 
 /// The whole status document.

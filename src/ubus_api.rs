@@ -8,7 +8,7 @@
 //! | `routes` | – | `{"routes": [...]}`: best path with AS path and why it won, the alternatives |
 //! | `nat` | – | `{"nat": {...}}`: this router's NAT behaviour and PlayStation type |
 //! | `consoles` | – | the exit part of `status`: consoles (each one's exit, public address, NAT type), the exits, this router's offer, mappings per home, counters |
-//! | `reload` | – | re-reads `/etc/config/meshd` (as SIGHUP does) |
+//! | `reload` | – | re-reads `/etc/config/meshd` (as SIGHUP does); answered once applied or refused |
 //! | `member_add` | `name`, `public_key`, `overlay`, `asn`, optional `overlay6`, `prefix` (array), `endpoint` (array), `keepalive`, `hold_time`, `enabled`, `bfd`, `bfd_interval`, `bfd_multiplier`, `exit` | writes the member to the UCI file (atomically), then reloads |
 //! | `member_del` | `name` | removes the member from the UCI file, then reloads |
 //!
@@ -65,8 +65,6 @@ const MEMBER_ADD: &[(&str, ArgType)] = &[
 pub trait Api {
     /// The whole status document (`meshd status --json`).
     fn status(&self) -> Json;
-    /// Re-reads the configuration file, as SIGHUP does.
-    fn reload(&mut self);
     /// The UCI file that `member_add`/`member_del` edit.
     fn config_path(&self) -> &Path;
     /// Sends a notification to the object's subscribers (if any).
@@ -96,11 +94,22 @@ impl std::fmt::Debug for Edit {
     }
 }
 
-/// How a method answers: now, or once its file edit ran.
+/// How a method answers: now, or once the file was re-read (off the
+/// packet loop) and applied.
 #[derive(Debug)]
 pub enum Answer {
     Now(Result<Json, Status>),
-    Later(Edit),
+    /// `{"reloaded": true}` once the file was re-read and applied, or
+    /// refused (the log says why, and the running configuration stays).
+    AfterReload,
+    /// Once its file edit ran and, when it was written, the file was
+    /// re-read and applied: see [`finish_edit`].
+    AfterEdit(Edit),
+}
+
+/// The answer to `reload`.
+pub fn reloaded() -> Result<Json, Status> {
+    Ok(Json::obj().with("reloaded", true))
 }
 
 /// A method of the object: what ubusd publishes and checks arguments
@@ -156,18 +165,13 @@ pub const METHODS: &[Method] = &[
     Method {
         name: "reload",
         args: NO_ARGS,
-        // Answered even when the reload is refused: the log says why, and
-        // the running configuration stays.
-        call: |api, _| {
-            api.reload();
-            Answer::Now(Ok(Json::obj().with("reloaded", true)))
-        },
+        call: |_, _| Answer::AfterReload,
     },
     Method {
         name: "member_add",
         args: MEMBER_ADD,
         call: |_, args| match new_member(args) {
-            Ok(m) => Answer::Later(Edit {
+            Ok(m) => Answer::AfterEdit(Edit {
                 method: "member_add",
                 event: "added",
                 job: Box::new(move |config| {
@@ -183,7 +187,7 @@ pub const METHODS: &[Method] = &[
         name: "member_del",
         args: &[("name", ArgType::String)],
         call: |_, args| match member_name(args) {
-            Ok(name) => Answer::Later(Edit {
+            Ok(name) => Answer::AfterEdit(Edit {
                 method: "member_del",
                 event: "removed",
                 job: Box::new(move |config| {
@@ -209,18 +213,6 @@ pub fn call(api: &mut dyn Api, method: &str, args: &Json) -> Answer {
     match METHODS.iter().find(|m| m.name == method) {
         Some(m) => (m.call)(api, args),
         None => Answer::Now(Err(Status::MethodNotFound)),
-    }
-}
-
-/// A call answered at once, the edit running where it is called: what the
-/// daemon does in two steps (the edit on its editor thread), in one.
-pub fn call_and_edit(api: &mut dyn Api, method: &str, args: &Json) -> Result<Json, Status> {
-    match call(api, method, args) {
-        Answer::Now(r) => r,
-        Answer::Later(edit) => {
-            let done = (edit.job)(api.config_path());
-            finish_edit(api, edit.method, edit.event, done)
-        }
     }
 }
 
@@ -327,10 +319,10 @@ fn member_name(args: &Json) -> Result<String, String> {
     string(args, "name")?.ok_or("argument 'name' is missing".into())
 }
 
-/// After a member edit: when the file was written, the daemon follows it
-/// at once (the edit is no use until reloaded) and subscribers hear of the
-/// member as `event`; when it was refused, nothing changed and the log
-/// says why (the caller only sees the status).
+/// After a member edit: when the file was written (the daemon has then
+/// already re-read and applied it: the edit is no use until reloaded),
+/// subscribers hear of the member as `event`; when it was refused,
+/// nothing changed and the log says why (the caller only sees the status).
 pub fn finish_edit(
     api: &mut dyn Api,
     method: &str,
@@ -343,7 +335,6 @@ pub fn finish_edit(
                 "ubus: {method} {name}: {} written",
                 api.config_path().display()
             );
-            api.reload();
             api.notify(
                 "member",
                 Json::obj().with("name", name.as_str()).with("event", event),
@@ -365,11 +356,10 @@ mod tests {
 
     /// A double of the daemon, because the real `Api` is a whole daemon
     /// (sockets, a TUN device, a node): it answers a fixed status document
-    /// and records the reloads and notifications it was asked for, and edits
+    /// and records the notifications it was asked for, and edits
     /// a real file of its own.
     struct FakeDaemon {
         config: PathBuf,
-        reloads: usize,
         notes: Vec<(String, Json)>,
     }
 
@@ -383,7 +373,6 @@ mod tests {
             std::fs::write(&config, text).unwrap();
             FakeDaemon {
                 config,
-                reloads: 0,
                 notes: Vec::new(),
             }
         }
@@ -409,16 +398,26 @@ mod tests {
                 .with("nat", Json::obj().with("behaviour", "cone"))
         }
 
-        fn reload(&mut self) {
-            self.reloads += 1;
-        }
-
         fn config_path(&self) -> &Path {
             &self.config
         }
 
         fn notify(&mut self, event_type: &str, data: Json) {
             self.notes.push((event_type.to_string(), data));
+        }
+    }
+
+    /// A call answered at once, the edit and the reload running where it
+    /// is called: what the daemon does in steps (the edit and the re-read
+    /// on its file thread, then the rest on the loop), in one.
+    fn call_and_edit(d: &mut FakeDaemon, method: &str, args: &Json) -> Result<Json, Status> {
+        match call(d, method, args) {
+            Answer::Now(r) => r,
+            Answer::AfterReload => reloaded(),
+            Answer::AfterEdit(edit) => {
+                let done = (edit.job)(d.config_path());
+                finish_edit(d, edit.method, edit.event, done)
+            }
         }
     }
 
@@ -455,7 +454,7 @@ mod tests {
                 "{method:?}"
             );
         }
-        assert_eq!((d.reloads, d.notes.len()), (0, 0));
+        assert_eq!(d.notes.len(), 0);
         assert_eq!(d.file(), CONFIG);
     }
 
@@ -473,7 +472,7 @@ mod tests {
                 Ok(part(&doc, key))
             );
         }
-        assert_eq!((d.reloads, d.notes.len()), (0, 0));
+        assert_eq!(d.notes.len(), 0);
     }
 
     #[test]
@@ -505,18 +504,17 @@ mod tests {
             );
         }
         assert_eq!(d.file(), CONFIG);
-        assert_eq!((d.reloads, d.notes.len()), (0, 0));
+        assert_eq!(d.notes.len(), 0);
     }
 
     #[test]
-    fn member_add_then_member_del_write_the_file_reload_and_tell_the_subscribers() {
+    fn member_add_then_member_del_write_the_file_and_tell_the_subscribers() {
         let mut d = FakeDaemon::with_config("add-del", CONFIG);
         assert_eq!(
             call_and_edit(&mut d, "member_add", &bob()),
             Ok(Json::obj().with("name", "bob"))
         );
         assert!(d.file().contains("config member 'bob'"), "{}", d.file());
-        assert_eq!(d.reloads, 1);
         let note = |event| {
             (
                 "member".to_string(),
@@ -531,7 +529,6 @@ mod tests {
             Ok(Json::obj().with("name", "bob"))
         );
         assert_eq!(d.file(), CONFIG);
-        assert_eq!(d.reloads, 2);
         assert_eq!(d.notes, [note("added"), note("removed")]);
 
         // Gone now: NOT_FOUND, and nothing more happens.
@@ -539,7 +536,7 @@ mod tests {
             call_and_edit(&mut d, "member_del", &bob_only),
             Err(Status::NotFound)
         );
-        assert_eq!((d.reloads, d.notes.len()), (2, 2));
+        assert_eq!(d.notes.len(), 2);
     }
 
     fn args(pairs: &[(&str, Json)]) -> Json {
