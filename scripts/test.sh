@@ -26,7 +26,7 @@ say "cargo test (unit, property, interop and lab tests)"
 # build.
 cargo test --workspace -- --skip failover_ --skip nat_matrix --skip consoles_get_an_open_nat \
   --skip silent_control_clients --skip a_reload_whose_endpoint_name --skip status_and_reloads_in_a_loop \
-  --skip impaired_
+  --skip a_log_pipe_nobody_reads --skip impaired_
 
 say "failover on real daemons: BFD with a stock BIRD member, power cuts (release build)"
 cargo test --release --test lab_failover -- --test-threads=1
@@ -34,9 +34,10 @@ cargo test --release --test lab_failover -- --test-threads=1
 say "impairment profiles: jitter, an upload queue, 5% and 10% loss, SIGSTOP, a CPU hog: no BGP flap (release build)"
 MESHD_IMPAIR_SECS=20 cargo test --release --test lab_impair -- --test-threads=1 --nocapture
 
-say "the packet loop never waits for a control client or a name lookup (release build)"
+say "the packet loop never waits for a control client, a name lookup or its log (release build)"
 cargo test --release --test lab_seed -- --nocapture --test-threads=1 \
-  silent_control_clients a_reload_whose_endpoint_name status_and_reloads_in_a_loop
+  silent_control_clients a_reload_whose_endpoint_name status_and_reloads_in_a_loop \
+  a_log_pipe_nobody_reads
 
 say "through any NAT: the open/cone/forwarded/symmetric/cgnat matrix (release build)"
 cargo test --release --test lab_nat -- --test-threads=1 --nocapture

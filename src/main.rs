@@ -67,7 +67,12 @@ fn run(path: PathBuf) -> ExitCode {
         .stack_size(DAEMON_STACK)
         .spawn(move || run_daemon(path))
     {
-        Ok(t) => t.join().unwrap_or(ExitCode::FAILURE),
+        Ok(t) => {
+            let code = t.join().unwrap_or(ExitCode::FAILURE);
+            // What the log thread holds is written before the process ends.
+            logger::flush();
+            code
+        }
         Err(e) => {
             eprintln!("error: cannot start: {e}");
             ExitCode::FAILURE
@@ -103,6 +108,8 @@ fn run_daemon(path: PathBuf) -> ExitCode {
             let args: Vec<std::ffi::CString> = std::env::args()
                 .filter_map(|a| std::ffi::CString::new(a).ok())
                 .collect();
+            // ... and before it becomes a new one.
+            logger::flush();
             let err = nix::unistd::execv(&exe, &args);
             log::error!("restart failed: {err:?}");
             ExitCode::FAILURE

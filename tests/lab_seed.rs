@@ -497,3 +497,84 @@ fn status_and_reloads_in_a_loop_do_not_stall_the_packet_loop() {
     assert_eq!(r.lost, 0, "probes lost while r1 was hammered");
     assert!(lab.ping(1, 4), "traffic after the hammering");
 }
+
+/// procd hands meshd's stderr to logd through a pipe; when nothing reads it
+/// (logd stuck, a console nobody looks at), the pipe fills. meshd's log
+/// lines then wait in (or drop from) the log thread's queue: the packet loop
+/// never waits on them.
+#[test]
+fn a_log_pipe_nobody_reads_does_not_stall_the_packet_loop() {
+    let _one = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    require_root();
+    let mut lab = SeedLab::build("mdlp", meshd(), 9);
+    for n in 2..=4 {
+        lab.start(n);
+    }
+    // r1 logs at debug level into a pipe this test does not read (yet).
+    let mut child = {
+        let r1 = &mut lab.routers[0];
+        r1.start_meshd_with_stderr(meshd(), std::process::Stdio::piped());
+        r1.process.as_mut().unwrap().stderr.take().unwrap()
+    };
+    converge(&lab);
+    let before: Vec<(u64, u64)> = (1..=4).map(|n| bfd_downs(&lab, n)).collect();
+    let pid = lab.router(1).process.as_ref().unwrap().id() as i32;
+    let probe = Probe::start(
+        &lab.router(1).console,
+        &lab.router(4).console,
+        console_addr(4),
+        Duration::from_millis(5),
+    );
+    // Each reload logs a line or two: 64 KiB of pipe fills within seconds,
+    // then the log thread's queue, then lines drop.
+    let start = Instant::now();
+    let mut reloads = 0;
+    while start.elapsed() < Duration::from_secs(15) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGHUP).unwrap();
+        reloads += 1;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let t = Instant::now();
+    let status = lab.status(1);
+    let answered = t.elapsed();
+    let r = probe.finish();
+    let after: Vec<(u64, u64)> = (1..=4).map(|n| bfd_downs(&lab, n)).collect();
+    // Now read the pipe: the log thread goes on, and says what it dropped.
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let mut buf = [0u8; 65536];
+        let until = Instant::now() + Duration::from_secs(3);
+        use std::io::Read;
+        let _ = nix::fcntl::fcntl(
+            &child,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        );
+        while Instant::now() < until {
+            match child.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        text
+    });
+    let log = reader.join().unwrap();
+    let dropped = log
+        .lines()
+        .find(|l| l.contains("log lines dropped"))
+        .map(str::to_string);
+    println!(
+        "{reloads} SIGHUPs in 15 s with r1's stderr unread: status answered in {} ms; (BFD downs with r1, BGP flaps) {before:?} -> {after:?}; probe C1→C4 {} of {} lost; then: {dropped:?}",
+        answered.as_millis(),
+        r.lost,
+        r.sent
+    );
+    let status = status.expect("r1 answers status");
+    println!("r1's loop: {}", status["loop"]);
+    assert!(
+        dropped.is_some(),
+        "the pipe never filled: the test proved nothing"
+    );
+    assert_eq!(before, after, "a session with r1 went down, or BGP flapped");
+    assert_eq!(r.lost, 0, "probes lost while r1's log pipe was full");
+}

@@ -90,6 +90,12 @@ impl Router {
             .append(true)
             .open(&self.log)
             .unwrap();
+        self.start_meshd_with_stderr(meshd, log.into());
+    }
+
+    /// Starts (or restarts) `meshd` on this router with its stderr (its
+    /// log) going to `stderr`.
+    pub fn start_meshd_with_stderr(&mut self, meshd: &Path, stderr: Stdio) {
         let child = self
             .ns
             .cmd(meshd.to_str().unwrap())
@@ -97,7 +103,7 @@ impl Router {
             .arg(&self.config)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(stderr)
             .spawn()
             .expect("start meshd");
         self.process = Some(child);
@@ -580,17 +586,7 @@ impl Probe {
 
     /// Probes numbered below `seq` that have not arrived (yet).
     pub fn missing_before(&self, seq: u32) -> u32 {
-        let mut got: Vec<u32> = self
-            .received
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|r| r.0)
-            .filter(|&s| s < seq)
-            .collect();
-        got.sort_unstable();
-        got.dedup();
-        seq.saturating_sub(got.len() as u32)
+        missing_before(&self.received.lock().unwrap(), seq)
     }
 
     /// Stops and reports: (sent, received, lost, longest gap).
@@ -601,19 +597,34 @@ impl Probe {
             let _ = t.join();
         }
         let sent = *self.sent.lock().unwrap();
-        let mut seqs: Vec<u32> = self.received.lock().unwrap().iter().map(|r| r.0).collect();
-        seqs.sort_unstable();
-        seqs.dedup();
-        let mut gap = 0u32;
-        for w in seqs.windows(2) {
-            gap = gap.max(w[1] - w[0] - 1);
-        }
-        ProbeReport {
-            sent,
-            received: seqs.len() as u32,
-            longest_gap: self.interval * (gap + 1),
-            lost: sent.saturating_sub(seqs.len() as u32),
-        }
+        report(sent, &self.received.lock().unwrap(), self.interval)
+    }
+}
+
+/// Of the probes `received` (sequence number, arrival), how many numbered
+/// below `seq` are missing.
+pub fn missing_before(received: &[(u32, Instant)], seq: u32) -> u32 {
+    let mut got: Vec<u32> = received.iter().map(|r| r.0).filter(|&s| s < seq).collect();
+    got.sort_unstable();
+    got.dedup();
+    seq.saturating_sub(got.len() as u32)
+}
+
+/// A stream's report: `sent` probes sent every `interval`, `received` as
+/// they arrived.
+pub fn report(sent: u32, received: &[(u32, Instant)], interval: Duration) -> ProbeReport {
+    let mut seqs: Vec<u32> = received.iter().map(|r| r.0).collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    let mut gap = 0u32;
+    for w in seqs.windows(2) {
+        gap = gap.max(w[1] - w[0] - 1);
+    }
+    ProbeReport {
+        sent,
+        received: seqs.len() as u32,
+        longest_gap: interval * (gap + 1),
+        lost: sent.saturating_sub(seqs.len() as u32),
     }
 }
 
