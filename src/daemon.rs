@@ -152,6 +152,17 @@ impl Resolved {
     }
 }
 
+/// The stack of the thread that builds the node: twice what building it
+/// takes (measured: 4-8 MiB in a release build, 8-16 MiB in a debug one).
+/// No more: Linux's default overcommit heuristic refuses a mapping larger
+/// than the machine's RAM, and a 64 MB router has about 40 MB after its
+/// kernel (a 256 MiB stack here kept meshd from starting on one).
+const INIT_STACK: usize = if cfg!(debug_assertions) {
+    32 << 20
+} else {
+    16 << 20
+};
+
 /// Builds the node on a short-lived thread with a large stack: the node is a
 /// few megabytes of fixed-size tables that are moved through the stack while
 /// they are built. That thread's stack is unmapped when it ends (it is larger
@@ -163,7 +174,7 @@ fn build_node(
 ) -> io::Result<Box<Node<'static, BoringCrypto>>> {
     std::thread::Builder::new()
         .name("meshd-init".into())
-        .stack_size(256 << 20)
+        .stack_size(INIT_STACK)
         .spawn(move || {
             let storage: &'static mut OverlayStorage<'static> =
                 Box::leak(Box::new(OverlayStorage::new()));
