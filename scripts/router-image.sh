@@ -22,8 +22,9 @@
 # through apt with a private package index in target/router-image/apt).
 #
 # The image: busybox init runs /etc/init.d/rcS (proc, sys, devtmpfs, tmpfs on
-# /tmp and /var/run, the hostname, the modules in /etc/modules, then every
-# /etc/init.d/S??* with start), then prints the line
+# /tmp and /var/run, the hostname, sysctl settings, the modules in
+# /etc/modules, then every /etc/init.d/S??* with start: S01syslogd, whose log
+# `logread` shows, S40network, and the overlay's S50meshd), then prints the line
 #   meshd-router: up <hostname>
 # on the console and starts a root shell there (no login). The kernel command
 # line sets it up:
@@ -31,6 +32,11 @@
 #   meshd.hostname=r1
 #   meshd.ip=eth0:192.168.1.1/24,eth1:10.12.0.1/30    interface:address/length, any number
 #   meshd.route=10.0.0.0/8:10.12.0.2,...              IPv4 destination/length:gateway
+#   meshd.sysctl=vm.overcommit_memory=1,...           set before the modules and services
+# meshd builds its tables on a thread with a 256 MiB stack (build_node in
+# src/daemon.rs): Linux's default overcommit refuses that mapping in a VM with
+# less RAM, and meshd exits with "Resource temporarily unavailable". Until it
+# changes, a VM that runs meshd needs meshd.sysctl=vm.overcommit_memory=1.
 # Give the VM its interfaces as virtio-net PCI devices at fixed addresses, in
 # order (-device virtio-net-pci,netdev=n0,mac=...,addr=0x10,romfile= then
 # addr=0x11, ...), so that eth0, eth1, ... are stable, and -device
@@ -56,11 +62,15 @@
 # rootfs.cpio.gz is padded so (with zeros, which Linux skips); pad a gzip'ed
 # one in the middle likewise (a cpio's own length is always a multiple of 4).
 # BOOT_INITRD=r1.initrd scripts/router-image.sh --boot-check boots such an
-# initrd; BOOT_CHECK_CMDS='ls -l /etc/meshd' runs more commands in the check.
+# initrd; BOOT_CHECK_CMDS='ls -l /etc/meshd' runs more commands in the check
+# (one a line), BOOT_APPEND='meshd.sysctl=vm.overcommit_memory=1' adds to the
+# kernel command line.
 #
-# Environment: REFRESH=1 reads Debian's package index again; BOOT_TIMEOUT
-# (seconds to the marker line, default 180); BOOT_MEM (MB; 64 for aarch64, 96
-# for x86_64, which needs more than 80); BOOT_INITRD; BOOT_CHECK_CMDS.
+# Environment: REFRESH=1 reads Debian's package index again; EXTRA_MODULES
+# (more kernel modules to load at boot); BOOT_TIMEOUT (seconds to the marker
+# line, default 180); BOOT_MEM (MB; 64 for aarch64, 96 for x86_64, which needs
+# more than 80); BOOT_INITRD; BOOT_CHECK_CMDS; BOOT_APPEND; BOOT_LOG (a file
+# for the whole console output).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
@@ -397,7 +407,7 @@ build_rootfs() {
   ln -s var/run "$stage/run"
 
   # busybox and a link for each applet; the kernel runs /init from an
-  # initramfs, and that is busybox's init too.
+  # initramfs, and that starts busybox's init.
   install -m 0755 "$bbroot/bin/busybox" "$stage/bin/busybox"
   local applet rel
   while read -r applet; do
@@ -407,7 +417,10 @@ build_rootfs() {
     ln -s "$rel" "$stage/$applet"
   done <<<"$applets"
   [ -L "$stage/sbin/init" ] || die "busybox has no init applet"
-  ln -s bin/busybox "$stage/init"
+  # (A script rather than a link: busybox init names itself in the log from
+  # its argv[0], and only a bare "init" comes out whole.)
+  printf '#!/bin/sh\nexec -a init /sbin/init "$@"\n' >"$stage/init"
+  chmod 0755 "$stage/init"
 
   # The kernel opens /dev/console for init before rcS mounts devtmpfs.
   mknod -m 600 "$stage/dev/console" c 5 1
@@ -461,6 +474,8 @@ write_qemu_example() {
 #!/bin/sh
 # An example: the router image in QEMU, one interface (not connected), the
 # console on this terminal (Ctrl-A X quits). Written by scripts/router-image.sh.
+# A meshd that is enabled in /etc/config/meshd needs
+# meshd.sysctl=vm.overcommit_memory=1 too (see scripts/router-image.sh).
 cd "\$(dirname "\$0")"
 exec qemu-system-aarch64 -M virt -cpu cortex-a57 -m $mem -accel tcg -nographic -no-reboot \\
   -kernel Image -initrd rootfs.cpio.gz \\
@@ -474,6 +489,8 @@ EOF
 #!/bin/sh
 # An example: the router image in QEMU, one interface (not connected), the
 # console on this terminal (Ctrl-A X quits). Written by scripts/router-image.sh.
+# A meshd that is enabled in /etc/config/meshd needs
+# meshd.sysctl=vm.overcommit_memory=1 too (see scripts/router-image.sh).
 cd "\$(dirname "\$0")"
 exec qemu-system-x86_64 -m $mem -accel tcg -nographic -no-reboot \\
   -kernel bzImage -initrd rootfs.cpio.gz \\
@@ -587,6 +604,7 @@ boot_check() {
   mkfifo "$CHECK_DIR/in"
   local cmdline="console=$tty panic=1 quiet meshd.hostname=r1"
   cmdline+=" meshd.ip=eth0:192.168.1.1/24,eth1:10.12.0.1/30 meshd.route=10.99.0.0/16:10.12.0.2"
+  cmdline+=${BOOT_APPEND:+ $BOOT_APPEND}
   # shellcheck disable=SC2054 # the commas are in QEMU options
   qargs+=(-m "$mem" -accel tcg -nographic -no-reboot
     -kernel "$dir/$kfile" -initrd "$initrd" -append "$cmdline"
