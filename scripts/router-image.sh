@@ -32,11 +32,10 @@
 #   meshd.hostname=r1
 #   meshd.ip=eth0:192.168.1.1/24,eth1:10.12.0.1/30    interface:address/length, any number
 #   meshd.route=10.0.0.0/8:10.12.0.2,...              IPv4 destination/length:gateway
-#   meshd.sysctl=vm.overcommit_memory=1,...           set before the modules and services
-# meshd builds its tables on a thread with a 256 MiB stack (build_node in
-# src/daemon.rs): Linux's default overcommit refuses that mapping in a VM with
-# less RAM, and meshd exits with "Resource temporarily unavailable". Until it
-# changes, a VM that runs meshd needs meshd.sysctl=vm.overcommit_memory=1.
+#   meshd.sysctl=net.core.rmem_max=1048576,...         set before the modules and services
+# (Linux's default memory overcommit stays: meshd once failed to start in 64 MB
+# because of a 256 MiB thread stack, and the square test is what keeps that
+# fixed.)
 # Give the VM its interfaces as virtio-net PCI devices at fixed addresses, in
 # order (-device virtio-net-pci,netdev=n0,mac=...,addr=0x10,romfile= then
 # addr=0x11, ...), so that eth0, eth1, ... are stable, and -device
@@ -63,8 +62,7 @@
 # one in the middle likewise (a cpio's own length is always a multiple of 4).
 # BOOT_INITRD=r1.initrd scripts/router-image.sh --boot-check boots such an
 # initrd; BOOT_CHECK_CMDS='ls -l /etc/meshd' runs more commands in the check
-# (one a line), BOOT_APPEND='meshd.sysctl=vm.overcommit_memory=1' adds to the
-# kernel command line.
+# (one a line), BOOT_APPEND='meshd.sysctl=...' adds to the kernel command line.
 #
 # Environment: REFRESH=1 reads Debian's package index again; EXTRA_MODULES
 # (more kernel modules to load at boot); BOOT_TIMEOUT (seconds to the marker
@@ -474,8 +472,6 @@ write_qemu_example() {
 #!/bin/sh
 # An example: the router image in QEMU, one interface (not connected), the
 # console on this terminal (Ctrl-A X quits). Written by scripts/router-image.sh.
-# A meshd that is enabled in /etc/config/meshd needs
-# meshd.sysctl=vm.overcommit_memory=1 too (see scripts/router-image.sh).
 cd "\$(dirname "\$0")"
 exec qemu-system-aarch64 -M virt -cpu cortex-a57 -m $mem -accel tcg -nographic -no-reboot \\
   -kernel Image -initrd rootfs.cpio.gz \\
@@ -489,8 +485,6 @@ EOF
 #!/bin/sh
 # An example: the router image in QEMU, one interface (not connected), the
 # console on this terminal (Ctrl-A X quits). Written by scripts/router-image.sh.
-# A meshd that is enabled in /etc/config/meshd needs
-# meshd.sysctl=vm.overcommit_memory=1 too (see scripts/router-image.sh).
 cd "\$(dirname "\$0")"
 exec qemu-system-x86_64 -m $mem -accel tcg -nographic -no-reboot \\
   -kernel bzImage -initrd rootfs.cpio.gz \\
