@@ -1716,11 +1716,138 @@ fn bench_exit(meshd: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// The seed demo on four arm64 router VMs of 64 MB (`demo.sh --vm`): the
+/// image `scripts/router-image.sh` built, the wiring of `tests/lab/vm.rs`.
+fn demo_vm(meshd: &Path, check: bool) -> Result<(), String> {
+    use lab::vm::{Image, SquareOptions, VmSquare};
+    require_cmd("qemu-system-aarch64", "qemu-system-arm");
+    let clock = Clock(Instant::now());
+    let pause = |secs: u64| {
+        if !check {
+            std::thread::sleep(Duration::from_secs(secs));
+        }
+    };
+    println!("meshd on router VMs: four arm64 machines (QEMU, no KVM: every instruction");
+    println!("emulated), 64 MB each, booting the router image; consoles C1..C4 on their LAN");
+    println!("wires. Tunnels R1-R2, R1-R3, R2-R4, R3-R4 are wires of their own; R1-R3 is");
+    println!("15 ms longer, so C1's traffic to C4 takes R2. R2 then loses power for real.\n");
+    let image = Image::aarch64();
+    let options = SquareOptions {
+        main: Vec::new(),
+        memory_mb: 64,
+    };
+    let mut sq = VmSquare::build("demo", &image, meshd, &options);
+    clock.say("powering on r1..r4");
+    sq.launch_all();
+    for n in 1..=4 {
+        let t = sq
+            .router(n)
+            .wait_booted(Duration::from_secs(90))
+            .ok_or_else(|| format!("r{n} did not boot\n{}", sq.logs()))?;
+        clock.say(format!(
+            "r{n} booted in {:.1} s: meshd started by its init script",
+            t.as_secs_f64()
+        ));
+    }
+    for n in [1, 4] {
+        sq.console(n)
+            .resolve_gateway(Duration::from_secs(30))
+            .ok_or_else(|| format!("c{n}: r{n} does not answer ARP"))?;
+    }
+    let probe = sq.probe(1, 4, Duration::from_millis(5));
+    wait_for(Duration::from_secs(60), Duration::from_millis(20), || {
+        probe.first_arrival()
+    })
+    .ok_or_else(|| format!("C1→C4 never converged\n{}", sq.logs()))?;
+    clock.say("C1's probes (200 a second) reach C4");
+    sq.wait_path(2, Duration::from_secs(30))
+        .ok_or_else(|| format!("r1 does not use r2\n{}", sq.logs()))?;
+    clock.say("path C1→C4: R1 → R2 → R4 (the lower latency)");
+    pause(2);
+    let status = sq
+        .router(1)
+        .shell("meshd status", Duration::from_secs(20))
+        .unwrap_or_default();
+    println!("\nR1's view (meshd status, inside the VM):\n{status}");
+    for n in 1..=4 {
+        if let Some((rss, free, available)) = sq.router(n).memory() {
+            clock.say(format!(
+                "r{n}: meshd RSS {:.1} MiB, free {:.1} MiB, available {:.1} MiB of 64",
+                rss as f64 / 1024.0,
+                free as f64 / 1024.0,
+                available as f64 / 1024.0
+            ));
+        }
+    }
+    pause(2);
+    println!("\n— 1. R2 loses power (its qemu killed), with the defaults —");
+    let c1 = sq.cut_r2(&probe, false);
+    clock.say(format!(
+        "{} probes lost at the cut, {} while R2 cold-booted ({:.1} s) and took the traffic back ({:.1} s after power-on)",
+        c1.lost_at_cut,
+        c1.lost_rejoining,
+        c1.booted.as_secs_f64(),
+        c1.rejoined.as_secs_f64()
+    ));
+    pause(2);
+    println!("\n— 2. the same with redundant sending off (edited in each router's /etc/config/meshd, reloaded) —");
+    sq.set_option_everywhere("redundancy", "0", |s| {
+        s["failover"]["redundancy_max_size"].is_null()
+    })?;
+    clock.say("reloaded: r1's status shows redundancy off");
+    let c2 = sq.cut_r2(&probe, false);
+    clock.say(format!(
+        "{} probes lost at the cut ({} ms: BFD's detection), {} while R2 came back ({:.1} s)",
+        c2.lost_at_cut,
+        c2.lost_at_cut * 5,
+        c2.lost_rejoining,
+        c2.rejoined.as_secs_f64()
+    ));
+    pause(2);
+    println!("\n— 3. the reset button (QMP system_reset) —");
+    let c3 = sq.cut_r2(&probe, true);
+    clock.say(format!(
+        "{} probes lost at the reset ({} ms), {} while R2 came back ({:.1} s)",
+        c3.lost_at_cut,
+        c3.lost_at_cut * 5,
+        c3.lost_rejoining,
+        c3.rejoined.as_secs_f64()
+    ));
+    let r = probe.finish();
+    println!("\nsummary (arm64 under TCG, 64 MB per router):");
+    println!(
+        "  power cut, redundancy on    {} lost at the cut, {} rejoining",
+        c1.lost_at_cut, c1.lost_rejoining
+    );
+    println!(
+        "  power cut, redundancy off   {} ms lost",
+        c2.lost_at_cut * 5
+    );
+    println!(
+        "  reset button                {} ms lost",
+        c3.lost_at_cut * 5
+    );
+    println!(
+        "  whole stream                {} of {} lost",
+        r.lost, r.sent
+    );
+    let ok = c1.lost_at_cut == 0 && c1.lost_rejoining + c2.lost_rejoining + c3.lost_rejoining == 0;
+    println!(
+        "  result                      {}",
+        if ok { "ok" } else { "FAILED" }
+    );
+    if ok {
+        Ok(())
+    } else {
+        Err("probes lost where none should be".into())
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some(cmd), Some(meshd)) = (args.first(), args.get(1)) else {
         eprintln!(
-            "usage: meshlab demo|bench-throughput|bench-footprint|bench-failover|bench-exit MESHD [--check]"
+            "usage: meshlab demo|demo-vm|bench-throughput|bench-footprint|bench-failover|bench-exit MESHD [--check]"
         );
         return ExitCode::from(2);
     };
@@ -1728,6 +1855,7 @@ fn main() -> ExitCode {
     let check = args.iter().any(|a| a == "--check");
     let result = match cmd.as_str() {
         "demo" => demo(&meshd, check),
+        "demo-vm" => demo_vm(&meshd, check),
         "bench-throughput" => bench_throughput(&meshd),
         "bench-footprint" => bench_footprint(&meshd),
         "bench-failover" => bench_failover(&meshd),

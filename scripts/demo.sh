@@ -7,6 +7,8 @@
 #
 #   scripts/demo.sh           narrated, with pauses to read
 #   scripts/demo.sh --check   no pauses; prints the figures, exits non-zero on failure
+#   scripts/demo.sh --vm      the same on four arm64 router VMs of 64 MB (QEMU):
+#                             builds the router image first (scripts/router-image.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -15,8 +17,23 @@ need_root
 ensure_packages "${LAB_PACKAGES[@]}" build-essential pkg-config file
 ensure_rust
 
+vm=0
+args=()
+for a in "$@"; do
+  case "$a" in
+    --vm) vm=1 ;;
+    *) args+=("$a") ;;
+  esac
+done
+
 say "building meshd and the lab tool (release)"
 cargo build --release --bin meshd --example meshlab
 
+if [ "$vm" = 1 ]; then
+  ensure_packages qemu-system-arm
+  scripts/router-image.sh aarch64
+  say "running the seed demo on router VMs"
+  exec target/release/examples/meshlab demo-vm target/release/meshd "${args[@]}"
+fi
 say "running the seed demo"
-exec target/release/examples/meshlab demo target/release/meshd "$@"
+exec target/release/examples/meshlab demo target/release/meshd "${args[@]}"

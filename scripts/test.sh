@@ -26,7 +26,7 @@ say "cargo test (unit, property, interop and lab tests)"
 # build.
 cargo test --workspace -- --skip failover_ --skip nat_matrix --skip consoles_get_an_open_nat \
   --skip silent_control_clients --skip a_reload_whose_endpoint_name --skip status_and_reloads_in_a_loop \
-  --skip a_log_pipe_nobody_reads --skip impaired_
+  --skip a_log_pipe_nobody_reads --skip impaired_ --skip four_arm64_router_vms
 
 say "failover on real daemons: BFD with a stock BIRD member, power cuts (release build)"
 cargo test --release --test lab_failover -- --test-threads=1
@@ -47,6 +47,9 @@ cargo test --release --test lab_exit -- --nocapture
 
 say "deterministic simulations (seed square, power cuts, 16 and 64 nodes; release build)"
 cargo test -p mesh-core --features sim --release --test sim
+
+say "four arm64 router VMs of 64 MB (QEMU, TCG): the seed square, power cuts, a reset"
+scripts/router-square.sh
 
 say "the demo, non-interactive"
 cargo build --release --bin meshd --example meshlab

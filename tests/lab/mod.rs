@@ -296,3 +296,4 @@ pub mod nat;
 pub mod seed;
 pub mod stock;
 pub mod stun;
+pub mod vm;
