@@ -899,8 +899,9 @@ fn procd_lite_reads_each_uci_fixture_as_uci_show_does_and_refuses_what_uci_refus
 
 // ---- a supervised meshd's whole life ----
 
-/// The processes a test started, by the pid files procd-lite wrote: killed
-/// if the test ends early, and the directory removed.
+/// The processes a test started, by the pid files procd-lite wrote: stopped
+/// if the test ends early (SIGTERM to the supervisor, which stops meshd and
+/// logs it; SIGKILL to what is left after 5 s), and the directory removed.
 struct Started {
     dir: PathBuf,
     run: PathBuf,
@@ -908,15 +909,22 @@ struct Started {
 
 impl Drop for Started {
     fn drop(&mut self) {
-        for file in ["meshd.supervisor.pid", "meshd.pid"] {
-            if let Some(pid) = pid_in(&self.run.join(file)) {
-                if alive(pid) {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::SIGKILL,
-                    );
-                }
+        let signal = |pid: i32, signal| {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
+        };
+        let pids: Vec<i32> = ["meshd.supervisor.pid", "meshd.pid"]
+            .iter()
+            .filter_map(|file| pid_in(&self.run.join(file)))
+            .filter(|pid| alive(*pid))
+            .collect();
+        if let Some(first) = pids.first() {
+            signal(*first, nix::sys::signal::SIGTERM);
+        }
+        if wait_for(5, || (!pids.iter().any(|p| alive(*p))).then_some(())).is_none() {
+            for pid in &pids {
+                signal(*pid, nix::sys::signal::SIGKILL);
             }
+            std::thread::sleep(Duration::from_millis(200));
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
