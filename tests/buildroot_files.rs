@@ -112,7 +112,8 @@ fn in_tree(text: &str) -> String {
 fn external_desc() -> BTreeMap<String, String> {
     read(&tree().join("external.desc"))
         .lines()
-        .filter_map(|l| l.split_once(':'))
+        // buildroot reads `^name: +(.*)$`: a colon and at least one space.
+        .filter_map(|l| l.split_once(": "))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect()
 }
