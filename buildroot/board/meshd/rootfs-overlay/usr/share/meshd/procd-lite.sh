@@ -364,7 +364,6 @@ json_add_string() {
 "
 }
 json_add_int() { json_add_string "$@"; }
-json_add_boolean() { json_add_string "$@"; }
 
 # ---- the supervisor ----
 
@@ -510,11 +509,6 @@ stop() {
 		stop_service "$@"
 	fi
 	_pl_stop
-}
-
-restart() {
-	stop "$@"
-	start "$@"
 }
 
 reload() {
