@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 need_root
-ensure_packages "${LAB_PACKAGES[@]}" build-essential pkg-config file nodejs stun-client stun-server stress-ng
+ensure_packages "${LAB_PACKAGES[@]}" build-essential pkg-config file nodejs stun-client stun-server stress-ng busybox-static
 ensure_rust
 for cmd in bird birdc ip nft; do
   command -v "$cmd" >/dev/null || die "$cmd missing after install"

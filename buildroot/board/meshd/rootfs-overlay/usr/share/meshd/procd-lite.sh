@@ -307,7 +307,7 @@ _pl_describe() {
 	echo "_pl_nofile=$(_pl_quote "$_pl_nofile")"
 	echo "_pl_data=$(_pl_quote "$_pl_data")"
 	for _pl_file in $_pl_files; do
-		echo "# $_pl_file $(cksum <"$_pl_file" 2>/dev/null)"
+		echo "# $_pl_file $(md5sum <"$_pl_file" 2>/dev/null)"
 	done
 }
 
