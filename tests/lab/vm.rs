@@ -45,7 +45,7 @@ use super::seed::{meshd_key, ProbeReport, SQUARE};
 use super::TempDir;
 
 /// The delay the host adds to each frame on the R1-R3 wire, each way.
-pub const RELAY_DELAY: Duration = Duration::from_millis(15);
+pub const RELAY_DELAY: Duration = Duration::from_millis(40);
 
 /// The UDP port the probe stream goes to on the receiving console.
 pub const PROBE_PORT: u16 = 9000;
@@ -687,7 +687,10 @@ impl VmProbe {
 /// cut until the stream runs through r3, the time until r2 booted, and
 /// until r1 sends through r2 again.
 pub struct Cut {
-    /// The first probe sent after the cut.
+    /// The probes sent by each step: the cut, the stream through r3, power
+    /// on, booted, traffic back on r2 (for a failure's message).
+    pub marks: Vec<(&'static str, u32)>,
+    /// The first probe that had not arrived when the cut came.
     pub at_seq: u32,
     pub lost_at_cut: u32,
     pub booted: Duration,
@@ -982,7 +985,9 @@ impl VmSquare {
     }
 
     pub fn cut_r2(&mut self, probe: &VmProbe, reset: bool) -> Cut {
-        let before = probe.sent();
+        // Probes in flight when the power goes belong to the cut: it starts
+        // after the last one that arrived.
+        let before = probe.last_seq().map_or(0, |s| s + 1);
         if reset {
             self.router_mut(2)
                 .reset()
@@ -1004,22 +1009,27 @@ impl VmSquare {
         let settled = probe.sent();
         std::thread::sleep(Duration::from_millis(500));
         let lost_at_cut = probe.missing_before(settled) - probe.missing_before(before);
+        let mut marks = vec![("cut", before), ("through r3", settled)];
         if !reset {
             self.router_mut(2).launch();
+            marks.push(("power on", probe.sent()));
         }
         let booted = self
             .router(2)
             .wait_booted(Duration::from_secs(60))
             .unwrap_or_else(|| panic!("r2 did not boot again\n{}", self.logs()));
+        marks.push(("booted", probe.sent()));
         let rejoined = self
             .wait_path(2, Duration::from_secs(60))
             .map(|d| d + booted)
             .unwrap_or_else(|| panic!("r1 did not go back to r2\n{}", self.logs()));
+        marks.push(("back on r2", probe.sent()));
         std::thread::sleep(Duration::from_secs(2));
         let now = probe.sent();
         std::thread::sleep(Duration::from_millis(500));
         let lost_rejoining = probe.missing_before(now) - probe.missing_before(settled);
         Cut {
+            marks,
             at_seq: before,
             lost_at_cut,
             booted,
