@@ -1730,7 +1730,7 @@ fn demo_vm(meshd: &Path, check: bool) -> Result<(), String> {
     println!("meshd on router VMs: four arm64 machines (QEMU, no KVM: every instruction");
     println!("emulated), 64 MB each, booting the router image; consoles C1..C4 on their LAN");
     println!("wires. Tunnels R1-R2, R1-R3, R2-R4, R3-R4 are wires of their own; R1-R3 is");
-    println!("40 ms longer, so C1's traffic to C4 takes R2. R2 then loses power for real.\n");
+    println!("100 ms longer, so C1's traffic to C4 takes R2. R2 then loses power for real.\n");
     let image = Image::aarch64();
     let options = SquareOptions {
         main: Vec::new(),

@@ -201,7 +201,7 @@ fn four_arm64_router_vms_converge_survive_a_power_cut_and_rejoin() {
         );
         assert_eq!(c.lost_rejoining, 0, "{what}: lost while r2 rejoined");
         assert!(
-            c.rejoined <= Duration::from_secs(30),
+            c.rejoined <= lab::vm::REJOIN_LIMIT,
             "{what}: {:?}",
             c.rejoined
         );
