@@ -80,7 +80,11 @@ fn moved(before: &Counters, after: &Counters) -> Vec<&'static str> {
         ("forged", before.forged, after.forged),
         ("refused", before.refused, after.refused),
         ("replayed", before.replayed, after.replayed),
-        ("dropped_rate_in", before.dropped_rate_in, after.dropped_rate_in),
+        (
+            "dropped_rate_in",
+            before.dropped_rate_in,
+            after.dropped_rate_in,
+        ),
         ("malformed", before.malformed, after.malformed),
     ];
     let mut v = Vec::new();
@@ -138,7 +142,11 @@ fuzz_target!(|data: &[u8]| {
 
         let from_sel = from % 6;
         let from_addr = overlay(from_sel);
-        let origin_sel = if origin & 1 == 0 { from_sel } else { (origin >> 1) % 6 };
+        let origin_sel = if origin & 1 == 0 {
+            from_sel
+        } else {
+            (origin >> 1) % 6
+        };
         let mut seq = u16::from_le_bytes([*lo, *hi]) as u32;
         if origin & 0x10 != 0 {
             seq <<= 12;
@@ -189,17 +197,26 @@ fuzz_target!(|data: &[u8]| {
         let enc = msg.encode(&mut buf).unwrap().to_vec();
         let at = ((mode >> 2) & 31) as usize;
         let (verdict, delivered) = match mode & 3 {
-            0 => (r.receive(now, lan, from_addr, member, &enc), Relayed::decode(&enc).ok()),
+            0 => (
+                r.receive(now, lan, from_addr, member, &enc),
+                Relayed::decode(&enc).ok(),
+            ),
             1 => {
                 let cut = &enc[..at.min(enc.len())];
-                (r.receive(now, lan, from_addr, member, cut), Relayed::decode(cut).ok())
+                (
+                    r.receive(now, lan, from_addr, member, cut),
+                    Relayed::decode(cut).ok(),
+                )
             }
             2 => {
                 let mut bad = enc.clone();
                 if let Some(b) = bad.get_mut(at) {
                     *b = !*b;
                 }
-                (r.receive(now, lan, from_addr, member, &bad), Relayed::decode(&bad).ok())
+                (
+                    r.receive(now, lan, from_addr, member, &bad),
+                    Relayed::decode(&bad).ok(),
+                )
             }
             _ => (
                 r.receive_message(now, lan, from_addr, member, msg.clone()),
