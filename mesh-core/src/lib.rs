@@ -108,6 +108,7 @@ mod macros;
 
 pub mod bfd;
 pub mod bgp;
+pub mod discovery;
 pub mod hash;
 pub mod ip;
 pub mod nat;

@@ -1975,3 +1975,60 @@ proptest! {
         let _ = mesh_core::pex::Message::decode(&bytes);
     }
 }
+
+// ---- relayed discovery ----
+
+fn discovery_message() -> impl Strategy<Value = mesh_core::discovery::Relayed> {
+    use mesh_core::discovery::{Kind, Relayed, MAX_PAYLOAD};
+    let kind = prop_oneof![
+        Just(Kind::LimitedBroadcast),
+        Just(Kind::DirectedBroadcast),
+        // 224.0.0.0/4
+        (0u32..1 << 28).prop_map(|g| Kind::Multicast(Ipv4Addr::from(0xe000_0000 | g))),
+    ];
+    (
+        (any::<u32>(), any::<u32>(), any::<u32>()),
+        (any::<u32>(), any::<u16>(), kind, any::<u16>()),
+        prop_oneof![
+            vec(any::<u8>(), 0..=64),
+            vec(any::<u8>(), MAX_PAYLOAD - 8..=MAX_PAYLOAD),
+        ],
+    )
+        .prop_map(
+            |((origin, boot, seq), (src, src_port, kind, dst_port), payload)| Relayed {
+                origin: Ipv4Addr::from(origin),
+                boot,
+                seq,
+                src: Ipv4Addr::from(src),
+                src_port,
+                kind,
+                dst_port,
+                payload: heapless::Vec::from_slice(&payload).unwrap(),
+            },
+        )
+}
+
+proptest! {
+    #[test]
+    fn discovery_round_trips(m in discovery_message()) {
+        use mesh_core::discovery::{Relayed, MAX_LEN};
+        let mut buf = [0u8; MAX_LEN];
+        let enc = m.encode(&mut buf).unwrap().to_vec();
+        prop_assert_eq!(Relayed::decode(&enc), Ok(m));
+        // Any truncation is an error (every cut of a short one, some of a
+        // long one: each decode of 1,200 bytes is not free in debug mode).
+        let step = 1 + enc.len() / 64;
+        for cut in (0..enc.len()).step_by(step).chain([enc.len() - 1]) {
+            prop_assert!(Relayed::decode(&enc[..cut]).is_err());
+        }
+    }
+
+    #[test]
+    fn discovery_decode_never_panics(bytes in vec(any::<u8>(), 0..1300), patch in any::<bool>()) {
+        let mut bytes = bytes;
+        if patch && bytes.len() >= 2 {
+            bytes[..2].copy_from_slice(b"D\x01");
+        }
+        let _ = mesh_core::discovery::Relayed::decode(&bytes);
+    }
+}
