@@ -11,7 +11,7 @@
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use log::{LevelFilter, Log, Metadata, Record};
@@ -23,7 +23,7 @@ struct Stderr;
 
 static LOGGER: Stderr = Stderr;
 static START: OnceLock<Instant> = OnceLock::new();
-static QUEUE: OnceLock<Mutex<SyncSender<String>>> = OnceLock::new();
+static QUEUE: OnceLock<SyncSender<String>> = OnceLock::new();
 /// Lines queued and not yet written.
 static PENDING: AtomicUsize = AtomicUsize::new(0);
 /// Lines dropped since the writer last said so.
@@ -55,20 +55,16 @@ impl Log for Stderr {
             return write_line(&line);
         };
         PENDING.fetch_add(1, Ordering::SeqCst);
-        let sent = queue.lock().map(|q| q.try_send(line));
-        match sent {
-            Ok(Ok(())) => {}
-            Ok(Err(TrySendError::Full(_))) => {
+        match queue.try_send(line) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
                 PENDING.fetch_sub(1, Ordering::SeqCst);
                 DROPPED.fetch_add(1, Ordering::Relaxed);
             }
-            // The writer is gone (or the lock poisoned): write here.
-            Ok(Err(TrySendError::Disconnected(line))) => {
+            // The writer is gone: write here.
+            Err(TrySendError::Disconnected(line)) => {
                 PENDING.fetch_sub(1, Ordering::SeqCst);
                 write_line(&line);
-            }
-            Err(_) => {
-                PENDING.fetch_sub(1, Ordering::SeqCst);
             }
         }
     }
@@ -102,7 +98,7 @@ fn start_writer() {
         if spawned.is_err() {
             write_line("meshd: cannot start the log thread: logging inline\n");
         }
-        Mutex::new(tx)
+        tx
     });
 }
 

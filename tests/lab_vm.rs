@@ -167,6 +167,9 @@ fn four_arm64_router_vms_converge_survive_a_power_cut_and_rejoin() {
         .filter(|&s| s >= from)
         .collect();
     let r = probe.finish();
+    let relayed = sq.relay.frames.load(std::sync::atomic::Ordering::Relaxed);
+    say(&format!("the R1-R3 relay delayed {relayed} frames"));
+    assert!(relayed > 0, "nothing crossed the delayed wire");
     say(&format!(
         "whole run: {} of {} probes lost ({} before the first arrived), longest gap {} ms",
         r.lost,

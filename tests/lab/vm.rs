@@ -387,8 +387,6 @@ pub struct Console {
     thread: Option<std::thread::JoinHandle<()>>,
     /// Probes received: (sequence number, when).
     pub received: Arc<Mutex<Vec<(u32, Instant)>>>,
-    /// Echo replies received: ICMP sequence numbers.
-    pub echo_replies: Arc<Mutex<Vec<u16>>>,
 }
 
 const ETH_ARP: u16 = 0x0806;
@@ -488,14 +486,12 @@ impl Console {
         let stop = Arc::new(AtomicBool::new(false));
         let gateway_mac = Arc::new(Mutex::new(None));
         let received = Arc::new(Mutex::new(Vec::new()));
-        let echo_replies = Arc::new(Mutex::new(Vec::new()));
         let thread = {
-            let (sock, stop, gateway_mac, received, echo_replies) = (
+            let (sock, stop, gateway_mac, received) = (
                 sock.try_clone().unwrap(),
                 stop.clone(),
                 gateway_mac.clone(),
                 received.clone(),
-                echo_replies.clone(),
             );
             let vm = wire.remote;
             std::thread::spawn(move || {
@@ -540,24 +536,17 @@ impl Console {
                                         received.lock().unwrap().push((seq, Instant::now()));
                                     }
                                 }
-                                // ICMP: answer echo requests, note replies.
-                                1 if body.len() >= 8 => match body[0] {
-                                    8 => {
-                                        let mut icmp = body.to_vec();
-                                        icmp[0] = 0;
-                                        icmp[2] = 0;
-                                        icmp[3] = 0;
-                                        let c = checksum(&icmp, 0);
-                                        icmp[2..4].copy_from_slice(&c.to_be_bytes());
-                                        let reply = ipv4_frame(src_mac, mac, ip, src, 1, &icmp);
-                                        let _ = sock.send_to(&reply, ("127.0.0.1", vm));
-                                    }
-                                    0 => echo_replies
-                                        .lock()
-                                        .unwrap()
-                                        .push(u16::from_be_bytes([body[6], body[7]])),
-                                    _ => {}
-                                },
+                                // ICMP: answer echo requests.
+                                1 if body.len() >= 8 && body[0] == 8 => {
+                                    let mut icmp = body.to_vec();
+                                    icmp[0] = 0;
+                                    icmp[2] = 0;
+                                    icmp[3] = 0;
+                                    let c = checksum(&icmp, 0);
+                                    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+                                    let reply = ipv4_frame(src_mac, mac, ip, src, 1, &icmp);
+                                    let _ = sock.send_to(&reply, ("127.0.0.1", vm));
+                                }
                                 _ => {}
                             }
                         }
@@ -577,7 +566,6 @@ impl Console {
             stop,
             thread: Some(thread),
             received,
-            echo_replies,
         }
     }
 
@@ -610,23 +598,6 @@ impl Console {
             .send_to(&frame, ("127.0.0.1", self.vm_port))
             .is_ok()
     }
-
-    /// Sends an ICMP echo request with sequence number `seq` through the
-    /// gateway.
-    pub fn ping(&self, dst: Ipv4Addr, seq: u16) -> bool {
-        let Some(gw) = *self.gateway_mac.lock().unwrap() else {
-            return false;
-        };
-        let mut icmp = vec![8, 0, 0, 0, 0x4d, 0x44];
-        icmp.extend_from_slice(&seq.to_be_bytes());
-        icmp.extend_from_slice(b"meshd-vm-lab");
-        let c = checksum(&icmp, 0);
-        icmp[2..4].copy_from_slice(&c.to_be_bytes());
-        let frame = ipv4_frame(gw, self.mac, self.ip, dst, 1, &icmp);
-        self.sock
-            .send_to(&frame, ("127.0.0.1", self.vm_port))
-            .is_ok()
-    }
 }
 
 impl Drop for Console {
@@ -649,10 +620,6 @@ pub struct VmProbe {
 }
 
 impl VmProbe {
-    pub fn received(&self) -> usize {
-        self.received.lock().unwrap().len()
-    }
-
     pub fn last_seq(&self) -> Option<u32> {
         self.received.lock().unwrap().iter().map(|r| r.0).max()
     }
