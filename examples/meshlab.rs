@@ -1760,6 +1760,9 @@ fn demo_vm(meshd: &Path, check: bool) -> Result<(), String> {
     })
     .ok_or_else(|| format!("C1→C4 never converged\n{}", sq.logs()))?;
     clock.say("C1's probes (200 a second) reach C4");
+    sq.wait_converged(Duration::from_secs(30))
+        .ok_or_else(|| format!("the mesh did not converge\n{}", sq.logs()))?;
+    clock.say("every tunnel's BGP session is up, every LAN routed");
     sq.wait_path(2, Duration::from_secs(30))
         .ok_or_else(|| format!("r1 does not use r2\n{}", sq.logs()))?;
     clock.say("path C1→C4: R1 → R2 → R4 (the lower latency)");
