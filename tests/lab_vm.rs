@@ -141,23 +141,15 @@ fn four_arm64_router_vms_converge_survive_a_power_cut_and_rejoin() {
     .unwrap_or_else(|e| panic!("{e}\n{}", sq.logs()));
     let c2 = sq.cut_r2(&probe, false);
     say(&format!(
-        "power cut, redundancy off: {} probes lost at the cut ({} ms), {} while r2 came back; booted in {:.1} s, back through r2 {:.1} s after power-on",
-        c2.lost_at_cut,
-        c2.lost_at_cut as u128 * INTERVAL.as_millis(),
-        c2.lost_rejoining,
-        c2.booted.as_secs_f64(),
-        c2.rejoined.as_secs_f64()
+        "power cut, redundancy off: {}",
+        c2.summary(INTERVAL)
     ));
 
     // 3. The reset button.
     let c3 = sq.cut_r2(&probe, true);
     say(&format!(
-        "system_reset, redundancy off: {} probes lost at the reset ({} ms), {} while r2 came back; booted in {:.1} s, back through r2 {:.1} s after the reset",
-        c3.lost_at_cut,
-        c3.lost_at_cut as u128 * INTERVAL.as_millis(),
-        c3.lost_rejoining,
-        c3.booted.as_secs_f64(),
-        c3.rejoined.as_secs_f64()
+        "system_reset, redundancy off: {}",
+        c3.summary(INTERVAL)
     ));
     let end = probe.sent();
     std::thread::sleep(Duration::from_millis(500));

@@ -691,6 +691,20 @@ pub struct Cut {
     pub lost_rejoining: u32,
 }
 
+impl Cut {
+    /// What the cut cost, for a report line (`interval`: the probes').
+    pub fn summary(&self, interval: Duration) -> String {
+        format!(
+            "{} probes lost at the cut ({} ms), {} while r2 came back; booted in {:.1} s, back through r2 {:.1} s after power-on (or the reset)",
+            self.lost_at_cut,
+            self.lost_at_cut as u128 * interval.as_millis(),
+            self.lost_rejoining,
+            self.booted.as_secs_f64(),
+            self.rejoined.as_secs_f64()
+        )
+    }
+}
+
 /// The square of router VMs with their consoles.
 pub struct VmSquare {
     pub dir: TempDir,
