@@ -1014,7 +1014,7 @@ impl Daemon {
         let interest = if events.contains(EpollFlags::EPOLLOUT) {
             self.control.on_writable(i)
         } else {
-            let parts = StatusParts {
+            let parts = status::Parts {
                 node: &self.node,
                 consoles: &self.consoles,
                 main: &self.config.main,
@@ -1022,7 +1022,7 @@ impl Daemon {
                 loop_worst: self.loop_latency.worst(),
             };
             self.control.on_readable(i, |req| {
-                let doc = parts.document();
+                let doc = parts.document(now());
                 match req {
                     Some(Request::Status) => status::render(&doc),
                     Some(Request::StatusJson) => doc.pretty() + "\n",
@@ -1578,38 +1578,17 @@ impl Daemon {
     }
 }
 
-/// What the status document is made of (borrowed apart from the control
-/// server, which serves it).
-struct StatusParts<'d> {
-    node: &'d Node<'static, BoringCrypto>,
-    consoles: &'d [Console],
-    main: &'d crate::config::MainConfig,
-    discovery: &'d LanDiscovery,
-    loop_worst: LoopWorst,
-}
-
-impl StatusParts<'_> {
-    /// The same document for `meshd status` and ubus `status`.
-    fn document(&self) -> Json {
-        let discovery =
-            status::discovery_document(self.node.discovery_stats(), self.main, self.discovery);
-        status::document(self.node, self.consoles, now(), self.main.listen_port)
-            .with("discovery", discovery)
-            .with("loop", status::loop_document(self.loop_worst))
-    }
-}
-
 /// What the ubus methods need of the daemon.
 impl crate::ubus_api::Api for Daemon {
     fn status(&self) -> Json {
-        StatusParts {
+        status::Parts {
             node: &self.node,
             consoles: &self.consoles,
             main: &self.config.main,
             discovery: &self.discovery,
             loop_worst: self.loop_latency.worst(),
         }
-        .document()
+        .document(now())
     }
 
     fn config_path(&self) -> &Path {

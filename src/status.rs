@@ -234,7 +234,27 @@ pub fn discovery_document(
         .with("ports", ports)
 }
 
-/// The whole status document.
+/// What the daemon's status document is made of: the node's, and the
+/// daemon's own parts (the LAN's discovery socket, the packet loop).
+pub struct Parts<'d, 'n, C: Crypto> {
+    pub node: &'d Node<'n, C>,
+    pub consoles: &'d [Console],
+    pub main: &'d crate::config::MainConfig,
+    pub discovery: &'d crate::daemon::LanDiscovery,
+    pub loop_worst: crate::daemon::LoopWorst,
+}
+
+impl<C: Crypto> Parts<'_, '_, C> {
+    /// The same document for `meshd status` and ubus `status`.
+    pub fn document(&self, now: Instant) -> Json {
+        let discovery = discovery_document(self.node.discovery_stats(), self.main, self.discovery);
+        document(self.node, self.consoles, now, self.main.listen_port)
+            .with("discovery", discovery)
+            .with("loop", loop_document(self.loop_worst))
+    }
+}
+
+/// The node's status document.
 pub fn document<C: Crypto>(
     node: &Node<'_, C>,
     consoles: &[Console],

@@ -566,10 +566,11 @@ fn the_init_validation_defaults_are_meshds_own() {
     for (function, section, undefaulted) in [
         // Unset exit_ports is not the same as '1024-65535' written out: only
         // a written range says a NAT in front forwards it (src/config.rs).
+        // discovery_port: a list whose default is three ports, not one.
         (
             "validate_meshd_section",
             "config meshd",
-            &["exit_ports"][..],
+            &["exit_ports", "discovery_port"][..],
         ),
         ("validate_member_section", "config member", &[][..]),
     ] {
@@ -1114,6 +1115,8 @@ fn the_status_view_reads_exactly_the_contract_fields_and_draws_the_path() {
         "192.168.4.0/24",
         "65002 65004",
         "lower latency",
+        "relayed on br-lan, ports 987, 9302, 30000, 1900",
+        "12 sent to friends, 11 from friends · 2 over the rate cap · 1 forged or replayed",
     ] {
         assert!(text.contains(expected), "{expected:?} not in:\n{text}");
     }

@@ -106,6 +106,7 @@ return view.extend({
 		s.tab('routing', _('BGP and tunnels'));
 		s.tab('failover', _('Failover'));
 		s.tab('exit', _('Game exit'));
+		s.tab('discovery', _('LAN games'));
 		s.tab('advanced', _('Advanced'));
 
 		o = s.taboption('general', form.Flag, 'enabled', _('Enabled'));
@@ -248,6 +249,26 @@ return view.extend({
 			_('The network device your consoles are connected to; br-lan on most routers.'));
 		o.placeholder = 'br-lan';
 		o.validate = validateInterfaceName;
+
+		o = s.taboption('discovery', form.Flag, 'discovery', _('Relay LAN discovery'),
+			_('Consoles in friends\' homes find each other as if on one LAN: their discovery broadcasts are carried to every friend\'s LAN, and the answers come back through the mesh.'));
+		o.default = o.enabled;
+
+		o = s.taboption('discovery', form.DynamicList, 'discovery_port', _('Broadcast ports'),
+			_('UDP ports whose broadcasts are relayed; at most 8. Left empty: 987 (PS4 Remote Play), 9302 (PS5), 30000 (Switch LAN mode).'));
+		o.datatype = 'range(1,65535)';
+		o.placeholder = '9302';
+		o.depends('discovery', '1');
+
+		o = s.taboption('discovery', form.Flag, 'discovery_ssdp', _('Relay SSDP'),
+			_('Multicast to 239.255.255.250:1900, which some games and Remote Play use to find each other.'));
+		o.default = o.enabled;
+		o.depends('discovery', '1');
+
+		o = s.taboption('discovery', form.Flag, 'discovery_mdns', _('Relay mDNS'),
+			_('Multicast to 224.0.0.251:5353. Off by default: every phone, printer and speaker announces itself this way, and no console needs it.'));
+		o.default = o.disabled;
+		o.depends('discovery', '1');
 
 		o = s.taboption('advanced', form.Value, 'private_key_file', _('Private key file'),
 			_('Created (mode 0600) on first start when missing.'));

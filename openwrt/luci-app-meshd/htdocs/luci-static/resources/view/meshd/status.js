@@ -533,8 +533,30 @@ function renderNode(d) {
 			natDetail.length ? E('br') : '',
 			natDetail.length ? E('small', {}, natDetail.join(' · ')) : ''
 		]) ]),
+		E('tr', { 'class': 'tr' }, [ E('td', { 'class': 'td left' }, _('LAN discovery')), E('td', { 'class': 'td left' }, discoveryText(s.discovery)) ]),
 		E('tr', { 'class': 'tr' }, [ E('td', { 'class': 'td left' }, _('Version')), E('td', { 'class': 'td left' }, s.version || none()) ])
 	]);
+}
+
+// LAN discovery: what is relayed, and what it did.
+function discoveryText(d) {
+	if (!isObject(d))
+		return none();
+	if (!d.enabled)
+		return E('em', {}, _('off: consoles find only this home\'s consoles on the LAN'));
+	var what = (Array.isArray(d.ports) ? d.ports : []).map(function(p) { return String(p.port); });
+	var head = _('relayed on %s, ports %s').format(d.interface || '?', what.join(', '));
+	if (d.capture != 'open')
+		return E('span', {}, [ E('strong', {}, _('not running')), ' · ', E('small', {}, [ d.capture, ' · ', head ]) ]);
+	var t = isObject(d.total) ? d.total : {};
+	var dropped = (t.dropped_rate || 0) + (t.dropped_rate_in || 0);
+	var refused = (t.forged || 0) + (t.replayed || 0);
+	var counts = _('%d sent to friends, %d from friends').format(t.relayed || 0, t.emitted || 0);
+	if (dropped)
+		counts += ' · ' + _('%d over the rate cap').format(dropped);
+	if (refused)
+		counts += ' · ' + _('%d forged or replayed').format(refused);
+	return E('span', {}, [ E('strong', {}, head), E('br'), E('small', { 'title': _('Discovery packets relayed from this LAN to friends, and from friends re-sent on this LAN') }, counts) ]);
 }
 
 function renderMembers(d, selected, onSelect) {
