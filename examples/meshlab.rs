@@ -183,7 +183,10 @@ fn demo(meshd: &Path, check: bool) -> Result<(), String> {
     println!("directly, so C1's traffic to C4 transits R2 or R3. Defaults: BFD 10 ms × 4");
     println!("on every tunnel, and small game packets sent over both transits at once.");
     println!("Sessions: up = BGP and BFD up, bfd = BFD up and BGP waiting, - = neither.\n");
-    let mut lab = SeedLab::build("mddemo", meshd, HOLD);
+    // Each router's LAN device is `lan` (for the discovery relay).
+    let mut topo = Topology::seed_square();
+    topo.main_options = vec![("lan_interface", "lan".into())];
+    let mut lab = SeedLab::build_topology("mddemo", meshd, HOLD, &topo);
     clock.say("lab built: namespaces inet, r1..r4, c1..c4; starting meshd on r1..r4");
     lab.start_all();
     let mut last = String::new();
@@ -208,7 +211,18 @@ fn demo(meshd: &Path, check: bool) -> Result<(), String> {
     println!("\nR1's view (meshd status):\n{}", lab.status_text(1));
     pause(2);
 
-    println!("— 1. a power cut with the defaults —");
+    println!("— LAN discovery: C1 looks for PS5s on its LAN (broadcast to port 9302) —");
+    let discovery = demo_discovery(&lab)?;
+    for (n, heard) in &discovery.heard {
+        clock.say(format!("C{n} heard {heard}"));
+    }
+    clock.say(format!(
+        "C1 got answers from {}",
+        discovery.answers.join(", ")
+    ));
+    pause(2);
+
+    println!("\n— 1. a power cut with the defaults —");
     let (redundant, transit) = demo_cut(&mut lab, &clock)?;
     clock.say(format!(
         "{} of {} probes lost: every probe also went the other way round",
@@ -279,6 +293,11 @@ fn demo(meshd: &Path, check: bool) -> Result<(), String> {
         converged.as_secs_f64()
     );
     println!(
+        "  LAN discovery              C1's broadcast heard once by {} of 3 other homes, {} of 3 answered (target 3 and 3)",
+        discovery.heard_once(),
+        discovery.answers.len()
+    );
+    println!(
         "  cut, redundant sending     {} of {} probes lost (target 0)",
         redundant.lost, redundant.sent
     );
@@ -297,6 +316,8 @@ fn demo(meshd: &Path, check: bool) -> Result<(), String> {
     let elsewhere = bfd_only.lost.saturating_sub(in_gap);
     println!("  lost outside the cut       {elsewhere} (target 0: the whole stream is judged)");
     let ok = converged <= Duration::from_secs(10)
+        && discovery.heard_once() == 3
+        && discovery.answers.len() == 3
         && redundant.lost == 0
         && bfd_only.longest_gap <= Duration::from_millis(100)
         && elsewhere == 0;
@@ -306,6 +327,91 @@ fn demo(meshd: &Path, check: bool) -> Result<(), String> {
     } else {
         Err("a target was missed".into())
     }
+}
+
+/// What the demo's discovery broadcast did.
+struct DiscoveryRun {
+    /// Per other console: what it heard, as text.
+    heard: Vec<(usize, String)>,
+    /// How many copies each console heard, and from whom.
+    copies: Vec<(usize, Vec<std::net::SocketAddr>)>,
+    /// The consoles whose unicast answer reached C1.
+    answers: Vec<String>,
+}
+
+impl DiscoveryRun {
+    /// Consoles that heard exactly one copy, from C1's own address.
+    fn heard_once(&self) -> usize {
+        let c1 = std::net::SocketAddr::from((console_addr(1), 49302));
+        self.copies
+            .iter()
+            .filter(|(_, from)| from.as_slice() == [c1])
+            .count()
+    }
+}
+
+/// C1 broadcasts a PS5-style discovery to 255.255.255.255:9302; C2..C4
+/// listen on that port and answer whoever they heard by unicast.
+fn demo_discovery(lab: &SeedLab) -> Result<DiscoveryRun, String> {
+    let mut listeners = Vec::new();
+    for n in 2..=4 {
+        let (ready, is_ready) = std::sync::mpsc::channel();
+        listeners.push((
+            n,
+            lab.router(n).console.spawn(move || {
+                let s =
+                    UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 9302)).map_err(|e| e.to_string())?;
+                let _ = s.set_read_timeout(Some(Duration::from_millis(1500)));
+                let _ = ready.send(());
+                let mut from = Vec::new();
+                let mut buf = [0u8; 512];
+                while let Ok((_, who)) = s.recv_from(&mut buf) {
+                    from.push(who);
+                    let _ = s.send_to(format!("C{n} here").as_bytes(), who);
+                }
+                Ok::<_, String>(from)
+            }),
+        ));
+        is_ready
+            .recv_timeout(Duration::from_secs(5))
+            .map_err(|_| format!("C{n}'s listener did not start"))?;
+    }
+    let sender = lab.router(1).console.spawn(|| {
+        let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 49302)).map_err(|e| e.to_string())?;
+        s.set_broadcast(true).map_err(|e| e.to_string())?;
+        s.send_to(
+            b"SRCH * HTTP/1.1\r\ndevice-discovery-protocol-version:00030010\r\n",
+            (Ipv4Addr::BROADCAST, 9302),
+        )
+        .map_err(|e| e.to_string())?;
+        let _ = s.set_read_timeout(Some(Duration::from_millis(1500)));
+        let mut answers = Vec::new();
+        let mut buf = [0u8; 64];
+        while let Ok((len, _)) = s.recv_from(&mut buf) {
+            answers.push(String::from_utf8_lossy(&buf[..len]).to_string());
+        }
+        answers.sort();
+        Ok::<_, String>(answers)
+    });
+    let mut run = DiscoveryRun {
+        heard: Vec::new(),
+        copies: Vec::new(),
+        answers: Vec::new(),
+    };
+    for (n, h) in listeners {
+        let from = h.join().map_err(|_| format!("C{n}'s listener failed"))??;
+        let text = match from.as_slice() {
+            [] => "nothing".to_string(),
+            [one] => format!(
+                "it once, from {one} (C1's own address: the answer goes back through the mesh)"
+            ),
+            many => format!("{} copies: {many:?}", many.len()),
+        };
+        run.heard.push((n, text));
+        run.copies.push((n, from));
+    }
+    run.answers = sender.join().map_err(|_| "C1's sender failed")??;
+    Ok(run)
 }
 
 /// iperf3 from `from` to `to_addr` for `secs` seconds; bits per second.
