@@ -28,7 +28,7 @@
 //! Every state machine here speaks one vocabulary:
 //! - `handle_*(now, ...)` feeds an input (bytes, a timeout, a control call);
 //! - `#[must_use] poll_transmit()`, `poll_event()` (and, for the node,
-//!   `poll_lan_packet()`) drain outputs, and **must be drained until they
+//!   `poll_lan_packet()` and `poll_discovery_packet()`) drain outputs, and **must be drained until they
 //!   return `None` after every input**. What they lend (a datagram's bytes)
 //!   is valid until the next call;
 //! - `poll_timeout()` names the next instant at which `handle_timeout(now)`
@@ -52,11 +52,15 @@
 //!     fn wait(&mut self, deadline: Option<Instant>) -> Input;
 //!     fn send(&mut self, to: SocketAddr, bytes: &[u8], from: Port);
 //!     fn write_lan(&mut self, packet: &[u8]);
+//!     /// A link-layer broadcast or multicast on the LAN (relayed discovery).
+//!     fn broadcast_lan(&mut self, packet: &[u8]);
 //! }
 //!
 //! enum Input {
 //!     Datagram(SocketAddr, Vec<u8>),
 //!     LanPacket(Vec<u8>),
+//!     /// A console's discovery broadcast, captured on the LAN.
+//!     Discovery(Vec<u8>),
 //!     Deadline,
 //! }
 //!
@@ -66,6 +70,7 @@
 //!         match io.wait(deadline) {
 //!             Input::Datagram(from, bytes) => node.handle_udp(io.now(), from, &bytes),
 //!             Input::LanPacket(packet) => node.handle_lan_packet(io.now(), &packet),
+//!             Input::Discovery(packet) => node.handle_discovery_capture(io.now(), &packet),
 //!             Input::Deadline => node.handle_timeout(io.now()),
 //!         }
 //!         // After every input, everything out, before waiting again.
@@ -74,6 +79,9 @@
 //!         }
 //!         while let Some(packet) = node.poll_lan_packet() {
 //!             io.write_lan(packet);
+//!         }
+//!         while let Some(packet) = node.poll_discovery_packet() {
+//!             io.broadcast_lan(packet);
 //!         }
 //!         while let Some(event) = node.poll_event() {
 //!             let _ = event; // log it; program a kernel route

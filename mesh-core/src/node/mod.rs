@@ -2,10 +2,11 @@
 //! contract).
 //!
 //! Inputs: [`Node::handle_udp`] (the mesh port), [`Node::handle_lan_packet`]
-//! (the TUN device), [`Node::handle_timeout`], and control calls
+//! (the TUN device), [`Node::handle_discovery_capture`] (the LAN's discovery
+//! broadcasts), [`Node::handle_timeout`], and control calls
 //! ([`Node::reconfigure`], [`Node::add_member`], ...).
 //! Outputs: [`Node::poll_transmit`], [`Node::poll_lan_packet`],
-//! [`Node::poll_event`], [`Node::poll_timeout`].
+//! [`Node::poll_discovery_packet`], [`Node::poll_event`], [`Node::poll_timeout`].
 //!
 //! This module is the composition root. It owns the output queues and the
 //! member table (`slots.rs`: one slot per member holding its part of every
