@@ -252,13 +252,52 @@ pub struct LanDiscovery {
     pub error: Option<String>,
     /// Relayed packets the LAN socket refused.
     pub send_errors: u64,
-    /// Captured frames the kernel dropped before meshd read them.
-    pub kernel_drops: u64,
+    /// Captured frames the kernel dropped before meshd read them (the
+    /// socket's count is added when read: it resets on reading).
+    kernel_drops: std::cell::Cell<u64>,
+    /// Reads in the current second, and when it began.
+    reads: u32,
+    second: Option<std::time::Instant>,
+    /// Reading is paused until then: a storm is left to the kernel.
+    paused_until: Option<std::time::Instant>,
+    /// How often reading was paused, and when last.
+    pub pauses: u64,
+    last_pause: Option<std::time::Instant>,
 }
+
+/// The most captured packets read in a second. Senders relay 10 a second
+/// per port (burst 20): this is many times what discovery needs, and under
+/// a broadcast storm what lies beyond is dropped by the kernel (counted in
+/// `kernel_drops`) at no cost to the loop.
+const DISCOVERY_READS_PER_SECOND: u32 = 200;
 
 impl LanDiscovery {
     pub fn is_open(&self) -> bool {
         self.socket.is_some()
+    }
+
+    /// Frames the kernel dropped for us, so far.
+    pub fn kernel_drops(&self) -> u64 {
+        if let Some(Ok(n)) = self.socket.as_ref().map(LanSocket::drops) {
+            self.kernel_drops.set(self.kernel_drops.get() + n as u64);
+        }
+        self.kernel_drops.get()
+    }
+
+    /// Whether one more read fits this second's budget.
+    fn take_read(&mut self, wall: std::time::Instant) -> bool {
+        if self
+            .second
+            .is_none_or(|t| wall.duration_since(t) >= std::time::Duration::from_secs(1))
+        {
+            self.second = Some(wall);
+            self.reads = 0;
+        }
+        if self.reads >= DISCOVERY_READS_PER_SECOND {
+            return false;
+        }
+        self.reads += 1;
+        true
     }
 }
 
@@ -666,6 +705,7 @@ impl Daemon {
             }
             let evs = self.ubus.poll_reconnect(std::time::Instant::now());
             self.on_ubus(evs);
+            self.resume_discovery();
             if self.ubus.wants_write() {
                 self.ubus.flush();
             }
@@ -894,7 +934,12 @@ impl Daemon {
 
     /// Discovery packets captured on the LAN.
     fn read_discovery(&mut self, buf: &mut [u8]) {
+        let wall = std::time::Instant::now();
         for _ in 0..BATCH {
+            if !self.discovery.take_read(wall) {
+                self.pause_discovery(wall);
+                return;
+            }
             let Some(sock) = &self.discovery.socket else {
                 return;
             };
@@ -911,6 +956,46 @@ impl Daemon {
                     self.close_discovery(Some(format!("receive: {e}")));
                     return;
                 }
+            }
+        }
+    }
+
+    /// More than the second's reads: the socket leaves the loop until the
+    /// second is over, and the kernel drops (and counts) what comes.
+    fn pause_discovery(&mut self, wall: std::time::Instant) {
+        let Some(sock) = &self.discovery.socket else {
+            return;
+        };
+        let _ = self.epoll.delete(sock.as_fd());
+        let d = &mut self.discovery;
+        let second = d.second.unwrap_or(wall);
+        d.paused_until = Some(second + std::time::Duration::from_secs(1));
+        d.pauses += 1;
+        if d
+            .last_pause
+            .is_none_or(|t| wall.duration_since(t) >= std::time::Duration::from_secs(60))
+        {
+            log::warn!(
+                "discovery: more than {DISCOVERY_READS_PER_SECOND} packets a second on the LAN \
+                 (a broadcast storm?): the rest of each second is left to the kernel"
+            );
+        }
+        d.last_pause = Some(wall);
+    }
+
+    /// The paused second is over: the socket is read again.
+    fn resume_discovery(&mut self) {
+        let Some(until) = self.discovery.paused_until else {
+            return;
+        };
+        if std::time::Instant::now() < until {
+            return;
+        }
+        self.discovery.paused_until = None;
+        if let Some(sock) = &self.discovery.socket {
+            let ev = EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_DISCOVERY);
+            if let Err(e) = self.epoll.add(sock.as_fd(), ev) {
+                self.close_discovery(Some(format!("cannot watch the capture socket: {e}")));
             }
         }
     }
@@ -932,13 +1017,10 @@ impl Daemon {
                 return;
             }
         };
-        if let Some(sock) = &self.discovery.socket {
-            if self.discovery.made_for.as_ref() == Some(&(ifindex, policy.clone())) {
-                if let Ok(n) = sock.drops() {
-                    self.discovery.kernel_drops += n as u64;
-                }
-                return;
-            }
+        if self.discovery.socket.is_some()
+            && self.discovery.made_for.as_ref() == Some(&(ifindex, policy.clone()))
+        {
+            return;
         }
         self.close_discovery(None);
         let mut groups = Vec::new();
@@ -971,8 +1053,12 @@ impl Daemon {
 
     /// Closes the discovery socket; `error` says why, if discovery is on.
     fn close_discovery(&mut self, error: Option<String>) {
+        // Its drops so far are kept.
+        let _ = self.discovery.kernel_drops();
         if let Some(s) = self.discovery.socket.take() {
-            let _ = self.epoll.delete(s.as_fd());
+            if self.discovery.paused_until.take().is_none() {
+                let _ = self.epoll.delete(s.as_fd());
+            }
         }
         self.discovery.made_for = None;
         if error.is_some() && error != self.discovery.error {
@@ -1209,11 +1295,13 @@ impl Daemon {
             let wait = at.saturating_duration_since(std::time::Instant::now());
             t + mesh_core::Duration::from_micros(wait.as_micros() as u64)
         });
+        // And the end of a paused second of discovery capture.
+        let capture = self.discovery.paused_until.map(|at| {
+            let wait = at.saturating_duration_since(std::time::Instant::now());
+            t + mesh_core::Duration::from_micros(wait.as_micros() as u64)
+        });
         let node = self.node.poll_timeout().map(|(d, _)| d);
-        let next = match (node, ubus) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let next = [node, ubus, capture].into_iter().flatten().min();
         match next {
             Some(deadline) => {
                 // A deadline already past fires at once (1 µs from now).

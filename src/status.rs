@@ -229,7 +229,8 @@ pub fn discovery_document(
         .with("ssdp", main.discovery.as_ref().is_some_and(|p| p.ssdp()))
         .with("mdns", main.discovery.as_ref().is_some_and(|p| p.mdns()))
         .with("send_errors", lan.send_errors)
-        .with("kernel_drops", lan.kernel_drops)
+        .with("kernel_drops", lan.kernel_drops())
+        .with("capture_pauses", lan.pauses)
         .with("total", counters(&stats.total))
         .with("ports", ports)
 }
