@@ -65,6 +65,12 @@
 //!     option exit_all '0'            # bool: consoles send everything through the exit, not
 //!                                    #   only UDP; default 0
 //!     option lan_interface 'br-lan'  # the LAN device consoles are on; default br-lan
+//!     option discovery '1'           # bool: relay the consoles' LAN discovery (broadcast
+//!                                    #   and multicast) between homes; default 1
+//!     list discovery_port '9302'     # UDP ports whose broadcasts are relayed: at most 8;
+//!                                    #   default 987 (PS4), 9302 (PS5), 30000 (Switch)
+//!     option discovery_ssdp '1'      # bool: relay SSDP (239.255.255.250:1900); default 1
+//!     option discovery_mdns '0'      # bool: relay mDNS (224.0.0.251:5353); default 0
 //!
 //! config member 'r2'                 # the section name is the member's name
 //!     option name 'r2'               # 1..32 of [A-Za-z0-9_]; required in an anonymous
@@ -178,6 +184,10 @@ const MAIN_OPTIONS: &[&str] = &[
     "console",
     "exit_all",
     "lan_interface",
+    "discovery",
+    "discovery_port",
+    "discovery_ssdp",
+    "discovery_mdns",
 ];
 
 const MEMBER_OPTIONS: &[&str] = &[
@@ -253,6 +263,8 @@ pub struct MainConfig {
     /// Consoles send everything through the exit, not only UDP.
     pub exit_all: bool,
     pub lan_interface: String,
+    /// Relay LAN discovery between homes (`None`: off): what is relayed.
+    pub discovery: Option<mesh_core::discovery::Policy>,
 }
 
 /// BFD timers as configured: interval in milliseconds and multiplier.
@@ -467,6 +479,7 @@ impl MainConfig {
         config.bfd_confirm = self.bfd_confirm;
         config.redundancy_max_len = self.redundancy_max_size;
         config.relay_rate_kbit = self.relay_rate_kbit;
+        config.discovery = self.discovery.clone();
         config.exit = self.exit.then(|| {
             let (first_port, last_port) = self.exit_ports.unwrap_or((1024, 65535));
             node::ExitConfig {
@@ -856,6 +869,7 @@ fn read_main(r: &mut SectionReader) -> Option<MainConfig> {
     let lan_interface = r
         .value("lan_interface", parse_interface_name)
         .unwrap_or_else(|| DEFAULT_LAN_INTERFACE.to_string());
+    let discovery = read_discovery(r);
     r.warn_unknown_options(MAIN_OPTIONS);
 
     Some(MainConfig {
@@ -891,7 +905,28 @@ fn read_main(r: &mut SectionReader) -> Option<MainConfig> {
         consoles,
         exit_all,
         lan_interface,
+        discovery,
     })
+}
+
+/// The discovery options: on or off, the broadcast ports, the two groups.
+fn read_discovery(r: &mut SectionReader) -> Option<mesh_core::discovery::Policy> {
+    use mesh_core::discovery::{Policy, DEFAULT_PORTS, MAX_PORTS};
+    let on = r.value("discovery", parse_bool).unwrap_or(true);
+    let given = r.section.option("discovery_port").is_some();
+    let mut ports = r.list("discovery_port", "ports", MAX_PORTS, |_, text, _| {
+        parse_port(text)
+    });
+    if !given {
+        ports = DEFAULT_PORTS.to_vec();
+    }
+    let ssdp = r.value("discovery_ssdp", parse_bool).unwrap_or(true);
+    let mdns = r.value("discovery_mdns", parse_bool).unwrap_or(false);
+    // Too many ports was reported by `list`; the first ones are kept so the
+    // other checks go on (the file is refused anyway).
+    ports.truncate(MAX_PORTS);
+    let policy = Policy::new(&ports, ssdp, mdns).unwrap_or_default();
+    on.then_some(policy)
 }
 
 /// `lo-hi`: a range of unprivileged UDP ports.
@@ -1403,6 +1438,10 @@ config meshd 'main'
 \tlist console '192.168.1.50'
 \toption exit_all '1'
 \toption lan_interface 'lan'
+\tlist discovery_port '9302'
+\tlist discovery_port '3074'
+\toption discovery_ssdp '0'
+\toption discovery_mdns 'on'
 
 config member 'r2'
 \toption public_key '{KEY2}'
@@ -1467,6 +1506,9 @@ config member
                 ],
                 exit_all: true,
                 lan_interface: "lan".into(),
+                discovery: Some(
+                    mesh_core::discovery::Policy::new(&[9302, 3074], false, true).unwrap()
+                ),
             }
         );
         assert_eq!(
@@ -1544,6 +1586,9 @@ config member
         assert_eq!(m.tun, "meshd0");
         assert_eq!(m.control_socket, Path::new("/var/run/meshd.sock"));
         assert_eq!(m.log_level, log::LevelFilter::Info);
+        let discovery = m.discovery.as_ref().expect("discovery is on by default");
+        assert_eq!(discovery.ports(), [987, 9302, 30000]);
+        assert!(discovery.ssdp() && !discovery.mdns());
         let r2 = &c.members[0];
         assert!(r2.enabled);
         assert!(r2.prefixes.is_empty() && r2.endpoints.is_empty());
@@ -1826,6 +1871,24 @@ config member 'r3'
         let announce: String = (0..9).map(|i| format!("10.{i}.0.0/16 ")).collect();
         let found = errors(&format!("{MAIN}\toption announce '{announce}'\n"));
         assert_eq!(found[0].message, "too many prefixes (9, at most 8)");
+        let ports: String = (1..=9)
+            .map(|i| format!("\tlist discovery_port '{i}'\n"))
+            .collect();
+        let found = errors(&format!("{MAIN}{ports}"));
+        assert_eq!(
+            display(&found),
+            "/etc/config/meshd:4: meshd 'main': option 'discovery_port': too many ports (9, at most 8)\n"
+        );
+        let found = errors(&format!(
+            "{MAIN}\tlist discovery_port '0'\n\toption discovery 'maybe'\n"
+        ));
+        assert_eq!(
+            display(&found),
+            "/etc/config/meshd:4: meshd 'main': option 'discovery_port': '0' is not a port (1..65535)\n\
+             /etc/config/meshd:5: meshd 'main': option 'discovery': 'maybe' is not a boolean (1/0, yes/no, on/off, true/false)\n"
+        );
+        let off = ok(&format!("{MAIN}\toption discovery '0'\n"));
+        assert_eq!(off.main.discovery, None);
     }
 
     #[test]

@@ -25,6 +25,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use mesh_core::discovery::{Policy, MDNS, SSDP};
 use mesh_core::node::{Changes, MemberChange, Node, NodeEvent, Port, TUN_MTU};
 use mesh_core::overlay::OverlayStorage;
 use mesh_core::wg::boring::BoringCrypto;
@@ -43,6 +44,7 @@ use crate::control::{ControlServer, Request};
 use crate::files::{self, Caller, Done, FileWorker, Job};
 use crate::json::Json;
 use crate::resolver::Resolver;
+use crate::sys::discovery::LanSocket;
 use crate::sys::netlink::{Netlink, Route, RTPROT_MESHD};
 use crate::sys::nft::{self, Nft};
 use crate::sys::tun::Tun;
@@ -57,6 +59,7 @@ const TOKEN_CONTROL: u64 = 6;
 const TOKEN_UBUS: u64 = 7;
 const TOKEN_RESOLVER: u64 = 8;
 const TOKEN_FILES: u64 = 9;
+const TOKEN_DISCOVERY: u64 = 10;
 /// An exit mapping's socket: this plus its port.
 const TOKEN_EXIT: u64 = 1 << 16;
 /// A control socket client: this plus its index.
@@ -235,6 +238,28 @@ pub struct Daemon {
     nft: Nft,
     /// How long the loop was busy per wake-up, at worst, lately.
     loop_latency: LoopLatency,
+    /// The LAN's discovery socket (relayed broadcasts and multicasts).
+    discovery: LanDiscovery,
+}
+
+/// The LAN side of relayed discovery: the socket, and why there is none.
+#[derive(Debug, Default)]
+pub struct LanDiscovery {
+    socket: Option<LanSocket>,
+    /// What the open socket was made for: the device and the policy.
+    made_for: Option<(u32, Policy)>,
+    /// Why there is no socket while discovery is on (logged when it changes).
+    pub error: Option<String>,
+    /// Relayed packets the LAN socket refused.
+    pub send_errors: u64,
+    /// Captured frames the kernel dropped before meshd read them.
+    pub kernel_drops: u64,
+}
+
+impl LanDiscovery {
+    pub fn is_open(&self) -> bool {
+        self.socket.is_some()
+    }
 }
 
 /// The worst time the packet loop spent between two waits, over the last
@@ -343,6 +368,7 @@ fn source_name(token: u64) -> &'static str {
         TOKEN_UBUS => "ubus",
         TOKEN_RESOLVER => "resolver",
         TOKEN_FILES => "config file",
+        TOKEN_DISCOVERY => "LAN discovery",
         t if t & TOKEN_CONTROL_CLIENT != 0 => "control client",
         t if t & TOKEN_EXIT != 0 => "exit port",
         _ => "other",
@@ -470,6 +496,11 @@ impl Daemon {
         let mut node_config = config.main.node_config(private_key, t.as_micros() ^ 0x5eed);
         node_config.overlay_in_kernel = true;
         node_config.alt_port = udp_alt.is_some();
+        // Relayed discovery is numbered from here: a restart counts on from
+        // a later second, so members do not take it for a replay.
+        node_config.boot = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as u32);
         let start_config = node_config.clone();
         let node = build_node(node_config, private_key, t)?;
 
@@ -532,7 +563,9 @@ impl Daemon {
             exit_route: false,
             nft: Nft::default(),
             loop_latency: LoopLatency::new(),
+            discovery: LanDiscovery::default(),
         };
+        d.refresh_discovery();
         // A crashed meshd's exit rules.
         if let Err(e) = d
             .nft
@@ -615,6 +648,7 @@ impl Daemon {
                     TOKEN_CONTROL => self.accept_control(),
                     TOKEN_RESOLVER => self.names_resolved(),
                     TOKEN_FILES => self.files_done(),
+                    TOKEN_DISCOVERY => self.read_discovery(&mut buf),
                     t if t & TOKEN_CONTROL_CLIENT != 0 => {
                         self.serve_control((t & 0xffff) as usize, ev.events())
                     }
@@ -666,6 +700,7 @@ impl Daemon {
         {
             self.consoles_read = Some(wall);
             self.refresh_consoles();
+            self.refresh_discovery();
         }
         if let Some((cell, _)) = &self.path_probe {
             let done = cell.lock().ok().and_then(|mut g| g.take());
@@ -857,6 +892,97 @@ impl Daemon {
         }
     }
 
+    /// Discovery packets captured on the LAN.
+    fn read_discovery(&mut self, buf: &mut [u8]) {
+        for _ in 0..BATCH {
+            let Some(sock) = &self.discovery.socket else {
+                return;
+            };
+            match sock.recv(buf) {
+                Ok(len) => {
+                    self.node.handle_discovery_capture(now(), &buf[..len]);
+                    self.drain();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    // The device went away (ENETDOWN): reopened by the
+                    // next refresh.
+                    log::debug!("discovery receive: {e}");
+                    self.close_discovery(Some(format!("receive: {e}")));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Opens, reopens or closes the LAN's discovery socket as the
+    /// configuration and the device (which may come and go, or come back
+    /// with a new index) say. Cheap when nothing changed: one netlink
+    /// lookup of the device.
+    fn refresh_discovery(&mut self) {
+        let Some(policy) = self.config.main.discovery.clone() else {
+            self.close_discovery(None);
+            return;
+        };
+        let lan = self.config.main.lan_interface.clone();
+        let ifindex = match self.netlink.link_index(&lan) {
+            Ok(i) => i,
+            Err(e) => {
+                self.close_discovery(Some(format!("no LAN device {lan}: {e}")));
+                return;
+            }
+        };
+        if let Some(sock) = &self.discovery.socket {
+            if self.discovery.made_for.as_ref() == Some(&(ifindex, policy.clone())) {
+                if let Ok(n) = sock.drops() {
+                    self.discovery.kernel_drops += n as u64;
+                }
+                return;
+            }
+        }
+        self.close_discovery(None);
+        let mut groups = Vec::new();
+        if policy.ssdp() {
+            groups.push((*SSDP.ip(), SSDP.port()));
+        }
+        if policy.mdns() {
+            groups.push((*MDNS.ip(), MDNS.port()));
+        }
+        let opened = LanSocket::open(ifindex, policy.ports(), &groups).and_then(|s| {
+            let ev = EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_DISCOVERY);
+            self.epoll.add(s.as_fd(), ev)?;
+            Ok(s)
+        });
+        match opened {
+            Ok(s) => {
+                log::info!(
+                    "discovery: relaying broadcasts to ports {:?}{}{} on {lan}",
+                    policy.ports(),
+                    if policy.ssdp() { ", SSDP" } else { "" },
+                    if policy.mdns() { ", mDNS" } else { "" },
+                );
+                self.discovery.socket = Some(s);
+                self.discovery.made_for = Some((ifindex, policy));
+                self.discovery.error = None;
+            }
+            Err(e) => self.close_discovery(Some(format!("cannot capture on {lan}: {e}"))),
+        }
+    }
+
+    /// Closes the discovery socket; `error` says why, if discovery is on.
+    fn close_discovery(&mut self, error: Option<String>) {
+        if let Some(s) = self.discovery.socket.take() {
+            let _ = self.epoll.delete(s.as_fd());
+        }
+        self.discovery.made_for = None;
+        if error.is_some() && error != self.discovery.error {
+            if let Some(e) = &error {
+                log::warn!("discovery: {e}; consoles' LAN discovery is not relayed");
+            }
+        }
+        self.discovery.error = error;
+    }
+
     fn read_signals(&mut self) {
         while let Ok(Some(info)) = self.signals.read_signal() {
             match Signal::try_from(info.ssi_signo as i32) {
@@ -888,11 +1014,15 @@ impl Daemon {
         let interest = if events.contains(EpollFlags::EPOLLOUT) {
             self.control.on_writable(i)
         } else {
-            let (node, consoles, port) = (&self.node, &self.consoles, self.config.main.listen_port);
-            let loop_worst = self.loop_latency.worst();
+            let parts = StatusParts {
+                node: &self.node,
+                consoles: &self.consoles,
+                main: &self.config.main,
+                discovery: &self.discovery,
+                loop_worst: self.loop_latency.worst(),
+            };
             self.control.on_readable(i, |req| {
-                let doc = status::document(node, consoles, now(), port)
-                    .with("loop", status::loop_document(loop_worst));
+                let doc = parts.document();
                 match req {
                     Some(Request::Status) => status::render(&doc),
                     Some(Request::StatusJson) => doc.pretty() + "\n",
@@ -1005,6 +1135,7 @@ impl Daemon {
         if consoles_changed {
             self.refresh_consoles();
         }
+        self.refresh_discovery();
         log::info!(
             "reloaded {}: {} changes",
             self.config_path.display(),
@@ -1057,6 +1188,12 @@ impl Daemon {
         while let Some(p) = self.node.poll_lan_packet() {
             if self.tun.write(p).is_err() {
                 self.tun_write_errors += 1;
+            }
+        }
+        while let Some(p) = self.node.poll_discovery_packet() {
+            let sent = self.discovery.socket.as_ref().map(|s| s.send(p));
+            if !matches!(sent, Some(Ok(()))) {
+                self.discovery.send_errors += 1;
             }
         }
         while let Some(ev) = self.node.poll_event() {
@@ -1441,16 +1578,38 @@ impl Daemon {
     }
 }
 
+/// What the status document is made of (borrowed apart from the control
+/// server, which serves it).
+struct StatusParts<'d> {
+    node: &'d Node<'static, BoringCrypto>,
+    consoles: &'d [Console],
+    main: &'d crate::config::MainConfig,
+    discovery: &'d LanDiscovery,
+    loop_worst: LoopWorst,
+}
+
+impl StatusParts<'_> {
+    /// The same document for `meshd status` and ubus `status`.
+    fn document(&self) -> Json {
+        let discovery =
+            status::discovery_document(self.node.discovery_stats(), self.main, self.discovery);
+        status::document(self.node, self.consoles, now(), self.main.listen_port)
+            .with("discovery", discovery)
+            .with("loop", status::loop_document(self.loop_worst))
+    }
+}
+
 /// What the ubus methods need of the daemon.
 impl crate::ubus_api::Api for Daemon {
     fn status(&self) -> Json {
-        status::document(
-            &self.node,
-            &self.consoles,
-            now(),
-            self.config.main.listen_port,
-        )
-        .with("loop", status::loop_document(self.loop_latency.worst()))
+        StatusParts {
+            node: &self.node,
+            consoles: &self.consoles,
+            main: &self.config.main,
+            discovery: &self.discovery,
+            loop_worst: self.loop_latency.worst(),
+        }
+        .document()
     }
 
     fn config_path(&self) -> &Path {

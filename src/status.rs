@@ -189,6 +189,51 @@ pub fn loop_document(worst: crate::daemon::LoopWorst) -> Json {
         .with("worst_busy_in", worst.busy_in)
 }
 
+/// Relayed LAN discovery: whether it runs, the capture socket, and the
+/// relay's counters in total and per port.
+pub fn discovery_document(
+    stats: &mesh_core::discovery::Stats,
+    main: &crate::config::MainConfig,
+    lan: &crate::daemon::LanDiscovery,
+) -> Json {
+    let counters = |c: &mesh_core::discovery::Counters| {
+        Json::obj()
+            .with("captured", c.captured)
+            .with("relayed", c.relayed)
+            .with("dropped_rate", c.dropped_rate)
+            .with("too_big", c.too_big)
+            .with("foreign", c.foreign)
+            .with("received", c.received)
+            .with("emitted", c.emitted)
+            .with("dropped_rate_in", c.dropped_rate_in)
+            .with("forged", c.forged)
+            .with("replayed", c.replayed)
+            .with("refused", c.refused)
+            .with("malformed", c.malformed)
+    };
+    let capture = match (&main.discovery, lan.is_open(), &lan.error) {
+        (None, _, _) => "off".to_string(),
+        (Some(_), true, _) => "open".to_string(),
+        (Some(_), false, Some(e)) => e.clone(),
+        (Some(_), false, None) => "not open".to_string(),
+    };
+    let ports = stats
+        .ports
+        .iter()
+        .map(|p| counters(&p.counters).with("port", p.port))
+        .collect::<Vec<_>>();
+    Json::obj()
+        .with("enabled", main.discovery.is_some())
+        .with("interface", main.lan_interface.as_str())
+        .with("capture", capture)
+        .with("ssdp", main.discovery.as_ref().is_some_and(|p| p.ssdp()))
+        .with("mdns", main.discovery.as_ref().is_some_and(|p| p.mdns()))
+        .with("send_errors", lan.send_errors)
+        .with("kernel_drops", lan.kernel_drops)
+        .with("total", counters(&stats.total))
+        .with("ports", ports)
+}
+
 /// The whole status document.
 pub fn document<C: Crypto>(
     node: &Node<'_, C>,
@@ -578,6 +623,9 @@ pub fn render(doc: &Json) -> String {
             );
         }
     }
+    if let Some(d @ Json::Obj(_)) = doc.get("discovery") {
+        render_discovery(&mut out, d);
+    }
     if let Some(l @ Json::Obj(_)) = doc.get("loop") {
         let _ = writeln!(
             out,
@@ -604,6 +652,47 @@ pub fn render(doc: &Json) -> String {
         );
     }
     out
+}
+
+/// LAN discovery: one line for what runs, one per port with traffic.
+fn render_discovery(out: &mut String, d: &Json) {
+    let _ = write!(out, "\nLAN discovery: ");
+    if d.get("enabled") != Some(&Json::Bool(true)) {
+        let _ = writeln!(out, "off");
+        return;
+    }
+    let ports: Vec<String> = d
+        .get("ports")
+        .map(Json::as_array)
+        .unwrap_or(&[])
+        .iter()
+        .map(|p| opt_num(p, "port", ""))
+        .collect();
+    let _ = writeln!(
+        out,
+        "{} ({}), ports {}",
+        s(d, "interface"),
+        s(d, "capture"),
+        ports.join(" ")
+    );
+    for p in d.get("ports").map(Json::as_array).unwrap_or(&[]) {
+        let n = |k: &str| p.get(k).and_then(Json::as_i64).unwrap_or(0);
+        if n("captured") + n("received") == 0 {
+            continue;
+        }
+        let dropped = n("dropped_rate") + n("too_big") + n("foreign");
+        let refused =
+            n("dropped_rate_in") + n("forged") + n("replayed") + n("refused") + n("malformed");
+        let _ = writeln!(
+            out,
+            "  port {:<5}  from here: {} relayed, {} dropped   from friends: {} emitted, {} dropped",
+            n("port"),
+            n("relayed"),
+            dropped,
+            n("emitted"),
+            refused
+        );
+    }
 }
 
 /// Consoles first: what each gets, through which exit; then the exits.

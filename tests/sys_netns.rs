@@ -1015,3 +1015,137 @@ fn console_policy_routing() {
         assert!(udp.contains("dev wan0"), "{udp}");
     });
 }
+
+/// Runs `f` on a thread inside namespace `ns` and returns its result.
+fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{ns}");
+    thread::spawn(move || {
+        let file = File::open(path).expect("opening the netns file");
+        setns(&file, CloneFlags::CLONE_NEWNET).expect("setns");
+        f()
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
+/// The LAN discovery socket (issue 14) against the kernel: its BPF filter
+/// takes only broadcasts and group multicasts to the relayed ports that
+/// arrive, never unicast to the router, other ports, or what it sends
+/// itself; what it sends reaches a console as broadcast or multicast with
+/// another home's source address.
+#[test]
+fn lan_discovery_socket_captures_and_emits_only_what_it_should() {
+    use meshd::sys::discovery::LanSocket;
+    need_root();
+    let here = Netns::create("mddsa");
+    let there = Netns::create("mddsb");
+    let (a, b) = (here.name.clone(), there.name.clone());
+    run_in(&here.name.clone(), vec![here, there], move || {
+        veth(
+            &a,
+            "ds0",
+            Some("192.168.78.1/24"),
+            Some(&b),
+            "ds1",
+            Some("192.168.78.10/24"),
+        );
+        let mut nl = Netlink::open().unwrap();
+        let ifindex = nl.link_index("ds0").unwrap();
+        let ssdp = Ipv4Addr::new(239, 255, 255, 250);
+        let sock = LanSocket::open(ifindex, &[9302], &[(ssdp, 1900)]).unwrap();
+        // The console side sends a mix; only three may be captured.
+        in_ns(&b, move || {
+            let s = UdpSocket::bind(("192.168.78.10", 40000)).unwrap();
+            s.set_broadcast(true).unwrap();
+            s.set_multicast_ttl_v4(1).unwrap();
+            let sends: [(&str, u16, &[u8]); 6] = [
+                ("192.168.78.1", 9302, b"unicast to the router"),
+                ("255.255.255.255", 5353, b"another port"),
+                ("255.255.255.255", 9302, b"limited"),
+                ("192.168.78.255", 9302, b"directed"),
+                ("224.0.0.251", 9302, b"a group not joined, still multicast"),
+                ("239.255.255.250", 1900, b"M-SEARCH"),
+            ];
+            for (dst, port, payload) in sends {
+                s.send_to(payload, (dst, port)).unwrap();
+            }
+        });
+        thread::sleep(Duration::from_millis(200));
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        while let Ok(n) = sock.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[28..n]).to_string());
+        }
+        assert_eq!(
+            got,
+            [
+                "limited",
+                "directed",
+                "a group not joined, still multicast",
+                "M-SEARCH"
+            ],
+            "captured"
+        );
+        // Joined at the IP level on the device: the group is in its list.
+        let groups = Command::new("ip")
+            .args(["-n", &a, "maddr", "show", "dev", "ds0"])
+            .output()
+            .unwrap();
+        let groups = String::from_utf8_lossy(&groups.stdout).to_string();
+        assert!(groups.contains("239.255.255.250"), "{groups}");
+
+        // Emitting: a console there hears another home's console.
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let listener = {
+            let b = b.clone();
+            thread::spawn(move || {
+                in_ns(&b, move || {
+                    let bc = UdpSocket::bind(("0.0.0.0", 9302)).unwrap();
+                    let mc = UdpSocket::bind(("0.0.0.0", 1900)).unwrap();
+                    mc.join_multicast_v4(&ssdp, &Ipv4Addr::new(192, 168, 78, 10))
+                        .unwrap();
+                    for s in [&bc, &mc] {
+                        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                    }
+                    ready_tx.send(()).unwrap();
+                    let mut buf = [0u8; 100];
+                    let (n, from) = bc.recv_from(&mut buf).unwrap();
+                    let one = (from, buf[..n].to_vec());
+                    let (n, from) = mc.recv_from(&mut buf).unwrap();
+                    (one, (from, buf[..n].to_vec()))
+                })
+            })
+        };
+        ready_rx.recv().unwrap();
+        let build = |dst: Ipv4Addr, port: u16, payload: &[u8]| {
+            let mut out = vec![0u8; 200];
+            let n = mesh_core::ip::build_udp4_plain(
+                Ipv4Addr::new(192, 168, 1, 10),
+                dst,
+                49152,
+                port,
+                64,
+                payload,
+                &mut out,
+            )
+            .unwrap();
+            out.truncate(n);
+            out
+        };
+        sock.send(&build(
+            Ipv4Addr::new(192, 168, 78, 255),
+            9302,
+            b"from home 1",
+        ))
+        .unwrap();
+        sock.send(&build(ssdp, 1900, b"NOTIFY from home 1"))
+            .unwrap();
+        let (bc, mc) = listener.join().unwrap();
+        let from_home_1: std::net::SocketAddr = "192.168.1.10:49152".parse().unwrap();
+        assert_eq!(bc, (from_home_1, b"from home 1".to_vec()));
+        assert_eq!(mc, (from_home_1, b"NOTIFY from home 1".to_vec()));
+        // What the router sent is not captured back.
+        thread::sleep(Duration::from_millis(100));
+        assert!(sock.recv(&mut buf).is_err(), "our own packets came back");
+    });
+}

@@ -1013,3 +1013,191 @@ fn a_relay_carries_only_member_to_member_traffic_and_caps_each_member() {
         assert_eq!(s.arrived(1, 4).range(5000..).count(), sent.len());
     });
 }
+
+// ---- LAN discovery (issue 14) ----
+
+/// A console's discovery packet: UDP from `src`:`sport` to `dst`:`dport`.
+fn discovery_packet(src: std::net::Ipv4Addr, dst: std::net::Ipv4Addr, dport: u16) -> Vec<u8> {
+    let mut out = vec![0u8; 256];
+    let n = mesh_core::ip::build_udp4_plain(src, dst, 49001, dport, 64, b"SRCH * disc", &mut out)
+        .unwrap();
+    out.truncate(n);
+    out
+}
+
+/// What node `n` emitted on its LAN since `from` (index into `discovered`):
+/// (source, destination, destination port) of each packet.
+fn emitted(
+    s: &Sim,
+    from: usize,
+    n: usize,
+) -> Vec<(std::net::SocketAddrV4, std::net::Ipv4Addr, u16)> {
+    s.discovered[from..]
+        .iter()
+        .filter(|(_, node, _)| *node == n)
+        .map(|(_, _, p)| {
+            let info = mesh_core::ip::parse(p).unwrap();
+            let (sport, dport, _) = mesh_core::ip::udp_parts(p, &info).unwrap();
+            let (IpAddr::V4(src), IpAddr::V4(dst)) = (info.src, info.dst) else {
+                panic!("an IPv6 discovery packet");
+            };
+            (std::net::SocketAddrV4::new(src, sport), dst, dport)
+        })
+        .collect()
+}
+
+/// Captures `packet` on node 1's LAN and returns what each of `nodes`
+/// emitted within a second: exactly one packet each, from console 1.
+fn relay_once(s: &mut Sim, packet: &[u8], nodes: &[usize]) -> Vec<std::net::Ipv4Addr> {
+    let mark = s.discovered.len();
+    s.act(1, |n, now| n.handle_discovery_capture(now, packet));
+    s.run_for(Duration::from_secs(1));
+    let mut dsts = Vec::new();
+    for n in 1..=4 {
+        let got = emitted(s, mark, n);
+        if !nodes.contains(&n) {
+            assert!(got.is_empty(), "node {n} emitted {got:?}");
+            continue;
+        }
+        assert_eq!(got.len(), 1, "node {n} emitted {got:?}");
+        let (src, dst, _) = got[0];
+        assert_eq!(src, std::net::SocketAddrV4::new(console(1), 49001));
+        dsts.push(dst);
+    }
+    dsts
+}
+
+#[test]
+fn lan_discovery_reaches_every_other_home_once_and_follows_a_power_cut() {
+    big_stack(|| {
+        let mut s = converged_square(61);
+        let bcast = |n: u8| std::net::Ipv4Addr::new(192, 168, n, 255);
+        // Limited and subnet-directed broadcast become each LAN's broadcast;
+        // R4, with no tunnel to R1, gets its copy through a transit router.
+        let limited = discovery_packet(console(1), std::net::Ipv4Addr::BROADCAST, 9302);
+        assert_eq!(
+            relay_once(&mut s, &limited, &[2, 3, 4]),
+            [bcast(2), bcast(3), bcast(4)]
+        );
+        let directed = discovery_packet(console(1), bcast(1), 987);
+        assert_eq!(
+            relay_once(&mut s, &directed, &[2, 3, 4]),
+            [bcast(2), bcast(3), bcast(4)]
+        );
+        let group = mesh_core::discovery::SSDP;
+        let ssdp = discovery_packet(console(1), *group.ip(), group.port());
+        assert_eq!(relay_once(&mut s, &ssdp, &[2, 3, 4]), [*group.ip(); 3]);
+        // mDNS is off by default, and so is any other port.
+        let mdns = mesh_core::discovery::MDNS;
+        relay_once(&mut s, &discovery_packet(console(1), *mdns.ip(), 5353), &[]);
+        relay_once(&mut s, &discovery_packet(console(1), bcast(1), 137), &[]);
+        // A packet from outside the home's LAN (a re-emitted one, say) is
+        // never captured again.
+        relay_once(&mut s, &discovery_packet(console(2), bcast(1), 9302), &[]);
+
+        // R2, which carried R1 → R4, loses power: R4's copy takes R3.
+        s.power_off(2);
+        s.run_until_cond(Duration::from_secs(20), Duration::from_millis(50), |s| {
+            first_hop(s, 1, 4) == Some(3)
+        })
+        .expect("R1 did not move R4's traffic to R3");
+        assert_eq!(relay_once(&mut s, &limited, &[3, 4]), [bcast(3), bcast(4)]);
+        let r1 = s.node(1).discovery_stats().total;
+        let r4 = s.node(4).discovery_stats().total;
+        println!("R1 relay: {r1:?}\nR4 relay: {r4:?}");
+        assert_eq!(r1.relayed, 4, "four packets relayed from R1's LAN");
+        assert_eq!((r4.received, r4.emitted), (4, 4));
+        assert_eq!(r4.replayed + r4.forged + r4.refused + r4.malformed, 0);
+    });
+}
+
+#[test]
+fn a_discovery_storm_is_cut_to_the_cap_and_counted() {
+    big_stack(|| {
+        let mut s = converged_square(62);
+        let mark = s.discovered.len();
+        let p = discovery_packet(console(1), std::net::Ipv4Addr::BROADCAST, 9302);
+        // 10,000 packets a second for 10 s.
+        for _ in 0..10_000 {
+            s.act(1, |n, now| {
+                for _ in 0..10 {
+                    n.handle_discovery_capture(now, &p);
+                }
+            });
+            s.run_for(Duration::from_millis(1));
+        }
+        s.run_for(Duration::from_secs(1));
+        let cap = mesh_core::discovery::SEND_BURST as usize
+            + mesh_core::discovery::SEND_RATE as usize * 10;
+        for n in 2..=4 {
+            let got = emitted(&s, mark, n).len();
+            println!("node {n} emitted {got} of 100,000 (cap {cap})");
+            assert!(got <= cap + 1, "node {n} emitted {got}, over the cap");
+            assert!(got >= cap - 2, "node {n} emitted only {got}");
+        }
+        let r1 = s.node(1).discovery_stats().port(9302).copied().unwrap();
+        assert_eq!(r1.captured, 100_000);
+        assert_eq!(r1.relayed + r1.dropped_rate, 100_000);
+    });
+}
+
+#[test]
+fn forged_replayed_and_broken_discovery_from_a_member_is_dropped_and_counted() {
+    big_stack(|| {
+        use mesh_core::discovery::{Kind, Relayed, DISCOVERY_PORT};
+        let mut s = converged_square(63);
+        // R4 plays a hostile member towards R2, its tunnel neighbour.
+        let r2 = s.node(4).member_slot("r2").unwrap();
+        let send = |s: &mut Sim, msg: &[u8]| {
+            let mut out = vec![0u8; 1500];
+            let n = mesh_core::ip::build_udp4(
+                overlay(4),
+                overlay(2),
+                DISCOVERY_PORT,
+                DISCOVERY_PORT,
+                64,
+                msg,
+                &mut out,
+            )
+            .unwrap();
+            s.act(4, |node, _| node.send_raw_to_member(r2, &out[..n]));
+            s.run_for(Duration::from_millis(50));
+        };
+        let msg = |origin, src, seq| Relayed {
+            origin,
+            boot: 7,
+            seq,
+            src,
+            src_port: 9302,
+            kind: Kind::LimitedBroadcast,
+            dst_port: 9302,
+            payload: heapless::Vec::from_slice(b"hello").unwrap(),
+        };
+        let encode = |m: &Relayed| {
+            let mut b = [0u8; mesh_core::discovery::MAX_LEN];
+            m.encode(&mut b).unwrap().to_vec()
+        };
+        let mark = s.discovered.len();
+        let good = encode(&msg(overlay(4), console(4), 1));
+        send(&mut s, &good);
+        assert_eq!(emitted(&s, mark, 2).len(), 1, "a good message is emitted");
+        send(&mut s, &good); // replayed
+        send(&mut s, &encode(&msg(overlay(3), console(3), 2))); // R3's origin
+        send(&mut s, &encode(&msg(overlay(4), console(3), 3))); // R3's console
+        send(&mut s, b"D\x01\xff\xff\xff\xff\xff\xff"); // broken
+        let got = emitted(&s, mark, 2);
+        assert_eq!(got.len(), 1, "only the good message was emitted: {got:?}");
+        let c = s.node(2).discovery_stats().total;
+        println!("R2 counted: {c:?}");
+        assert_eq!(
+            (c.received, c.emitted, c.replayed, c.forged, c.malformed),
+            (5, 1, 1, 2, 1)
+        );
+        // Nothing flapped on the way.
+        assert!(s.all_converged(&[1, 2, 3, 4]));
+        assert!(!s
+            .events
+            .iter()
+            .any(|(_, _, e)| matches!(e, mesh_core::node::NodeEvent::SessionDown { .. })));
+    });
+}

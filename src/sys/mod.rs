@@ -1,5 +1,7 @@
-//! Linux system interfaces: the TUN device and kernel routes (netlink).
+//! Linux system interfaces: the TUN device, kernel routes (netlink), and the
+//! LAN's discovery socket.
 
+pub mod discovery;
 pub mod netlink;
 pub mod nft;
 pub mod path_probe;

@@ -12,6 +12,7 @@ use core::net::{Ipv4Addr, Ipv6Addr};
 use embassy_time::{Duration, Instant};
 
 use crate::bfd;
+use crate::discovery;
 use crate::prefix::Prefix;
 use crate::wg::{BfdSetting, Crypto, Key, MemberConfig, MemberError, MAX_MEMBERS};
 
@@ -91,6 +92,14 @@ pub struct NodeConfig {
     pub relay_rate_kbit: Option<u32>,
     /// This router offers itself as a game exit (`None`: it does not).
     pub exit: Option<ExitConfig>,
+    /// LAN discovery relayed between homes: what is captured here and
+    /// re-emitted from other homes (`None`: off both ways).
+    pub discovery: Option<discovery::Policy>,
+    /// The driver's start, as wall-clock seconds (or any number that grows
+    /// from one start to the next): it numbers this node's relayed
+    /// discovery messages so that a restarted node is not taken for a
+    /// replay. Kept by [`Node::reconfigure`], like the seed.
+    pub boot: u32,
 }
 
 impl NodeConfig {
@@ -115,6 +124,8 @@ impl NodeConfig {
             alt_port: false,
             relay_rate_kbit: Some(DEFAULT_RELAY_RATE_KBIT),
             exit: None,
+            discovery: Some(discovery::Policy::default()),
+            boot: 0,
         }
     }
 
@@ -207,6 +218,8 @@ pub struct Changes {
     pub failover: bool,
     /// Whether, and how, this router is a game exit.
     pub exit: bool,
+    /// What LAN discovery relays, or whether it runs.
+    pub discovery: bool,
 }
 
 impl Changes {
@@ -217,6 +230,7 @@ impl Changes {
             + usize::from(self.sessions)
             + usize::from(self.failover)
             + usize::from(self.exit)
+            + usize::from(self.discovery)
     }
 }
 
@@ -240,6 +254,7 @@ impl<C: Crypto> Node<'_, C> {
         self.all_timers_changed();
         let config = NodeConfig {
             seed: self.config.seed,
+            boot: self.config.boot,
             alt_port: self.config.alt_port,
             overlay_in_kernel: self.config.overlay_in_kernel,
             ..config
@@ -259,6 +274,12 @@ impl<C: Crypto> Node<'_, C> {
         if config.exit != self.config.exit {
             self.set_exit(now, config.exit);
             changes.exit = true;
+        }
+        if config.discovery != self.config.discovery {
+            self.discovery
+                .set_policy(config.discovery.clone().unwrap_or_default());
+            self.config.discovery = config.discovery.clone();
+            changes.discovery = true;
         }
         let gone: heapless::Vec<u8, MAX_MEMBERS> = self
             .slots

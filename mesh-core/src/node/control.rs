@@ -169,6 +169,11 @@ impl<C: Crypto> Node<'_, C> {
                     if let Some(s) = self.slots.get_mut(member as usize) {
                         let up = matches!(ev, NodeEvent::SessionUp { .. });
                         s.bfd.bgp_changed(now, up);
+                        if up {
+                            // Replay windows last a session: a member that
+                            // restarted numbers its messages anew.
+                            self.discovery.forget(member as usize);
+                        }
                     }
                 }
                 self.event(ev);

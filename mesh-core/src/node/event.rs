@@ -147,6 +147,11 @@ pub struct NodeStats {
     pub relay_refused: u64,
     /// Transit packets over a member's rate cap.
     pub relay_rate_limited: u64,
+    /// Relayed-discovery copies sent to members (one per member per
+    /// captured packet; the relay's own counters say what was captured).
+    pub discovery_sent: u64,
+    /// Relayed-discovery messages that arrived while discovery is off here.
+    pub discovery_off: u64,
     /// Rounds of the BGP engine (sockets ↔ sessions ↔ RIB); diagnostics.
     pub pump_rounds: u64,
 }

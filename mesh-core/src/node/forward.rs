@@ -24,6 +24,7 @@ use core::net::IpAddr;
 use embassy_time::{Duration, Instant};
 
 use crate::bfd::BFD_PORT;
+use crate::discovery::DISCOVERY_PORT;
 use crate::hash::Fnv;
 use crate::ip::{self, IpInfo};
 use crate::overlay::BGP_PORT;
@@ -80,6 +81,8 @@ pub enum Control {
     Bfd,
     /// Peer exchange, UDP between [`PEX_PORT`]s.
     Pex,
+    /// Relayed LAN discovery, UDP between [`DISCOVERY_PORT`]s.
+    Discovery,
     /// IP in IP (RFC 2003) to our overlay address: a console's packet on
     /// its way to us as its game exit, or on its way back from its exit.
     Exit,
@@ -185,6 +188,7 @@ impl<T: Tunnel> Router<'_, T> {
             return match ip::udp_parts(packet, info) {
                 Some((_, BFD_PORT, _)) => Verdict::Control(Control::Bfd),
                 Some((PEX_PORT, PEX_PORT, _)) => Verdict::Control(Control::Pex),
+                Some((DISCOVERY_PORT, DISCOVERY_PORT, _)) => Verdict::Control(Control::Discovery),
                 _ if self.config.overlay_in_kernel && !is_bgp(packet, info) => Verdict::ToLan,
                 _ => Verdict::ToOverlay,
             };

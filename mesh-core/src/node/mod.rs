@@ -25,6 +25,7 @@
 //! | `stun.rs` | the STUN responder and client on the mesh port |
 //! | `exchange.rs` | peer exchange inside the mesh, and hole punching |
 //! | `relay.rs` | the per-member cap on transit |
+//! | `discovery.rs` | LAN discovery relayed between homes: captured, sent to each member, re-emitted |
 //! | `exit.rs` | game exits: the offer, each console's sticky exit, the way there and back |
 //! | `exitnat.rs` | the exit's UDP NAT table (RFC 4787) |
 //! | `config.rs` | settings, defaults, [`Node::reconfigure`] |
@@ -50,6 +51,7 @@ use embassy_time::{Duration, Instant};
 mod config;
 mod control;
 mod datapath;
+mod discovery;
 mod engine;
 mod event;
 mod exchange;
@@ -83,7 +85,7 @@ pub use exit::{
     EXIT_MTU, EXIT_TAG, LOAD_TAG,
 };
 pub use forward::{Control, DropReason, Verdict};
-pub use output::{Port, Transmit, EVENT_QUEUE, LAN_QUEUE, TRANSMIT_QUEUE};
+pub use output::{Port, Transmit, DISCOVERY_QUEUE, EVENT_QUEUE, LAN_QUEUE, TRANSMIT_QUEUE};
 pub use relay::bytes_per_second;
 pub use slots::DIRECT_FRESH;
 pub use status::{BfdStatus, MemberStatus, TraversalStatus};
@@ -106,7 +108,7 @@ use event::push_event;
 use exchange::Exchange;
 use forward::{Dedup, Router};
 use ids::Ids;
-use output::{Events, LanRing, TxRing};
+use output::{DiscoveryRing, Events, LanRing, TxRing};
 use slots::Slots;
 use tunnel::TIMER_TICK;
 pub use tunnel::TUNNEL_SILENCE;
@@ -133,10 +135,13 @@ pub struct Node<'a, C: Crypto> {
     stun: stun::Stun,
     exchange: Exchange,
     exits: exit::Exits,
+    /// LAN discovery: what is relayed, the replay windows and rate caps.
+    discovery: crate::discovery::Relay,
     dedup: Dedup,
     ids: Ids,
     tx: TxRing,
     lan: LanRing,
+    discovery_out: DiscoveryRing,
     events: Events,
     stats: NodeStats,
     /// boringtun's next tick.
@@ -177,6 +182,11 @@ impl<'a, C: Crypto> Node<'a, C> {
             exchange: Exchange::new(now),
             exits: exit::Exits::new(now, config.exit.map(|e| e.nat).unwrap_or_default()),
             ids: Ids::new(config.seed),
+            discovery: crate::discovery::Relay::new(
+                config.discovery.clone().unwrap_or_default(),
+                config.overlay,
+                config.boot,
+            ),
             config,
             crypto,
             slots: Slots::new(),
@@ -184,6 +194,7 @@ impl<'a, C: Crypto> Node<'a, C> {
             dedup: Dedup::new(),
             tx: TxRing::new(),
             lan: LanRing::new(),
+            discovery_out: DiscoveryRing::new(),
             events: Events::new(),
             stats: NodeStats::default(),
             wg_tick: now,
@@ -280,6 +291,8 @@ impl<'a, C: Crypto> Node<'a, C> {
     /// Adds a member and starts its BGP session.
     pub fn add_member(&mut self, now: Instant, config: MemberConfig) -> Result<u8, MemberError> {
         let slot = self.slots.add(now, &self.config, &self.crypto, config)?;
+        // A slot reused: the previous member's replay window is not this one's.
+        self.discovery.forget(slot);
         if let Some(s) = self.slots.get(slot) {
             self.engine.add_peer(slot as u8, &s.wg.config);
         }

@@ -80,6 +80,13 @@ pub(crate) type TxRing = Ring<MAX_DATAGRAM, { TRANSMIT_QUEUE + 1 }, TxMeta>;
 /// write up to the datagram's length before it knows the plaintext's.
 pub(crate) type LanRing = Ring<MAX_DATAGRAM, { LAN_QUEUE + 1 }, u16>;
 
+/// IP packets for the LAN's link-layer broadcast or multicast: relayed
+/// discovery, one at most per datagram from a member.
+pub(crate) type DiscoveryRing =
+    Ring<{ crate::discovery::MAX_PAYLOAD + 28 }, { DISCOVERY_QUEUE + 1 }, u16>;
+/// Relayed discovery packets queued for the LAN.
+pub const DISCOVERY_QUEUE: usize = 16;
+
 impl<const SIZE: usize, const SLOTS: usize, M: Copy> Ring<SIZE, SLOTS, M> {
     const fn with(empty: M) -> Self {
         Ring {
@@ -166,6 +173,12 @@ impl TxRing {
 }
 
 impl LanRing {
+    pub const fn new() -> Self {
+        Ring::with(0)
+    }
+}
+
+impl DiscoveryRing {
     pub const fn new() -> Self {
         Ring::with(0)
     }

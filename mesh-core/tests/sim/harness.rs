@@ -163,6 +163,9 @@ pub struct Sim {
     pub jitter: Duration,
     pub hold_time: u16,
     pub deliveries: Vec<Delivery>,
+    /// What each node's driver was asked to send on its LAN as relayed
+    /// discovery (time, node, IP packet).
+    pub discovered: Vec<(Instant, usize, Vec<u8>)>,
     pub events: Vec<(Instant, usize, NodeEvent)>,
     clock_us: u64,
     /// Each node's next deadline, as it said after its last input (the
@@ -202,6 +205,7 @@ impl Sim {
             jitter: Duration::from_micros(500),
             hold_time: 3,
             deliveries: Vec::new(),
+            discovered: Vec::new(),
             events: Vec::new(),
             clock_us: 0,
             deadlines: vec![None; n + 1],
@@ -244,6 +248,9 @@ impl Sim {
         c.hold_time = self.hold_time;
         c.connect_retry = Duration::from_secs(1);
         c.seed = n as u64 * 7919 + self.starts[n] * 104_729;
+        // A restart numbers its relayed discovery anew (the daemon uses
+        // wall-clock seconds).
+        c.boot = self.starts[n] as u32 + 1;
         (self.configure)(n, &mut c);
         let members = (1..=self.size())
             .filter(|&m| m != n)
@@ -335,6 +342,9 @@ impl Sim {
         let mut lan = Vec::new();
         while let Some(p) = node.poll_lan_packet() {
             lan.push(p.to_vec());
+        }
+        while let Some(p) = node.poll_discovery_packet() {
+            self.discovered.push((now, n, p.to_vec()));
         }
         while let Some(e) = node.poll_event() {
             self.events.push((now, n, e));
