@@ -148,6 +148,12 @@ fn count(d: &Value, port: Option<u16>, name: &str) -> u64 {
     row[name].as_u64().unwrap_or(0)
 }
 
+/// A counter of the daemon's own, beside the relay's (`send_errors`,
+/// `kernel_drops`).
+fn daemon_count(d: &Value, name: &str) -> u64 {
+    d[name].as_u64().unwrap_or(0)
+}
+
 /// How much each counter moved between two `discovery` objects.
 fn moved(before: &Value, after: &Value, port: Option<u16>, name: &str) -> u64 {
     count(after, port, name).saturating_sub(count(before, port, name))
@@ -471,6 +477,11 @@ fn deliver_once(
             deltas(&before[i], &after[i], Some(port))
         );
     }
+    for (i, &n) in routers.iter().enumerate() {
+        let errors =
+            daemon_count(&after[i], "send_errors") - daemon_count(&before[i], "send_errors");
+        assert_eq!(errors, 0, "r{n}'s LAN socket refused {errors} packets");
+    }
     let (b1, a1) = (&before[0], &after[0]);
     for p in [None, Some(port)] {
         for c in ["captured", "relayed"] {
@@ -671,6 +682,24 @@ fn discovery_follows_the_new_paths_after_the_transit_routers_power_cut() {
     print_delivery(&format!("r{transit} back, c1 -> 255.255.255.255:9302"), &d);
 }
 
+/// CPU time (user + system) process `pid` has used so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command name in parentheses: state is field 3; utime and
+    // stime are fields 14 and 15.
+    let rest = stat.rsplit_once(") ").map_or("", |r| r.1);
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let ticks = fields.get(11).unwrap_or(&0) + fields.get(12).unwrap_or(&0);
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
 /// c1's storm: broadcasts to 255.255.255.255:`port` at `rate` for `secs`,
 /// each payload `mark` + a sequence number. Returns (sent, send errors,
 /// how long it took).
@@ -729,6 +758,7 @@ fn discovery_storm_from_c1_is_cut_to_the_cap_and_game_traffic_loses_nothing() {
         .collect();
     let before: Vec<Value> = (1..=4).map(|n| discovery(&lab, n)).collect();
     let trouble_before: Vec<(u64, u64)> = (1..=4).map(|n| session_trouble(&lab, n)).collect();
+    let loop_before = lab.status(1).map(|s| s["loop"].clone()).unwrap_or_default();
     // Game traffic both ways between c2 and c4, 100 pps each.
     let (c2, c4) = (&lab.router(2).console, &lab.router(4).console);
     let to_c4 = Probe::start(c2, c4, console_addr(4), Duration::from_millis(10));
@@ -736,8 +766,11 @@ fn discovery_storm_from_c1_is_cut_to_the_cap_and_game_traffic_loses_nothing() {
     std::thread::sleep(Duration::from_millis(500));
 
     let mark = marker("storm");
+    let r1_pid = lab.router(1).process.as_ref().expect("r1 runs").id();
+    let r1_cpu = cpu_time(r1_pid);
     let (sent, errors, took) = storm(&lab.router(1).console, PS5, rate, secs, mark.clone());
     let storm_secs = took.as_secs_f64();
+    let r1_cpu = cpu_time(r1_pid).saturating_sub(r1_cpu);
     // What is still queued drains; nothing more is captured.
     std::thread::sleep(Duration::from_secs(3));
     let game = [("c2 -> c4", to_c4.finish()), ("c4 -> c2", to_c2.finish())];
@@ -768,6 +801,16 @@ fn discovery_storm_from_c1_is_cut_to_the_cap_and_game_traffic_loses_nothing() {
         );
     }
     println!("  (BFD downs, BGP flaps) per router: {trouble_before:?} -> {trouble_after:?}");
+    println!(
+        "  r1's meshd used {:.2} s of CPU during the {storm_secs:.1} s storm ({:.1} µs per broadcast sent)",
+        r1_cpu.as_secs_f64(),
+        r1_cpu.as_secs_f64() * 1e6 / sent.max(1) as f64
+    );
+    println!(
+        "  r1's loop in the last minute: before the storm {}; after it {}",
+        loop_before,
+        lab.status(1).map(|s| s["loop"].clone()).unwrap_or_default()
+    );
 
     // The cap: a burst, then the rate, over the storm and a second of the
     // capture's lag behind it.
@@ -777,8 +820,12 @@ fn discovery_storm_from_c1_is_cut_to_the_cap_and_game_traffic_loses_nothing() {
     let captured = moved(b1, a1, None, "captured");
     let relayed = moved(b1, a1, None, "relayed");
     let dropped = moved(b1, a1, None, "dropped_rate");
+    let kernel_drops = daemon_count(a1, "kernel_drops") - daemon_count(b1, "kernel_drops");
+    let send_errors: Vec<u64> = (0..4)
+        .map(|i| daemon_count(&after[i], "send_errors") - daemon_count(&before[i], "send_errors"))
+        .collect();
     println!(
-        "  r1 captured {captured} of {sent} ({:.1} %), relayed {relayed} (cap {cap:.0}), dropped {dropped} ({:.2} % of those captured)",
+        "  r1 captured {captured} of {sent} ({:.1} %; the kernel dropped {kernel_drops} before meshd read them), relayed {relayed} (cap {cap:.0}), dropped {dropped} ({:.2} % of those captured); LAN send errors per router {send_errors:?}",
         100.0 * captured as f64 / sent.max(1) as f64,
         100.0 * dropped as f64 / captured.max(1) as f64,
     );
@@ -814,6 +861,11 @@ fn discovery_storm_from_c1_is_cut_to_the_cap_and_game_traffic_loses_nothing() {
         dropped as f64 >= 0.9 * captured as f64,
         "r1 dropped only {dropped} of {captured} captured"
     );
+    assert!(
+        (dropped + kernel_drops) as f64 >= 0.9 * sent as f64,
+        "of {sent} sent, r1 cut {dropped} and its kernel dropped {kernel_drops}"
+    );
+    assert_eq!(send_errors, [0; 4], "LAN send errors per router");
     for (i, (n, count)) in heard.iter().enumerate() {
         let emitted = moved(&before[i + 1], &after[i + 1], None, "emitted");
         assert!(
