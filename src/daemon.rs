@@ -971,8 +971,7 @@ impl Daemon {
         let second = d.second.unwrap_or(wall);
         d.paused_until = Some(second + std::time::Duration::from_secs(1));
         d.pauses += 1;
-        if d
-            .last_pause
+        if d.last_pause
             .is_none_or(|t| wall.duration_since(t) >= std::time::Duration::from_secs(60))
         {
             log::warn!(

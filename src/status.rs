@@ -696,6 +696,14 @@ fn render_discovery(out: &mut String, d: &Json) {
         s(d, "capture"),
         ports.join(" ")
     );
+    let pauses = d.get("capture_pauses").and_then(Json::as_i64).unwrap_or(0);
+    if pauses > 0 {
+        let _ = writeln!(
+            out,
+            "  capture paused {pauses} times (a storm: {} dropped by the kernel)",
+            d.get("kernel_drops").and_then(Json::as_i64).unwrap_or(0)
+        );
+    }
     for p in d.get("ports").map(Json::as_array).unwrap_or(&[]) {
         let n = |k: &str| p.get(k).and_then(Json::as_i64).unwrap_or(0);
         if n("captured") + n("received") == 0 {
