@@ -9,9 +9,12 @@
 //!                                    # absolute path; default as shown; created if missing
 //!     option listen_port '51820'     # UDP port of the mesh, 1..65535; default 51820
 //!                                    #   (and listen_port + 1, if free, for STUN answers)
-//!     option overlay '10.0.0.1'      # required, unicast IPv4
-//!     option overlay6 'fd00::1'      # unicast IPv6; default none
-//!     option asn '65001'             # required, 1..4294967294, not 23456 (AS_TRANS)
+//!     option overlay '10.0.0.1'      # unicast IPv4; by default derived from this
+//!                                    #   router's key (a host of 198.18.0.0/15)
+//!     option overlay6 'fd00::1'      # unicast IPv6; by default derived from the key
+//!                                    #   (fd6d:6573:6864::/48) if overlay is, else none
+//!     option asn '65001'             # 1..4294967294, not 23456 (AS_TRANS); by default
+//!                                    #   derived from the key (a private AS)
 //!     list announce '192.168.1.0/24' # prefixes this home announces: at most 8, no
 //!                                    #   default route; default none
 //!     option hold_time '9'           # BGP hold time, s: 0 or 3..65535; default 9
@@ -77,9 +80,12 @@
 //!                                    #   section, else (if given) the section name
 //!     option enabled '1'             # bool; default 1; a disabled member is checked, not used
 //!     option public_key '...'        # required, WireGuard key (44 characters of base64)
-//!     option overlay '10.0.0.2'      # required, unicast IPv4
-//!     option overlay6 'fd00::2'      # unicast IPv6; default none
-//!     option asn '65002'             # required, 1..4294967294, not 23456
+//!     option overlay '10.0.0.2'      # unicast IPv4; by default derived from public_key
+//!                                    #   (a host of 198.18.0.0/15, mesh_core::identity)
+//!     option overlay6 'fd00::2'      # unicast IPv6; by default derived from public_key
+//!                                    #   (fd6d:6573:6864::/48) if overlay is, else none
+//!     option asn '65002'             # 1..4294967294, not 23456; by default derived from
+//!                                    #   public_key (a private AS, 4200000000..4294967294)
 //!     list prefix '192.168.2.0/24'   # what it may originate, its LAN: at most 8, no
 //!                                    #   default route; default none
 //!     list endpoint '198.51.100.2:51820'   # a.b.c.d:port, [v6]:port or host:port, port
@@ -105,6 +111,12 @@
 //! - Exactly one `meshd` section. Member names, and among enabled members
 //!   public keys, AS numbers and overlay addresses, are unique; no member uses
 //!   the node's own AS number or overlay addresses.
+//! - Numbers left to the key (issue 17: nothing to coordinate between homes):
+//!   a member's `overlay`, `overlay6` and `asn` are derived from its
+//!   `public_key`, this router's from its own key once it is read
+//!   ([`Config::derive_identity`]). A derived number that another member
+//!   also has (a hash collision) is an error like any duplicate: set it by
+//!   hand on one of the two. Explicit values always win.
 //! - Unknown options and section types are warnings ([`Config::warnings`]);
 //!   everything else wrong is an error, and all errors are reported at once.
 
@@ -119,7 +131,7 @@ use mesh_core::node::{self, NodeConfig, MAX_LAN_PREFIXES};
 use mesh_core::wg::{
     BfdSetting, Key, MemberConfig, MAX_ENDPOINTS, MAX_MEMBERS, MAX_MEMBER_PREFIXES,
 };
-use mesh_core::{Duration, Prefix};
+use mesh_core::{identity, Duration, Prefix};
 
 use crate::consoles::ConsoleSpec;
 use crate::uci::{self, Package, Section, Value};
@@ -224,9 +236,18 @@ pub struct MainConfig {
     pub enabled: bool,
     pub private_key_file: PathBuf,
     pub listen_port: u16,
+    /// This router's overlay address: unspecified (0.0.0.0) until
+    /// [`Config::derive_identity`] when the file leaves it to the key.
     pub overlay: Ipv4Addr,
     pub overlay6: Option<Ipv6Addr>,
+    /// This router's AS number: 0 until [`Config::derive_identity`] when
+    /// the file leaves it to the key.
     pub asn: u32,
+    /// Which of those the file leaves to the key.
+    pub from_key: FromKey,
+    /// The line of the `config meshd` section (for errors about derived
+    /// numbers).
+    pub line: usize,
     pub announce: Vec<Prefix>,
     pub hold_time: u16,
     pub connect_retry: Duration,
@@ -265,6 +286,21 @@ pub struct MainConfig {
     pub lan_interface: String,
     /// Relay LAN discovery between homes (`None`: off): what is relayed.
     pub discovery: Option<mesh_core::discovery::Policy>,
+}
+
+/// Which of this router's mesh numbers the file leaves to its key (issue
+/// 17); [`Config::derive_identity`] fills them in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FromKey {
+    pub overlay: bool,
+    pub overlay6: bool,
+    pub asn: bool,
+}
+
+impl FromKey {
+    pub fn any(self) -> bool {
+        self.overlay || self.overlay6 || self.asn
+    }
 }
 
 /// BFD timers as configured: interval in milliseconds and multiplier.
@@ -448,6 +484,55 @@ impl Config {
                 warnings: report.warnings,
             }),
             _ => Err(report.errors),
+        }
+    }
+
+    /// Fills in this router's numbers the file leaves to its key (issue
+    /// 17), from its public key, and checks them against the enabled
+    /// members' (a hash collision is an error at the `config meshd`
+    /// section: set the number by hand there). `file` names the file in
+    /// errors. Explicit numbers are left as they are.
+    pub fn derive_identity(&mut self, public: &Key, file: &Path) -> Result<(), Vec<ConfigError>> {
+        let main = &mut self.main;
+        if main.from_key.overlay {
+            main.overlay = identity::overlay_v4(public);
+        }
+        if main.from_key.overlay6 {
+            main.overlay6 = Some(identity::overlay_v6(public));
+        }
+        if main.from_key.asn {
+            main.asn = identity::asn(public);
+        }
+        let main = &self.main;
+        let mut errors = Vec::new();
+        let mut collide = |option: &str, what: String, member: &str| {
+            errors.push(ConfigError {
+                file: file.to_path_buf(),
+                line: main.line,
+                section: "meshd 'main'".to_string(),
+                option: Some(option.to_string()),
+                message: format!(
+                    "{what}, derived from this router's key, is member '{member}''s too: \
+                     set option {option} here by hand"
+                ),
+            });
+        };
+        for m in self.enabled_members() {
+            if main.from_key.overlay && m.overlay == main.overlay {
+                collide("overlay", main.overlay.to_string(), &m.name);
+            }
+            if main.from_key.overlay6 && m.overlay6.is_some() && m.overlay6 == main.overlay6 {
+                let a = main.overlay6.map(|a| a.to_string()).unwrap_or_default();
+                collide("overlay6", a, &m.name);
+            }
+            if main.from_key.asn && m.asn == main.asn {
+                collide("asn", format!("AS {}", main.asn), &m.name);
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
         }
     }
 
@@ -791,9 +876,17 @@ fn read_main(r: &mut SectionReader) -> Option<MainConfig> {
     let listen_port = r
         .value("listen_port", parse_port)
         .unwrap_or(DEFAULT_LISTEN_PORT);
-    let overlay = r.required("overlay", parse_ipv4);
+    let overlay_given = r.section.option("overlay").is_some();
+    let overlay = r.value("overlay", parse_ipv4);
+    let overlay6_given = r.section.option("overlay6").is_some();
     let overlay6 = r.value("overlay6", parse_ipv6);
-    let asn = r.required("asn", parse_asn);
+    let asn_given = r.section.option("asn").is_some();
+    let asn = r.value("asn", parse_asn);
+    let from_key = FromKey {
+        overlay: !overlay_given,
+        overlay6: !overlay_given && !overlay6_given,
+        asn: !asn_given,
+    };
     let announce = r.prefixes("announce", MAX_LAN_PREFIXES);
     let hold_time = r
         .value("hold_time", parse_hold_time)
@@ -876,9 +969,15 @@ fn read_main(r: &mut SectionReader) -> Option<MainConfig> {
         enabled,
         private_key_file,
         listen_port,
-        overlay: overlay?,
+        overlay: if overlay_given {
+            overlay?
+        } else {
+            Ipv4Addr::UNSPECIFIED
+        },
         overlay6,
-        asn: asn?,
+        asn: if asn_given { asn? } else { 0 },
+        from_key,
+        line: r.section.line,
         announce,
         hold_time,
         connect_retry: Duration::from_secs(connect_retry),
@@ -969,9 +1068,23 @@ fn read_member(r: &mut SectionReader) -> Option<MemberEntry> {
     };
     let enabled = r.value("enabled", parse_bool).unwrap_or(true);
     let public_key = r.required("public_key", parse_key);
-    let overlay = r.required("overlay", parse_ipv4);
-    let overlay6 = r.value("overlay6", parse_ipv6);
-    let asn = r.required("asn", parse_asn);
+    // Left out, a number is derived from the member's key (issue 17).
+    let overlay_given = r.section.option("overlay").is_some();
+    let overlay6_given = r.section.option("overlay6").is_some();
+    let asn_given = r.section.option("asn").is_some();
+    let overlay = match overlay_given {
+        true => r.value("overlay", parse_ipv4),
+        false => public_key.as_ref().map(identity::overlay_v4),
+    };
+    let overlay6 = match (overlay6_given, overlay_given) {
+        (true, _) => r.value("overlay6", parse_ipv6),
+        (false, false) => public_key.as_ref().map(identity::overlay_v6),
+        (false, true) => None,
+    };
+    let asn = match asn_given {
+        true => r.value("asn", parse_asn),
+        false => public_key.as_ref().map(identity::asn),
+    };
     let prefixes = r.prefixes("prefix", MAX_MEMBER_PREFIXES);
     let endpoints = r.list("endpoint", "endpoints", MAX_ENDPOINTS, |_, text, _| {
         Endpoint::from_str(text)
@@ -1047,12 +1160,14 @@ fn check_members(
     let mut enabled = 0;
     for (i, (m, lines)) in members.iter().enumerate() {
         let label = &lines.label;
+        // This router's numbers left to its key are checked once derived
+        // (`Config::derive_identity`).
         if let Some(main) = main {
-            if m.asn == main.asn {
+            if !main.from_key.asn && m.asn == main.asn {
                 let message = format!("{} is this node's own AS number", m.asn);
                 report.error(lines.asn, label, Some("asn"), message);
             }
-            if m.overlay == main.overlay {
+            if !main.from_key.overlay && m.overlay == main.overlay {
                 let message = format!("{} is this node's own overlay address", m.overlay);
                 report.error(lines.overlay, label, Some("overlay"), message);
             }
@@ -1477,6 +1592,8 @@ config member
                 overlay: Ipv4Addr::new(10, 0, 0, 1),
                 overlay6: Some("fd00::1".parse().unwrap()),
                 asn: 65001,
+                from_key: FromKey::default(),
+                line: 2,
                 announce: vec![prefix("192.168.1.0/24"), prefix("fd00:1::/64")],
                 hold_time: 30,
                 connect_retry: Duration::from_secs(5),
@@ -1569,6 +1686,83 @@ config member
     }
 
     #[test]
+    fn numbers_left_out_are_derived_from_the_keys() {
+        let text = format!(
+            "config meshd 'main'\n\toption private_key_file '/k'\n\n\
+             config member 'r2'\n\toption public_key '{KEY2}'\n\n\
+             config member 'r3'\n\toption public_key '{KEY3}'\n\toption overlay '10.0.0.3'\n\toption asn '65003'\n"
+        );
+        let mut c = ok(&text);
+        // A member's, at once; this router's wait for its key.
+        let k2: Key = KEY2.parse().unwrap();
+        let r2 = &c.members[0];
+        assert_eq!(r2.overlay, identity::overlay_v4(&k2));
+        assert_eq!(r2.overlay6, Some(identity::overlay_v6(&k2)));
+        assert_eq!(r2.asn, identity::asn(&k2));
+        assert!(r2.overlay.octets()[..2] == [198, 18] || r2.overlay.octets()[..2] == [198, 19]);
+        // Explicit numbers win, and no IPv6 overlay is made up beside them.
+        let r3 = &c.members[1];
+        assert_eq!(
+            (r3.overlay, r3.overlay6, r3.asn),
+            ("10.0.0.3".parse().unwrap(), None, 65003)
+        );
+        assert_eq!(
+            c.main.from_key,
+            FromKey {
+                overlay: true,
+                overlay6: true,
+                asn: true
+            }
+        );
+        assert_eq!((c.main.overlay, c.main.asn), (Ipv4Addr::UNSPECIFIED, 0));
+        let own: Key = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykk="
+            .parse()
+            .unwrap();
+        c.derive_identity(&own, file()).unwrap();
+        assert_eq!(c.main.overlay, identity::overlay_v4(&own));
+        assert_eq!(c.main.overlay6, Some(identity::overlay_v6(&own)));
+        assert_eq!(c.main.asn, identity::asn(&own));
+        let node = c.main.node_config(Key([1; 32]), 0);
+        assert_eq!((node.overlay, node.asn), (c.main.overlay, c.main.asn));
+    }
+
+    #[test]
+    fn a_derived_number_that_collides_is_refused_with_what_to_set() {
+        // Our key derives the same numbers as member r2's (the same key
+        // stands in for a hash collision).
+        let k2: Key = KEY2.parse().unwrap();
+        let text = format!(
+            "config meshd 'main'\n\toption asn '65001'\n\n\
+             config member 'r2'\n\toption public_key '{KEY2}'\n"
+        );
+        let mut c = ok(&text);
+        let found = c.derive_identity(&k2, file()).unwrap_err();
+        assert_eq!(
+            display(&found),
+            format!(
+                "/etc/config/meshd:1: meshd 'main': option 'overlay': {}, derived from this router's key, is member 'r2''s too: set option overlay here by hand\n\
+                 /etc/config/meshd:1: meshd 'main': option 'overlay6': {}, derived from this router's key, is member 'r2''s too: set option overlay6 here by hand\n",
+                identity::overlay_v4(&k2),
+                identity::overlay_v6(&k2)
+            )
+        );
+        // Between members: the same check as for explicit duplicates.
+        let twice = format!(
+            "{MAIN}\nconfig member 'r2'\n\toption public_key '{KEY2}'\n\n\
+             config member 'r3'\n\toption public_key '{KEY3}'\n\toption overlay '{}'\n",
+            identity::overlay_v4(&k2)
+        );
+        let found = errors(&twice);
+        assert_eq!(
+            display(&found),
+            format!(
+                "/etc/config/meshd:10: member 'r3': option 'overlay': {} is the overlay address of member 'r2' (line 5)\n",
+                identity::overlay_v4(&k2)
+            )
+        );
+    }
+
+    #[test]
     fn defaults_apply() {
         let c = ok(&format!(
             "{MAIN}\nconfig member 'r2'\n\toption public_key '{KEY2}'\n\toption overlay '10.0.0.2'\n\toption asn '65002'\n"
@@ -1620,8 +1814,8 @@ config member
                 "/etc/config/meshd:7: member 'r2': option 'asn': '4294967295' is not an AS number (1..4294967294)",
             ),
             (
-                member("").replace("\toption asn '65002'\n", ""),
-                "/etc/config/meshd:4: member 'r2': missing required option 'asn'",
+                member("").replace("\toption public_key '{KEY2}'\n".replace("{KEY2}", KEY2).as_str(), ""),
+                "/etc/config/meshd:4: member 'r2': missing required option 'public_key'",
             ),
             (
                 member("").replace(KEY2, "not-a-key"),
@@ -1743,10 +1937,6 @@ config member
             (
                 format!("{MAIN}\toption control_socket '/{}'\n", "s".repeat(107)),
                 "/etc/config/meshd:4: meshd 'main': option 'control_socket': '/sssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssss' is too long for a unix socket (at most 107 bytes)",
-            ),
-            (
-                MAIN.replace("\toption asn '65001'\n", ""),
-                "/etc/config/meshd:1: meshd 'main': missing required option 'asn'",
             ),
             (
                 format!("{MAIN}config meshd 'other'\n"),
@@ -1909,14 +2099,13 @@ config member 'r3'
     fn the_written_fixture_is_a_meshd_config_but_for_its_anonymous_member() {
         let text = fixture("written-by-uci.conf");
         assert!(Package::parse(&text).is_ok());
-        // The anonymous member has neither a name nor an AS number; the rest
-        // is valid (`allowed_prefix`, `description`, `comment` are unknown
-        // options: warnings).
+        // The anonymous member has no name (its AS number it takes from its
+        // key); the rest is valid (`allowed_prefix`, `description`,
+        // `comment` are unknown options: warnings).
         let errors = errors(&text);
         assert_eq!(
             display(&errors),
-            "/etc/config/meshd:20: member @member[1]: an anonymous member section needs option 'name'\n\
-             /etc/config/meshd:20: member @member[1]: missing required option 'asn'\n"
+            "/etc/config/meshd:20: member @member[1]: an anonymous member section needs option 'name'\n"
         );
         // Given those, it reads, with the warnings expected.
         let fixed = text.replace(
@@ -1952,11 +2141,7 @@ config member 'r3'
         let errors = errors(&text);
         assert_eq!(
             display(&errors),
-            "/etc/config/meshd:2: meshd 'main': missing required option 'overlay'\n\
-             /etc/config/meshd:2: meshd 'main': missing required option 'asn'\n\
-             /etc/config/meshd:11: member @member[0]: an anonymous member section needs option 'name'\n\
-             /etc/config/meshd:11: member @member[0]: missing required option 'overlay'\n\
-             /etc/config/meshd:11: member @member[0]: missing required option 'asn'\n\
+            "/etc/config/meshd:11: member @member[0]: an anonymous member section needs option 'name'\n\
              /etc/config/meshd:15: member 'named': missing required option 'public_key'\n"
         );
     }

@@ -480,8 +480,16 @@ fn bind_udp6(port: u16) -> io::Result<UdpSocket> {
 
 impl Daemon {
     /// Sets everything up. Errors name what failed.
-    pub fn new(config_path: &Path, config: Config) -> io::Result<Daemon> {
+    pub fn new(config_path: &Path, mut config: Config) -> io::Result<Daemon> {
         let private_key = keys::load_or_create(&config.main.private_key_file)?;
+        // Numbers the file leaves to the key (issue 17).
+        let public = mesh_core::wg::boring::public_key(&private_key);
+        config
+            .derive_identity(&public, config_path)
+            .map_err(|errors| {
+                let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                io::Error::new(io::ErrorKind::InvalidData, text.join("\n"))
+            })?;
         let udp4 = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, config.main.listen_port))
             .map_err(|e| ctx(e, &format!("UDP port {}", config.main.listen_port)))?;
         udp4.set_nonblocking(true)?;

@@ -77,8 +77,13 @@ pub fn load(path: &Path) -> Loaded {
             .map(ToString::to_string)
             .collect::<Vec<String>>()
     })?;
+    let mut config = config;
     let key =
         keys::load_or_create(&config.main.private_key_file).map_err(|e| vec![e.to_string()])?;
+    let public = mesh_core::wg::boring::public_key(&key);
+    config
+        .derive_identity(&public, path)
+        .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
     Ok((config, key))
 }
 

@@ -144,7 +144,35 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some("check") => match load(&config) {
-            Ok(c) => {
+            Ok(mut c) => {
+                if c.main.from_key.any() {
+                    // Numbers left to the key: derived from the key file if
+                    // there is one (check never creates it).
+                    let key = std::fs::read_to_string(&c.main.private_key_file)
+                        .ok()
+                        .and_then(|t| t.trim().parse::<mesh_core::wg::Key>().ok());
+                    match key {
+                        Some(private) => {
+                            let public = keys::public_key(&private);
+                            if let Err(errors) = c.derive_identity(&public, &config) {
+                                for e in &errors {
+                                    eprintln!("error: {e}");
+                                }
+                                return ExitCode::FAILURE;
+                            }
+                            println!(
+                                "this router, from its key: overlay {}{}, AS {}",
+                                c.main.overlay,
+                                c.main.overlay6.map(|a| format!(" and {a}")).unwrap_or_default(),
+                                c.main.asn
+                            );
+                        }
+                        None => println!(
+                            "this router's overlay address and AS number will be derived from its key ({}, created at first start)",
+                            c.main.private_key_file.display()
+                        ),
+                    }
+                }
                 println!(
                     "{}: ok ({} members, {} enabled)",
                     config.display(),

@@ -77,6 +77,77 @@ fn consoles_reach_each_other_within_ten_seconds() {
     assert!(status.contains("192.168.4.0/24"), "{status}");
 }
 
+/// Issue 17, part 1: configs with no overlay address and no AS number
+/// anywhere (only keys, LANs and endpoints) converge on numbers each router
+/// derives from the keys, the same on every router.
+#[test]
+fn a_square_whose_configs_hold_no_numbers_converges_on_numbers_from_the_keys() {
+    let _one = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    require_root();
+    let mut lab = SeedLab::build_bgp_only("mdnum", meshd(), HOLD);
+    for n in 1..=4 {
+        let path = &lab.router(n).config;
+        let text = std::fs::read_to_string(path).unwrap();
+        let stripped: String = text
+            .lines()
+            .filter(|l| !l.starts_with("\toption overlay ") && !l.starts_with("\toption asn "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(!stripped.contains("10.0.0.") && !stripped.contains("6500"));
+        std::fs::write(path, stripped).unwrap();
+    }
+    lab.start_all();
+    let took = converge(&lab);
+    for a in 1..=4 {
+        for b in (1..=4).filter(|&b| b != a) {
+            assert!(lab.ping(a, b), "C{a} cannot reach C{b}");
+        }
+    }
+    // Each router's own numbers, as it derived them, are what the others
+    // derived for it.
+    let own: Vec<(String, u64)> = (1..=4)
+        .map(|n| {
+            let s = lab.status(n).unwrap();
+            (
+                s["overlay"].as_str().unwrap().to_string(),
+                s["asn"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    for (n, (overlay, asn)) in own.iter().enumerate() {
+        let addr: std::net::Ipv4Addr = overlay.parse().unwrap();
+        assert!(
+            addr.octets()[..2] == [198, 18] || addr.octets()[..2] == [198, 19],
+            "r{}: overlay {overlay}",
+            n + 1
+        );
+        assert!(*asn >= 4_200_000_000, "r{}: AS {asn}", n + 1);
+        for m in (1..=4).filter(|&m| m != n + 1) {
+            let s = lab.status(m).unwrap();
+            let seen = s["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["name"] == format!("r{}", n + 1))
+                .cloned()
+                .unwrap();
+            assert_eq!(
+                (
+                    seen["overlay"].as_str().unwrap(),
+                    seen["asn"].as_u64().unwrap()
+                ),
+                (overlay.as_str(), *asn),
+                "r{m}'s view of r{}",
+                n + 1
+            );
+        }
+    }
+    println!(
+        "numbers from the keys: {own:?}; converged in {:.2} s",
+        took.as_secs_f64()
+    );
+}
+
 #[test]
 fn power_cut_of_the_transit_router_reroutes_within_the_hold_time_and_it_rejoins() {
     let _one = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());

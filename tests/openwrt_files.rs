@@ -850,7 +850,7 @@ fn init_refuses_to_start_when_uci_validation_fails() {
 #[test]
 fn init_refuses_to_start_with_a_file_meshd_check_rejects_and_logs_why() {
     let (dir, config, key) = enabled_config("rejected");
-    let text = read(&config).replace("option asn '65001'", "option asn '65x01'");
+    let text = read(&config).replace("#option asn '65001'", "option asn '65x01'");
     fs::write(&config, text).unwrap();
     let run = run_init(
         &config,
@@ -893,7 +893,7 @@ fn reload_keeps_the_running_meshd_when_the_new_file_is_broken() {
 
     fs::write(
         &config,
-        read(&config).replace("option overlay ", "option overlay6 "),
+        read(&config).replace("#option overlay '10.0.0.1'", "option overlay6 '10.0.0.1'"),
     )
     .unwrap();
     let broken = run_init(&config, "reload_service", &[]);

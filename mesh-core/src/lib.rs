@@ -118,6 +118,7 @@ pub mod bfd;
 pub mod bgp;
 pub mod discovery;
 pub mod hash;
+pub mod identity;
 pub mod ip;
 pub mod nat;
 pub mod node;
