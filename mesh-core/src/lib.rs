@@ -121,6 +121,7 @@ pub mod hash;
 pub mod identity;
 pub mod ip;
 pub mod nat;
+pub mod netmap;
 pub mod node;
 pub mod overlay;
 pub mod pex;

@@ -1201,3 +1201,96 @@ fn forged_replayed_and_broken_discovery_from_a_member_is_dropped_and_counted() {
             .any(|(_, _, e)| matches!(e, mesh_core::node::NodeEvent::SessionDown { .. })));
     });
 }
+
+// ---- overlapping LANs mapped to aliases (issue 17, part 2) ----
+
+/// Every home on 192.168.1.0/24; home n is 10.64.n.0/24 in the mesh.
+fn alias(n: usize) -> mesh_core::Prefix {
+    mesh_core::Prefix::v4(10, 64, n as u8, 0, 24).unwrap()
+}
+
+fn alias_host(n: usize, host: u8) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::new(10, 64, n as u8, host)
+}
+
+#[test]
+fn four_homes_on_the_same_lan_reach_each_others_consoles_at_their_aliases() {
+    big_stack(|| {
+        use mesh_core::netmap::Map;
+        let same_lan = std::net::Ipv4Addr::new(192, 168, 1, 0);
+        let mut s = Sim::new(4, 71);
+        s.announced = alias;
+        s.configure = |n, c| {
+            let own = (std::net::Ipv4Addr::new(10, 64, n as u8, 0), 24);
+            let map = Map::new((std::net::Ipv4Addr::new(192, 168, 1, 0), 24), own).unwrap();
+            c.lan_map.push(map).unwrap();
+        };
+        for (a, b) in [(1, 2), (1, 3), (2, 4), (3, 4)] {
+            s.link(a, b, 5, 0.0);
+        }
+        s.start_all();
+        s.run_until_cond(Duration::from_secs(10), Duration::from_millis(50), |s| {
+            (1..=4).all(|n| {
+                (1..=4)
+                    .filter(|&m| m != n)
+                    .all(|m| s.node(n).next_hop(IpAddr::V4(alias_host(m, 10))).is_some())
+            })
+        })
+        .expect("the aliases did not spread");
+        let console = std::net::Ipv4Addr::new(192, 168, 1, 10);
+        assert_eq!(console, std::net::Ipv4Addr::from(u32::from(same_lan) | 10));
+        // C1 (192.168.1.10 at home 1) to C4 (192.168.1.10 at home 4), by
+        // C4's alias; R1 and R4 have no tunnel: through a transit home.
+        let mark = s.deliveries.len();
+        s.lan_packet(1, &udp_probe(console, alias_host(4, 10), 1));
+        s.run_for(Duration::from_millis(100));
+        let got: Vec<_> = s.deliveries[mark..].iter().filter(|d| d.seq == 1).collect();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(
+            (got[0].node, got[0].src, got[0].dst),
+            (4, alias_host(1, 10), console),
+            "C4 sees C1 by its alias"
+        );
+        // C4 answers the address it saw.
+        let mark = s.deliveries.len();
+        s.lan_packet(4, &udp_probe(console, alias_host(1, 10), 2));
+        s.run_for(Duration::from_millis(100));
+        let back: Vec<_> = s.deliveries[mark..].iter().filter(|d| d.seq == 2).collect();
+        assert_eq!(back.len(), 1, "{back:?}");
+        assert_eq!(
+            (back[0].node, back[0].src, back[0].dst),
+            (1, alias_host(4, 10), console)
+        );
+        // The shared prefix itself is announced by no one: only aliases are
+        // routed.
+        assert_eq!(s.node(1).next_hop(IpAddr::V4(console)), None);
+        // Discovery from C1 reaches C2 from C1's alias, re-sent to home
+        // 2's own LAN broadcast.
+        let mark = s.discovered.len();
+        let mut out = vec![0u8; 64];
+        let n = mesh_core::ip::build_udp4_plain(
+            console,
+            std::net::Ipv4Addr::BROADCAST,
+            49001,
+            9302,
+            64,
+            b"disc",
+            &mut out,
+        )
+        .unwrap();
+        s.act(1, |node, now| node.handle_discovery_capture(now, &out[..n]));
+        s.run_for(Duration::from_secs(1));
+        for home in 2..=4 {
+            let got = emitted(&s, mark, home);
+            assert_eq!(
+                got,
+                [(
+                    std::net::SocketAddrV4::new(alias_host(1, 10), 49001),
+                    std::net::Ipv4Addr::new(192, 168, 1, 255),
+                    9302
+                )],
+                "home {home}"
+            );
+        }
+    });
+}

@@ -92,6 +92,10 @@ pub struct NodeConfig {
     pub relay_rate_kbit: Option<u32>,
     /// This router offers itself as a game exit (`None`: it does not).
     pub exit: Option<ExitConfig>,
+    /// Home LANs this node maps 1:1 to their aliases in the mesh (issue
+    /// 17, [`crate::netmap`]): sources going out, destinations coming in.
+    /// `lan_prefixes` then holds the aliases, which are what is announced.
+    pub lan_map: heapless::Vec<crate::netmap::Map, MAX_LAN_PREFIXES>,
     /// LAN discovery relayed between homes: what is captured here and
     /// re-emitted from other homes (`None`: off both ways).
     pub discovery: Option<discovery::Policy>,
@@ -124,6 +128,7 @@ impl NodeConfig {
             alt_port: false,
             relay_rate_kbit: Some(DEFAULT_RELAY_RATE_KBIT),
             exit: None,
+            lan_map: heapless::Vec::new(),
             discovery: Some(discovery::Policy::default()),
             boot: 0,
         }
@@ -210,7 +215,7 @@ pub struct Changes {
     /// Members removed, then those added, updated or refused, in the order
     /// of the list given.
     pub members: heapless::Vec<MemberChange, { 2 * MAX_MEMBERS }>,
-    /// The prefixes this home announces.
+    /// The prefixes this home announces, or how its LAN maps to them.
     pub lan_prefixes: bool,
     /// Hold time, connect retry, keepalive or multipath limit.
     pub sessions: bool,
@@ -261,6 +266,10 @@ impl<C: Crypto> Node<'_, C> {
         };
         if config.lan_prefixes != self.config.lan_prefixes {
             self.set_lan_prefixes(now, &config.lan_prefixes);
+            changes.lan_prefixes = true;
+        }
+        if config.lan_map != self.config.lan_map {
+            self.config.lan_map = config.lan_map.clone();
             changes.lan_prefixes = true;
         }
         if config.failover() != self.config.failover() {

@@ -141,11 +141,11 @@ impl<C: Crypto> Node<'_, C> {
         let len = info.total_len;
         let verdict = self.router().for_member_packet(&packet[..len], &info);
         match verdict {
-            Verdict::ToLan => self.commit_lan(len),
+            Verdict::ToLan => self.lan_in(len),
             Verdict::ToLanOnce => {
                 let packet = &self.lan.spare_ref()[..len];
                 if self.dedup.first_sighting(now, packet, &info) {
-                    self.commit_lan(len);
+                    self.lan_in(len);
                 } else {
                     self.stats.duplicates_dropped += 1;
                 }
@@ -169,6 +169,17 @@ impl<C: Crypto> Node<'_, C> {
                 self.stats.no_route += 1
             }
         }
+    }
+
+    /// A member's packet for this home's LAN (`len` bytes in the LAN
+    /// ring's spare slot): to a mapped LAN's alias, it goes in to the LAN
+    /// address.
+    fn lan_in(&mut self, len: usize) {
+        if !self.config.lan_map.is_empty() {
+            let packet = &mut self.lan.spare()[..len];
+            crate::netmap::map(packet, &self.config.lan_map, crate::netmap::Direction::In);
+        }
+        self.commit_lan(len);
     }
 
     pub(super) fn count_drop(&mut self, d: DropReason) {

@@ -23,7 +23,7 @@ use crate::ip::{self, IpInfo};
 use crate::prefix::{Family, Prefix};
 use crate::wg::{Crypto, MAX_MEMBERS};
 
-use super::Node;
+use super::{Node, MAX_LAN_PREFIXES};
 
 impl<C: Crypto> Node<'_, C> {
     /// An IPv4 packet the driver captured on the LAN: a console's discovery
@@ -39,9 +39,14 @@ impl<C: Crypto> Node<'_, C> {
             return;
         }
         let lan = self.capture_lan(packet);
-        let Ok(msg) = self.discovery.capture_packet(now, lan, packet) else {
+        let Ok(mut msg) = self.discovery.capture_packet(now, lan, packet) else {
             return; // counted by the relay
         };
+        // A mapped LAN's console is known in the mesh by its alias: replies
+        // go there.
+        if let Some(alias) = self.config.lan_map.iter().find_map(|m| m.to_alias(msg.src)) {
+            msg.src = alias;
+        }
         self.send_relayed(&msg);
         self.finish(now);
     }
@@ -87,16 +92,23 @@ impl<C: Crypto> Node<'_, C> {
 
     /// Our IPv4 LAN prefix holding `addr`, else the first one, else our
     /// overlay address alone (a home with no IPv4 LAN has no consoles to
-    /// relay for: every packet is foreign, every message refused).
+    /// relay for: every packet is foreign, every message refused). The LAN
+    /// as the LAN sees it: a mapped home's own prefix, not its alias.
     fn lan_v4(&self, addr: Option<IpAddr>) -> Prefix {
-        let v4 = || {
+        let lans: heapless::Vec<Prefix, MAX_LAN_PREFIXES> = if self.config.lan_map.is_empty() {
+            let v4 = |p: &&Prefix| p.family() == Family::Ipv4;
             self.config
                 .lan_prefixes
                 .iter()
-                .filter(|p| p.family() == Family::Ipv4)
+                .filter(v4)
+                .copied()
+                .collect()
+        } else {
+            let lan = |m: &crate::netmap::Map| Prefix::new(IpAddr::V4(m.lan.0), m.lan.1).ok();
+            self.config.lan_map.iter().filter_map(lan).collect()
         };
-        addr.and_then(|a| v4().find(|p| p.contains(a)))
-            .or_else(|| v4().next())
+        addr.and_then(|a| lans.iter().find(|p| p.contains(a)))
+            .or(lans.first())
             .copied()
             .unwrap_or_else(|| Prefix::host(IpAddr::V4(self.config.overlay)))
     }

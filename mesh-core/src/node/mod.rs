@@ -451,12 +451,19 @@ impl<'a, C: Crypto> Node<'a, C> {
                 self.stats.to_overlay += 1;
                 self.engine.handle_packet(packet);
             }
+            Verdict::ToMember { to, copy } if self.config.lan_map.is_empty() => {
+                self.send_to_members(to, copy, packet)
+            }
             Verdict::ToMember { to, copy } => {
-                self.send_to_member(to as usize, packet);
-                if let Some(second) = copy {
-                    self.stats.redundant_copies += 1;
-                    self.send_to_member(second as usize, packet);
-                }
+                // A mapped LAN's source goes out as its alias.
+                let mut mapped = [0u8; INNER_MTU];
+                let Some(buf) = mapped.get_mut(..packet.len()) else {
+                    self.stats.queue_full += 1; // longer than the tunnel's MTU
+                    return;
+                };
+                buf.copy_from_slice(packet);
+                crate::netmap::map(buf, &self.config.lan_map, crate::netmap::Direction::Out);
+                self.send_to_members(to, copy, buf);
             }
             Verdict::ToExit => self.send_to_exit(now, packet, &info),
             Verdict::FromInternet { to } => self.answer_from_internet(to as usize, packet, &info),
@@ -471,6 +478,20 @@ impl<'a, C: Crypto> Node<'a, C> {
             }
         }
         self.finish(now);
+    }
+
+    /// A LAN packet to its first hop, and a redundant copy to `copy`.
+    fn send_to_members(
+        &mut self,
+        to: crate::rib::PeerId,
+        copy: Option<crate::rib::PeerId>,
+        packet: &[u8],
+    ) {
+        self.send_to_member(to as usize, packet);
+        if let Some(second) = copy {
+            self.stats.redundant_copies += 1;
+            self.send_to_member(second as usize, packet);
+        }
     }
 
     /// Timers that are due, child by child.

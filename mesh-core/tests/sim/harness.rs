@@ -185,6 +185,9 @@ pub struct Sim {
     last_arrival: BTreeMap<(usize, usize), u64>,
     /// Adjusts each node's configuration before it starts.
     pub configure: fn(usize, &mut NodeConfig),
+    /// The prefix node n announces, and its members allow it (its LAN,
+    /// or the alias its LAN is mapped to).
+    pub announced: fn(usize) -> Prefix,
     /// How many times each node was started (a restart gets a new seed, as a
     /// real process seeded from the clock does).
     starts: Vec<u64>,
@@ -213,6 +216,7 @@ impl Sim {
             source: (0..=n).map(underlay).collect(),
             last_arrival: BTreeMap::new(),
             configure: |_, _| {},
+            announced: lan,
             starts: vec![0; n + 1],
         }
     }
@@ -244,7 +248,7 @@ impl Sim {
 
     fn config(&self, n: usize) -> (NodeConfig, Vec<MemberConfig>) {
         let mut c = NodeConfig::new(private_key(n), overlay(n), asn(n));
-        c.lan_prefixes.push(lan(n)).unwrap();
+        c.lan_prefixes.push((self.announced)(n)).unwrap();
         c.hold_time = self.hold_time;
         c.connect_retry = Duration::from_secs(1);
         c.seed = n as u64 * 7919 + self.starts[n] * 104_729;
@@ -265,7 +269,7 @@ impl Sim {
                     overlay: overlay(m),
                     overlay_v6: None,
                     asn: asn(m),
-                    prefixes: heapless::Vec::from_slice(&[lan(m)]).unwrap(),
+                    prefixes: heapless::Vec::from_slice(&[(self.announced)(m)]).unwrap(),
                     endpoints,
                     keepalive: Some(25),
                     hold_time: None,
