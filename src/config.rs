@@ -17,6 +17,13 @@
 //!                                    #   derived from the key (a private AS)
 //!     list announce '192.168.1.0/24' # prefixes this home announces: at most 8, no
 //!                                    #   default route; default none
+//!     option lan_alias 'auto'        # auto|on|off|a.b.c.d/len: the mesh knows this home's
+//!                                    #   first IPv4 LAN (/24 or longer) by an alias of the
+//!                                    #   same length (a /24 of 10.64.0.0/10 derived from
+//!                                    #   the key, or the prefix given), mapped 1:1 both
+//!                                    #   ways, so homes on the same LAN prefix reach each
+//!                                    #   other; auto: on when overlay is left to the key;
+//!                                    #   default auto
 //!     option hold_time '9'           # BGP hold time, s: 0 or 3..65535; default 9
 //!     option connect_retry '2'       # BGP connect retry, s: 1..3600; default 2
 //!     option keepalive '25'          # WireGuard persistent keepalive, s: 0..65535,
@@ -172,6 +179,7 @@ const MAIN_OPTIONS: &[&str] = &[
     "overlay6",
     "asn",
     "announce",
+    "lan_alias",
     "hold_time",
     "connect_retry",
     "keepalive",
@@ -245,6 +253,10 @@ pub struct MainConfig {
     pub asn: u32,
     /// Which of those the file leaves to the key.
     pub from_key: FromKey,
+    /// Whether (and to what) this home's LAN is mapped in the mesh.
+    pub lan_alias: LanAlias,
+    /// The mapping in force: set by [`Config::derive_identity`].
+    pub lan_map: Option<mesh_core::netmap::Map>,
     /// The line of the `config meshd` section (for errors about derived
     /// numbers).
     pub line: usize,
@@ -300,6 +312,37 @@ pub struct FromKey {
 impl FromKey {
     pub fn any(self) -> bool {
         self.overlay || self.overlay6 || self.asn
+    }
+}
+
+/// `option lan_alias`: how the mesh knows this home's LAN.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LanAlias {
+    /// Mapped to the alias derived from the key when the overlay address
+    /// is too (a config with no numbers), else announced as itself.
+    #[default]
+    Auto,
+    On,
+    Off,
+    /// Mapped to this prefix.
+    To(Ipv4Addr, u8),
+}
+
+fn parse_lan_alias(s: &str) -> Result<LanAlias, String> {
+    match s {
+        "auto" => return Ok(LanAlias::Auto),
+        "on" | "1" => return Ok(LanAlias::On),
+        "off" | "0" => return Ok(LanAlias::Off),
+        _ => {}
+    }
+    match parse_prefix(s) {
+        Ok((p, _)) => match p.addr() {
+            IpAddr::V4(a) => Ok(LanAlias::To(a, p.prefix_len())),
+            IpAddr::V6(_) => Err(format!("'{s}' is not an IPv4 prefix")),
+        },
+        Err(_) => Err(format!(
+            "'{s}' is neither auto, on, off nor an IPv4 prefix a.b.c.d/len"
+        )),
     }
 }
 
@@ -503,8 +546,36 @@ impl Config {
         if main.from_key.asn {
             main.asn = identity::asn(public);
         }
-        let main = &self.main;
         let mut errors = Vec::new();
+        match self.main.resolve_lan_map(public) {
+            Ok(map) => self.main.lan_map = map,
+            Err(message) => errors.push(ConfigError {
+                file: file.to_path_buf(),
+                line: self.main.line,
+                section: "meshd 'main'".to_string(),
+                option: Some("lan_alias".to_string()),
+                message,
+            }),
+        }
+        let main = &self.main;
+        if let Some(map) = main.lan_map {
+            let alias = IpAddr::V4(map.alias.0);
+            for m in self.enabled_members() {
+                if m.prefixes.iter().any(|p| p.contains(alias)) {
+                    errors.push(ConfigError {
+                        file: file.to_path_buf(),
+                        line: main.line,
+                        section: "meshd 'main'".to_string(),
+                        option: Some("lan_alias".to_string()),
+                        message: format!(
+                            "this home's LAN alias {}/{} lies in member '{}''s prefixes: \
+                             set option lan_alias to another prefix",
+                            map.alias.0, map.alias.1, m.name
+                        ),
+                    });
+                }
+            }
+        }
         let mut collide = |option: &str, what: String, member: &str| {
             errors.push(ConfigError {
                 file: file.to_path_buf(),
@@ -546,13 +617,56 @@ impl Config {
 }
 
 impl MainConfig {
+    /// How this home's LAN is known in the mesh, as `lan_alias` says: the
+    /// first IPv4 `announce` prefix of /24 or longer, mapped to an alias of
+    /// its length (derived from `public`, or given).
+    fn resolve_lan_map(&self, public: &Key) -> Result<Option<mesh_core::netmap::Map>, String> {
+        let on = match self.lan_alias {
+            LanAlias::Off => return Ok(None),
+            LanAlias::Auto => self.from_key.overlay,
+            LanAlias::On | LanAlias::To(..) => true,
+        };
+        if !on {
+            return Ok(None);
+        }
+        let lan = self.announce.iter().find_map(|p| match p.addr() {
+            IpAddr::V4(a) if p.prefix_len() >= identity::LAN_ALIAS_LEN => Some((a, p.prefix_len())),
+            _ => None,
+        });
+        let alias = |len| match self.lan_alias {
+            LanAlias::To(a, l) => (a, l),
+            _ => (identity::lan_alias(public), len),
+        };
+        match lan {
+            Some((a, len)) => mesh_core::netmap::Map::new((a, len), alias(len))
+                .map(Some)
+                .ok_or_else(|| {
+                    let (b, l) = alias(len);
+                    format!("the alias {b}/{l} is not as long as the LAN {a}/{len}")
+                }),
+            None if self.lan_alias == LanAlias::Auto => Ok(None),
+            None => Err("no IPv4 prefix of /24 or longer in announce to map".to_string()),
+        }
+    }
+
     /// The node's settings for mesh-core.
     pub fn node_config(&self, private_key: Key, seed: u64) -> NodeConfig {
         let mut config = NodeConfig::new(private_key, self.overlay, self.asn);
         config.overlay_v6 = self.overlay6;
         for prefix in &self.announce {
+            // A mapped LAN is announced as its alias.
+            let mapped = self
+                .lan_map
+                .filter(|m| IpAddr::V4(m.lan.0) == prefix.addr() && m.lan.1 == prefix.prefix_len());
+            let announced = match mapped {
+                Some(m) => Prefix::new(IpAddr::V4(m.alias.0), m.alias.1).unwrap_or(*prefix),
+                None => *prefix,
+            };
             // At most MAX_LAN_PREFIXES: checked when the file was read.
-            let _ = config.lan_prefixes.push(*prefix);
+            let _ = config.lan_prefixes.push(announced);
+        }
+        if let Some(m) = self.lan_map {
+            let _ = config.lan_map.push(m);
         }
         config.hold_time = self.hold_time;
         config.connect_retry = self.connect_retry;
@@ -888,6 +1002,7 @@ fn read_main(r: &mut SectionReader) -> Option<MainConfig> {
         asn: !asn_given,
     };
     let announce = r.prefixes("announce", MAX_LAN_PREFIXES);
+    let lan_alias = r.value("lan_alias", parse_lan_alias).unwrap_or_default();
     let hold_time = r
         .value("hold_time", parse_hold_time)
         .unwrap_or(DEFAULT_HOLD_TIME);
@@ -977,6 +1092,8 @@ fn read_main(r: &mut SectionReader) -> Option<MainConfig> {
         overlay6,
         asn: if asn_given { asn? } else { 0 },
         from_key,
+        lan_alias,
+        lan_map: None,
         line: r.section.line,
         announce,
         hold_time,
@@ -1085,7 +1202,17 @@ fn read_member(r: &mut SectionReader) -> Option<MemberEntry> {
         true => r.value("asn", parse_asn),
         false => public_key.as_ref().map(identity::asn),
     };
-    let prefixes = r.prefixes("prefix", MAX_MEMBER_PREFIXES);
+    let mut prefixes = r.prefixes("prefix", MAX_MEMBER_PREFIXES);
+    // A member whose numbers come from its key may map its LAN to the alias
+    // its key derives (its `lan_alias` auto): it may announce that.
+    if let (false, Some(k)) = (overlay_given, public_key.as_ref()) {
+        let alias = Prefix::new(IpAddr::V4(identity::lan_alias(k)), identity::LAN_ALIAS_LEN);
+        if let Ok(alias) = alias {
+            if !prefixes.contains(&alias) && prefixes.len() < MAX_MEMBER_PREFIXES {
+                prefixes.push(alias);
+            }
+        }
+    }
     let endpoints = r.list("endpoint", "endpoints", MAX_ENDPOINTS, |_, text, _| {
         Endpoint::from_str(text)
     });
@@ -1593,6 +1720,8 @@ config member
                 overlay6: Some("fd00::1".parse().unwrap()),
                 asn: 65001,
                 from_key: FromKey::default(),
+                lan_alias: LanAlias::Auto,
+                lan_map: None,
                 line: 2,
                 announce: vec![prefix("192.168.1.0/24"), prefix("fd00:1::/64")],
                 hold_time: 30,

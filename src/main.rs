@@ -145,7 +145,8 @@ fn main() -> ExitCode {
         }
         Some("check") => match load(&config) {
             Ok(mut c) => {
-                if c.main.from_key.any() {
+                let alias_from_key = matches!(c.main.lan_alias, meshd::config::LanAlias::On);
+                if c.main.from_key.any() || alias_from_key {
                     // Numbers left to the key: derived from the key file if
                     // there is one (check never creates it).
                     let key = std::fs::read_to_string(&c.main.private_key_file)
@@ -166,6 +167,12 @@ fn main() -> ExitCode {
                                 c.main.overlay6.map(|a| format!(" and {a}")).unwrap_or_default(),
                                 c.main.asn
                             );
+                            if let Some(m) = c.main.lan_map {
+                                println!(
+                                    "the LAN {}/{} is {}/{} in the mesh (mapped 1:1)",
+                                    m.lan.0, m.lan.1, m.alias.0, m.alias.1
+                                );
+                            }
                         }
                         None => println!(
                             "this router's overlay address and AS number will be derived from its key ({}, created at first start)",

@@ -485,6 +485,17 @@ pub fn document<C: Crypto>(
                 .collect::<Vec<_>>(),
         )
         .with(
+            "lan_map",
+            c.lan_map
+                .iter()
+                .map(|m| {
+                    Json::obj()
+                        .with("lan", format!("{}/{}", m.lan.0, m.lan.1))
+                        .with("alias", format!("{}/{}", m.alias.0, m.alias.1))
+                })
+                .collect::<Vec<_>>(),
+        )
+        .with(
             "failover",
             Json::obj()
                 .with(
@@ -534,6 +545,14 @@ pub fn render(doc: &Json) -> String {
         .filter_map(Json::as_str)
         .collect();
     let _ = writeln!(out, "announces {}", announce.join(", "));
+    for m in doc.get("lan_map").map(Json::as_array).unwrap_or(&[]) {
+        let _ = writeln!(
+            out,
+            "  the LAN {} is {} in the mesh (mapped 1:1: consoles are reached at their alias)",
+            s(m, "lan"),
+            s(m, "alias")
+        );
+    }
     if let Some(n @ Json::Obj(_)) = doc.get("nat") {
         let _ = writeln!(
             out,

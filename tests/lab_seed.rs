@@ -148,6 +148,127 @@ fn a_square_whose_configs_hold_no_numbers_converges_on_numbers_from_the_keys() {
     );
 }
 
+/// Issue 17, part 2: four homes all on OpenWrt's default LAN,
+/// 192.168.1.0/24, with configs that hold no numbers and no member
+/// prefixes: each home's LAN is known in the mesh by the alias its key
+/// derives, and every console reaches every other at its alias; the
+/// other console sees it by its alias too, and its answer comes back.
+#[test]
+fn four_homes_on_the_same_default_lan_reach_each_other_at_their_aliases() {
+    let _one = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    require_root();
+    let mut lab = SeedLab::build_bgp_only("mdali", meshd(), HOLD);
+    for n in 1..=4 {
+        let r = lab.router(n);
+        r.ns.ip(&["addr", "flush", "dev", "lan"]);
+        r.ns.ip(&["addr", "add", "192.168.1.1/24", "dev", "lan"]);
+        r.console.ip(&["addr", "flush", "dev", "eth0"]);
+        r.console
+            .ip(&["addr", "add", "192.168.1.10/24", "dev", "eth0"]);
+        r.console
+            .ip(&["route", "add", "default", "via", "192.168.1.1"]);
+        let text = std::fs::read_to_string(&r.config).unwrap();
+        let home: String = text
+            .lines()
+            .filter(|l| {
+                !l.starts_with("\toption overlay ")
+                    && !l.starts_with("\toption asn ")
+                    && !l.starts_with("\tlist prefix ")
+            })
+            .map(|l| {
+                if l.starts_with("\tlist announce ") {
+                    "\tlist announce '192.168.1.0/24'\n".to_string()
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        std::fs::write(&r.config, home).unwrap();
+    }
+    lab.start_all();
+    // Each home's alias, as its router says.
+    let aliases: Vec<std::net::Ipv4Addr> = (1..=4)
+        .map(|n| {
+            let map = wait_for(Duration::from_secs(10), Duration::from_millis(100), || {
+                lab.status(n)?["lan_map"].as_array()?.first().cloned()
+            })
+            .unwrap_or_else(|| panic!("r{n} maps no LAN\n{}", lab.logs()));
+            assert_eq!(map["lan"], "192.168.1.0/24");
+            let alias = map["alias"].as_str().unwrap();
+            assert!(
+                alias.starts_with("10.") && alias.ends_with(".0/24"),
+                "{alias}"
+            );
+            alias.trim_end_matches(".0/24").to_string() + ".10"
+        })
+        .map(|a| a.parse().unwrap())
+        .collect();
+    let ping = |a: usize, to: std::net::Ipv4Addr| {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &lab.router(a).console.name,
+                "ping",
+                "-c1",
+                "-W1",
+                "-q",
+            ])
+            .arg(to.to_string())
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let start = Instant::now();
+    let all = wait_for(Duration::from_secs(30), Duration::from_millis(200), || {
+        (1..=4)
+            .all(|a| (1..=4).filter(|&b| b != a).all(|b| ping(a, aliases[b - 1])))
+            .then_some(())
+    });
+    assert!(
+        all.is_some(),
+        "not every console reaches every alias\n{}",
+        lab.logs()
+    );
+    // C1 to C4 by UDP: C4 sees C1's alias, and answers it.
+    let (c1, c4) = (&lab.router(1).console, &lab.router(4).console);
+    let (ready, is_ready) = std::sync::mpsc::channel();
+    let listener = c4.spawn(move || {
+        let s = std::net::UdpSocket::bind(("0.0.0.0", 9000)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        ready.send(()).unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = s.recv_from(&mut buf).unwrap();
+        s.send_to(b"C4 here", from).unwrap();
+        (from, buf[..n].to_vec())
+    });
+    is_ready.recv().unwrap();
+    let to_c4 = aliases[3];
+    let answer = c1.spawn(move || {
+        let s = std::net::UdpSocket::bind(("0.0.0.0", 40000)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        s.send_to(b"C1 here", (to_c4, 9000)).unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = s.recv_from(&mut buf).unwrap();
+        (from, buf[..n].to_vec())
+    });
+    let (seen, got) = listener.join().unwrap();
+    assert_eq!(got, b"C1 here");
+    assert_eq!(
+        seen,
+        std::net::SocketAddr::from((aliases[0], 40000)),
+        "C4 sees C1's alias"
+    );
+    let (from, got) = answer.join().unwrap();
+    assert_eq!(
+        (from, got.as_slice()),
+        ((aliases[3], 9000).into(), &b"C4 here"[..])
+    );
+    println!(
+        "all on 192.168.1.0/24: aliases {aliases:?}; every console reached every alias {:.2} s after start",
+        start.elapsed().as_secs_f64()
+    );
+}
+
 #[test]
 fn power_cut_of_the_transit_router_reroutes_within_the_hold_time_and_it_rejoins() {
     let _one = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());

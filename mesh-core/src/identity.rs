@@ -72,6 +72,22 @@ pub fn overlay_v6(key: &Key) -> Ipv6Addr {
     Ipv6Addr::from(prefix | host.max(1))
 }
 
+/// Derived LAN aliases are /24s of 10.64.0.0/10 (issue 17: two homes on
+/// the same LAN prefix reach each other's consoles at their aliases).
+pub const LAN_ALIASES: (Ipv4Addr, u8) = (Ipv4Addr::new(10, 64, 0, 0), 10);
+/// The length of a derived alias: a home LAN is a /24 (OpenWrt's default,
+/// and most routers'); a longer one maps into the start of it.
+pub const LAN_ALIAS_LEN: u8 = 24;
+
+/// The /24 alias derived from a member's public key, in [`LAN_ALIASES`]:
+/// 16,384 of them, so two of 8 homes share one with a chance of about
+/// 0.2 % (refused like any collision: set `lan_alias` by hand on one).
+pub fn lan_alias(key: &Key) -> Ipv4Addr {
+    let blocks = 1u64 << (LAN_ALIAS_LEN - LAN_ALIASES.1);
+    let block = (hash(b"lan", key, 0) % blocks) as u32;
+    Ipv4Addr::from(u32::from(LAN_ALIASES.0) | (block << (32 - LAN_ALIAS_LEN)))
+}
+
 /// The AS number derived from a member's public key: a private 4-octet AS.
 pub fn asn(key: &Key) -> u32 {
     let span = (ASN_LAST - ASN_FIRST) as u64 + 1;
@@ -113,6 +129,8 @@ mod tests {
             assert_eq!(v6[..3], [0xfd6d, 0x6573, 0x6864]);
             assert!(v6[3..] != [0; 5]);
             assert!((ASN_FIRST..=ASN_LAST).contains(&asn(&k)));
+            let lan = lan_alias(&k).octets();
+            assert!(lan[0] == 10 && (64..128).contains(&lan[1]) && lan[3] == 0);
             assert_eq!(overlay_v4(&k), overlay_v4(&key(n)), "stable");
         }
         // A fixed example, so that a change of the derivation is seen: it

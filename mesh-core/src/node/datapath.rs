@@ -174,7 +174,7 @@ impl<C: Crypto> Node<'_, C> {
     /// A member's packet for this home's LAN (`len` bytes in the LAN
     /// ring's spare slot): to a mapped LAN's alias, it goes in to the LAN
     /// address.
-    fn lan_in(&mut self, len: usize) {
+    pub(super) fn lan_in(&mut self, len: usize) {
         if !self.config.lan_map.is_empty() {
             let packet = &mut self.lan.spare()[..len];
             crate::netmap::map(packet, &self.config.lan_map, crate::netmap::Direction::In);
@@ -251,12 +251,16 @@ impl<C: Crypto> Node<'_, C> {
         }
     }
 
+    /// Queues a packet built elsewhere for the LAN (an ICMP error, an
+    /// exit's answer, overlay traffic); to a mapped LAN's alias, it goes in
+    /// to the LAN address.
     pub(super) fn queue_lan(&mut self, packet: &[u8]) {
-        if packet.len() <= INNER_MTU && self.lan.push(packet, packet.len() as u16) {
-            self.stats.to_lan += 1;
-        } else {
+        let Some(buf) = self.lan.spare().get_mut(..packet.len()) else {
             self.stats.queue_full += 1;
-        }
+            return;
+        };
+        buf.copy_from_slice(packet);
+        self.lan_in(packet.len());
     }
 
     /// Queues the packet decrypted into the LAN ring's spare slot. A packet

@@ -532,11 +532,17 @@ impl<C: Crypto> Node<'_, C> {
             self.exits.stats.no_exit += 1;
             return self.icmp_error(IcmpError::NetUnreachable, packet, info);
         };
-        if !self
+        let mapped = self
             .config
-            .lan_prefixes
+            .lan_map
             .iter()
-            .any(|p| p.contains(info.src))
+            .any(|m| m.to_alias(console).is_some());
+        if !mapped
+            && !self
+                .config
+                .lan_prefixes
+                .iter()
+                .any(|p| p.contains(info.src))
         {
             // Not one of our hosts: nothing of ours to carry.
             self.exits.stats.refused += 1;
@@ -575,6 +581,13 @@ impl<C: Crypto> Node<'_, C> {
             self.exits.stats.too_big += 1;
             return;
         };
+        // A console of a mapped LAN goes to its exit by its alias (the
+        // exit's NAT answers that, and it comes back mapped in).
+        if !self.config.lan_map.is_empty() {
+            let wrapped = n - inner.len();
+            let maps = &self.config.lan_map;
+            crate::netmap::map(&mut buf[wrapped..n], maps, crate::netmap::Direction::Out);
+        }
         let outer = &buf[..n];
         let Ok(info) = ip::parse(outer) else {
             return;

@@ -54,6 +54,8 @@ struct Net {
     events: Vec<Vec<NodeEvent>>,
     exits: Vec<u8>,
     listed: fn(u8, u8) -> bool,
+    /// Home 1's LAN is mapped to 10.64.1.0/24 in the mesh (issue 17).
+    home_1_mapped: bool,
 }
 
 impl Net {
@@ -67,6 +69,7 @@ impl Net {
             events: (0..n).map(|_| Vec::new()).collect(),
             exits: exits.to_vec(),
             listed,
+            home_1_mapped: false,
         };
         for i in 1..=n {
             let node = net.make(i, n);
@@ -78,9 +81,37 @@ impl Net {
         net
     }
 
+    /// Like [`Net::new`], with home 1's LAN mapped to its alias.
+    fn new_home_1_mapped(n: u8, exits: &[u8]) -> Net {
+        let mut net = Net::new(0, exits, everyone);
+        net.home_1_mapped = true;
+        net.lan = (0..n).map(|_| Vec::new()).collect();
+        net.internet = (0..n).map(|_| Vec::new()).collect();
+        net.events = (0..n).map(|_| Vec::new()).collect();
+        for i in 1..=n {
+            let node = net.make(i, n);
+            net.nodes.push(Some(node));
+        }
+        for i in 0..n as usize {
+            net.drain(i);
+        }
+        net
+    }
+
+    fn alias_1() -> crate::prefix::Prefix {
+        crate::prefix::Prefix::v4(10, 64, 1, 0, 24).unwrap_or_else(|_| unreachable!())
+    }
+
     fn make(&self, i: u8, n: u8) -> Box<TestNode> {
         let mut c = node_config(i);
         c.hold_time = 3;
+        if self.home_1_mapped && i == 1 {
+            c.lan_prefixes.clear();
+            let _ = c.lan_prefixes.push(Net::alias_1());
+            let map =
+                crate::netmap::Map::new((console(1, 0), 24), (Ipv4Addr::new(10, 64, 1, 0), 24));
+            let _ = c.lan_map.push(map.unwrap_or_else(|| unreachable!()));
+        }
         if self.exits.contains(&i) {
             c.exit = Some(ExitConfig {
                 nat: ExitNatConfig {
@@ -96,6 +127,10 @@ impl Net {
         node.set_local_addresses(&[underlay(i).ip()]);
         for m in (1..=n).filter(|&m| m != i) {
             let mut mc = member(m);
+            if self.home_1_mapped && m == 1 {
+                mc.prefixes.clear();
+                let _ = mc.prefixes.push(Net::alias_1());
+            }
             mc.exit = self.exits.contains(&m) && (self.listed)(i, m);
             node.add_member(self.now, mc).unwrap();
         }
@@ -284,6 +319,41 @@ fn an_open_exit_offers_itself_and_a_console_gets_its_own_port_and_hears_anyone()
         net.internet_sends(2, 40001, OTHER, b"stray");
         assert!(net.lan_udp(1).is_empty());
         assert_eq!(net.node(2).exit_nat_stats().inbound_unmapped, 1);
+    });
+}
+
+#[test]
+fn a_console_of_a_mapped_lan_plays_through_its_exit_by_its_alias() {
+    big_stack(|| {
+        let mut net = Net::new_home_1_mapped(3, &[2]);
+        net.run_for(Duration::from_secs(5));
+        net.console_sends(1, 10, 40000, SERVER, b"binding");
+        assert_eq!(
+            net.out(2),
+            [Out {
+                from_port: 40000,
+                to: SocketAddr::V4(SERVER),
+                payload: b"binding".to_vec()
+            }]
+        );
+        // The choice is the console's own (its LAN address), as status
+        // shows it.
+        assert!(net.events[0].contains(&NodeEvent::ConsoleExit {
+            console: console(1, 10),
+            exit: Some(Ipv4Addr::new(10, 0, 0, 2)),
+        }));
+        // The exit saw the alias: that is whom it answers, and home 1 maps
+        // it back to the console.
+        assert_eq!(net.node(2).exit_stats().spoofed, 0);
+        net.internet_sends(2, 40000, OTHER, b"hello");
+        assert_eq!(
+            net.lan_udp(1),
+            [(
+                OTHER,
+                SocketAddrV4::new(console(1, 10), 40000),
+                b"hello".to_vec()
+            )]
+        );
     });
 }
 

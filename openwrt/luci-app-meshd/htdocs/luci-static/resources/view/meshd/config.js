@@ -139,6 +139,13 @@ return view.extend({
 		o.datatype = 'and(port,min(1))';
 		o.placeholder = '51820';
 
+		o = s.taboption('general', form.ListValue, 'lan_alias', _('LAN alias'),
+			_('How friends reach your consoles when their LAN uses the same addresses as yours (OpenWrt\'s default 192.168.1.0/24 everywhere): your LAN gets an alias in the mesh, derived from this router\'s key.'));
+		o.value('auto', _('When the overlay address is left to the key'));
+		o.value('on', _('Always'));
+		o.value('off', _('Never: announce the LAN as it is'));
+		o.default = 'auto';
+
 		o = s.taboption('general', form.Value, 'overlay6', _('IPv6 overlay address'));
 		o.datatype = 'ip6addr("nomask")';
 
