@@ -1335,6 +1335,25 @@ fn check_members(
             );
             report.error(lines.asn, label, Some("asn"), message);
         }
+        // Two members whose keys derive the same LAN alias (a collision of
+        // the hash, issue 17): both may announce it.
+        let alias = |e: &MemberEntry| {
+            let a = Prefix::new(
+                IpAddr::V4(identity::lan_alias(&e.public_key)),
+                identity::LAN_ALIAS_LEN,
+            );
+            a.ok().filter(|a| e.prefixes.contains(a))
+        };
+        if let Some(a) = alias(m) {
+            if let Some((e, _)) = earlier_enabled().find(|(e, _)| alias(e) == Some(a)) {
+                let message = format!(
+                    "its LAN alias {a}, derived from its key, is member '{}''s too: \
+                     one of them must set option lan_alias on its router, listed here as a prefix",
+                    e.name
+                );
+                report.error(lines.public_key, label, Some("public_key"), message);
+            }
+        }
         if let Some((e, first)) = earlier_enabled().find(|(e, _)| e.overlay == m.overlay) {
             let message = format!(
                 "{} is the overlay address of member '{}' (line {})",
@@ -1887,6 +1906,31 @@ config member
             format!(
                 "/etc/config/meshd:10: member 'r3': option 'overlay': {} is the overlay address of member 'r2' (line 5)\n",
                 identity::overlay_v4(&k2)
+            )
+        );
+    }
+
+    #[test]
+    fn two_members_whose_keys_derive_the_same_lan_alias_are_refused() {
+        // Two keys whose aliases collide: found by trying (16,384 aliases).
+        let mut seen = std::collections::HashMap::new();
+        let (k1, k2) = (0u32..)
+            .find_map(|i| {
+                let mut b = [7u8; 32];
+                b[..4].copy_from_slice(&i.to_le_bytes());
+                let k = Key(b);
+                seen.insert(identity::lan_alias(&k), k).map(|other| (other, k))
+            })
+            .unwrap();
+        let text = format!(
+            "{MAIN}\nconfig member 'a'\n\toption public_key '{k1}'\n\n\
+             config member 'b'\n\toption public_key '{k2}'\n"
+        );
+        assert_eq!(
+            display(&errors(&text)),
+            format!(
+                "/etc/config/meshd:9: member 'b': option 'public_key': its LAN alias {}/24, derived from its key, is member 'a''s too: one of them must set option lan_alias on its router, listed here as a prefix\n",
+                identity::lan_alias(&k1)
             )
         );
     }
