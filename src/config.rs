@@ -1919,7 +1919,8 @@ config member
                 let mut b = [7u8; 32];
                 b[..4].copy_from_slice(&i.to_le_bytes());
                 let k = Key(b);
-                seen.insert(identity::lan_alias(&k), k).map(|other| (other, k))
+                seen.insert(identity::lan_alias(&k), k)
+                    .map(|other| (other, k))
             })
             .unwrap();
         let text = format!(

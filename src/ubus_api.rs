@@ -9,7 +9,7 @@
 //! | `nat` | – | `{"nat": {...}}`: this router's NAT behaviour and PlayStation type |
 //! | `consoles` | – | the exit part of `status`: consoles (each one's exit, public address, NAT type), the exits, this router's offer, mappings per home, counters |
 //! | `reload` | – | re-reads `/etc/config/meshd` (as SIGHUP does); answered once applied or refused |
-//! | `member_add` | `name`, `public_key`, `overlay`, `asn`, optional `overlay6`, `prefix` (array), `endpoint` (array), `keepalive`, `hold_time`, `enabled`, `bfd`, `bfd_interval`, `bfd_multiplier`, `exit` | writes the member to the UCI file (atomically), then reloads |
+//! | `member_add` | `name`, `public_key`, optional `overlay`, `asn` (left out: derived from the key), `overlay6`, `prefix` (array), `endpoint` (array), `keepalive`, `hold_time`, `enabled`, `bfd`, `bfd_interval`, `bfd_multiplier`, `exit` | writes the member to the UCI file (atomically), then reloads |
 //! | `member_del` | `name` | removes the member from the UCI file, then reloads |
 //!
 //! Bad arguments (unknown, of the wrong type, or refused by meshd's own
@@ -283,9 +283,10 @@ pub fn new_member(args: &Json) -> Result<NewMember, String> {
         name: required("name", string(args, "name")?)?,
         enabled: flag(args, "enabled")?,
         public_key: required("public_key", string(args, "public_key")?)?,
-        overlay: required("overlay", string(args, "overlay")?)?,
+        // Left out: derived from the member's key (issue 17).
+        overlay: string(args, "overlay")?.unwrap_or_default(),
         overlay6: string(args, "overlay6")?,
-        asn: required("asn", number(args, "asn")?)?,
+        asn: number(args, "asn")?.unwrap_or_default(),
         prefixes: strings(args, "prefix")?,
         endpoints: strings(args, "endpoint")?,
         keepalive: number(args, "keepalive")?,
@@ -563,6 +564,15 @@ mod tests {
         assert_eq!(m.prefixes, vec!["192.168.2.0/24"]);
         assert_eq!(m.endpoints, vec!["bob.example.net:51820"]);
         assert_eq!(m.bfd.as_deref(), Some("0"));
+        // Numbers left out are left to the key: the section has none.
+        let keyed = new_member(&args(&[
+            ("name", "carol".into()),
+            ("public_key", "k".into()),
+        ]))
+        .unwrap();
+        let section = keyed.to_section();
+        let names: Vec<&str> = section.options.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names, ["public_key"]);
         for (bad, why) in [
             (args(&[("name", Json::Int(1))]), "must be a string"),
             (args(&[("nmae", "x".into())]), "unknown argument 'nmae'"),

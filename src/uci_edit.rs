@@ -80,10 +80,10 @@ pub struct NewMember {
     pub enabled: Option<String>,
     /// Required: a WireGuard public key (44 characters of base64).
     pub public_key: String,
-    /// Required: an IPv4 address.
+    /// An IPv4 address; empty: left out, derived from the key.
     pub overlay: String,
     pub overlay6: Option<String>,
-    /// Required: 1..4294967294, not 23456.
+    /// 1..4294967294, not 23456; empty: left out, derived from the key.
     pub asn: String,
     /// `list prefix`: what the member may originate.
     pub prefixes: Vec<String>,
