@@ -56,7 +56,7 @@ class Section {
 const form = {
 	Map: class {
 		section(cls, a, b) { return new Section(cls === form.NamedSection ? b : a); }
-		render() { return declared; }
+		render() { return Promise.resolve({ declared, firstChild: null, insertBefore() {} }); }
 	},
 	NamedSection: class {},
 	GridSection: class {},
@@ -78,7 +78,8 @@ const E = () => ({});
 async function main() {
 	const factory = new Function('view', 'form', 'uci', 'rpc', 'ui', 'L', 'E', '_', source);
 	const v = factory(view, form, uci, rpc, ui, L, E, _);
-	const options = v.render(await v.load())['meshd'];
+	const rendered = [].concat(await v.render(await v.load()));
+	const options = rendered.find(n => n && n.declared).declared['meshd'];
 	const out = {};
 	for (const [name, list] of Object.entries(values)) {
 		const o = options[name];
