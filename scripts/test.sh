@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 need_root
-ensure_packages "${LAB_PACKAGES[@]}" build-essential pkg-config file nodejs stun-client stun-server stress-ng busybox-static
+ensure_packages "${LAB_PACKAGES[@]}" build-essential pkg-config file nodejs stun-client stun-server stress-ng busybox-static \
+  chromium fonts-dejavu-core
+command -v npm >/dev/null || ensure_packages npm
 ensure_rust
 for cmd in bird birdc ip nft; do
   command -v "$cmd" >/dev/null || die "$cmd missing after install"
@@ -27,6 +29,10 @@ say "cargo test (unit, property, interop and lab tests)"
 cargo test --workspace -- --skip failover_ --skip nat_matrix --skip consoles_get_an_open_nat \
   --skip silent_control_clients --skip a_reload_whose_endpoint_name --skip status_and_reloads_in_a_loop \
   --skip a_log_pipe_nobody_reads --skip impaired_ --skip four_arm64_router_vms
+
+say "the LuCI pages in headless Chromium, on a stand-in for LuCI (tests/openwrt/browser)"
+npm ci --prefix tests/openwrt/browser --no-audit --no-fund --loglevel=error
+node tests/openwrt/browser/run.js --screenshots target/luci-screenshots
 
 say "failover on real daemons: BFD with a stock BIRD member, power cuts (release build)"
 cargo test --release --test lab_failover -- --test-threads=1
