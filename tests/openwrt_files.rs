@@ -597,6 +597,38 @@ fn the_init_validation_defaults_are_meshds_own() {
     }
 }
 
+/// A form option at its default is left out of the file on save when the
+/// file leaves it out (config.js, keepAsIs): so its default must be the one
+/// meshd applies to an absent option.
+#[test]
+fn the_forms_defaults_are_meshds_own() {
+    let out = node()
+        .arg(repo().join("tests/openwrt/run-config-view.js"))
+        .arg(views().join("meshd/config.js"))
+        .arg("--defaults")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let form: BTreeMap<String, BTreeMap<String, String>> =
+        serde_json::from_str(&stdout(&out)).unwrap();
+    for (section, function) in [
+        ("meshd", "validate_meshd_section"),
+        ("member", "validate_member_section"),
+    ] {
+        let init = init_defaults(function);
+        let defaults = &form[section];
+        assert!(defaults.contains_key("enabled"), "{section}: {defaults:?}");
+        for (option, default) in defaults {
+            assert_eq!(
+                init.get(option),
+                Some(default),
+                "config.js: {section}.{option} defaults to '{default}', the init script to {:?}",
+                init.get(option)
+            );
+        }
+    }
+}
+
 // ---- the init script, run with procd stubbed ----
 
 struct InitRun {
