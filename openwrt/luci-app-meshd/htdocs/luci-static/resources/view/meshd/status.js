@@ -68,7 +68,7 @@ var CSS = [
 	'.meshd-node[data-member]{cursor:pointer}.meshd-node.meshd-selected circle{stroke:var(--meshd-path);stroke-width:4}.meshd-node.meshd-hover circle{stroke-width:3.5}',
 	'.meshd-map-wrap.meshd-narrow .meshd-svg,.meshd-map-wrap.meshd-narrow .meshd-svg-only{display:none}.meshd-map-wrap:not(.meshd-narrow) .meshd-maplist{display:none}',
 	'.meshd-maplist{list-style:none;padding:0;margin:0}.meshd-maplist li{padding:.35em .2em;border-bottom:1px solid var(--meshd-line);cursor:pointer}',
-	'.meshd-maplist li.meshd-selected{outline:2px solid var(--meshd-path);outline-offset:-2px}',
+	'.meshd-maplist li.meshd-selected{outline:2px solid var(--meshd-path);outline-offset:-2px}.meshd-maplist li.meshd-hover{background:var(--meshd-tint)}',
 	'.meshd-legend{list-style:none;padding:0;margin:.6em 0;display:flex;flex-wrap:wrap;gap:.3em 1.4em}',
 	'.meshd-legend svg{vertical-align:middle;margin-right:.4em}',
 	'.meshd-mapinfo{margin:.4em 0;min-height:1.5em}',
@@ -733,8 +733,8 @@ function natBlock(nat, vendor, exit) {
 	var head = words.own || (words.others.length ? words.others.join(', ') : _('NAT type not known yet'));
 	var detail = (isObject(nat) && nat.mapping && nat.filtering)
 		? _('mapping %s, filtering %s (RFC 4787)').format(nat.mapping, nat.filtering) : null;
-	return E('div', { 'class': 'meshd-grade meshd-grade-' + (grade || 'unknown') }, [
-		E('strong', { 'class': 'meshd-help', 'title': detail || _('meshd learns it from its members\' answers') }, [ head + ' ' + exitPhrase(exit) ]),
+	return E('div', { 'class': 'meshd-grade meshd-grade-' + (grade || 'unknown'), 'title': detail || _('meshd learns it from its members\' answers') }, [
+		E('strong', {}, [ head + ' ' + exitPhrase(exit) ]),
 		(words.own && words.others.length) ? E('br') : '',
 		(words.own && words.others.length) ? E('small', {}, [ words.others.join(' · ') ]) : '',
 		E('br'),
