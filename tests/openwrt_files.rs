@@ -3,8 +3,11 @@
 //! ACL grants, the init script asks procd for what meshd needs and refuses
 //! what meshd would refuse, the default configuration is one meshd accepts,
 //! the package options follow `src/config.rs`, the status view reads
-//! exactly the fields `status-contract.json` lists, and it shows the consoles
-//! first, each with its game exit and NAT type in gamers' words.
+//! exactly the fields `status-contract.json` lists with one ubus call per
+//! refresh, updates in place, and shows the consoles first, each with its
+//! game exit and NAT type in gamers' words, and says what to do when there
+//! is nothing to show. What a person sees in a browser is checked by
+//! `tests/openwrt/browser/` (scripts/test.sh runs it).
 //!
 //! Needs `node` (Debian package `nodejs`) and a POSIX `sh`.
 
