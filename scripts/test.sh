@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 need_root
-ensure_packages "${LAB_PACKAGES[@]}" build-essential pkg-config file nodejs stun-client stun-server stress-ng busybox-static
+ensure_packages "${LAB_PACKAGES[@]}" build-essential pkg-config file nodejs stun-client stun-server stress-ng busybox-static \
+  chromium fonts-dejavu-core
+command -v npm >/dev/null || ensure_packages npm
 ensure_rust
 for cmd in bird birdc ip nft; do
   command -v "$cmd" >/dev/null || die "$cmd missing after install"
@@ -30,6 +32,10 @@ cargo test --workspace -- --skip failover_ --skip nat_matrix --skip consoles_get
   --skip a_log_pipe_nobody_reads --skip impaired_ --skip four_arm64_router_vms \
   --skip discovery_follows_the_new_paths --skip discovery_storm_from_c1 \
   --skip discovery_from_a_hostile_member
+
+say "the LuCI pages in headless Chromium, on a stand-in for LuCI (tests/openwrt/browser)"
+npm ci --prefix tests/openwrt/browser --no-audit --no-fund --loglevel=error
+node tests/openwrt/browser/run.js --screenshots target/luci-screenshots
 
 say "failover on real daemons: BFD with a stock BIRD member, power cuts (release build)"
 cargo test --release --test lab_failover -- --test-threads=1

@@ -470,7 +470,10 @@ pub fn document<C: Crypto>(
         .with("playstation", n.playstation)
         .with("public", n.public.map(|e| e.to_string()))
         .with("observers", n.observers)
-        .with("cgnat", n.cgnat);
+        .with("cgnat", n.cgnat)
+        // What a console here gets without a game exit, in each maker's
+        // words (the same as a console's `nat` in `exit.consoles[]` then).
+        .with("console", nat_behaviour(n.mapping, n.filtering));
     Json::obj()
         .with("version", env!("CARGO_PKG_VERSION"))
         .with("public_key", node.public_key().to_string())

@@ -3,8 +3,11 @@
 //! ACL grants, the init script asks procd for what meshd needs and refuses
 //! what meshd would refuse, the default configuration is one meshd accepts,
 //! the package options follow `src/config.rs`, the status view reads
-//! exactly the fields `status-contract.json` lists, and it shows the consoles
-//! first, each with its game exit and NAT type in gamers' words.
+//! exactly the fields `status-contract.json` lists with one ubus call per
+//! refresh, updates in place, and shows the consoles first, each with its
+//! game exit and NAT type in gamers' words, and says what to do when there
+//! is nothing to show. What a person sees in a browser is checked by
+//! `tests/openwrt/browser/` (scripts/test.sh runs it).
 //!
 //! Needs `node` (Debian package `nodejs`) and a POSIX `sh`.
 
@@ -227,9 +230,9 @@ fn the_acl_grants_every_ubus_method_the_views_declare() {
             }
         }
     }
-    let expected: BTreeSet<String> = ["status", "members", "routes", "nat", "consoles"]
-        .map(String::from)
-        .into();
+    // The status view fetches the whole document, one consistent snapshot,
+    // with one call per refresh (the other methods return parts of it).
+    let expected: BTreeSet<String> = ["status"].map(String::from).into();
     assert_eq!(meshd_methods, expected);
     // Reading and editing /etc/config/meshd through the form.
     for access in ["read", "write"] {
@@ -592,6 +595,38 @@ fn the_init_validation_defaults_are_meshds_own() {
             assert!(
                 init.contains_key(option) || undefaulted.contains(&option.as_str()),
                 "{function}: '{option}' has a default in src/config.rs and none in the init script"
+            );
+        }
+    }
+}
+
+/// A form option at its default is left out of the file on save when the
+/// file leaves it out (config.js, keepAsIs): so its default must be the one
+/// meshd applies to an absent option.
+#[test]
+fn the_forms_defaults_are_meshds_own() {
+    let out = node()
+        .arg(repo().join("tests/openwrt/run-config-view.js"))
+        .arg(views().join("meshd/config.js"))
+        .arg("--defaults")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let form: BTreeMap<String, BTreeMap<String, String>> =
+        serde_json::from_str(&stdout(&out)).unwrap();
+    for (section, function) in [
+        ("meshd", "validate_meshd_section"),
+        ("member", "validate_member_section"),
+    ] {
+        let init = init_defaults(function);
+        let defaults = &form[section];
+        assert!(defaults.contains_key("enabled"), "{section}: {defaults:?}");
+        for (option, default) in defaults {
+            assert_eq!(
+                init.get(option),
+                Some(default),
+                "config.js: {section}.{option} defaults to '{default}', the init script to {:?}",
+                init.get(option)
             );
         }
     }
@@ -1059,23 +1094,92 @@ fn run_status_view(doc: &Path, select: &str, after: Option<&Path>) -> Value {
     serde_json::from_str(&stdout(&out)).unwrap()
 }
 
+/// The cards of a section in the report, each as its parts' text.
+fn cards(report: &Value, section: &str) -> Vec<Vec<String>> {
+    serde_json::from_value(report["cards"][section].clone())
+        .unwrap_or_else(|e| panic!("cards.{section}: {e}"))
+}
+
 /// The rows of a section's table in the report, each as its cells' text.
 fn table_rows(report: &Value, section: &str) -> Vec<Vec<String>> {
     serde_json::from_value(report["tables"][section].clone())
         .unwrap_or_else(|e| panic!("tables.{section}: {e}"))
 }
 
+/// The sample as it is before any game exit exists: no exit, this router
+/// not offering one (waiting for the NAT check).
+fn document_without_exits(dir: &Path) -> PathBuf {
+    let mut doc = json(&sample_document());
+    let home = doc["nat"]["console"].clone();
+    let x = &mut doc["exit"];
+    x["offered"] = Value::Null;
+    x["offer"] = "waiting for the NAT check (members' STUN answers)".into();
+    x["exits"] = serde_json::json!([]);
+    for c in x["consoles"].as_array_mut().unwrap() {
+        c["exit"] = Value::Null;
+        c["public"] = Value::Null;
+        c["exit_since_s"] = Value::Null;
+        c["nat"] = home.clone();
+    }
+    let file = dir.join("no-exits.json");
+    fs::write(&file, serde_json::to_string(&doc).unwrap()).unwrap();
+    file
+}
+
+/// The ubus method that returns the part of the status document `path`
+/// lies in (the contract's grouping; `consoles` returns `exit`).
+fn part_of(path: &str) -> &str {
+    match path.split(['.', '[']).next().unwrap() {
+        "members" => "members",
+        "routes" => "routes",
+        "nat" => "nat",
+        "exit" => "consoles",
+        _ => "status",
+    }
+}
+
 #[test]
 fn the_status_view_reads_exactly_the_contract_fields_and_draws_the_path() {
+    let dir = scratch("view-contract");
     let report = run_status_view(&sample_document(), "r4", None);
+    // Before game exits exist, the view reads what this home's NAT gives a
+    // console, and why this router offers no exit.
+    let early = run_status_view(&document_without_exits(&dir), "r4", None);
 
     assert_eq!(report["poll_interval"], 2, "refreshed every 2 s");
+    // One ubus call of meshd at start (load() fetched, and the poll LuCI
+    // runs at once when it is added does not fetch again), one per refresh;
+    // the host names of the LAN once.
+    assert_eq!(
+        report["calls_at_start"],
+        serde_json::json!(["meshd.status", "luci-rpc.getHostHints"])
+    );
+    assert_eq!(
+        report["calls_per_poll"],
+        serde_json::json!(["meshd.status"])
+    );
+    // Updated in place: a refresh with the same document touches nothing.
+    assert_eq!(report["mutations_unchanged"], 0);
 
     // What it read, leaves only (`members[].bgp` is read on the way to
-    // `members[].bgp.state`).
+    // `members[].bgp.state`), grouped as the contract groups them.
     let contract = contract();
-    let read: BTreeMap<String, Vec<String>> =
-        serde_json::from_value(report["read"].clone()).unwrap();
+    let mut read: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in [&report, &early] {
+        let by_method: BTreeMap<String, Vec<String>> =
+            serde_json::from_value(r["read"].clone()).unwrap();
+        assert_eq!(
+            by_method.keys().collect::<Vec<_>>(),
+            ["status"],
+            "it reads the status document only"
+        );
+        for path in &by_method["status"] {
+            let group = read.entry(part_of(path).to_string()).or_default();
+            if !group.contains(path) {
+                group.push(path.clone());
+            }
+        }
+    }
     assert_eq!(
         read.keys().collect::<Vec<_>>(),
         contract.keys().collect::<Vec<_>>()
@@ -1124,6 +1228,7 @@ fn the_status_view_reads_exactly_the_contract_fields_and_draws_the_path() {
     // the path to r4 is R1 -> R2 -> R4.
     assert_eq!(report["path_segments"], 2);
     assert_eq!(report["svg_lines"], 4 + 2);
+    fs::remove_dir_all(&dir).unwrap();
 }
 
 // ---- the consoles and game exits panels ----
@@ -1148,38 +1253,44 @@ fn the_status_view_shows_the_consoles_first_with_their_game_exit_and_nat_type_in
             "Routes"
         ])
     );
-    // Console (address, MAC, how it was found), maker, game exit, public
-    // address, NAT type: its own maker's words first. "–" is nothing.
+    // One card per console: its name (the LAN's host name, else its maker
+    // and address), maker, address, MAC and how it was found; the NAT type
+    // it gets in its own maker's words and through whose router, the other
+    // makers' words, what that means; its game exit and public address; the
+    // friends it reaches and how.
+    let friends = "Friends it can reachr2: direct tunnel, 11 msr3: direct tunnel, 18 msr4: through r2, 2 hops";
+    let open = "Open: it can host matches and join anyone's, voice chat included.";
     assert_eq!(
-        table_rows(&report, "consoles"),
+        cards(&report, "consoles"),
         rows(&[
             &[
-                "192.168.1.20\n00:04:1f:3a:7c:01 · found on the LAN",
-                "PlayStation",
-                "r2 · for 5 min",
-                "198.51.100.2",
-                "PlayStation Type 2\nXbox Open · Switch A",
+                "PS5-Living",
+                "PlayStation · 192.168.1.20 · 00:04:1f:3a:7c:01 · found on the LAN",
+                &format!("PlayStation: Type 2 through r2's router\nXbox Open · Switch A\n{open}"),
+                "Game exit: r2, seen on the internet as 198.51.100.2 · for 5 min",
+                friends,
             ],
             &[
-                "192.168.1.21\n00:0d:3a:5e:11:02 · found on the LAN",
-                "Xbox",
-                "this router · for 95.0 s",
-                "203.0.113.7",
-                "Xbox Open\nPlayStation Type 2 · Switch A",
+                "Xbox at 192.168.1.21",
+                "Xbox · 192.168.1.21 · 00:0d:3a:5e:11:02 · found on the LAN",
+                &format!("Xbox: Open through this router\nPlayStation Type 2 · Switch A\n{open}"),
+                "Game exit: this router, seen on the internet as 203.0.113.7 · for 95.0 s",
+                friends,
             ],
             &[
-                "192.168.1.22\n00:09:bf:20:44:03 · listed in the settings",
-                "Nintendo",
-                "none: this home's own internet",
-                "–",
-                "Switch B\nPlayStation Type 2 · Xbox Moderate",
+                "Nintendo Switch at 192.168.1.22",
+                "Nintendo Switch · 192.168.1.22 · 00:09:bf:20:44:03 · listed in the settings",
+                "Switch: B through this home's own internet\nPlayStation Type 2 · Xbox Moderate\n\
+                 Moderate: it joins most matches, but players behind a strict NAT may not reach it.",
+                "No game exit: it plays through this home's own internet.",
+                friends,
             ],
             &[
-                "192.168.1.50\nlisted in the settings",
-                "–",
-                "r2 · for 66 min",
-                "198.51.100.2",
-                "PlayStation Type 2 · Xbox Open · Switch A",
+                "192.168.1.50",
+                "console of no known maker · 192.168.1.50 · listed in the settings",
+                &format!("PlayStation Type 2, Xbox Open, Switch A through r2's router\n{open}"),
+                "Game exit: r2, seen on the internet as 198.51.100.2 · for 66 min",
+                friends,
             ],
         ])
     );
@@ -1235,11 +1346,20 @@ fn the_consoles_panel_follows_meshd_on_every_refresh() {
     let report = run_status_view(&sample_document(), "r4", Some(&after));
     let before = report["text"].as_str().unwrap();
     let text = report["text_after"].as_str().unwrap();
-    for gone in ["r2 · for 5 min", "This router is a game exit", "3 consoles"] {
+    for gone in [
+        "r2, seen on the internet as 198.51.100.2 · for 5 min",
+        "This router is a game exit",
+        "3 consoles",
+    ] {
         assert!(before.contains(gone), "{gone:?} not in:\n{before}");
         assert!(!text.contains(gone), "{gone:?} still in:\n{text}");
     }
-    for new in ["r3 · for 1.5 s", "198.51.100.3", "4 consoles", "10.0.0.3"] {
+    for new in [
+        "r3, seen on the internet as 198.51.100.3 · for 1.5 s",
+        "PlayStation: Type 2 through r3's router",
+        "4 consoles",
+        "10.0.0.3",
+    ] {
         assert!(text.contains(new), "{new:?} not in:\n{text}");
     }
     // Refreshed in place: the same sections, once each.
@@ -1266,6 +1386,104 @@ fn the_status_view_still_shows_the_mesh_when_meshd_has_no_consoles_method() {
         assert!(text.contains(expected), "{expected:?} not in:\n{text}");
     }
     assert_eq!(report["path_segments"], 2);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn before_any_game_exit_the_view_says_in_words_what_this_homes_nat_gives_a_console() {
+    let dir = scratch("view-no-exits");
+    let report = run_status_view(&document_without_exits(&dir), "r4", None);
+    let consoles = cards(&report, "consoles");
+    assert_eq!(consoles.len(), 4 + 1, "{consoles:?}");
+    assert_eq!(
+        consoles[0][2],
+        "PlayStation: Type 2 through this home's own internet\nXbox Moderate · Switch B\n\
+         Moderate: it joins most matches, but players behind a strict NAT may not reach it."
+    );
+    assert_eq!(
+        consoles[4],
+        [
+            "This home's internet",
+            "What a console gets here without a game exit",
+            "PlayStation Type 2, Xbox Moderate, Switch B through this home's own internet\n\
+             Moderate: it joins most matches, but players behind a strict NAT may not reach it.",
+            "This router is behind Type 2 (cone NAT), public address 203.0.113.7:51820. \
+             A friend's game exit gives consoles an open NAT (PlayStation Type 2, Xbox Open, Switch A).",
+        ]
+    );
+    let text = report["text"].as_str().unwrap();
+    for expected in [
+        "This router as a game exit: waiting for the NAT check",
+        "No game exit in the mesh yet: consoles play through this home's own internet.",
+    ] {
+        assert!(text.contains(expected), "{expected:?} not in:\n{text}");
+    }
+
+    // No console either: what to do, and still what a console would get.
+    let mut doc = json(&document_without_exits(&dir));
+    doc["exit"]["consoles"] = serde_json::json!([]);
+    let file = dir.join("no-consoles.json");
+    fs::write(&file, serde_json::to_string(&doc).unwrap()).unwrap();
+    let report = run_status_view(&file, "r4", None);
+    let consoles = cards(&report, "consoles");
+    assert_eq!(consoles.len(), 2, "{consoles:?}");
+    assert_eq!(consoles[0][0], "No console found yet");
+    assert!(
+        consoles[0][1].contains("List it in Configuration › Game exit › Consoles."),
+        "{consoles:?}"
+    );
+    assert_eq!(consoles[1][0], "This home's internet");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn with_meshd_down_the_page_says_what_to_do_and_no_heading_stands_over_nothing() {
+    let dir = scratch("view-down");
+    let file = dir.join("down.json");
+    fs::write(&file, "null").unwrap();
+    let report = run_status_view(&file, "", None);
+    assert_eq!(
+        report["headings"],
+        serde_json::json!(["meshd is not answering"])
+    );
+    let text = report["text"].as_str().unwrap();
+    for expected in [
+        "Check Services › Game Mesh › Configuration",
+        "system log",
+        "service meshd start",
+    ] {
+        assert!(text.contains(expected), "{expected:?} not in:\n{text}");
+    }
+    // Once meshd answers, the page fills in place.
+    let report = run_status_view(&file, "", Some(&sample_document()));
+    let after = report["text_after"].as_str().unwrap();
+    assert!(
+        after.contains("PS5-Living") && after.contains("65002 65004"),
+        "{after}"
+    );
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn with_no_member_yet_each_section_says_what_to_do() {
+    let mut doc = json(&sample_document());
+    doc["members"] = serde_json::json!([]);
+    doc["routes"] = serde_json::json!([]);
+    let dir = scratch("view-alone");
+    let file = dir.join("alone.json");
+    fs::write(&file, serde_json::to_string(&doc).unwrap()).unwrap();
+    let report = run_status_view(&file, "", None);
+    let text = report["text"].as_str().unwrap();
+    for expected in [
+        "No friend's router yet: add one in Configuration › Members.",
+        "The map appears once a friend's router is added (Configuration › Members).",
+        "No friend's router yet. Add one in Configuration › Members with its public key, \
+         overlay address and AS number",
+        "No routes yet: they appear once a member's BGP session is up.",
+    ] {
+        assert!(text.contains(expected), "{expected:?} not in:\n{text}");
+    }
+    assert_eq!(report["svg_lines"], 0);
     fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -5,6 +5,9 @@
 // usage: node run-config-view.js <config.js> <values.json>
 //   values.json: { "<option>": [ "<value>", ... ], ... }
 // prints:       { "<option>": { "<value>": true | "<why not>", ... }, ... }
+// or:    node run-config-view.js <config.js> --defaults
+// prints:       { "<section type>": { "<option>": "<the form's default>" } }
+//               for the options whose default the form states
 //
 // Only options with a validate function of their own can be asked (a
 // datatype is checked by LuCI's validation engine, which is not here).
@@ -14,7 +17,6 @@ const fs = require('fs');
 
 const [viewPath, valuesPath] = process.argv.slice(2);
 const source = fs.readFileSync(viewPath, 'utf8');
-const values = JSON.parse(fs.readFileSync(valuesPath, 'utf8'));
 
 Object.defineProperty(String.prototype, 'format', {
 	value: function(...args) {
@@ -56,7 +58,7 @@ class Section {
 const form = {
 	Map: class {
 		section(cls, a, b) { return new Section(cls === form.NamedSection ? b : a); }
-		render() { return declared; }
+		render() { return Promise.resolve({ declared, firstChild: null, insertBefore() {} }); }
 	},
 	NamedSection: class {},
 	GridSection: class {},
@@ -78,7 +80,19 @@ const E = () => ({});
 async function main() {
 	const factory = new Function('view', 'form', 'uci', 'rpc', 'ui', 'L', 'E', '_', source);
 	const v = factory(view, form, uci, rpc, ui, L, E, _);
-	const options = v.render(await v.load())['meshd'];
+	const rendered = [].concat(await v.render(await v.load()));
+	const all = rendered.find(n => n && n.declared).declared;
+	if (valuesPath === '--defaults') {
+		const out = {};
+		for (const [type, options] of Object.entries(all))
+			for (const [name, o] of Object.entries(options))
+				if (o.default != null)
+					(out[type] = out[type] || {})[name] = String(o.default);
+		process.stdout.write(JSON.stringify(out, null, 1) + '\n');
+		return;
+	}
+	const values = JSON.parse(fs.readFileSync(valuesPath, 'utf8'));
+	const options = all['meshd'];
 	const out = {};
 	for (const [name, list] of Object.entries(values)) {
 		const o = options[name];

@@ -21,6 +21,37 @@ var callStatus = rpc.declare({
 var MAX_MEMBER_NAME = 32;
 var MAX_CONSOLES = 32;
 
+// Inputs as wide as their field, a key's field as wide as a key.
+var CSS = [
+	'#cbi-meshd .cbi-value-field .cbi-input-text,#cbi-meshd .cbi-value-field .cbi-input-select{width:100%;max-width:34em;box-sizing:border-box}',
+	'.meshd-key{font-family:monospace;width:48ch!important;max-width:100%!important;box-sizing:border-box}'
+].join('\n');
+
+// Saving writes only what the user changed. LuCI removes a Flag whose value
+// equals its default (while rmempty is set), and writes the default shown
+// for an option the file leaves out: either changes a file nobody touched,
+// and rpcd's commit then rewrites it whole, comments lost. So: no removal
+// (rmempty off), and no write of the default over an absent option (meshd
+// uses the same default). What the user does change is written as before.
+function keepAsIs(o) {
+	o.rmempty = false;
+	o.write = function(section_id, value) {
+		var cval = this.cfgvalue(section_id);
+		if (cval == value || (cval == null && value == this.default))
+			return;
+		return Object.getPrototypeOf(this).write.call(this, section_id, value);
+	};
+	return o;
+}
+
+// An option shown only while its switch is on keeps its value while hidden
+// (LuCI removes a hidden option's value on save unless `retain` is set).
+function dependsOn(o, option, value) {
+	o.depends(option, value);
+	o.retain = true;
+	return o;
+}
+
 // A WireGuard key as `wg` prints it: 32 bytes of base64, canonical (the last
 // character before '=' carries 4 bits of the key and 2 zero bits).
 function isWireguardKey(value) {
@@ -109,9 +140,10 @@ return view.extend({
 		s.tab('discovery', _('LAN games'));
 		s.tab('advanced', _('Advanced'));
 
-		o = s.taboption('general', form.Flag, 'enabled', _('Enabled'));
+		o = s.taboption('general', form.Flag, 'enabled', _('Enabled'),
+			_('meshd runs once this router has its overlay address, AS number and prefix.'));
 		o.default = o.enabled;
-		o.rmempty = false;
+		keepAsIs(o);
 
 		o = s.taboption('general', form.DummyValue, '_public_key', _('Public key'),
 			_('Give it to your friends: their member entry for this router needs it.'));
@@ -120,15 +152,15 @@ return view.extend({
 		};
 
 		o = s.taboption('general', form.Value, 'overlay', _('Overlay address'),
-			_('This router\'s IPv4 address inside the mesh, e.g. 10.0.0.1; unique per home.'));
+			_('This router\'s IPv4 address inside the mesh; leave it empty and it is derived from this router\'s key (friends derive the same).'));
 		o.datatype = 'ip4addr("nomask")';
-		o.rmempty = false;
+		o.placeholder = _('from the key');
 
 		o = s.taboption('general', form.Value, 'asn', _('AS number'),
-			_('One per home, e.g. 65001 (private range 64512-65534 or 4200000000-4294967294).'));
+			_('One per home; leave it empty and it is derived from this router\'s key (a private AS, 4200000000-4294967294).'));
 		o.datatype = 'and(uinteger,range(1,4294967294))';
 		o.validate = validateAsn;
-		o.rmempty = false;
+		o.placeholder = _('from the key');
 
 		o = s.taboption('general', form.DynamicList, 'announce', _('Announced prefixes'),
 			_('The home LAN the console lives on, e.g. 192.168.1.0/24 (at most 8). No two homes may use the same one.'));
@@ -145,8 +177,10 @@ return view.extend({
 		o.value('on', _('Always'));
 		o.value('off', _('Never: announce the LAN as it is'));
 		o.default = 'auto';
+		keepAsIs(o);
 
-		o = s.taboption('general', form.Value, 'overlay6', _('IPv6 overlay address'));
+		o = s.taboption('general', form.Value, 'overlay6', _('IPv6 overlay address'),
+			_('Optional: this router\'s IPv6 address inside the mesh, e.g. fd00::1; unique per home.'));
 		o.datatype = 'ip6addr("nomask")';
 
 		o = s.taboption('routing', form.Value, 'hold_time', _('BGP hold time'),
@@ -176,77 +210,82 @@ return view.extend({
 		o = s.taboption('failover', form.Flag, 'bfd', _('BFD'),
 			_('Fast failure detection on every tunnel: a dead router is noticed in interval x multiplier.'));
 		o.default = o.enabled;
+		keepAsIs(o);
 
 		o = s.taboption('failover', form.Value, 'bfd_interval', _('BFD interval'), _('Milliseconds.'));
 		o.datatype = 'range(1,10000)';
 		o.placeholder = '10';
-		o.depends('bfd', '1');
+		dependsOn(o, 'bfd', '1');
 
 		o = s.taboption('failover', form.Value, 'bfd_multiplier', _('BFD multiplier'),
 			_('Missed packets before a tunnel is declared down.'));
 		o.datatype = 'range(2,255)';
 		o.placeholder = '4';
-		o.depends('bfd', '1');
+		dependsOn(o, 'bfd', '1');
 
 		o = s.taboption('failover', form.Value, 'bfd_max_detection', _('BFD longest detection'),
 			_('Milliseconds: on a jittery path BFD stretches its detection time to fit the measured jitter, up to this. At or below interval times multiplier the timers stay fixed.'));
 		o.datatype = 'range(0,60000)';
 		o.placeholder = '200';
-		o.depends('bfd', '1');
+		dependsOn(o, 'bfd', '1');
 
 		o = s.taboption('failover', form.Value, 'bfd_confirm', _('BFD confirmation'),
 			_('Milliseconds BFD must stay down, after traffic has already moved to another path, before the tunnel\'s BGP session and routes go. Rides out upload queues and short stalls; 0 takes BGP down at once.'));
 		o.datatype = 'range(0,60000)';
 		o.placeholder = '2000';
-		o.depends('bfd', '1');
+		dependsOn(o, 'bfd', '1');
 
 		o = s.taboption('failover', form.Value, 'bfd_hold_down', _('BFD hold-down'),
 			_('Seconds BGP waits, once BFD is up again, before it uses the tunnel.'));
 		o.datatype = 'range(0,600)';
 		o.placeholder = '2';
-		o.depends('bfd', '1');
+		dependsOn(o, 'bfd', '1');
 
 		o = s.taboption('failover', form.Flag, 'redundancy', _('Redundant sending'),
 			_('Send small game packets over two paths at once, so that a failing router loses none.'));
 		o.default = o.enabled;
+		keepAsIs(o);
 
 		o = s.taboption('failover', form.Value, 'redundancy_max_size', _('Redundant packet size'),
 			_('Largest UDP packet, in bytes, that is sent twice.'));
 		o.datatype = 'range(28,1420)';
 		o.placeholder = '300';
-		o.depends('redundancy', '1');
+		dependsOn(o, 'redundancy', '1');
 
 		o = s.taboption('exit', form.Flag, 'exit', _('Offer this router as a game exit'),
 			_('Friends\' consoles can play through your internet connection and get an open NAT (PlayStation Type 2, Xbox Open, Switch A); it needs a public IPv4 address, or a router in front that forwards the exit ports here.'));
 		o.default = o.disabled;
+		keepAsIs(o);
 
 		o = s.taboption('exit', form.Value, 'exit_ports', _('Exit ports'),
 			_('The UDP ports friends\' games use on your connection; set them only when a router in front forwards just this range here (meshd opens them in the firewall).'));
 		o.placeholder = '1024-65535';
 		o.validate = validateExitPorts;
-		o.depends('exit', '1');
+		dependsOn(o, 'exit', '1');
 
 		o = s.taboption('exit', form.Value, 'exit_mappings', _('Game connections per home'),
 			_('How many game connections the consoles of one friend\'s home may keep open through this router at once (1-1024).'));
 		o.datatype = 'range(1,1024)';
 		o.placeholder = '256';
-		o.depends('exit', '1');
+		dependsOn(o, 'exit', '1');
 
 		o = s.taboption('exit', form.Value, 'exit_timeout', _('Idle connection timeout'),
 			_('Seconds a game connection nobody uses stays open, so that a console\'s address does not change between matches (120-3600).'));
 		o.datatype = 'range(120,3600)';
 		o.placeholder = '300';
-		o.depends('exit', '1');
+		dependsOn(o, 'exit', '1');
 
 		o = s.taboption('exit', form.Flag, 'exit_all', _('All console traffic through the exit'),
 			_('Send everything your consoles do through their game exit, downloads included, instead of only the games\' UDP.'));
 		o.default = o.disabled;
+		keepAsIs(o);
 
 		o = s.taboption('exit', form.ListValue, 'consoles', _('Find consoles'),
 			_('How this router knows your consoles: by their maker\'s MAC addresses (Sony, Microsoft, Nintendo), or only the ones listed below.'));
 		o.value('auto', _('Automatically, and those listed'));
 		o.value('off', _('Only those listed'));
 		o.default = 'auto';
+		keepAsIs(o);
 
 		o = s.taboption('exit', form.DynamicList, 'console', _('Consoles'),
 			_('A console the automatic search misses, by its MAC address (aa:bb:cc:dd:ee:ff) or IPv4 address; at most %d.').format(MAX_CONSOLES));
@@ -260,33 +299,38 @@ return view.extend({
 		o = s.taboption('discovery', form.Flag, 'discovery', _('Relay LAN discovery'),
 			_('Consoles in friends\' homes find each other as if on one LAN: their discovery broadcasts are carried to every friend\'s LAN, and the answers come back through the mesh.'));
 		o.default = o.enabled;
+		keepAsIs(o);
 
 		o = s.taboption('discovery', form.DynamicList, 'discovery_port', _('Broadcast ports'),
 			_('UDP ports whose broadcasts are relayed; at most 8. Left empty: 987 (PS4 Remote Play), 9302 (PS5), 30000 (Switch LAN mode).'));
 		o.datatype = 'range(1,65535)';
 		o.placeholder = '9302';
-		o.depends('discovery', '1');
+		dependsOn(o, 'discovery', '1');
 
 		o = s.taboption('discovery', form.Flag, 'discovery_ssdp', _('Relay SSDP'),
 			_('Multicast to 239.255.255.250:1900, which some games and Remote Play use to find each other.'));
 		o.default = o.enabled;
-		o.depends('discovery', '1');
+		keepAsIs(o);
+		dependsOn(o, 'discovery', '1');
 
 		o = s.taboption('discovery', form.Flag, 'discovery_mdns', _('Relay mDNS'),
 			_('Multicast to 224.0.0.251:5353. Off by default: every phone, printer and speaker announces itself this way, and no console needs it.'));
 		o.default = o.disabled;
-		o.depends('discovery', '1');
+		keepAsIs(o);
+		dependsOn(o, 'discovery', '1');
 
 		o = s.taboption('advanced', form.Value, 'private_key_file', _('Private key file'),
 			_('Created (mode 0600) on first start when missing.'));
 		o.placeholder = '/etc/meshd/private.key';
 		o.validate = validateAbsolutePath;
 
-		o = s.taboption('advanced', form.Value, 'tun', _('TUN interface'));
+		o = s.taboption('advanced', form.Value, 'tun', _('TUN interface'),
+			_('The network device meshd creates for the mesh; put it in the LAN firewall zone.'));
 		o.placeholder = 'meshd0';
 		o.validate = validateInterfaceName;
 
-		o = s.taboption('advanced', form.Value, 'control_socket', _('Control socket'));
+		o = s.taboption('advanced', form.Value, 'control_socket', _('Control socket'),
+			_('Where `meshd status` and `meshd reload` reach the running meshd.'));
 		o.placeholder = '/var/run/meshd.sock';
 		o.validate = function(section_id, value) {
 			if (value != null && value.length > 107)
@@ -294,13 +338,15 @@ return view.extend({
 			return validateAbsolutePath(section_id, value);
 		};
 
-		o = s.taboption('advanced', form.ListValue, 'log_level', _('Log level'));
+		o = s.taboption('advanced', form.ListValue, 'log_level', _('Log level'),
+			_('How much meshd writes to the system log.'));
 		o.value('error', _('Errors'));
 		o.value('warn', _('Warnings'));
 		o.value('info', _('Information'));
 		o.value('debug', _('Debug'));
 		o.value('trace', _('Trace'));
 		o.default = 'info';
+		keepAsIs(o);
 
 		/* Friends' routers */
 
@@ -324,9 +370,11 @@ return view.extend({
 			return form.GridSection.prototype.handleAdd.apply(this, [ ev, name ]);
 		};
 
-		o = ms.option(form.Flag, 'enabled', _('Enabled'));
+		o = ms.option(form.Flag, 'enabled', _('Enabled'),
+			_('A disabled member keeps its entry but gets no tunnel.'));
 		o.default = o.enabled;
 		o.editable = true;
+		keepAsIs(o);
 
 		o = ms.option(form.Value, 'public_key', _('Public key'),
 			_('The member\'s WireGuard public key (44 characters of base64).'));
@@ -344,14 +392,27 @@ return view.extend({
 			var key = this.cfgvalue(section_id) || '';
 			return key.length > 12 ? key.substr(0, 6) + '…' + key.substr(-6) : key;
 		};
+		// Wide enough for the whole key (44 characters), in a fixed-width font.
+		o.renderWidget = function(/* section_id, option_index, cfgvalue */) {
+			var widget = form.Value.prototype.renderWidget.apply(this, arguments);
+			var input = (widget && widget.querySelector) ? widget.querySelector('input') : null;
+			if (input) {
+				input.classList.add('meshd-key');
+				input.setAttribute('size', 46);
+				input.spellcheck = false;
+			}
+			return widget;
+		};
 
-		o = ms.option(form.Value, 'overlay', _('Overlay address'));
+		o = ms.option(form.Value, 'overlay', _('Overlay address'),
+			_('The member\'s IPv4 address inside the mesh, if its owner set one; empty: derived from its key.'));
 		o.datatype = 'ip4addr("nomask")';
-		o.rmempty = false;
+		o.placeholder = _('from the key');
 
-		o = ms.option(form.Value, 'asn', _('AS number'));
+		o = ms.option(form.Value, 'asn', _('AS number'),
+			_('The member\'s own AS number, if its owner set one; empty: derived from its key.'));
 		o.datatype = 'and(uinteger,range(1,4294967294))';
-		o.rmempty = false;
+		o.placeholder = _('from the key');
 		o.validate = function(section_id, value) {
 			if (value !== '' && value === uci.get('meshd', 'main', 'asn'))
 				return _('This is this router\'s own AS number');
@@ -367,7 +428,8 @@ return view.extend({
 		o.datatype = 'or(hostport,ipaddrport(1))';
 		o.placeholder = 'friend.example.net:51820';
 
-		o = ms.option(form.Value, 'overlay6', _('IPv6 overlay address'));
+		o = ms.option(form.Value, 'overlay6', _('IPv6 overlay address'),
+			_('Optional: the member\'s IPv6 address inside the mesh, as its owner set it.'));
 		o.datatype = 'ip6addr("nomask")';
 		o.modalonly = true;
 
@@ -381,25 +443,34 @@ return view.extend({
 		o.datatype = 'and(uinteger,or(0,range(3,65535)))';
 		o.modalonly = true;
 
-		o = ms.option(form.ListValue, 'bfd', _('BFD'));
+		o = ms.option(form.ListValue, 'bfd', _('BFD'),
+			_('Fast failure detection on this member\'s tunnel.'));
 		o.value('', _('As this router'));
 		o.value('1', _('On'));
 		o.value('0', _('Off'));
 		o.modalonly = true;
 
-		o = ms.option(form.Value, 'bfd_interval', _('BFD interval'), _('Milliseconds.'));
+		o = ms.option(form.Value, 'bfd_interval', _('BFD interval'),
+			_('Milliseconds; overrides this router\'s setting.'));
 		o.datatype = 'range(1,10000)';
 		o.modalonly = true;
+		dependsOn(o, { bfd: '0', '!reverse': true });
 
-		o = ms.option(form.Value, 'bfd_multiplier', _('BFD multiplier'));
+		o = ms.option(form.Value, 'bfd_multiplier', _('BFD multiplier'),
+			_('Missed packets before the tunnel is declared down; overrides this router\'s setting.'));
 		o.datatype = 'range(2,255)';
 		o.modalonly = true;
+		dependsOn(o, { bfd: '0', '!reverse': true });
 
 		o = ms.option(form.Flag, 'exit', _('Game exit'),
 			_('This friend\'s router is a game exit: accept its internet route.'));
 		o.default = o.disabled;
 		o.modalonly = true;
+		keepAsIs(o);
 
-		return m.render();
+		// Beside the map, not in it: LuCI redraws the map's contents on save.
+		return m.render().then(function(node) {
+			return [ E('style', {}, [ CSS ]), node ];
+		});
 	}
 });

@@ -5,17 +5,20 @@
 'require dom';
 
 /*
- * Live state of the mesh from meshd's ubus object. Every reply is a JSON
- * object holding the same fields as `meshd status --json`:
- *   status  -> the whole document (this view reads the node's own fields)
- *   members -> { "members": [ ... ] }
- *   routes  -> { "routes": [ ... ] }
- *   nat     -> { "nat": { ... } }
- *   consoles -> the document's "exit" object itself: { "offered", "consoles",
- *               "exits", ... } (the consoles, each one's game exit and NAT
- *               type, and the game exits of the mesh)
- * The fields read here are listed in ../../../../../status-contract.json
- * (openwrt/luci-app-meshd/status-contract.json): keep the two in step.
+ * Live state of the mesh, from one call of meshd's ubus method `status` per
+ * refresh: the whole status document (`meshd status --json`), one consistent
+ * snapshot. The fields read here are listed in
+ * ../../../../../status-contract.json (openwrt/luci-app-meshd/), grouped by
+ * the ubus method that returns each part of the document (members, routes,
+ * nat, consoles = the document's `exit`): keep the two in step.
+ *
+ * The page is drawn by build(), a pure function of the document and of what
+ * the user chose (the selected and the hovered member), into a detached tree;
+ * morph() then brings the live page to that tree, touching only the text and
+ * attributes that differ. Nothing is rebuilt on a refresh, so a text
+ * selection, the focus and the scroll position survive it. Clicks and hovers
+ * are handled once, on the view's root (the nodes say which member they are
+ * with data-member).
  */
 
 var callStatus = rpc.declare({
@@ -24,54 +27,67 @@ var callStatus = rpc.declare({
 	expect: { '': {} }
 });
 
-var callMembers = rpc.declare({
-	object: 'meshd',
-	method: 'members',
-	expect: { members: [] }
-});
-
-var callRoutes = rpc.declare({
-	object: 'meshd',
-	method: 'routes',
-	expect: { routes: [] }
-});
-
-var callNat = rpc.declare({
-	object: 'meshd',
-	method: 'nat',
-	expect: { nat: {} }
-});
-
-var callConsoles = rpc.declare({
-	object: 'meshd',
-	method: 'consoles',
+// The names the LAN's DHCP server and /etc/ethers know the consoles by.
+var callHostHints = rpc.declare({
+	object: 'luci-rpc',
+	method: 'getHostHints',
 	expect: { '': {} }
 });
 
 var SVG_NS = 'http://www.w3.org/2000/svg';
 var REFRESH_SECONDS = 2;
+// Host names are asked for again, while a console has none, at most this often.
+var HINTS_SECONDS = 60;
 
-var COLOR_SELF = '#1565c0';
-var COLOR_UP = '#2e7d32';
-var COLOR_TRANSIT = '#f9a825';
-var COLOR_DOWN = '#9e9e9e';
-var COLOR_PATH = '#e65100';
+// The map is drawn at one user unit per pixel; below the width it needs at
+// its smallest it becomes a list (text never shrinks under its CSS size).
+var MAP_WIDTH_GUESS = 720, MAP_MAX_HEIGHT = 560;
+var LABEL_FONT = 15, SUB_FONT = 13, NODE_R = 16, SELF_R = 19;
 
-function fetchAll() {
-	return Promise.all([
-		L.resolveDefault(callStatus(), null),
-		L.resolveDefault(callMembers(), []),
-		L.resolveDefault(callRoutes(), []),
-		L.resolveDefault(callNat(), null),
-		L.resolveDefault(callConsoles(), null)
-	]).then(function(r) {
-		return {
-			status: (r[0] && typeof r[0] == 'object') ? r[0] : null,
-			members: Array.isArray(r[1]) ? r[1] : [],
-			routes: Array.isArray(r[2]) ? r[2] : [],
-			nat: (r[3] && typeof r[3] == 'object') ? r[3] : null,
-			exit: (r[4] && typeof r[4] == 'object') ? r[4] : null
-		};
+var CSS = [
+	'.meshd-status{--meshd-self:#1565c0;--meshd-up:#2e7d32;--meshd-transit:#9a5b00;--meshd-down:#757575;--meshd-path:#d84315;--meshd-line:rgba(127,127,127,.4);--meshd-tint:rgba(127,127,127,.08)}',
+	':root[data-darkmode="true"] .meshd-status{--meshd-self:#82b8f0;--meshd-up:#7cc47f;--meshd-transit:#eeb35c;--meshd-down:#a8a8a8;--meshd-path:#ff8a5c}',
+	'@media (prefers-color-scheme:dark){:root:not([data-darkmode="false"]) .meshd-status{--meshd-self:#82b8f0;--meshd-up:#7cc47f;--meshd-transit:#eeb35c;--meshd-down:#a8a8a8;--meshd-path:#ff8a5c}}',
+	'.meshd-status small,.meshd-status .meshd-muted{font-size:max(11px,.9em)}',
+	'.meshd-cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,22em),1fr));gap:12px;margin:0 0 1em}',
+	'.meshd-card{border:1px solid var(--meshd-line);border-radius:6px;padding:.7em .9em;background:var(--meshd-tint);min-width:0;overflow-wrap:anywhere}',
+	'.meshd-card h4{margin:0 0 .2em;font-size:1.15em}',
+	'.meshd-card p{margin:.45em 0}',
+	'.meshd-grade{border-left:4px solid var(--meshd-down);padding-left:.6em}',
+	'.meshd-grade-open{border-color:var(--meshd-up)}.meshd-grade-moderate{border-color:var(--meshd-transit)}.meshd-grade-strict{border-color:var(--meshd-path)}',
+	'.meshd-friends{list-style:none;padding:0;margin:.3em 0 0;display:flex;flex-wrap:wrap;gap:.2em 1.2em}',
+	'.meshd-dot{display:inline-block;width:.8em;height:.8em;border-radius:50%;margin-right:.35em;vertical-align:-.05em;background:var(--meshd-down)}',
+	'.meshd-c-self{background:var(--meshd-self)}.meshd-c-up{background:var(--meshd-up)}.meshd-c-transit{background:var(--meshd-transit)}.meshd-c-down{background:var(--meshd-down)}',
+	'.meshd-svg{display:block;width:100%;height:auto;margin:0 auto;overflow:visible}',
+	'.meshd-svg text{fill:currentColor}.meshd-svg .meshd-label{font-size:' + LABEL_FONT + 'px;font-weight:bold}.meshd-svg .meshd-sub{font-size:' + SUB_FONT + 'px}',
+	'.meshd-edge{stroke:currentColor;fill:none}.meshd-edge-direct{stroke-width:3}.meshd-edge-reported{stroke-width:2;stroke-dasharray:8 6}',
+	'.meshd-pathseg{stroke:var(--meshd-path);stroke-width:9;stroke-linecap:round;opacity:.65;fill:none}',
+	'.meshd-node circle{stroke:currentColor;stroke-width:1.5}',
+	'.meshd-n-self{fill:var(--meshd-self)}.meshd-n-up{fill:var(--meshd-up)}.meshd-n-transit{fill:var(--meshd-transit)}.meshd-n-down{fill:var(--meshd-down)}',
+	'.meshd-node{outline:none}.meshd-node:focus-visible circle{stroke:var(--meshd-path);stroke-width:4;stroke-dasharray:4 3}',
+	'.meshd-node[data-member]{cursor:pointer}.meshd-node.meshd-selected circle{stroke:var(--meshd-path);stroke-width:4}.meshd-node.meshd-hover circle{stroke-width:3.5}',
+	'.meshd-map-wrap.meshd-narrow .meshd-svg,.meshd-map-wrap.meshd-narrow .meshd-svg-only{display:none}.meshd-map-wrap:not(.meshd-narrow) .meshd-maplist{display:none}',
+	'.meshd-maplist{list-style:none;padding:0;margin:0}.meshd-maplist li{padding:.35em .2em;border-bottom:1px solid var(--meshd-line);cursor:pointer}',
+	'.meshd-maplist li.meshd-selected{outline:2px solid var(--meshd-path);outline-offset:-2px}.meshd-maplist li.meshd-hover{background:var(--meshd-tint)}',
+	'.meshd-legend{list-style:none;padding:0;margin:.6em 0;display:flex;flex-wrap:wrap;gap:.3em 1.4em}',
+	'.meshd-legend svg{vertical-align:middle;margin-right:.4em}',
+	'.meshd-mapinfo{margin:.4em 0;min-height:1.5em}',
+	'.meshd-status tr.meshd-row{cursor:pointer}',
+	'.meshd-status tr.meshd-row.meshd-selected{outline:2px solid var(--meshd-path);outline-offset:-2px}',
+	'.meshd-status tr.meshd-row.meshd-hover{background:var(--meshd-tint);box-shadow:inset 4px 0 var(--meshd-path)}',
+	'.meshd-help{cursor:help;text-decoration:underline dotted}',
+	'.meshd-status code{overflow-wrap:anywhere}'
+].join('\n');
+
+function fetchStatus() {
+	return L.resolveDefault(callStatus(), null).then(function(doc) {
+		return (doc && typeof doc == 'object' && !Array.isArray(doc)) ? doc : null;
+	});
+}
+
+function fetchHints() {
+	return L.resolveDefault(callHostHints(), {}).then(function(h) {
+		return (h && typeof h == 'object') ? h : {};
 	});
 }
 
@@ -85,8 +101,21 @@ function isNumber(v) {
 	return typeof v == 'number' && isFinite(v);
 }
 
+function list(v) {
+	return Array.isArray(v) ? v : [];
+}
+
 function none() {
-	return E('em', {}, '–');
+	return E('em', {}, [ '–' ]);
+}
+
+// A word with its explanation on hover (a dotted underline says there is one).
+function help(text, why) {
+	return E('span', { 'class': 'meshd-help', 'title': why }, [ text ]);
+}
+
+function dot(cls, why) {
+	return E('span', { 'class': 'meshd-dot meshd-c-' + cls, 'title': why, 'aria-hidden': 'true' });
 }
 
 function seconds(s) {
@@ -99,10 +128,10 @@ function seconds(s) {
 	return _('%d h').format(Math.floor(s / 3600));
 }
 
-function reached(m) {
+function reachedText(m) {
 	var p = m.path;
 	if (!isObject(p))
-		return E('em', {}, _('unreachable'));
+		return _('unreachable');
 	if (p.direct)
 		return _('directly');
 	if (!isNumber(p.hops))
@@ -132,94 +161,60 @@ function natText(nat) {
 	return words;
 }
 
-var VENDORS = {
-	sony: 'PlayStation',
-	microsoft: 'Xbox',
-	nintendo: 'Nintendo'
+// Console makers: the name of the console, and how each maker words a NAT.
+var MAKERS = [
+	{ id: 'sony', console: 'PlayStation', nat: function(n) { return n.playstation ? _('Type %d').format(n.playstation) : null; } },
+	{ id: 'microsoft', console: 'Xbox', nat: function(n) { return n.xbox || null; } },
+	{ id: 'nintendo', console: 'Switch', nat: function(n) { return n['switch'] || null; } }
+];
+
+var VENDOR_NAMES = { sony: 'PlayStation', microsoft: 'Xbox', nintendo: 'Nintendo Switch' };
+
+// What a NAT type means for a console, in a gamer's words. The Xbox grade is
+// the most telling (Open, Moderate, Strict); PlayStation's Type 2 covers
+// both Open and Moderate.
+function natGrade(n) {
+	if (!isObject(n))
+		return null;
+	if (n.xbox == 'Open' || n.playstation == 1)
+		return 'open';
+	if (n.xbox == 'Moderate')
+		return 'moderate';
+	if (n.xbox == 'Strict' || n.playstation == 3)
+		return 'strict';
+	if (n.playstation == 2)
+		return 'fine';
+	return null;
+}
+
+var GRADE_MEANING = {
+	open: _('Open: it can host matches and join anyone\'s, voice chat included.'),
+	moderate: _('Moderate: it joins most matches, but players behind a strict NAT may not reach it.'),
+	strict: _('Strict: it reaches only players whose NAT is open; matchmaking and voice chat often fail.'),
+	fine: _('It joins matches and reaches most players.')
 };
 
-// The NAT type a console gets, in each console maker's words (meshd derives
-// all three from the mapping and filtering behaviour it measured): its own
-// maker's first, the others below it. A console of no known maker gets all
-// three alike.
-function consoleNatText(c) {
-	var nat = c.nat;
-	if (!isObject(nat))
-		return null;
-	var words = {
-		sony: nat.playstation ? _('PlayStation Type %d').format(nat.playstation) : null,
-		microsoft: nat.xbox ? _('Xbox %s').format(nat.xbox) : null,
-		nintendo: nat['switch'] ? _('Switch %s').format(nat['switch']) : null
-	};
-	var own = VENDORS[c.vendor] ? c.vendor : null;
-	var others = Object.keys(VENDORS).filter(function(v) { return v != own && words[v]; })
-		.map(function(v) { return words[v]; });
-	var detail = (nat.mapping && nat.filtering)
-		? _('mapping %s, filtering %s').format(nat.mapping, nat.filtering) : null;
-
-	if (!own && !others.length)
-		return E('em', { 'title': detail }, _('not known yet'));
-	return E('span', { 'title': detail }, [
-		E('strong', {}, own ? (words[own] || _('not known yet')) : others.join(' · ')),
-		(own && others.length) ? E('br') : '',
-		(own && others.length) ? E('small', {}, others.join(' · ')) : ''
-	]);
+// "PlayStation: Type 2" for its own maker; the others' words beside it.
+function makerWords(n, vendor) {
+	var own = null, others = [];
+	MAKERS.forEach(function(mk) {
+		var w = isObject(n) ? mk.nat(n) : null;
+		if (!w)
+			return;
+		if (mk.id == vendor)
+			own = _('%s: %s').format(mk.console, w);
+		else
+			others.push(_('%s %s').format(mk.console, w));
+	});
+	return { own: own, others: others };
 }
 
-function consoleExitText(c) {
-	if (!c.exit)
-		return E('em', {}, _('none: this home\'s own internet'));
-	var since = seconds(c.exit_since_s);
-	return E('span', {}, [
-		(c.exit == 'this router') ? E('em', {}, _('this router')) : E('strong', {}, c.exit),
-		since ? E('small', {}, [ ' · ', _('for %s').format(since) ]) : ''
-	]);
-}
-
-function bgpText(m) {
-	var bgp = m.bgp;
-	if (!isObject(bgp) || !bgp.state)
-		return none();
-	var text = bgp.state;
-	if (bgp.state == 'Established' && isNumber(bgp.uptime_s))
-		text += ' ' + _('for %s').format(seconds(bgp.uptime_s));
-	if (bgp.state != 'Established' && bgp.last_down)
-		return E('span', { 'title': _('last down: %s').format(bgp.last_down) }, [ text, ' ⚠' ]);
-	return text;
-}
-
-function bfdText(m) {
-	var bfd = m.bfd;
-	if (!isObject(bfd))
-		return _('off');
-	var text = bfd.state || none();
-	if (bfd.state == 'Up' && isNumber(bfd.detection_ms))
-		text = _('Up, %s ms').format(bfd.detection_ms);
-	if (isNumber(bfd.jitter_ms) && bfd.jitter_ms >= 1)
-		text += ' ' + _('(jitter %s ms)').format(bfd.jitter_ms.toFixed(1));
-	if (bfd.traffic_moved)
-		return E('span', { 'title': _('Traffic takes another path until this tunnel has proven healthy again; BGP stays up unless BFD stays down for the confirmation time.') }, [ text, ' ', _('· traffic moved') ]);
-	return text;
-}
-
-function table(headers, rows, empty) {
-	var t = E('table', { 'class': 'table' }, [
-		E('tr', { 'class': 'tr table-titles' }, headers.map(function(h) {
-			return E('th', { 'class': 'th' }, h);
-		}))
-	]);
-	if (!rows.length)
-		t.appendChild(E('tr', { 'class': 'tr placeholder' }, [
-			E('td', { 'class': 'td' }, E('em', {}, empty))
-		]));
-	rows.forEach(function(r) { t.appendChild(r); });
-	return t;
-}
-
-function row(headers, cells, attrs) {
-	return E('tr', Object.assign({ 'class': 'tr' }, attrs || {}), cells.map(function(c, i) {
-		return E('td', { 'class': 'td', 'data-title': headers[i] }, (c == null || c === '') ? none() : c);
-	}));
+function exitPhrase(exit) {
+	if (!exit)
+		return _('through this home\'s own internet');
+	if (exit == 'this router')
+		return _('through this router');
+	return _('through %s\'s router').format(exit);
 }
 
 /* Topology */
@@ -283,7 +278,7 @@ function asSequence(text) {
 // 'reported' for those members report: two AS numbers side by side in an AS
 // path are two routers with a BGP session, hence a tunnel.
 function topology(d) {
-	var nodes = [], byAsn = {}, byName = {}, edges = {};
+	var nodes = [], byAsn = {}, byName = {}, byId = {}, edges = {};
 
 	nodes.push({ id: 'self', label: _('this router'), sub: d.status.overlay, asn: d.status.asn, self: true });
 	d.members.forEach(function(m) {
@@ -291,6 +286,7 @@ function topology(d) {
 			nodes.push({ id: 'm:' + m.name, label: m.name, sub: m.overlay, asn: m.asn, member: m });
 	});
 	nodes.forEach(function(n) {
+		byId[n.id] = n;
 		if (n.asn != null)
 			byAsn[n.asn] = n;
 		if (n.member)
@@ -302,7 +298,7 @@ function topology(d) {
 			return;
 		var key = (a.id < b.id) ? a.id + '|' + b.id : b.id + '|' + a.id;
 		if (!edges[key] || kind == 'direct')
-			edges[key] = { a: a, b: b, kind: kind };
+			edges[key] = { key: key, a: a, b: b, kind: kind };
 	}
 
 	nodes.forEach(function(n) {
@@ -312,7 +308,7 @@ function topology(d) {
 	});
 
 	d.routes.forEach(function(r) {
-		var paths = [ r.best ].concat(Array.isArray(r.alternatives) ? r.alternatives : []);
+		var paths = [ r.best ].concat(list(r.alternatives));
 		paths.forEach(function(p) {
 			if (!isObject(p))
 				return;
@@ -323,7 +319,10 @@ function topology(d) {
 		});
 	});
 
-	return { nodes: nodes, byAsn: byAsn, byName: byName, edges: Object.keys(edges).map(function(k) { return edges[k]; }) };
+	return {
+		nodes: nodes, byAsn: byAsn, byName: byName, byId: byId,
+		edges: Object.keys(edges).sort().map(function(k) { return edges[k]; })
+	};
 }
 
 // The nodes the traffic to member `name` crosses now, this router first.
@@ -356,16 +355,207 @@ function pathTo(d, topo, name) {
 	return ids;
 }
 
+function nodeState(n) {
+	if (n.self)
+		return 'self';
+	var m = n.member;
+	if (isObject(m.bgp) && m.bgp.state == 'Established')
+		return 'up';
+	if (isObject(m.path))
+		return 'transit';
+	return 'down';
+}
+
+var STATE_WORDS = {
+	self: _('this router'),
+	up: _('BGP up: a tunnel of its own'),
+	transit: _('reached through other members'),
+	down: _('unreachable')
+};
+
+/* Map layout: the nodes on a circle, in the order with the fewest crossing
+ * tunnels (two chords of a circle cross when their ends interleave), labels
+ * outside the circle, so that no tunnel and no highlighted path can cross
+ * one. */
+
+function crossings(order, edges) {
+	var at = {}, count = 0;
+	order.forEach(function(id, i) { at[id] = i; });
+	for (var i = 0; i < edges.length; i++) {
+		var a = at[edges[i].a.id], b = at[edges[i].b.id];
+		if (a > b) { var t = a; a = b; b = t; }
+		for (var j = i + 1; j < edges.length; j++) {
+			var c = at[edges[j].a.id], e = at[edges[j].b.id];
+			if (c == a || c == b || e == a || e == b)
+				continue;
+			if ((c > a && c < b) != (e > a && e < b))
+				count++;
+		}
+	}
+	return count;
+}
+
+function permutations(items, visit) {
+	if (items.length <= 1)
+		return visit(items.slice());
+	for (var i = 0; i < items.length; i++) {
+		var rest = items.slice(0, i).concat(items.slice(i + 1));
+		permutations(rest, function(p) { visit([ items[i] ].concat(p)); });
+	}
+}
+
+// This router first. The previous order is kept while no other has fewer
+// crossings, so that the map does not move between refreshes.
+function circleOrder(ids, edges, previous) {
+	var best = ids, bestCount = crossings(ids, edges);
+	if (previous && previous.length == ids.length && previous.every(function(id) { return ids.indexOf(id) >= 0; })) {
+		best = previous;
+		bestCount = crossings(previous, edges);
+	}
+	if (bestCount == 0)
+		return best;
+	var rest = ids.slice(1);
+	if (rest.length <= 7) {
+		permutations(rest, function(p) {
+			var order = [ ids[0] ].concat(p), n = crossings(order, edges);
+			if (n < bestCount) {
+				best = order;
+				bestCount = n;
+			}
+		});
+		return best;
+	}
+	// Many members: swap pairs while that removes crossings.
+	var improved = true;
+	best = best.slice();
+	while (improved && bestCount > 0) {
+		improved = false;
+		for (var i = 1; i < best.length; i++)
+			for (var j = i + 1; j < best.length; j++) {
+				var o = best.slice();
+				o[i] = best[j];
+				o[j] = best[i];
+				var n = crossings(o, edges);
+				if (n < bestCount) {
+					best = o;
+					bestCount = n;
+					improved = true;
+				}
+			}
+	}
+	return best;
+}
+
+// A text's width in user units, on the generous side (DejaVu Sans is about
+// 0.55 em per character, bold 0.62).
+function textWidth(text, size, bold) {
+	return String(text || '').length * size * (bold ? 0.68 : 0.62);
+}
+
+function boxesOverlap(p, q, margin) {
+	return p.x < q.x + q.w + margin && q.x < p.x + p.w + margin &&
+		p.y < q.y + q.h + margin && q.y < p.y + p.h + margin;
+}
+
+function circleHitsBox(c, r, b) {
+	var dx = Math.max(b.x - c.x, 0, c.x - (b.x + b.w)), dy = Math.max(b.y - c.y, 0, c.y - (b.y + b.h));
+	return dx * dx + dy * dy < r * r;
+}
+
+// Positions of the nodes and their labels for a circle of radius R around
+// (0, 0). A label's box lies beyond the circle on its node's side (its
+// projection on the node's direction exceeds R + node radius + 8): tunnels
+// are chords, inside the circle, so none can cross it.
+function placeOnCircle(order, topo, R) {
+	var n = order.length, out = { pos: {}, labels: {} };
+	var start = (n == 2) ? Math.PI : -Math.PI / 2 + ((n % 2 == 0) ? Math.PI / n : 0);
+	order.forEach(function(id, i) {
+		var node = topo.byId[id];
+		var angle = start + 2 * Math.PI * i / n;
+		var ux = Math.cos(angle), uy = Math.sin(angle);
+		if (Math.abs(ux) < 1e-9) ux = 0;
+		if (Math.abs(uy) < 1e-9) uy = 0;
+		var r = node.self ? SELF_R : NODE_R;
+		var p = { x: R * ux, y: R * uy, r: r };
+		var w = Math.max(textWidth(node.label, LABEL_FONT, true), textWidth(node.sub, SUB_FONT, false));
+		var h = LABEL_FONT + SUB_FONT + 6;
+		var reach = r + 8 + Math.abs(ux) * w / 2 + Math.abs(uy) * h / 2;
+		var cx = p.x + ux * reach, cy = p.y + uy * reach;
+		var anchor = (ux > 0.3) ? 'start' : (ux < -0.3) ? 'end' : 'middle';
+		var box = { x: cx - w / 2, y: cy - h / 2, w: w, h: h };
+		var tx = (anchor == 'start') ? box.x : (anchor == 'end') ? box.x + w : cx;
+		out.pos[id] = p;
+		out.labels[id] = { box: box, anchor: anchor, x: tx, y: box.y + LABEL_FONT - 2, y2: box.y + LABEL_FONT + SUB_FONT + 2 };
+	});
+	return out;
+}
+
+function layoutFits(order, placed, topo) {
+	for (var i = 0; i < order.length; i++) {
+		var a = placed.labels[order[i]].box;
+		for (var j = 0; j < order.length; j++) {
+			if (i != j && circleHitsBox(placed.pos[order[j]], placed.pos[order[j]].r + 6, a))
+				return false;
+			if (j > i && boxesOverlap(a, placed.labels[order[j]].box, 8))
+				return false;
+		}
+	}
+	return true;
+}
+
+// The whole map for a given width: the smallest circle whose labels do not
+// collide, grown to use the width (up to a radius that keeps it compact).
+function layoutMap(topo, state, width) {
+	// The order depends on the nodes and tunnels only: worked out once for each.
+	var ids = topo.nodes.map(function(n) { return n.id; });
+	var shape = ids.join(',') + '/' + topo.edges.map(function(e) { return e.key; }).join(',');
+	if (state.shape != shape) {
+		state.order = circleOrder(ids, topo.edges, state.order);
+		state.shape = shape;
+	}
+	var order = state.order;
+	var R = 60 + 12 * order.length, placed;
+	for (var k = 0; k < 40; k++) {
+		placed = placeOnCircle(order, topo, R);
+		if (layoutFits(order, placed, topo))
+			break;
+		R *= 1.1;
+	}
+	var minimum = bounds(order, placed);
+	// Grow into the width there is, up to a height that fits a screen.
+	var lo = R, hi = R * 5;
+	for (var i = 0; i < 24; i++) {
+		var mid = (lo + hi) / 2, b = bounds(order, placeOnCircle(order, topo, mid));
+		if (b.w <= width && b.h <= MAP_MAX_HEIGHT)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	if (lo > R) {
+		R = lo;
+		placed = placeOnCircle(order, topo, R);
+	}
+	return { order: order, placed: placed, bounds: bounds(order, placed), minWidth: Math.ceil(minimum.w), R: R };
+}
+
+function bounds(order, placed) {
+	var x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+	order.forEach(function(id) {
+		var p = placed.pos[id], b = placed.labels[id].box;
+		x0 = Math.min(x0, p.x - p.r, b.x);
+		y0 = Math.min(y0, p.y - p.r, b.y);
+		x1 = Math.max(x1, p.x + p.r, b.x + b.w);
+		y1 = Math.max(y1, p.y + p.r, b.y + b.h);
+	});
+	var m = 12;
+	return { x: x0 - m, y: y0 - m, w: x1 - x0 + 2 * m, h: y1 - y0 + 2 * m };
+}
+
 function S(tag, attrs, children) {
 	var el = document.createElementNS(SVG_NS, tag);
 	Object.keys(attrs || {}).forEach(function(k) {
-		var v = attrs[k];
-		if (v == null)
-			return;
-		if (typeof v == 'function')
-			el.addEventListener(k, v);
-		else
-			el.setAttribute(k, String(v));
+		if (attrs[k] != null)
+			el.setAttribute(k, String(attrs[k]));
 	});
 	(children || []).forEach(function(c) {
 		el.appendChild(typeof c == 'string' ? document.createTextNode(c) : c);
@@ -373,144 +563,303 @@ function S(tag, attrs, children) {
 	return el;
 }
 
-function nodeColor(n) {
-	if (n.self)
-		return COLOR_SELF;
-	var m = n.member;
-	if (isObject(m.bgp) && m.bgp.state == 'Established')
-		return COLOR_UP;
-	if (isObject(m.path))
-		return COLOR_TRANSIT;
-	return COLOR_DOWN;
+function round(v) {
+	return Math.round(v * 10) / 10;
 }
 
-function renderMap(d, selected, onSelect) {
-	var topo = topology(d);
-	var width = 640, height = 420, cx = width / 2, cy = height / 2 - 10;
-	var radius = topo.nodes.length > 1 ? Math.min(150, 40 + 25 * topo.nodes.length) : 0;
-	var pos = {};
+function memberSummary(d, name) {
+	var m = d.members.filter(function(x) { return x.name == name; })[0];
+	if (!m)
+		return '';
+	var parts = [ m.name, m.overlay || '', 'AS' + ((m.asn != null) ? m.asn : '?') ];
+	var state = [ reachedText(m) ];
+	if (isObject(m.bgp) && m.bgp.state)
+		state.push(_('BGP %s').format(m.bgp.state));
+	if (isNumber(m.rtt_ms))
+		state.push(_('%d ms').format(m.rtt_ms));
+	if (isObject(m.nat))
+		state.push(_('NAT %s').format(natText(m.nat)));
+	return parts.join(' · ') + ' — ' + state.join(' · ');
+}
 
-	topo.nodes.forEach(function(n, i) {
-		var angle = -Math.PI / 2 + 2 * Math.PI * i / topo.nodes.length;
-		pos[n.id] = { x: cx + radius * Math.cos(angle), y: cy + radius * Math.sin(angle) };
-	});
+function legendGlyph(kind) {
+	var g;
+	if (kind == 'direct' || kind == 'reported')
+		g = S('line', { 'class': 'meshd-edge meshd-edge-' + kind, 'x1': 2, 'y1': 9, 'x2': 40, 'y2': 9 });
+	else if (kind == 'path')
+		g = S('line', { 'class': 'meshd-pathseg', 'x1': 6, 'y1': 9, 'x2': 36, 'y2': 9 });
+	else
+		g = S('g', { 'class': 'meshd-node' }, [ S('circle', { 'class': 'meshd-n-' + kind, 'cx': 21, 'cy': 9, 'r': 7 }) ]);
+	return S('svg', { 'width': 42, 'height': 18, 'viewBox': '0 0 42 18', 'aria-hidden': 'true' }, [ g ]);
+}
+
+function renderMap(d, state) {
+	var topo = topology(d);
+	if (topo.nodes.length < 2)
+		return E('p', {}, E('em', {}, [ _('The map appears once a friend\'s router is added (Configuration › Members).') ]));
+
+	var width = state.mapWidth || MAP_WIDTH_GUESS;
+	var lay = layoutMap(topo, state, width);
+	var narrow = width < lay.minWidth;
+	var pos = lay.placed.pos, labels = lay.placed.labels, b = lay.bounds;
+	var selected = state.selected, hovered = state.hovered;
 
 	var edges = topo.edges.map(function(e) {
-		var a = pos[e.a.id], b = pos[e.b.id];
+		var a = pos[e.a.id], z = pos[e.b.id];
 		return S('line', {
-			'x1': a.x, 'y1': a.y, 'x2': b.x, 'y2': b.y,
-			'stroke': 'currentColor',
-			'stroke-width': e.kind == 'direct' ? 2.5 : 1.5,
-			'stroke-dasharray': e.kind == 'direct' ? null : '5 4',
-			'opacity': e.kind == 'direct' ? 0.8 : 0.5
-		}, [ S('title', {}, [ e.kind == 'direct' ? _('tunnel of this router') : _('tunnel a member reports') ]) ]);
+			'class': 'meshd-edge meshd-edge-' + e.kind, 'data-key': 'e:' + e.key,
+			'x1': round(a.x), 'y1': round(a.y), 'x2': round(z.x), 'y2': round(z.y)
+		}, [ S('title', {}, [ (e.kind == 'direct' ? _('tunnel of this router: %s – %s') : _('tunnel a member reports: %s – %s')).format(e.a.label, e.b.label) ]) ]);
 	});
 
-	var highlight = [];
 	var path = selected ? pathTo(d, topo, selected) : [];
+	var highlight = [];
 	for (var i = 0; i + 1 < path.length; i++) {
-		var a = pos[path[i]], b = pos[path[i + 1]];
+		var a = pos[path[i]], z = pos[path[i + 1]];
 		highlight.push(S('line', {
-			'x1': a.x, 'y1': a.y, 'x2': b.x, 'y2': b.y,
-			'stroke': COLOR_PATH, 'stroke-width': 7, 'stroke-linecap': 'round', 'opacity': 0.75
+			'class': 'meshd-pathseg', 'data-key': 'p:' + path[i] + '|' + path[i + 1],
+			'x1': round(a.x), 'y1': round(a.y), 'x2': round(z.x), 'y2': round(z.y)
 		}));
 	}
 
-	var nodes = topo.nodes.map(function(n) {
-		var p = pos[n.id];
-		var isSelected = n.member && n.member.name == selected;
+	var nodes = lay.order.map(function(id) {
+		var n = topo.byId[id], p = pos[id], l = labels[id];
+		var name = n.member ? n.member.name : null;
+		var st = nodeState(n);
+		var cls = 'meshd-node' + (name && name == selected ? ' meshd-selected' : '') + (name && name == hovered ? ' meshd-hover' : '');
 		return S('g', {
-			'style': n.member ? 'cursor:pointer' : null,
-			'click': n.member ? function() { onSelect(n.member.name); } : null
+			'class': cls, 'data-key': 'n:' + id, 'data-member': name,
+			'tabindex': name ? 0 : null, 'role': name ? 'button' : null
 		}, [
-			S('title', {}, [ n.self ? _('this router') : natText(n.member.nat) ]),
-			S('circle', {
-				'cx': p.x, 'cy': p.y, 'r': n.self ? 17 : 14,
-				'fill': nodeColor(n),
-				'stroke': isSelected ? COLOR_PATH : 'currentColor',
-				'stroke-width': isSelected ? 4 : 1
-			}),
-			S('text', { 'x': p.x, 'y': p.y + 32, 'text-anchor': 'middle', 'fill': 'currentColor', 'font-size': 13, 'font-weight': n.self ? 'bold' : null }, [ n.label ]),
-			S('text', { 'x': p.x, 'y': p.y + 46, 'text-anchor': 'middle', 'fill': 'currentColor', 'font-size': 11, 'opacity': 0.7 }, [ n.sub || '' ])
+			S('title', {}, [ n.self ? _('this router') : n.label + ': ' + STATE_WORDS[st] + ' · ' + _('NAT %s').format(natText(n.member.nat)) ]),
+			S('circle', { 'class': 'meshd-n-' + st, 'cx': round(p.x), 'cy': round(p.y), 'r': p.r }),
+			S('text', { 'class': 'meshd-label', 'x': round(l.x), 'y': round(l.y), 'text-anchor': l.anchor }, [ n.label ]),
+			S('text', { 'class': 'meshd-sub', 'x': round(l.x), 'y': round(l.y2), 'text-anchor': l.anchor }, [ n.sub || '' ])
 		]);
 	});
 
 	var svg = S('svg', {
-		'viewBox': '0 0 %d %d'.format(width, height),
-		'width': '100%',
-		'style': 'max-width:%dpx;height:auto;display:block'.format(width),
-		'role': 'img'
-	}, [ S('g', {}, edges), S('g', {}, highlight), S('g', {}, nodes) ]);
+		'class': 'meshd-svg',
+		'viewBox': [ round(b.x), round(b.y), round(b.w), round(b.h) ].join(' '),
+		'style': 'max-width:%dpx'.format(Math.ceil(b.w)),
+		'role': 'img',
+		'aria-label': _('Map of the mesh')
+	}, [ S('g', { 'data-key': 'paths' }, highlight), S('g', { 'data-key': 'edges' }, edges), S('g', { 'data-key': 'nodes' }, nodes) ]);
 
-	var legend = E('p', { 'style': 'font-size:90%' }, [
-		E('span', { 'style': 'color:' + COLOR_UP }, '●'), ' ', _('BGP up'), ' \xa0 ',
-		E('span', { 'style': 'color:' + COLOR_TRANSIT }, '●'), ' ', _('reached through others'), ' \xa0 ',
-		E('span', { 'style': 'color:' + COLOR_DOWN }, '●'), ' ', _('unreachable'), ' \xa0 ',
-		'━ ', _('tunnel of this router'), ' \xa0 ',
-		'╌ ', _('tunnel a member reports'), ' \xa0 ',
-		E('span', { 'style': 'color:' + COLOR_PATH }, '━'), ' ',
-		selected ? _('current path to %s').format(selected) : _('click a member to see the path to it')
+	// The list layout, for narrow pages.
+	var neighbours = {};
+	topo.edges.forEach(function(e) {
+		(neighbours[e.a.id] = neighbours[e.a.id] || []).push(e.b.label);
+		(neighbours[e.b.id] = neighbours[e.b.id] || []).push(e.a.label);
+	});
+	var items = topo.nodes.filter(function(n) { return n.member; }).map(function(n) {
+		var st = nodeState(n), name = n.member.name;
+		return E('li', {
+			'data-key': 'l:' + name, 'data-member': name,
+			'class': (name == selected ? 'meshd-selected' : '') + (name == hovered ? ' meshd-hover' : '')
+		}, [
+			dot(st, STATE_WORDS[st]), E('strong', {}, [ name ]), ' ',
+			E('span', {}, [ reachedText(n.member) ]),
+			E('br'),
+			E('small', {}, [ _('tunnels with: %s').format((neighbours[n.id] || []).join(', ') || _('none')) ])
+		]);
+	});
+
+	var legend = E('ul', { 'class': 'meshd-legend' }, [
+		E('li', {}, [ legendGlyph('self'), _('this router') ]),
+		E('li', {}, [ legendGlyph('up'), _('BGP up') ]),
+		E('li', {}, [ legendGlyph('transit'), _('reached through others') ]),
+		E('li', {}, [ legendGlyph('down'), _('unreachable') ]),
+		E('li', { 'class': 'meshd-svg-only' }, [ legendGlyph('direct'), _('tunnel of this router') ]),
+		E('li', { 'class': 'meshd-svg-only' }, [ legendGlyph('reported'), _('tunnel a member reports') ]),
+		E('li', {}, [ legendGlyph('path'), _('path to the selected member') ])
 	]);
 
-	return E('div', {}, [ svg, legend ]);
+	var focus = hovered || selected;
+	var info;
+	if (focus)
+		info = [ E('strong', {}, [ memberSummary(d, focus) ]) ].concat(selected ? [ E('br'), _('Path to %s: %s').format(selected,
+			path.map(function(id) { return topo.byId[id].label; }).join(' → ') || _('none now')) ] : []);
+	else
+		info = [ E('em', {}, [ _('Click a router to see the path the traffic takes to it; point at one to see its row.') ]) ];
+
+	return E('div', { 'class': 'meshd-map-wrap' + (narrow ? ' meshd-narrow' : ''), 'data-min-width': lay.minWidth }, [
+		svg,
+		E('ul', { 'class': 'meshd-maplist' }, items),
+		E('div', { 'class': 'meshd-mapinfo' }, info),
+		legend
+	]);
 }
 
 /* Sections */
 
-function renderConsoles(d) {
+function hostName(hints, c) {
+	var mac = c.mac ? String(c.mac).toLowerCase() : null, name = null;
+	Object.keys(hints || {}).forEach(function(k) {
+		var h = hints[k];
+		if (!isObject(h) || !h.name || name)
+			return;
+		if ((mac && k.toLowerCase() == mac) || list(h.ipaddrs).indexOf(c.ip) >= 0)
+			name = h.name;
+	});
+	return name;
+}
+
+function friendsList(d) {
+	if (!d.members.length)
+		return E('p', {}, E('em', {}, [ _('No friend\'s router yet: add one in Configuration › Members.') ]));
+	return E('ul', { 'class': 'meshd-friends' }, d.members.map(function(m) {
+		var p = m.path, how, st;
+		if (!isObject(p)) {
+			st = 'down';
+			how = _('not reachable now');
+		}
+		else if (p.direct) {
+			st = 'up';
+			how = isNumber(m.rtt_ms) ? _('direct tunnel, %d ms').format(m.rtt_ms) : _('direct tunnel');
+		}
+		else {
+			st = 'transit';
+			how = (p.via && isNumber(p.hops)) ? _('through %s, %d hops').format(p.via, p.hops) : _('through other members');
+		}
+		return E('li', { 'data-key': 'f:' + m.name }, [ dot(st, STATE_WORDS[st]), E('strong', {}, [ m.name ]), ': ', how ]);
+	}));
+}
+
+// What a console gets: its maker's words first, then the others', then what
+// it means.
+function natBlock(nat, vendor, exit) {
+	var words = makerWords(nat, vendor), grade = natGrade(nat);
+	var head = words.own || (words.others.length ? words.others.join(', ') : _('NAT type not known yet'));
+	var detail = (isObject(nat) && nat.mapping && nat.filtering)
+		? _('mapping %s, filtering %s (RFC 4787)').format(nat.mapping, nat.filtering) : null;
+	return E('div', { 'class': 'meshd-grade meshd-grade-' + (grade || 'unknown'), 'title': detail || _('meshd learns it from its members\' answers') }, [
+		E('strong', {}, [ head + ' ' + exitPhrase(exit) ]),
+		(words.own && words.others.length) ? E('br') : '',
+		(words.own && words.others.length) ? E('small', {}, [ words.others.join(' · ') ]) : '',
+		E('br'),
+		E('span', {}, [ grade ? GRADE_MEANING[grade] : _('Not measured yet: meshd learns it from its members\' answers.') ])
+	]);
+}
+
+function consoleCard(d, c, hints) {
+	var vendor = VENDOR_NAMES[c.vendor] || null;
+	var name = hostName(hints, c);
+	var title = name || (vendor ? _('%s at %s').format(vendor, c.ip) : c.ip);
+	var sub = [ vendor || _('console of no known maker'), c.ip ];
+	if (c.mac)
+		sub.push(c.mac);
+	sub.push((c.found == 'listed') ? _('listed in the settings') : _('found on the LAN'));
+
+	var exitLine;
+	if (!c.exit)
+		exitLine = [ _('No game exit: it plays through this home\'s own internet.') ];
+	else {
+		var since = seconds(c.exit_since_s);
+		exitLine = [
+			_('Game exit: '), (c.exit == 'this router') ? E('em', {}, [ _('this router') ]) : E('strong', {}, [ c.exit ]),
+			c.public ? ', ' + _('seen on the internet as %s').format(c.public) : '',
+			since ? ' · ' + _('for %s').format(since) : ''
+		];
+	}
+	return E('div', { 'class': 'meshd-card', 'data-key': 'c:' + c.ip }, [
+		E('h4', {}, [ title ]),
+		E('div', { 'class': 'meshd-muted' }, [ sub.join(' · ') ]),
+		E('p', {}, [ natBlock(c.nat, c.vendor, c.exit) ]),
+		E('p', {}, exitLine),
+		E('div', {}, [ E('strong', {}, [ _('Friends it can reach') ]), friendsList(d) ])
+	]);
+}
+
+// Without a game exit: what this home's own NAT gives a console.
+function homeCard(d) {
+	var nat = d.nat, consoleNat = isObject(nat) ? nat.console : null;
+	return E('div', { 'class': 'meshd-card', 'data-key': 'home' }, [
+		E('h4', {}, [ _('This home\'s internet') ]),
+		E('div', { 'class': 'meshd-muted' }, [ _('What a console gets here without a game exit') ]),
+		E('p', {}, [ natBlock(consoleNat, null, null) ]),
+		E('p', {}, [
+			_('This router is behind %s').format(natText(nat)),
+			(isObject(nat) && nat.public) ? ', ' + _('public address %s').format(nat.public) : '',
+			'. ',
+			_('A friend\'s game exit gives consoles an open NAT (PlayStation Type 2, Xbox Open, Switch A).')
+		])
+	]);
+}
+
+function renderConsoles(d, state) {
 	var x = d.exit;
 	if (!x)
-		return E('p', {}, E('em', {}, _('meshd did not say which consoles it found (is it older than this page?).')));
-	var headers = [ _('Console'), _('Made by'), _('Game exit'), _('Public address'), _('NAT type') ];
-	var consoles = Array.isArray(x.consoles) ? x.consoles : [];
-	var rows = consoles.map(function(c) {
-		return row(headers, [
-			E('span', {}, [
-				E('strong', {}, c.ip),
-				E('br'),
-				E('small', {}, [
-					c.mac || '',
-					c.mac ? ' · ' : '',
-					(c.found == 'listed') ? _('listed in the settings') : _('found on the LAN')
-				])
-			]),
-			VENDORS[c.vendor] || null,
-			consoleExitText(c),
-			c.public || null,
-			consoleNatText(c)
+		return E('div', { 'class': 'meshd-cards' }, [
+			E('p', { 'data-key': 'old' }, E('em', {}, [ _('meshd did not say which consoles it found (is it older than this page?).') ])),
+			homeCard(d)
 		]);
-	});
-	return table(headers, rows, _('No console found on the LAN. PlayStations, Xboxes and Nintendo Switches are found by their MAC address; list others in Configuration > Game exit.'));
+	var consoles = list(x.consoles);
+	var cards = consoles.map(function(c) { return consoleCard(d, c, state.hints); });
+	if (!consoles.length)
+		cards.push(E('div', { 'class': 'meshd-card', 'data-key': 'none' }, [
+			E('h4', {}, [ _('No console found yet') ]),
+			E('p', {}, [ _('Turn the console on and connect it to this router\'s LAN: PlayStations, Xboxes and Nintendo Switches are found by their MAC address. Another device, or one behind a second router? List it in Configuration › Game exit › Consoles.') ])
+		]));
+	if (!list(x.exits).length)
+		cards.push(homeCard(d));
+	return E('div', { 'class': 'meshd-cards' }, cards);
+}
+
+function table(headers, rows, empty) {
+	return E('table', { 'class': 'table' }, [
+		E('tr', { 'class': 'tr table-titles' }, headers.map(function(h) {
+			return E('th', { 'class': 'th' }, [ h ]);
+		}))
+	].concat(rows.length ? rows : [
+		E('tr', { 'class': 'tr placeholder' }, [ E('td', { 'class': 'td' }, E('em', {}, [ empty ])) ])
+	]));
+}
+
+function row(headers, cells, attrs) {
+	return E('tr', Object.assign({ 'class': 'tr' }, attrs || {}), cells.map(function(c, i) {
+		return E('td', { 'class': 'td', 'data-title': headers[i] }, (c == null || c === '') ? [ none() ] : [ c ]);
+	}));
 }
 
 function renderExits(d) {
 	var x = d.exit;
 	if (!x)
-		return '';
+		return E('div');
 	var headers = [ _('Game exit'), _('Public address'), _('Load'), _('Hops'), _('New consoles') ];
-	var exits = Array.isArray(x.exits) ? x.exits : [];
-	var rows = exits.map(function(e) {
+	var rows = list(x.exits).map(function(e) {
 		return row(headers, [
 			E('span', {}, [
-				e.local ? E('em', {}, _('this router')) : E('strong', {}, e.name),
+				e.local ? E('em', {}, [ _('this router') ]) : E('strong', {}, [ e.name ]),
 				E('br'),
-				E('small', {}, e.overlay || '')
+				E('small', {}, [ e.overlay || '' ])
 			]),
 			e.public || null,
 			isNumber(e.load) ? ((e.load == 1) ? _('1 console') : _('%d consoles').format(e.load)) : null,
 			(!e.local && isNumber(e.hops)) ? String(e.hops) : null,
-			e.best ? E('strong', {}, _('get this one')) : ''
-		]);
+			e.best ? help(_('get this one'), _('A console that starts playing now is given this exit; it keeps its exit while the exit lives.')) : ''
+		], { 'data-key': 'x:' + (e.local ? 'local' : e.name) });
 	});
+	var offer = null;
+	if (x.offered)
+		offer = E('strong', {}, [ _('This router is a game exit at %s.').format(x.offered) ]);
+	else if (x.offer && !/^not configured/.test(x.offer))
+		offer = E('span', {}, [ _('This router as a game exit: %s').format(x.offer) ]);
 	return E('div', {}, [
-		x.offered ? E('p', {}, E('strong', {}, _('This router is a game exit at %s.').format(x.offered))) : '',
-		table(headers, rows, _('No game exit in the mesh: consoles play through this home\'s own internet.'))
+		E('p', {}, offer ? [ offer ] : []),
+		table(headers, rows, _('No game exit in the mesh yet: consoles play through this home\'s own internet. A friend with a public IPv4 address can offer one (Configuration › Game exit).'))
+	]);
+}
+
+function nodeRow(key, title, value) {
+	return E('tr', { 'class': 'tr', 'data-key': key }, [
+		E('td', { 'class': 'td left', 'width': '33%' }, [ title ]),
+		E('td', { 'class': 'td left' }, [ (value == null || value === '') ? none() : value ])
 	]);
 }
 
 function renderNode(d) {
 	var s = d.status, nat = d.nat;
-	var announce = Array.isArray(s.announce) ? s.announce.join(', ') : '';
 	var natDetail = [];
 
 	if (isObject(nat)) {
@@ -523,18 +872,18 @@ function renderNode(d) {
 	}
 
 	return E('table', { 'class': 'table' }, [
-		E('tr', { 'class': 'tr' }, [ E('td', { 'class': 'td left', 'width': '33%' }, _('Overlay address')), E('td', { 'class': 'td left' }, s.overlay || none()) ]),
-		E('tr', { 'class': 'tr' }, [ E('td', { 'class': 'td left' }, _('AS number')), E('td', { 'class': 'td left' }, (s.asn != null) ? String(s.asn) : none()) ]),
-		E('tr', { 'class': 'tr' }, [ E('td', { 'class': 'td left' }, _('Announced prefixes')), E('td', { 'class': 'td left' }, announce || none()) ]),
-		E('tr', { 'class': 'tr' }, [ E('td', { 'class': 'td left' }, _('Mesh port')), E('td', { 'class': 'td left' }, (s.listen_port != null) ? _('UDP %d').format(s.listen_port) : none()) ]),
-		E('tr', { 'class': 'tr' }, [ E('td', { 'class': 'td left' }, _('Public key')), E('td', { 'class': 'td left' }, s.public_key ? E('code', {}, s.public_key) : none()) ]),
-		E('tr', { 'class': 'tr' }, [ E('td', { 'class': 'td left' }, _('NAT type')), E('td', { 'class': 'td left' }, [
-			E('strong', {}, natText(nat)),
+		nodeRow('overlay', _('Overlay address'), s.overlay),
+		nodeRow('asn', _('AS number'), (s.asn != null) ? String(s.asn) : null),
+		nodeRow('announce', _('Announced prefixes'), list(s.announce).join(', ')),
+		nodeRow('port', _('Mesh port'), (s.listen_port != null) ? _('UDP %d').format(s.listen_port) : null),
+		nodeRow('key', _('Public key'), s.public_key ? E('code', { 'title': _('Give it to your friends: their member entry for this router needs it.') }, [ s.public_key ]) : null),
+		nodeRow('nat', _('NAT type'), E('span', {}, [
+			E('strong', {}, [ natText(nat) ]),
 			natDetail.length ? E('br') : '',
-			natDetail.length ? E('small', {}, natDetail.join(' · ')) : ''
-		]) ]),
-		E('tr', { 'class': 'tr' }, [ E('td', { 'class': 'td left' }, _('LAN discovery')), E('td', { 'class': 'td left' }, discoveryText(s.discovery)) ]),
-		E('tr', { 'class': 'tr' }, [ E('td', { 'class': 'td left' }, _('Version')), E('td', { 'class': 'td left' }, s.version || none()) ])
+			natDetail.length ? E('small', {}, [ natDetail.join(' · ') ]) : ''
+		])),
+		nodeRow('discovery', _('LAN discovery'), discoveryText(s.discovery)),
+		nodeRow('version', _('Version'), s.version)
 	]);
 }
 
@@ -543,11 +892,11 @@ function discoveryText(d) {
 	if (!isObject(d))
 		return none();
 	if (!d.enabled)
-		return E('em', {}, _('off: consoles find only this home\'s consoles on the LAN'));
-	var what = (Array.isArray(d.ports) ? d.ports : []).map(function(p) { return String(p.port); });
+		return E('em', {}, [ _('off: consoles find only this home\'s consoles on the LAN') ]);
+	var what = list(d.ports).map(function(p) { return String(p.port); });
 	var head = _('relayed on %s, ports %s').format(d.interface || '?', what.join(', '));
 	if (d.capture != 'open')
-		return E('span', {}, [ E('strong', {}, _('not running')), ' · ', E('small', {}, [ d.capture, ' · ', head ]) ]);
+		return E('span', {}, [ E('strong', {}, [ _('not running') ]), ' · ', E('small', {}, [ d.capture, ' · ', head ]) ]);
 	var t = isObject(d.total) ? d.total : {};
 	var dropped = (t.dropped_rate || 0) + (t.dropped_rate_in || 0);
 	var refused = (t.forged || 0) + (t.replayed || 0);
@@ -556,111 +905,294 @@ function discoveryText(d) {
 		counts += ' · ' + _('%d over the rate cap').format(dropped);
 	if (refused)
 		counts += ' · ' + _('%d forged or replayed').format(refused);
-	return E('span', {}, [ E('strong', {}, head), E('br'), E('small', { 'title': _('Discovery packets relayed from this LAN to friends, and from friends re-sent on this LAN') }, counts) ]);
+	return E('span', {}, [ E('strong', {}, [ head ]), E('br'), E('small', { 'title': _('Discovery packets relayed from this LAN to friends, and from friends re-sent on this LAN') }, [ counts ]) ]);
 }
 
-function renderMembers(d, selected, onSelect) {
+function bgpText(m) {
+	var bgp = m.bgp;
+	if (!isObject(bgp) || !bgp.state)
+		return none();
+	var text = bgp.state;
+	if (bgp.state == 'Established' && isNumber(bgp.uptime_s))
+		text += ' ' + _('for %s').format(seconds(bgp.uptime_s));
+	if (bgp.state != 'Established' && bgp.last_down)
+		return E('span', {}, [ text, ' ', E('span', { 'class': 'meshd-help', 'title': _('last down: %s').format(bgp.last_down) }, [ '⚠' ]) ]);
+	return text;
+}
+
+function bfdText(m) {
+	var bfd = m.bfd;
+	if (!isObject(bfd))
+		return _('off');
+	var text = bfd.state || '–';
+	if (bfd.state == 'Up' && isNumber(bfd.detection_ms))
+		text = _('Up, %s ms').format(bfd.detection_ms);
+	if (isNumber(bfd.jitter_ms) && bfd.jitter_ms >= 1)
+		text += ' ' + _('(jitter %s ms)').format(bfd.jitter_ms.toFixed(1));
+	if (bfd.traffic_moved)
+		return E('span', {}, [ text, ' ', help(_('· traffic moved'), _('Traffic takes another path until this tunnel has proven healthy again; BGP stays up unless BFD stays down for the confirmation time.')) ]);
+	return text;
+}
+
+function renderMembers(d, state) {
 	var headers = [ _('Member'), _('Reached'), _('NAT type'), _('Handshake'), _('BGP'), _('BFD'), _('RTT') ];
 	var rows = d.members.map(function(m) {
-		var endpoint = m.endpoint ? m.endpoint + (m.endpoint_confirmed === false ? ' ?' : '') : null;
+		var endpoint = m.endpoint ? [ ' · ', m.endpoint ] : [];
+		if (m.endpoint && m.endpoint_confirmed === false)
+			endpoint.push(' ', help(_('(not confirmed)'), _('No handshake from this address yet: it is where the member was configured or last seen, not proven to answer.')));
+		var cls = 'tr meshd-row' + (m.name == state.selected ? ' meshd-selected' : '') + (m.name == state.hovered ? ' meshd-hover' : '');
 		return row(headers, [
 			E('span', {}, [
-				E('strong', {}, m.name),
+				E('strong', {}, [ m.name ]),
 				E('br'),
-				E('small', {}, [ m.overlay || '', ' · AS', (m.asn != null) ? String(m.asn) : '?', endpoint ? ' · ' + endpoint : '' ])
+				E('small', {}, [ m.overlay || '', ' · AS', (m.asn != null) ? String(m.asn) : '?' ].concat(endpoint))
 			]),
-			reached(m),
+			isObject(m.path) ? reachedText(m) : E('em', {}, [ _('unreachable') ]),
 			isObject(m.nat) ? natText(m.nat) : null,
 			isNumber(m.handshake_age_s) ? _('%s ago').format(seconds(m.handshake_age_s)) : _('never'),
 			bgpText(m),
 			bfdText(m),
 			isNumber(m.rtt_ms) ? _('%d ms').format(m.rtt_ms) : null
-		], {
-			'class': 'tr' + (m.name == selected ? ' cbi-rowstyle-2' : ''),
-			'style': 'cursor:pointer' + (m.name == selected ? ';outline:2px solid ' + COLOR_PATH : ''),
-			'click': function() { onSelect(m.name); }
-		});
+		], { 'class': cls, 'data-key': 'm:' + m.name, 'data-member': m.name });
 	});
-	return table(headers, rows, _('No members configured.'));
+	return table(headers, rows, _('No friend\'s router yet. Add one in Configuration › Members with its public key, overlay address and AS number, and give your friend this router\'s public key (under This router).'));
 }
 
 function renderRoutes(d) {
 	var headers = [ _('Prefix'), _('Next hop'), _('AS path'), _('Why this path'), _('Other paths') ];
 	var rows = d.routes.map(function(r) {
 		var best = isObject(r.best) ? r.best : {};
-		var hop = (best.via == 'local') ? E('em', {}, _('this router')) : best.via;
-		var alternatives = (Array.isArray(r.alternatives) ? r.alternatives : []).map(function(a) {
-			return E('div', {}, _('via %s [%s]: lost on %s').format(a.via || '?', a.as_path || '', a.lost || '?'));
+		var hop = (best.via == 'local') ? E('em', {}, [ _('this router') ]) : best.via;
+		var alternatives = list(r.alternatives).map(function(a) {
+			return E('div', {}, [ _('via %s [%s]: lost on %s').format(a.via || '?', a.as_path || '', a.lost || '?') ]);
 		});
 		return row(headers, [
 			r.prefix,
 			hop ? E('span', {}, [ hop, best.next_hop ? E('small', {}, [ ' (' + best.next_hop + ')' ]) : '' ]) : null,
-			best.as_path ? E('code', {}, best.as_path) : (best.via == 'local' ? E('em', {}, _('local')) : null),
+			best.as_path ? E('code', {}, [ best.as_path ]) : (best.via == 'local' ? E('em', {}, [ _('local') ]) : null),
 			best.reason ? best.reason + ((r.ecmp > 1) ? ' · ' + _('%d equal paths').format(r.ecmp) : '') : null,
 			alternatives.length ? E('div', {}, alternatives) : null
-		]);
+		], { 'data-key': 'r:' + r.prefix });
 	});
-	return table(headers, rows, _('No routes.'));
+	return table(headers, rows, _('No routes yet: they appear once a member\'s BGP session is up.'));
+}
+
+function section(id, title, body) {
+	return E('div', { 'class': 'cbi-section', 'data-key': 's:' + id }, [ E('h3', {}, [ title ]), E('div', { 'id': 'meshd-' + id }, [ body ]) ]);
+}
+
+// The parts of the status document, as the ubus methods return them.
+function parts(doc) {
+	return {
+		status: doc,
+		members: list(doc.members),
+		routes: list(doc.routes),
+		nat: isObject(doc.nat) ? doc.nat : null,
+		exit: isObject(doc.exit) ? doc.exit : null
+	};
+}
+
+function build(doc, state) {
+	var children = [
+		E('style', {}, [ CSS ]),
+		E('h2', {}, [ _('Game Mesh') ]),
+		E('div', { 'class': 'cbi-map-descr' }, [ _('Your consoles first: the NAT type each one gets, its game exit, and the friends it reaches. Then the routers of the mesh, how this router reaches each of them, and the routes BGP chose. Refreshed every %d seconds.').format(REFRESH_SECONDS) ])
+	];
+	if (!doc) {
+		children.push(E('div', { 'class': 'cbi-section', 'data-key': 's:down' }, [
+			E('h3', {}, [ _('meshd is not answering') ]),
+			E('div', { 'id': 'meshd-down' }, [
+				E('p', {}, [ _('meshd is not running, or it has not registered its ubus object yet. This page shows the mesh as soon as it answers.') ]),
+				E('ul', {}, [
+					E('li', {}, [ _('Check Services › Game Mesh › Configuration: Enabled, an overlay address, an AS number and an announced prefix.') ]),
+					E('li', {}, [ _('Look at the system log (Status › System Log): meshd says why it refuses a configuration.') ]),
+					E('li', {}, [ _('Start it in System › Startup, or with: service meshd start') ])
+				])
+			])
+		]));
+		return E('div', { 'class': 'cbi-map meshd-status' }, children);
+	}
+	var d = parts(doc);
+	if (state.selected && !d.members.some(function(m) { return m.name == state.selected; }))
+		state.selected = null;
+	if (state.hovered && !d.members.some(function(m) { return m.name == state.hovered; }))
+		state.hovered = null;
+	children.push(
+		section('consoles', _('Consoles'), renderConsoles(d, state)),
+		section('exits', _('Game exits'), renderExits(d)),
+		section('node', _('This router'), renderNode(d)),
+		section('map', _('Map'), renderMap(d, state)),
+		section('members', _('Members'), renderMembers(d, state)),
+		section('routes', _('Routes'), renderRoutes(d))
+	);
+	return E('div', { 'class': 'cbi-map meshd-status' }, children);
+}
+
+/* Updating in place */
+
+function sameKind(a, b) {
+	return a.nodeType == b.nodeType && a.nodeName == b.nodeName && a.namespaceURI == b.namespaceURI;
+}
+
+function keyOf(n) {
+	return (n.nodeType == 1) ? n.getAttribute('data-key') : null;
+}
+
+// Brings `live` to look like `next` (same element kind): attributes first,
+// then the children, matched by data-key where they have one and by position
+// otherwise. Unchanged text nodes and elements are left alone.
+function morph(live, next) {
+	var i, attr;
+	for (i = 0; i < next.attributes.length; i++) {
+		attr = next.attributes[i];
+		if (live.getAttribute(attr.name) !== attr.value)
+			live.setAttribute(attr.name, attr.value);
+	}
+	for (i = live.attributes.length - 1; i >= 0; i--) {
+		attr = live.attributes[i];
+		if (!next.hasAttribute(attr.name))
+			live.removeAttribute(attr.name);
+	}
+	morphChildren(live, next);
+}
+
+function morphChildren(live, next) {
+	var byKey = {}, c, want = [];
+	for (c = live.firstChild; c; c = c.nextSibling)
+		if (keyOf(c) != null)
+			byKey[keyOf(c)] = c;
+	for (c = next.firstChild; c; c = c.nextSibling)
+		want.push(c);
+
+	var cursor = live.firstChild;
+	want.forEach(function(w) {
+		var key = keyOf(w), match = null;
+		if (key != null)
+			match = (byKey[key] && sameKind(byKey[key], w)) ? byKey[key] : null;
+		else if (cursor && keyOf(cursor) == null && sameKind(cursor, w))
+			match = cursor;
+
+		if (!match) {
+			live.insertBefore(w, cursor);
+			return;
+		}
+		if (key != null)
+			delete byKey[key];
+		if (match === cursor)
+			cursor = cursor.nextSibling;
+		else
+			live.insertBefore(match, cursor);
+		if (match.nodeType == 3 || match.nodeType == 8) {
+			if (match.nodeValue !== w.nodeValue)
+				match.nodeValue = w.nodeValue;
+		}
+		else {
+			morph(match, w);
+		}
+	});
+	while (cursor) {
+		var gone = cursor;
+		cursor = cursor.nextSibling;
+		live.removeChild(gone);
+	}
+}
+
+// The member a click or a pointer is on, if any.
+function memberAt(el, root) {
+	for (; el && el !== root; el = el.parentNode)
+		if (el.getAttribute && el.getAttribute('data-member'))
+			return el.getAttribute('data-member');
+	return null;
 }
 
 return view.extend({
 	load: function() {
-		return fetchAll();
+		this.fetchedAt = Date.now();
+		return Promise.all([ fetchStatus(), fetchHints() ]);
 	},
 
 	render: function(data) {
-		this.data = data;
-		this.selected = null;
-		this.root = E('div', { 'class': 'cbi-map' }, [
-			E('h2', {}, _('Game Mesh')),
-			E('div', { 'class': 'cbi-map-descr' }, _('Your consoles and the game exit each one plays through, the routers of the mesh, how this router reaches each of them, and the routes BGP chose. Refreshed every %d seconds.').format(REFRESH_SECONDS)),
-			E('div', { 'class': 'cbi-section' }, [ E('h3', {}, _('Consoles')), E('div', { 'id': 'meshd-consoles' }) ]),
-			E('div', { 'class': 'cbi-section' }, [ E('h3', {}, _('Game exits')), E('div', { 'id': 'meshd-exits' }) ]),
-			E('div', { 'class': 'cbi-section' }, [ E('h3', {}, _('This router')), E('div', { 'id': 'meshd-node' }) ]),
-			E('div', { 'class': 'cbi-section' }, [ E('h3', {}, _('Map')), E('div', { 'id': 'meshd-map' }) ]),
-			E('div', { 'class': 'cbi-section' }, [ E('h3', {}, _('Members')), E('div', { 'id': 'meshd-members' }) ]),
-			E('div', { 'class': 'cbi-section' }, [ E('h3', {}, _('Routes')), E('div', { 'id': 'meshd-routes' }) ])
-		]);
-		this.redraw();
+		this.doc = data[0];
+		this.state = { selected: null, hovered: null, order: null, shape: null, mapWidth: null, hints: data[1] || {} };
+		this.hintsAt = Date.now();
+		this.root = build(this.doc, this.state);
 
-		poll.add(L.bind(function() {
-			return fetchAll().then(L.bind(function(d) {
-				this.data = d;
+		var root = this.root;
+		root.addEventListener('click', L.bind(function(ev) {
+			var name = memberAt(ev.target, root);
+			// A click that ends a text selection is not a choice of member.
+			var sel = window.getSelection ? window.getSelection() : null;
+			if (!name || (sel && !sel.isCollapsed && sel.toString()))
+				return;
+			this.state.selected = (this.state.selected == name) ? null : name;
+			this.redraw();
+		}, this));
+		root.addEventListener('keydown', L.bind(function(ev) {
+			var name = memberAt(ev.target, root);
+			if (name && (ev.key == 'Enter' || ev.key == ' ')) {
+				ev.preventDefault();
+				this.state.selected = (this.state.selected == name) ? null : name;
 				this.redraw();
-			}, this));
-		}, this), REFRESH_SECONDS);
+			}
+		}, this));
+		root.addEventListener('mouseover', L.bind(function(ev) {
+			var name = memberAt(ev.target, root);
+			if (name != this.state.hovered) {
+				this.state.hovered = name;
+				this.redraw();
+			}
+		}, this));
+		root.addEventListener('mouseleave', L.bind(function() {
+			if (this.state.hovered) {
+				this.state.hovered = null;
+				this.redraw();
+			}
+		}, this));
+		// The map is laid out for the width it has.
+		if (typeof ResizeObserver == 'function')
+			new ResizeObserver(L.bind(function(entries) {
+				var w = Math.floor(entries[0].contentRect.width);
+				if (w > 0 && Math.abs(w - (this.state.mapWidth || 0)) >= 4) {
+					this.state.mapWidth = w;
+					// After this frame: a redraw inside the observer's
+					// callback would resize what it observes.
+					window.requestAnimationFrame(L.bind(this.redraw, this));
+				}
+			}, this)).observe(root);
 
-		return this.root;
+		poll.add(L.bind(this.refresh, this), REFRESH_SECONDS);
+		return root;
 	},
 
-	select: function(name) {
-		this.selected = (this.selected == name) ? null : name;
-		this.redraw();
+	// One ubus call per refresh. LuCI runs a poll function as soon as it is
+	// added: the document load() fetched moments ago is not fetched again.
+	refresh: function() {
+		if (Date.now() - this.fetchedAt < REFRESH_SECONDS * 500)
+			return Promise.resolve();
+		this.fetchedAt = Date.now();
+		return fetchStatus().then(L.bind(function(doc) {
+			this.doc = doc;
+			this.redraw();
+			return this.refreshHints(doc);
+		}, this));
+	},
+
+	// A console that turned up after the page was opened has no host name
+	// yet: ask again, at most once a minute.
+	refreshHints: function(doc) {
+		var consoles = (doc && isObject(doc.exit)) ? list(doc.exit.consoles) : [];
+		var state = this.state;
+		if (!consoles.some(function(c) { return !hostName(state.hints, c); }) || Date.now() - this.hintsAt < HINTS_SECONDS * 1000)
+			return;
+		this.hintsAt = Date.now();
+		return fetchHints().then(L.bind(function(hints) {
+			this.state.hints = hints;
+			this.redraw();
+		}, this));
 	},
 
 	redraw: function() {
-		var d = this.data, root = this.root;
-		var onSelect = L.bind(this.select, this);
-
-		if (!d.status) {
-			dom.content(root.querySelector('#meshd-consoles'), E('p', {}, E('em', {},
-				_('meshd is not running, or it has not registered its ubus object yet. Check Services > Game Mesh > Configuration (enabled, overlay address, AS number) and the system log.'))));
-			dom.content(root.querySelector('#meshd-exits'), '');
-			dom.content(root.querySelector('#meshd-node'), '');
-			dom.content(root.querySelector('#meshd-map'), '');
-			dom.content(root.querySelector('#meshd-members'), '');
-			dom.content(root.querySelector('#meshd-routes'), '');
-			return;
-		}
-		if (this.selected && !d.members.some(function(m) { return m.name == this.selected; }, this))
-			this.selected = null;
-
-		dom.content(root.querySelector('#meshd-consoles'), renderConsoles(d));
-		dom.content(root.querySelector('#meshd-exits'), renderExits(d));
-		dom.content(root.querySelector('#meshd-node'), renderNode(d));
-		dom.content(root.querySelector('#meshd-map'), renderMap(d, this.selected, onSelect));
-		dom.content(root.querySelector('#meshd-members'), renderMembers(d, this.selected, onSelect));
-		dom.content(root.querySelector('#meshd-routes'), renderRoutes(d));
+		morph(this.root, build(this.doc, this.state));
 	},
 
 	handleSaveApply: null,
