@@ -875,6 +875,9 @@ function renderNode(d) {
 		nodeRow('overlay', _('Overlay address'), s.overlay),
 		nodeRow('asn', _('AS number'), (s.asn != null) ? String(s.asn) : null),
 		nodeRow('announce', _('Announced prefixes'), list(s.announce).join(', ')),
+		nodeRow('lan_map', _('LAN alias'), list(s.lan_map).length ? list(s.lan_map).map(function(m) {
+			return _('%s is %s in the mesh').format(m.lan, m.alias);
+		}).join(', ') : _('none: the LAN is announced as it is')),
 		nodeRow('port', _('Mesh port'), (s.listen_port != null) ? _('UDP %d').format(s.listen_port) : null),
 		nodeRow('key', _('Public key'), s.public_key ? E('code', { 'title': _('Give it to your friends: their member entry for this router needs it.') }, [ s.public_key ]) : null),
 		nodeRow('nat', _('NAT type'), E('span', {}, [
