@@ -58,6 +58,22 @@ fn nat_behaviour(mapping: Mapping, filtering: Filtering) -> Json {
         .with("switch", switch)
 }
 
+/// What a console behind this router gets without a game exit: the home's
+/// NAT as this router measured it for itself, except that a router with a
+/// public address of its own still puts its LAN behind its masquerade
+/// (Linux keeps a connection's port, endpoint-independent in practice, and
+/// lets in only the addresses and ports the console sent to), which is not
+/// what the router's own socket saw: no NAT at all.
+fn console_nat(mapping: Mapping, filtering: Filtering) -> Json {
+    match mapping {
+        Mapping::NoNat => nat_behaviour(
+            Mapping::EndpointIndependent,
+            Filtering::AddressAndPortDependent,
+        ),
+        _ => nat_behaviour(mapping, filtering),
+    }
+}
+
 /// Consoles, the exits the mesh offers, and this router's own exit: the
 /// `exit` part of the status document and the ubus method `consoles`.
 pub fn exit_document<C: Crypto>(node: &Node<'_, C>, consoles: &[Console], now: Instant) -> Json {
@@ -100,7 +116,7 @@ pub fn exit_document<C: Crypto>(node: &Node<'_, C>, consoles: &[Console], now: I
                 Some(_) => {
                     nat_behaviour(Mapping::EndpointIndependent, Filtering::EndpointIndependent)
                 }
-                None => nat_behaviour(home.mapping, home.filtering),
+                None => console_nat(home.mapping, home.filtering),
             };
             Json::obj()
                 .with("ip", c.ip.to_string())
@@ -473,7 +489,7 @@ pub fn document<C: Crypto>(
         .with("cgnat", n.cgnat)
         // What a console here gets without a game exit, in each maker's
         // words (the same as a console's `nat` in `exit.consoles[]` then).
-        .with("console", nat_behaviour(n.mapping, n.filtering));
+        .with("console", console_nat(n.mapping, n.filtering));
     Json::obj()
         .with("version", env!("CARGO_PKG_VERSION"))
         .with("public_key", node.public_key().to_string())
@@ -805,4 +821,25 @@ pub fn first_hop<C: Crypto>(node: &Node<'_, C>, prefix: &Prefix) -> Option<Strin
         .entry(prefix)
         .and_then(|e| e.best())
         .map(|b| source_name(node, b.source))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_console_behind_a_router_with_a_public_address_is_behind_its_masquerade() {
+        let c = console_nat(Mapping::NoNat, Filtering::Unknown);
+        assert_eq!(
+            (
+                c.get("playstation").and_then(Json::as_i64),
+                c.get("xbox").and_then(Json::as_str),
+                c.get("switch").and_then(Json::as_str)
+            ),
+            (Some(2), Some("Moderate"), Some("B"))
+        );
+        // Behind a NAT the router measured, the console shares it.
+        let cgnat = console_nat(Mapping::EndpointDependent, Filtering::AddressAndPortDependent);
+        assert_eq!(cgnat.get("playstation").and_then(Json::as_i64), Some(3));
+    }
 }
