@@ -317,6 +317,37 @@ fn two_routers_bring_up_bgp_and_bfd_over_their_tunnel_and_carry_a_console_packet
 }
 
 #[test]
+fn every_datagram_on_the_mesh_port_is_counted_once() {
+    big_stack(|| {
+        let mut p = Pair::new();
+        p.run_for(Duration::from_secs(3));
+        let now = p.now;
+        let stranger: SocketAddr = "203.0.113.9:4000".parse().unwrap();
+        p.nodes[0].handle_udp(now, stranger, &[4, 0, 0, 0, 1, 2, 3]);
+        p.nodes[0].handle_udp(now, stranger, &[0u8; MAX_DATAGRAM + 1]);
+        for n in &p.nodes {
+            let s = n.stats();
+            let members: u64 = n.members().map(|m| m.stats.rx_datagrams).sum();
+            let counted = s.udp_oversized
+                + s.stun_invalid
+                + s.stun_rate_limited
+                + s.stun_answered
+                + s.stun_unexpected
+                + s.stun_responses
+                + s.cookie_replies
+                + s.udp_invalid
+                + s.unknown_key
+                + members;
+            assert_eq!(counted, s.udp_in, "{s:?}");
+            // Both kinds that went uncounted before: answers to our STUN
+            // requests, and handshake messages the tunnel answered.
+            assert!(s.stun_responses > 0, "{s:?}");
+            assert!(members > n.members().map(|m| m.stats.rx_packets).sum(), "{s:?}");
+        }
+    });
+}
+
+#[test]
 fn tunnel_events_mean_what_their_names_say() {
     big_stack(|| {
         let mut p = Pair::new();
