@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: formatting, lints, unit and property tests, the deterministic
-# simulations, and the interop/lab tests against real peers in network
+# Runs every test: formatting, lints, unit and property tests, a short run of
+# every fuzz target, the deterministic simulations, and the interop/lab
+# tests against real peers in network
 # namespaces. Installs what it needs on a fresh Debian 12 machine (as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +28,9 @@ say "cargo test (unit, property, interop and lab tests)"
 cargo test --workspace -- --skip failover_ --skip nat_matrix --skip consoles_get_an_open_nat \
   --skip silent_control_clients --skip a_reload_whose_endpoint_name --skip status_and_reloads_in_a_loop \
   --skip a_log_pipe_nobody_reads --skip impaired_ --skip four_arm64_router_vms
+
+say "fuzzing: every fuzz target for 20 s from its committed corpus (scripts/fuzz.sh)"
+scripts/fuzz.sh 20
 
 say "failover on real daemons: BFD with a stock BIRD member, power cuts (release build)"
 cargo test --release --test lab_failover -- --test-threads=1

@@ -41,7 +41,8 @@
 //! member's `rx_datagrams`); the output queues drain within their
 //! capacity; virtual time does not spin at one instant; R1 sends only to
 //! members' endpoints (configured or learned from an authenticated
-//! datagram), or back to an address that sent it something, never more
+//! datagram), to candidates a member told it of (hole punching), or back
+//! to an address that sent it something, never more
 //! datagrams than it received from there; no datagram over `MAX_DATAGRAM`;
 //! ICMP errors within their budget; the member table, learned candidates
 //! and exit mappings within their bounds.

@@ -17,9 +17,9 @@
 //! classification counters or as a member's `rx_datagrams`; the output
 //! queues drain within their capacity; virtual time never spins at one
 //! instant; what R1 sends on the underlay goes to a member's endpoint
-//! (configured or learned), or back to an address that sent R1 something,
-//! at most one answer per datagram; bounded state stays in its bounds.
-#![allow(clippy::new_without_default)]
+//! (configured, or learned from an authenticated datagram), a candidate a
+//! member told it of (hole punching), or back to an address that sent R1
+//! something, at most one answer per datagram; bounded state stays in its bounds.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -543,8 +543,13 @@ impl<'a> World<'a> {
         let n = i as u8 + 1;
         let from_addr = underlay(n);
         if i == 0 {
+            // Where R1 may send: members' endpoints, and the candidates
+            // members told it of (peer exchange) for hole punching.
             for m in self.nodes[0].members() {
                 self.endpoints.extend(m.endpoint);
+                if let Some(t) = self.nodes[0].traversal(m.slot) {
+                    self.endpoints.extend(t.learned.iter().copied());
+                }
             }
         }
         let mut out = Vec::new();
