@@ -342,7 +342,10 @@ fn every_datagram_on_the_mesh_port_is_counted_once() {
             // Both kinds that went uncounted before: answers to our STUN
             // requests, and handshake messages the tunnel answered.
             assert!(s.stun_responses > 0, "{s:?}");
-            assert!(members > n.members().map(|m| m.stats.rx_packets).sum(), "{s:?}");
+            assert!(
+                members > n.members().map(|m| m.stats.rx_packets).sum(),
+                "{s:?}"
+            );
         }
     });
 }
