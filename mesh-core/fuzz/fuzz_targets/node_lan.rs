@@ -109,12 +109,12 @@ fn step(w: &mut World<'_>, input: &mut Input<'_>, injected: &mut Vec<Injected>) 
             w.lan_packet(1, &p);
         }
         5 => {
-            let len = input.len();
+            let len = input.length();
             let p = input.bytes(len).to_vec();
             w.lan_packet(0, &p);
         }
         6 => {
-            let len = input.len();
+            let len = input.length();
             let p = input.bytes(len).to_vec();
             remember(injected, 1, &p);
             w.raw_to_member(1, 0, &p);
@@ -127,7 +127,7 @@ fn step(w: &mut World<'_>, input: &mut Input<'_>, injected: &mut Vec<Injected>) 
                 n => ports[sel as usize % n],
             };
             let from = source(input.u8());
-            let len = input.len();
+            let len = input.length();
             let payload = input.bytes(len).to_vec();
             w.exit_datagram(port, from, &payload);
         }
@@ -236,7 +236,7 @@ fn packet(input: &mut Input<'_>, depth: u8) -> Vec<u8> {
     let mut l4 = Vec::new();
     match protocol {
         ip::PROTO_UDP => {
-            let len = input.len();
+            let len = input.length();
             let payload = input.bytes(len);
             l4.extend_from_slice(&sport.to_be_bytes());
             l4.extend_from_slice(&dport.to_be_bytes());
@@ -245,7 +245,7 @@ fn packet(input: &mut Input<'_>, depth: u8) -> Vec<u8> {
             l4.extend_from_slice(payload);
         }
         ip::PROTO_TCP => {
-            let len = input.len();
+            let len = input.length();
             let payload = input.bytes(len);
             l4.extend_from_slice(&sport.to_be_bytes());
             l4.extend_from_slice(&dport.to_be_bytes());
@@ -254,7 +254,7 @@ fn packet(input: &mut Input<'_>, depth: u8) -> Vec<u8> {
         }
         ip::PROTO_IPIP => l4 = packet(input, depth + 1),
         _ => {
-            let len = input.len();
+            let len = input.length();
             l4.extend_from_slice(input.bytes(len));
         }
     }

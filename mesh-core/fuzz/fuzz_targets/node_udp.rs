@@ -81,7 +81,7 @@ fn step(w: &mut World<'_>, input: &mut Input<'_>) {
         }
         1 => {
             let from = source(input.u8());
-            let len = input.len();
+            let len = input.length();
             let bytes = input.bytes(len).to_vec();
             w.deliver(0, from, &bytes);
         }
@@ -139,7 +139,7 @@ fn step(w: &mut World<'_>, input: &mut Input<'_>) {
                 _ => 5000 + u16::from(sel % 20),
             };
             let from = source(input.u8());
-            let len = input.len();
+            let len = input.length();
             let payload = input.bytes(len).to_vec();
             w.exit_datagram(port, from, &payload);
         }
@@ -202,7 +202,7 @@ fn wireguard(w: &World<'_>, input: &mut Input<'_>) -> Vec<u8> {
 fn stun_lookalike(w: &World<'_>, input: &mut Input<'_>) -> Vec<u8> {
     let ty = input.u16() & 0x3fff;
     let tid_sel = input.u8();
-    let len = input.len() & !3;
+    let len = input.length() & !3;
     let flags = input.u8();
     let mut m = Vec::with_capacity(20 + len + 8);
     m.extend_from_slice(&ty.to_be_bytes());

@@ -113,7 +113,7 @@ impl<'d> Input<'d> {
     }
     /// A length byte: 0–127 as is, 128–255 in steps of 12 up to 1,524
     /// (past the largest datagram the node accepts).
-    pub fn len(&mut self) -> usize {
+    pub fn length(&mut self) -> usize {
         match self.u8() {
             b @ 0..=127 => b as usize,
             b => 128 + (b as usize - 128) * 12,
