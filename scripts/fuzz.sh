@@ -52,7 +52,8 @@ run() {
   local t=$1 p=${project[$1]} dir=$scratch/$1
   mkdir -p "$dir/corpus" "$dir/artifacts"
   if [ -d "$p/fuzz/seeds/$t" ]; then cp -r "$p/fuzz/seeds/$t/." "$dir/corpus/"; fi
-  "$target_dir/$host/release/$t" "$dir/corpus" -max_total_time="$secs" \
+  # TMPDIR: what a target leaves there (the control socket) goes with it.
+  TMPDIR=$dir "$target_dir/$host/release/$t" "$dir/corpus" -max_total_time="$secs" \
     -timeout=30 -print_final_stats=1 -artifact_prefix="$dir/artifacts/" \
     >"$dir/log" 2>&1 || true
 }
