@@ -44,5 +44,15 @@ ensure_rust() {
   say "using $(cargo --version)"
 }
 
+# cargo-fuzz, which builds and runs the fuzz targets (scripts/fuzz.sh): from
+# crates.io when missing. It needs no nightly: fuzz.sh sets RUSTC_BOOTSTRAP.
+ensure_cargo_fuzz() {
+  if ! cargo fuzz --version >/dev/null 2>&1; then
+    say "installing cargo-fuzz (cargo install --locked)"
+    cargo install cargo-fuzz --locked || die "cargo install cargo-fuzz failed"
+  fi
+  say "using $(cargo fuzz --version)"
+}
+
 # What the lab tests and demos run.
 LAB_PACKAGES=(bird2 iproute2 nftables iputils-ping procps psmisc wireguard-tools wireguard-go)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: formatting, lints, unit and property tests, the deterministic
-# simulations, and the interop/lab tests against real peers in network
+# Runs every test: formatting, lints, unit and property tests, a short run of
+# every fuzz target, the deterministic simulations, and the interop/lab
+# tests against real peers in network
 # namespaces. Installs what it needs on a fresh Debian 12 machine (as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +37,9 @@ cargo test --workspace -- --skip failover_ --skip nat_matrix --skip consoles_get
 say "the LuCI pages in headless Chromium, on a stand-in for LuCI (tests/openwrt/browser)"
 npm ci --prefix tests/openwrt/browser --no-audit --no-fund --loglevel=error
 node tests/openwrt/browser/run.js --screenshots target/luci-screenshots
+
+say "fuzzing: every fuzz target for 20 s from its committed corpus (scripts/fuzz.sh)"
+scripts/fuzz.sh 20
 
 say "failover on real daemons: BFD with a stock BIRD member, power cuts (release build)"
 cargo test --release --test lab_failover -- --test-threads=1

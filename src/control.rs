@@ -29,13 +29,20 @@ impl Request {
     }
 }
 
+/// The request in what a client sent: its first line (at most
+/// [`MAX_LINE`] bytes; bytes that are not UTF-8 are replaced), parsed.
+pub fn request_of(sent: &[u8]) -> Option<Request> {
+    let end = sent.iter().position(|&b| b == b'\n').unwrap_or(sent.len());
+    Request::parse(&String::from_utf8_lossy(&sent[..end.min(MAX_LINE)]))
+}
+
 /// Clients served at once; more wait in the listen backlog.
 pub const MAX_CLIENTS: usize = 16;
 /// A client that has not sent its line, or not taken its answer, by then is
 /// dropped (its socket closed).
 pub const CLIENT_DEADLINE: Duration = Duration::from_secs(2);
 /// The request line, at most.
-const MAX_LINE: usize = 256;
+pub const MAX_LINE: usize = 256;
 
 /// One client: its request line as it arrives, then its answer as it leaves.
 struct Client {
@@ -163,13 +170,7 @@ impl ControlServer {
         if !whole {
             return Interest::Read;
         }
-        let end = c
-            .line
-            .iter()
-            .position(|&b| b == b'\n')
-            .unwrap_or(c.line.len());
-        let line = String::from_utf8_lossy(&c.line[..end.min(MAX_LINE)]).into_owned();
-        c.reply = Some((answer(Request::parse(&line)).into_bytes(), 0));
+        c.reply = Some((answer(request_of(&c.line)).into_bytes(), 0));
         self.on_writable(i)
     }
 

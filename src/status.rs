@@ -331,6 +331,7 @@ pub fn document<C: Crypto>(
                     "last_rx_age_s",
                     m.last_rx.map(|t| secs(now.saturating_duration_since(t))),
                 )
+                .with("rx_datagrams", m.stats.rx_datagrams)
                 .with("rx_packets", m.stats.rx_packets)
                 .with("rx_bytes", m.stats.rx_bytes)
                 .with("tx_packets", m.stats.tx_packets)
@@ -470,6 +471,7 @@ pub fn document<C: Crypto>(
         .with("stun_answered", s.stun_answered)
         .with("stun_invalid", s.stun_invalid)
         .with("stun_unexpected", s.stun_unexpected)
+        .with("stun_responses", s.stun_responses)
         .with("stun_rate_limited", s.stun_rate_limited)
         .with("pex_sent", s.pex_sent)
         .with("pex_received", s.pex_received)

@@ -1266,6 +1266,51 @@ fn classify(m: &Message<'_>, seq: u32) -> io::Result<Reply> {
     }
 }
 
+/// One message of a reply datagram, as [`read_reply`] saw it.
+#[derive(Debug)]
+pub enum ReplyMessage {
+    /// Not for this exchange, or a no-op.
+    Skip,
+    Ack,
+    Done,
+    /// A data message, parsed as its type says (`None`: an entry the dumps
+    /// skip); other types are `Other`.
+    Route(io::Result<Option<Route>>),
+    Rule(io::Result<Option<Rule>>),
+    Neighbour(io::Result<Option<Neighbour>>),
+    Link(io::Result<u32>),
+    Other(u16),
+}
+
+/// Reads one reply datagram the way [`Netlink`]'s exchanges read what the
+/// kernel sends: split into messages, each classified against `seq` (a
+/// kernel error ends the exchange as `Err`, as an ack or the end of a dump
+/// ends it with the messages so far), each data message parsed. Without a
+/// socket: for the `netlink` fuzz target, which feeds it any bytes.
+pub fn read_reply(buf: &[u8], seq: u32) -> io::Result<Vec<ReplyMessage>> {
+    let mut out = Vec::new();
+    for m in split_messages(buf)? {
+        let parsed = match classify(&m, seq)? {
+            Reply::Skip => ReplyMessage::Skip,
+            Reply::Ack => ReplyMessage::Ack,
+            Reply::Done => ReplyMessage::Done,
+            Reply::Data => match m.ty {
+                RTM_NEWROUTE => ReplyMessage::Route(parse_route(m.payload)),
+                RTM_NEWRULE => ReplyMessage::Rule(parse_rule(m.payload)),
+                RTM_NEWNEIGH => ReplyMessage::Neighbour(parse_neighbour(m.payload)),
+                RTM_NEWLINK => ReplyMessage::Link(parse_link_index(m.payload)),
+                ty => ReplyMessage::Other(ty),
+            },
+        };
+        let end = matches!(parsed, ReplyMessage::Ack | ReplyMessage::Done);
+        out.push(parsed);
+        if end {
+            break;
+        }
+    }
+    Ok(out)
+}
+
 fn kernel_error(code: i32, detail: Option<String>) -> io::Error {
     if !(-4095..0).contains(&code) {
         return invalid_data(format!("bad netlink error code {code}"));

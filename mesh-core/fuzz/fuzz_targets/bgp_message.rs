@@ -4,11 +4,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use mesh_core::bgp::message::Message;
 use mesh_core::bgp::notification::{CeaseSubcode, ErrorCode, NotificationRepr};
 use mesh_core::bgp::open::OpenPacket;
-use mesh_core::bgp::update::{DecodeContext, UpdatePacket};
-use mesh_core::bgp::message::Message;
 use mesh_core::bgp::route_refresh::RouteRefresh;
+use mesh_core::bgp::update::{DecodeContext, UpdatePacket};
 use mesh_core::bgp::wire::{frame, HEADER_LEN, MAX_MESSAGE_LEN};
 use mesh_core::Family;
 

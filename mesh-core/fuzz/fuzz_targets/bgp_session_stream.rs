@@ -11,12 +11,10 @@
 use core::net::Ipv4Addr;
 
 use libfuzzer_sys::fuzz_target;
-use mesh_core::bgp::open::{Capability, OpenRepr};
-use mesh_core::bgp::session::{
-    ConnId, RibFull, Session, SessionConfig, SessionEvent, UpdateSink,
-};
-use mesh_core::bgp::update::Update;
 use mesh_core::bgp::message::Message;
+use mesh_core::bgp::open::{Capability, OpenRepr};
+use mesh_core::bgp::session::{ConnId, RibFull, Session, SessionConfig, SessionEvent, UpdateSink};
+use mesh_core::bgp::update::Update;
 use mesh_core::bgp::wire::{emit_keepalive, frame};
 use mesh_core::{Duration, Instant};
 

@@ -36,7 +36,10 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!((o.src, o.dst), (IpAddr::V4(from), IpAddr::V4(to)));
         assert_eq!(&outer[o.header_len..n], packet, "unwrapped differs");
     } else {
-        assert!(20 + packet.len() > outer.len(), "a packet that fits must wrap");
+        assert!(
+            20 + packet.len() > outer.len(),
+            "a packet that fits must wrap"
+        );
     }
     if let Some((sport, dport, payload)) = udp {
         let mut rebuilt = [0u8; 1500];
@@ -45,7 +48,10 @@ fuzz_target!(|data: &[u8]| {
         let Some(n) =
             ip::build_udp4_plain(public, console, sport, dport, 64, payload, &mut rebuilt)
         else {
-            assert!(28 + payload.len() > rebuilt.len(), "a datagram that fits must build");
+            assert!(
+                28 + payload.len() > rebuilt.len(),
+                "a datagram that fits must build"
+            );
             return;
         };
         let r = ip::parse(&rebuilt[..n]).expect("the rebuilt datagram parses");

@@ -134,6 +134,9 @@ pub struct NodeStats {
     pub stun_requests: u64,
     /// Answers to no request of ours, or from elsewhere than asked.
     pub stun_unexpected: u64,
+    /// Answers to our own requests, taken (a Binding success, or an error
+    /// answer to a filtering test).
+    pub stun_responses: u64,
     pub pex_sent: u64,
     pub pex_received: u64,
     /// Peer exchange messages that did not decode, or that lied.

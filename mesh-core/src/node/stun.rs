@@ -333,6 +333,7 @@ impl Stun {
             stats.stun_unexpected += 1;
             return;
         }
+        stats.stun_responses += 1;
         self.pending.swap_remove(i);
         let Some(s) = slots.get_mut(p.slot as usize) else {
             return;
@@ -379,6 +380,7 @@ impl Stun {
         let Some(i) = self.transaction(now, msg, stats, |p| p.server == from) else {
             return;
         };
+        stats.stun_responses += 1;
         let p = self.pending.swap_remove(i);
         if let (Kind::ChangePort, Some(s)) = (p.kind, slots.get_mut(p.slot as usize)) {
             s.stun.filter_done = true;

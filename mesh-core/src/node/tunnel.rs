@@ -104,6 +104,7 @@ impl Upkeep {
         buf: &mut [u8],
     ) -> Received {
         let kind = datagram.first().copied();
+        wg.stats.rx_datagrams += 1;
         let mut r = Received::default();
         // Whether a WireGuard session existed before this datagram: a new one
         // then replaces it (the member restarted, or a rekey).

@@ -193,6 +193,9 @@ impl MemberConfig {
 /// Counters per member.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MemberStats {
+    /// Datagrams identified as the member's and handed to its tunnel,
+    /// whatever became of them (a packet, a handshake, a keepalive, an error).
+    pub rx_datagrams: u64,
     pub rx_packets: u64,
     pub rx_bytes: u64,
     pub tx_packets: u64,

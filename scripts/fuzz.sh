@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Runs every cargo-fuzz target of both fuzz projects (mesh-core/fuzz/ and
+# fuzz/) for SECONDS each (default 60), starting from its committed seeds,
+# copied to a scratch directory so that the repository stays clean. Prints
+# per target its executions, executions per second, coverage (libFuzzer's
+# edges and features) and crashes; exits non-zero on any crash, after
+# printing the one command that reproduces each.
+#
+#   scripts/fuzz.sh [SECONDS]
+#
+# FUZZ_JOBS targets run at once (default: the machine's cores), each a
+# single libFuzzer process. FUZZ_TARGETS (e.g. "node_udp uci") runs only
+# those. FUZZ_SANITIZER is cargo-fuzz's -s (default none: the code under
+# test is safe Rust, and AddressSanitizer costs two to four times the
+# speed; "address" works on stable too). While the file FUZZ_PAUSE_FILE
+# exists, no new target starts (for a machine shared with timing-sensitive
+# tests). Works on stable Rust:
+# RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its -Z flags.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+secs=${1:-60}
+jobs=${FUZZ_JOBS:-$(nproc)}
+sanitizer=${FUZZ_SANITIZER:-none}
+export RUSTC_BOOTSTRAP=1
+
+ensure_rust
+ensure_cargo_fuzz
+host=$(rustc -vV | sed -n 's/^host: //p')
+# One target directory for both projects: what they share (libFuzzer's C++,
+# mesh-core, boringtun and the rest, built alike) is built once.
+target_dir=$PWD/target/fuzz
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/meshd-fuzz.XXXXXX")
+trap 'rm -rf "$scratch"' EXIT
+
+# The project (where `cargo fuzz` runs) of each target, and the list.
+declare -A project
+targets=()
+for p in mesh-core .; do
+  say "building the fuzz targets of $p/fuzz (-s $sanitizer)"
+  (cd "$p" && cargo fuzz build -s "$sanitizer" --target-dir "$target_dir")
+  for t in $(cd "$p" && cargo fuzz list); do
+    if [ -z "${FUZZ_TARGETS:-}" ] || [[ " $FUZZ_TARGETS " == *" $t "* ]]; then
+      project[$t]=$p
+      targets+=("$t")
+    fi
+  done
+done
+
+run() {
+  local t=$1 p=${project[$1]} dir=$scratch/$1
+  mkdir -p "$dir/corpus" "$dir/artifacts"
+  if [ -d "$p/fuzz/seeds/$t" ]; then cp -r "$p/fuzz/seeds/$t/." "$dir/corpus/"; fi
+  # TMPDIR: what a target leaves there (the control socket) goes with it.
+  TMPDIR=$dir "$target_dir/$host/release/$t" "$dir/corpus" -max_total_time="$secs" \
+    -timeout=30 -print_final_stats=1 -artifact_prefix="$dir/artifacts/" \
+    >"$dir/log" 2>&1 || true
+}
+
+say "running ${#targets[@]} targets, $secs s each, $jobs at a time"
+for t in "${targets[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+  while [ -n "${FUZZ_PAUSE_FILE:-}" ] && [ -e "$FUZZ_PAUSE_FILE" ]; do sleep 20; done
+  run "$t" &
+done
+wait
+
+printf '%-20s %12s %9s %7s %8s  %s\n' target executions exec/s cov ft crashes
+failed=0
+for t in "${targets[@]}"; do
+  p=${project[$t]} dir=$scratch/$t
+  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/log")
+  rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$dir/log")
+  last=$(grep -E '^#[0-9]+' "$dir/log" | tail -1 || true)
+  cov=$(grep -oE 'cov: [0-9]+' <<<"$last" | cut -d' ' -f2 || true)
+  ft=$(grep -oE 'ft: [0-9]+' <<<"$last" | cut -d' ' -f2 || true)
+  found=$(ls "$dir/artifacts" 2>/dev/null | grep -E '^(crash|leak|timeout|oom)-' || true)
+  last=${last%% *}
+  printf '%-20s %12s %9s %7s %8s  %s\n' "$t" "${execs:-${last#\#}}" "${rate:--}" \
+    "${cov:--}" "${ft:--}" "$(wc -w <<<"$found" | tr -d ' ')"
+  if [ -z "$execs" ] && [ -z "$found" ]; then
+    failed=1
+    echo "    no final stats; the end of its log:"
+    tail -5 "$dir/log" | sed 's/^/    /'
+  fi
+  if [ -n "$found" ]; then
+    failed=1
+    mkdir -p "$p/fuzz/artifacts/$t"
+    for a in $found; do
+      [ -f "$dir/artifacts/$a" ] || continue
+      cp "$dir/artifacts/$a" "$p/fuzz/artifacts/$t/"
+      echo "    reproduce: (cd $p && RUSTC_BOOTSTRAP=1 cargo fuzz run -s $sanitizer --target-dir $target_dir $t fuzz/artifacts/$t/$a)"
+    done
+    grep -E 'panicked|ERROR|Error|==[0-9]+==' "$dir/log" | head -5 | sed 's/^/    /'
+  fi
+done
+[ "$failed" = 0 ] || die "the fuzzers found crashes (inputs kept under */fuzz/artifacts/, git-ignored)"
+say "no crash in ${#targets[@]} targets"
