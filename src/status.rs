@@ -841,7 +841,10 @@ mod tests {
             (Some(2), Some("Moderate"), Some("B"))
         );
         // Behind a NAT the router measured, the console shares it.
-        let cgnat = console_nat(Mapping::EndpointDependent, Filtering::AddressAndPortDependent);
+        let cgnat = console_nat(
+            Mapping::EndpointDependent,
+            Filtering::AddressAndPortDependent,
+        );
         assert_eq!(cgnat.get("playstation").and_then(Json::as_i64), Some(3));
     }
 }
