@@ -1083,7 +1083,7 @@ fn s50meshd_starts_reloads_respawns_and_stops_meshd_as_procd_would() {
     // A file meshd refuses: refused, and meshd keeps running as it was.
     fs::write(
         &config,
-        text.replace("option asn '65001'", "option asn '65x01'"),
+        text.replace("#option asn '65001'", "option asn '65x01'"),
     )
     .unwrap();
     let out = s50("reload", false);
