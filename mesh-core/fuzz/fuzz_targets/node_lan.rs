@@ -135,9 +135,6 @@ fn step(w: &mut World<'_>, input: &mut Input<'_>, injected: &mut Vec<Injected>) 
 }
 
 fn remember(injected: &mut Vec<Injected>, at: usize, p: &[u8]) {
-    if std::env::var_os("FUZZ_SHOW").is_some() {
-        eprintln!("injected at R{}: {p:02x?}", at + 1);
-    }
     if injected.len() < 512 {
         injected.push(Injected {
             at,
@@ -349,9 +346,6 @@ fn check_lans(w: &mut World<'_>, injected: &[Injected]) {
     for i in 0..w.nodes.len() {
         for p in std::mem::take(&mut w.lan_out[i]) {
             let n = i as u8 + 1;
-            if std::env::var_os("FUZZ_SHOW").is_some() {
-                eprintln!("R{n}'s LAN: {p:02x?}");
-            }
             let info = ip::parse(&p).unwrap_or_else(|e| {
                 panic!("R{n} put on its LAN what does not parse ({e:?}): {p:02x?}")
             });

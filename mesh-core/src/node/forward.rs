@@ -4,9 +4,8 @@
 //! the FIB ([`crate::rib`]) and the member table. They change nothing and do
 //! no control-plane work; [`super::Node`] dispatches the [`Verdict`].
 //!
-//! - From a tunnel: the source must be inside some member's home, and never
-//!   inside ours (nothing of ours goes out and comes back) — anti-spoofing;
-//!   relays never forward to martian
+//! - From a tunnel: the source must be inside some member's home, or ours (a
+//!   reply to us) — anti-spoofing; relays never forward to martian
 //!   destinations; for our overlay address → BFD, peer exchange, BGP, or
 //!   (when the kernel holds the address) the kernel; else look up the
 //!   destination: our LAN → the TUN device (once, of two redundant copies);
@@ -94,14 +93,13 @@ pub enum Control {
 pub enum DropReason {
     /// A broken IP header (`bad_inner`).
     BadHeader,
-    /// From a tunnel, with a source no member's home holds, or one our own
-    /// home holds (`spoofed`).
+    /// From a tunnel, with a source no member's home holds (`spoofed`).
     Spoofed,
     /// A destination no relay serves: loopback, multicast, broadcast, link
     /// local (`relay_refused`).
     Martian,
-    /// Transit with one of our own addresses (or our LAN's) as the source: a
-    /// member posing as us (`relay_refused`).
+    /// Transit with one of our own addresses as the source: a member posing
+    /// as us (`relay_refused`).
     OwnSource,
     /// From the LAN, for our own LAN: a routing loop on the host (`no_route`).
     Loop,
@@ -175,29 +173,13 @@ impl<T: Tunnel> Router<'_, T> {
 
     /// An inner packet from a member's tunnel, trimmed to its IP length.
     pub fn for_member_packet(&self, packet: &[u8], info: &IpInfo) -> Verdict {
-        let own_source = self.own_home(info.src);
-        if !own_source && !self.source_allowed(info.src) {
+        if !self.source_allowed(info.src) {
             return Verdict::Drop(DropReason::Spoofed);
         }
         if martian(info.dst) {
             // Never relayed, never given to the kernel: the relay's loopback,
             // broadcast and the like are not the mesh's business.
             return Verdict::Drop(DropReason::Martian);
-        }
-        if own_source {
-            // Nothing of ours goes out through a tunnel and comes back in
-            // (RFC 3704 ingress filtering): one of our own addresses, or our
-            // LAN's, as the source is a member, or a host behind it, posing
-            // as us: as our router to our LAN, or as a host of our LAN to
-            // our router. Through us to another member, it is refused as
-            // such.
-            let transit = !self.own_address(info.dst)
-                && matches!(self.route(packet, info), Some(Source::Peer(_)));
-            return Verdict::Drop(if transit {
-                DropReason::OwnSource
-            } else {
-                DropReason::Spoofed
-            });
         }
         if self.own_address(info.dst) {
             if info.protocol == ip::PROTO_IPIP {
@@ -224,13 +206,18 @@ impl<T: Tunnel> Router<'_, T> {
             Some(Source::Local) if self.redundant_candidate(packet, info) => Verdict::ToLanOnce,
             Some(Source::Local) => Verdict::ToLan,
             // Transit: we are a router on the path. The destination is a
-            // member's announced prefix (nothing else is routed).
+            // member's announced prefix (nothing else is routed); one of our
+            // own addresses as the source means a member is spoofing us.
+            Some(Source::Peer(_)) if self.own_home(info.src) => {
+                Verdict::Drop(DropReason::OwnSource)
+            }
             Some(Source::Peer(to)) => Verdict::Transit { to },
             None => Verdict::Unreachable,
         }
     }
 
-    /// Whether `src` lies in a home of the mesh: ours or a member's.
+    /// The source of a packet from a tunnel must lie in some member's home,
+    /// or be ours (a reply to us).
     fn source_allowed(&self, src: IpAddr) -> bool {
         self.own_home(src)
             || self
