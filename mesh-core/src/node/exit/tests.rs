@@ -60,6 +60,15 @@ struct Net {
 
 impl Net {
     fn new(n: u8, exits: &[u8], listed: fn(u8, u8) -> bool) -> Net {
+        Net::build(n, exits, listed, false)
+    }
+
+    /// Like [`Net::new`], with home 1's LAN mapped to its alias.
+    fn new_home_1_mapped(n: u8, exits: &[u8]) -> Net {
+        Net::build(n, exits, everyone, true)
+    }
+
+    fn build(n: u8, exits: &[u8], listed: fn(u8, u8) -> bool, home_1_mapped: bool) -> Net {
         let mut net = Net {
             now: T0,
             nodes: Vec::new(),
@@ -69,25 +78,8 @@ impl Net {
             events: (0..n).map(|_| Vec::new()).collect(),
             exits: exits.to_vec(),
             listed,
-            home_1_mapped: false,
+            home_1_mapped,
         };
-        for i in 1..=n {
-            let node = net.make(i, n);
-            net.nodes.push(Some(node));
-        }
-        for i in 0..n as usize {
-            net.drain(i);
-        }
-        net
-    }
-
-    /// Like [`Net::new`], with home 1's LAN mapped to its alias.
-    fn new_home_1_mapped(n: u8, exits: &[u8]) -> Net {
-        let mut net = Net::new(0, exits, everyone);
-        net.home_1_mapped = true;
-        net.lan = (0..n).map(|_| Vec::new()).collect();
-        net.internet = (0..n).map(|_| Vec::new()).collect();
-        net.events = (0..n).map(|_| Vec::new()).collect();
         for i in 1..=n {
             let node = net.make(i, n);
             net.nodes.push(Some(node));
