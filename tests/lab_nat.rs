@@ -193,7 +193,8 @@ fn nat_matrix() {
     // The LuCI status view reads exactly these fields (its contract); the
     // ubus methods return this document or parts of it. This lab has no
     // console and no game exit: lab_exit.rs checks what the consoles panel
-    // reads.
+    // reads. No LAN here overlaps another, so none is mapped: lab_seed.rs's
+    // four homes on one default LAN check the `lan_map` rows.
     let contract = luci_contract();
     let doc = lab.status(1).unwrap();
     for (method, paths) in contract.as_object().unwrap() {
@@ -202,6 +203,9 @@ fn nat_matrix() {
         }
         for path in paths.as_array().unwrap() {
             let path = path.as_str().unwrap();
+            if path.starts_with("lan_map[].") {
+                continue;
+            }
             assert!(
                 json_path_present(&doc, path),
                 "ubus {method}: the status view reads {path}, meshd does not write it"

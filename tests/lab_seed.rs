@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use lab::seed::{console_addr, Probe, SeedLab};
-use lab::{require_cmd, require_root, wait_for};
+use lab::{json_path_present, luci_contract, require_cmd, require_root, wait_for};
 use meshd::json::Json;
 
 static ONE_LAB_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -210,6 +210,18 @@ fn four_homes_on_the_same_default_lan_reach_each_other_at_their_aliases() {
         })
         .map(|a| a.parse().unwrap())
         .collect();
+    // What the LuCI status view reads of the map (lab_nat.rs checks the
+    // rest of its contract, in a lab where nothing is mapped).
+    let doc = lab.status(1).unwrap();
+    for path in luci_contract()["status"].as_array().unwrap() {
+        let path = path.as_str().unwrap();
+        if path.starts_with("lan_map[].") {
+            assert!(
+                json_path_present(&doc, path),
+                "ubus status: the status view reads {path}, meshd does not write it"
+            );
+        }
+    }
     let ping = |a: usize, to: std::net::Ipv4Addr| {
         Command::new("ip")
             .args([
