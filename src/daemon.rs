@@ -321,10 +321,67 @@ struct LoopLatency {
     /// kernel did in its context while it slept in `epoll_wait`, such as
     /// the receive path of packets it had sent: up to a few ms seen.)
     cpu_at: std::time::Duration,
+    /// Every stretch's CPU time since start, by what it handled.
+    work: Vec<SourceWork>,
+}
+
+/// The loop's work for one kind of source since start: how many stretches,
+/// their CPU time, and how that time is distributed. One stretch's figure
+/// also holds what the kernel did in the thread's context (a packet's
+/// receive path behind a send) and, on a virtual machine, time the host
+/// took the CPU away: the tail of this distribution is the machine's, its
+/// body is meshd's.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceWork {
+    pub source: &'static str,
+    pub stretches: u64,
+    pub cpu: std::time::Duration,
+    /// Stretches by CPU time, bucketed at [`SourceWork::BOUNDS_US`] (the
+    /// last bucket: longer than the last bound).
+    pub histogram: [u64; SourceWork::BOUNDS_US.len() + 1],
+}
+
+impl SourceWork {
+    /// The buckets' upper bounds, in µs.
+    pub const BOUNDS_US: [u64; 9] = [100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000];
+
+    fn new(source: &'static str) -> SourceWork {
+        SourceWork {
+            source,
+            stretches: 0,
+            cpu: std::time::Duration::ZERO,
+            histogram: [0; Self::BOUNDS_US.len() + 1],
+        }
+    }
+
+    fn add(&mut self, busy: std::time::Duration) {
+        self.stretches += 1;
+        self.cpu += busy;
+        let us = busy.as_micros() as u64;
+        let i = Self::BOUNDS_US
+            .iter()
+            .position(|&b| us <= b)
+            .unwrap_or(Self::BOUNDS_US.len());
+        self.histogram[i] += 1;
+    }
+
+    /// The bound under which `q` (0..=1) of the stretches fell, in µs; None
+    /// above the last bound, or without stretches.
+    pub fn quantile_us(&self, q: f64) -> Option<u64> {
+        let want = (self.stretches as f64 * q).ceil() as u64;
+        let mut seen = 0;
+        for (i, n) in self.histogram.iter().enumerate() {
+            seen += n;
+            if seen >= want.max(1) {
+                return Self::BOUNDS_US.get(i).copied();
+            }
+        }
+        None
+    }
 }
 
 /// The worst of the loop over the last one to two minutes.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct LoopWorst {
     /// Wall-clock time of one stretch.
     pub wall: std::time::Duration,
@@ -332,6 +389,8 @@ pub struct LoopWorst {
     /// handled.
     pub busy: std::time::Duration,
     pub busy_in: &'static str,
+    /// Since start, by source.
+    pub work: Vec<SourceWork>,
 }
 
 impl LoopLatency {
@@ -345,6 +404,7 @@ impl LoopLatency {
             busy_current: (std::time::Duration::ZERO, ""),
             busy_previous: (std::time::Duration::ZERO, ""),
             cpu_at: thread_cpu(),
+            work: Vec::new(),
         }
     }
 
@@ -375,6 +435,14 @@ impl LoopLatency {
             self.busy_current = (std::time::Duration::ZERO, "");
             self.bucket_start = at;
         }
+        match self.work.iter_mut().find(|w| w.source == what) {
+            Some(w) => w.add(busy),
+            None => {
+                let mut w = SourceWork::new(what);
+                w.add(busy);
+                self.work.push(w);
+            }
+        }
         self.current = self.current.max(wall);
         if busy > self.busy_current.0 {
             self.busy_current = (busy, what);
@@ -392,6 +460,7 @@ impl LoopLatency {
             wall: self.current.max(self.previous),
             busy: busy.0,
             busy_in: busy.1,
+            work: self.work.clone(),
         }
     }
 }

@@ -105,6 +105,9 @@ impl FileWorker {
         std::thread::Builder::new()
             .name("meshd-files".into())
             .spawn(move || {
+                if let Err(e) = crate::sys::yield_to_the_loop() {
+                    log::warn!("file thread: {e}: reloads compete with the packet loop");
+                }
                 for job in todo {
                     let done = match job {
                         Job::Reload { caller } => Done::Reloaded {

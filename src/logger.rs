@@ -84,6 +84,9 @@ fn start_writer() {
         let spawned = std::thread::Builder::new()
             .name("meshd-log".into())
             .spawn(move || {
+                // Lines wait in the queue while the loop works; a failure
+                // to lower the priority only costs the loop a little.
+                let _ = crate::sys::yield_to_the_loop();
                 for line in rx {
                     let dropped = DROPPED.swap(0, Ordering::Relaxed);
                     if dropped > 0 {

@@ -47,6 +47,9 @@ impl Resolver {
         std::thread::Builder::new()
             .name("meshd-resolve".into())
             .spawn(move || {
+                if let Err(e) = crate::sys::yield_to_the_loop() {
+                    log::warn!("name lookups: {e}");
+                }
                 for entry in todo {
                     let addrs = resolve(&entry);
                     if done.send((entry, addrs)).is_err() {

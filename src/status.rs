@@ -197,12 +197,44 @@ pub fn exit_document<C: Crypto>(node: &Node<'_, C>, consoles: &[Console], now: I
 /// answer). Wall clock (what a packet waiting behind it saw, the
 /// scheduler's delays included), the loop's own CPU time (its work), and
 /// what it was handling then.
-pub fn loop_document(worst: crate::daemon::LoopWorst) -> Json {
+pub fn loop_document(worst: &crate::daemon::LoopWorst) -> Json {
     let ms = |d: std::time::Duration| (d.as_micros() as f64 / 10.0).round() / 100.0;
+    let work = worst
+        .work
+        .iter()
+        .map(|w| {
+            let mean_us = w.cpu.as_micros() as u64 / w.stretches.max(1);
+            let bound = |q| {
+                w.quantile_us(q)
+                    .map_or(Json::Null, |us| Json::Int(us as i64))
+            };
+            Json::obj()
+                .with("source", w.source)
+                .with("stretches", w.stretches)
+                .with("cpu_ms", ms(w.cpu))
+                .with("mean_us", mean_us)
+                .with("p99_under_us", bound(0.99))
+                .with("p999_under_us", bound(0.999))
+                .with(
+                    "histogram",
+                    Json::Arr(w.histogram.iter().map(|&n| Json::from(n)).collect()),
+                )
+        })
+        .collect();
     Json::obj()
         .with("worst_ms_last_minute", ms(worst.wall))
         .with("worst_busy_ms_last_minute", ms(worst.busy))
         .with("worst_busy_in", worst.busy_in)
+        .with("work", Json::Arr(work))
+        .with(
+            "histogram_bounds_us",
+            Json::Arr(
+                crate::daemon::SourceWork::BOUNDS_US
+                    .iter()
+                    .map(|&b| Json::from(b))
+                    .collect(),
+            ),
+        )
 }
 
 /// Relayed LAN discovery: whether it runs, the capture socket, and the
@@ -267,7 +299,7 @@ impl<C: Crypto> Parts<'_, '_, C> {
         let discovery = discovery_document(self.node.discovery_stats(), self.main, self.discovery);
         document(self.node, self.consoles, now, self.main.listen_port)
             .with("discovery", discovery)
-            .with("loop", loop_document(self.loop_worst))
+            .with("loop", loop_document(&self.loop_worst))
     }
 }
 
@@ -694,6 +726,30 @@ pub fn render(doc: &Json) -> String {
             opt_num(l, "worst_ms_last_minute", " ms"),
             opt_num(l, "worst_busy_ms_last_minute", " ms")
         );
+        let work: Vec<String> = l
+            .get("work")
+            .map(Json::as_array)
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(|w| {
+                let p99 = w
+                    .get("p99_under_us")
+                    .and_then(Json::as_i64)
+                    .map_or("-".to_string(), |us| us.to_string());
+                Some(format!(
+                    "{} {}/{p99}",
+                    w.get("source")?.as_str()?,
+                    w.get("mean_us")?.as_i64()?,
+                ))
+            })
+            .collect();
+        if !work.is_empty() {
+            let _ = writeln!(
+                out,
+                "  its work per stretch, mean/99 % under, µs: {}",
+                work.join(", ")
+            );
+        }
     }
     let _ = writeln!(out, "\ncounters:");
     if let Some(Json::Obj(fields)) = doc.get("counters") {

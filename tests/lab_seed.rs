@@ -697,13 +697,35 @@ fn status_and_reloads_in_a_loop_do_not_stall_the_packet_loop() {
         "a session with r1 went down, or BGP flapped\n{}",
         lab.logs()
     );
-    // The loop's own work per wake-up stays under 5 ms: reloads and edits
-    // read, parse and write the file on their own thread, and only the
-    // node's reconfiguration runs here. Its wall clock also holds whatever
-    // the scheduler gave the other processes of this 2-core machine (the
-    // hammering client, the probe, four daemons): up to 10 ms seen in CI
-    // with 40-300 µs of work in those iterations.
-    assert!(busy < 5.0, "r1's loop worked {busy} ms at once ({busy_in})");
+    // The loop's own work per wake-up: reloads and edits read, parse and
+    // write the file on their own thread, and only the node's
+    // reconfiguration runs here; a status request builds its document
+    // here. Judged by its distribution, not its single worst stretch: a
+    // stretch's CPU time also holds what the kernel did in the thread's
+    // context and, on this virtual machine, time the host took (stretches
+    // of 5-10 ms seen on r2-r4 handling one datagram). Work that moved onto
+    // the loop (a parse, a file write, a netlink dump per reload) shifts
+    // the whole distribution: 99 % under 1 ms, 99.9 % under 5 ms, for every
+    // kind of source the hammer drives.
+    let work = status["loop"]["work"].as_array().unwrap();
+    for w in work {
+        println!("r1's loop, {w}");
+    }
+    for source in ["config file", "ubus", "control client", "signal"] {
+        let w = work
+            .iter()
+            .find(|w| w["source"] == source)
+            .unwrap_or_else(|| panic!("no stretch handled {source}: {work:?}"));
+        let under = |q: &str| w[q].as_u64().unwrap_or(u64::MAX);
+        assert!(
+            w["stretches"].as_u64().unwrap() >= reloads,
+            "{source}: too few stretches {w}"
+        );
+        assert!(
+            under("p99_under_us") <= 1_000 && under("p999_under_us") <= 5_000,
+            "r1's loop works too long on {source}: {w} (worst {busy} ms in {busy_in})"
+        );
+    }
     assert!(worst < 20.0, "r1's loop was {worst} ms between two waits");
     assert_eq!(r.lost, 0, "probes lost while r1 was hammered");
     assert!(lab.ping(1, 4), "traffic after the hammering");

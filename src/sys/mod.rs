@@ -10,6 +10,28 @@ pub mod tun;
 use std::fmt;
 use std::io;
 
+/// Puts the calling thread in `SCHED_IDLE`: it runs when the packet loop
+/// does not want the CPU, and the loop, woken, preempts it at once.
+///
+/// For meshd's helper threads (the configuration file, the log, name
+/// lookups): their work can wait a few milliseconds, the loop's cannot. On
+/// a one- or two-core router a reload or a burst of ubus edits otherwise
+/// takes the core from the loop for a scheduler slice or more, and BFD at
+/// 10 ms × 4 has no slack for that. Lowering one's own priority needs no
+/// privilege. Under a CPU hog such a thread still gets a small share, so it
+/// is slowed, not starved.
+pub fn yield_to_the_loop() -> io::Result<()> {
+    let param = nix::libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid sched_param for the call's duration; pid 0
+    // is the calling thread.
+    let rc = unsafe { nix::libc::sched_setscheduler(0, nix::libc::SCHED_IDLE, &param) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(context(io::Error::last_os_error(), "SCHED_IDLE"))
+    }
+}
+
 /// An [`io::Error`] with a description of what was being done in front of it
 /// (and, for netlink, the kernel's extended-ack message behind it). The
 /// [`io::ErrorKind`] of the underlying error is kept; [`errno`] digs out the
