@@ -487,6 +487,7 @@ pub fn document<C: Crypto>(
         .with("cookie_replies", s.cookie_replies)
         .with("bad_inner", s.bad_inner)
         .with("spoofed", s.spoofed)
+        .with("lan_foreign_source", s.lan_foreign_source)
         .with("forwarded", s.forwarded)
         .with("to_lan", s.to_lan)
         .with("from_lan", s.from_lan)

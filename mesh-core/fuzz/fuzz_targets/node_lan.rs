@@ -34,6 +34,8 @@
 //! ICMP errors within their budget of 50 a second), on every packet any
 //! node writes to its LAN:
 //! - it parses (the header checksum is right after a TTL decrement);
+//! - ingress filtering: a packet from R2's LAN whose source is not in R2's
+//!   home comes out at no other node's LAN;
 //! - anti-spoofing: its source lies in a home of the mesh, and its
 //!   destination in that node's own home (unless R1 may be an exit: then
 //!   the internet's answers reach consoles): nothing from outside the homes comes out of a
@@ -66,6 +68,8 @@ fuzz_target!(|data: &[u8]| on_big_stack(data, run));
 /// A packet injected at a node other than R1, as it was sent.
 struct Injected {
     at: usize,
+    /// From that node's LAN (else raw through its tunnel).
+    from_lan: bool,
     bytes: Vec<u8>,
 }
 
@@ -100,12 +104,12 @@ fn step(w: &mut World<'_>, input: &mut Input<'_>, injected: &mut Vec<Injected>) 
         op @ (2 | 3) => {
             let at = op as usize - 1;
             let p = packet(input, 0);
-            remember(injected, at, &p);
+            remember(injected, at, false, &p);
             w.raw_to_member(at, 0, &p);
         }
         4 => {
             let p = packet(input, 0);
-            remember(injected, 1, &p);
+            remember(injected, 1, true, &p);
             w.lan_packet(1, &p);
         }
         5 => {
@@ -116,7 +120,7 @@ fn step(w: &mut World<'_>, input: &mut Input<'_>, injected: &mut Vec<Injected>) 
         6 => {
             let len = input.length();
             let p = input.bytes(len).to_vec();
-            remember(injected, 1, &p);
+            remember(injected, 1, false, &p);
             w.raw_to_member(1, 0, &p);
         }
         _ => {
@@ -134,10 +138,11 @@ fn step(w: &mut World<'_>, input: &mut Input<'_>, injected: &mut Vec<Injected>) 
     }
 }
 
-fn remember(injected: &mut Vec<Injected>, at: usize, p: &[u8]) {
+fn remember(injected: &mut Vec<Injected>, at: usize, from_lan: bool, p: &[u8]) {
     if injected.len() < 512 {
         injected.push(Injected {
             at,
+            from_lan,
             bytes: p.to_vec(),
         });
     }
@@ -365,11 +370,21 @@ fn check_lans(w: &mut World<'_>, injected: &[Injected]) {
             // TTL, for what came from R2 or R3.
             let mut matched = false;
             let mut ttl_ok = false;
+            let (mut foreign_from, mut other_way) = (None, false);
             for inj in injected {
                 let Some((out_ttl, sent_ttl)) = same_but_ttl(&p, &inj.bytes) else {
                     continue;
                 };
                 matched = true;
+                // Ingress filtering: from a node's LAN, only its home's
+                // sources enter the mesh (the same bytes sent some other
+                // way may come out).
+                let foreign = inj.from_lan && i != inj.at && !in_home(inj.at as u8 + 1, info.src);
+                if foreign {
+                    foreign_from = Some(inj.at + 1);
+                } else {
+                    other_way = true;
+                }
                 ttl_ok |= if i == 0 {
                     out_ttl == sent_ttl
                 } else if i != inj.at {
@@ -381,6 +396,12 @@ fn check_lans(w: &mut World<'_>, injected: &[Injected]) {
                 };
             }
             assert!(!matched || ttl_ok, "R{n}: TTL {} on {p:02x?}", info.ttl);
+            if let (Some(at), false) = (foreign_from, other_way) {
+                panic!(
+                    "R{at} let a packet from its LAN with the source {} into the mesh; R{n} delivered it: {p:02x?}",
+                    info.src
+                );
+            }
             if matched || !is_icmp_error(&p, &info) {
                 continue;
             }

@@ -186,6 +186,7 @@ impl<C: Crypto> Node<'_, C> {
         let counter = match d {
             DropReason::BadHeader => &mut self.stats.bad_inner,
             DropReason::Spoofed => &mut self.stats.spoofed,
+            DropReason::ForeignSource => &mut self.stats.lan_foreign_source,
             DropReason::Martian | DropReason::OwnSource => &mut self.stats.relay_refused,
             DropReason::Loop | DropReason::NotOurs => &mut self.stats.no_route,
         };

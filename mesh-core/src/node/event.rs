@@ -104,6 +104,9 @@ pub struct NodeStats {
     pub bad_inner: u64,
     /// Inner packets whose source no member's home holds.
     pub spoofed: u64,
+    /// Packets from the LAN whose source is not in this home (ingress
+    /// filtering: a LAN host posing as another home's).
+    pub lan_foreign_source: u64,
     pub forwarded: u64,
     pub to_lan: u64,
     pub to_overlay: u64,

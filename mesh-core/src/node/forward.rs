@@ -10,7 +10,10 @@
 //!   (when the kernel holds the address) the kernel; else look up the
 //!   destination: our LAN → the TUN device (once, of two redundant copies);
 //!   another member → transit; no route → ICMP unreachable.
-//! - From the LAN: look up; another member → its tunnel (small UDP also over
+//! - From the LAN: the source must be in our home (our LAN as it is, or
+//!   our overlay address) — ingress filtering (RFC 3704, BCP 38): a host
+//!   on our LAN never enters the mesh as someone else, such as a friend's
+//!   console or router. Then look up; another member → its tunnel (small UDP also over
 //!   a second first hop: redundant sending); only the default route, which
 //!   game exits announce → to an exit (a console's internet traffic, which
 //!   the kernel's policy routing sent us).
@@ -101,6 +104,10 @@ pub enum DropReason {
     /// Transit with one of our own addresses as the source: a member posing
     /// as us (`relay_refused`).
     OwnSource,
+    /// From the LAN, with a source outside our home (a LAN host posing as
+    /// another home's host or router, or a subnet we do not announce):
+    /// `lan_foreign_source`.
+    ForeignSource,
     /// From the LAN, for our own LAN: a routing loop on the host (`no_route`).
     Loop,
     /// From the LAN, for our overlay address, which the kernel owns for all
@@ -125,6 +132,16 @@ impl<T: Tunnel> Router<'_, T> {
 
     pub(crate) fn own_home(&self, a: IpAddr) -> bool {
         self.own_address(a) || self.config.lan_prefixes.iter().any(|p| p.contains(a))
+    }
+
+    /// A source a packet from our LAN may have: our home as announced, or
+    /// a mapped LAN as it is (mapped to its alias on the way out).
+    fn lan_source(&self, a: IpAddr) -> bool {
+        self.own_home(a)
+            || match a {
+                IpAddr::V4(v) => self.config.lan_map.iter().any(|m| m.to_alias(v).is_some()),
+                IpAddr::V6(_) => false,
+            }
     }
 
     /// An IP packet from the LAN (the TUN device).
@@ -155,6 +172,9 @@ impl<T: Tunnel> Router<'_, T> {
             {
                 return Verdict::FromInternet { to: to as PeerId };
             }
+        }
+        if !self.lan_source(info.src) {
+            return Verdict::Drop(DropReason::ForeignSource);
         }
         match self.route(packet, info) {
             Some(Source::Peer(to)) => Verdict::ToMember {

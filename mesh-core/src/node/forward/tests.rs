@@ -270,6 +270,45 @@ fn a_packet_from_the_lan_for_our_own_lan_is_a_loop() {
 }
 
 #[test]
+fn a_packet_from_the_lan_with_a_source_outside_our_home_never_enters_the_mesh() {
+    big_stack(|| {
+        let mut n = net();
+        // A LAN host posing as a friend's console or router, a stranger,
+        // a subnet we do not announce: dropped at the edge (BCP 38).
+        for src in [host(2), overlay(3), ip(8, 8, 8, 8), ip(192, 168, 5, 10)] {
+            let p = udp(src, host(4), GAME, GAME, 50);
+            assert_eq!(
+                n.lan_sends(&p),
+                Verdict::Drop(DropReason::ForeignSource),
+                "{src}"
+            );
+        }
+        // Our LAN's hosts and the router itself go out.
+        for src in [host(1), overlay(1)] {
+            let p = udp(src, host(4), GAME, GAME, 50);
+            assert!(
+                matches!(n.lan_sends(&p), Verdict::ToMember { to: 0, .. }),
+                "{src}"
+            );
+        }
+        // A mapped LAN: announced as its alias, its hosts send as they are
+        // on the LAN (the alias is put in on the way out).
+        let alias = ip(10, 80, 1, 0);
+        let map = crate::netmap::Map::new((ip(192, 168, 1, 0), 24), (alias, 24)).unwrap();
+        n.config.lan_prefixes.clear();
+        n.config
+            .lan_prefixes
+            .push(Prefix::new(IpAddr::V4(alias), 24).unwrap())
+            .unwrap();
+        n.config.lan_map.push(map).unwrap();
+        let p = udp(host(1), host(4), GAME, GAME, 50);
+        assert!(matches!(n.lan_sends(&p), Verdict::ToMember { to: 0, .. }));
+        let p = udp(host(2), host(4), GAME, GAME, 50);
+        assert_eq!(n.lan_sends(&p), Verdict::Drop(DropReason::ForeignSource));
+    });
+}
+
+#[test]
 fn from_the_lan_our_overlay_address_is_ours_only_for_bgp_when_the_kernel_holds_it() {
     big_stack(|| {
         let mut n = net();
