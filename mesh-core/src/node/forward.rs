@@ -272,7 +272,15 @@ impl<T: Tunnel> Router<'_, T> {
             let _ = usable.push(*p);
         }
         if usable.is_empty() {
-            if let Some(p) = entry.paths().iter().find(|p| !self.moved(p.source)) {
+            // Every path moved: one that is not moved, then one whose BFD
+            // is Up again (a member back from a blip, waiting out its
+            // return hysteresis) rather than one that is silent now.
+            let paths = entry.paths().iter();
+            let alive = paths
+                .clone()
+                .find(|p| !self.moved(p.source))
+                .or_else(|| paths.clone().find(|p| self.up_now(p.source)));
+            if let Some(p) = alive {
                 let _ = usable.push(*p);
             }
         }
@@ -288,6 +296,17 @@ impl<T: Tunnel> Router<'_, T> {
         }
     }
 
+    /// `source`'s tunnel is alive now: BFD Up (or off), moved or not.
+    fn up_now(&self, source: Source) -> bool {
+        match source {
+            Source::Local => true,
+            Source::Peer(p) => self
+                .slots
+                .get(p as usize)
+                .is_some_and(|s| s.bfd.up_or_off()),
+        }
+    }
+
     /// Redundant sending covers small UDP packets: game traffic.
     pub(crate) fn redundant_candidate(&self, packet: &[u8], info: &IpInfo) -> bool {
         self.config
@@ -299,15 +318,21 @@ impl<T: Tunnel> Router<'_, T> {
     /// The best path's first hop is `best`; the next-ranked path through
     /// another member, if any. Its advertiser did not route it through us (we
     /// would have been in its AS path), so the copy does not loop.
+    ///
+    /// A member whose traffic moved after a blip but whose BFD is Up again
+    /// still takes copies: it carries no traffic of its own until it has
+    /// proven steady, but it is alive now, and a copy is exactly the
+    /// insurance for the best path failing meanwhile (R2's power cut while
+    /// the R1-R3 wire recovers from a blip). A member silent now does not.
     pub(crate) fn second_first_hop(&self, info: &IpInfo, best: PeerId) -> Option<PeerId> {
-        self.rib
-            .lookup(info.dst)?
-            .paths()
-            .iter()
-            .find_map(|p| match p.source {
-                Source::Peer(q) if q != best && !self.moved(p.source) => Some(q),
+        let paths = self.rib.lookup(info.dst)?.paths();
+        let other = |ok: &dyn Fn(Source) -> bool| {
+            paths.iter().find_map(|p| match p.source {
+                Source::Peer(q) if q != best && ok(p.source) => Some(q),
                 _ => None,
             })
+        };
+        other(&|s| !self.moved(s)).or_else(|| other(&|s| self.up_now(s)))
     }
 }
 
