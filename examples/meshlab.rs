@@ -7,6 +7,7 @@
 //! scripts/bench-footprint.sh           meshlab bench-footprint MESHD
 //! scripts/bench-failover.sh            meshlab bench-failover MESHD
 //! scripts/bench-exit.sh                meshlab bench-exit MESHD
+//! scripts/bench-cpu.sh                 meshlab bench-cpu MESHD
 //! ```
 //!
 //! Needs root. Everything lives in namespaces it creates and removes.
@@ -1952,11 +1953,275 @@ fn demo_vm(meshd: &Path, check: bool) -> Result<(), String> {
     }
 }
 
+/// The instructions callgrind counted in a dump (its `totals:` line).
+fn callgrind_total(file: &Path) -> Result<u64, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("totals: ")
+                .or_else(|| l.strip_prefix("summary: "))
+        })
+        .and_then(|t| t.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| format!("{}: no totals line", file.display()))
+}
+
+/// The heaviest functions of a callgrind dump, by their own instructions.
+fn callgrind_top(file: &Path, n: usize) -> Vec<String> {
+    let out = Command::new("callgrind_annotate")
+        .args(["--threshold=100", "--inclusive=no"])
+        .arg(file)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    out.lines()
+        .skip_while(|l| !l.contains("file:function"))
+        .skip(2)
+        // A dump taken while the loop runs also lists the frames under it
+        // with everything they called: not own work.
+        .filter(|l| !l.trim().is_empty() && !l.contains("(100.0%)"))
+        .take(n)
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+/// meshd's instructions per packet over boringtun's alone, at most: send
+/// and receive of 128 B, then of 1400 B (measured 2026-12-02: 3.8, 3.7,
+/// 1.4, 1.4; these are 20 % above).
+const CPU_RATIO_LIMITS: [f64; 4] = [4.6, 4.5, 1.7, 1.7];
+
+/// Instructions per forwarded packet in meshd (R1 of two routers, under
+/// callgrind), against boringtun's own cost for the same packet (the
+/// `wg_floor` example), in the same run: sending (LAN → tunnel) and
+/// receiving (tunnel → LAN), 128 and 1400 byte IPv4/UDP packets, 10,000 of
+/// each at 1,000 a second, the idle cost of R1 over the same time
+/// subtracted. Instruction counts do not depend on the machine's load.
+///
+/// With `--check`, fails when a ratio exceeds [`CPU_RATIO_LIMITS`]: 20 %
+/// above what was measured when they were set, so that a regression fails
+/// CI. Ratios, not counts: ring picks its code by the CPU's features, the
+/// same way for meshd and the floor.
+fn bench_cpu(meshd: &Path, check: bool) -> Result<(), String> {
+    require_root();
+    require_cmd("valgrind", "valgrind");
+    let floor = meshd
+        .parent()
+        .map(|d| d.join("examples/wg_floor"))
+        .filter(|p| p.exists())
+        .ok_or("examples/wg_floor next to meshd: build it with the same profile")?;
+    let count: u32 = std::env::var("MESHD_BENCH_PACKETS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let rate = 1_000u32;
+    let topo = Topology {
+        routers: 2,
+        links: vec![(1, 2)],
+        blocked: vec![],
+        extra_members: 0,
+        // No BFD: R1 runs some 50 times slower under callgrind.
+        main_options: vec![("bfd", "0".into())],
+    };
+    let mut lab = SeedLab::build_topology("mdbc", meshd, 30, &topo);
+    let dir = lab.dir.path().to_path_buf();
+    lab.start(2);
+    let r1 = &mut lab.routers[0];
+    let child = r1
+        .ns
+        .cmd("valgrind")
+        .args([
+            "--tool=callgrind",
+            "--dump-instr=no",
+            "--vgdb=yes",
+            &format!("--callgrind-out-file={}/cg.%p", dir.display()),
+        ])
+        .arg(meshd)
+        .arg("-c")
+        .arg(&r1.config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("r1-valgrind.log")).map_err(|e| e.to_string())?)
+        .spawn()
+        .map_err(|e| format!("valgrind: {e}"))?;
+    let pid = child.id();
+    r1.process = Some(child);
+    lab.wait_all_reachable(Duration::from_secs(90))
+        .ok_or_else(|| format!("no convergence under callgrind\n{}", lab.logs()))?;
+    std::thread::sleep(Duration::from_secs(2));
+    let control = |what: &str| -> Result<(), String> {
+        let out = Command::new("callgrind_control")
+            .arg(what)
+            .arg(pid.to_string())
+            .output()
+            .map_err(|e| format!("callgrind_control: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "callgrind_control {what}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    };
+    let dumps = || -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        v.retain(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("cg.{pid}.")))
+        });
+        v.sort_by_key(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .and_then(|e| e.parse::<u32>().ok())
+                .unwrap_or(0)
+        });
+        v
+    };
+    // One phase: zero the counters, run, dump; the dump's total.
+    let phase = |run: &dyn Fn()| -> Result<(u64, PathBuf), String> {
+        control("-z")?;
+        run();
+        let before = dumps().len();
+        control("-d")?;
+        let file = wait_for(Duration::from_secs(30), Duration::from_millis(200), || {
+            let d = dumps();
+            (d.len() > before).then(|| d.last().cloned()).flatten()
+        })
+        .ok_or("no callgrind dump")?;
+        std::thread::sleep(Duration::from_millis(500));
+        Ok((callgrind_total(&file)?, file))
+    };
+    let (c1, c2) = (&lab.router(1).console, &lab.router(2).console);
+    let secs = f64::from(count) / f64::from(rate);
+    // A sink on each console, so that nothing answers with ICMP.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut sinks = Vec::new();
+    for (c, addr) in [(c1, console_addr(1)), (c2, console_addr(2))] {
+        let stop = stop.clone();
+        sinks.push(c.spawn(move || {
+            let s = UdpSocket::bind(SocketAddrV4::new(addr, 9000)).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            let mut buf = [0u8; 2048];
+            let mut got = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                if s.recv(&mut buf).is_ok() {
+                    got += 1;
+                }
+            }
+            got
+        }));
+    }
+    let send = |from: &Netns, from_addr: Ipv4Addr, to: Ipv4Addr, size: usize| {
+        let h = from.spawn(move || {
+            let s = UdpSocket::bind(SocketAddrV4::new(from_addr, 0)).unwrap();
+            let payload = vec![0x5au8; size - 28];
+            let start = Instant::now();
+            for i in 0..count {
+                let at = start + Duration::from_secs_f64(f64::from(i) / f64::from(rate));
+                if let Some(wait) = at.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                let _ = s.send_to(&payload, SocketAddrV4::new(to, 9000));
+            }
+        });
+        let _ = h.join();
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    println!(
+        "R1 under callgrind: {count} IPv4/UDP packets per case at {rate}/s ({secs:.0} s), R1's idle cost over the same time subtracted"
+    );
+    let (idle, _) = phase(&|| std::thread::sleep(Duration::from_secs_f64(secs + 0.3)))?;
+    let mut rows = Vec::new();
+    for size in [128usize, 1400] {
+        for sending in [true, false] {
+            let (total, file) = if sending {
+                phase(&|| send(c1, console_addr(1), console_addr(2), size))?
+            } else {
+                phase(&|| send(c2, console_addr(2), console_addr(1), size))?
+            };
+            let per = (total.saturating_sub(idle)) as f64 / f64::from(count);
+            rows.push((size, sending, per, file));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let received: Vec<u64> = sinks.into_iter().map(|h| h.join().unwrap_or(0)).collect();
+    // The floor: boringtun alone, for the same packets.
+    let mut floors = BTreeMap::new();
+    for size in [128usize, 1400] {
+        let mut per = [0f64; 2];
+        for (i, function) in ["encrypt_all", "decrypt_all"].iter().enumerate() {
+            let out = dir.join(format!("floor-{size}-{function}"));
+            let status = Command::new("valgrind")
+                .args([
+                    "--tool=callgrind",
+                    "--dump-instr=no",
+                    &format!("--toggle-collect=*{function}*"),
+                    &format!("--callgrind-out-file={}", out.display()),
+                ])
+                .arg(&floor)
+                .args([size.to_string(), count.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .map_err(|e| format!("valgrind wg_floor: {e}"))?;
+            if !status.success() {
+                return Err(format!("wg_floor {size} failed"));
+            }
+            per[i] = callgrind_total(&out)? as f64 / f64::from(count);
+        }
+        floors.insert(size, (per[0], per[1]));
+    }
+    println!(
+        "idle: {:.0} instructions a second; packets received by the consoles: C1 {}, C2 {}",
+        idle as f64 / secs,
+        received[0],
+        received[1]
+    );
+    println!("| case | meshd | boringtun alone | ratio |");
+    println!("|---|---|---|---|");
+    let mut over = Vec::new();
+    for ((size, sending, per, _), limit) in rows.iter().zip(CPU_RATIO_LIMITS) {
+        let (enc, dec) = floors[size];
+        let floor = if *sending { enc } else { dec };
+        let case = format!("{}, {size} B", if *sending { "send" } else { "receive" });
+        println!("| {case} | {per:.0} | {floor:.0} | {:.1}x |", per / floor);
+        if per / floor > limit {
+            over.push(format!("{case}: {:.2}x > {limit}x", per / floor));
+        }
+    }
+    println!("(R1 with BFD off: under callgrind it runs some 50 times slower)");
+    for (size, sending, _, file) in &rows {
+        if *size == 128 {
+            println!(
+                "\ntop functions of R1, {} {size} B (own instructions, whole phase):",
+                if *sending { "send" } else { "receive" }
+            );
+            for l in callgrind_top(file, 12) {
+                println!("  {l}");
+            }
+        }
+    }
+    if check && !over.is_empty() {
+        return Err(format!(
+            "more instructions per packet than allowed: {}",
+            over.join("; ")
+        ));
+    }
+    if received.iter().any(|&n| n < 2 * u64::from(count)) {
+        return Err(format!(
+            "packets lost on the way: consoles received {received:?}"
+        ));
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some(cmd), Some(meshd)) = (args.first(), args.get(1)) else {
         eprintln!(
-            "usage: meshlab demo|demo-vm|bench-throughput|bench-footprint|bench-failover|bench-exit MESHD [--check]"
+            "usage: meshlab demo|demo-vm|bench-throughput|bench-footprint|bench-failover|bench-exit|bench-cpu MESHD [--check]"
         );
         return ExitCode::from(2);
     };
@@ -1969,6 +2234,7 @@ fn main() -> ExitCode {
         "bench-footprint" => bench_footprint(&meshd),
         "bench-failover" => bench_failover(&meshd),
         "bench-exit" => bench_exit(&meshd),
+        "bench-cpu" => bench_cpu(&meshd, check),
         _ => Err(format!("unknown command {cmd}")),
     };
     match result {

@@ -64,6 +64,9 @@ cargo test --release --test lab_exit -- --nocapture
 say "deterministic simulations (seed square, power cuts, 16 and 64 nodes; release build)"
 cargo test -p mesh-core --features sim --release --test sim
 
+say "instructions per packet against boringtun alone (callgrind; fails 20 % above the recorded ratios)"
+scripts/bench-cpu.sh --check
+
 say "four arm64 router VMs of 64 MB (QEMU, TCG): the seed square, power cuts, a reset"
 scripts/router-square.sh
 
