@@ -202,6 +202,9 @@ pub struct Daemon {
     epoll: Epoll,
     signals: SignalFd,
     timer: TimerFd,
+    /// The deadline the timer is armed for: it is re-armed only when the
+    /// next deadline moved (a syscall saved on most wake-ups).
+    armed: Option<mesh_core::Instant>,
     control: ControlServer,
     /// The `meshd` object on OpenWrt's bus (reconnects when ubusd restarts;
     /// where there is no ubusd it keeps trying, quietly).
@@ -659,6 +662,7 @@ impl Daemon {
             epoll,
             signals,
             timer,
+            armed: None,
             control,
             ubus: crate::ubus::UbusConn::new(ubus_socket(), crate::ubus_api::object()),
             installed: BTreeSet::new(),
@@ -759,6 +763,7 @@ impl Daemon {
                     TOKEN_TUN => self.read_tun(&mut buf),
                     TOKEN_TIMER => {
                         let _ = self.timer.wait();
+                        self.armed = None;
                     }
                     TOKEN_SIGNAL => self.read_signals(),
                     TOKEN_CONTROL => self.accept_control(),
@@ -1382,13 +1387,19 @@ impl Daemon {
             Some(deadline) => {
                 // A deadline already past fires at once (1 µs from now).
                 let at = deadline.max(t + mesh_core::Duration::from_micros(1));
-                let _ = self.timer.set(
-                    Expiration::OneShot(to_timespec(at)),
-                    TimerSetTimeFlags::TFD_TIMER_ABSTIME,
-                );
+                if self.armed != Some(at) {
+                    let set = self.timer.set(
+                        Expiration::OneShot(to_timespec(at)),
+                        TimerSetTimeFlags::TFD_TIMER_ABSTIME,
+                    );
+                    self.armed = set.is_ok().then_some(at);
+                }
             }
             None => {
-                let _ = self.timer.unset();
+                if self.armed.is_some() {
+                    let _ = self.timer.unset();
+                    self.armed = None;
+                }
             }
         }
     }

@@ -55,17 +55,31 @@ pub enum PrefixError {
 }
 
 impl Prefix {
-    /// A prefix from an address and length; host bits are cleared.
+    /// A prefix from an address and length; host bits are cleared (with
+    /// one mask on the address as an integer: the forwarding path's
+    /// longest-prefix match builds one per prefix length it tries).
     pub fn new(addr: IpAddr, len: u8) -> Result<Prefix, PrefixError> {
-        let (family, bytes) = match addr {
-            IpAddr::V4(a) => {
+        match addr {
+            IpAddr::V4(a) if len <= 32 => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
                 let mut b = [0u8; 16];
-                b[..4].copy_from_slice(&a.octets());
-                (Family::Ipv4, b)
+                b[..4].copy_from_slice(&(u32::from(a) & mask).to_be_bytes());
+                Ok(Prefix {
+                    family: Family::Ipv4,
+                    len,
+                    addr: b,
+                })
             }
-            IpAddr::V6(a) => (Family::Ipv6, a.octets()),
-        };
-        Prefix::from_bytes(family, len, &bytes[..family.addr_len()])
+            IpAddr::V6(a) if len <= 128 => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+                Ok(Prefix {
+                    family: Family::Ipv6,
+                    len,
+                    addr: (u128::from(a) & mask).to_be_bytes(),
+                })
+            }
+            _ => Err(PrefixError::BadLength),
+        }
     }
 
     pub fn v4(a: u8, b: u8, c: u8, d: u8, len: u8) -> Result<Prefix, PrefixError> {
@@ -283,6 +297,24 @@ pub fn validate_nlri(family: Family, mut buf: &[u8]) -> Result<usize, PrefixErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The integer mask of `new` clears what the byte-wise mask of the
+        /// decoder does, for every length of both families.
+        #[test]
+        fn new_masks_as_the_decoder_does(a in proptest::prelude::any::<u128>(), len in 0u8..=128) {
+            let v6 = Ipv6Addr::from(a);
+            proptest::prop_assert_eq!(
+                Prefix::new(IpAddr::V6(v6), len),
+                Prefix::from_bytes(Family::Ipv6, len, &v6.octets())
+            );
+            let v4 = Ipv4Addr::from(a as u32);
+            proptest::prop_assert_eq!(
+                Prefix::new(IpAddr::V4(v4), len),
+                Prefix::from_bytes(Family::Ipv4, len, &v4.octets())
+            );
+        }
+    }
 
     #[test]
     fn host_bits_are_cleared() {

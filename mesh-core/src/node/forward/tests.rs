@@ -394,3 +394,40 @@ fn after_500_ms_the_same_packet_is_new_again() {
     assert!(d.first_sighting(T0 + DEDUP_WINDOW, &p, &info));
     assert_eq!(DEDUP_WINDOW, Duration::from_millis(500));
 }
+
+#[test]
+fn packets_that_differ_in_any_keyed_byte_are_different_packets() {
+    // Every byte of the UDP header and of the first 64 payload bytes is in
+    // the key, and so is the IPv4 identification: a packet that differs in
+    // one of them is no twin. (2,000 distinct packets, within the window.)
+    let mut d = Dedup::new();
+    let base = udp(host(4), host(1), GAME, GAME, 100);
+    let at = |i: u32| T0 + Duration::from_micros(u64::from(i));
+    let mut n = 0;
+    for byte in 20..20 + 8 + 64 {
+        for bit in [0x01u8, 0x80] {
+            let mut p = base.clone();
+            p[byte] ^= bit;
+            assert!(
+                d.first_sighting(at(n), &p, &ip::parse(&p).unwrap()),
+                "byte {byte} bit {bit:#x}"
+            );
+            n += 1;
+        }
+    }
+    for id in 1..=1800u16 {
+        let mut p = base.clone();
+        p[4..6].copy_from_slice(&id.to_be_bytes());
+        p[10..12].copy_from_slice(&[0, 0]);
+        let c = ip::checksum(&p[..20]);
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+        assert!(
+            d.first_sighting(at(n), &p, &ip::parse(&p).unwrap()),
+            "id {id}"
+        );
+        n += 1;
+    }
+    // And the original, still a first sighting, then a twin.
+    assert!(d.first_sighting(at(n), &base, &ip::parse(&base).unwrap()));
+    assert!(!d.first_sighting(at(n + 1), &base, &ip::parse(&base).unwrap()));
+}
