@@ -705,8 +705,11 @@ fn status_and_reloads_in_a_loop_do_not_stall_the_packet_loop() {
     // context and, on this virtual machine, time the host took (stretches
     // of 5-10 ms seen on r2-r4 handling one datagram). Work that moved onto
     // the loop (a parse, a file write, a netlink dump per reload) shifts
-    // the whole distribution: 99 % under 1 ms, 99.9 % under 5 ms, for every
-    // kind of source the hammer drives.
+    // the whole distribution: for every kind of source the hammer drives,
+    // the mean stays under 1 ms and 99 % of stretches under 5 ms. (A status
+    // request builds its document here: 158 µs mean on a quiet run, 272 µs
+    // with 2.3 % over 1 ms on a CI run where the machine was twice as slow;
+    // 1.5 ms of work added to each reload gave a mean of 1,707 µs.)
     let work = status["loop"]["work"].as_array().unwrap();
     for w in work {
         println!("r1's loop, {w}");
@@ -722,11 +725,16 @@ fn status_and_reloads_in_a_loop_do_not_stall_the_packet_loop() {
             "{source}: too few stretches {w}"
         );
         assert!(
-            under("p99_under_us") <= 1_000 && under("p999_under_us") <= 5_000,
+            w["mean_us"].as_u64().unwrap_or(u64::MAX) < 1_000 && under("p99_under_us") <= 5_000,
             "r1's loop works too long on {source}: {w} (worst {busy} ms in {busy_in})"
         );
     }
-    assert!(worst < 20.0, "r1's loop was {worst} ms between two waits");
+    // The loop's worst wall-clock stretch is printed, not judged: it holds
+    // the host pausing this whole VM (seen: 23.7 ms, 13 ms of it "CPU" in
+    // one TUN read). What a stall of r1's loop costs is judged where it
+    // shows: BFD (10 ms x 4) on every tunnel of r1, asserted above (50 ms
+    // stalls added to every 2,000th reload took sessions down 20 times in
+    // 30 s), and the probes.
     assert_eq!(r.lost, 0, "probes lost while r1 was hammered");
     assert!(lab.ping(1, 4), "traffic after the hammering");
 }
