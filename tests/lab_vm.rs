@@ -25,6 +25,16 @@ const BFD_MULTIPLIER: u64 = 4;
 
 const INTERVAL: Duration = Duration::from_millis(5);
 
+/// The longest detection time BFD's adaptation may reach: meshd's default
+/// `bfd_max_detection`, which the square leaves alone.
+const MAX_DETECTION: Duration = Duration::from_millis(mesh_core::bfd::DEFAULT_MAX_DETECTION_MS);
+
+/// From the detection to the stream arriving through r3: R1's timer fires
+/// late when its VM waits for a host core (TCG, four VMs on this host), the
+/// route moves, and the probes in flight on the wire to r2 are lost too.
+/// Measured on a quiet host: 18 and 82 ms beyond the detection time.
+const SWITCH: Duration = Duration::from_millis(120);
+
 fn meshd() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_meshd"))
 }
@@ -189,9 +199,19 @@ fn four_arm64_router_vms_converge_survive_a_power_cut_and_rejoin() {
     );
     for (what, c) in [("power cut", &c2), ("reset", &c3)] {
         let window = INTERVAL * c.lost_at_cut;
+        // R1 moves the stream when BFD finds r2 gone: the loss is the
+        // detection time in force (the square's 40 ms, widened by BFD on a
+        // jittery path up to bfd_max_detection) and the switch.
+        let detection = c
+            .detection
+            .unwrap_or_else(|| panic!("{what}: r1's status had no BFD detection time for r2"));
         assert!(
-            window <= Duration::from_millis(150),
-            "{what}: {window:?} lost\n{}",
+            detection <= MAX_DETECTION,
+            "{what}: r1's detection time toward r2 {detection:?}"
+        );
+        assert!(
+            window <= detection + SWITCH,
+            "{what}: {window:?} lost with a detection time of {detection:?}\n{}",
             sq.logs()
         );
         assert_eq!(c.lost_rejoining, 0, "{what}: lost while r2 rejoined");

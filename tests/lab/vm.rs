@@ -289,6 +289,20 @@ impl VmRouter {
         serde_json::from_str(out[start..].trim()).ok()
     }
 
+    /// This router's BFD detection time toward router `m`, as its status
+    /// reports it.
+    pub fn bfd_detection(&self, m: usize) -> Option<Duration> {
+        let status = self.status()?;
+        let name = format!("r{m}");
+        let member = status["members"]
+            .as_array()?
+            .iter()
+            .find(|x| x["name"] == name.as_str())?
+            .clone();
+        let ms = member["bfd"]["detection_ms"].as_f64()?;
+        Some(Duration::from_micros((ms * 1000.0) as u64))
+    }
+
     /// Which router this one sends console `dst`'s traffic through.
     pub fn first_hop(&self, dst: usize) -> Option<usize> {
         let prefix = format!("192.168.{dst}.0/24");
@@ -686,6 +700,9 @@ pub struct Cut {
     /// The first probe that had not arrived when the cut came.
     pub at_seq: u32,
     pub lost_at_cut: u32,
+    /// R1's BFD detection time toward r2 just before the cut (adapted to
+    /// the path's jitter, up to `bfd_max_detection`), if its status said.
+    pub detection: Option<Duration>,
     pub booted: Duration,
     pub rejoined: Duration,
     pub lost_rejoining: u32,
@@ -695,9 +712,11 @@ impl Cut {
     /// What the cut cost, for a report line (`interval`: the probes').
     pub fn summary(&self, interval: Duration) -> String {
         format!(
-            "{} probes lost at the cut ({} ms), {} while r2 came back; booted in {:.1} s, back through r2 {:.1} s after power-on (or the reset)",
+            "{} probes lost at the cut ({} ms; R1's detection time toward r2 was {}), {} while r2 came back; booted in {:.1} s, back through r2 {:.1} s after power-on (or the reset)",
             self.lost_at_cut,
             self.lost_at_cut as u128 * interval.as_millis(),
+            self.detection
+                .map_or("unknown".to_string(), |d| format!("{} ms", d.as_millis())),
             self.lost_rejoining,
             self.booted.as_secs_f64(),
             self.rejoined.as_secs_f64()
@@ -992,6 +1011,10 @@ impl VmSquare {
     }
 
     pub fn cut_r2(&mut self, probe: &VmProbe, reset: bool) -> Cut {
+        // Under TCG the path's jitter is the host's scheduling: R1's BFD
+        // may have widened its detection time (up to bfd_max_detection).
+        // The cut is judged against the time in force when it came.
+        let detection = self.router(1).bfd_detection(2);
         // Probes in flight when the power goes belong to the cut: it starts
         // after the last one that arrived.
         let before = probe.last_seq().map_or(0, |s| s + 1);
@@ -1045,6 +1068,7 @@ impl VmSquare {
             marks,
             at_seq: before,
             lost_at_cut,
+            detection,
             booted,
             rejoined,
             lost_rejoining,
