@@ -36,6 +36,9 @@
 //! - it parses (the header checksum is right after a TTL decrement);
 //! - ingress filtering: a packet from R2's LAN whose source is not in R2's
 //!   home comes out at no other node's LAN;
+//! - a member's tunnel never brings a node a packet from its own home
+//!   (what R2 or R3 sent raw with a source in R1's home does not come out
+//!   at R1's LAN);
 //! - anti-spoofing: its source lies in a home of the mesh, and its
 //!   destination in that node's own home (unless R1 may be an exit: then
 //!   the internet's answers reach consoles): nothing from outside the homes comes out of a
@@ -376,6 +379,15 @@ fn check_lans(w: &mut World<'_>, injected: &[Injected]) {
                     continue;
                 };
                 matched = true;
+                // A member's tunnel never brings a node's own home to its
+                // own home (a hostile member posing as one of its hosts).
+                assert!(
+                    inj.from_lan || inj.at == i || !in_home(n, info.src),
+                    "R{n} delivered to its LAN, from R{}'s tunnel, a packet posing as its own home ({} → {}): {p:02x?}",
+                    inj.at + 1,
+                    info.src,
+                    info.dst
+                );
                 // Ingress filtering: from a node's LAN, only its home's
                 // sources enter the mesh (the same bytes sent some other
                 // way may come out).

@@ -95,6 +95,12 @@ write(lan, "spoofed_and_martians",
       + bytes([3]) + pkt(0, R3H, 11, 0, 64, GAME, b"mdns")        # multicast
       + bytes([2]) + pkt(0, 3, R3H, 0, 64, GAME, b"as R1")        # R2 posing as R1
       + adv(MS_20))
+write(lan, "posing_as_own_home",
+      bytes([PEERS]) + adv(SECONDS_22)
+      + bytes([2]) + pkt(0, R1H, 0x20, 0, 64, GAME, b"as R1's host")   # R2: R1's host to another
+      + bytes([3]) + pkt(1, R1H, 0x20, 0, 64, GAME, b"six")            # R3, IPv6
+      + bytes([2]) + pkt(0, 3, R1H, 0, 64, GAME, b"as R1")             # R1's overlay to its host
+      + adv(MS_20))
 write(lan, "control_in_tunnel",
       bytes([PEERS]) + adv(SECONDS_22)
       + bytes([2]) + pkt(0, 4, 3, 0, 255, BFD, b"\x20\x40\x03\x18" + b"\x00" * 20)  # a BFD lookalike

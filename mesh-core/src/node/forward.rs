@@ -94,7 +94,9 @@ pub enum Control {
 pub enum DropReason {
     /// A broken IP header (`bad_inner`).
     BadHeader,
-    /// From a tunnel, with a source no member's home holds (`spoofed`).
+    /// From a tunnel, with a source no member's home holds, or from our
+    /// own home to our own home (a member posing as one of our hosts to
+    /// another): `spoofed`.
     Spoofed,
     /// A destination no relay serves: loopback, multicast, broadcast, link
     /// local (`relay_refused`).
@@ -192,6 +194,12 @@ impl<T: Tunnel> Router<'_, T> {
     /// An inner packet from a member's tunnel, trimmed to its IP length.
     pub fn for_member_packet(&self, packet: &[u8], info: &IpInfo) -> Verdict {
         if !self.source_allowed(info.src) {
+            return Verdict::Drop(DropReason::Spoofed);
+        }
+        if self.own_home(info.src) && self.own_home(info.dst) {
+            // Our home to our home never crosses a tunnel: a member posing
+            // as one of our hosts (or as us) to another of them, which our
+            // LAN and the kernel would take for local traffic.
             return Verdict::Drop(DropReason::Spoofed);
         }
         if martian(info.dst) {
