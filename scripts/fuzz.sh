@@ -31,6 +31,8 @@ host=$(rustc -vV | sed -n 's/^host: //p')
 # One target directory for both projects: what they share (libFuzzer's C++,
 # mesh-core, boringtun and the rest, built alike) is built once.
 target_dir=$PWD/target/fuzz
+# The crypto crates without coverage instrumentation (see the wrapper).
+export RUSTC_WRAPPER=$PWD/scripts/fuzz-rustc
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/meshd-fuzz.XXXXXX")
 trap 'rm -rf "$scratch"' EXIT
 

@@ -48,7 +48,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let len = 24 + (lens % 9);
-    let Some(m) = Map::new((Ipv4Addr::new(192, 168, 1, 0), len), (Ipv4Addr::new(10, 80, 166, 0), len)) else {
+    let Some(m) = Map::new(
+        (Ipv4Addr::new(192, 168, 1, 0), len),
+        (Ipv4Addr::new(10, 80, 166, 0), len),
+    ) else {
         return;
     };
     let maps = [m];
@@ -83,7 +86,11 @@ fuzz_target!(|data: &[u8]| {
         let (a, b) = (at, if at == 12 { 16 } else { 12 });
         q.copy_within(a..a + 4, b);
         if map(&mut q, &maps, back) {
-            assert_eq!(q[b..b + 4], packet[a..a + 4], "not mapped back to the same address");
+            assert_eq!(
+                q[b..b + 4],
+                packet[a..a + 4],
+                "not mapped back to the same address"
+            );
         }
     }
 });
