@@ -119,6 +119,7 @@ pub mod bgp;
 pub mod discovery;
 pub mod hash;
 pub mod identity;
+pub mod invite;
 pub mod ip;
 pub mod nat;
 pub mod netmap;

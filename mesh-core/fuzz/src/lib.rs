@@ -666,6 +666,7 @@ impl<'a> World<'a> {
         let slots = (0..MAX_MEMBERS as u8).filter_map(|slot| node.member(slot).map(|m| (slot, m)));
         let members: u64 = slots.clone().map(|(_, m)| m.stats.rx_datagrams).sum();
         let classified = s.udp_oversized
+            + s.join_in
             + s.stun_invalid
             + s.stun_rate_limited
             + s.stun_answered

@@ -97,6 +97,9 @@ pub struct NodeStats {
     /// Datagrams that are not WireGuard, or that failed its checks.
     pub udp_invalid: u64,
     pub udp_oversized: u64,
+    /// Join datagrams (invites; their own counters say what became of
+    /// each).
+    pub join_in: u64,
     /// Handshakes from keys that are not members.
     pub unknown_key: u64,
     pub cookie_replies: u64,
@@ -182,6 +185,8 @@ pub enum Wake {
     Exchange(exchange::Timer),
     /// The game exit's NAT sweep or load announcement.
     Exit(exit::Timer),
+    /// Our join request's next retry, or its timeout.
+    Join,
 }
 
 pub(crate) fn push_event(q: &mut Events, stats: &mut NodeStats, e: NodeEvent) {

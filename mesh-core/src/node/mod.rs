@@ -60,6 +60,7 @@ mod exit;
 pub mod exitnat;
 mod forward;
 mod ids;
+mod invite;
 mod output;
 mod relay;
 mod slots;
@@ -86,6 +87,7 @@ pub use exit::{
     EXIT_MTU, EXIT_TAG, LOAD_TAG,
 };
 pub use forward::{Control, DropReason, Verdict};
+pub use invite::{InviteOutcome, INVITE_OUTCOMES, MAX_INVITES};
 pub use output::{Port, Transmit, DISCOVERY_QUEUE, EVENT_QUEUE, LAN_QUEUE, TRANSMIT_QUEUE};
 pub use relay::bytes_per_second;
 pub use slots::DIRECT_FRESH;
@@ -138,6 +140,8 @@ pub struct Node<'a, C: Crypto> {
     exits: exit::Exits,
     /// LAN discovery: what is relayed, the replay windows and rate caps.
     discovery: crate::discovery::Relay,
+    /// Invites handed out, and our own join.
+    invite: invite::InviteRoom,
     dedup: Dedup,
     ids: Ids,
     tx: TxRing,
@@ -188,6 +192,7 @@ impl<'a, C: Crypto> Node<'a, C> {
                 config.overlay,
                 config.boot,
             ),
+            invite: invite::InviteRoom::default(),
             config,
             crypto,
             slots: Slots::new(),
@@ -418,6 +423,13 @@ impl<'a, C: Crypto> Node<'a, C> {
             return;
         }
         self.new_second(now);
+        if bytes.first() == Some(&crate::invite::MAGIC) {
+            // Never WireGuard (its first octet is its type, 1-4) nor STUN
+            // (0 or 1): a join request or accept.
+            self.join_datagram(now, from, bytes);
+            self.finish(now);
+            return;
+        }
         if crate::stun::is_stun(bytes) {
             self.stun
                 .handle_datagram(now, from, bytes, &mut self.slots, &mut self.stats);
@@ -533,6 +545,10 @@ impl<'a, C: Crypto> Node<'a, C> {
         }
         self.punch_timers(now);
         self.exit_timeout(now);
+        if self.join_timeout().is_some_and(|t| t <= now) {
+            self.join_step(now);
+            self.timers_changed = true;
+        }
         self.finish(now);
         self.settle();
     }
@@ -630,11 +646,13 @@ impl<'a, C: Crypto> Node<'a, C> {
             .map(|(t, w)| (t, Wake::Exchange(w)));
         let members = self.slots.iter().filter_map(|(i, s)| slot(i, s));
         let exit = self.exits.poll_timeout().map(|(t, w)| (t, Wake::Exit(w)));
+        let join = self.join_timeout().map(|t| (t, Wake::Join));
         wireguard
             .into_iter()
             .chain(bgp)
             .chain(exchange)
             .chain(exit)
+            .chain(join)
             .chain(members)
             .min_by_key(|(t, _)| *t)
     }

@@ -216,6 +216,18 @@ impl Pair {
         p
     }
 
+    /// Two routers that do not know each other yet.
+    fn strangers() -> Pair {
+        Pair {
+            now: T0,
+            nodes: [node(1), node(2)],
+            wire: Vec::new(),
+            cut: [false, false],
+            lan: [Vec::new(), Vec::new()],
+            events: [Vec::new(), Vec::new()],
+        }
+    }
+
     fn drain(&mut self, i: usize) {
         let now = self.now;
         while let Some(t) = self.nodes[i].poll_transmit() {
@@ -329,6 +341,7 @@ fn every_datagram_on_the_mesh_port_is_counted_once() {
             let s = n.stats();
             let members: u64 = n.members().map(|m| m.stats.rx_datagrams).sum();
             let counted = s.udp_oversized
+                + s.join_in
                 + s.stun_invalid
                 + s.stun_rate_limited
                 + s.stun_answered
@@ -473,5 +486,115 @@ fn a_member_gone_silent_loses_its_traffic_at_bfd_down_and_its_routes_once_confir
             Some(confirmed)
         );
         assert_eq!(p.nodes[0].next_hop(IpAddr::V4(console(2))), None);
+    });
+}
+
+/// Issue 17, part 3: a friend joins with a token. R1 invites, R2 joins
+/// over the mesh port; each learns the other's key from the exchange, and
+/// once both add the member the daemon would write, the tunnel, BGP and BFD
+/// come up. The same token again, from anyone, is refused.
+#[test]
+fn a_friend_joins_with_a_token_and_the_tunnel_follows() {
+    use crate::invite::{Endpoint, Name, Token};
+    big_stack(|| {
+        let mut p = Pair::strangers();
+        let name = |s: &str| Name::try_from(s).unwrap();
+        let token = Token {
+            inviter: p.nodes[0].public_key().0,
+            inviter_name: name("r1"),
+            endpoints: heapless::Vec::from_slice(&[Endpoint::from(underlay(1))]).unwrap(),
+            id: [7; 8],
+            secret: [0x42; 16],
+            expires: 0,
+            name: name("r2"),
+        };
+        p.nodes[0]
+            .add_invite(
+                T0,
+                token.id,
+                token.secret,
+                name("r2"),
+                Duration::from_secs(60),
+            )
+            .unwrap();
+        p.nodes[1].join(T0, token.clone(), [1; 8]);
+        p.drain(1);
+        p.run_for(Duration::from_millis(10));
+        let joined = p.nodes[0].poll_invite_outcome();
+        assert_eq!(
+            joined,
+            Some(InviteOutcome::Joined {
+                name: name("r2"),
+                key: p.nodes[1].public_key()
+            })
+        );
+        assert_eq!(
+            p.nodes[1].poll_invite_outcome(),
+            Some(InviteOutcome::Accepted {
+                token: token.clone()
+            })
+        );
+        assert_eq!(p.nodes[0].invites().stats.joined, 1);
+        assert!(p.nodes[1].joining().is_none());
+        // What the daemons write: R2 knows R1 with its endpoint, R1 knows
+        // R2 by key alone (WireGuard learns where it is).
+        p.nodes[0].add_member(p.now, member(2, false)).unwrap();
+        p.nodes[1].add_member(p.now, member(1, true)).unwrap();
+        p.drain(0);
+        p.drain(1);
+        p.run_for(Duration::from_secs(3));
+        for i in 0..2 {
+            assert!(p
+                .saw(i, |e| matches!(e, NodeEvent::SessionUp { .. }))
+                .is_some());
+        }
+        // The token again: refused, whoever sends it.
+        let now = p.now;
+        p.nodes[1].join(now, token.clone(), [2; 8]);
+        p.drain(1);
+        p.run_for(Duration::from_millis(10));
+        assert_eq!(p.nodes[0].invites().stats.refused_used, 1);
+        assert_eq!(p.nodes[0].poll_invite_outcome(), None);
+        assert!(matches!(
+            p.nodes[1].poll_invite_outcome(),
+            Some(InviteOutcome::Refused {
+                why: crate::invite::Refusal::Used,
+                ..
+            })
+        ));
+        assert!(p.nodes[1].joining().is_none());
+        // A token no one made: no answer, and the join gives up after its
+        // timeout, once.
+        let mut stranger = token.clone();
+        stranger.id = [8; 8];
+        let now = p.now;
+        p.nodes[1].join(now, stranger, [3; 8]);
+        p.drain(1);
+        p.run_for(crate::invite::JOIN_TIMEOUT);
+        assert!(matches!(
+            p.nodes[1].poll_invite_outcome(),
+            Some(InviteOutcome::TimedOut { .. })
+        ));
+        assert_eq!(p.nodes[1].poll_invite_outcome(), None);
+        assert_eq!(p.nodes[0].invites().stats.refused_unknown, 20);
+        for n in &p.nodes {
+            let s = n.stats();
+            let i = n.invites().stats;
+            assert!(s.join_in > 0);
+            assert_eq!(
+                s.join_in,
+                i.joined
+                    + i.answered_again
+                    + i.refused_expired
+                    + i.refused_used
+                    + i.refused_bad_mac
+                    + i.refused_unknown
+                    + i.malformed
+                    + i.rate_limited
+                    + i.accepted
+                    + i.refusals,
+                "{i:?}"
+            );
+        }
     });
 }
