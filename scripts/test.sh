@@ -26,13 +26,14 @@ say "cargo test (unit, property, interop and lab tests)"
 # The failover tests, the impairment profiles and the packet loop's latency
 # measure milliseconds, the NAT matrix runs eleven daemons, the game
 # exits' lab waits out a two-minute mapping, and the discovery storm, power
-# cut and hostile member count BFD downs and lost game packets: they run
-# below in a release build.
+# cut and hostile member count BFD downs and lost game packets, and the
+# invite lab times a flood of join datagrams: they run below in a release
+# build.
 cargo test --workspace -- --skip failover_ --skip nat_matrix --skip consoles_get_an_open_nat \
   --skip silent_control_clients --skip a_reload_whose_endpoint_name --skip status_and_reloads_in_a_loop \
   --skip a_log_pipe_nobody_reads --skip impaired_ --skip four_arm64_router_vms \
   --skip discovery_follows_the_new_paths --skip discovery_storm_from_c1 \
-  --skip discovery_from_a_hostile_member
+  --skip discovery_from_a_hostile_member --skip homes_join_by_invite
 
 say "the LuCI pages in headless Chromium, on a stand-in for LuCI (tests/openwrt/browser)"
 npm ci --prefix tests/openwrt/browser --no-audit --no-fund --loglevel=error
@@ -51,6 +52,9 @@ say "the packet loop never waits for a control client, a name lookup or its log 
 cargo test --release --test lab_seed -- --nocapture --test-threads=1 \
   silent_control_clients a_reload_whose_endpoint_name status_and_reloads_in_a_loop \
   a_log_pipe_nobody_reads
+
+say "invites: homes join by token; expired, reused, damaged and flooded tokens refused (release build)"
+cargo test --release --test lab_invite -- --nocapture --test-threads=1
 
 say "LAN discovery between homes: broadcasts, SSDP, a power cut, a storm, a hostile member (release build)"
 cargo test --release --test lab_discovery -- --test-threads=1 --nocapture

@@ -3,7 +3,9 @@
 //! The daemon serves it from its packet loop without ever waiting on a
 //! client: see [`ControlServer`].
 //!
-//! Requests: `status` (text) and `status json`.
+//! Requests: `status` (text), `status json`, and for invites (see
+//! `meshd invite` and `meshd join`): `invite NAME SECONDS [ENDPOINT...]`,
+//! `join TOKEN` and `join status`.
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -13,10 +15,21 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// A request the daemon answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     Status,
     StatusJson,
+    /// Make an invite giving `name`, valid `seconds`, carrying `endpoints`
+    /// (none: what the daemon knows of itself).
+    Invite {
+        name: String,
+        seconds: u64,
+        endpoints: Vec<std::net::SocketAddr>,
+    },
+    /// Join with a token (its text).
+    Join(String),
+    /// Where our join stands.
+    JoinStatus,
 }
 
 impl Request {
@@ -24,6 +37,16 @@ impl Request {
         match line.split_whitespace().collect::<Vec<_>>().as_slice() {
             ["status"] => Some(Request::Status),
             ["status", "json"] => Some(Request::StatusJson),
+            ["invite", name, seconds, endpoints @ ..] => Some(Request::Invite {
+                name: name.to_string(),
+                seconds: seconds.parse().ok()?,
+                endpoints: endpoints
+                    .iter()
+                    .map(|e| e.parse().ok())
+                    .collect::<Option<Vec<_>>>()?,
+            }),
+            ["join", "status"] => Some(Request::JoinStatus),
+            ["join", token] => Some(Request::Join(token.to_string())),
             _ => None,
         }
     }
@@ -41,8 +64,8 @@ pub const MAX_CLIENTS: usize = 16;
 /// A client that has not sent its line, or not taken its answer, by then is
 /// dropped (its socket closed).
 pub const CLIENT_DEADLINE: Duration = Duration::from_secs(2);
-/// The request line, at most.
-pub const MAX_LINE: usize = 256;
+/// The request line, at most (an invite token is some 200 characters).
+pub const MAX_LINE: usize = 1024;
 
 /// One client: its request line as it arrives, then its answer as it leaves.
 struct Client {
@@ -144,11 +167,21 @@ impl ControlServer {
         i: usize,
         answer: impl FnOnce(Option<Request>) -> String,
     ) -> Interest {
+        match self.read_request(i) {
+            Ok(request) => self.answer(i, answer(request)),
+            Err(interest) => interest,
+        }
+    }
+
+    /// Client `i` is readable: reads what arrived. Once the line is whole
+    /// (or the client closed, or the line is too long), the request in it,
+    /// which [`ControlServer::answer`] must answer; else what to wait for.
+    pub fn read_request(&mut self, i: usize) -> Result<Option<Request>, Interest> {
         let Some(c) = self.clients.get_mut(i).and_then(Option::as_mut) else {
-            return Interest::Closed;
+            return Err(Interest::Closed);
         };
         if c.reply.is_some() {
-            return Interest::Write;
+            return Err(Interest::Write);
         }
         let mut buf = [0u8; MAX_LINE];
         let whole = loop {
@@ -163,14 +196,22 @@ impl ControlServer {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
                 Err(_) => {
                     self.clients[i] = None;
-                    return Interest::Closed;
+                    return Err(Interest::Closed);
                 }
             }
         };
         if !whole {
-            return Interest::Read;
+            return Err(Interest::Read);
         }
-        c.reply = Some((answer(request_of(&c.line)).into_bytes(), 0));
+        Ok(request_of(&c.line))
+    }
+
+    /// Answers client `i`'s request and starts writing.
+    pub fn answer(&mut self, i: usize, answer: String) -> Interest {
+        let Some(c) = self.clients.get_mut(i).and_then(Option::as_mut) else {
+            return Interest::Closed;
+        };
+        c.reply = Some((answer.into_bytes(), 0));
         self.on_writable(i)
     }
 

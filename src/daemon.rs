@@ -217,6 +217,10 @@ pub struct Daemon {
     /// The configuration file is read (SIGHUP, ubus `reload`) and edited
     /// (ubus `member_add`, `member_del`) here, off the loop.
     files: FileWorker,
+    /// Our own join (`meshd join`), and tokens given to it that did not
+    /// decode.
+    join: crate::invites::JoinProgress,
+    bad_tokens: u64,
     /// For reconfiguring when names resolve (the key file is read on
     /// reloads only).
     private_key: Key,
@@ -669,6 +673,8 @@ impl Daemon {
             resolved: Resolved::default(),
             resolver,
             files,
+            join: Default::default(),
+            bad_tokens: 0,
             private_key,
             stop: None,
             udp_send_errors: 0,
@@ -1187,15 +1193,28 @@ impl Daemon {
                 main: &self.config.main,
                 discovery: &self.discovery,
                 loop_worst: self.loop_latency.worst(),
+                join: &self.join,
+                bad_tokens: self.bad_tokens,
             };
-            self.control.on_readable(i, |req| {
-                let doc = parts.document(now());
-                match req {
-                    Some(Request::Status) => status::render(&doc),
-                    Some(Request::StatusJson) => doc.pretty() + "\n",
-                    None => "error: unknown request (try: status, status json)\n".into(),
+            match self.control.read_request(i) {
+                Ok(Some(Request::Status)) => {
+                    let doc = parts.document(now());
+                    self.control.answer(i, status::render(&doc))
                 }
-            })
+                Ok(Some(Request::StatusJson)) => {
+                    let doc = parts.document(now());
+                    self.control.answer(i, doc.pretty() + "\n")
+                }
+                Ok(Some(other)) => {
+                    let answer = self.invite_request(other);
+                    self.control.answer(i, answer)
+                }
+                Ok(None) => self.control.answer(
+                    i,
+                    "error: unknown request (try: status, status json)\n".into(),
+                ),
+                Err(interest) => interest,
+            }
         };
         if interest == Interest::Write {
             if let Some(fd) = self.control.fd(i) {
@@ -1366,6 +1385,9 @@ impl Daemon {
         while let Some(ev) = self.node.poll_event() {
             self.on_event(ev);
         }
+        while let Some(o) = self.node.poll_invite_outcome() {
+            self.on_invite(o);
+        }
     }
 
     fn drain_and_arm(&mut self) {
@@ -1461,7 +1483,7 @@ impl Daemon {
                         // is answered when it is done and applied.
                         crate::ubus_api::Answer::AfterEdit(edit) => {
                             let job = Job::Edit {
-                                caller: (peer, seq),
+                                caller: Some((peer, seq)),
                                 edit,
                             };
                             if !self.files.submit(job) {
@@ -1495,7 +1517,7 @@ impl Daemon {
                     }
                 }
                 Done::Edited {
-                    caller: (peer, seq),
+                    caller,
                     method,
                     event,
                     result,
@@ -1506,8 +1528,233 @@ impl Daemon {
                             self.apply(loaded);
                         }
                     }
-                    let answer = crate::ubus_api::finish_edit(self, method, event, result);
-                    self.ubus.reply(peer, seq, answer);
+                    match caller {
+                        Some((peer, seq)) => {
+                            let answer = crate::ubus_api::finish_edit(self, method, event, result);
+                            self.ubus.reply(peer, seq, answer);
+                        }
+                        None => self.invite_written(method, result),
+                    }
+                }
+            }
+        }
+    }
+
+    /// `invite ...`, `join TOKEN`, `join status` on the control socket.
+    fn invite_request(&mut self, req: Request) -> String {
+        let result = match req {
+            Request::Invite {
+                name,
+                seconds,
+                endpoints,
+            } => self.invite(&name, seconds, endpoints),
+            Request::Join(text) => self.start_join(&text),
+            Request::JoinStatus => Ok(self.join.line()),
+            Request::Status | Request::StatusJson => Err("not an invite request".into()),
+        };
+        result.unwrap_or_else(|e| format!("error: {e}\n"))
+    }
+
+    /// Makes an invite giving `name` and answers its token.
+    fn invite(
+        &mut self,
+        name: &str,
+        seconds: u64,
+        endpoints: Vec<std::net::SocketAddr>,
+    ) -> Result<String, String> {
+        use crate::invites;
+        if !mesh_core::invite::valid_name(name) {
+            return Err(format!(
+                "'{name}' is not a member name (1..32 of [A-Za-z0-9_])"
+            ));
+        }
+        if self.config.members.iter().any(|m| m.name == name) {
+            return Err(format!("there is a member '{name}' already"));
+        }
+        let t = now();
+        if self.node.invites().gives(t, name) {
+            return Err(format!("an invite for '{name}' is pending"));
+        }
+        if seconds == 0 || seconds > 30 * 86400 {
+            return Err("an invite lasts 1 s to 30 days".into());
+        }
+        let endpoints = if endpoints.is_empty() {
+            let public = self.node.nat_report().public;
+            let host = host_addresses(self.config.main.overlay);
+            invites::default_endpoints(public, &host, self.config.main.listen_port)
+        } else {
+            endpoints
+        };
+        let id = invites::random::<8>().map_err(|e| format!("random source: {e}"))?;
+        let secret = invites::random::<16>().map_err(|e| format!("random source: {e}"))?;
+        let own = self.node.public_key();
+        let token = invites::token(
+            &own,
+            invites::own_name(),
+            name,
+            &endpoints,
+            id,
+            secret,
+            invites::unix_now() + seconds,
+        )?;
+        let text = token.to_text().map_err(|e| e.to_string())?;
+        self.node
+            .add_invite(
+                t,
+                id,
+                secret,
+                token.name.clone(),
+                mesh_core::Duration::from_secs(seconds),
+            )
+            .map_err(|_| {
+                format!(
+                    "{} invites are pending: wait for one to be used or to expire",
+                    mesh_core::node::MAX_INVITES
+                )
+            })?;
+        log::info!(
+            "invite: made one for '{name}', valid {seconds} s, reaching us at {}",
+            endpoints
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        Ok(format!("{text}\n"))
+    }
+
+    /// `join TOKEN`: starts asking the inviter.
+    fn start_join(&mut self, text: &str) -> Result<String, String> {
+        let token = match mesh_core::invite::Token::from_text(text) {
+            Ok(t) => t,
+            Err(e) => {
+                self.bad_tokens += 1;
+                return Err(e.to_string());
+            }
+        };
+        let inviter = mesh_core::wg::Key(token.inviter);
+        if inviter == self.node.public_key() {
+            return Err("that is this router's own invite".into());
+        }
+        if let Some(m) = self.config.members.iter().find(|m| m.public_key == inviter) {
+            return Err(format!("the inviter is member '{}' already", m.name));
+        }
+        if matches!(self.join, crate::invites::JoinProgress::Joining { .. }) {
+            return Err("a join is in progress".into());
+        }
+        if token.expires < crate::invites::unix_now() {
+            log::warn!(
+                "invite: the token says it expired (our clock); asking {} anyway",
+                token.inviter_name
+            );
+        }
+        let nonce = crate::invites::random::<8>().map_err(|e| format!("random source: {e}"))?;
+        let name = token.inviter_name.to_string();
+        log::info!(
+            "invite: joining {name}'s mesh at {}",
+            token
+                .endpoints
+                .iter()
+                .map(|&e| std::net::SocketAddr::from(e).to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        self.node.join(now(), token, nonce);
+        self.join = crate::invites::JoinProgress::Joining {
+            inviter: name.clone(),
+        };
+        Ok(format!("joining {name}\n"))
+    }
+
+    /// What the node says of an invite or of our join: member sections to
+    /// write (on the file thread), or a join that failed.
+    fn on_invite(&mut self, o: mesh_core::node::InviteOutcome) {
+        use crate::uci_edit::NewMember;
+        use mesh_core::node::InviteOutcome;
+        let (method, member) = match o {
+            InviteOutcome::Joined { name, key } => {
+                log::info!("invite: '{name}' joined with key {key}; adding it");
+                let key = key.to_string();
+                ("invite_joined", NewMember::new(name.as_str(), &key, "", ""))
+            }
+            InviteOutcome::Accepted { token } => {
+                let key = mesh_core::wg::Key(token.inviter);
+                let name = crate::invites::unique_name(
+                    &token.inviter_name,
+                    &key,
+                    self.config.members.iter().map(|m| m.name.as_str()),
+                );
+                log::info!(
+                    "invite: {} accepted us; adding it as '{name}'",
+                    token.inviter_name
+                );
+                let mut m = NewMember::new(name.as_str(), &key.to_string(), "", "");
+                m.endpoints = token
+                    .endpoints
+                    .iter()
+                    .map(|&e| std::net::SocketAddr::from(e).to_string())
+                    .collect();
+                self.join = crate::invites::JoinProgress::Writing {
+                    inviter: name.to_string(),
+                };
+                ("join_accepted", m)
+            }
+            InviteOutcome::Refused { token, why } => {
+                log::warn!("invite: {} refused our join: {why}", token.inviter_name);
+                self.join = crate::invites::JoinProgress::Failed {
+                    inviter: token.inviter_name.to_string(),
+                    reason: why.to_string(),
+                };
+                return;
+            }
+            InviteOutcome::TimedOut { token } => {
+                let reason = format!(
+                    "no answer in {} s (not reachable, or not its token)",
+                    mesh_core::invite::JOIN_TIMEOUT.as_secs()
+                );
+                log::warn!("invite: {}: {reason}", token.inviter_name);
+                self.join = crate::invites::JoinProgress::Failed {
+                    inviter: token.inviter_name.to_string(),
+                    reason,
+                };
+                return;
+            }
+        };
+        let edit = crate::ubus_api::Edit {
+            method,
+            event: "added",
+            job: Box::new(move |config| {
+                crate::uci_edit::member_add(config, &member)
+                    .map_err(|e| (crate::ubus::Status::UnknownError, e.to_string()))?;
+                Ok(member.name)
+            }),
+        };
+        if !self.files.submit(Job::Edit { caller: None, edit }) {
+            log::error!("invite: the file thread is gone: the member is not written");
+        }
+    }
+
+    /// An invite's member section was written (or not).
+    fn invite_written(&mut self, method: &'static str, result: crate::ubus_api::EditResult) {
+        match (&result, method) {
+            (Ok(name), "join_accepted") => {
+                log::info!("invite: joined; '{name}' is a member now");
+                self.join = crate::invites::JoinProgress::Joined {
+                    inviter: name.clone(),
+                };
+            }
+            (Ok(name), _) => log::info!("invite: '{name}' is a member now"),
+            (Err((_, why)), _) => {
+                log::error!("invite: the member could not be written: {why}");
+                if method == "join_accepted" {
+                    let inviter = match &self.join {
+                        crate::invites::JoinProgress::Writing { inviter } => inviter.clone(),
+                        _ => String::new(),
+                    };
+                    self.join = crate::invites::JoinProgress::Failed {
+                        inviter,
+                        reason: format!("the config file: {why}"),
+                    };
                 }
             }
         }
@@ -1762,6 +2009,8 @@ impl crate::ubus_api::Api for Daemon {
             main: &self.config.main,
             discovery: &self.discovery,
             loop_worst: self.loop_latency.worst(),
+            join: &self.join,
+            bad_tokens: self.bad_tokens,
         }
         .document(now())
     }

@@ -36,8 +36,9 @@ pub enum Job {
     /// Re-read the file; `caller` (a ubus `reload`) is answered once the
     /// result was applied. SIGHUP has no caller.
     Reload { caller: Option<Caller> },
-    /// Edit the file for `caller`; when it was written, re-read it.
-    Edit { caller: Caller, edit: Edit },
+    /// Edit the file for `caller` (none: the daemon's own edit, for an
+    /// invite); when it was written, re-read it.
+    Edit { caller: Option<Caller>, edit: Edit },
 }
 
 /// A job done.
@@ -48,7 +49,7 @@ pub enum Done {
         loaded: Loaded,
     },
     Edited {
-        caller: Caller,
+        caller: Option<Caller>,
         method: &'static str,
         /// The member event subscribers hear when the file was written.
         event: &'static str,
@@ -205,7 +206,7 @@ mod tests {
             }),
         };
         assert!(w.submit(Job::Edit {
-            caller: (7, 1),
+            caller: Some((7, 1)),
             edit
         }));
         let done = wait(&mut w, 2);
@@ -217,7 +218,7 @@ mod tests {
         assert_eq!(first.1 .0, second.1 .0);
         assert_eq!(second.0.members.len(), 1, "the edit's re-read sees it");
         assert!(
-            matches!(&done[1], Done::Edited { caller: (7, 1), result: Ok(n), .. } if n == "bob")
+            matches!(&done[1], Done::Edited { caller: Some((7, 1)), result: Ok(n), .. } if n == "bob")
         );
 
         // A refused edit: nothing written, so nothing re-read.
@@ -231,7 +232,7 @@ mod tests {
             }),
         };
         assert!(w.submit(Job::Edit {
-            caller: (7, 2),
+            caller: Some((7, 2)),
             edit: gone
         }));
         let done = wait(&mut w, 1);

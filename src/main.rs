@@ -21,9 +21,126 @@ const DEFAULT_CONFIG: &str = "/etc/config/meshd";
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: meshd [-c CONFIG] [run|check|status [--json]|genkey|pubkey]\n       meshd --version"
+        "usage: meshd [-c CONFIG] [run|check|status [--json]|genkey|pubkey]\n       \
+         meshd [-c CONFIG] invite --name NAME [--expires 24h] [--endpoint ADDR:PORT]...\n       \
+         meshd [-c CONFIG] join TOKEN\n       meshd --version"
     );
     ExitCode::from(2)
+}
+
+/// The control socket the config names (without validating the rest).
+fn socket_of(config: &std::path::Path) -> PathBuf {
+    Config::load(config)
+        .map(|c| c.main.control_socket)
+        .unwrap_or_else(|_| PathBuf::from(meshd::config::DEFAULT_CONTROL_SOCKET))
+}
+
+/// `meshd invite --name NAME [--expires D] [--endpoint A:P]...`: asks the
+/// running daemon for an invite and prints its token.
+fn invite(socket: &std::path::Path, args: &[String]) -> ExitCode {
+    let (mut name, mut seconds, mut endpoints) = (None, 86400, Vec::new());
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let value = it.next();
+        match (a.as_str(), value) {
+            ("--name", Some(v)) => name = Some(v.clone()),
+            ("--expires", Some(v)) => match meshd::invites::parse_duration(v) {
+                Some(s) => seconds = s,
+                None => {
+                    eprintln!("error: --expires {v}: a duration like 24h, 30m, 90s or 2d");
+                    return ExitCode::from(2);
+                }
+            },
+            ("--endpoint", Some(v)) => {
+                match v.parse::<std::net::SocketAddr>() {
+                    Ok(e) => endpoints.push(e.to_string()),
+                    Err(_) => {
+                        eprintln!("error: --endpoint {v}: an address and port (a.b.c.d:port or [v6]:port)");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            _ => return usage(),
+        }
+    }
+    let Some(name) = name else {
+        eprintln!("error: --name: the name your friend's router gets here");
+        return ExitCode::from(2);
+    };
+    let request = format!("invite {name} {seconds} {}", endpoints.join(" "));
+    match control::ask(socket, request.trim_end()) {
+        Ok(answer) if answer.starts_with(mesh_core::invite::TEXT_PREFIX) => {
+            print!("{answer}");
+            eprintln!(
+                "On your friend's router: meshd join {} (valid {}, once)",
+                answer.trim(),
+                human(seconds)
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(answer) => {
+            eprint!("{answer}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn human(seconds: u64) -> String {
+    match seconds {
+        s if s % 86400 == 0 => format!("{} d", s / 86400),
+        s if s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
+/// `meshd join TOKEN`: the daemon asks the inviter; this waits for the
+/// answer and the member section.
+fn join(socket: &std::path::Path, args: &[String]) -> ExitCode {
+    let [token] = args else {
+        return usage();
+    };
+    match control::ask(socket, &format!("join {token}")) {
+        Ok(answer) if answer.starts_with("joining") => eprint!("{answer}"),
+        Ok(answer) => {
+            eprint!("{answer}");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let deadline = std::time::Instant::now()
+        + std::time::Duration::from_secs(mesh_core::invite::JOIN_TIMEOUT.as_secs() + 10);
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let Ok(line) = control::ask(socket, "join status") else {
+            continue;
+        };
+        let mut words = line.trim().splitn(3, ' ');
+        match (words.next(), words.next(), words.next()) {
+            (Some("joined"), Some(name), _) => {
+                println!("joined: '{name}' is a member now; the mesh comes up in a few seconds");
+                return ExitCode::SUCCESS;
+            }
+            (Some("failed"), inviter, reason) => {
+                eprintln!(
+                    "error: {}: {}",
+                    inviter.unwrap_or("the inviter"),
+                    reason.unwrap_or("failed")
+                );
+                return ExitCode::FAILURE;
+            }
+            _ => {}
+        }
+    }
+    eprintln!("error: no answer from meshd about the join");
+    ExitCode::FAILURE
 }
 
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
@@ -216,6 +333,8 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some("invite") => invite(&socket_of(&config), &args[1..]),
+        Some("join") => join(&socket_of(&config), &args[1..]),
         Some("status") => {
             // The socket path comes from the config, without validating the rest.
             let socket = Config::load(&config)

@@ -291,6 +291,8 @@ pub struct Parts<'d, 'n, C: Crypto> {
     pub main: &'d crate::config::MainConfig,
     pub discovery: &'d crate::daemon::LanDiscovery,
     pub loop_worst: crate::daemon::LoopWorst,
+    pub join: &'d crate::invites::JoinProgress,
+    pub bad_tokens: u64,
 }
 
 impl<C: Crypto> Parts<'_, '_, C> {
@@ -300,6 +302,10 @@ impl<C: Crypto> Parts<'_, '_, C> {
         document(self.node, self.consoles, now, self.main.listen_port)
             .with("discovery", discovery)
             .with("loop", loop_document(&self.loop_worst))
+            .with(
+                "invites",
+                crate::invites::document(self.node, self.join, self.bad_tokens, now),
+            )
     }
 }
 
@@ -720,6 +726,9 @@ pub fn render(doc: &Json) -> String {
     if let Some(d @ Json::Obj(_)) = doc.get("discovery") {
         render_discovery(&mut out, d);
     }
+    if let Some(i @ Json::Obj(_)) = doc.get("invites") {
+        render_invites(&mut out, i);
+    }
     if let Some(l @ Json::Obj(_)) = doc.get("loop") {
         let _ = writeln!(
             out,
@@ -773,6 +782,64 @@ pub fn render(doc: &Json) -> String {
 }
 
 /// LAN discovery: one line for what runs, one per port with traffic.
+/// Pending invites, what became of join requests, and our own join: one
+/// line each, only when there is something to say.
+fn render_invites(out: &mut String, i: &Json) {
+    let pending: Vec<String> = i
+        .get("pending")
+        .map(Json::as_array)
+        .unwrap_or(&[])
+        .iter()
+        .map(|p| {
+            format!(
+                "{} ({})",
+                s(p, "name"),
+                opt_num(p, "expires_in_s", " s left")
+            )
+        })
+        .collect();
+    let n = |k: &str| i.get(k).and_then(Json::as_i64).unwrap_or(0).max(0) as u64;
+    let refused = [
+        "refused_expired",
+        "refused_used",
+        "refused_bad_mac",
+        "refused_unknown",
+    ]
+    .iter()
+    .map(|k| n(k))
+    .sum::<u64>();
+    if !pending.is_empty() {
+        let _ = writeln!(out, "\ninvites pending: {}", pending.join(", "));
+    }
+    if n("joined") + refused + n("malformed") + n("rate_limited") + n("bad_tokens") > 0 {
+        let _ = writeln!(
+            out,
+            "invites: {} joined; refused {} expired, {} used, {} bad MAC, {} unknown; {} malformed, {} over the rate; {} damaged tokens given to join",
+            n("joined"),
+            n("refused_expired"),
+            n("refused_used"),
+            n("refused_bad_mac"),
+            n("refused_unknown"),
+            n("malformed"),
+            n("rate_limited"),
+            n("bad_tokens")
+        );
+    }
+    if let Some(j @ Json::Obj(_)) = i.get("join") {
+        if s(j, "state") != "none" {
+            let why = j.get("reason").and_then(Json::as_str).unwrap_or("");
+            let _ = writeln!(
+                out,
+                "our join: {} (inviter {}){}{}",
+                s(j, "state"),
+                s(j, "inviter"),
+                if why.is_empty() { "" } else { ": " },
+                why
+            );
+        }
+    }
+}
+
 fn render_discovery(out: &mut String, d: &Json) {
     let _ = write!(out, "\nLAN discovery: ");
     if d.get("enabled") != Some(&Json::Bool(true)) {

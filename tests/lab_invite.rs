@@ -1,0 +1,705 @@
+//! Invites (issue 17, the part about joining a mesh by invite) on real meshd
+//! processes in network namespaces (LAB.md). Four homes whose configs hold
+//! only their own main section (no member, no number, every LAN
+//! 192.168.1.0/24 with its console at .10), on one `inet` bridge:
+//! - r1 invites r2 (`meshd invite`), r2 joins with the token (`meshd join`):
+//!   both files get the other's member section, the consoles reach each
+//!   other at their aliases within 30 s, r1 counts one join and nothing
+//!   pending;
+//! - r2 invites r3, r3 joins: c2 and c3 reach each other;
+//! - refused, each leaving both files byte for byte as they were: an
+//!   expired token, a token already used, a token with one bit flipped
+//!   (refused by the joiner itself, nothing sent), and a flood of 2,000
+//!   join-looking datagrams in a second, rate-capped and counted, after which
+//!   a fresh invite still works.
+//!
+//! Needs root, iproute2, iputils-ping. The flood is timed: `scripts/test.sh`
+//! runs this file in a release build. One lab at a time.
+
+mod lab;
+
+use std::io::Read;
+use std::net::{Ipv4Addr, UdpSocket};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use lab::seed::{SeedLab, Topology};
+use lab::{require_cmd, require_root, wait_for, Netns};
+use meshd::uci::Package;
+use serde_json::Value;
+
+static ONE_LAB_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// BFD (on by default) detects a dead tunnel; the hold time only confirms.
+const HOLD: u16 = 9;
+/// `meshd join` gives up within about 25 s; a command still running after
+/// this is killed and the test fails.
+const JOIN_LIMIT: Duration = Duration::from_secs(40);
+const INVITE_LIMIT: Duration = Duration::from_secs(10);
+/// How long after a join the consoles must reach each other.
+const REACH_LIMIT: Duration = Duration::from_secs(30);
+const BASE32: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+const FLOOD: u32 = 2000;
+const COUNTERS: [&str; 8] = [
+    "joined",
+    "refused_expired",
+    "refused_used",
+    "refused_bad_mac",
+    "refused_unknown",
+    "malformed",
+    "rate_limited",
+    "bad_tokens",
+];
+
+fn meshd() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_meshd"))
+}
+
+/// A meshd command run to its end (or killed at its limit).
+struct Ran {
+    /// `None`: still running at the limit, killed.
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    took: Duration,
+}
+
+impl std::fmt::Display for Ran {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?} after {:.2} s\n--- stdout ---\n{}--- stderr ---\n{}",
+            self.code,
+            self.took.as_secs_f64(),
+            self.stdout,
+            self.stderr
+        )
+    }
+}
+
+/// `meshd -c <rN's config> <args>` inside router `n`'s namespace.
+fn meshd_cmd(lab: &SeedLab, n: usize, args: &[&str], limit: Duration) -> Ran {
+    let r = lab.router(n);
+    let start = Instant::now();
+    let mut child =
+        r.ns.cmd(meshd().to_str().unwrap())
+            .arg("-c")
+            .arg(&r.config)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run meshd");
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let status = wait_for(limit, Duration::from_millis(20), || {
+        child.try_wait().ok().flatten()
+    });
+    let took = start.elapsed();
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    Ran {
+        code: status.and_then(|s| s.code()),
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+        took,
+    }
+}
+
+/// `meshd invite` on router `n`, carrying its own underlay endpoint; the
+/// token (checked for its form).
+fn invite(lab: &SeedLab, n: usize, name: &str, expires: Option<&str>) -> String {
+    let endpoint = format!("198.51.100.{n}:51820");
+    let mut args = vec!["invite", "--name", name, "--endpoint", &endpoint];
+    if let Some(e) = expires {
+        args.extend(["--expires", e]);
+    }
+    let ran = meshd_cmd(lab, n, &args, INVITE_LIMIT);
+    assert_eq!(ran.code, Some(0), "r{n}: meshd {args:?}: {ran}");
+    let token = ran.stdout.lines().next().unwrap_or("").trim().to_string();
+    let body = token
+        .strip_prefix("MESHD1")
+        .unwrap_or_else(|| panic!("r{n}: the token does not start with MESHD1: {token:?}\n{ran}"));
+    assert!(
+        body.len() >= 16 && body.bytes().all(|b| BASE32.contains(&b)),
+        "r{n}: the token is not MESHD1 and uppercase base32: {token:?}"
+    );
+    token
+}
+
+fn join(lab: &SeedLab, n: usize, token: &str) -> Ran {
+    meshd_cmd(lab, n, &["join", token], JOIN_LIMIT)
+}
+
+fn invites(lab: &SeedLab, n: usize) -> Value {
+    let s = lab
+        .status(n)
+        .unwrap_or_else(|| panic!("r{n} does not answer status\n{}", lab.logs()));
+    assert!(
+        s["invites"].is_object(),
+        "r{n}'s status has no invites object: {s}"
+    );
+    s["invites"].clone()
+}
+
+/// Router `n`'s invite counters, in the order of [`COUNTERS`] (a counter
+/// missing from the status fails the test).
+fn counters(lab: &SeedLab, n: usize) -> [u64; 8] {
+    let inv = invites(lab, n);
+    COUNTERS.map(|c| {
+        inv[c]
+            .as_u64()
+            .unwrap_or_else(|| panic!("r{n}: invites.{c} is not a number: {inv}"))
+    })
+}
+
+fn count(c: &[u64; 8], name: &str) -> u64 {
+    c[COUNTERS.iter().position(|x| *x == name).unwrap()]
+}
+
+/// How much counter `name` went up from `before` to `after` (a counter
+/// that went down, a restart, fails the test).
+fn since(before: &[u64; 8], after: &[u64; 8], name: &str) -> u64 {
+    count(after, name)
+        .checked_sub(count(before, name))
+        .unwrap_or_else(|| panic!("{name} went down: {before:?} -> {after:?}"))
+}
+
+/// What went up between `before` and `after`, by name.
+fn delta(before: &[u64; 8], after: &[u64; 8]) -> Vec<(&'static str, i64)> {
+    COUNTERS
+        .iter()
+        .zip(before.iter().zip(after))
+        .map(|(name, (b, a))| (*name, *a as i64 - *b as i64))
+        .filter(|(_, d)| *d != 0)
+        .collect()
+}
+
+fn pending(lab: &SeedLab, n: usize) -> Vec<(String, u64)> {
+    let inv = invites(lab, n);
+    inv["pending"]
+        .as_array()
+        .unwrap_or_else(|| panic!("r{n}: invites.pending is not a list: {inv}"))
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap_or_default().to_string(),
+                p["expires_in_s"].as_u64().unwrap_or(u64::MAX),
+            )
+        })
+        .collect()
+}
+
+/// The member sections of a config file: (section name, public key,
+/// endpoints).
+fn members(path: &Path) -> Vec<(String, String, Vec<String>)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let package = Package::parse(&text)
+        .unwrap_or_else(|e| panic!("{} does not read as UCI: {e:?}\n{text}", path.display()));
+    package
+        .sections_of_type("member")
+        .map(|s| {
+            (
+                s.name.clone().unwrap_or_default(),
+                s.get("public_key")
+                    .and_then(|v| v.as_single())
+                    .unwrap_or_default()
+                    .to_string(),
+                s.get("endpoint")
+                    .map(|v| v.items().to_vec())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+fn file(lab: &SeedLab, n: usize) -> Vec<u8> {
+    std::fs::read(&lab.router(n).config).unwrap()
+}
+
+/// The alias of router `n`'s console, as its router maps its LAN.
+fn alias(lab: &SeedLab, n: usize) -> Ipv4Addr {
+    let map = wait_for(Duration::from_secs(10), Duration::from_millis(100), || {
+        lab.status(n)?["lan_map"].as_array()?.first().cloned()
+    })
+    .unwrap_or_else(|| panic!("r{n} maps no LAN\n{}", lab.logs()));
+    assert_eq!(map["lan"], "192.168.1.0/24", "r{n}");
+    let alias = map["alias"].as_str().unwrap();
+    assert!(
+        alias.starts_with("10.") && alias.ends_with(".0/24"),
+        "r{n}: alias {alias}"
+    );
+    (alias.trim_end_matches(".0/24").to_string() + ".10")
+        .parse()
+        .unwrap()
+}
+
+/// One ping from console `a` to `to` (1 s timeout).
+fn ping(lab: &SeedLab, a: usize, to: Ipv4Addr) -> bool {
+    Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.router(a).console.name,
+            "ping",
+            "-c1",
+            "-W1",
+            "-q",
+        ])
+        .arg(to.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Waits until consoles `a` and `b` reach each other at their aliases, at
+/// most [`REACH_LIMIT`] after `joined` (when `meshd join` returned).
+fn reach(lab: &SeedLab, a: usize, b: usize, aliases: &[Ipv4Addr], joined: Instant) {
+    let limit = REACH_LIMIT.saturating_sub(joined.elapsed());
+    let ok = wait_for(limit, Duration::from_millis(200), || {
+        (ping(lab, a, aliases[b - 1]) && ping(lab, b, aliases[a - 1])).then_some(())
+    });
+    assert!(
+        ok.is_some(),
+        "c{a} and c{b} do not reach each other at their aliases {} and {} within {} s of the join\n{}\n--- r{a} status ---\n{}\n--- r{b} status ---\n{}",
+        aliases[a - 1],
+        aliases[b - 1],
+        REACH_LIMIT.as_secs(),
+        lab.logs(),
+        lab.status_text(a),
+        lab.status_text(b)
+    );
+}
+
+/// Router `inviter` invites `joiner` (section name `rJ`), which joins:
+/// checked as issue 17 says. Returns the token used.
+fn invite_and_join(
+    lab: &SeedLab,
+    inviter: usize,
+    joiner: usize,
+    expires: Option<&str>,
+    aliases: &[Ipv4Addr],
+    after_flood: bool,
+) -> String {
+    let name = format!("r{joiner}");
+    let before = counters(lab, inviter);
+    let token = invite(lab, inviter, &name, expires);
+    let waiting = pending(lab, inviter);
+    let expected_s = match expires {
+        None => 24 * 3600,
+        Some("30m") => 1800,
+        Some(e) => panic!("no expected lifetime for {e}"),
+    };
+    assert!(
+        waiting
+            .iter()
+            .any(|(n, s)| *n == name && *s <= expected_s && *s + 60 >= expected_s),
+        "r{inviter}: the invite for {name} ({expected_s} s) is not pending as it should be: {waiting:?}"
+    );
+    let joiner_members_before = members(&lab.router(joiner).config);
+    let inviter_members_before = members(&lab.router(inviter).config);
+    let ran = join(lab, joiner, &token);
+    assert_eq!(
+        ran.code,
+        Some(0),
+        "r{joiner} did not join r{inviter}: {ran}\n{}",
+        lab.logs()
+    );
+    let joined_at = Instant::now();
+    // The joiner's file: the inviter, with its key and the token's endpoint.
+    let new: Vec<_> = members(&lab.router(joiner).config)
+        .into_iter()
+        .filter(|m| !joiner_members_before.contains(m))
+        .collect();
+    assert_eq!(
+        new.len(),
+        1,
+        "r{joiner}'s file should have gained one member section (the inviter's): {new:?}\n{}",
+        String::from_utf8_lossy(&file(lab, joiner))
+    );
+    let (inviter_name, key, endpoints) = &new[0];
+    assert_eq!(
+        key,
+        &lab.router(inviter).public_key,
+        "r{joiner}'s new member {inviter_name} is not r{inviter}'s key"
+    );
+    assert_eq!(
+        endpoints,
+        &vec![format!("198.51.100.{inviter}:51820")],
+        "r{joiner}'s new member {inviter_name}: the token's endpoint"
+    );
+    assert!(
+        ran.stdout.contains(inviter_name.as_str()),
+        "`meshd join` on r{joiner} does not name the inviter {inviter_name}: {ran}"
+    );
+    // The inviter's file: the joiner, under the invite's name, with its key.
+    let new: Vec<_> = members(&lab.router(inviter).config)
+        .into_iter()
+        .filter(|m| !inviter_members_before.contains(m))
+        .collect();
+    assert!(
+        new.len() == 1 && new[0].0 == name && new[0].1 == lab.router(joiner).public_key,
+        "r{inviter}'s file should have gained `config member '{name}'` with r{joiner}'s key {}: {new:?}\n{}",
+        lab.router(joiner).public_key,
+        String::from_utf8_lossy(&file(lab, inviter))
+    );
+    reach(lab, inviter, joiner, aliases, joined_at);
+    let first_ping = joined_at.elapsed();
+    // The counters and the join's state, once both have reloaded.
+    let after = counters(lab, inviter);
+    let mut moved = delta(&before, &after);
+    // Right after a flood the rate cap's bucket may still be empty: the
+    // first request can be dropped (and counted), a retry gets through.
+    let capped = if after_flood {
+        let i = moved.iter().position(|(k, _)| *k == "rate_limited");
+        i.map_or(0, |i| moved.remove(i).1)
+    } else {
+        0
+    };
+    assert_eq!(
+        moved,
+        vec![("joined", 1)],
+        "r{inviter}'s invite counters after one join"
+    );
+    assert!(
+        capped <= 3,
+        "r{inviter} rate-limited {capped} join datagrams after the flood (its requests come once a second)"
+    );
+    let waiting = pending(lab, inviter);
+    assert!(
+        !waiting.iter().any(|(n, _)| *n == name),
+        "r{inviter}: the invite for {name} is still pending after the join: {waiting:?}"
+    );
+    let state = &invites(lab, joiner)["join"];
+    assert!(
+        state["state"] == "joined" && state["inviter"] == inviter_name.as_str(),
+        "r{joiner}'s join state: {state}"
+    );
+    println!(
+        "r{inviter} invited r{joiner} (as {name}; r{inviter} is {inviter_name} in r{joiner}'s file): \
+         `meshd join` took {:.2} s; c{inviter} <-> c{joiner} ping at their aliases {:.2} s after it returned",
+        ran.took.as_secs_f64(),
+        first_ping.as_secs_f64()
+    );
+    if after_flood {
+        println!("r{inviter} rate-limited {capped} of r{joiner}'s requests (the flood emptied its bucket)");
+    }
+    token
+}
+
+/// A join that must be refused: exit 1 within about 25 s, a reason on
+/// stderr, both files as they were, `expect` the only invite counter that
+/// moved at `counted_by` (r1, or the joiner itself), none at the other.
+fn refused(
+    lab: &SeedLab,
+    what: &str,
+    joiner: usize,
+    token: &str,
+    counted_by: usize,
+    expect: &'static str,
+) {
+    let r1_file = file(lab, 1);
+    let joiner_file = file(lab, joiner);
+    let r1_before = counters(lab, 1);
+    let joiner_before = counters(lab, joiner);
+    let state_before = invites(lab, joiner)["join"].clone();
+    let ran = join(lab, joiner, token);
+    assert_eq!(
+        ran.code,
+        Some(1),
+        "{what}: `meshd join` on r{joiner} should fail with exit 1 within {} s: {ran}",
+        JOIN_LIMIT.as_secs()
+    );
+    assert!(
+        ran.took <= Duration::from_secs(30),
+        "{what}: `meshd join` took {:.1} s to give up (about 25 s at most)",
+        ran.took.as_secs_f64()
+    );
+    assert!(
+        !ran.stderr.trim().is_empty(),
+        "{what}: `meshd join` says nothing about why: {ran}"
+    );
+    // A late write (a reload, an accept after the command gave up) would
+    // show within a second.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        file(lab, 1) == r1_file,
+        "{what}: r1's config changed:\n--- before ---\n{}--- after ---\n{}",
+        String::from_utf8_lossy(&r1_file),
+        String::from_utf8_lossy(&file(lab, 1))
+    );
+    assert!(
+        file(lab, joiner) == joiner_file,
+        "{what}: r{joiner}'s config changed:\n--- before ---\n{}--- after ---\n{}",
+        String::from_utf8_lossy(&joiner_file),
+        String::from_utf8_lossy(&file(lab, joiner))
+    );
+    let r1_after = counters(lab, 1);
+    let joiner_after = counters(lab, joiner);
+    // The inviter answers a refused request with a signed refusal, and the
+    // joiner stops there: one request, counted once. A token the joiner
+    // itself refuses is counted once, there, and nothing is sent.
+    let (r1_moved, joiner_moved) = (
+        delta(&r1_before, &r1_after),
+        delta(&joiner_before, &joiner_after),
+    );
+    let (counted, quiet, quiet_moved) = if counted_by == 1 {
+        (&r1_moved, joiner, &joiner_moved)
+    } else {
+        (&joiner_moved, 1, &r1_moved)
+    };
+    assert_eq!(
+        counted,
+        &vec![(expect, 1)],
+        "{what}: r{counted_by}'s invite counters"
+    );
+    assert!(
+        quiet_moved.is_empty(),
+        "{what}: r{quiet}'s invite counters moved: {quiet_moved:?}"
+    );
+    let state = invites(lab, joiner)["join"].clone();
+    if counted_by == 1 {
+        // The joiner's status tells this refusal, not an earlier one.
+        assert!(
+            state["state"] == "failed"
+                && state["reason"].as_str().is_some_and(|r| !r.is_empty())
+                && state != state_before,
+            "{what}: r{joiner}'s join state {state} (before: {state_before})"
+        );
+    }
+    println!(
+        "{what}: refused, `meshd join` exit {:?} after {:.2} s: {}; r{counted_by} {expect} +1 (join state: {state})",
+        ran.code,
+        ran.took.as_secs_f64(),
+        ran.stderr.trim().replace('\n', " / ")
+    );
+}
+
+/// The token with one bit flipped: one base32 character in its middle
+/// swapped for the one whose 5-bit value differs in the lowest bit.
+fn flip_one_bit(token: &str) -> String {
+    let mut b = token.as_bytes().to_vec();
+    let i = "MESHD1".len() + (b.len() - "MESHD1".len()) / 2;
+    let v = BASE32.iter().position(|&c| c == b[i]).unwrap();
+    b[i] = BASE32[v ^ 1];
+    String::from_utf8(b).unwrap()
+}
+
+/// `/proc/net/snmp`'s UDP RcvbufErrors in router `n`'s namespace: datagrams
+/// the kernel dropped because meshd's socket was full.
+fn udp_rcvbuf_errors(lab: &SeedLab, n: usize) -> u64 {
+    let snmp = lab.router(n).ns.exec(&["cat", "/proc/net/snmp"]);
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (names, values) = (udp.next().unwrap(), udp.next().unwrap());
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "RcvbufErrors")
+        .map(|(_, v)| v.parse().unwrap())
+        .unwrap()
+}
+
+#[test]
+fn homes_join_by_invite_and_bad_tokens_are_refused() {
+    let _one = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    require_root();
+    require_cmd("ip", "iproute2");
+    require_cmd("ping", "iputils-ping");
+    // Four routers on one bridge, every pair able to reach each other;
+    // the lab's member sections are dropped below.
+    let topo = Topology {
+        routers: 4,
+        links: vec![],
+        blocked: vec![],
+        extra_members: 0,
+        main_options: vec![],
+    };
+    let mut lab = SeedLab::build_topology("mdinv", meshd(), HOLD, &topo);
+    for n in 1..=4 {
+        let r = lab.router(n);
+        r.ns.ip(&["addr", "flush", "dev", "lan"]);
+        r.ns.ip(&["addr", "add", "192.168.1.1/24", "dev", "lan"]);
+        r.console.ip(&["addr", "flush", "dev", "eth0"]);
+        r.console
+            .ip(&["addr", "add", "192.168.1.10/24", "dev", "eth0"]);
+        r.console
+            .ip(&["route", "add", "default", "via", "192.168.1.1"]);
+        // The main section alone, with what the lab needs (key file, port,
+        // socket, TUN, timers, log level), enabled, announcing the default
+        // LAN, no number of its own.
+        let text = std::fs::read_to_string(&r.config).unwrap();
+        let main = &text[..text.find("\nconfig member").unwrap_or(text.len())];
+        let mut home: String = main
+            .lines()
+            .filter(|l| {
+                !l.starts_with("\toption overlay ")
+                    && !l.starts_with("\toption asn ")
+                    && !l.starts_with("\tlist announce ")
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        home.push_str("\toption enabled '1'\n\tlist announce '192.168.1.0/24'\n");
+        assert!(
+            !home.contains("config member") && !home.contains("10.0.0.") && !home.contains("6500"),
+            "{home}"
+        );
+        std::fs::write(&r.config, home).unwrap();
+    }
+    lab.start_all();
+    let aliases: Vec<Ipv4Addr> = (1..=4).map(|n| alias(&lab, n)).collect();
+    for n in 1..=4 {
+        assert!(
+            members(&lab.router(n).config).is_empty(),
+            "r{n} starts with members"
+        );
+        assert_eq!(counters(&lab, n), [0; 8], "r{n}'s invite counters at start");
+        assert!(pending(&lab, n).is_empty(), "r{n}: pending at start");
+    }
+    // Nobody reaches anybody before an invite.
+    assert!(
+        !ping(&lab, 2, aliases[0]),
+        "c2 reaches c1 before any invite"
+    );
+    println!("aliases: {aliases:?}");
+
+    // 1. r1 invites r2 (the default lifetime, 24 h).
+    let used = invite_and_join(&lab, 1, 2, None, &aliases, false);
+    // 2. r2 invites r3 (30 minutes).
+    invite_and_join(&lab, 2, 3, Some("30m"), &aliases, false);
+
+    // 3. Refusals, r4 joining r1.
+    let late = invite(&lab, 1, "late4", Some("1"));
+    std::thread::sleep(Duration::from_secs(3));
+    refused(&lab, "an expired token", 4, &late, 1, "refused_expired");
+    refused(&lab, "a token already used", 4, &used, 1, "refused_used");
+    let typo = invite(&lab, 1, "typo4", None);
+    let damaged = flip_one_bit(&typo);
+    assert_ne!(damaged, typo);
+    refused(
+        &lab,
+        "a token with one bit flipped",
+        4,
+        &damaged,
+        4,
+        "bad_tokens",
+    );
+    // Nothing reached r1: its invite is still there.
+    let waiting = pending(&lab, 1);
+    assert!(
+        waiting.iter().any(|(n, _)| n == "typo4"),
+        "r1: the invite whose token was damaged is no longer pending: {waiting:?}"
+    );
+
+    // The flood: from a host on the internet bridge, 2,000 datagrams that
+    // look like join requests (0x4A, version 1, kind 1, random bytes) in
+    // about a second.
+    let attacker = Netns::new(&format!("{}x", lab.tag));
+    lab::veth(&attacker, "eth0", "198.51.100.66/24", &lab.inet, "wx", "");
+    lab.inet.ip(&["link", "set", "wx", "master", "br0"]);
+    let r1_file = file(&lab, 1);
+    let before = counters(&lab, 1);
+    let kernel_before = udp_rcvbuf_errors(&lab, 1);
+    let sender = attacker.spawn(move || {
+        let s = UdpSocket::bind("198.51.100.66:40000").unwrap();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rnd = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let start = Instant::now();
+        let mut sent = 0u32;
+        for i in 0..FLOOD {
+            let len = 3 + (rnd() % 200) as usize;
+            let mut b: Vec<u8> = (0..len).map(|_| rnd() as u8).collect();
+            b[..3].copy_from_slice(&[0x4A, 0x01, 0x01]);
+            if s.send_to(&b, "198.51.100.1:51820").is_ok() {
+                sent += 1;
+            }
+            let due = start + Duration::from_micros(500 * (i as u64 + 1));
+            if let Some(d) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(d);
+            }
+        }
+        (sent, start.elapsed())
+    });
+    let (sent, took) = sender.join().unwrap();
+    assert_eq!(sent, FLOOD, "the flood was not all sent");
+    let handled = |c: &[u64; 8]| {
+        [
+            "rate_limited",
+            "malformed",
+            "refused_bad_mac",
+            "refused_unknown",
+        ]
+        .iter()
+        .map(|k| since(&before, c, k))
+        .sum::<u64>()
+    };
+    let kernel = udp_rcvbuf_errors(&lab, 1) - kernel_before;
+    // Until r1 has read everything that reached its socket.
+    let after = wait_for(Duration::from_secs(5), Duration::from_millis(200), || {
+        let c = counters(&lab, 1);
+        (handled(&c) + kernel >= FLOOD as u64).then_some(c)
+    })
+    .unwrap_or_else(|| counters(&lab, 1));
+    let kernel = udp_rcvbuf_errors(&lab, 1) - kernel_before;
+    let d = |k| since(&before, &after, k);
+    println!(
+        "flood: {FLOOD} datagrams in {:.2} s; r1: rate_limited {}, malformed {}, refused_bad_mac {}, refused_unknown {}, dropped by the kernel {kernel}; other changes {:?}",
+        took.as_secs_f64(),
+        d("rate_limited"),
+        d("malformed"),
+        d("refused_bad_mac"),
+        d("refused_unknown"),
+        delta(&before, &after)
+    );
+    assert!(
+        took <= Duration::from_millis(1500),
+        "the flood took {:.2} s, not about one",
+        took.as_secs_f64()
+    );
+    assert!(
+        d("rate_limited") > 1000,
+        "r1 rate-limited {} of {FLOOD} join datagrams sent in {:.2} s (10/s, burst 20)",
+        d("rate_limited"),
+        took.as_secs_f64()
+    );
+    assert_eq!(
+        handled(&after) + kernel,
+        FLOOD as u64,
+        "r1's rate_limited + malformed + refused_bad_mac + refused_unknown (+ the kernel's drops) should account for the {FLOOD} datagrams: {:?}",
+        delta(&before, &after)
+    );
+    for k in ["joined", "refused_expired", "refused_used", "bad_tokens"] {
+        assert_eq!(d(k), 0, "r1's {k} moved under the flood");
+    }
+    assert!(
+        file(&lab, 1) == r1_file,
+        "r1's config changed under the flood:\n{}",
+        String::from_utf8_lossy(&file(&lab, 1))
+    );
+
+    // After the flood a fresh invite still works.
+    invite_and_join(&lab, 1, 4, None, &aliases, true);
+    let inv = invites(&lab, 1);
+    assert_eq!(inv["joined"], 2, "r1 counts two joins: {inv}");
+    println!("r1's invites at the end: {inv}");
+}
