@@ -34,6 +34,12 @@ const RESPONDER_GRACE: Duration = Duration::from_millis(300);
 /// handshake is retried within 5 s. BFD is the fast signal; this one says
 /// the tunnel itself is gone.
 pub const TUNNEL_SILENCE: Duration = Duration::from_secs(30);
+/// After a new session the side that leads makes the handshake again this
+/// much later, for a second measure of the path latency route selection
+/// uses: the first one after a member (re)starts is often inflated (a
+/// router still booting answers slowly), and would otherwise stand until
+/// the next rekey, two minutes on.
+pub const REMEASURE_AFTER: Duration = Duration::from_secs(10);
 /// WireGuard's REJECT_AFTER_TIME: a session older than this is dead.
 const SESSION_LIFETIME: Duration = Duration::from_secs(180);
 
@@ -59,6 +65,11 @@ pub(crate) struct Upkeep {
     /// The tunnel is up: an authenticated datagram came within
     /// [`TUNNEL_SILENCE`] (as last told in an event).
     up: bool,
+    /// When to make the handshake again for a second latency sample
+    /// ([`REMEASURE_AFTER`] a new session); and whether the handshake in
+    /// flight is that one (its session schedules no other).
+    remeasure_at: Option<Instant>,
+    remeasuring: bool,
 }
 
 /// What a datagram from the member did.
@@ -91,6 +102,8 @@ impl Upkeep {
             flush_on_data: false,
             latency: None,
             up: false,
+            remeasure_at: None,
+            remeasuring: false,
         }
     }
 
@@ -155,6 +168,9 @@ impl Upkeep {
             Some(TRANSPORT_DATA) => core::mem::take(&mut self.answered_handshake),
             _ => false,
         };
+        if (r.tunnel_up || r.new_session) && !core::mem::take(&mut self.remeasuring) {
+            self.remeasure_at = Some(now + REMEASURE_AFTER);
+        }
         // boringtun keeps packets it could not send without a session until
         // asked; a handshake message, or the first data packet of a session
         // we answered, is when they may go.
@@ -245,7 +261,12 @@ impl Upkeep {
             && wg
                 .last_initiation
                 .is_none_or(|t| now.saturating_duration_since(t) >= REKEY_TIMEOUT);
-        if let (true, true, Some(to)) = (idle, due, wg.endpoint) {
+        let remeasure = leads && !idle && self.remeasure_at.is_some_and(|t| now >= t);
+        if remeasure {
+            self.remeasure_at = None;
+            self.remeasuring = true;
+        }
+        if let (true, Some(to)) = ((idle && due) || remeasure, wg.endpoint) {
             wg.last_initiation = Some(now);
             if let TunnelResult::Network(b) = wg.tunnel.start_handshake(tx.spare()) {
                 let len = b.len();

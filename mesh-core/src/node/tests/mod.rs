@@ -598,3 +598,24 @@ fn a_friend_joins_with_a_token_and_the_tunnel_follows() {
         }
     });
 }
+
+/// The leading side makes the handshake again REMEASURE_AFTER a new
+/// session, once: a second sample of the path latency, so that a first
+/// one inflated by a member still booting does not stand until the rekey.
+#[test]
+fn a_new_session_is_measured_again_once_ten_seconds_later() {
+    big_stack(|| {
+        let mut p = Pair::new();
+        p.run_for(Duration::from_secs(3));
+        let sent = |p: &Pair| p.nodes[0].member(0).unwrap().stats.handshakes_sent;
+        // (The first handshake went with the first packet, not counted.)
+        let first = sent(&p);
+        p.run_for(super::tunnel::REMEASURE_AFTER);
+        assert_eq!(sent(&p), first + 1, "no second handshake");
+        // Its own session schedules no other.
+        p.run_for(Duration::from_secs(40));
+        assert_eq!(sent(&p), first + 1, "handshakes keep coming");
+        // The side that does not lead never does.
+        assert_eq!(p.nodes[1].member(0).unwrap().stats.handshakes_sent, 0);
+    });
+}
