@@ -2022,4 +2022,17 @@ impl crate::ubus_api::Api for Daemon {
     fn notify(&mut self, event_type: &str, data: Json) {
         self.ubus.notify(event_type, data);
     }
+
+    fn invite(
+        &mut self,
+        name: &str,
+        seconds: u64,
+        endpoints: Vec<std::net::SocketAddr>,
+    ) -> Result<String, String> {
+        Daemon::invite(self, name, seconds, endpoints)
+    }
+
+    fn join(&mut self, token: &str) -> Result<String, String> {
+        self.start_join(token)
+    }
 }

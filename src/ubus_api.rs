@@ -69,6 +69,15 @@ pub trait Api {
     fn config_path(&self) -> &Path;
     /// Sends a notification to the object's subscribers (if any).
     fn notify(&mut self, event_type: &str, data: Json);
+    /// Makes an invite (as `meshd invite`): its token, or why not.
+    fn invite(
+        &mut self,
+        name: &str,
+        seconds: u64,
+        endpoints: Vec<std::net::SocketAddr>,
+    ) -> Result<String, String>;
+    /// Starts joining with a token (as `meshd join`): or why not.
+    fn join(&mut self, token: &str) -> Result<String, String>;
 }
 
 /// How an edit went: the member's name, or the status and why not.
@@ -182,6 +191,39 @@ pub const METHODS: &[Method] = &[
             }),
             Err(why) => refused("member_add", Status::InvalidArgument, why),
         },
+    },
+    Method {
+        // An invite for a friend's router: {"token": ...}, or {"error":
+        // why} (a name taken, too many pending, no endpoint known).
+        name: "invite",
+        args: &[
+            ("name", ArgType::String),
+            ("expires", ArgType::Int32),
+            ("endpoint", ArgType::Array),
+        ],
+        call: |api, args| Answer::Now(Ok(invite_call(api, args))),
+    },
+    Method {
+        // Join a mesh with a friend's token: {"state": "joining"}, or
+        // {"error": why}; `invites` (or `status`) then tells how it went.
+        name: "join",
+        args: &[("token", ArgType::String)],
+        call: |api, args| {
+            Answer::Now(Ok(match string(args, "token") {
+                Ok(Some(t)) => match api.join(&t) {
+                    Ok(_) => Json::obj().with("state", "joining"),
+                    Err(why) => Json::obj().with("error", why),
+                },
+                Ok(None) => Json::obj().with("error", "argument 'token' is missing"),
+                Err(why) => Json::obj().with("error", why),
+            }))
+        },
+    },
+    Method {
+        // Pending invites, their counters, and our own join.
+        name: "invites",
+        args: NO_ARGS,
+        call: |api, _| Answer::Now(Ok(part(&api.status(), "invites"))),
     },
     Method {
         name: "member_del",
@@ -298,6 +340,30 @@ pub fn new_member(args: &Json) -> Result<NewMember, String> {
     })
 }
 
+/// `invite {name, expires (s, default 86400), endpoint [...]}`.
+fn invite_call(api: &mut dyn Api, args: &Json) -> Json {
+    let parsed = (|| -> Result<(String, u64, Vec<std::net::SocketAddr>), String> {
+        let name = string(args, "name")?.ok_or("argument 'name' is missing")?;
+        let seconds = match args.get("expires") {
+            None | Some(Json::Null) => 86400,
+            Some(Json::Int(i)) if *i > 0 => *i as u64,
+            Some(_) => return Err("argument 'expires' must be a positive integer (s)".into()),
+        };
+        let endpoints = strings(args, "endpoint")?
+            .iter()
+            .map(|e| {
+                e.parse()
+                    .map_err(|_| format!("endpoint '{e}': an address and port"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((name, seconds, endpoints))
+    })();
+    match parsed.and_then(|(name, seconds, endpoints)| api.invite(&name, seconds, endpoints)) {
+        Ok(token) => Json::obj().with("token", token.trim()),
+        Err(why) => Json::obj().with("error", why),
+    }
+}
+
 /// The ubus status for an edit that failed, and why (for the log).
 pub fn edit_status(e: &EditError) -> Status {
     match e {
@@ -406,6 +472,21 @@ mod tests {
         fn notify(&mut self, event_type: &str, data: Json) {
             self.notes.push((event_type.to_string(), data));
         }
+
+        fn invite(
+            &mut self,
+            name: &str,
+            seconds: u64,
+            endpoints: Vec<std::net::SocketAddr>,
+        ) -> Result<String, String> {
+            // The stand-in echoes what reached it (lab_invite runs the
+            // real one).
+            Ok(format!("MESHD1FAKE {name} {seconds} {}", endpoints.len()))
+        }
+
+        fn join(&mut self, token: &str) -> Result<String, String> {
+            Err(format!("the stand-in joins nothing: {token}"))
+        }
     }
 
     /// A call answered at once, the edit and the reload running where it
@@ -432,6 +513,61 @@ mod tests {
             ("overlay", "10.0.0.2".into()),
             ("asn", Json::Int(65002)),
         ])
+    }
+
+    #[test]
+    fn invite_answers_a_token_or_why_not_and_join_passes_the_token_on() {
+        let mut d = FakeDaemon::with_config("invite", CONFIG);
+        let args = |name: Option<&str>, expires: Option<Json>, endpoint: &str| {
+            let mut a = Json::obj();
+            if let Some(n) = name {
+                a.push("name", n);
+            }
+            if let Some(e) = expires {
+                a.push("expires", e);
+            }
+            a.push("endpoint", Json::Arr(vec![endpoint.into()]));
+            a
+        };
+        let ok = args(Some("bob"), Some(Json::Int(3600)), "198.51.100.1:51820");
+        assert_eq!(
+            call_and_edit(&mut d, "invite", &ok),
+            Ok(Json::obj().with("token", "MESHD1FAKE bob 3600 1"))
+        );
+        let default = args(Some("bob"), None, "[2001:db8::1]:51820");
+        assert_eq!(
+            call_and_edit(&mut d, "invite", &default),
+            Ok(Json::obj().with("token", "MESHD1FAKE bob 86400 1"))
+        );
+        for (bad, why) in [
+            (
+                args(None, None, "198.51.100.1:51820"),
+                "argument 'name' is missing",
+            ),
+            (
+                args(Some("bob"), Some(Json::Int(0)), "198.51.100.1:51820"),
+                "argument 'expires' must be a positive integer (s)",
+            ),
+            (
+                args(Some("bob"), None, "bob.example:51820"),
+                "endpoint 'bob.example:51820': an address and port",
+            ),
+        ] {
+            assert_eq!(
+                call_and_edit(&mut d, "invite", &bad),
+                Ok(Json::obj().with("error", why))
+            );
+        }
+        let join = Json::obj().with("token", "MESHD1ABC");
+        assert_eq!(
+            call_and_edit(&mut d, "join", &join),
+            Ok(Json::obj().with("error", "the stand-in joins nothing: MESHD1ABC"))
+        );
+        assert_eq!(
+            call_and_edit(&mut d, "join", &Json::obj()),
+            Ok(Json::obj().with("error", "argument 'token' is missing"))
+        );
+        assert_eq!(d.file(), CONFIG);
     }
 
     #[test]
