@@ -114,6 +114,9 @@ fn meshd_serves_its_ubus_object() {
             "consoles",
             "reload",
             "member_add",
+            "invite",
+            "join",
+            "invites",
             "member_del"
         ]
     );
