@@ -38,8 +38,11 @@ pub const TUNNEL_SILENCE: Duration = Duration::from_secs(30);
 /// much later, for a second measure of the path latency route selection
 /// uses: the first one after a member (re)starts is often inflated (a
 /// router still booting answers slowly), and would otherwise stand until
-/// the next rekey, two minutes on.
+/// the next rekey, two minutes on. While two samples in a row differ
+/// clearly (the hysteresis route selection applies), it measures again, at
+/// most [`REMEASURES`] times.
 pub const REMEASURE_AFTER: Duration = Duration::from_secs(10);
+pub const REMEASURES: u8 = 4;
 /// WireGuard's REJECT_AFTER_TIME: a session older than this is dead.
 const SESSION_LIFETIME: Duration = Duration::from_secs(180);
 
@@ -70,6 +73,10 @@ pub(crate) struct Upkeep {
     /// flight is that one (its session schedules no other).
     remeasure_at: Option<Instant>,
     remeasuring: bool,
+    /// Re-measurements left after the last new session, and the latency
+    /// (µs) the last handshake measured.
+    remeasures_left: u8,
+    last_sample: Option<u32>,
 }
 
 /// What a datagram from the member did.
@@ -104,6 +111,8 @@ impl Upkeep {
             up: false,
             remeasure_at: None,
             remeasuring: false,
+            remeasures_left: 0,
+            last_sample: None,
         }
     }
 
@@ -168,8 +177,19 @@ impl Upkeep {
             Some(TRANSPORT_DATA) => core::mem::take(&mut self.answered_handshake),
             _ => false,
         };
-        if (r.tunnel_up || r.new_session) && !core::mem::take(&mut self.remeasuring) {
-            self.remeasure_at = Some(now + REMEASURE_AFTER);
+        if r.tunnel_up || r.new_session {
+            let sample = wg.tunnel.rtt().map(|d| d.as_micros() as u32);
+            let previous = core::mem::replace(&mut self.last_sample, sample);
+            if !core::mem::take(&mut self.remeasuring) {
+                // Another's session, a rekey or the first: measure again.
+                self.remeasures_left = REMEASURES;
+                self.remeasure_at = Some(now + REMEASURE_AFTER);
+            } else if self.remeasures_left > 0
+                && sample.zip(previous).is_some_and(|(a, b)| clearly_apart(a, b))
+            {
+                // Our re-measurement moved clearly: not settled yet.
+                self.remeasure_at = Some(now + REMEASURE_AFTER);
+            }
         }
         // boringtun keeps packets it could not send without a session until
         // asked; a handshake message, or the first data packet of a session
@@ -265,6 +285,7 @@ impl Upkeep {
         if remeasure {
             self.remeasure_at = None;
             self.remeasuring = true;
+            self.remeasures_left = self.remeasures_left.saturating_sub(1);
         }
         if let (true, Some(to)) = ((idle && due) || remeasure, wg.endpoint) {
             wg.last_initiation = Some(now);
@@ -286,13 +307,19 @@ impl Upkeep {
         let measured = wg.tunnel.rtt().map(|d| d.as_micros() as u32)?;
         let adopt = match self.latency {
             None => true,
-            Some(old) => old.abs_diff(measured) > LATENCY_HYSTERESIS_US.max(old / 4),
+            Some(old) => clearly_apart(old, measured),
         };
         adopt.then(|| {
             self.latency = Some(measured);
             measured
         })
     }
+}
+
+/// Two latencies (µs) route selection tells apart: more than the
+/// hysteresis, and more than a quarter of the first.
+fn clearly_apart(old: u32, new: u32) -> bool {
+    old.abs_diff(new) > LATENCY_HYSTERESIS_US.max(old / 4)
 }
 
 /// Encrypts `packet` for `wg` into the next transmit slot.
