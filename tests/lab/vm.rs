@@ -308,6 +308,28 @@ impl VmRouter {
         Some(Duration::from_micros((ms * 1000.0) as u64))
     }
 
+    /// Each member's handshake round trip and BFD state, as this router's
+    /// status says (for a failure's message).
+    pub fn members_summary(&self) -> String {
+        let Some(status) = self.status() else {
+            return "no status".into();
+        };
+        status["members"]
+            .as_array()
+            .map(|ms| {
+                ms.iter()
+                    .map(|m| {
+                        format!(
+                            "{}: rtt {} ms, bfd {}, bgp {}",
+                            m["name"], m["rtt_ms"], m["bfd"]["state"], m["bgp"]
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+            .unwrap_or_default()
+    }
+
     /// Which router this one sends console `dst`'s traffic through.
     pub fn first_hop(&self, dst: usize) -> Option<usize> {
         let prefix = format!("192.168.{dst}.0/24");
@@ -1070,7 +1092,13 @@ impl VmSquare {
         let rejoined = self
             .wait_path(2, REJOIN_LIMIT)
             .map(|d| d + booted)
-            .unwrap_or_else(|| panic!("r1 did not go back to r2\n{}", self.logs()));
+            .unwrap_or_else(|| {
+                panic!(
+                    "r1 did not go back to r2 ({})\n{}",
+                    self.router(1).members_summary(),
+                    self.logs()
+                )
+            });
         marks.push(("back on r2", probe.sent()));
         self.router(2).renice(0);
         std::thread::sleep(Duration::from_secs(2));

@@ -38,9 +38,10 @@ pub const TUNNEL_SILENCE: Duration = Duration::from_secs(30);
 /// much later, for a second measure of the path latency route selection
 /// uses: the first one after a member (re)starts is often inflated (a
 /// router still booting answers slowly), and would otherwise stand until
-/// the next rekey, two minutes on. While two samples in a row differ
-/// clearly (the hysteresis route selection applies), it measures again, at
-/// most [`REMEASURES`] times.
+/// the next rekey, two minutes on. Route selection gets the least sample
+/// of the series; while a new sample differs clearly from it (the
+/// hysteresis route selection applies), it measures again, at most
+/// [`REMEASURES`] times.
 pub const REMEASURE_AFTER: Duration = Duration::from_secs(10);
 pub const REMEASURES: u8 = 4;
 /// WireGuard's REJECT_AFTER_TIME: a session older than this is dead.
@@ -73,10 +74,11 @@ pub(crate) struct Upkeep {
     /// flight is that one (its session schedules no other).
     remeasure_at: Option<Instant>,
     remeasuring: bool,
-    /// Re-measurements left after the last new session, and the latency
-    /// (µs) the last handshake measured.
+    /// Re-measurements left in this series (since the last new session
+    /// not ours), and its least sample (µs): the latency route selection
+    /// gets.
     remeasures_left: u8,
-    last_sample: Option<u32>,
+    series_min: Option<u32>,
 }
 
 /// What a datagram from the member did.
@@ -112,7 +114,7 @@ impl Upkeep {
             remeasure_at: None,
             remeasuring: false,
             remeasures_left: 0,
-            last_sample: None,
+            series_min: None,
         }
     }
 
@@ -179,16 +181,24 @@ impl Upkeep {
         };
         if r.tunnel_up || r.new_session {
             let sample = wg.tunnel.rtt().map(|d| d.as_micros() as u32);
-            let previous = core::mem::replace(&mut self.last_sample, sample);
             if !core::mem::take(&mut self.remeasuring) {
-                // Another's session, a rekey or the first: measure again.
+                // Another's session, a rekey or the first: a new series.
+                self.series_min = sample;
                 self.remeasures_left = REMEASURES;
                 self.remeasure_at = Some(now + REMEASURE_AFTER);
-            } else if self.remeasures_left > 0
-                && sample.zip(previous).is_some_and(|(a, b)| clearly_apart(a, b))
-            {
-                // Our re-measurement moved clearly: not settled yet.
-                self.remeasure_at = Some(now + REMEASURE_AFTER);
+            } else {
+                // Our re-measurement: the series keeps its least sample (a
+                // round trip is the path's plus whatever held up either
+                // end), and goes on while the samples disagree with it.
+                let best = self.series_min;
+                self.series_min = match (best, sample) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                let settled = best.zip(sample).is_some_and(|(a, b)| !clearly_apart(a, b));
+                if self.remeasures_left > 0 && !settled {
+                    self.remeasure_at = Some(now + REMEASURE_AFTER);
+                }
             }
         }
         // boringtun keeps packets it could not send without a session until
@@ -304,7 +314,9 @@ impl Upkeep {
     /// jitter cannot flap the best path. Returns the new value when it
     /// changed.
     pub fn adopt_latency<T: Tunnel>(&mut self, wg: &Member<T>) -> Option<u32> {
-        let measured = wg.tunnel.rtt().map(|d| d.as_micros() as u32)?;
+        let measured = self
+            .series_min
+            .or_else(|| wg.tunnel.rtt().map(|d| d.as_micros() as u32))?;
         let adopt = match self.latency {
             None => true,
             Some(old) => clearly_apart(old, measured),
