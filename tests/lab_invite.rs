@@ -26,7 +26,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use lab::seed::{SeedLab, Topology};
-use lab::{require_cmd, require_root, wait_for, Netns};
+use lab::{json_path_present, luci_contract, require_cmd, require_root, wait_for, Netns};
 use meshd::uci::Package;
 use serde_json::Value;
 
@@ -605,6 +605,26 @@ fn homes_join_by_invite_and_bad_tokens_are_refused() {
         waiting.iter().any(|(n, _)| n == "typo4"),
         "r1: the invite whose token was damaged is no longer pending: {waiting:?}"
     );
+    // What the LuCI status view reads of invites (its contract), now that
+    // r1 has one pending and r4's last join failed: lab_nat checks the
+    // rest of the contract, where neither is so.
+    for (n, doc) in [(1, lab.status(1)), (4, lab.status(4))] {
+        let doc = doc.unwrap_or_else(|| panic!("r{n} does not answer status"));
+        for path in luci_contract()["invites"].as_array().unwrap() {
+            let path = path.as_str().unwrap();
+            let only_at = match path {
+                p if p.starts_with("invites.pending[].") => 1,
+                "invites.join.reason" => 4,
+                _ => n,
+            };
+            if n == only_at {
+                assert!(
+                    json_path_present(&doc, path),
+                    "r{n}: the status view reads {path}, meshd does not write it"
+                );
+            }
+        }
+    }
 
     // The flood: from a host on the internet bridge, 2,000 datagrams that
     // look like join requests (0x4A, version 1, kind 1, random bytes) in

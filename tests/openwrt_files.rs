@@ -231,9 +231,29 @@ fn the_acl_grants_every_ubus_method_the_views_declare() {
         }
     }
     // The status view fetches the whole document, one consistent snapshot,
-    // with one call per refresh (the other methods return parts of it).
-    let expected: BTreeSet<String> = ["status"].map(String::from).into();
+    // with one call per refresh (the other methods return parts of it); the
+    // Friends card's dialogs make an invite, join a mesh, and follow the
+    // join with `invites`.
+    let expected: BTreeSet<String> = ["status", "invite", "join", "invites"]
+        .map(String::from)
+        .into();
     assert_eq!(meshd_methods, expected);
+    // Reading is `read`; what changes /etc/config/meshd (an invite's join
+    // adds a member on both routers) is `write` only.
+    for (method, access) in [
+        ("status", "read"),
+        ("invites", "read"),
+        ("invite", "write"),
+        ("join", "write"),
+    ] {
+        for a in ["read", "write"] {
+            assert_eq!(
+                granted(&acl, a, "meshd").contains(&method.to_string()),
+                a == access,
+                "ubus meshd {method}: {access} only"
+            );
+        }
+    }
     // Reading and editing /etc/config/meshd through the form.
     for access in ["read", "write"] {
         assert_eq!(
@@ -981,7 +1001,7 @@ fn status_contract_is_well_formed() {
     let methods: BTreeSet<&str> = contract.keys().map(String::as_str).collect();
     assert_eq!(
         methods,
-        BTreeSet::from(["consoles", "members", "nat", "routes", "status"]),
+        BTreeSet::from(["consoles", "invites", "members", "nat", "routes", "status"]),
         "one entry per ubus method of meshd the views call"
     );
     for (method, paths) in &contract {
@@ -1020,8 +1040,11 @@ fn names(path: &str) -> impl Iterator<Item = &str> {
 fn contract_fields_are_written_by_status_rs_unless_pending() {
     // A check of names against the source that writes them, not against live
     // output: status.rs writes each field with `.with("<name>", ...)`, which
-    // rustfmt may break over lines.
-    let source: String = read(&repo().join("src/status.rs"))
+    // rustfmt may break over lines; its `invites` object comes from
+    // invites.rs.
+    let source: String = ["src/status.rs", "src/invites.rs"]
+        .map(|f| read(&repo().join(f)))
+        .concat()
         .split_whitespace()
         .collect();
     for (method, paths) in contract() {
@@ -1134,6 +1157,7 @@ fn part_of(path: &str) -> &str {
         "routes" => "routes",
         "nat" => "nat",
         "exit" => "consoles",
+        "invites" => "invites",
         _ => "status",
     }
 }
@@ -1221,6 +1245,11 @@ fn the_status_view_reads_exactly_the_contract_fields_and_draws_the_path() {
         "lower latency",
         "relayed on br-lan, ports 987, 9302, 30000, 1900",
         "12 sent to friends, 11 from friends · 2 over the rate cap · 1 forged or replayed",
+        // The Friends card: its buttons, the invites not used yet with the
+        // time they have left, and this router's latest join.
+        "Invite a friendJoin a mesh",
+        "Invites not used yetbob · 23 h 59 min leftcarol_2 · 43 min left",
+        "Could not join r5's mesh: no answer from r5's router (198.51.100.5:51820) in 20 s",
     ] {
         assert!(text.contains(expected), "{expected:?} not in:\n{text}");
     }
@@ -1246,6 +1275,7 @@ fn the_status_view_shows_the_consoles_first_with_their_game_exit_and_nat_type_in
         report["headings"],
         serde_json::json!([
             "Consoles",
+            "Friends",
             "Game exits",
             "This router",
             "Map",
@@ -1475,10 +1505,13 @@ fn with_no_member_yet_each_section_says_what_to_do() {
     let report = run_status_view(&file, "", None);
     let text = report["text"].as_str().unwrap();
     for expected in [
-        "No friend's router yet: add one in Configuration › Members.",
-        "The map appears once a friend's router is added (Configuration › Members).",
-        "No friend's router yet. Add one in Configuration › Members with its public key, \
-         overlay address and AS number",
+        "No friend's router yet: invite one under Friends, or add one in Configuration › Members.",
+        "The map appears once a friend's router joins (Friends: Invite a friend) or is added \
+         (Configuration › Members).",
+        "No friend's router yet. Invite one under Friends (Invite a friend), or add one in \
+         Configuration › Members with its public key, overlay address and AS number",
+        // The Friends card is there from the start.
+        "Invite a friendJoin a mesh",
         "No routes yet: they appear once a member's BGP session is up.",
     ] {
         assert!(text.contains(expected), "{expected:?} not in:\n{text}");

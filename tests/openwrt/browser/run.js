@@ -11,7 +11,9 @@
 //
 // usage: node run.js [--screenshots DIR] [--break NAME] [--prove]
 //   --screenshots DIR  write status-desktop.png, status-phone.png,
-//                      status-dark.png, config-desktop.png, config-phone.png
+//                      status-dark.png, status-invite.png, status-join.png,
+//                      status-phone-invite.png, config-desktop.png,
+//                      config-phone.png
 //   --break NAME       serve the views with one deliberate fault (see
 //                      BREAKS): the checks it names must fail
 //   --prove            run every --break in turn and report whether each
@@ -28,6 +30,9 @@ const HERE = __dirname;
 const REPO = path.resolve(HERE, '../../..');
 const RESOURCES = path.join(REPO, 'openwrt/luci-app-meshd/htdocs/luci-static/resources');
 const SAMPLE = JSON.parse(fs.readFileSync(path.join(REPO, 'tests/openwrt/status-sample.json'), 'utf8'));
+// The pages as a person usually sees them: no join of this router under way
+// (the sample's failed one is for the node checks of tests/openwrt_files.rs).
+SAMPLE.invites.join = { state: 'none', inviter: null };
 const DEFAULT_CONFIG = fs.readFileSync(path.join(REPO, 'openwrt/meshd/files/meshd.config'), 'utf8');
 
 const args = process.argv.slice(2);
@@ -153,6 +158,48 @@ const BREAKS = {
 		from: 'redraw: function() {',
 		to: "redraw: function() { window.setTimeout(function() { throw new Error('deliberate'); }, 0);",
 		fails: [ 'status: no script error' ]
+	},
+	'invite-button-dead': {
+		file: 'status.js',
+		from: 'return this.showInvite();',
+		to: 'return;',
+		fails: [ 'friends: Invite a friend makes a token, selected whole, still selected after polls' ]
+	},
+	'token-not-selected': {
+		file: 'status.js',
+		from: "'focus': function(ev) { ev.target.select(); },",
+		to: '',
+		fails: [ 'friends: Invite a friend makes a token, selected whole, still selected after polls' ]
+	},
+	'invite-errors-unsaid': {
+		file: 'status.js',
+		from: "say(msg, _('No invite made: %s').format(why), 'bad');",
+		to: "say(msg, '', 'bad');",
+		fails: [ 'friends: Invite a friend says why not in words (a taken name, a bad name, no address)' ]
+	},
+	'join-not-followed': {
+		file: 'status.js',
+		from: 'follow(0);',
+		to: '',
+		fails: [ 'friends: Join a mesh follows the join until the inviter is a member' ]
+	},
+	'pending-rebuilt-every-poll': {
+		file: 'status.js',
+		from: "'data-key': 'i:' + p.name,",
+		to: "'data-key': 'i:' + p.name + ':' + p.expires_in_s,",
+		fails: [ 'friends: the invites not used yet are listed, with their time left updated in place' ]
+	},
+	'dialog-wider-than-phone': {
+		file: 'status.js',
+		from: "'.meshd-dialog textarea.meshd-token{display:block;width:100%;",
+		to: "'.meshd-dialog textarea.meshd-token{display:block;width:520px;",
+		fails: [ 'friends at 390 px: the dialogs fit the screen, the whole token shows, no text under 11 px' ]
+	},
+	'dialog-dark-error': {
+		file: 'status.js',
+		from: '--meshd-bad:#ff8a80',
+		to: '--meshd-bad:#8b1a1a',
+		fails: [ 'friends, dark: the dialogs\' words, errors included, are legible' ]
 	},
 	'flags-dropped-at-default': {
 		file: 'config.js',
@@ -685,8 +732,282 @@ async function statusChecks(browser, fault, checks) {
 			assert(JSON.stringify(heads) == '["meshd is not answering"]', 'headings: ' + heads.join(', '));
 			await page.evaluate(doc => { window.__rpcd.doc = doc; }, SAMPLE);
 			await poll(page);
-			const cards = await page.evaluate(() => document.querySelectorAll('.meshd-card').length);
+			const cards = await page.evaluate(() => document.querySelectorAll('#meshd-consoles .meshd-card').length);
 			assert(cards == 4, 'after meshd came up: ' + cards + ' console cards');
+		});
+		await context.close();
+	}
+}
+
+// The Friends card: Invite a friend and Join a mesh, against the fake
+// rpcd's meshd (stand-in/fake-rpcd.js).
+const dialog = {
+	open: async (page, action) => {
+		await page.click('#meshd-invites button[data-action="' + action + '"]', { timeout: 5000 });
+		await settle(page);
+	},
+	visible: page => page.evaluate(() => document.body.classList.contains('modal-overlay-active') && document.querySelector('#modal_overlay .modal').checkVisibility()),
+	title: page => page.evaluate(() => (document.querySelector('#modal_overlay .modal h4') || {}).textContent || ''),
+	msg: page => page.evaluate(() => { const m = document.querySelector('#modal_overlay .meshd-msg'); return m ? { text: m.textContent, cls: m.className } : null; }),
+	button: (page, text) => page.click('#modal_overlay .modal button:text-is("' + text + '")', { timeout: 5000 }),
+	close: async page => {
+		await page.evaluate(() => L.ui.hideModal());
+		await settle(page);
+	}
+};
+
+// The token field: shown, focused, selected whole, and the same node.
+function tokenState(page) {
+	return page.evaluate(() => {
+		const a = document.getElementById('meshd-invite-token');
+		if (!a)
+			return null;
+		return {
+			value: a.value, shown: a.checkVisibility(), readOnly: a.readOnly, mark: a.__mark || null,
+			focused: document.activeElement === a, start: a.selectionStart, end: a.selectionEnd,
+			userSelect: getComputedStyle(a).userSelect, connected: a.isConnected
+		};
+	});
+}
+
+async function invite(page, name, seconds) {
+	await dialog.open(page, 'invite');
+	await page.fill('#meshd-invite-name', name);
+	if (seconds)
+		await page.selectOption('#meshd-invite-expires', String(seconds));
+	await dialog.button(page, 'Make the invite');
+	await settle(page);
+	await settle(page);
+}
+
+async function friendsChecks(browser, fault, checks) {
+	const { context, page, errors } = await open(browser, fault, { view: 'status' });
+	const card = () => page.evaluate(() => ({
+		pending: [ ...document.querySelectorAll('#meshd-invites .meshd-pending li') ].map(li => li.textContent),
+		join: (document.querySelector('#meshd-invites p[data-key="join"]') || {}).textContent || ''
+	}));
+	const params = call => page.evaluate(call => window.__rpcd.params.filter(p => p.call == call).map(p => p.params), call);
+
+	await checks.run('friends: the invites not used yet are listed, with their time left updated in place', async () => {
+		let c = await card();
+		assert(JSON.stringify(c.pending) == JSON.stringify([ 'bob · 23 h 59 min left', 'carol_2 · 43 min left' ]), 'listed: ' + JSON.stringify(c.pending));
+		// meshd counts down: a minute later, the same rows say one minute less.
+		await page.evaluate(() => { document.querySelectorAll('#meshd-invites .meshd-pending li').forEach(li => { li.__mark = li.textContent; }); });
+		const doc = JSON.parse(JSON.stringify(SAMPLE));
+		doc.invites.pending.forEach(p => { p.expires_in_s -= 60; });
+		await page.evaluate(doc => { window.__rpcd.doc = doc; }, doc);
+		await poll(page);
+		const r = await page.evaluate(() => [ ...document.querySelectorAll('#meshd-invites .meshd-pending li') ].map(li => ({ text: li.textContent, mark: li.__mark || null })));
+		assert(JSON.stringify(r.map(x => x.text)) == JSON.stringify([ 'bob · 23 h 58 min left', 'carol_2 · 42 min left' ]), 'after a minute: ' + JSON.stringify(r.map(x => x.text)));
+		assert(r.every(x => x.mark), 'a poll replaced the rows instead of updating their text');
+		await page.evaluate(doc => { window.__rpcd.doc = doc; }, SAMPLE);
+		await poll(page);
+	});
+
+	await checks.run('friends: Invite a friend makes a token, selected whole, still selected after polls', async () => {
+		await dialog.open(page, 'invite');
+		assert(await dialog.visible(page), 'no dialog after a click on Invite a friend');
+		const expires = await page.evaluate(() => document.getElementById('meshd-invite-expires').value);
+		assert(expires == '86400', 'the invite lasts ' + expires + ' s by default, not 24 h');
+		const options = await page.evaluate(() => [ ...document.querySelectorAll('#meshd-invite-expires option') ].map(o => o.textContent));
+		assert(JSON.stringify(options) == '["1 hour","24 hours","7 days"]', 'durations: ' + options.join(', '));
+		await page.fill('#meshd-invite-name', 'erin');
+		await page.selectOption('#meshd-invite-expires', '604800');
+		await dialog.button(page, 'Make the invite');
+		await page.waitForSelector('#meshd-invite-token', { timeout: 5000 });
+		await settle(page);
+		const sent = await params('meshd.invite');
+		assert(JSON.stringify(sent) == '[{"name":"erin","expires":604800}]', 'invite called with ' + JSON.stringify(sent));
+		let t = await tokenState(page);
+		assert(/^MESHD1[A-Z2-7]{100,}$/.test(t.value) && t.shown && t.readOnly, 'the token field: ' + JSON.stringify(t));
+		assert(t.focused && t.start == 0 && t.end == t.value.length, 'the token is not selected whole: ' + JSON.stringify({ focused: t.focused, start: t.start, end: t.end, length: t.value.length }));
+		assert(t.userSelect != 'none', 'the token cannot be selected');
+		const words = await page.evaluate(() => document.querySelector('#modal_overlay .meshd-dialog').textContent);
+		assert(words.includes('On your friend\'s router: Services › Game Mesh › Join a mesh, and paste this. Valid 7 days, once.'), 'what to do with it: ' + words);
+		// The card lists the new invite at once.
+		assert((await card()).pending.includes('erin · 7 d left'), 'the card does not list erin: ' + JSON.stringify((await card()).pending));
+		// Copy: to the clipboard, or selected with a hint to press Ctrl+C.
+		await dialog.button(page, 'Copy');
+		await settle(page);
+		const note = await page.evaluate(() => document.querySelector('#modal_overlay .meshd-copy span').textContent);
+		assert(note == 'Copied.' || note.startsWith('Selected: press Ctrl+C'), 'after Copy: ' + JSON.stringify(note));
+		await page.evaluate(() => { document.getElementById('meshd-invite-token').__mark = 'first'; });
+		for (let i = 0; i < 2; i++)
+			await poll(page);
+		t = await tokenState(page);
+		assert(t && t.mark == 'first' && t.connected && t.shown, 'a poll replaced or hid the token field');
+		assert(t.focused && t.start == 0 && t.end == t.value.length, 'after two polls the token is no longer selected: ' + JSON.stringify({ focused: t.focused, start: t.start, end: t.end }));
+	});
+	await shot(page, 'status-invite.png', { screen: true });
+	await dialog.close(page);
+
+	await checks.run('friends: Invite a friend says why not in words (a taken name, a bad name, no address)', async () => {
+		const before = (await params('meshd.invite')).length;
+		await dialog.open(page, 'invite');
+		await page.fill('#meshd-invite-name', 'bad name!');
+		await dialog.button(page, 'Make the invite');
+		await settle(page);
+		let m = await dialog.msg(page);
+		assert(m.text == '"bad name!" cannot be a router\'s name here: use 1 to 32 letters, digits or _, without spaces.' && m.cls.includes('meshd-bad'), 'a bad name: ' + JSON.stringify(m));
+		assert((await params('meshd.invite')).length == before, 'a bad name was sent to meshd');
+		for (const [ name, said ] of [
+			[ 'r2', 'No invite made: There is a member \'r2\' already. Choose another name for your friend\'s router.' ],
+			[ 'bob', 'No invite made: An invite for \'bob\' is pending. Choose another name for your friend\'s router.' ]
+		]) {
+			await page.fill('#meshd-invite-name', name);
+			await dialog.button(page, 'Make the invite');
+			await settle(page);
+			m = await dialog.msg(page);
+			assert(m.text == said && m.cls.includes('meshd-bad'), name + ': ' + JSON.stringify(m));
+			assert(!(await tokenState(page)) && await dialog.visible(page), name + ': the dialog did not stay open with the error');
+		}
+		assert((await params('meshd.invite')).length == before + 2, 'meshd was not asked');
+		// meshd knows no address of this router: the dialog asks for one.
+		await page.evaluate(() => { window.__rpcd.addressKnown = false; });
+		await page.fill('#meshd-invite-name', 'gina');
+		await dialog.button(page, 'Make the invite');
+		await settle(page);
+		m = await dialog.msg(page);
+		assert(m.text.startsWith('No invite made: meshd does not know this router\'s internet address yet') && !m.text.includes('--endpoint'), 'no endpoint: ' + JSON.stringify(m));
+		assert(await page.evaluate(() => document.getElementById('meshd-invite-endpoint').checkVisibility()), 'no field for the address');
+		await page.fill('#meshd-invite-endpoint', '203.0.113.7:51820');
+		await dialog.button(page, 'Make the invite');
+		await page.waitForSelector('#meshd-invite-token', { timeout: 5000 });
+		const last = (await params('meshd.invite')).pop();
+		assert(JSON.stringify(last) == '{"name":"gina","expires":86400,"endpoint":["203.0.113.7:51820"]}', 'invite called with ' + JSON.stringify(last));
+		await page.evaluate(() => { window.__rpcd.addressKnown = true; });
+	});
+	await dialog.close(page);
+
+	await checks.run('friends: Join a mesh follows the join until the inviter is a member', async () => {
+		await dialog.open(page, 'join');
+		assert(await dialog.title(page) == 'Join a mesh', 'no Join a mesh dialog');
+		// Not a token: said at once, nothing sent.
+		await page.fill('#meshd-join-token', 'hello');
+		await dialog.button(page, 'Join');
+		await settle(page);
+		let m = await dialog.msg(page);
+		assert(m.text == 'This is not an invite token: a token starts with MESHD1.', 'not a token: ' + JSON.stringify(m));
+		// A token that a chat wrapped over two lines.
+		const token = 'MESHD1' + 'QJ7K2MXV'.repeat(18);
+		await page.evaluate(() => {
+			window.__seen = [];
+			const m = document.querySelector('#modal_overlay .meshd-msg');
+			new MutationObserver(() => window.__seen.push(m.textContent)).observe(m, { subtree: true, childList: true, characterData: true });
+		});
+		await page.fill('#meshd-join-token', token.slice(0, 70) + '\n' + token.slice(70) + ' ');
+		await dialog.button(page, 'Join');
+		await page.waitForFunction(() => /^(Joined|Could not join)/.test(document.querySelector('#modal_overlay .meshd-msg').textContent), null, { timeout: 10000 });
+		m = await dialog.msg(page);
+		assert(m.text == 'Joined dave\'s mesh: it is a member now.' && m.cls.includes('meshd-good'), 'the join ended with ' + JSON.stringify(m));
+		const seen = await page.evaluate(() => window.__seen);
+		assert(seen.some(s => s.startsWith('Asking')) && seen.includes('dave\'s router said yes: each router adds the other as a member…'), 'progress shown: ' + JSON.stringify(seen));
+		const sent = await params('meshd.join');
+		assert(JSON.stringify(sent) == JSON.stringify([ { token } ]), 'join called with ' + JSON.stringify(sent));
+		await settle(page);
+		const after = await page.evaluate(() => !!document.querySelector('#meshd-members tr[data-member="dave"]'));
+		assert(after, 'the Members table does not show dave after the join');
+		assert((await card()).join == 'Joined dave\'s mesh: it is a member now.', 'the card says ' + JSON.stringify((await card()).join));
+	});
+	await shot(page, 'status-join.png', { screen: true });
+	await dialog.close(page);
+
+	await checks.run('friends: Join a mesh says why a join failed', async () => {
+		await dialog.open(page, 'join');
+		await page.fill('#meshd-join-token', 'MESHD1-not-base32');
+		await dialog.button(page, 'Join');
+		await settle(page);
+		let m = await dialog.msg(page);
+		assert(m.text == 'Not joined: not an invite token (MESHD1 and base32)' && m.cls.includes('meshd-bad'), 'a damaged token: ' + JSON.stringify(m));
+		await page.fill('#meshd-join-token', 'MESHD1' + 'FAIL'.repeat(30));
+		await dialog.button(page, 'Join');
+		await page.waitForFunction(() => /^(Joined|Could not join)/.test(document.querySelector('#modal_overlay .meshd-msg').textContent), null, { timeout: 10000 });
+		m = await dialog.msg(page);
+		assert(m.text == 'Could not join dave\'s mesh: no answer from 198.51.100.5:51820 in 20 s' && m.cls.includes('meshd-bad'), 'a join with no answer: ' + JSON.stringify(m));
+	});
+	await dialog.close(page);
+
+	await checks.run('friends: every new control and line explains itself', async () => {
+		const bare = [];
+		const look = () => page.evaluate(() => [ ...document.querySelectorAll('#meshd-invites button, #meshd-invites li, #meshd-invites p[data-key="join"], #modal_overlay .meshd-dialog input, #modal_overlay .meshd-dialog select, #modal_overlay .meshd-dialog textarea, #modal_overlay .meshd-dialog button') ]
+			.filter(e => e.checkVisibility())
+			.filter(e => {
+				if (/^(BUTTON)$/.test(e.tagName) && e.closest('.right'))
+					return false; // Cancel, Close, Make the invite, Join: their words say it
+				const label = e.id && document.querySelector('label[for="' + e.id + '"]');
+				const described = e.closest('.cbi-value') && e.closest('.cbi-value').querySelector('.cbi-value-description');
+				return !e.getAttribute('title') && !(label && (described || e.tagName == 'TEXTAREA'));
+			}).map(e => e.tagName + ' ' + (e.id || e.textContent.slice(0, 30))));
+		bare.push(...await look());
+		await dialog.open(page, 'invite');
+		bare.push(...await look());
+		await page.fill('#meshd-invite-name', 'frank');
+		await dialog.button(page, 'Make the invite');
+		await page.waitForSelector('#meshd-invite-token', { timeout: 5000 });
+		bare.push(...await look());
+		await dialog.close(page);
+		await dialog.open(page, 'join');
+		bare.push(...await look());
+		await dialog.close(page);
+		assert(!bare.length, 'no tooltip or label: ' + bare.join(', '));
+	});
+
+	await checks.run('friends: no script error', async () => {
+		assert(!errors.length, errors.join('\n'));
+	});
+	await context.close();
+
+	// A phone: the dialogs fit, the token shows whole.
+	{
+		const { context, page } = await open(browser, fault, { view: 'status', viewport: PHONE });
+		await checks.run('friends at 390 px: the dialogs fit the screen, the whole token shows, no text under 11 px', async () => {
+			const fits = () => page.evaluate(() => [ ...document.querySelectorAll('#modal_overlay .modal, #modal_overlay .modal *') ]
+				.filter(e => e.checkVisibility()).filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
+				.map(e => e.tagName + (e.id ? '#' + e.id : '') + ' ends at ' + Math.round(e.getBoundingClientRect().right)));
+			await dialog.open(page, 'invite');
+			let wide = await fits();
+			assert(!wide.length, 'Invite a friend: ' + wide.slice(0, 4).join('; '));
+			await page.fill('#meshd-invite-name', 'erin');
+			await dialog.button(page, 'Make the invite');
+			await page.waitForSelector('#meshd-invite-token', { timeout: 5000 });
+			await settle(page);
+			wide = await fits();
+			assert(!wide.length, 'the token: ' + wide.slice(0, 4).join('; '));
+			const area = await page.evaluate(() => { const a = document.getElementById('meshd-invite-token'); return { sw: a.scrollWidth, cw: a.clientWidth, sh: a.scrollHeight, ch: a.clientHeight }; });
+			assert(area.sw <= area.cw + 1 && area.sh <= area.ch + 1, 'the token field scrolls: ' + JSON.stringify(area));
+			assertLegibleSmall(await textReport(page), 'the token dialog');
+			await shot(page, 'status-phone-invite.png', { screen: true });
+			await dialog.close(page);
+			await dialog.open(page, 'join');
+			wide = await fits();
+			assert(!wide.length, 'Join a mesh: ' + wide.slice(0, 4).join('; '));
+			assertLegibleSmall(await textReport(page), 'the join dialog');
+		});
+		await context.close();
+	}
+
+	// Dark.
+	{
+		const { context, page } = await open(browser, fault, { view: 'status', dark: true });
+		await checks.run('friends, dark: the dialogs\' words, errors included, are legible', async () => {
+			const faint = async where => {
+				const rep = await textReport(page);
+				const f = rep.texts.filter(t => t.contrast < (t.large ? 3 : 4.5));
+				assert(!f.length, where + ': text below 4.5:1: ' + JSON.stringify(f.slice(0, 5)));
+			};
+			await dialog.open(page, 'invite');
+			await page.fill('#meshd-invite-name', 'r2');
+			await dialog.button(page, 'Make the invite');
+			await settle(page);
+			assert((await dialog.msg(page)).text.startsWith('No invite made'), 'no error shown');
+			await faint('the error');
+			await page.fill('#meshd-invite-name', 'erin');
+			await dialog.button(page, 'Make the invite');
+			await page.waitForSelector('#meshd-invite-token', { timeout: 5000 });
+			await settle(page);
+			await faint('the token');
+			const area = await page.evaluate(() => { const cs = getComputedStyle(document.getElementById('meshd-invite-token')); return cs.color + ' on ' + cs.backgroundColor; });
+			assert(!/rgb\(0, 0, 0\) on rgb\(255, 255, 255\)|rgb\(255, 255, 255\) on rgb\(255, 255, 255\)/.test(area), 'the token field is not dark: ' + area);
 		});
 		await context.close();
 	}
@@ -822,6 +1143,7 @@ async function suite(browser, faultName) {
 	if (faultName && !fault)
 		throw new Error('no fault ' + faultName + ' (' + Object.keys(BREAKS).join(', ') + ')');
 	await statusChecks(browser, fault, checks);
+	await friendsChecks(browser, fault, checks);
 	await configChecks(browser, fault, checks);
 	return checks.results;
 }

@@ -1,8 +1,19 @@
 /*
  * A stand-in for what answers LuCI's calls on a router: ubus (meshd's
- * `status`, luci-rpc's `getHostHints`) and rpcd's `uci` object over a UCI
- * file. The test sets window.__rpcd.doc, .hints and .files before the page
- * loads (and changes them between polls), and reads back .calls and .files.
+ * `status`, `invite`, `join` and `invites`, luci-rpc's `getHostHints`) and
+ * rpcd's `uci` object over a UCI file. The test sets window.__rpcd.doc,
+ * .hints and .files before the page loads (and changes them between polls),
+ * and reads back .calls, .params and .files.
+ *
+ * Invites as meshd answers them (src/ubus_api.rs, src/daemon.rs): `invite`
+ * refuses a name that is not [A-Za-z0-9_]{1,32}, a member's or a pending
+ * invite's name, with meshd's words; `join` refuses what is not MESHD1 and
+ * base32 and this router's own tokens (with .addressKnown false, `invite`
+ * without `endpoint` answers that no endpoint is known); a join then answers `joining`,
+ * `writing`, `joined` on three calls of `invites` (or `status`), and the
+ * inviter turns up in `members` (a token with FAIL in it: `failed` with a
+ * reason). The status document's `invites` is the sample's until the first
+ * of these calls, then this live model's.
  *
  * `uci set/add/delete` change a model of the file the way libuci does:
  * setting an option to the value it has is no change (list.c, uci_set),
@@ -68,12 +79,113 @@ function clone(v) {
 	return JSON.parse(JSON.stringify(v));
 }
 
+var BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+
+// A token's text as meshd writes one (MESHD1 and base32, about 150
+// characters), made of `seed`.
+function fakeToken(seed) {
+	var out = 'MESHD1', h = 2166136261;
+	for (var i = 0; out.length < 156; i++) {
+		h = Math.imul(h ^ String(seed).charCodeAt(i % String(seed).length) ^ i, 16777619) >>> 0;
+		out += BASE32.charAt(h % 32);
+	}
+	return out;
+}
+
 var rpcd = window.__rpcd = Object.assign({
 	doc: null,
 	hints: {},
 	files: {},
 	calls: [],
+	params: [],
 	models: {},
+	// This router's invites and join, once a call touched them.
+	live: null,
+	// Who a join reaches: the inviter named in every token this stand-in
+	// takes, and the member it becomes.
+	inviter: { name: 'dave', overlay: '10.0.0.5', asn: 65005 },
+	// Whether meshd knows an address of this router for a token (false: an
+	// invite without `endpoint` is refused, as before any member's STUN answer
+	// on a router behind NAT).
+	addressKnown: true,
+
+	invites: function() {
+		if (!this.live) {
+			var i = (this.doc && this.doc.invites) || {};
+			this.live = {
+				pending: (i.pending || []).map(function(p) { return { name: p.name, at: Date.now() + p.expires_in_s * 1000 }; }),
+				issued: i.issued || 0,
+				joined: i.joined || 0,
+				join: clone(i.join || { state: 'none', inviter: null }),
+				script: [],
+				tokens: []
+			};
+		}
+		return this.live;
+	},
+
+	// The `invites` object as meshd writes it; a join moves on one step.
+	invitesDoc: function() {
+		var l = this.invites(), now = Date.now();
+		if (l.script.length) {
+			var step = l.script.shift();
+			l.join = { state: step[0], inviter: this.inviter.name };
+			if (step[1])
+				l.join.reason = step[1];
+			if (step[0] == 'joined' && this.doc) {
+				this.doc.members = (this.doc.members || []).concat([ {
+					name: this.inviter.name, overlay: this.inviter.overlay, asn: this.inviter.asn,
+					endpoint: '198.51.100.5:51820', endpoint_confirmed: false, path: null
+				} ]);
+			}
+		}
+		l.pending = l.pending.filter(function(p) { return p.at > now; });
+		return {
+			pending: l.pending.map(function(p) { return { name: p.name, expires_in_s: Math.floor((p.at - now) / 1000) }; }),
+			issued: l.issued, joined: l.joined, answered_again: 0,
+			refused_expired: 0, refused_used: 0, refused_bad_mac: 0, refused_unknown: 0,
+			malformed: 0, rate_limited: 0, bad_tokens: 0,
+			join: clone(l.join)
+		};
+	},
+
+	meshd: {
+		invite: function(p) {
+			var l = rpcd.invites(), name = p.name;
+			if (typeof name != 'string')
+				return { error: 'argument \'name\' is missing' };
+			if (!/^[A-Za-z0-9_]{1,32}$/.test(name))
+				return { error: '\'' + name + '\' is not a member name (1..32 of [A-Za-z0-9_])' };
+			if (((rpcd.doc && rpcd.doc.members) || []).some(function(m) { return m.name == name; }))
+				return { error: 'there is a member \'' + name + '\' already' };
+			if (l.pending.some(function(x) { return x.name == name && x.at > Date.now(); }))
+				return { error: 'an invite for \'' + name + '\' is pending' };
+			var seconds = (p.expires == null) ? 86400 : p.expires;
+			if (!(seconds > 0) || seconds > 30 * 86400)
+				return { error: 'an invite lasts 1 s to 30 days' };
+			if (!rpcd.addressKnown && !(p.endpoint && p.endpoint.length))
+				return { error: 'no endpoint to put in the token: give one with --endpoint' };
+			var token = fakeToken(name + seconds + l.issued);
+			l.pending.push({ name: name, at: Date.now() + seconds * 1000 });
+			l.tokens.push(token);
+			l.issued++;
+			return { token: token };
+		},
+		join: function(p) {
+			var l = rpcd.invites(), token = String(p.token || '').trim();
+			if (!/^MESHD1[A-Z2-7]+$/i.test(token))
+				return { error: 'not an invite token (MESHD1 and base32)' };
+			if (l.tokens.indexOf(token.toUpperCase()) >= 0)
+				return { error: 'that is this router\'s own invite' };
+			if (l.join.state == 'joining')
+				return { error: 'a join is in progress' };
+			l.join = { state: 'joining', inviter: rpcd.inviter.name };
+			l.script = /FAIL/i.test(token)
+				? [ [ 'joining' ], [ 'joining' ], [ 'failed', 'no answer from 198.51.100.5:51820 in 20 s' ] ]
+				: [ [ 'joining' ], [ 'writing' ], [ 'joined' ] ];
+			return { state: 'joining' };
+		}
+	},
 	deltas: {},
 
 	model: function(config) {
@@ -138,13 +250,27 @@ var rpcd = window.__rpcd = Object.assign({
 	// Answers after a round trip, as the network would.
 	call: function(object, method, params) {
 		this.calls.push(object + '.' + method);
+		this.params.push({ call: object + '.' + method, params: clone(params || {}) });
 		return new Promise(function(resolve, reject) {
 			window.setTimeout(function() {
 				try {
 					if (object == 'meshd' && method == 'status') {
 						if (rpcd.doc == null)
 							throw new Error('Object not found');
-						return resolve(clone(rpcd.doc));
+						var doc = clone(rpcd.doc);
+						if (rpcd.live)
+							doc.invites = rpcd.invitesDoc();
+						return resolve(doc);
+					}
+					if (object == 'meshd' && method == 'invites') {
+						if (rpcd.doc == null)
+							throw new Error('Object not found');
+						return resolve({ invites: rpcd.invitesDoc() });
+					}
+					if (object == 'meshd' && rpcd.meshd[method]) {
+						if (rpcd.doc == null)
+							throw new Error('Object not found');
+						return resolve(rpcd.meshd[method](params || {}));
 					}
 					if (object == 'luci-rpc' && method == 'getHostHints')
 						return resolve(clone(rpcd.hints));

@@ -3,6 +3,7 @@
 'require rpc';
 'require poll';
 'require dom';
+'require ui';
 
 /*
  * Live state of the mesh, from one call of meshd's ubus method `status` per
@@ -18,7 +19,12 @@
  * attributes that differ. Nothing is rebuilt on a refresh, so a text
  * selection, the focus and the scroll position survive it. Clicks and hovers
  * are handled once, on the view's root (the nodes say which member they are
- * with data-member).
+ * with data-member, the Friends card's buttons which dialog with
+ * data-action).
+ *
+ * The Friends card makes invites and joins meshes without a terminal: its
+ * dialogs call meshd's `invite` and `join`, and a join's progress is read
+ * with `invites` (the same object as the status document's `invites`).
  */
 
 var callStatus = rpc.declare({
@@ -34,10 +40,40 @@ var callHostHints = rpc.declare({
 	expect: { '': {} }
 });
 
+// An invite for a friend's router (`meshd invite`): {"token": ...} or
+// {"error": why}.
+var callInvite = rpc.declare({
+	object: 'meshd',
+	method: 'invite',
+	params: [ 'name', 'expires', 'endpoint' ],
+	expect: { '': {} }
+});
+
+// Joins the mesh of the router that made `token`: {"state": "joining"} or
+// {"error": why}; how it ends is in `invites`.
+var callJoin = rpc.declare({
+	object: 'meshd',
+	method: 'join',
+	params: [ 'token' ],
+	expect: { '': {} }
+});
+
+// Pending invites and this router's own join.
+var callInvites = rpc.declare({
+	object: 'meshd',
+	method: 'invites',
+	expect: { invites: {} }
+});
+
 var SVG_NS = 'http://www.w3.org/2000/svg';
 var REFRESH_SECONDS = 2;
 // Host names are asked for again, while a console has none, at most this often.
 var HINTS_SECONDS = 60;
+// A join's progress is asked for this often, for at most this long (meshd
+// gives up after 20 s without an answer).
+var JOIN_POLL_MS = 1000, JOIN_POLLS = 30;
+// A member name, as meshd takes it.
+var MEMBER_NAME = /^[A-Za-z0-9_]{1,32}$/;
 
 // The map is drawn at one user unit per pixel; below the width it needs at
 // its smallest it becomes a list (text never shrinks under its CSS size).
@@ -45,9 +81,9 @@ var MAP_WIDTH_GUESS = 720, MAP_MAX_HEIGHT = 560;
 var LABEL_FONT = 15, SUB_FONT = 13, NODE_R = 16, SELF_R = 19;
 
 var CSS = [
-	'.meshd-status{--meshd-self:#1565c0;--meshd-up:#2e7d32;--meshd-transit:#9a5b00;--meshd-down:#757575;--meshd-path:#d84315;--meshd-line:rgba(127,127,127,.4);--meshd-tint:rgba(127,127,127,.08)}',
-	':root[data-darkmode="true"] .meshd-status{--meshd-self:#82b8f0;--meshd-up:#7cc47f;--meshd-transit:#eeb35c;--meshd-down:#a8a8a8;--meshd-path:#ff8a5c}',
-	'@media (prefers-color-scheme:dark){:root:not([data-darkmode="false"]) .meshd-status{--meshd-self:#82b8f0;--meshd-up:#7cc47f;--meshd-transit:#eeb35c;--meshd-down:#a8a8a8;--meshd-path:#ff8a5c}}',
+	'.meshd-status,.meshd-dialog{--meshd-self:#1565c0;--meshd-up:#2e7d32;--meshd-transit:#9a5b00;--meshd-down:#757575;--meshd-path:#d84315;--meshd-bad:#c62828;--meshd-line:rgba(127,127,127,.4);--meshd-tint:rgba(127,127,127,.08)}',
+	':root[data-darkmode="true"] .meshd-status,:root[data-darkmode="true"] .meshd-dialog{--meshd-self:#82b8f0;--meshd-up:#7cc47f;--meshd-transit:#eeb35c;--meshd-down:#a8a8a8;--meshd-path:#ff8a5c;--meshd-bad:#ff8a80}',
+	'@media (prefers-color-scheme:dark){:root:not([data-darkmode="false"]) .meshd-status,:root:not([data-darkmode="false"]) .meshd-dialog{--meshd-self:#82b8f0;--meshd-up:#7cc47f;--meshd-transit:#eeb35c;--meshd-down:#a8a8a8;--meshd-path:#ff8a5c;--meshd-bad:#ff8a80}}',
 	'.meshd-status small,.meshd-status .meshd-muted{font-size:max(11px,.9em)}',
 	'.meshd-cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,22em),1fr));gap:12px;margin:0 0 1em}',
 	'.meshd-card{border:1px solid var(--meshd-line);border-radius:6px;padding:.7em .9em;background:var(--meshd-tint);min-width:0;overflow-wrap:anywhere}',
@@ -76,7 +112,15 @@ var CSS = [
 	'.meshd-status tr.meshd-row.meshd-selected{outline:2px solid var(--meshd-path);outline-offset:-2px}',
 	'.meshd-status tr.meshd-row.meshd-hover{background:var(--meshd-tint);box-shadow:inset 4px 0 var(--meshd-path)}',
 	'.meshd-help{cursor:help;text-decoration:underline dotted}',
-	'.meshd-status code{overflow-wrap:anywhere}'
+	'.meshd-status code{overflow-wrap:anywhere}',
+	'.meshd-actions{display:flex;flex-wrap:wrap;gap:.5em;margin:.7em 0}',
+	'.meshd-pending{list-style:none;padding:0;margin:.2em 0 0}.meshd-pending li{padding:.1em 0}',
+	'.meshd-good{color:var(--meshd-up)}.meshd-bad{color:var(--meshd-bad)}',
+	'.meshd-dialog{overflow-wrap:anywhere}.meshd-dialog p{margin:.6em 0}',
+	'.meshd-dialog .meshd-input{width:100%;max-width:24em;box-sizing:border-box}',
+	'.meshd-dialog textarea.meshd-token{display:block;width:100%;box-sizing:border-box;font-family:monospace;font-size:13px;line-height:1.4;word-break:break-all;resize:vertical;padding:6px}',
+	'.meshd-msg{min-height:1.5em;margin:.6em 0}',
+	'.meshd-dialog .meshd-copy{display:flex;flex-wrap:wrap;align-items:center;gap:.3em .8em;margin:.5em 0}'
 ].join('\n');
 
 function fetchStatus() {
@@ -596,7 +640,7 @@ function legendGlyph(kind) {
 function renderMap(d, state) {
 	var topo = topology(d);
 	if (topo.nodes.length < 2)
-		return E('p', {}, E('em', {}, [ _('The map appears once a friend\'s router is added (Configuration › Members).') ]));
+		return E('p', {}, E('em', {}, [ _('The map appears once a friend\'s router joins (Friends: Invite a friend) or is added (Configuration › Members).') ]));
 
 	var width = state.mapWidth || MAP_WIDTH_GUESS;
 	var lay = layoutMap(topo, state, width);
@@ -707,7 +751,7 @@ function hostName(hints, c) {
 
 function friendsList(d) {
 	if (!d.members.length)
-		return E('p', {}, E('em', {}, [ _('No friend\'s router yet: add one in Configuration › Members.') ]));
+		return E('p', {}, E('em', {}, [ _('No friend\'s router yet: invite one under Friends, or add one in Configuration › Members.') ]));
 	return E('ul', { 'class': 'meshd-friends' }, d.members.map(function(m) {
 		var p = m.path, how, st;
 		if (!isObject(p)) {
@@ -958,7 +1002,7 @@ function renderMembers(d, state) {
 			isNumber(m.rtt_ms) ? _('%d ms').format(m.rtt_ms) : null
 		], { 'class': cls, 'data-key': 'm:' + m.name, 'data-member': m.name });
 	});
-	return table(headers, rows, _('No friend\'s router yet. Add one in Configuration › Members with its public key, overlay address and AS number, and give your friend this router\'s public key (under This router).'));
+	return table(headers, rows, _('No friend\'s router yet. Invite one under Friends (Invite a friend), or add one in Configuration › Members with its public key, overlay address and AS number, and give your friend this router\'s public key (under This router).'));
 }
 
 function renderRoutes(d) {
@@ -980,6 +1024,81 @@ function renderRoutes(d) {
 	return table(headers, rows, _('No routes yet: they appear once a member\'s BGP session is up.'));
 }
 
+/* Friends: invites and joins */
+
+// How long an invite has left, as a person says it.
+function timeLeft(s) {
+	if (!isNumber(s))
+		return null;
+	if (s < 60)
+		return _('less than a minute');
+	if (s < 3600)
+		return _('%d min').format(Math.floor(s / 60));
+	var h = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60);
+	if (s < 86400)
+		return m ? _('%d h %d min').format(h, m) : _('%d h').format(h);
+	return h ? _('%d d %d h').format(Math.floor(s / 86400), h) : _('%d d').format(Math.floor(s / 86400));
+}
+
+// A join, as the card and the Join dialog say it: [ words, 'good'|'bad'|null ].
+function joinWords(j) {
+	if (!isObject(j) || !j.state || j.state == 'none')
+		return null;
+	var who = j.inviter ? _('%s\'s').format(j.inviter) : _('the inviter\'s');
+	switch (j.state) {
+	case 'joining':
+		return [ _('Asking %s router to let this one in…').format(who), null ];
+	case 'writing':
+		return [ _('%s router said yes: each router adds the other as a member…').format(who), null ];
+	case 'joined':
+		return [ j.inviter ? _('Joined %s\'s mesh: it is a member now.').format(j.inviter) : _('Joined the mesh: the inviter is a member now.'), 'good' ];
+	case 'failed':
+		return [ _('Could not join %s mesh: %s').format(who, j.reason || _('no reason given')), 'bad' ];
+	}
+	return [ j.state, null ];
+}
+
+var INVITE_HELP = _('Invite a friend makes a token that lets one router join this mesh, once. Join a mesh takes the token a friend\'s router made. The two routers then add each other as members and connect; no terminal needed.');
+
+function renderInvites(d) {
+	var inv = d.invites, body;
+	if (!inv)
+		body = [
+			E('h4', {}, [ _('Invite a friend, or join a mesh') ]),
+			E('p', {}, E('em', {}, [ _('This meshd makes no invites (is it older than this page?). Add a friend\'s router in Configuration › Members.') ]))
+		];
+	else {
+		var pending = list(inv.pending).filter(isObject);
+		var join = joinWords(inv.join);
+		body = [
+			E('h4', {}, [ _('Invite a friend, or join a mesh') ]),
+			E('div', { 'class': 'meshd-muted' }, [ INVITE_HELP ]),
+			E('div', { 'class': 'meshd-actions' }, [
+				E('button', {
+					'type': 'button', 'class': 'cbi-button cbi-button-action', 'data-action': 'invite',
+					'title': _('Make a one-time token for a friend\'s router: your friend pastes it under Join a mesh.')
+				}, [ _('Invite a friend') ]),
+				E('button', {
+					'type': 'button', 'class': 'cbi-button cbi-button-action', 'data-action': 'join',
+					'title': _('Paste the token a friend\'s router made, and this router joins that mesh.')
+				}, [ _('Join a mesh') ])
+			]),
+			E('div', { 'data-key': 'pending' }, pending.length ? [
+				E('strong', {}, [ _('Invites not used yet') ]),
+				E('ul', { 'class': 'meshd-pending' }, pending.map(function(p) {
+					var left = timeLeft(p.expires_in_s);
+					return E('li', {
+						'data-key': 'i:' + p.name,
+						'title': _('An invite for a router named %s: it works once, until it expires. Restarting meshd cancels it.').format(p.name)
+					}, [ E('strong', {}, [ p.name ]), left ? ' · ' + _('%s left').format(left) : '' ]);
+				}))
+			] : [ E('em', {}, [ _('No invite waiting to be used.') ]) ]),
+			join ? E('p', { 'data-key': 'join', 'class': join[1] ? 'meshd-' + join[1] : null, 'title': _('This router\'s latest join: Join a mesh starts another.') }, [ join[0] ]) : null
+		];
+	}
+	return E('div', { 'class': 'meshd-cards' }, [ E('div', { 'class': 'meshd-card', 'data-key': 'invites' }, body) ]);
+}
+
 function section(id, title, body) {
 	return E('div', { 'class': 'cbi-section', 'data-key': 's:' + id }, [ E('h3', {}, [ title ]), E('div', { 'id': 'meshd-' + id }, [ body ]) ]);
 }
@@ -991,7 +1110,8 @@ function parts(doc) {
 		members: list(doc.members),
 		routes: list(doc.routes),
 		nat: isObject(doc.nat) ? doc.nat : null,
-		exit: isObject(doc.exit) ? doc.exit : null
+		exit: isObject(doc.exit) ? doc.exit : null,
+		invites: isObject(doc.invites) ? doc.invites : null
 	};
 }
 
@@ -1022,6 +1142,7 @@ function build(doc, state) {
 		state.hovered = null;
 	children.push(
 		section('consoles', _('Consoles'), renderConsoles(d, state)),
+		section('invites', _('Friends'), renderInvites(d)),
 		section('exits', _('Game exits'), renderExits(d)),
 		section('node', _('This router'), renderNode(d)),
 		section('map', _('Map'), renderMap(d, state)),
@@ -1100,11 +1221,98 @@ function morphChildren(live, next) {
 	}
 }
 
+/* The Friends card's dialogs */
+
+var DURATIONS = [
+	{ seconds: 3600, label: _('1 hour'), short: _('1 h') },
+	{ seconds: 86400, label: _('24 hours'), short: _('24 h') },
+	{ seconds: 7 * 86400, label: _('7 days'), short: _('7 days') }
+];
+
+// An address and UDP port meshd takes as an endpoint: 203.0.113.7:51820 or
+// [2001:db8::1]:51820.
+function isEndpoint(v) {
+	var m = /^(?:(\d{1,3}(?:\.\d{1,3}){3})|\[([0-9A-Fa-f:.]+)\]):(\d{1,5})$/.exec(v);
+	if (!m || +m[3] < 1 || +m[3] > 65535)
+		return false;
+	return m[1] ? m[1].split('.').every(function(o) { return +o <= 255; }) : m[2].indexOf(':') >= 0;
+}
+
+// A form row as LuCI draws one: title, field, description.
+function dialogRow(id, title, field, description) {
+	return E('div', { 'class': 'cbi-value' }, [
+		E('label', { 'class': 'cbi-value-title', 'for': id }, [ title ]),
+		E('div', { 'class': 'cbi-value-field' }, [ field, E('div', { 'class': 'cbi-value-description' }, [ description ]) ])
+	]);
+}
+
+// Sets a dialog's message line: words, and 'good', 'bad' or nothing.
+function say(node, text, kind) {
+	node.className = 'meshd-msg' + (kind ? ' meshd-' + kind : '');
+	if (node.textContent !== text)
+		node.textContent = text;
+}
+
+// What went wrong with a call: meshd's own words, or ubus's.
+function failure(e) {
+	var why = String((e && e.message) || e || '');
+	if (/Permission denied|code 6\b/.test(why))
+		return _('LuCI may not call meshd\'s invites: is luci-app-meshd up to date? (%s)').format(why);
+	if (/Object not found|Method not found|code [34]\b/.test(why))
+		return _('meshd is not answering, or it is too old for invites (%s)').format(why);
+	return _('meshd did not answer: %s').format(why);
+}
+
+function closeButton(label) {
+	return E('button', { 'type': 'button', 'class': 'cbi-button', 'click': function() { ui.hideModal(); } }, [ label || _('Close') ]);
+}
+
+// The token: in a read-only field that selects itself whole, and a button
+// that copies it.
+function tokenBlock(token) {
+	var area = E('textarea', {
+		'class': 'cbi-input-textarea meshd-token', 'id': 'meshd-invite-token', 'readonly': 'readonly', 'rows': 4,
+		'spellcheck': 'false', 'autocomplete': 'off', 'aria-label': _('Invite token'),
+		'title': _('The invite token: a click selects it whole, ready to copy.'),
+		'focus': function(ev) { ev.target.select(); },
+		'click': function(ev) { ev.target.select(); }
+	}, [ token ]);
+	var note = E('span', { 'class': 'meshd-muted', 'aria-live': 'polite' }, [ '' ]);
+	var copy = E('button', {
+		'type': 'button', 'class': 'cbi-button cbi-button-action',
+		'title': _('Copy the token to the clipboard, to paste it in a message to your friend'),
+		'click': function() {
+			area.focus();
+			area.select();
+			var typed = function() {
+				var ok = false;
+				try { ok = document.execCommand('copy'); } catch (e) {}
+				note.textContent = ok ? _('Copied.') : _('Selected: press Ctrl+C (⌘C on a Mac) to copy it.');
+			};
+			if (window.navigator.clipboard && window.navigator.clipboard.writeText)
+				window.navigator.clipboard.writeText(area.value).then(function() {
+					note.textContent = _('Copied.');
+				}, typed);
+			else
+				typed();
+		}
+	}, [ _('Copy') ]);
+	return { area: area, nodes: [ area, E('div', { 'class': 'meshd-copy' }, [ copy, note ]) ] };
+}
+
 // The member a click or a pointer is on, if any.
 function memberAt(el, root) {
 	for (; el && el !== root; el = el.parentNode)
 		if (el.getAttribute && el.getAttribute('data-member'))
 			return el.getAttribute('data-member');
+	return null;
+}
+
+// The action a click is on (the Friends card's buttons), if any.
+function actionAt(el, root) {
+	for (; el && el !== root; el = el.parentNode)
+		if (el.getAttribute && el.getAttribute('data-action'))
+			return el.getAttribute('data-action');
 	return null;
 }
 
@@ -1122,6 +1330,11 @@ return view.extend({
 
 		var root = this.root;
 		root.addEventListener('click', L.bind(function(ev) {
+			var action = actionAt(ev.target, root);
+			if (action == 'invite')
+				return this.showInvite();
+			if (action == 'join')
+				return this.showJoin();
 			var name = memberAt(ev.target, root);
 			// A click that ends a text selection is not a choice of member.
 			var sel = window.getSelection ? window.getSelection() : null;
@@ -1196,6 +1409,211 @@ return view.extend({
 
 	redraw: function() {
 		morph(this.root, build(this.doc, this.state));
+	},
+
+	// After an invite or a join: the card shows it at once.
+	refreshNow: function() {
+		this.fetchedAt = Date.now();
+		return fetchStatus().then(L.bind(function(doc) {
+			this.doc = doc;
+			this.redraw();
+		}, this));
+	},
+
+	// Invite a friend: the friend's router's name and how long the invite
+	// lasts, then the token to give them.
+	showInvite: function() {
+		var self = this;
+		var name = E('input', {
+			'type': 'text', 'id': 'meshd-invite-name', 'class': 'cbi-input-text meshd-input', 'maxlength': 32,
+			'placeholder': _('e.g. bob'), 'autocomplete': 'off', 'spellcheck': 'false',
+			'title': _('1 to 32 letters, digits or _')
+		});
+		var expires = E('select', { 'id': 'meshd-invite-expires', 'class': 'cbi-input-select meshd-input', 'title': _('After this, the token no longer works') },
+			DURATIONS.map(function(d) {
+				return E('option', { 'value': d.seconds, 'selected': d.seconds == 86400 ? 'selected' : null }, [ d.label ]);
+			}));
+		var endpoint = E('input', {
+			'type': 'text', 'id': 'meshd-invite-endpoint', 'class': 'cbi-input-text meshd-input',
+			'placeholder': '203.0.113.7:51820', 'autocomplete': 'off', 'spellcheck': 'false',
+			'title': _('An IPv4 address and port, or [IPv6]:port')
+		});
+		var endpointRow = dialogRow('meshd-invite-endpoint', _('Reach this router at'), endpoint,
+			_('Only if meshd asks for it: the internet address of this home and the mesh port (forwarded to this router), as your friend\'s router can reach it.'));
+		endpointRow.style.display = 'none';
+		var msg = E('div', { 'class': 'meshd-msg', 'role': 'status', 'aria-live': 'polite' }, [ '' ]);
+		var make = E('button', { 'type': 'button', 'class': 'cbi-button cbi-button-positive important' }, [ _('Make the invite') ]);
+
+		var check = function() {
+			var v = name.value.trim(), ok = MEMBER_NAME.test(v);
+			name.classList.toggle('cbi-input-invalid', !ok && name.value !== '');
+			return ok;
+		};
+		var submit = function() {
+			var v = name.value.trim(), seconds = +expires.value, at = endpoint.value.trim();
+			if (!check()) {
+				name.classList.add('cbi-input-invalid');
+				say(msg, v ? _('"%s" cannot be a router\'s name here: use 1 to 32 letters, digits or _, without spaces.').format(v) : _('Enter your friend\'s router\'s name first.'), 'bad');
+				name.focus();
+				return;
+			}
+			if (at && !isEndpoint(at)) {
+				say(msg, _('"%s" is not an address and port, such as 203.0.113.7:51820.').format(at), 'bad');
+				endpoint.focus();
+				return;
+			}
+			make.disabled = true;
+			say(msg, _('Asking meshd…'));
+			return callInvite(v, seconds, at ? [ at ] : undefined).then(function(r) {
+				if (isObject(r) && typeof r.token == 'string' && r.token)
+					return self.showToken(v, seconds, r.token);
+				var why = (isObject(r) && r.error) ? String(r.error) : _('meshd answered neither a token nor why');
+				if (/no endpoint/i.test(why)) {
+					endpointRow.style.display = '';
+					why = _('meshd does not know this router\'s internet address yet (no friend has told it). Enter it with the mesh port below, then try again.');
+				}
+				else if (/member .* already|is pending/.test(why))
+					why = _('%s. Choose another name for your friend\'s router.').format(why.charAt(0).toUpperCase() + why.slice(1));
+				else if (/invites are pending/.test(why))
+					why = _('%s.').format(why.charAt(0).toUpperCase() + why.slice(1));
+				say(msg, _('No invite made: %s').format(why), 'bad');
+			}, function(e) {
+				say(msg, _('No invite made: %s').format(failure(e)), 'bad');
+			}).finally(function() {
+				make.disabled = false;
+			});
+		};
+		make.addEventListener('click', submit);
+		name.addEventListener('input', function() { check(); });
+		[ name, endpoint ].forEach(function(input) {
+			input.addEventListener('keydown', function(ev) {
+				if (ev.key == 'Enter') {
+					ev.preventDefault();
+					submit();
+				}
+			});
+		});
+
+		ui.showModal(_('Invite a friend'), [
+			E('div', { 'class': 'meshd-dialog' }, [
+				E('p', {}, [ _('Your friend\'s router joins this mesh with the token this makes. It works once.') ]),
+				dialogRow('meshd-invite-name', _('Friend\'s router name'), name,
+					_('How this router will list it under Members: 1 to 32 letters, digits or _ (e.g. bob).')),
+				dialogRow('meshd-invite-expires', _('Valid for'), expires,
+					_('Unused after this, the token stops working.')),
+				endpointRow,
+				msg,
+				E('div', { 'class': 'right' }, [ closeButton(_('Cancel')), ' ', make ])
+			])
+		]);
+		name.focus();
+	},
+
+	showToken: function(name, seconds, token) {
+		var d = DURATIONS.filter(function(x) { return x.seconds == seconds; })[0];
+		var valid = d ? d.short : timeLeft(seconds);
+		var t = tokenBlock(token);
+		ui.showModal(_('Invite for %s').format(name), [
+			E('div', { 'class': 'meshd-dialog' }, [ E('p', {}, [ _('Give this token to your friend, in a private message:') ]) ].concat(t.nodes, [
+				E('p', {}, [ E('strong', {}, [ _('On your friend\'s router: Services › Game Mesh › Join a mesh, and paste this. Valid %s, once.').format(valid) ]) ]),
+				E('p', { 'class': 'meshd-muted' }, [ _('Whoever has the token can join once, so send it to your friend only. Until then it is listed under Invites not used yet.') ]),
+				E('div', { 'class': 'right' }, [ closeButton() ])
+			]))
+		]);
+		t.area.focus();
+		this.refreshNow();
+	},
+
+	// Join a mesh: the token, then the join's progress until it ends.
+	showJoin: function() {
+		var self = this;
+		var area = E('textarea', {
+			'class': 'cbi-input-textarea meshd-token', 'id': 'meshd-join-token', 'rows': 4,
+			'spellcheck': 'false', 'autocomplete': 'off', 'placeholder': 'MESHD1…',
+			'title': _('Paste the whole token your friend sent you')
+		});
+		var msg = E('div', { 'class': 'meshd-msg', 'role': 'status', 'aria-live': 'polite' }, [ '' ]);
+		var join = E('button', { 'type': 'button', 'class': 'cbi-button cbi-button-positive important' }, [ _('Join') ]);
+		var cancel = closeButton(_('Cancel'));
+
+		// Every JOIN_POLL_MS until the join ends, JOIN_POLLS have passed,
+		// or the dialog was closed.
+		var follow = function(n) {
+			if (!msg.isConnected || !document.body.classList.contains('modal-overlay-active'))
+				return;
+			if (n >= JOIN_POLLS) {
+				say(msg, _('No outcome after %d s. meshd goes on trying for a while: the Friends card shows how it ends.').format(JOIN_POLLS * JOIN_POLL_MS / 1000), 'bad');
+				cancel.textContent = _('Close');
+				return;
+			}
+			window.setTimeout(function() {
+				L.resolveDefault(callInvites(), null).then(function(inv) {
+					var j = isObject(inv) ? inv.join : null, words = joinWords(j);
+					if (words && msg.isConnected)
+						say(msg, words[0], words[1]);
+					if (j && (j.state == 'joined' || j.state == 'failed')) {
+						cancel.textContent = _('Close');
+						if (j.state == 'failed') {
+							area.readOnly = false;
+							join.style.display = '';
+							join.disabled = false;
+						}
+						return self.refreshNow();
+					}
+					follow(n + 1);
+				});
+			}, JOIN_POLL_MS);
+		};
+
+		var submit = function() {
+			// A token wrapped over lines in a chat is still one token.
+			var token = area.value.replace(/\s+/g, '');
+			if (!token) {
+				say(msg, _('Paste the token your friend sent you first.'), 'bad');
+				area.focus();
+				return;
+			}
+			if (!/^MESHD1/i.test(token)) {
+				say(msg, _('This is not an invite token: a token starts with MESHD1.'), 'bad');
+				area.focus();
+				return;
+			}
+			join.disabled = true;
+			say(msg, _('Asking meshd…'));
+			return callJoin(token).then(function(r) {
+				if (isObject(r) && r.state) {
+					area.readOnly = true;
+					join.style.display = 'none';
+					say(msg, joinWords({ state: r.state, inviter: null })[0]);
+					follow(0);
+					return;
+				}
+				var why = (isObject(r) && r.error) ? String(r.error) : _('meshd answered neither a state nor why');
+				say(msg, _('Not joined: %s').format(why), 'bad');
+				join.disabled = false;
+			}, function(e) {
+				say(msg, _('Not joined: %s').format(failure(e)), 'bad');
+				join.disabled = false;
+			});
+		};
+		join.addEventListener('click', submit);
+		area.addEventListener('keydown', function(ev) {
+			if (ev.key == 'Enter') {
+				ev.preventDefault();
+				submit();
+			}
+		});
+
+		ui.showModal(_('Join a mesh'), [
+			E('div', { 'class': 'meshd-dialog' }, [
+				E('p', {}, [ _('Paste the token a friend\'s router made with Invite a friend. This router asks that router over the mesh port; when it says yes, each adds the other as a member, within seconds.') ]),
+				E('label', { 'for': 'meshd-join-token' }, [ E('strong', {}, [ _('Invite token') ]) ]),
+				area,
+				msg,
+				E('div', { 'class': 'right' }, [ cancel, ' ', join ])
+			])
+		]);
+		area.focus();
 	},
 
 	handleSaveApply: null,
