@@ -1547,80 +1547,12 @@ impl Daemon {
                 name,
                 seconds,
                 endpoints,
-            } => self.invite(&name, seconds, endpoints),
+            } => crate::ubus_api::Api::invite(self, &name, seconds, endpoints),
             Request::Join(text) => self.start_join(&text),
             Request::JoinStatus => Ok(self.join.line()),
             Request::Status | Request::StatusJson => Err("not an invite request".into()),
         };
         result.unwrap_or_else(|e| format!("error: {e}\n"))
-    }
-
-    /// Makes an invite giving `name` and answers its token.
-    fn invite(
-        &mut self,
-        name: &str,
-        seconds: u64,
-        endpoints: Vec<std::net::SocketAddr>,
-    ) -> Result<String, String> {
-        use crate::invites;
-        if !mesh_core::invite::valid_name(name) {
-            return Err(format!(
-                "'{name}' is not a member name (1..32 of [A-Za-z0-9_])"
-            ));
-        }
-        if self.config.members.iter().any(|m| m.name == name) {
-            return Err(format!("there is a member '{name}' already"));
-        }
-        let t = now();
-        if self.node.invites().gives(t, name) {
-            return Err(format!("an invite for '{name}' is pending"));
-        }
-        if seconds == 0 || seconds > 30 * 86400 {
-            return Err("an invite lasts 1 s to 30 days".into());
-        }
-        let endpoints = if endpoints.is_empty() {
-            let public = self.node.nat_report().public;
-            let host = host_addresses(self.config.main.overlay);
-            invites::default_endpoints(public, &host, self.config.main.listen_port)
-        } else {
-            endpoints
-        };
-        let id = invites::random::<8>().map_err(|e| format!("random source: {e}"))?;
-        let secret = invites::random::<16>().map_err(|e| format!("random source: {e}"))?;
-        let own = self.node.public_key();
-        let token = invites::token(
-            &own,
-            invites::own_name(),
-            name,
-            &endpoints,
-            id,
-            secret,
-            invites::unix_now() + seconds,
-        )?;
-        let text = token.to_text().map_err(|e| e.to_string())?;
-        self.node
-            .add_invite(
-                t,
-                id,
-                secret,
-                token.name.clone(),
-                mesh_core::Duration::from_secs(seconds),
-            )
-            .map_err(|_| {
-                format!(
-                    "{} invites are pending: wait for one to be used or to expire",
-                    mesh_core::node::MAX_INVITES
-                )
-            })?;
-        log::info!(
-            "invite: made one for '{name}', valid {seconds} s, reaching us at {}",
-            endpoints
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        Ok(format!("{text}\n"))
     }
 
     /// `join TOKEN`: starts asking the inviter.
@@ -2023,13 +1955,72 @@ impl crate::ubus_api::Api for Daemon {
         self.ubus.notify(event_type, data);
     }
 
+    /// Makes an invite giving `name` and answers its token.
     fn invite(
         &mut self,
         name: &str,
         seconds: u64,
         endpoints: Vec<std::net::SocketAddr>,
     ) -> Result<String, String> {
-        Daemon::invite(self, name, seconds, endpoints)
+        use crate::invites;
+        if !mesh_core::invite::valid_name(name) {
+            return Err(format!(
+                "'{name}' is not a member name (1..32 of [A-Za-z0-9_])"
+            ));
+        }
+        if self.config.members.iter().any(|m| m.name == name) {
+            return Err(format!("there is a member '{name}' already"));
+        }
+        let t = now();
+        if self.node.invites().gives(t, name) {
+            return Err(format!("an invite for '{name}' is pending"));
+        }
+        if seconds == 0 || seconds > 30 * 86400 {
+            return Err("an invite lasts 1 s to 30 days".into());
+        }
+        let endpoints = if endpoints.is_empty() {
+            let public = self.node.nat_report().public;
+            let host = host_addresses(self.config.main.overlay);
+            invites::default_endpoints(public, &host, self.config.main.listen_port)
+        } else {
+            endpoints
+        };
+        let id = invites::random::<8>().map_err(|e| format!("random source: {e}"))?;
+        let secret = invites::random::<16>().map_err(|e| format!("random source: {e}"))?;
+        let own = self.node.public_key();
+        let token = invites::token(
+            &own,
+            invites::own_name(),
+            name,
+            &endpoints,
+            id,
+            secret,
+            invites::unix_now() + seconds,
+        )?;
+        let text = token.to_text().map_err(|e| e.to_string())?;
+        self.node
+            .add_invite(
+                t,
+                id,
+                secret,
+                token.name.clone(),
+                mesh_core::Duration::from_secs(seconds),
+            )
+            .map_err(|_| {
+                format!(
+                    "{} invites are pending: wait for one to be used or to expire",
+                    mesh_core::node::MAX_INVITES
+                )
+            })?;
+        log::info!(
+            "invite: made one for '{name}', valid {seconds} s, reaching us at {}",
+            endpoints
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        Ok(format!("{text}\n"))
     }
 
     fn join(&mut self, token: &str) -> Result<String, String> {

@@ -532,14 +532,8 @@ fn homes_join_by_invite_and_bad_tokens_are_refused() {
     };
     let mut lab = SeedLab::build_topology("mdinv", meshd(), HOLD, &topo);
     for n in 1..=4 {
+        lab.move_to_default_lan(n);
         let r = lab.router(n);
-        r.ns.ip(&["addr", "flush", "dev", "lan"]);
-        r.ns.ip(&["addr", "add", "192.168.1.1/24", "dev", "lan"]);
-        r.console.ip(&["addr", "flush", "dev", "eth0"]);
-        r.console
-            .ip(&["addr", "add", "192.168.1.10/24", "dev", "eth0"]);
-        r.console
-            .ip(&["route", "add", "default", "via", "192.168.1.1"]);
         // The main section alone, with what the lab needs (key file, port,
         // socket, TUN, timers, log level), enabled, announcing the default
         // LAN, no number of its own.

@@ -166,14 +166,8 @@ fn four_homes_on_the_same_default_lan_reach_each_other_at_their_aliases() {
     require_root();
     let mut lab = SeedLab::build_bgp_only("mdali", meshd(), HOLD);
     for n in 1..=4 {
+        lab.move_to_default_lan(n);
         let r = lab.router(n);
-        r.ns.ip(&["addr", "flush", "dev", "lan"]);
-        r.ns.ip(&["addr", "add", "192.168.1.1/24", "dev", "lan"]);
-        r.console.ip(&["addr", "flush", "dev", "eth0"]);
-        r.console
-            .ip(&["addr", "add", "192.168.1.10/24", "dev", "eth0"]);
-        r.console
-            .ip(&["route", "add", "default", "via", "192.168.1.1"]);
         let text = std::fs::read_to_string(&r.config).unwrap();
         let home: String = text
             .lines()

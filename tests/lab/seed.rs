@@ -263,6 +263,19 @@ impl SeedLab {
         &self.routers[n - 1]
     }
 
+    /// Puts router `n`'s home on OpenWrt's default LAN, 192.168.1.0/24:
+    /// the router at .1, its console at .10 (the config is the caller's).
+    pub fn move_to_default_lan(&self, n: usize) {
+        let r = self.router(n);
+        r.ns.ip(&["addr", "flush", "dev", "lan"]);
+        r.ns.ip(&["addr", "add", "192.168.1.1/24", "dev", "lan"]);
+        r.console.ip(&["addr", "flush", "dev", "eth0"]);
+        r.console
+            .ip(&["addr", "add", "192.168.1.10/24", "dev", "eth0"]);
+        r.console
+            .ip(&["route", "add", "default", "via", "192.168.1.1"]);
+    }
+
     fn write_config(&self, n: usize, topo: &Topology) {
         let r = self.router(n);
         let mut c = format!(
