@@ -21,7 +21,7 @@ mod lab;
 use std::io::Read;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -249,31 +249,12 @@ fn alias(lab: &SeedLab, n: usize) -> Ipv4Addr {
         .unwrap()
 }
 
-/// One ping from console `a` to `to` (1 s timeout).
-fn ping(lab: &SeedLab, a: usize, to: Ipv4Addr) -> bool {
-    Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.router(a).console.name,
-            "ping",
-            "-c1",
-            "-W1",
-            "-q",
-        ])
-        .arg(to.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// Waits until consoles `a` and `b` reach each other at their aliases, at
 /// most [`REACH_LIMIT`] after `joined` (when `meshd join` returned).
 fn reach(lab: &SeedLab, a: usize, b: usize, aliases: &[Ipv4Addr], joined: Instant) {
     let limit = REACH_LIMIT.saturating_sub(joined.elapsed());
     let ok = wait_for(limit, Duration::from_millis(200), || {
-        (ping(lab, a, aliases[b - 1]) && ping(lab, b, aliases[a - 1])).then_some(())
+        (lab.ping_addr(a, aliases[b - 1]) && lab.ping_addr(b, aliases[a - 1])).then_some(())
     });
     assert!(
         ok.is_some(),
@@ -567,7 +548,7 @@ fn homes_join_by_invite_and_bad_tokens_are_refused() {
     }
     // Nobody reaches anybody before an invite.
     assert!(
-        !ping(&lab, 2, aliases[0]),
+        !lab.ping_addr(2, aliases[0]),
         "c2 reaches c1 before any invite"
     );
     println!("aliases: {aliases:?}");

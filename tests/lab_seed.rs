@@ -216,21 +216,7 @@ fn four_homes_on_the_same_default_lan_reach_each_other_at_their_aliases() {
             );
         }
     }
-    let ping = |a: usize, to: std::net::Ipv4Addr| {
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &lab.router(a).console.name,
-                "ping",
-                "-c1",
-                "-W1",
-                "-q",
-            ])
-            .arg(to.to_string())
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
+    let ping = |a: usize, to: std::net::Ipv4Addr| lab.ping_addr(a, to);
     let start = Instant::now();
     let all = wait_for(Duration::from_secs(30), Duration::from_millis(200), || {
         (1..=4)

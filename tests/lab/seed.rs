@@ -456,6 +456,11 @@ impl SeedLab {
 
     /// Pings console `b` from console `a` once (1 s timeout).
     pub fn ping(&self, a: usize, b: usize) -> bool {
+        self.ping_addr(a, std::net::Ipv4Addr::new(192, 168, b as u8, 10))
+    }
+
+    /// Pings `to` from console `a` once (1 s timeout).
+    pub fn ping_addr(&self, a: usize, to: std::net::Ipv4Addr) -> bool {
         Command::new("ip")
             .args([
                 "netns",
@@ -466,7 +471,7 @@ impl SeedLab {
                 "-W1",
                 "-q",
             ])
-            .arg(format!("192.168.{b}.10"))
+            .arg(to.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
