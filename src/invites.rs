@@ -254,6 +254,7 @@ pub fn document<C: Crypto>(
         .with("malformed", s.malformed)
         .with("rate_limited", s.rate_limited)
         .with("bad_tokens", bad_tokens)
+        .with("outcomes_dropped", node.invite_outcomes_dropped())
         .with("join", j)
 }
 

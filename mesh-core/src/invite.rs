@@ -662,7 +662,7 @@ pub enum Reply {
     Accepted,
     /// The inviter's refusal.
     Refused(Refusal),
-    /// Nothing for this join (counted in `ignored`).
+    /// Nothing for this join (the node counts it as malformed).
     Ignored,
 }
 
@@ -676,9 +676,6 @@ pub struct Joining {
     pub state: JoinState,
     started: Instant,
     next_send: Instant,
-    pub requests_sent: u32,
-    /// Join datagrams that came to us and were not the accept.
-    pub ignored: u32,
 }
 
 impl Joining {
@@ -691,8 +688,6 @@ impl Joining {
             state: JoinState::Joining,
             started: now,
             next_send: now,
-            requests_sent: 0,
-            ignored: 0,
         }
     }
 
@@ -719,7 +714,6 @@ impl Joining {
             nonce: self.nonce,
         };
         let n = seal(KIND_REQUEST, &req, &self.token.secret, out).ok()?;
-        self.requests_sent += 1;
         Some(n)
     }
 
@@ -730,7 +724,7 @@ impl Joining {
         match reply {
             Reply::Accepted => self.state = JoinState::Joined,
             Reply::Refused(why) => self.state = JoinState::Refused(why),
-            Reply::Ignored => self.ignored += 1,
+            Reply::Ignored => {}
         }
         reply
     }
