@@ -11,9 +11,11 @@
 //! - Detection that fits the path: while Up, the session measures the gaps
 //!   between the peer's packets (smoothed gap and mean deviation, as TCP
 //!   measures RTT: RFC 6298's α = 1/8, β = 1/4). When the path jitters more
-//!   than the peer's own 75-100% transmit jitter explains, it raises its
-//!   Required Min RX Interval so that the detection time covers the base
-//!   detection plus four deviations, up to [`Config::max_detection`]; the
+//!   than the configured detection outlasts, it raises its Required Min RX
+//!   Interval so that the detection time covers all the multiplier's
+//!   packets but one lost and that one four deviations late, up to
+//!   [`Config::max_detection`]. It takes [`RAISE_SAMPLES`] gaps in a row
+//!   calling for it (one stall of a busy peer is not a jittery path); the
 //!   peer learns it through a poll sequence and slows to match (§6.8.3), so
 //!   BIRD and FRR peers follow it like any timer change. It lowers it again
 //!   after [`LOWER_AFTER`] of calm; a lower value shortens the detection time
@@ -34,6 +36,10 @@ pub const PACKET_LEN: usize = 24;
 pub const SLOW_TX: Duration = Duration::from_secs(1);
 /// Gaps measured before the receive interval adapts.
 const ADAPT_SAMPLES: u32 = 8;
+/// Consecutive gaps that must call for a longer receive interval before it
+/// goes up: one stall of the peer's CPU (a late packet, then an early one)
+/// is what the configured detection already outlasts.
+const RAISE_SAMPLES: u8 = 4;
 /// The receive interval goes up at most this often.
 const RAISE_EVERY: Duration = Duration::from_millis(500);
 /// The receive interval comes down only after this long without a raise.
@@ -298,6 +304,8 @@ struct Gaps {
     last: Option<Instant>,
     mean_us: u32,
     dev_us: u32,
+    /// Consecutive samples that called for a longer receive interval.
+    over: u8,
     n: u32,
 }
 
@@ -425,9 +433,6 @@ impl Session {
     /// After a packet while Up: measure its gap, and move the receive
     /// interval if the path's jitter calls for it.
     fn adapt(&mut self, now: Instant, scheduled: bool) {
-        let interval = self
-            .rx_interval
-            .max(Duration::from_micros(self.remote_desired_tx as u64));
         if !scheduled {
             self.gaps.last = Some(now);
             return;
@@ -442,11 +447,18 @@ impl Session {
             return;
         }
         let limit = self.config.max_detection;
-        // The peer's own transmit jitter (75-100% of the interval, §6.8.7)
-        // has a mean deviation of interval/16: that much is in the base.
-        let expected_us = interval.as_micros() / 16;
-        let extra_us = 4 * (self.gaps.dev_us as u64).saturating_sub(expected_us);
-        let want_detect = (base + Duration::from_micros(extra_us)).min(limit);
+        // Detection outlasts all the multiplier's packets but one lost, and
+        // that one four deviations late. Both at once are rare; the base
+        // detection already outlasts every packet lost, so asking for that
+        // and a late one too would double the margin, and a single late
+        // packet on a calm path would slow failover for nothing. (The
+        // configured interval, not the measured gap: that follows the
+        // interval we raise, and would feed on itself.)
+        let interval_us = base.as_micros() / mult;
+        let dev_us = u64::from(self.gaps.dev_us);
+        let want_detect = Duration::from_micros((mult - 1) * interval_us + 4 * dev_us)
+            .max(base)
+            .min(limit);
         let floor = self.config.required_min_rx;
         let want = Duration::from_micros(want_detect.as_micros().div_ceil(mult)).max(floor);
         // Close to the configured interval is the configured interval.
@@ -456,7 +468,13 @@ impl Session {
             want
         };
         let cur = self.rx_interval;
-        let raise = want > cur + (cur / 8).max(Duration::from_millis(1))
+        let longer = want > cur + (cur / 8).max(Duration::from_millis(1));
+        self.gaps.over = if longer {
+            self.gaps.over.saturating_add(1)
+        } else {
+            0
+        };
+        let raise = self.gaps.over >= RAISE_SAMPLES
             && self
                 .adapted_at
                 .is_none_or(|t| now.saturating_duration_since(t) >= RAISE_EVERY);
@@ -477,6 +495,7 @@ impl Session {
             );
             self.rx_interval = want;
             self.adapted_at = Some(now);
+            self.gaps.over = 0;
             self.poll_pending = true;
             self.next_tx = Some(now);
         }
