@@ -366,6 +366,10 @@ pub fn document<C: Crypto>(
                 .with("handshake_age_s", m.since_handshake.map(secs))
                 .with("rtt_ms", m.rtt.map(|d| d.as_millis()))
                 .with(
+                    "latency_ms",
+                    m.latency.map(|d| d.as_micros() as f64 / 1000.0),
+                )
+                .with(
                     "last_rx_age_s",
                     m.last_rx.map(|t| secs(now.saturating_duration_since(t))),
                 )

@@ -226,6 +226,7 @@ fn meshd_cuts(tag: &str, redundancy: bool, runs: usize) -> Vec<(Duration, u32)> 
         let transit = lab
             .settled_first_hop(1, 4, Duration::from_secs(20))
             .expect("a settled path");
+        let seen = r1_paths(&lab);
         let before = probe.last_seq().unwrap_or(0);
         lab.power_cut(transit);
         let resumed = wait_for(Duration::from_secs(10), Duration::from_millis(10), || {
@@ -242,7 +243,7 @@ fn meshd_cuts(tag: &str, redundancy: bool, runs: usize) -> Vec<(Duration, u32)> 
         std::thread::sleep(Duration::from_secs(3));
         let r = probe.finish();
         println!(
-            "run {run}: r{transit} cut: gap {} ms, {} of {} probes lost",
+            "run {run}: r{transit} cut: gap {} ms, {} of {} probes lost ({seen})",
             r.longest_gap.as_millis(),
             r.lost,
             r.sent
@@ -250,6 +251,27 @@ fn meshd_cuts(tag: &str, redundancy: bool, runs: usize) -> Vec<(Duration, u32)> 
         out.push((r.longest_gap, r.lost));
     }
     out
+}
+
+/// R1's view of its two transits before a cut: the latency route selection
+/// uses and BFD's detection time, per member.
+fn r1_paths(lab: &SeedLab) -> String {
+    let Some(s) = lab.status(1) else {
+        return "r1's status unread".into();
+    };
+    let members = s["members"].as_array().cloned().unwrap_or_default();
+    members
+        .iter()
+        .map(|m| {
+            format!(
+                "{}: latency {} ms, detection {} ms",
+                m["name"].as_str().unwrap_or("?"),
+                m["latency_ms"],
+                m["bfd"]["detection_ms"]
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 #[test]

@@ -24,6 +24,9 @@ pub struct MemberStatus<'n> {
     pub endpoint_confirmed: bool,
     pub since_handshake: Option<Duration>,
     pub rtt: Option<Duration>,
+    /// The path latency route selection uses: the least round trip of the
+    /// latest series of handshakes, adopted with hysteresis.
+    pub latency: Option<Duration>,
     pub last_rx: Option<Instant>,
     pub stats: MemberStats,
     pub bgp_state: State,
@@ -106,6 +109,10 @@ impl<'n, T: Tunnel> Slot<T> {
             endpoint_confirmed: self.wg.endpoint_confirmed,
             since_handshake: self.wg.tunnel.since_handshake(),
             rtt: self.wg.tunnel.rtt(),
+            latency: self
+                .upkeep
+                .latency()
+                .map(|us| Duration::from_micros(us as u64)),
             last_rx: self.wg.last_rx,
             stats: self.wg.stats,
             bgp_state: session.state(),

@@ -79,6 +79,9 @@ pub(crate) struct Upkeep {
     /// gets.
     remeasures_left: u8,
     series_min: Option<u32>,
+    /// This side leads handshakes (as last told by the tick): only it
+    /// re-measures.
+    leads: bool,
 }
 
 /// What a datagram from the member did.
@@ -115,6 +118,7 @@ impl Upkeep {
             remeasuring: false,
             remeasures_left: 0,
             series_min: None,
+            leads: false,
         }
     }
 
@@ -250,6 +254,7 @@ impl Upkeep {
         if went_down {
             self.up = false;
         }
+        self.leads = leads;
         self.upkeep(now, wg, leads, tx, stats);
         went_down
     }
@@ -309,22 +314,38 @@ impl Upkeep {
         }
     }
 
-    /// The tunnel's latency for route selection, with hysteresis: a new
-    /// measurement replaces the one in use only when it differs clearly, so
-    /// jitter cannot flap the best path. Returns the new value when it
-    /// changed.
+    /// The latency route selection uses (µs), if measured.
+    pub fn latency(&self) -> Option<u32> {
+        self.latency
+    }
+
+    /// The tunnel's latency for route selection (see [`adopts`]). Returns
+    /// the new value when it changed.
     pub fn adopt_latency<T: Tunnel>(&mut self, wg: &Member<T>) -> Option<u32> {
         let measured = self
             .series_min
             .or_else(|| wg.tunnel.rtt().map(|d| d.as_micros() as u32))?;
-        let adopt = match self.latency {
-            None => true,
-            Some(old) => clearly_apart(old, measured),
-        };
-        adopt.then(|| {
+        // Our re-measurement is in flight or still to come.
+        let series_open = self.remeasuring || (self.leads && self.remeasure_at.is_some());
+        adopts(self.latency, measured, series_open).then(|| {
             self.latency = Some(measured);
             measured
         })
+    }
+}
+
+/// Whether route selection takes `measured` (µs, the least round trip of
+/// the latest series) in place of `old`. A round trip is the path's plus
+/// whatever held either end up, so the least sample is the best estimate:
+/// a lower one is taken at once. A higher one only once its series is
+/// over (its re-measurements may yet find the path as fast as before, and
+/// a rekey on a busy CPU must not move a console's traffic for ten
+/// seconds), and only when clearly apart (more than the hysteresis and a
+/// quarter), so that jitter cannot flap the best path.
+fn adopts(old: Option<u32>, measured: u32, series_open: bool) -> bool {
+    match old {
+        None => true,
+        Some(old) => measured < old || (!series_open && clearly_apart(old, measured)),
     }
 }
 

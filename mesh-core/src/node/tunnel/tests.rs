@@ -196,6 +196,25 @@ fn latency_is_adopted_once_and_not_again_for_the_same_measure() {
 }
 
 #[test]
+fn a_lower_latency_is_taken_at_once_a_higher_one_once_its_series_is_over() {
+    let ms = |n: u32| n * 1000;
+    // A first handshake slowed by a busy peer (3 ms on a 0 ms path) must
+    // not stand against an equal path: the re-measurement's 0 ms is taken,
+    // though within the hysteresis.
+    assert!(adopts(Some(ms(3)), ms(0), true));
+    assert!(adopts(Some(ms(3)), ms(2), false));
+    assert!(!adopts(Some(ms(3)), ms(3), false));
+    // A rekey's slow first sample waits for the series' re-measurements.
+    assert!(!adopts(Some(ms(1)), ms(13), true));
+    assert!(adopts(Some(ms(1)), ms(13), false));
+    // Jitter on top of the path's latency never moves it.
+    assert!(!adopts(Some(ms(20)), ms(24), false));
+    assert!(adopts(Some(ms(20)), ms(26), false));
+    // Something is better than nothing.
+    assert!(adopts(None, ms(13), true));
+}
+
+#[test]
 fn a_packet_with_no_endpoint_to_go_to_is_counted() {
     let mut b = peer(2, 1, false);
     let mut tx = TxRing::new();
