@@ -163,11 +163,20 @@ fn four_arm64_router_vms_converge_survive_a_power_cut_and_rejoin() {
     ));
     let end = probe.sent();
     std::thread::sleep(Duration::from_millis(500));
-    let missing: Vec<u32> = probe
-        .missing_seqs(end)
-        .into_iter()
-        .filter(|&s| s >= from)
-        .collect();
+    let missing = runs(
+        &probe
+            .missing_seqs(end)
+            .into_iter()
+            .filter(|&s| s >= from)
+            .collect::<Vec<u32>>(),
+    );
+    // What a failure shows: the steps of each cut (probe sequence numbers
+    // and the host's clock) and R1's log after each.
+    let story = [("redundancy on", &c), ("power cut", &c2), ("reset", &c3)]
+        .iter()
+        .map(|(what, c)| format!("--- {what}: steps {:?}\nr1's log:\n{}", c.marks, c.r1_log))
+        .collect::<Vec<_>>()
+        .join("\n");
     let r = probe.finish();
     let relayed = sq.relay.frames.load(std::sync::atomic::Ordering::Relaxed);
     say(&format!("the R1-R3 relay delayed {relayed} frames"));
@@ -183,8 +192,7 @@ fn four_arm64_router_vms_converge_survive_a_power_cut_and_rejoin() {
     assert_eq!(
         redundant,
         (0, 0),
-        "lost with redundant sending: missing {missing:?}, steps {:?}\n{}",
-        c.marks,
+        "lost with redundant sending: missing {missing}\n{story}\n{}",
         sq.logs()
     );
     // Nothing lost anywhere else: not while the routers reloaded, not
@@ -192,7 +200,7 @@ fn four_arm64_router_vms_converge_survive_a_power_cut_and_rejoin() {
     assert_eq!(
         r.lost - before_steady,
         c2.lost_at_cut + c3.lost_at_cut,
-        "probes lost outside the cuts: missing {missing:?}, cuts at {}, {}, {}",
+        "probes lost outside the cuts: missing {missing}, cuts at {}, {}, {}\n{story}",
         c.at_seq,
         c2.at_seq,
         c3.at_seq
@@ -214,7 +222,10 @@ fn four_arm64_router_vms_converge_survive_a_power_cut_and_rejoin() {
             "{what}: {window:?} lost with a detection time of {detection:?}\n{}",
             sq.logs()
         );
-        assert_eq!(c.lost_rejoining, 0, "{what}: lost while r2 rejoined");
+        assert_eq!(
+            c.lost_rejoining, 0,
+            "{what}: lost while r2 rejoined: missing {missing}\n{story}"
+        );
         assert!(
             c.rejoined <= lab::vm::REJOIN_LIMIT,
             "{what}: {:?}",
@@ -231,4 +242,23 @@ fn four_arm64_router_vms_converge_survive_a_power_cut_and_rejoin() {
             n + 1
         );
     }
+}
+
+/// Sequence numbers as runs: "3468-3899 (432), 12113".
+fn runs(seqs: &[u32]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < seqs.len() {
+        let mut j = i;
+        while j + 1 < seqs.len() && seqs[j + 1] == seqs[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j {
+            seqs[i].to_string()
+        } else {
+            format!("{}-{} ({})", seqs[i], seqs[j], j - i + 1)
+        });
+        i = j + 1;
+    }
+    out.join(", ")
 }

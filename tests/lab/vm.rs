@@ -192,12 +192,26 @@ impl VmRouter {
 
     /// Sets the qemu process's scheduling niceness.
     pub fn renice(&self, nice: i32) {
-        if let Some(p) = &self.process {
-            let _ = Command::new("renice")
-                .args(["-n", &nice.to_string(), "-p", &p.id().to_string()])
-                .stdout(Stdio::null())
-                .status();
+        let Some(p) = &self.process else {
+            return;
+        };
+        // Every thread: Linux keeps a niceness per thread, and `renice -p`
+        // of the process id reaches only its main thread, not the vCPU's.
+        let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", p.id()))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if threads.is_empty() {
+            return;
         }
+        let _ = Command::new("renice")
+            .args(["-n", &nice.to_string(), "-p"])
+            .args(&threads)
+            .stdout(Stdio::null())
+            .status();
     }
 
     /// Power cut: SIGKILL of the qemu process.
@@ -331,7 +345,9 @@ impl VmRouter {
             .unwrap_or_default()
     }
 
-    /// Which router this one sends console `dst`'s traffic through.
+    /// Which router this one sends console `dst`'s traffic through: its
+    /// best route's first hop, or `None` while BFD has moved traffic off
+    /// that member (forwarding then takes another path).
     pub fn first_hop(&self, dst: usize) -> Option<usize> {
         let prefix = format!("192.168.{dst}.0/24");
         let status = self.status()?;
@@ -340,11 +356,28 @@ impl VmRouter {
             .iter()
             .find(|r| r["prefix"] == prefix.as_str())?
             .clone();
-        route["best"]["via"]
-            .as_str()?
-            .strip_prefix('r')?
-            .parse()
-            .ok()
+        let via = route["best"]["via"].as_str()?;
+        // Forwarding skips a member whose traffic BFD moved (a blip, still
+        // in its return hysteresis) while the route still names it.
+        let moved = status["members"]
+            .as_array()?
+            .iter()
+            .find(|m| m["name"] == via)
+            .is_some_and(|m| m["bfd"]["traffic_moved"] == true);
+        if moved {
+            return None;
+        }
+        via.strip_prefix('r')?.parse().ok()
+    }
+
+    /// meshd's own log lines (from the router's syslog ring), the last
+    /// `lines` of them: what it did about members, sessions and paths.
+    pub fn meshd_log(&self, lines: usize) -> String {
+        self.shell(
+            &format!("logread | grep ' meshd' | tail -n {lines}"),
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|| "(no answer from the router's shell)".into())
     }
 
     /// meshd's resident memory (kB) and the VM's free and available
@@ -724,7 +757,8 @@ impl VmProbe {
 pub struct Cut {
     /// The probes sent by each step: the cut, the stream through r3, power
     /// on, booted, traffic back on r2 (for a failure's message).
-    pub marks: Vec<(&'static str, u32)>,
+    /// (and the host's UTC clock then, to read beside the routers' logs).
+    pub marks: Vec<(&'static str, u32, String)>,
     /// The first probe that had not arrived when the cut came.
     pub at_seq: u32,
     pub lost_at_cut: u32,
@@ -734,6 +768,24 @@ pub struct Cut {
     pub booted: Duration,
     pub rejoined: Duration,
     pub lost_rejoining: u32,
+    /// R1's meshd log once traffic was back on r2 (for a failure's message).
+    pub r1_log: String,
+}
+
+/// The host's UTC time of day, `HH:MM:SS.mmm` (the routers' syslog
+/// stamps are the same clock: QEMU's RTC starts at the host's UTC).
+fn clock() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+        % 86_400_000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        ms / 3_600_000,
+        ms / 60_000 % 60,
+        ms / 1000 % 60,
+        ms % 1000
+    )
 }
 
 impl Cut {
@@ -1027,15 +1079,21 @@ impl VmSquare {
         }
     }
 
-    /// The time from now until r1 sends C4's traffic through `via` (checked
-    /// twice, 1 s apart).
+    /// The time from now until r1 sends C4's traffic through `via`, and
+    /// still does 1 s later (a BFD blip under TCG may move it off for a
+    /// while: then it waits on, within `limit`).
     pub fn wait_path(&self, via: usize, limit: Duration) -> Option<Duration> {
         let start = Instant::now();
-        super::wait_for(limit, Duration::from_millis(500), || {
-            (self.router(1).first_hop(4) == Some(via)).then_some(())
-        })?;
-        std::thread::sleep(Duration::from_secs(1));
-        (self.router(1).first_hop(4) == Some(via)).then(|| start.elapsed())
+        let on = || (self.router(1).first_hop(4) == Some(via)).then_some(());
+        loop {
+            let left = limit.checked_sub(start.elapsed())?;
+            super::wait_for(left, Duration::from_millis(500), on)?;
+            let found = start.elapsed();
+            std::thread::sleep(Duration::from_secs(1));
+            if on().is_some() {
+                return Some(found);
+            }
+        }
     }
 
     pub fn cut_r2(&mut self, probe: &VmProbe, reset: bool) -> Cut {
@@ -1051,13 +1109,27 @@ impl VmSquare {
                 self.router(1).bfd_detection(2).filter(fast)
             })
             .or_else(|| self.router(1).bfd_detection(2));
+        // The cut measures a failover only if the stream runs through r2
+        // (a BFD blip before it may have moved the stream off r2 for a while).
+        self.wait_path(2, Duration::from_secs(60))
+            .unwrap_or_else(|| {
+                panic!(
+                    "r1 does not send C4's traffic through r2 before the cut ({})\n{}",
+                    self.router(1).members_summary(),
+                    self.logs()
+                )
+            });
         // Probes in flight when the power goes belong to the cut: it starts
         // after the last one that arrived.
         let before = probe.last_seq().map_or(0, |s| s + 1);
+        let cut_clock = clock();
         // Booting under TCG takes a whole host core; on this shared host
         // that would starve the other routers' VMs, which a real router's
         // boot never does to its neighbours. The rebooting router gets the
-        // CPU the others leave (niceness 10) until it carries traffic again.
+        // CPU the others leave (niceness 10) while it boots, and its share
+        // back once booted: a real router runs meshd on a CPU of its own,
+        // and a starved one answers handshakes and BFD late, which route
+        // selection rightly counts against it.
         if reset {
             self.router(2).renice(BOOT_NICE);
             self.router_mut(2)
@@ -1080,16 +1152,17 @@ impl VmSquare {
         let settled = probe.sent();
         std::thread::sleep(Duration::from_millis(500));
         let lost_at_cut = probe.missing_before(settled) - probe.missing_before(before);
-        let mut marks = vec![("cut", before), ("through r3", settled)];
+        let mut marks = vec![("cut", before, cut_clock), ("through r3", settled, clock())];
         if !reset {
             self.router_mut(2).launch_niced(BOOT_NICE);
-            marks.push(("power on", probe.sent()));
+            marks.push(("power on", probe.sent(), clock()));
         }
         let booted = self
             .router(2)
             .wait_booted(Duration::from_secs(60))
             .unwrap_or_else(|| panic!("r2 did not boot again\n{}", self.logs()));
-        marks.push(("booted", probe.sent()));
+        self.router(2).renice(0);
+        marks.push(("booted", probe.sent(), clock()));
         let rejoined = self
             .wait_path(2, REJOIN_LIMIT)
             .map(|d| d + booted)
@@ -1100,12 +1173,12 @@ impl VmSquare {
                     self.logs()
                 )
             });
-        marks.push(("back on r2", probe.sent()));
-        self.router(2).renice(0);
+        marks.push(("back on r2", probe.sent(), clock()));
         std::thread::sleep(Duration::from_secs(2));
         let now = probe.sent();
         std::thread::sleep(Duration::from_millis(500));
         let lost_rejoining = probe.missing_before(now) - probe.missing_before(settled);
+        let r1_log = self.router(1).meshd_log(120);
         Cut {
             marks,
             at_seq: before,
@@ -1114,6 +1187,7 @@ impl VmSquare {
             booted,
             rejoined,
             lost_rejoining,
+            r1_log,
         }
     }
 
