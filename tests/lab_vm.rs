@@ -178,6 +178,20 @@ fn four_arm64_router_vms_converge_survive_a_power_cut_and_rejoin() {
         .collect::<Vec<_>>()
         .join("\n");
     let r = probe.finish();
+    // How steady the square's BFD was (TCG's scheduling is its jitter):
+    // each down moves traffic for a while.
+    if let Some(s) = sq.router(1).status() {
+        for m in s["members"].as_array().into_iter().flatten().take(2) {
+            say(&format!(
+                "r1's BFD toward {}: {} downs ({} survived), detection {} ms, jitter {} ms",
+                m["name"],
+                m["bfd"]["downs"],
+                m["bfd"]["downs_survived"],
+                m["bfd"]["detection_ms"],
+                m["bfd"]["jitter_ms"]
+            ));
+        }
+    }
     let relayed = sq.relay.frames.load(std::sync::atomic::Ordering::Relaxed);
     say(&format!("the R1-R3 relay delayed {relayed} frames"));
     assert!(relayed > 0, "nothing crossed the delayed wire");

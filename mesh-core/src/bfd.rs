@@ -40,6 +40,9 @@ const ADAPT_SAMPLES: u32 = 8;
 /// goes up: one stall of the peer's CPU (a late packet, then an early one)
 /// is what the configured detection already outlasts.
 const RAISE_SAMPLES: u8 = 4;
+/// Gaps after the receive interval moved that do not bound how far it may
+/// come down: the peer's rate and the mean gap are still following the move.
+const SETTLE_SAMPLES: u32 = 16;
 /// The receive interval goes up at most this often.
 const RAISE_EVERY: Duration = Duration::from_millis(500);
 /// The receive interval comes down only after this long without a raise.
@@ -307,6 +310,14 @@ struct Gaps {
     /// Consecutive samples that called for a longer receive interval.
     over: u8,
     n: u32,
+    /// The longest receive interval (µs) a gap called for in this window
+    /// (it starts when the interval moves, and every [`LOWER_AFTER`]; the
+    /// gaps while the peer and the mean gap follow a move do not count):
+    /// how far the interval may come down at the window's end.
+    peak_us: u64,
+    window_at: Option<Instant>,
+    /// Gaps since the interval last moved.
+    since_move: u32,
 }
 
 impl Gaps {
@@ -467,6 +478,10 @@ impl Session {
         } else {
             want
         };
+        self.gaps.since_move = self.gaps.since_move.saturating_add(1);
+        if self.gaps.since_move > SETTLE_SAMPLES {
+            self.gaps.peak_us = self.gaps.peak_us.max(want.as_micros());
+        }
         let cur = self.rx_interval;
         let longer = want > cur + (cur / 8).max(Duration::from_millis(1));
         self.gaps.over = if longer {
@@ -478,10 +493,31 @@ impl Session {
             && self
                 .adapted_at
                 .is_none_or(|t| now.saturating_duration_since(t) >= RAISE_EVERY);
-        let lower = want + (cur / 4).max(Duration::from_millis(1)) < cur
+        // Down only as far as the worst gap of the window called for (a
+        // path that stalls every second or so is calm between its stalls),
+        // and to the configured interval once the window was that calm.
+        let peak = Duration::from_micros(self.gaps.peak_us).max(floor);
+        let peak = if peak <= floor + floor / 8 {
+            floor
+        } else {
+            peak
+        };
+        let window_over = self
+            .gaps
+            .window_at
+            .is_none_or(|t| now.saturating_duration_since(t) >= LOWER_AFTER);
+        if window_over {
+            self.gaps.peak_us = 0;
+            self.gaps.window_at = Some(now);
+        }
+        let lower = window_over
+            && self.gaps.since_move > SETTLE_SAMPLES
+            && (peak + (cur / 4).max(Duration::from_millis(1)) < cur
+                || peak == floor && floor < cur)
             && self
                 .adapted_at
                 .is_none_or(|t| now.saturating_duration_since(t) >= LOWER_AFTER);
+        let want = if raise { want } else { peak };
         if raise || lower {
             if lower {
                 // Detection keeps the longer time until the peer has it.
@@ -496,6 +532,9 @@ impl Session {
             self.rx_interval = want;
             self.adapted_at = Some(now);
             self.gaps.over = 0;
+            self.gaps.peak_us = 0;
+            self.gaps.since_move = 0;
+            self.gaps.window_at = Some(now);
             self.poll_pending = true;
             self.next_tx = Some(now);
         }

@@ -429,6 +429,43 @@ fn a_busy_routers_odd_late_packet_keeps_the_configured_detection() {
 }
 
 #[test]
+fn a_path_that_stalls_near_the_detection_time_widens_it_before_a_stall_outlasts_it() {
+    // A VM (or a router's CPU) that stops for tens of milliseconds about
+    // once a second: one packet very late, the ones queued behind it at
+    // once, calm in between. Its first stalls come close to the 40 ms
+    // detection (gaps of about 34 ms); later ones would outlast it (about
+    // 48 ms). Detection must widen and stay wide between the stalls (it
+    // used to come down in a calm moment, and the next stall was a down).
+    let stalls = |config: Config| {
+        let mut p = JitterPair::new(config, Duration::from_millis(1), Duration::from_ticks(0));
+        p.hiccup_every = 101;
+        p.hiccup = Duration::from_millis(24);
+        p.run_for(Duration::from_secs(20));
+        let early = p.downs;
+        p.hiccup = Duration::from_millis(38);
+        p.run_for(Duration::from_secs(60));
+        (early, p)
+    };
+    let fixed = Config {
+        max_detection: Duration::from_ticks(0),
+        ..Config::GAMING
+    };
+    let (_, f) = stalls(fixed);
+    assert!(f.downs[0] + f.downs[1] >= 10, "fixed timers: {:?}", f.downs);
+    let (early, a) = stalls(Config::GAMING);
+    assert_eq!(early, [0, 0], "near misses only, in the first 20 s");
+    assert_eq!(a.downs, [0, 0], "at {:?}", a.down_at);
+    for s in &a.s {
+        assert!(
+            s.detection_time() > Duration::from_millis(48),
+            "{:?}",
+            s.detection_time()
+        );
+        assert!(s.detection_time() <= Config::GAMING.max_detection);
+    }
+}
+
+#[test]
 fn a_jittery_path_stretches_detection_through_a_poll_and_stops_false_downs() {
     let (base, spread) = (Duration::from_millis(40), Duration::from_millis(30));
     let fixed = Config {
