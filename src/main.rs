@@ -197,6 +197,27 @@ fn run(path: PathBuf) -> ExitCode {
     }
 }
 
+/// Keeps meshd's pages in RAM: its code, libc and what it has allocated,
+/// each once first touched (`MCL_ONFAULT`: nothing is read in ahead, RSS
+/// stays what it was). A router short of memory evicts file-backed pages
+/// that were not used lately, and a BFD down or a reload then runs code read
+/// back from flash first (squashfs, decompressed): a stall of the packet
+/// loop, and a false failover on every tunnel. Mappings made later (a new
+/// thread's stack) are not locked: locking them too could make them fail
+/// where the memlock limit applies. Without the privilege or under that
+/// limit, meshd runs on unlocked and says so.
+fn lock_memory() {
+    use nix::sys::mman::{mlockall, MlockAllFlags};
+    let flags =
+        MlockAllFlags::MCL_CURRENT | MlockAllFlags::from_bits_retain(nix::libc::MCL_ONFAULT);
+    match mlockall(flags) {
+        Ok(()) => log::debug!("memory: pages locked in RAM as they are touched"),
+        Err(e) => log::warn!(
+            "memory: cannot lock pages in RAM ({e}); under memory pressure the kernel may evict meshd's code"
+        ),
+    }
+}
+
 fn run_daemon(path: PathBuf) -> ExitCode {
     let config = match load(&path) {
         Ok(c) => c,
@@ -214,6 +235,7 @@ fn run_daemon(path: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    lock_memory();
     let outcome = daemon.run();
     daemon.shutdown();
     drop(daemon);
