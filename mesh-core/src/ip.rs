@@ -181,7 +181,12 @@ pub fn may_answer_with_error(p: &[u8], info: &IpInfo) -> bool {
     if !src_ok || !dst_ok {
         return false;
     }
-    let icmp_type = p.get(info.header_len).copied();
+    // The packet as its header bounds it: octets past its total length are
+    // not its own (and an error quotes only up to that length).
+    let icmp_type = p
+        .get(..info.total_len)
+        .and_then(|p| p.get(info.header_len))
+        .copied();
     match (info.protocol, icmp_type) {
         // Only informational ICMP may be answered with an error.
         (PROTO_ICMP, Some(t)) => matches!(t, 0 | 8 | 13 | 14),
@@ -523,6 +528,36 @@ mod tests {
         let mut info = parse(&p).unwrap();
         info.dst = IpAddr::V4(Ipv4Addr::BROADCAST);
         assert!(!may_answer_with_error(&p, &info));
+    }
+
+    #[test]
+    fn no_error_about_icmp_whose_type_lies_past_its_total_length() {
+        // An ICMP packet whose header claims only its IP header: the octet
+        // after it (an echo request's type) is the frame's padding, not the
+        // packet's; the error would quote no ICMP type (found by node_lan).
+        let mut p = [0u8; 21];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&20u16.to_be_bytes());
+        p[8] = 64;
+        p[9] = PROTO_ICMP;
+        p[12..16].copy_from_slice(&[192, 168, 1, 10]);
+        p[16..20].copy_from_slice(&[192, 168, 4, 10]);
+        let c = checksum(&p[..20]);
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+        p[20] = 8;
+        let info = parse(&p).unwrap();
+        assert!(!may_answer_with_error(&p, &info));
+        let mut q = [0u8; 41];
+        q[0] = 0x60;
+        q[6] = PROTO_ICMPV6;
+        q[7] = 64;
+        q[8] = 0xfd;
+        q[23] = 1;
+        q[24] = 0xfd;
+        q[39] = 2;
+        q[40] = 128;
+        let info = parse(&q).unwrap();
+        assert!(!may_answer_with_error(&q, &info));
     }
 
     #[test]
