@@ -117,6 +117,7 @@ mod macros;
 pub mod bfd;
 pub mod bgp;
 pub mod discovery;
+pub mod group;
 pub mod hash;
 pub mod identity;
 pub mod invite;
