@@ -36,7 +36,7 @@ use curve25519_dalek::montgomery::MontgomeryPoint;
 use curve25519_dalek::scalar::{clamp_integer, Scalar};
 use curve25519_dalek::EdwardsPoint;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha512};
+use sha2::{Digest as _, Sha512};
 
 use crate::invite::{valid_name, Name};
 
@@ -237,6 +237,296 @@ pub fn xeddsa_verify(public: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> bool {
     };
     key.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(sig))
         .is_ok()
+}
+
+/// First octet of a digest: which records a router holds.
+pub const DIGEST_MAGIC: u8 = b'D';
+
+/// A signer as a digest names it: the first 8 octets of its key.
+pub fn signer_id(key: &[u8; 32]) -> u64 {
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&key[..8]);
+    u64::from_be_bytes(id)
+}
+
+/// Which records a router holds, and their versions: what it tells the
+/// members it has tunnels to, so that each sends it the records it lacks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Digest<const N: usize> {
+    /// ([`signer_id`], version) of each record held.
+    pub held: heapless::Vec<(u64, u64), N>,
+}
+
+impl<const N: usize> Digest<N> {
+    /// The largest encoded digest: magic, version, count, N pairs of
+    /// varints.
+    pub const MAX_LEN: usize = 2 + 1 + N * 20;
+
+    pub fn encode(&self, out: &mut [u8]) -> Result<usize, Error> {
+        let head = out.get_mut(..2).ok_or(Error::BufferTooSmall)?;
+        head.copy_from_slice(&[DIGEST_MAGIC, VERSION]);
+        let n = postcard::to_slice(self, &mut out[2..])
+            .map_err(|_| Error::BufferTooSmall)?
+            .len();
+        Ok(2 + n)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
+        if bytes.len() < 3 || bytes.len() > Self::MAX_LEN {
+            return Err(Error::Length);
+        }
+        if bytes[..2] != [DIGEST_MAGIC, VERSION] {
+            return Err(Error::NotARecord);
+        }
+        let (d, rest): (Self, _) =
+            postcard::take_from_bytes(&bytes[2..]).map_err(|_| Error::Malformed)?;
+        if !rest.is_empty() {
+            return Err(Error::Malformed);
+        }
+        Ok(d)
+    }
+
+    /// The version of `signer`'s record the digest says is held.
+    pub fn version_of(&self, signer: &[u8; 32]) -> Option<u64> {
+        let id = signer_id(signer);
+        self.held.iter().find(|(i, _)| *i == id).map(|&(_, v)| v)
+    }
+}
+
+/// What [`Group::offer`] did with a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offered {
+    /// Newer than what was held of its signer (or the first): held now.
+    New,
+    /// The version held already, or an older one: nothing changed.
+    Stale,
+}
+
+/// Why [`Group::offer`] refused a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Not a record, or not signed by its signer.
+    Bad(Error),
+    /// Its signer is not a member allowed to invite (or is this router: it
+    /// alone makes its own record).
+    NotAnInviter,
+    /// A record of a new signer, and every slot holds one.
+    Full,
+}
+
+/// Counters of records and digests offered to a [`Group`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupCounters {
+    pub accepted: u64,
+    pub stale: u64,
+    pub bad: u64,
+    pub not_inviter: u64,
+    pub full: u64,
+    pub bad_digests: u64,
+}
+
+/// One signer's newest record as it came, signature included: what is passed
+/// on is the signer's own octets.
+#[derive(Debug, Clone)]
+struct Held {
+    signer: [u8; 32],
+    version: u64,
+    bytes: heapless::Vec<u8, MAX_LEN>,
+}
+
+/// A member the records want in the group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    pub key: [u8; 32],
+    /// The name the first record naming it gives it.
+    pub name: Name,
+    /// That record's signer.
+    pub via: [u8; 32],
+}
+
+/// The records a router holds: the newest of each signer it accepted, at
+/// most `N` (its members and itself). Sans-IO: the node hands in what
+/// arrives, and asks what to send and whom the records want as members.
+#[derive(Debug)]
+pub struct Group<const N: usize> {
+    own: [u8; 32],
+    held: heapless::Vec<Held, N>,
+    pub counters: GroupCounters,
+}
+
+impl<const N: usize> Group<N> {
+    /// The group as `own` (this router's public key) holds it: nothing yet.
+    pub fn new(own: [u8; 32]) -> Self {
+        Group {
+            own,
+            held: heapless::Vec::new(),
+            counters: GroupCounters::default(),
+        }
+    }
+
+    /// Holds this router's own record, signed by its daemon (replacing an
+    /// older one). Its own version must grow: see [`Group::own_version_seen`].
+    pub fn set_own(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        let r = Record::decode(bytes)?;
+        if r.signer != self.own {
+            return Err(Error::Signature);
+        }
+        self.store(r.signer, r.version, bytes)
+            .map_err(|_| Error::BufferTooSmall)
+    }
+
+    /// A record that arrived from a member. `may_invite(key)`: is `key` a
+    /// member whose additions and removals this router takes?
+    pub fn offer(
+        &mut self,
+        bytes: &[u8],
+        may_invite: impl Fn(&[u8; 32]) -> bool,
+    ) -> Result<Offered, Refused> {
+        let r = match Record::decode(bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                self.counters.bad += 1;
+                return Err(Refused::Bad(e));
+            }
+        };
+        if r.signer == self.own || !may_invite(&r.signer) {
+            self.counters.not_inviter += 1;
+            return Err(Refused::NotAnInviter);
+        }
+        if self.version(&r.signer).is_some_and(|v| v >= r.version) {
+            self.counters.stale += 1;
+            return Ok(Offered::Stale);
+        }
+        match self.store(r.signer, r.version, bytes) {
+            Ok(()) => {
+                self.counters.accepted += 1;
+                Ok(Offered::New)
+            }
+            Err(()) => {
+                self.counters.full += 1;
+                Err(Refused::Full)
+            }
+        }
+    }
+
+    fn store(&mut self, signer: [u8; 32], version: u64, bytes: &[u8]) -> Result<(), ()> {
+        let bytes = heapless::Vec::from_slice(bytes).map_err(|_| ())?;
+        let held = Held {
+            signer,
+            version,
+            bytes,
+        };
+        match self.held.iter_mut().find(|h| h.signer == signer) {
+            Some(h) => *h = held,
+            None => self.held.push(held).map_err(|_| ())?,
+        }
+        Ok(())
+    }
+
+    /// The version held of `signer`'s record.
+    pub fn version(&self, signer: &[u8; 32]) -> Option<u64> {
+        self.held
+            .iter()
+            .find(|h| &h.signer == signer)
+            .map(|h| h.version)
+    }
+
+    /// The highest version of this router's own record a member's digest
+    /// shows: after a restart that lost its own record, its next one must
+    /// be above it.
+    pub fn own_version_seen(&self, digest: &Digest<N>) -> Option<u64> {
+        digest.version_of(&self.own)
+    }
+
+    /// Drops the record of `signer` (a member no longer in the group).
+    pub fn forget(&mut self, signer: &[u8; 32]) {
+        self.held.retain(|h| &h.signer != signer);
+    }
+
+    /// What this router holds, to tell its members.
+    pub fn digest(&self) -> Digest<N> {
+        let mut d = Digest {
+            held: heapless::Vec::new(),
+        };
+        for h in &self.held {
+            // Cannot fail: the digest has a pair for each of N slots.
+            let _ = d.held.push((signer_id(&h.signer), h.version));
+        }
+        d
+    }
+
+    /// The signed octets of each record held that a member whose digest is
+    /// `theirs` lacks, or holds older.
+    pub fn missing_from<'g>(&'g self, theirs: &'g Digest<N>) -> impl Iterator<Item = &'g [u8]> {
+        self.held
+            .iter()
+            .filter(|h| theirs.version_of(&h.signer).is_none_or(|v| v < h.version))
+            .map(|h| h.bytes.as_slice())
+    }
+
+    /// The octets of `signer`'s record, if held.
+    pub fn bytes_of(&self, signer: &[u8; 32]) -> Option<&[u8]> {
+        self.held
+            .iter()
+            .find(|h| &h.signer == signer)
+            .map(|h| h.bytes.as_slice())
+    }
+
+    /// Whom the records of signers allowed to invite want in the group, and
+    /// whom one of them removed. A member any such record marks removed is
+    /// removed, whoever else vouches for it; this router is neither.
+    /// `wanted(w)` is called once per member wanted (in the order of the
+    /// records held), `removed(key)` once per member removed.
+    pub fn membership(
+        &self,
+        may_invite: impl Fn(&[u8; 32]) -> bool,
+        mut wanted: impl FnMut(Wanted),
+        mut removed: impl FnMut(&[u8; 32]),
+    ) {
+        let counted = |h: &&Held| h.signer == self.own || may_invite(&h.signer);
+        let is_removed = |key: &[u8; 32]| {
+            self.held.iter().filter(counted).any(|h| {
+                h.record()
+                    .is_some_and(|r| r.entry(key).is_some_and(|e| e.removed))
+            })
+        };
+        for (i, h) in self.held.iter().enumerate().filter(|(_, h)| counted(h)) {
+            let Some(r) = h.record() else { continue };
+            for e in &r.entries {
+                if e.key == self.own {
+                    continue;
+                }
+                // Once per key: at the first record that names it.
+                let earlier = self.held[..i]
+                    .iter()
+                    .filter(counted)
+                    .any(|o| o.record().is_some_and(|o| o.entry(&e.key).is_some()));
+                if earlier {
+                    continue;
+                }
+                if is_removed(&e.key) {
+                    removed(&e.key);
+                } else {
+                    wanted(Wanted {
+                        key: e.key,
+                        name: e.name.clone(),
+                        via: r.signer,
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl Held {
+    /// The record again from octets checked when they arrived (no second
+    /// signature check).
+    fn record(&self) -> Option<Record> {
+        let body = self
+            .bytes
+            .get(2..self.bytes.len().checked_sub(SIGNATURE_LEN)?)?;
+        postcard::from_bytes(body).ok()
+    }
 }
 
 #[cfg(test)]

@@ -2,9 +2,10 @@
 //! mesh, issue 17 part 4).
 //!
 //! Byte 0 chooses the mode:
-//! - even: the rest is one record's octets as a member would receive them.
-//!   Checked: no panic; what decodes has a valid signature by its signer
-//!   and fits `MAX_LEN`.
+//! - even: the rest is one record's (or digest's) octets as a member would
+//!   receive them. Checked: no panic; a record that decodes has a valid
+//!   signature by its signer and fits `MAX_LEN`; a digest that decodes
+//!   encodes within its `MAX_LEN` and decodes to itself.
 //! - odd: the rest builds a record (version, then entries of a key seed,
 //!   a name length and a removed flag), which is signed with one of two
 //!   keys; then the last 4 octets of the input pick changes to its octets
@@ -15,7 +16,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mesh_core::group::{Entry, Error, Record, MAX_ENTRIES, MAX_LEN};
+use mesh_core::group::{Digest, Entry, Error, Record, MAX_ENTRIES, MAX_LEN};
 use mesh_core::invite::Name;
 
 fn private(seed: u8) -> [u8; 32] {
@@ -35,6 +36,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if mode % 2 == 0 {
+        if let Ok(d) = Digest::<65>::decode(rest) {
+            let mut out = [0u8; Digest::<65>::MAX_LEN];
+            let n = d.encode(&mut out).expect("a decoded digest fits MAX_LEN");
+            assert_eq!(Digest::<65>::decode(&out[..n]).as_ref(), Ok(&d));
+        }
         if let Ok(r) = Record::decode(rest) {
             assert!(rest.len() <= MAX_LEN);
             let sig: &[u8; 64] = rest[rest.len() - 64..].try_into().unwrap();

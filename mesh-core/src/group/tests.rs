@@ -248,3 +248,172 @@ fn fuzz_seeds_are_current_encodings() {
         assert_eq!(on_disk, bytes, "{file}");
     }
 }
+
+/// `signer`'s record of `entries` (key seed, name, removed), version `v`.
+fn signed(signer: u8, v: u64, entries: &[(u8, &str, bool)]) -> std::vec::Vec<u8> {
+    let (private, public) = keys(signer);
+    let mut r = Record {
+        signer: public,
+        version: v,
+        entries: heapless::Vec::new(),
+    };
+    for &(k, n, removed) in entries {
+        r.entries
+            .push(Entry {
+                key: keys(k).1,
+                name: name(n),
+                removed,
+            })
+            .unwrap();
+    }
+    let mut buf = [0u8; MAX_LEN];
+    let n = r.sign(&private, &[v as u8; 64], &mut buf).unwrap();
+    buf[..n].to_vec()
+}
+
+fn membership<const N: usize>(
+    g: &Group<N>,
+    members: &[u8],
+) -> (
+    std::vec::Vec<(u8, std::string::String, u8)>,
+    std::vec::Vec<u8>,
+) {
+    let seed_of = |k: &[u8; 32]| (0..=255u8).find(|&s| keys(s).1 == *k).unwrap();
+    let may = |k: &[u8; 32]| members.iter().any(|&m| keys(m).1 == *k);
+    let mut wanted = std::vec::Vec::new();
+    let mut removed = std::vec::Vec::new();
+    g.membership(
+        may,
+        |w| wanted.push((seed_of(&w.key), w.name.as_str().into(), seed_of(&w.via))),
+        |k| removed.push(seed_of(k)),
+    );
+    (wanted, removed)
+}
+
+#[test]
+fn a_chain_of_invites_reaches_every_member_through_the_records() {
+    // 1 invited 2 and 4; 2 joined through 1 and invited 3. Router 3 knows
+    // only 2 (its inviter) at first.
+    let r1 = signed(1, 2, &[(2, "bob", false), (4, "dave", false)]);
+    let r2 = signed(2, 2, &[(1, "alice", false), (3, "carol", false)]);
+    let mut g: Group<8> = Group::new(keys(3).1);
+    let only_2 = |k: &[u8; 32]| *k == keys(2).1;
+    // 1's record before 1 is a member here: refused, counted.
+    assert_eq!(g.offer(&r1, only_2), Err(Refused::NotAnInviter));
+    assert_eq!(g.offer(&r2, only_2), Ok(Offered::New));
+    assert_eq!(membership(&g, &[2]), (vec![(1, "alice".into(), 2)], vec![]));
+    // The daemon adds 1; 1's record is taken now, and brings 4.
+    let members_1_2 = |k: &[u8; 32]| *k == keys(2).1 || *k == keys(1).1;
+    assert_eq!(g.offer(&r1, members_1_2), Ok(Offered::New));
+    assert_eq!(
+        membership(&g, &[1, 2]),
+        (
+            vec![
+                (1, "alice".into(), 2),
+                (2, "bob".into(), 1),
+                (4, "dave".into(), 1)
+            ],
+            vec![]
+        )
+    );
+    assert_eq!(g.offer(&r1, members_1_2), Ok(Offered::Stale));
+    assert_eq!(
+        g.counters,
+        GroupCounters {
+            accepted: 2,
+            stale: 1,
+            not_inviter: 1,
+            ..GroupCounters::default()
+        }
+    );
+}
+
+#[test]
+fn a_removal_by_an_inviter_wins_over_another_members_record() {
+    let mut g: Group<8> = Group::new(keys(3).1);
+    let all = |_: &[u8; 32]| true;
+    g.offer(&signed(2, 1, &[(4, "dave", false)]), all).unwrap();
+    g.offer(&signed(1, 1, &[(4, "dave", false)]), all).unwrap();
+    assert_eq!(membership(&g, &[1, 2]).1, vec![]);
+    // 1 removes 4 (version 2): removed, though 2 still vouches for it.
+    assert_eq!(
+        g.offer(&signed(1, 2, &[(4, "dave", true)]), all),
+        Ok(Offered::New)
+    );
+    assert_eq!(membership(&g, &[1, 2]), (vec![], vec![4]));
+    // An older record of 1 that still adds 4 changes nothing.
+    assert_eq!(
+        g.offer(&signed(1, 1, &[(4, "dave", false)]), all),
+        Ok(Offered::Stale)
+    );
+    assert_eq!(membership(&g, &[1, 2]), (vec![], vec![4]));
+    // Once 1 may not invite, its removal no longer counts.
+    assert_eq!(membership(&g, &[2]), (vec![(4, "dave".into(), 2)], vec![]));
+}
+
+#[test]
+fn a_record_claiming_to_be_ours_or_from_a_non_inviter_is_refused() {
+    let mut g: Group<8> = Group::new(keys(3).1);
+    let all = |_: &[u8; 32]| true;
+    assert_eq!(
+        g.offer(&signed(3, 9, &[(1, "alice", true)]), all),
+        Err(Refused::NotAnInviter)
+    );
+    assert_eq!(
+        g.offer(&signed(1, 1, &[]), |_: &[u8; 32]| false),
+        Err(Refused::NotAnInviter)
+    );
+    let mut bad = signed(1, 1, &[(2, "bob", false)]);
+    bad[5] ^= 1;
+    assert_eq!(g.offer(&bad, all), Err(Refused::Bad(Error::Signature)));
+    assert_eq!(g.digest().held.len(), 0);
+    assert_eq!((g.counters.not_inviter, g.counters.bad), (2, 1));
+    // Our own, from our daemon.
+    assert!(g.set_own(&signed(3, 4, &[(1, "alice", false)])).is_ok());
+    assert_eq!(g.set_own(&signed(1, 4, &[])), Err(Error::Signature));
+    assert_eq!(g.version(&keys(3).1), Some(4));
+}
+
+#[test]
+fn digests_say_what_to_send_and_decode_to_themselves() {
+    let all = |_: &[u8; 32]| true;
+    let mut a: Group<4> = Group::new(keys(10).1);
+    let mut b: Group<4> = Group::new(keys(11).1);
+    let r1v1 = signed(1, 1, &[(2, "bob", false)]);
+    let r1v2 = signed(1, 2, &[(2, "bob", true)]);
+    let r2 = signed(2, 5, &[]);
+    a.offer(&r1v2, all).unwrap();
+    a.offer(&r2, all).unwrap();
+    b.offer(&r1v1, all).unwrap();
+    let mut buf = [0u8; Digest::<4>::MAX_LEN];
+    let n = b.digest().encode(&mut buf).unwrap();
+    let theirs = Digest::<4>::decode(&buf[..n]).unwrap();
+    assert_eq!(theirs, b.digest());
+    let send: std::vec::Vec<&[u8]> = a.missing_from(&theirs).collect();
+    assert_eq!(send, vec![&r1v2[..], &r2[..]]);
+    for r in send {
+        b.offer(r, all).unwrap();
+    }
+    assert_eq!(b.digest(), a.digest());
+    assert_eq!(a.missing_from(&b.digest()).count(), 0);
+    // Our own record as a member holds it.
+    let mut d = b.digest();
+    d.held.push((signer_id(&keys(10).1), 77)).unwrap();
+    assert_eq!(a.own_version_seen(&d), Some(77));
+    for cut in 0..n {
+        assert!(Digest::<4>::decode(&buf[..cut]).is_err());
+    }
+}
+
+#[test]
+fn a_full_group_refuses_a_new_signer_but_takes_a_newer_record() {
+    let all = |_: &[u8; 32]| true;
+    let mut g: Group<2> = Group::new(keys(10).1);
+    g.offer(&signed(1, 1, &[]), all).unwrap();
+    g.offer(&signed(2, 1, &[]), all).unwrap();
+    assert_eq!(g.offer(&signed(3, 1, &[]), all), Err(Refused::Full));
+    assert_eq!(g.offer(&signed(2, 2, &[]), all), Ok(Offered::New));
+    g.forget(&keys(1).1);
+    assert_eq!(g.offer(&signed(3, 1, &[]), all), Ok(Offered::New));
+    assert_eq!(g.counters.full, 1);
+}
