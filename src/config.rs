@@ -104,6 +104,8 @@
 //!     option bfd_multiplier '4'      # packets, 2..255; default main's bfd_multiplier
 //!     option exit '0'                # bool: the member is a game exit: its default route
 //!                                    #   is accepted; default 0
+//!     option inviter '1'             # bool: the member's group records count here (whom
+//!                                    #   it invites or removes); default 1
 //!                                    # Unless its bfd is 0, a member that sets any of these
 //!                                    #   three runs BFD even if main's bfd is 0; a timer it
 //!                                    #   does not set is then main's if main's bfd is 1,
@@ -225,6 +227,7 @@ const MEMBER_OPTIONS: &[&str] = &[
     "bfd_interval",
     "bfd_multiplier",
     "exit",
+    "inviter",
 ];
 
 /// The whole configuration file.
@@ -389,6 +392,8 @@ pub struct MemberEntry {
     pub bfd: Option<bool>,
     /// The member is a game exit: its default route is accepted.
     pub exit: bool,
+    /// The member's group records count here (`option inviter`, default 1).
+    pub inviter: bool,
     pub bfd_interval_ms: Option<u32>,
     pub bfd_multiplier: Option<u8>,
 }
@@ -734,6 +739,7 @@ impl MemberEntry {
             hold_time: self.hold_time,
             bfd: self.bfd_setting(main),
             exit: self.exit,
+            inviter: self.inviter,
         }
     }
 
@@ -1228,6 +1234,7 @@ fn read_member(r: &mut SectionReader) -> Option<MemberEntry> {
         .value("bfd_multiplier", |s| parse_range(s, 2, 255, "packets"))
         .map(|v| v as u8);
     let exit = r.value("exit", parse_bool).unwrap_or(false);
+    let inviter = r.value("inviter", parse_bool).unwrap_or(true);
     r.warn_unknown_options(MEMBER_OPTIONS);
 
     Some(MemberEntry {
@@ -1245,6 +1252,7 @@ fn read_member(r: &mut SectionReader) -> Option<MemberEntry> {
         bfd_interval_ms,
         bfd_multiplier,
         exit,
+        inviter,
     })
 }
 
@@ -1726,6 +1734,7 @@ config member
 \toption asn '4200000003'
 \toption prefix '192.168.3.0/24 10.3.0.0/16'
 \toption bfd_interval '50'
+\toption inviter '0'
 "
         );
         let c = ok(&text);
@@ -1798,6 +1807,7 @@ config member
                     bfd_interval_ms: None,
                     bfd_multiplier: None,
                     exit: true,
+                    inviter: true,
                 },
                 MemberEntry {
                     name: "r3".into(),
@@ -1814,6 +1824,7 @@ config member
                     bfd_interval_ms: Some(50),
                     bfd_multiplier: None,
                     exit: false,
+                    inviter: false,
                 },
             ]
         );

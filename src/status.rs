@@ -519,6 +519,8 @@ pub fn document<C: Crypto>(
         .with("pex_sent", s.pex_sent)
         .with("pex_received", s.pex_received)
         .with("pex_invalid", s.pex_invalid)
+        .with("group_sent", s.group_sent)
+        .with("group_invalid", s.group_invalid)
         .with("punch_packets", s.punch_packets)
         .with("punch_failures", s.punch_failures)
         .with("relay_refused", s.relay_refused)

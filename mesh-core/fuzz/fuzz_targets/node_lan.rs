@@ -59,6 +59,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use libfuzzer_sys::fuzz_target;
 use mesh_core::bfd::BFD_PORT;
 use mesh_core::ip;
+use mesh_core::node::GROUP_PORT;
 use mesh_core::pex::PEX_PORT;
 use mesh_core::Duration;
 use mesh_core_fuzz::{
@@ -203,7 +204,7 @@ fn port(sel: u8, input: &mut Input<'_>) -> u16 {
         1 => PEX_PORT,
         2 => 179,
         3 => 9302,
-        4 => 53,
+        4 => GROUP_PORT,
         5 => 5353,
         6 => 1900,
         _ => input.u16(),

@@ -319,6 +319,7 @@ fn member(n: u8, endpoint: bool) -> MemberConfig {
         hold_time: None,
         bfd: BfdSetting::Inherit,
         exit: false,
+        inviter: true,
     }
 }
 

@@ -334,7 +334,7 @@ fn a_removal_by_an_inviter_wins_over_another_members_record() {
     let all = |_: &[u8; 32]| true;
     g.offer(&signed(2, 1, &[(4, "dave", false)]), all).unwrap();
     g.offer(&signed(1, 1, &[(4, "dave", false)]), all).unwrap();
-    assert_eq!(membership(&g, &[1, 2]).1, vec![]);
+    assert_eq!(membership(&g, &[1, 2]).1, std::vec::Vec::<u8>::new());
     // 1 removes 4 (version 2): removed, though 2 still vouches for it.
     assert_eq!(
         g.offer(&signed(1, 2, &[(4, "dave", true)]), all),

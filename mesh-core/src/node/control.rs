@@ -187,6 +187,7 @@ impl<C: Crypto> Node<'_, C> {
         let Node {
             engine,
             exchange,
+            group,
             slots,
             events,
             stats,
@@ -200,6 +201,7 @@ impl<C: Crypto> Node<'_, C> {
             }
             if matches!(ev, NodeEvent::RouteAdded { .. }) {
                 exchange.announce_now(now);
+                group.digest_soon = true;
             }
             push_event(events, stats, ev);
         });

@@ -147,6 +147,11 @@ pub struct NodeStats {
     pub pex_received: u64,
     /// Peer exchange messages that did not decode, or that lied.
     pub pex_invalid: u64,
+    /// Group records and digests sent (`crate::group`).
+    pub group_sent: u64,
+    /// Datagrams on the group port that were neither, or not from a member
+    /// (records and digests refused are counted by the group itself).
+    pub group_invalid: u64,
     /// Handshake initiations sent to punch through NATs.
     pub punch_packets: u64,
     /// Punch windows that ended without a tunnel.

@@ -30,6 +30,8 @@ use crate::discovery::DISCOVERY_PORT;
 use crate::ip::{self, IpInfo};
 use crate::overlay::BGP_PORT;
 use crate::pex::PEX_PORT;
+
+use super::group::GROUP_PORT;
 use crate::rib::{Entry, Path, PeerId, Source, MAX_PATHS};
 use crate::wg::Tunnel;
 
@@ -84,6 +86,8 @@ pub enum Control {
     Pex,
     /// Relayed LAN discovery, UDP between [`DISCOVERY_PORT`]s.
     Discovery,
+    /// Group records and digests, UDP between [`GROUP_PORT`]s.
+    Group,
     /// IP in IP (RFC 2003) to our overlay address: a console's packet on
     /// its way to us as its game exit, or on its way back from its exit.
     Exit,
@@ -215,6 +219,7 @@ impl<T: Tunnel> Router<'_, T> {
                 Some((_, BFD_PORT, _)) => Verdict::Control(Control::Bfd),
                 Some((PEX_PORT, PEX_PORT, _)) => Verdict::Control(Control::Pex),
                 Some((DISCOVERY_PORT, DISCOVERY_PORT, _)) => Verdict::Control(Control::Discovery),
+                Some((GROUP_PORT, GROUP_PORT, _)) => Verdict::Control(Control::Group),
                 _ if self.config.overlay_in_kernel && !is_bgp(packet, info) => Verdict::ToLan,
                 _ => Verdict::ToOverlay,
             };

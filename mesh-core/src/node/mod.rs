@@ -59,6 +59,7 @@ mod exchange;
 mod exit;
 pub mod exitnat;
 mod forward;
+mod group;
 mod ids;
 mod invite;
 mod output;
@@ -87,6 +88,7 @@ pub use exit::{
     EXIT_MTU, EXIT_TAG, LOAD_TAG,
 };
 pub use forward::{Control, DropReason, Verdict};
+pub use group::{DIGEST_INTERVAL, GROUP_PORT, MAX_ANSWER, MAX_RECORDS};
 pub use invite::{InviteOutcome, INVITE_OUTCOMES, MAX_INVITES};
 pub use output::{Port, Transmit, DISCOVERY_QUEUE, EVENT_QUEUE, LAN_QUEUE, TRANSMIT_QUEUE};
 pub use relay::bytes_per_second;
@@ -142,6 +144,8 @@ pub struct Node<'a, C: Crypto> {
     discovery: crate::discovery::Relay,
     /// Invites handed out, and our own join.
     invite: invite::InviteRoom,
+    /// The group's member list: the records held.
+    group: group::GroupRoom,
     dedup: Dedup,
     ids: Ids,
     tx: TxRing,
@@ -193,6 +197,7 @@ impl<'a, C: Crypto> Node<'a, C> {
                 config.boot,
             ),
             invite: invite::InviteRoom::default(),
+            group: group::GroupRoom::new(crypto.public_key().0, now),
             config,
             crypto,
             slots: Slots::new(),
@@ -542,6 +547,7 @@ impl<'a, C: Crypto> Node<'a, C> {
         if !self.slots.is_empty() && self.exchange.handle_timeout(now) {
             self.timers_changed = true;
             self.announce(now);
+            self.group_digest(now);
         }
         self.punch_timers(now);
         self.exit_timeout(now);

@@ -162,6 +162,9 @@ pub struct MemberConfig {
     /// The member is a game exit: the only kind of member whose default
     /// route (0.0.0.0/0, tagged as an exit) is accepted.
     pub exit: bool,
+    /// The member's group records count here: whom it invites or removes
+    /// joins or leaves the group ([`crate::group`]). Default on.
+    pub inviter: bool,
 }
 
 /// Whether a member's tunnel runs BFD.

@@ -275,6 +275,7 @@ impl Sim {
                     hold_time: None,
                     bfd: mesh_core::wg::BfdSetting::Inherit,
                     exit: false,
+                    inviter: true,
                 }
             })
             .collect();

@@ -73,6 +73,7 @@ pub fn member(n: u8) -> MemberConfig {
         hold_time: None,
         bfd: BfdSetting::Inherit,
         exit: false,
+        inviter: true,
     }
 }
 

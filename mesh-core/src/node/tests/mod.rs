@@ -8,6 +8,7 @@ extern crate std;
 pub(crate) mod fixtures;
 
 use std::boxed::Box;
+use std::vec;
 use std::vec::Vec;
 
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -617,5 +618,125 @@ fn a_new_session_is_measured_again_once_ten_seconds_later() {
         assert_eq!(sent(&p), first + 1, "handshakes keep coming");
         // The side that does not lead never does.
         assert_eq!(p.nodes[1].member(0).unwrap().stats.handshakes_sent, 0);
+    });
+}
+
+/// Router `n`'s group record naming `entries` (router, removed), version
+/// `v`, signed with its key.
+fn group_record(n: u8, v: u64, entries: &[(u8, bool)]) -> Vec<u8> {
+    use crate::group::{Entry, Record};
+    let mut r = Record {
+        signer: crate::wg::boring::public_key(&fixtures::private_key(n)).0,
+        version: v,
+        entries: heapless::Vec::new(),
+    };
+    for &(m, removed) in entries {
+        r.entries
+            .push(Entry {
+                key: crate::wg::boring::public_key(&fixtures::private_key(m)).0,
+                name: heapless::String::try_from(std::format!("r{m}").as_str()).unwrap(),
+                removed,
+            })
+            .unwrap();
+    }
+    let mut buf = [0u8; crate::group::MAX_LEN];
+    let len = r
+        .sign(&fixtures::private_key(n).0, &[v as u8; 64], &mut buf)
+        .unwrap();
+    buf[..len].to_vec()
+}
+
+/// Whom `n`'s records want in the group (by router number), and whom removed.
+fn group_membership(n: &TestNode) -> (Vec<u8>, Vec<u8>) {
+    let number = |k: &[u8; 32]| {
+        (1..=9u8)
+            .find(|&m| crate::wg::boring::public_key(&fixtures::private_key(m)).0 == *k)
+            .unwrap()
+    };
+    let (mut wanted, mut removed) = (Vec::new(), Vec::new());
+    n.group_membership(|w| wanted.push(number(&w.key)), |k| removed.push(number(k)));
+    (wanted, removed)
+}
+
+#[test]
+fn a_group_record_crosses_the_tunnel_at_once_and_a_removal_follows_it() {
+    big_stack(|| {
+        let mut p = Pair::new();
+        p.run_for(Duration::from_secs(3));
+        // R1's daemon signs that R1 invited R3: R2 holds it within the link's
+        // delay and is told the records changed.
+        p.nodes[0]
+            .set_group_record(&group_record(1, 1, &[(3, false)]))
+            .unwrap();
+        p.drain(0);
+        p.run_for(Duration::from_millis(5));
+        assert!(p.nodes[1].take_group_changed());
+        assert!(!p.nodes[1].take_group_changed());
+        assert_eq!(group_membership(&p.nodes[1]), (vec![3], vec![]));
+        // R1 removes R3: R2 learns it as fast.
+        p.nodes[0]
+            .set_group_record(&group_record(1, 2, &[(3, true)]))
+            .unwrap();
+        p.drain(0);
+        p.run_for(Duration::from_millis(5));
+        assert!(p.nodes[1].take_group_changed());
+        assert_eq!(group_membership(&p.nodes[1]), (vec![], vec![3]));
+        assert_eq!(p.nodes[1].group().counters.accepted, 2);
+        // Digests every 30 s change nothing and send no record again.
+        let sent = p.nodes[0].stats().group_sent;
+        p.run_for(Duration::from_secs(61));
+        assert!(!p.nodes[1].take_group_changed());
+        let digests = p.nodes[0].stats().group_sent - sent;
+        assert_eq!(digests, 2, "two digests, no record");
+        assert_eq!(p.nodes[1].group().counters.stale, 0);
+    });
+}
+
+#[test]
+fn a_record_held_before_the_tunnel_reaches_the_member_by_the_digests() {
+    big_stack(|| {
+        let mut p = Pair::new();
+        // Before any route to R2: nobody to send it to.
+        p.nodes[0]
+            .set_group_record(&group_record(1, 5, &[(4, false)]))
+            .unwrap();
+        p.drain(0);
+        assert_eq!(p.nodes[0].stats().group_sent, 0);
+        // The tunnel, BGP, a route: R2's digest lacks R1's record, and R1
+        // answers it with the record.
+        p.run_for(Duration::from_secs(3));
+        assert!(p.nodes[1].take_group_changed());
+        assert_eq!(
+            p.nodes[1]
+                .group()
+                .version(&crate::wg::boring::public_key(&fixtures::private_key(1)).0),
+            Some(5)
+        );
+        assert_eq!(group_membership(&p.nodes[1]), (vec![4], vec![]));
+        // R2's digest showed R1 nothing newer of its own record.
+        assert_eq!(p.nodes[0].group_own_version_seen(), None);
+        assert_eq!(p.nodes[1].group_own_version_seen(), None);
+    });
+}
+
+#[test]
+fn a_record_from_a_member_that_may_not_invite_is_refused_and_counted() {
+    big_stack(|| {
+        let mut p = Pair::strangers();
+        let mut r1 = member(1, true);
+        r1.inviter = false;
+        p.nodes[0].add_member(T0, member(2, true)).unwrap();
+        p.nodes[1].add_member(T0, r1).unwrap();
+        p.drain(0);
+        p.drain(1);
+        p.run_for(Duration::from_secs(3));
+        p.nodes[0]
+            .set_group_record(&group_record(1, 1, &[(3, false)]))
+            .unwrap();
+        p.drain(0);
+        p.run_for(Duration::from_millis(5));
+        assert!(!p.nodes[1].take_group_changed());
+        assert_eq!(p.nodes[1].group().counters.not_inviter, 1);
+        assert_eq!(group_membership(&p.nodes[1]), (vec![], vec![]));
     });
 }
