@@ -521,6 +521,7 @@ pub fn document<C: Crypto>(
         .with("pex_invalid", s.pex_invalid)
         .with("group_sent", s.group_sent)
         .with("group_invalid", s.group_invalid)
+        .with("group_limited", s.group_limited)
         .with("punch_packets", s.punch_packets)
         .with("punch_failures", s.punch_failures)
         .with("relay_refused", s.relay_refused)

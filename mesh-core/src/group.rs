@@ -455,13 +455,16 @@ impl<const N: usize> Group<N> {
         d
     }
 
-    /// The signed octets of each record held that a member whose digest is
-    /// `theirs` lacks, or holds older.
-    pub fn missing_from<'g>(&'g self, theirs: &'g Digest<N>) -> impl Iterator<Item = &'g [u8]> {
+    /// The signer of each record held that a member whose digest is
+    /// `theirs` lacks, or holds older ([`Group::bytes_of`] has its octets).
+    pub fn missing_from<'g>(
+        &'g self,
+        theirs: &'g Digest<N>,
+    ) -> impl Iterator<Item = [u8; 32]> + 'g {
         self.held
             .iter()
             .filter(|h| theirs.version_of(&h.signer).is_none_or(|v| v < h.version))
-            .map(|h| h.bytes.as_slice())
+            .map(|h| h.signer)
     }
 
     /// The octets of `signer`'s record, if held.

@@ -389,7 +389,10 @@ fn digests_say_what_to_send_and_decode_to_themselves() {
     let n = b.digest().encode(&mut buf).unwrap();
     let theirs = Digest::<4>::decode(&buf[..n]).unwrap();
     assert_eq!(theirs, b.digest());
-    let send: std::vec::Vec<&[u8]> = a.missing_from(&theirs).collect();
+    let send: std::vec::Vec<&[u8]> = a
+        .missing_from(&theirs)
+        .map(|s| a.bytes_of(&s).unwrap())
+        .collect();
     assert_eq!(send, vec![&r1v2[..], &r2[..]]);
     for r in send {
         b.offer(r, all).unwrap();

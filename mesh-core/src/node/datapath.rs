@@ -158,7 +158,7 @@ impl<C: Crypto> Node<'_, C> {
             Verdict::Control(Control::Bfd) => self.handle_bfd(now, from, len, &info),
             Verdict::Control(Control::Pex) => self.handle_pex(now, len, &info),
             Verdict::Control(Control::Discovery) => self.handle_discovery(now, len, &info),
-            Verdict::Control(Control::Group) => self.handle_group(len, &info),
+            Verdict::Control(Control::Group) => self.handle_group(now, len, &info),
             Verdict::Control(Control::Exit) => self.handle_wrapped(now, len, &info),
             Verdict::Transit { to } => self.transit(now, from, to as usize, len, &info),
             Verdict::Unreachable => {

@@ -152,6 +152,9 @@ pub struct NodeStats {
     /// Datagrams on the group port that were neither, or not from a member
     /// (records and digests refused are counted by the group itself).
     pub group_invalid: u64,
+    /// Digests not answered and records not passed on: the member's last
+    /// was less than a second before.
+    pub group_limited: u64,
     /// Handshake initiations sent to punch through NATs.
     pub punch_packets: u64,
     /// Punch windows that ended without a tunnel.

@@ -12,6 +12,9 @@
 //!   our digest; a member answers a digest with the records it holds that
 //!   the digest lacks or holds older ([`MAX_ANSWER`] at most). A member that
 //!   missed a flood, or was not yet a member when a record came, gets it so.
+//! - A member's digests are answered, and the new records it brings passed
+//!   on, at most once every [`MEMBER_GAP`]: no member turns one small
+//!   datagram into many large ones, or a stream of versions into floods.
 //!
 //! Which records count is the daemon's business: the node tells it that the
 //! records changed ([`Node::take_group_changed`]) and the daemon reads whom
@@ -32,6 +35,11 @@ pub const GROUP_PORT: u16 = 51823;
 pub const DIGEST_INTERVAL: Duration = Duration::from_secs(30);
 /// Records sent in answer to one digest, at most (the rest at the next).
 pub const MAX_ANSWER: usize = 8;
+/// A member's digests are answered, and the records it brings are passed
+/// on, at most once in this time: a member (hostile, or looping) cannot
+/// make a small datagram into many large ones, nor a stream of new versions
+/// into a flood of the mesh. What is held back goes with the digests.
+pub const MEMBER_GAP: Duration = Duration::from_secs(1);
 /// Records a node holds: one per member and its own.
 pub const MAX_RECORDS: usize = MAX_MEMBERS + 1;
 /// The largest payload on [`GROUP_PORT`]: a record or a digest.
@@ -56,6 +64,10 @@ pub(super) struct GroupRoom {
     /// A tunnel came up or a route appeared: the digest goes with the next
     /// announcement.
     pub digest_soon: bool,
+    /// When each member's digest was last answered, and a record it brought
+    /// last passed on ([`MEMBER_GAP`]).
+    pub answered: [Option<Instant>; MAX_MEMBERS],
+    pub passed_on: [Option<Instant>; MAX_MEMBERS],
 }
 
 impl GroupRoom {
@@ -66,8 +78,19 @@ impl GroupRoom {
             own_seen: None,
             next_digest: now,
             digest_soon: false,
+            answered: [None; MAX_MEMBERS],
+            passed_on: [None; MAX_MEMBERS],
         }
     }
+}
+
+/// Whether [`MEMBER_GAP`] passed since `last` (and if so, `last` is now).
+fn gap_over(last: &mut Option<Instant>, now: Instant) -> bool {
+    if last.is_some_and(|t| now < t + MEMBER_GAP) {
+        return false;
+    }
+    *last = Some(now);
+    true
 }
 
 /// May `key`'s records change the group here? A member allowed to invite.
@@ -117,7 +140,7 @@ impl<C: Crypto> Node<'_, C> {
     }
 
     /// A record or digest from a member, addressed to our overlay address.
-    pub(super) fn handle_group(&mut self, len: usize, info: &IpInfo) {
+    pub(super) fn handle_group(&mut self, now: Instant, len: usize, info: &IpInfo) {
         let packet = &self.lan.spare_ref()[..len];
         let Some(sender) = self.slots.by_overlay(info.src) else {
             self.stats.group_invalid += 1;
@@ -141,7 +164,11 @@ impl<C: Crypto> Node<'_, C> {
                 match offered {
                     Ok(Offered::New) => {
                         self.group.changed = true;
-                        self.flood_record(bytes, Some(sender));
+                        if gap_over(&mut self.group.passed_on[sender], now) {
+                            self.flood_record(bytes, Some(sender));
+                        } else {
+                            self.stats.group_limited += 1;
+                        }
                     }
                     Ok(Offered::Stale) => {}
                     Err(e) => log::debug!("group: a record from member {sender} refused: {e:?}"),
@@ -155,18 +182,25 @@ impl<C: Crypto> Node<'_, C> {
                 if let Some(v) = self.group.group.own_version_seen(&theirs) {
                     self.group.own_seen = Some(self.group.own_seen.map_or(v, |s| s.max(v)));
                 }
-                let mut answer: heapless::Vec<heapless::Vec<u8, { group::MAX_LEN }>, MAX_ANSWER> =
-                    heapless::Vec::new();
-                for r in self.group.group.missing_from(&theirs) {
-                    let Ok(r) = heapless::Vec::from_slice(r) else {
-                        continue;
-                    };
-                    if answer.push(r).is_err() {
+                if !gap_over(&mut self.group.answered[sender], now) {
+                    self.stats.group_limited += 1;
+                    return;
+                }
+                let mut signers: heapless::Vec<[u8; 32], MAX_ANSWER> = heapless::Vec::new();
+                for signer in self.group.group.missing_from(&theirs) {
+                    if signers.push(signer).is_err() {
                         break;
                     }
                 }
-                for r in &answer {
-                    self.send_group(sender, r);
+                for signer in &signers {
+                    let mut record = [0u8; group::MAX_LEN];
+                    let Some(n) = self.group.group.bytes_of(signer).map(|b| {
+                        record[..b.len()].copy_from_slice(b);
+                        b.len()
+                    }) else {
+                        continue;
+                    };
+                    self.send_group(sender, &record[..n]);
                 }
             }
             _ => self.stats.group_invalid += 1,
@@ -214,7 +248,7 @@ impl<C: Crypto> Node<'_, C> {
         }
     }
 
-    fn send_group(&mut self, slot: usize, payload: &[u8]) {
+    pub(super) fn send_group(&mut self, slot: usize, payload: &[u8]) {
         let Some(dst) = self.slots.get(slot).map(|s| s.wg.config.overlay) else {
             return;
         };

@@ -740,3 +740,41 @@ fn a_record_from_a_member_that_may_not_invite_is_refused_and_counted() {
         assert_eq!(group_membership(&p.nodes[1]), (vec![], vec![]));
     });
 }
+
+#[test]
+fn a_members_digests_are_answered_at_most_once_a_second() {
+    big_stack(|| {
+        // R2 never takes R1's record (R1 may not invite there): each of its
+        // digests lacks it, and R1 would answer every one with the record.
+        let mut p = Pair::strangers();
+        let mut r1 = member(1, true);
+        r1.inviter = false;
+        p.nodes[0].add_member(T0, member(2, true)).unwrap();
+        p.nodes[1].add_member(T0, r1).unwrap();
+        p.nodes[0]
+            .set_group_record(&group_record(1, 1, &[(3, false)]))
+            .unwrap();
+        p.drain(0);
+        p.drain(1);
+        p.run_for(Duration::from_secs(3));
+        let refused = p.nodes[1].group().counters.not_inviter;
+        assert!(refused >= 1, "R1 answered R2's first digest");
+        // Five digests from R2 within 50 ms: one answer.
+        let mut digest = [0u8; 64];
+        let n = p.nodes[1].group().digest().encode(&mut digest).unwrap();
+        let limited = p.nodes[0].stats().group_limited;
+        for _ in 0..5 {
+            p.nodes[1].send_group(0, &digest[..n]);
+            p.drain(1);
+            p.run_for(Duration::from_millis(10));
+        }
+        assert_eq!(p.nodes[1].group().counters.not_inviter, refused + 1);
+        assert_eq!(p.nodes[0].stats().group_limited, limited + 4);
+        // A second later, answered again.
+        p.run_for(Duration::from_secs(1));
+        p.nodes[1].send_group(0, &digest[..n]);
+        p.drain(1);
+        p.run_for(Duration::from_millis(10));
+        assert_eq!(p.nodes[1].group().counters.not_inviter, refused + 2);
+    });
+}
