@@ -468,6 +468,12 @@ return view.extend({
 		o.modalonly = true;
 		keepAsIs(o);
 
+		o = ms.option(form.Flag, 'inviter', _('May bring in friends'),
+			_('Friends this router invites, or removes, join or leave your mesh too.'));
+		o.default = o.enabled;
+		o.modalonly = true;
+		keepAsIs(o);
+
 		// Beside the map, not in it: LuCI redraws the map's contents on save.
 		return m.render().then(function(node) {
 			return [ E('style', {}, [ CSS ]), node ];
