@@ -670,6 +670,28 @@ fn group_membership(n: &TestNode) -> (Vec<u8>, Vec<u8>) {
     (wanted, removed)
 }
 
+impl Pair {
+    /// R1 and R2, where R2 does not let R1 invite (its records never count
+    /// there).
+    fn distrusting() -> Pair {
+        let mut p = Pair::strangers();
+        let mut r1 = member(1, true);
+        r1.inviter = false;
+        p.nodes[0].add_member(T0, member(2, true)).unwrap();
+        p.nodes[1].add_member(T0, r1).unwrap();
+        p.drain(0);
+        p.drain(1);
+        p
+    }
+
+    /// Node `i`'s daemon hands it `record`; the link carries what follows.
+    fn publish(&mut self, i: usize, record: &[u8]) {
+        self.nodes[i].set_group_record(record).unwrap();
+        self.drain(i);
+        self.run_for(Duration::from_millis(5));
+    }
+}
+
 #[test]
 fn a_group_record_crosses_the_tunnel_at_once_and_a_removal_follows_it() {
     big_stack(|| {
@@ -677,20 +699,12 @@ fn a_group_record_crosses_the_tunnel_at_once_and_a_removal_follows_it() {
         p.run_for(Duration::from_secs(3));
         // R1's daemon signs that R1 invited R3: R2 holds it within the link's
         // delay and is told the records changed.
-        p.nodes[0]
-            .set_group_record(&group_record(1, 1, &[(3, false)]))
-            .unwrap();
-        p.drain(0);
-        p.run_for(Duration::from_millis(5));
+        p.publish(0, &group_record(1, 1, &[(3, false)]));
         assert!(p.nodes[1].take_group_changed());
         assert!(!p.nodes[1].take_group_changed());
         assert_eq!(group_membership(&p.nodes[1]), (vec![3], vec![]));
         // R1 removes R3: R2 learns it as fast.
-        p.nodes[0]
-            .set_group_record(&group_record(1, 2, &[(3, true)]))
-            .unwrap();
-        p.drain(0);
-        p.run_for(Duration::from_millis(5));
+        p.publish(0, &group_record(1, 2, &[(3, true)]));
         assert!(p.nodes[1].take_group_changed());
         assert_eq!(group_membership(&p.nodes[1]), (vec![], vec![3]));
         assert_eq!(p.nodes[1].group().counters.accepted, 2);
@@ -734,19 +748,9 @@ fn a_record_held_before_the_tunnel_reaches_the_member_by_the_digests() {
 #[test]
 fn a_record_from_a_member_that_may_not_invite_is_refused_and_counted() {
     big_stack(|| {
-        let mut p = Pair::strangers();
-        let mut r1 = member(1, true);
-        r1.inviter = false;
-        p.nodes[0].add_member(T0, member(2, true)).unwrap();
-        p.nodes[1].add_member(T0, r1).unwrap();
-        p.drain(0);
-        p.drain(1);
+        let mut p = Pair::distrusting();
         p.run_for(Duration::from_secs(3));
-        p.nodes[0]
-            .set_group_record(&group_record(1, 1, &[(3, false)]))
-            .unwrap();
-        p.drain(0);
-        p.run_for(Duration::from_millis(5));
+        p.publish(0, &group_record(1, 1, &[(3, false)]));
         assert!(!p.nodes[1].take_group_changed());
         assert_eq!(p.nodes[1].group().counters.not_inviter, 1);
         assert_eq!(group_membership(&p.nodes[1]), (vec![], vec![]));
@@ -758,16 +762,8 @@ fn a_members_digests_are_answered_at_most_once_a_second() {
     big_stack(|| {
         // R2 never takes R1's record (R1 may not invite there): each of its
         // digests lacks it, and R1 would answer every one with the record.
-        let mut p = Pair::strangers();
-        let mut r1 = member(1, true);
-        r1.inviter = false;
-        p.nodes[0].add_member(T0, member(2, true)).unwrap();
-        p.nodes[1].add_member(T0, r1).unwrap();
-        p.nodes[0]
-            .set_group_record(&group_record(1, 1, &[(3, false)]))
-            .unwrap();
-        p.drain(0);
-        p.drain(1);
+        let mut p = Pair::distrusting();
+        p.publish(0, &group_record(1, 1, &[(3, false)]));
         p.run_for(Duration::from_secs(3));
         let refused = p.nodes[1].group().counters.not_inviter;
         assert!(refused >= 1, "R1 answered R2's first digest");
