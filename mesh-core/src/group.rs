@@ -300,6 +300,10 @@ pub enum Offered {
     New,
     /// The version held already, or an older one: nothing changed.
     Stale,
+    /// Our own record, come back from a member (not taken: this router
+    /// alone makes its own), with its version: one above ours means a
+    /// record made before a restart that lost it.
+    Own { version: u64 },
 }
 
 /// Why [`Group::offer`] refused a record.
@@ -307,8 +311,7 @@ pub enum Offered {
 pub enum Refused {
     /// Not a record, or not signed by its signer.
     Bad(Error),
-    /// Its signer is not a member allowed to invite (or is this router: it
-    /// alone makes its own record).
+    /// Its signer is not a member allowed to invite.
     NotAnInviter,
     /// A record of a new signer, and every slot holds one.
     Full,
@@ -389,7 +392,11 @@ impl<const N: usize> Group<N> {
                 return Err(Refused::Bad(e));
             }
         };
-        if r.signer == self.own || !may_invite(&r.signer) {
+        if r.signer == self.own {
+            self.counters.stale += 1;
+            return Ok(Offered::Own { version: r.version });
+        }
+        if !may_invite(&r.signer) {
             self.counters.not_inviter += 1;
             return Err(Refused::NotAnInviter);
         }
@@ -421,6 +428,11 @@ impl<const N: usize> Group<N> {
             None => self.held.push(held).map_err(|_| ())?,
         }
         Ok(())
+    }
+
+    /// This router's key.
+    pub fn own(&self) -> [u8; 32] {
+        self.own
     }
 
     /// The version held of `signer`'s record.

@@ -133,7 +133,8 @@ impl<C: Crypto> Node<'_, C> {
             .membership(|k| may_invite(slots, k), wanted, removed);
     }
 
-    /// The highest version of our own record a member's digest showed: after
+    /// The highest version of our own record a member showed us (in its
+    /// digest, or the record itself come back) above the one we hold: after
     /// a restart the daemon signs its next record above it.
     pub fn group_own_version_seen(&self) -> Option<u64> {
         self.group.own_seen
@@ -171,6 +172,7 @@ impl<C: Crypto> Node<'_, C> {
                         }
                     }
                     Ok(Offered::Stale) => {}
+                    Ok(Offered::Own { version }) => self.own_version_seen(version),
                     Err(e) => log::debug!("group: a record from member {sender} refused: {e:?}"),
                 }
             }
@@ -180,7 +182,7 @@ impl<C: Crypto> Node<'_, C> {
                     return;
                 };
                 if let Some(v) = self.group.group.own_version_seen(&theirs) {
-                    self.group.own_seen = Some(self.group.own_seen.map_or(v, |s| s.max(v)));
+                    self.own_version_seen(v);
                 }
                 if !gap_over(&mut self.group.answered[sender], now) {
                     self.stats.group_limited += 1;
@@ -204,6 +206,14 @@ impl<C: Crypto> Node<'_, C> {
                 }
             }
             _ => self.stats.group_invalid += 1,
+        }
+    }
+
+    /// A member holds our own record at `version`: kept if above ours.
+    fn own_version_seen(&mut self, version: u64) {
+        let ours = self.group.group.version(&self.group.group.own());
+        if ours.is_none_or(|v| version > v) {
+            self.group.own_seen = Some(self.group.own_seen.map_or(version, |s| s.max(version)));
         }
     }
 

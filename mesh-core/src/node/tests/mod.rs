@@ -786,3 +786,28 @@ fn a_members_digests_are_answered_at_most_once_a_second() {
         assert_eq!(p.nodes[1].group().counters.not_inviter, refused + 2);
     });
 }
+
+#[test]
+fn a_restarted_router_learns_the_version_of_its_own_record_from_a_member() {
+    big_stack(|| {
+        let mut p = Pair::new();
+        p.run_for(Duration::from_secs(3));
+        p.publish(0, &group_record(1, 5, &[(3, false)]));
+        assert!(p.nodes[1].take_group_changed());
+        // R1 restarts with nothing of its own record; R2's digest tells it
+        // a version to sign above.
+        p.nodes[0] = node(1);
+        p.nodes[0].add_member(p.now, member(2, true)).unwrap();
+        p.drain(0);
+        p.run_for(Duration::from_secs(40));
+        assert_eq!(p.nodes[0].group_own_version_seen(), Some(5));
+        // What it signs above it, R2 takes.
+        p.publish(0, &group_record(1, 6, &[(3, false)]));
+        assert_eq!(
+            p.nodes[1]
+                .group()
+                .version(&crate::wg::boring::public_key(&fixtures::private_key(1)).0),
+            Some(6)
+        );
+    });
+}
