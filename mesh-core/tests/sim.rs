@@ -1352,3 +1352,89 @@ fn four_homes_on_the_same_lan_reach_each_others_consoles_at_their_aliases() {
         }
     });
 }
+
+/// Router `n`'s group record naming `entries` (router, removed), version `v`.
+fn group_record(n: usize, v: u64, entries: &[(usize, bool)]) -> Vec<u8> {
+    use mesh_core::group::{Entry, Record, MAX_LEN};
+    use mesh_core::wg::boring::public_key;
+    let mut r = Record {
+        signer: public_key(&private_key(n)).0,
+        version: v,
+        entries: heapless::Vec::new(),
+    };
+    for &(m, removed) in entries {
+        r.entries
+            .push(Entry {
+                key: public_key(&private_key(m)).0,
+                name: heapless::String::try_from(format!("r{m}").as_str()).unwrap(),
+                removed,
+            })
+            .unwrap();
+    }
+    let mut buf = [0u8; MAX_LEN];
+    let len = r.sign(&private_key(n).0, &[v as u8; 64], &mut buf).unwrap();
+    buf[..len].to_vec()
+}
+
+/// The version of router `signer`'s record each of `nodes` holds.
+fn record_versions(s: &Sim, signer: usize, nodes: &[usize]) -> Vec<Option<u64>> {
+    let key = mesh_core::wg::boring::public_key(&private_key(signer)).0;
+    nodes
+        .iter()
+        .map(|&n| s.node(n).group().version(&key))
+        .collect()
+}
+
+#[test]
+fn a_group_record_crosses_the_square_in_milliseconds_and_around_a_dead_router() {
+    big_stack(|| {
+        // R4 is not R1's member (as when someone else invited it), and R1
+        // and R4 have no tunnel: what R1 says reaches R4 only as R2 or R3
+        // pass on what they took as new.
+        let mut s = seed_square(31);
+        s.run_until_cond(Duration::from_secs(10), Duration::from_millis(50), |s| {
+            s.all_converged(&[1, 2, 3, 4])
+        })
+        .expect("no convergence");
+        s.act(1, |n, now| {
+            let slot = n.member_slot("r4").unwrap();
+            assert!(n.remove_member(now, slot));
+        });
+        s.run_for(Duration::from_secs(1));
+        let r = group_record(1, 1, &[(5, false)]);
+        s.act(1, |n, _| n.set_group_record(&r).unwrap());
+        let took = s
+            .run_until_cond(Duration::from_secs(5), Duration::from_millis(5), |s| {
+                record_versions(s, 1, &[2, 3, 4]) == [Some(1); 3]
+            })
+            .expect("the record did not reach every router in 5 s");
+        println!("R1's record at R2, R3 and R4 in {} ms", took.as_millis());
+        assert!(took < Duration::from_millis(100), "{took:?}");
+        // R2 dies; R1 removes member 5: R4 hears it through R3.
+        s.power_off(2);
+        s.run_for(Duration::from_secs(3));
+        let r = group_record(1, 2, &[(5, true)]);
+        s.act(1, |n, _| n.set_group_record(&r).unwrap());
+        let took = s
+            .run_until_cond(Duration::from_secs(5), Duration::from_millis(5), |s| {
+                record_versions(s, 1, &[3, 4]) == [Some(2); 2]
+            })
+            .expect("the removal did not reach R3 and R4 in 5 s");
+        println!(
+            "R1's removal at R3 and R4 (R2 off) in {} ms",
+            took.as_millis()
+        );
+        assert!(took < Duration::from_millis(100), "{took:?}");
+        // R2 comes back with nothing: the digests bring it the record.
+        s.start(2);
+        let took = s
+            .run_until_cond(Duration::from_secs(60), Duration::from_millis(50), |s| {
+                record_versions(s, 1, &[2]) == [Some(2)]
+            })
+            .expect("R2 did not get the record back in 60 s");
+        println!(
+            "R2, restarted, holds R1's record again {} ms after power-on",
+            took.as_millis()
+        );
+    });
+}
