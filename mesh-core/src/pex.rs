@@ -26,6 +26,14 @@
 //! ```
 //!
 //! Decoding never panics; anything malformed is an [`PexError`].
+//!
+//! Why not postcard, which the mesh's other messages use (invite tokens and
+//! the join exchange, relayed discovery, group records): this format has
+//! exactly one encoding per message (the `pex` fuzz target checks that what
+//! decodes encodes back to the same octets), while postcard's decoder also
+//! takes over-long varints. Moving it would make it no simpler and less
+//! strict, and change the wire between versions for nothing (issue 17,
+//! part 5).
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
