@@ -26,7 +26,10 @@
 //! its signatures and ours against each other.
 //!
 //! **What is signed.** The exact encoded octets: the magic and version
-//! octets, then the postcard body; the 64-octet signature follows them.
+//! octets, then the postcard body; the 64-octet signature follows them. A
+//! record has one encoding (one in another, such as an over-long varint,
+//! is refused), so a router holds the decoded record and its signature, and
+//! what it passes on, encoded again, is the signer's own octets.
 //!
 //! Decoding never panics and costs, before the signature, one postcard
 //! decode of at most [`MAX_LEN`] octets.
@@ -84,8 +87,9 @@ pub enum Error {
     Length,
     /// Not [`MAGIC`] and [`VERSION`].
     NotARecord,
-    /// The body does not decode, bytes follow it, two entries name one key,
-    /// or the signer is among its own entries.
+    /// The body does not decode, bytes follow it, it is not the one
+    /// encoding of what it says, two entries name one key, or the signer is
+    /// among its own entries.
     Malformed,
     /// A name that is not `[A-Za-z0-9_]`, 1..32.
     BadName,
@@ -143,6 +147,11 @@ impl Record {
 
     /// A record from its octets, its signature checked against its signer.
     pub fn decode(bytes: &[u8]) -> Result<Record, Error> {
+        Self::decode_signed(bytes).map(|(r, _)| r)
+    }
+
+    /// [`Record::decode`], and the signature.
+    pub fn decode_signed(bytes: &[u8]) -> Result<(Record, [u8; SIGNATURE_LEN]), Error> {
         if bytes.len() < 2 + 32 + SIGNATURE_LEN || bytes.len() > MAX_LEN {
             return Err(Error::Length);
         }
@@ -153,6 +162,13 @@ impl Record {
         let (r, rest): (Record, _) =
             postcard::take_from_bytes(&msg[2..]).map_err(|_| Error::Malformed)?;
         if !rest.is_empty() {
+            return Err(Error::Malformed);
+        }
+        // One encoding per record (postcard's decoder also takes over-long
+        // varints): what is held is the record and its signature, and the
+        // octets passed on are encoded again from them.
+        let mut again = [0u8; MAX_LEN];
+        if r.encode_body(&mut again).ok().and_then(|n| again.get(..n)) != Some(msg) {
             return Err(Error::Malformed);
         }
         for (i, e) in r.entries.iter().enumerate() {
@@ -167,7 +183,15 @@ impl Record {
         if !xeddsa_verify(&r.signer, msg, sig) {
             return Err(Error::Signature);
         }
-        Ok(r)
+        Ok((r, *sig))
+    }
+
+    /// The record's octets with `signature` (made over them) into `out`.
+    fn encode_signed(&self, signature: &[u8; SIGNATURE_LEN], out: &mut [u8]) -> Option<usize> {
+        let n = self.encode_body(out).ok()?;
+        out.get_mut(n..n + SIGNATURE_LEN)?
+            .copy_from_slice(signature);
+        Some(n + SIGNATURE_LEN)
     }
 }
 
@@ -328,13 +352,12 @@ pub struct GroupCounters {
     pub bad_digests: u64,
 }
 
-/// One signer's newest record as it came, signature included: what is passed
-/// on is the signer's own octets.
+/// One signer's newest record and its signature: encoded again, the
+/// signer's own octets (a record has one encoding).
 #[derive(Debug, Clone)]
 struct Held {
-    signer: [u8; 32],
-    version: u64,
-    bytes: heapless::Vec<u8, MAX_LEN>,
+    record: Record,
+    signature: [u8; SIGNATURE_LEN],
 }
 
 /// A member the records want in the group.
@@ -370,12 +393,15 @@ impl<const N: usize> Group<N> {
     /// Holds this router's own record, signed by its daemon (replacing an
     /// older one). Its own version must grow: see [`Group::own_version_seen`].
     pub fn set_own(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        let r = Record::decode(bytes)?;
-        if r.signer != self.own {
+        let (record, signature) = Record::decode_signed(bytes)?;
+        if record.signer != self.own {
             return Err(Error::Signature);
         }
-        self.store(r.signer, r.version, bytes)
-            .map_err(|_| Error::BufferTooSmall)
+        if self.store(Held { record, signature }) {
+            Ok(())
+        } else {
+            Err(Error::BufferTooSmall)
+        }
     }
 
     /// A record that arrived from a member. `may_invite(key)`: is `key` a
@@ -385,7 +411,7 @@ impl<const N: usize> Group<N> {
         bytes: &[u8],
         may_invite: impl Fn(&[u8; 32]) -> bool,
     ) -> Result<Offered, Refused> {
-        let r = match Record::decode(bytes) {
+        let (r, signature) = match Record::decode_signed(bytes) {
             Ok(r) => r,
             Err(e) => {
                 self.counters.bad += 1;
@@ -404,30 +430,25 @@ impl<const N: usize> Group<N> {
             self.counters.stale += 1;
             return Ok(Offered::Stale);
         }
-        match self.store(r.signer, r.version, bytes) {
-            Ok(()) => {
-                self.counters.accepted += 1;
-                Ok(Offered::New)
-            }
-            Err(()) => {
-                self.counters.full += 1;
-                Err(Refused::Full)
-            }
+        if self.store(Held {
+            record: r,
+            signature,
+        }) {
+            self.counters.accepted += 1;
+            Ok(Offered::New)
+        } else {
+            self.counters.full += 1;
+            Err(Refused::Full)
         }
     }
 
-    fn store(&mut self, signer: [u8; 32], version: u64, bytes: &[u8]) -> Result<(), ()> {
-        let bytes = heapless::Vec::from_slice(bytes).map_err(|_| ())?;
-        let held = Held {
-            signer,
-            version,
-            bytes,
-        };
-        match self.held.iter_mut().find(|h| h.signer == signer) {
+    /// Holds `held`, replacing its signer's record; false when full.
+    fn store(&mut self, held: Held) -> bool {
+        match self.held.iter_mut().find(|h| h.signer() == held.signer()) {
             Some(h) => *h = held,
-            None => self.held.push(held).map_err(|_| ())?,
+            None => return self.held.push(held).is_ok(),
         }
-        Ok(())
+        true
     }
 
     /// This router's key.
@@ -439,8 +460,8 @@ impl<const N: usize> Group<N> {
     pub fn version(&self, signer: &[u8; 32]) -> Option<u64> {
         self.held
             .iter()
-            .find(|h| &h.signer == signer)
-            .map(|h| h.version)
+            .find(|h| h.signer() == signer)
+            .map(|h| h.record.version)
     }
 
     /// The highest version of this router's own record a member's digest
@@ -452,7 +473,7 @@ impl<const N: usize> Group<N> {
 
     /// Drops the record of `signer` (a member no longer in the group).
     pub fn forget(&mut self, signer: &[u8; 32]) {
-        self.held.retain(|h| &h.signer != signer);
+        self.held.retain(|h| h.signer() != signer);
     }
 
     /// What this router holds, to tell its members.
@@ -462,29 +483,32 @@ impl<const N: usize> Group<N> {
         };
         for h in &self.held {
             // Cannot fail: the digest has a pair for each of N slots.
-            let _ = d.held.push((signer_id(&h.signer), h.version));
+            let _ = d.held.push((signer_id(h.signer()), h.record.version));
         }
         d
     }
 
     /// The signer of each record held that a member whose digest is
-    /// `theirs` lacks, or holds older ([`Group::bytes_of`] has its octets).
+    /// `theirs` lacks, or holds older ([`Group::encode`] writes its octets).
     pub fn missing_from<'g>(
         &'g self,
         theirs: &'g Digest<N>,
     ) -> impl Iterator<Item = [u8; 32]> + 'g {
         self.held
             .iter()
-            .filter(|h| theirs.version_of(&h.signer).is_none_or(|v| v < h.version))
-            .map(|h| h.signer)
+            .filter(|h| {
+                theirs
+                    .version_of(h.signer())
+                    .is_none_or(|v| v < h.record.version)
+            })
+            .map(|h| *h.signer())
     }
 
-    /// The octets of `signer`'s record, if held.
-    pub fn bytes_of(&self, signer: &[u8; 32]) -> Option<&[u8]> {
-        self.held
-            .iter()
-            .find(|h| &h.signer == signer)
-            .map(|h| h.bytes.as_slice())
+    /// The signed octets of `signer`'s record, if held, into `out` (at
+    /// least [`MAX_LEN`]); their length.
+    pub fn encode(&self, signer: &[u8; 32], out: &mut [u8]) -> Option<usize> {
+        let h = self.held.iter().find(|h| h.signer() == signer)?;
+        h.record.encode_signed(&h.signature, out)
     }
 
     /// Whom the records of signers allowed to invite want in the group, and
@@ -498,25 +522,21 @@ impl<const N: usize> Group<N> {
         mut wanted: impl FnMut(Wanted),
         mut removed: impl FnMut(&[u8; 32]),
     ) {
-        let counted = |h: &&Held| h.signer == self.own || may_invite(&h.signer);
+        let counted = |h: &&Held| *h.signer() == self.own || may_invite(h.signer());
         let is_removed = |key: &[u8; 32]| {
-            self.held.iter().filter(counted).any(|h| {
-                h.record()
-                    .is_some_and(|r| r.entry(key).is_some_and(|e| e.removed))
-            })
+            self.held
+                .iter()
+                .filter(counted)
+                .any(|h| h.record.entry(key).is_some_and(|e| e.removed))
         };
         for (i, h) in self.held.iter().enumerate().filter(|(_, h)| counted(h)) {
-            let Some(r) = h.record() else { continue };
-            for e in &r.entries {
-                if e.key == self.own {
-                    continue;
-                }
-                // Once per key: at the first record that names it.
+            for e in &h.record.entries {
+                // Once per key, at the first record that names it; never us.
                 let earlier = self.held[..i]
                     .iter()
                     .filter(counted)
-                    .any(|o| o.record().is_some_and(|o| o.entry(&e.key).is_some()));
-                if earlier {
+                    .any(|o| o.record.entry(&e.key).is_some());
+                if e.key == self.own || earlier {
                     continue;
                 }
                 if is_removed(&e.key) {
@@ -525,7 +545,7 @@ impl<const N: usize> Group<N> {
                     wanted(Wanted {
                         key: e.key,
                         name: e.name.clone(),
-                        via: r.signer,
+                        via: h.record.signer,
                     });
                 }
             }
@@ -534,13 +554,8 @@ impl<const N: usize> Group<N> {
 }
 
 impl Held {
-    /// The record again from octets checked when they arrived (no second
-    /// signature check).
-    fn record(&self) -> Option<Record> {
-        let body = self
-            .bytes
-            .get(2..self.bytes.len().checked_sub(SIGNATURE_LEN)?)?;
-        postcard::from_bytes(body).ok()
+    fn signer(&self) -> &[u8; 32] {
+        &self.record.signer
     }
 }
 

@@ -392,13 +392,18 @@ fn digests_say_what_to_send_and_decode_to_themselves() {
     let n = b.digest().encode(&mut buf).unwrap();
     let theirs = Digest::<4>::decode(&buf[..n]).unwrap();
     assert_eq!(theirs, b.digest());
-    let send: std::vec::Vec<&[u8]> = a
+    let send: std::vec::Vec<std::vec::Vec<u8>> = a
         .missing_from(&theirs)
-        .map(|s| a.bytes_of(&s).unwrap())
+        .map(|s| {
+            let mut out = [0u8; MAX_LEN];
+            let n = a.encode(&s, &mut out).unwrap();
+            out[..n].to_vec()
+        })
         .collect();
-    assert_eq!(send, vec![&r1v2[..], &r2[..]]);
+    // The signer's own octets, encoded again from what is held.
+    assert_eq!(send, vec![r1v2.clone(), r2.clone()]);
     for r in send {
-        b.offer(r, all).unwrap();
+        b.offer(&r, all).unwrap();
     }
     assert_eq!(b.digest(), a.digest());
     assert_eq!(a.missing_from(&b.digest()).count(), 0);
@@ -422,4 +427,22 @@ fn a_full_group_refuses_a_new_signer_but_takes_a_newer_record() {
     g.forget(&keys(1).1);
     assert_eq!(g.offer(&signed(3, 1, &[]), all), Ok(Offered::New));
     assert_eq!(g.counters.full, 1);
+}
+
+#[test]
+fn a_signed_record_in_a_second_encoding_is_refused() {
+    // Version 7 as an over-long varint (0x87 0x00): postcard's decoder takes
+    // it, and its signer signed exactly these octets; a record has one
+    // encoding, so it is refused.
+    let (private, public) = keys(1);
+    let mut buf = [0u8; MAX_LEN];
+    let n = record(public).sign(&private, &[3; 64], &mut buf).unwrap();
+    let body = &buf[..n - SIGNATURE_LEN];
+    assert_eq!(body[34], 7);
+    let mut long = body[..34].to_vec();
+    long.extend_from_slice(&[0x87, 0x00]);
+    long.extend_from_slice(&body[35..]);
+    let sig = xeddsa_sign(&private, &long, &[5; 64]);
+    long.extend_from_slice(&sig);
+    assert_eq!(Record::decode(&long), Err(Error::Malformed));
 }

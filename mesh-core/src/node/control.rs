@@ -338,18 +338,22 @@ impl<C: Crypto> Node<'_, C> {
         let msg =
             exchange::announcement(now, self.config.overlay, &report, &candidates, &self.slots);
         for slot in 0..MAX_MEMBERS {
-            let routed = self.slots.get(slot).is_some_and(|s| {
-                let overlay = IpAddr::V4(s.wg.config.overlay);
-                self.engine
-                    .rib
-                    .lookup(overlay)
-                    .and_then(|e| e.best())
-                    .is_some()
-            });
-            if routed {
+            if self.routed(slot) {
                 self.send_pex(slot, &msg);
             }
         }
+    }
+
+    /// Is there a route to `slot`'s overlay address (directly or through
+    /// members)? Whom peer exchange and the group's records go to.
+    pub(super) fn routed(&self, slot: usize) -> bool {
+        self.slots.get(slot).is_some_and(|s| {
+            self.engine
+                .rib
+                .lookup(IpAddr::V4(s.wg.config.overlay))
+                .and_then(|e| e.best())
+                .is_some()
+        })
     }
 
     /// Members' punches that are due.

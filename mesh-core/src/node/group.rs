@@ -22,8 +22,6 @@
 //! sections. A record is taken only from a signer that is a member allowed to
 //! invite ([`crate::wg::MemberConfig::inviter`]) at the time it arrives.
 
-use core::net::IpAddr;
-
 use super::*;
 
 use crate::group::{self, Digest, Group, Offered};
@@ -196,13 +194,9 @@ impl<C: Crypto> Node<'_, C> {
                 }
                 for signer in &signers {
                     let mut record = [0u8; group::MAX_LEN];
-                    let Some(n) = self.group.group.bytes_of(signer).map(|b| {
-                        record[..b.len()].copy_from_slice(b);
-                        b.len()
-                    }) else {
-                        continue;
-                    };
-                    self.send_group(sender, &record[..n]);
+                    if let Some(n) = self.group.group.encode(signer, &mut record) {
+                        self.send_group(sender, &record[..n]);
+                    }
                 }
             }
             _ => self.stats.group_invalid += 1,
@@ -224,18 +218,6 @@ impl<C: Crypto> Node<'_, C> {
                 self.send_group(slot, bytes);
             }
         }
-    }
-
-    /// Is there a route to `slot`'s overlay address (directly or through
-    /// members)?
-    fn routed(&self, slot: usize) -> bool {
-        self.slots.get(slot).is_some_and(|s| {
-            self.engine
-                .rib
-                .lookup(IpAddr::V4(s.wg.config.overlay))
-                .and_then(|e| e.best())
-                .is_some()
-        })
     }
 
     /// With peer exchange's announcement: our digest to every member we
