@@ -72,8 +72,8 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$scratch"' EXIT
 # The project (where `cargo fuzz` runs) of each target, and the list.
 declare -A project
 targets=()
-# Decoders whose coverage saturates in a second or two go first: one of
-# them runs beside the daemon's build, on what the build leaves of a core.
+# Decoders whose coverage saturates in a second or two go first: they run
+# beside the daemon's build.
 first="pex exit_wrap netmap nlri"
 for p in mesh-core .; do
   for t in $(cd "$p" && cargo fuzz list | awk -v first="$first" \
@@ -105,20 +105,23 @@ run() {
     >"$dir/log" 2>&1 || true
 }
 
-# mesh-core's targets are built first; the daemon's build then takes one of
-# the job slots while mesh-core's first targets run (compiling meshd leaves
-# a core idle most of the time), and the daemon's targets wait for it.
+# mesh-core's targets are built first; the daemon's targets are built while
+# mesh-core's first targets run, beside the job slots: that build is mostly
+# one compiler process (meshd's crate), and the targets that run beside it
+# saturate their coverage in a second or two. The daemon's targets wait for
+# it.
 build mesh-core
 (build . && touch "$scratch/daemon-built" || touch "$scratch/daemon-failed") &
-say "running ${#targets[@]} targets, $secs s each, $jobs at a time (the daemon's build as one)"
+building() { [ ! -e "$scratch/daemon-built" ] && [ ! -e "$scratch/daemon-failed" ]; }
+# Fuzzers running: background jobs, less the build while it runs.
+fuzzing() { echo $(($(jobs -rp | wc -l) - $(building && echo 1 || echo 0))); }
+say "running ${#targets[@]} targets, $secs s each, $jobs at a time (the daemon's build beside them)"
 for t in "${targets[@]}"; do
   if [ "${project[$t]}" = . ]; then
-    while [ ! -e "$scratch/daemon-built" ]; do
-      [ ! -e "$scratch/daemon-failed" ] || die "building the daemon's fuzz targets failed"
-      sleep 0.2
-    done
+    while building; do sleep 0.2; done
+    [ -e "$scratch/daemon-built" ] || die "building the daemon's fuzz targets failed"
   fi
-  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+  while [ "$(fuzzing)" -ge "$jobs" ]; do wait -n || true; done
   while [ -n "${FUZZ_PAUSE_FILE:-}" ] && [ -e "$FUZZ_PAUSE_FILE" ]; do sleep 20; done
   run "$t" &
 done
