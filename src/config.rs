@@ -106,6 +106,13 @@
 //!                                    #   is accepted; default 0
 //!     option inviter '1'             # bool: the member's group records count here (whom
 //!                                    #   it invites or removes); default 1
+//!     option vouch '0'               # bool: we brought it in (invited it, or it invited
+//!                                    #   us): our signed group record lists it; default 0
+//!                                    #   (the invite flows write 1)
+//!     option via 'r2'                # the member whose group record brought it in (meshd
+//!                                    #   writes it); default none: written by hand or invite
+//!     option removed '0'             # bool: removed from the group (`meshd remove`): not
+//!                                    #   used, and our record lists it removed; default 0
 //!                                    # Unless its bfd is 0, a member that sets any of these
 //!                                    #   three runs BFD even if main's bfd is 0; a timer it
 //!                                    #   does not set is then main's if main's bfd is 1,
@@ -228,6 +235,9 @@ const MEMBER_OPTIONS: &[&str] = &[
     "bfd_multiplier",
     "exit",
     "inviter",
+    "vouch",
+    "via",
+    "removed",
 ];
 
 /// The whole configuration file.
@@ -394,6 +404,14 @@ pub struct MemberEntry {
     pub exit: bool,
     /// The member's group records count here (`option inviter`, default 1).
     pub inviter: bool,
+    /// We brought it into the group (`option vouch`): our record lists it.
+    pub vouch: bool,
+    /// The member whose group record brought it in (`option via`): meshd
+    /// wrote the section, and removes it when the group removes the member.
+    pub via: Option<String>,
+    /// Removed from the group (`option removed`): not used, and listed
+    /// removed in our record.
+    pub removed: bool,
     pub bfd_interval_ms: Option<u32>,
     pub bfd_multiplier: Option<u8>,
 }
@@ -616,8 +634,9 @@ impl Config {
         self.members.iter().find(|m| m.name == name)
     }
 
+    /// The members that run: enabled and not removed from the group.
     pub fn enabled_members(&self) -> impl Iterator<Item = &MemberEntry> {
-        self.members.iter().filter(|m| m.enabled)
+        self.members.iter().filter(|m| m.enabled && !m.removed)
     }
 }
 
@@ -1235,6 +1254,9 @@ fn read_member(r: &mut SectionReader) -> Option<MemberEntry> {
         .map(|v| v as u8);
     let exit = r.value("exit", parse_bool).unwrap_or(false);
     let inviter = r.value("inviter", parse_bool).unwrap_or(true);
+    let vouch = r.value("vouch", parse_bool).unwrap_or(false);
+    let via = r.value("via", parse_member_name);
+    let removed = r.value("removed", parse_bool).unwrap_or(false);
     r.warn_unknown_options(MEMBER_OPTIONS);
 
     Some(MemberEntry {
@@ -1253,6 +1275,9 @@ fn read_member(r: &mut SectionReader) -> Option<MemberEntry> {
         bfd_multiplier,
         exit,
         inviter,
+        vouch,
+        via,
+        removed,
     })
 }
 
@@ -1725,6 +1750,7 @@ config member 'r2'
 \toption hold_time '3'
 \toption bfd '0'
 \toption exit 'yes'
+\toption vouch '1'
 
 config member
 \toption name 'r3'
@@ -1735,6 +1761,8 @@ config member
 \toption prefix '192.168.3.0/24 10.3.0.0/16'
 \toption bfd_interval '50'
 \toption inviter '0'
+\toption via 'r2'
+\toption removed '1'
 "
         );
         let c = ok(&text);
@@ -1808,6 +1836,9 @@ config member
                     bfd_multiplier: None,
                     exit: true,
                     inviter: true,
+                    vouch: true,
+                    via: None,
+                    removed: false,
                 },
                 MemberEntry {
                     name: "r3".into(),
@@ -1825,6 +1856,9 @@ config member
                     bfd_multiplier: None,
                     exit: false,
                     inviter: false,
+                    vouch: false,
+                    via: Some("r2".into()),
+                    removed: true,
                 },
             ]
         );

@@ -5,7 +5,7 @@
 //!
 //! Requests: `status` (text), `status json`, and for invites (see
 //! `meshd invite` and `meshd join`): `invite NAME SECONDS [ENDPOINT...]`,
-//! `join TOKEN` and `join status`.
+//! `join TOKEN` and `join status`; `remove NAME` (`meshd remove`).
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -30,6 +30,8 @@ pub enum Request {
     Join(String),
     /// Where our join stands.
     JoinStatus,
+    /// Remove a member from the group (`meshd remove NAME`).
+    Remove(String),
 }
 
 impl Request {
@@ -47,6 +49,7 @@ impl Request {
             }),
             ["join", "status"] => Some(Request::JoinStatus),
             ["join", token] => Some(Request::Join(token.to_string())),
+            ["remove", name] => Some(Request::Remove(name.to_string())),
             _ => None,
         }
     }

@@ -247,6 +247,8 @@ pub struct Daemon {
     loop_latency: LoopLatency,
     /// The LAN's discovery socket (relayed broadcasts and multicasts).
     discovery: LanDiscovery,
+    /// Our signed group record and the edits the group's records ask for.
+    group: crate::group::State,
 }
 
 /// The LAN side of relayed discovery: the socket, and why there is none.
@@ -690,6 +692,7 @@ impl Daemon {
             nft: Nft::default(),
             loop_latency: LoopLatency::new(),
             discovery: LanDiscovery::default(),
+            group: Default::default(),
         };
         d.refresh_discovery();
         // A crashed meshd's exit rules.
@@ -716,6 +719,7 @@ impl Daemon {
         if std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").is_ok_and(|s| s.trim() == "0") {
             log::warn!("IPv4 forwarding is off: consoles behind this router cannot use the mesh");
         }
+        d.publish_group_record();
         Ok(d)
     }
 
@@ -1195,6 +1199,8 @@ impl Daemon {
                 loop_worst: self.loop_latency.worst(),
                 join: &self.join,
                 bad_tokens: self.bad_tokens,
+                members: &self.config.members,
+                group: &self.group,
             };
             match self.control.read_request(i) {
                 Ok(Some(Request::Status)) => {
@@ -1327,6 +1333,8 @@ impl Daemon {
             self.config_path.display(),
             changes.count()
         );
+        self.publish_group_record();
+        self.group_check();
     }
 
     /// Moves the node's outputs to the sockets, the TUN device, the log and
@@ -1387,6 +1395,122 @@ impl Daemon {
         }
         while let Some(o) = self.node.poll_invite_outcome() {
             self.on_invite(o);
+        }
+        if self.node.take_group_changed() {
+            self.group_check();
+        }
+        if self
+            .node
+            .group_own_version_seen()
+            .is_some_and(|seen| self.group.version.is_some_and(|v| seen >= v))
+        {
+            self.publish_group_record();
+        }
+    }
+
+    /// Signs and publishes our group record when what it should say
+    /// changed (the members we vouch for, or removed), or when a member
+    /// holds a version of it as high as ours (we restarted, or the clock
+    /// went back). Nothing to say and nothing said yet: no record.
+    fn publish_group_record(&mut self) {
+        use crate::group;
+        let (entries, left_out) = group::own_entries(&self.config);
+        let seen = self.node.group_own_version_seen();
+        let outrun = seen.is_some_and(|s| self.group.version.is_none_or(|v| s >= v));
+        let changed = entries != self.group.entries;
+        if !(changed || outrun) || (self.group.version.is_none() && entries.is_empty() && !outrun) {
+            return;
+        }
+        if left_out > 0 {
+            log::warn!(
+                "group: our record lists {} members; {left_out} more we vouch for are left out",
+                entries.len()
+            );
+        }
+        let random = match crate::invites::random::<64>() {
+            Ok(r) => r,
+            Err(e) => {
+                log::error!("group: random source: {e}: our record is not signed");
+                return;
+            }
+        };
+        let version = group::next_version(crate::invites::unix_now(), self.group.version, seen);
+        let public = self.node.public_key();
+        let signed = group::sign(&self.private_key, &public, version, &entries, &random)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                self.node
+                    .set_group_record(&bytes)
+                    .map_err(|e| e.to_string())
+            });
+        match signed {
+            Ok(()) => {
+                log::info!(
+                    "group: our record, version {version}, lists {} members ({} removed)",
+                    entries.len(),
+                    entries.iter().filter(|e| e.removed).count()
+                );
+                self.group.version = Some(version);
+                self.group.entries = entries;
+            }
+            Err(e) => log::error!("group: our record: {e}"),
+        }
+    }
+
+    /// What the group's records want, against the running configuration:
+    /// the member sections to add or remove are written on the file thread
+    /// (one edit at a time; a change while one runs is looked at after it).
+    fn group_check(&mut self) {
+        if self.group.editing {
+            self.group.again = true;
+            return;
+        }
+        let mut wanted = Vec::new();
+        let mut removed = Vec::new();
+        self.node
+            .group_membership(|w| wanted.push(w), |k| removed.push(*k));
+        let (plan, kept) = crate::group::plan(&self.config, &wanted, &removed);
+        if kept != self.group.kept {
+            for name in kept.iter().filter(|n| !self.group.kept.contains(n)) {
+                log::warn!(
+                    "group: member '{name}' was removed from the group, but its section was \
+                     written by hand: kept (remove it yourself if you agree)"
+                );
+            }
+            self.group.kept = kept;
+        }
+        if plan.is_empty() {
+            return;
+        }
+        let edit = crate::ubus_api::Edit {
+            method: "group",
+            event: "added",
+            job: Box::new(move |config| {
+                let done = crate::group::apply(config, &plan)
+                    .map_err(|e| (crate::ubus_api::edit_status(&e), e.to_string()))?;
+                Ok(done.join("; "))
+            }),
+        };
+        if self.files.submit(Job::Edit { caller: None, edit }) {
+            self.group.editing = true;
+        } else {
+            log::error!("group: the file thread is gone: the members are not written");
+        }
+    }
+
+    /// The group's edit was written (or not), and re-read and applied.
+    fn group_written(&mut self, result: crate::ubus_api::EditResult) {
+        self.group.editing = false;
+        match result {
+            Ok(done) if done.is_empty() => {}
+            Ok(done) => log::info!("group: {done}"),
+            Err((_, why)) => {
+                self.group.errors += 1;
+                log::error!("group: the members could not be written: {why}")
+            }
+        }
+        if std::mem::take(&mut self.group.again) {
+            self.group_check();
         }
     }
 
@@ -1533,6 +1657,11 @@ impl Daemon {
                             let answer = crate::ubus_api::finish_edit(self, method, event, result);
                             self.ubus.reply(peer, seq, answer);
                         }
+                        None if method == "group" => self.group_written(result),
+                        None if method == "member_remove" => match result {
+                            Ok(name) => log::info!("group: '{name}' removed"),
+                            Err((_, why)) => log::error!("group: remove: {why}"),
+                        },
                         None => self.invite_written(method, result),
                     }
                 }
@@ -1550,9 +1679,28 @@ impl Daemon {
             } => crate::ubus_api::Api::invite(self, &name, seconds, endpoints),
             Request::Join(text) => self.start_join(&text),
             Request::JoinStatus => Ok(self.join.line()),
+            Request::Remove(name) => self.remove_member(name),
             Request::Status | Request::StatusJson => Err("not an invite request".into()),
         };
         result.unwrap_or_else(|e| format!("error: {e}\n"))
+    }
+
+    /// `remove NAME`: marks the member removed in the file (on the file
+    /// thread); the reload closes its tunnel and our record, signed anew,
+    /// tells the group.
+    fn remove_member(&mut self, name: String) -> Result<String, String> {
+        match self.config.member(&name) {
+            None => return Err(format!("no member '{name}'")),
+            Some(m) if m.removed => return Err(format!("'{name}' is removed already")),
+            Some(_) => {}
+        }
+        let edit = crate::ubus_api::remove_edit(name.clone());
+        if !self.files.submit(Job::Edit { caller: None, edit }) {
+            return Err("the file thread is gone".into());
+        }
+        Ok(format!(
+            "removing '{name}': its tunnels close here, and at every member as our record reaches it\n"
+        ))
     }
 
     /// `join TOKEN`: starts asking the inviter.
@@ -1607,7 +1755,10 @@ impl Daemon {
             InviteOutcome::Joined { name, key } => {
                 log::info!("invite: '{name}' joined with key {key}; adding it");
                 let key = key.to_string();
-                ("invite_joined", NewMember::new(name.as_str(), &key, "", ""))
+                let mut m = NewMember::new(name.as_str(), &key, "", "");
+                // We brought it in: our group record lists it.
+                m.vouch = Some("1".into());
+                ("invite_joined", m)
             }
             InviteOutcome::Accepted { token } => {
                 let key = mesh_core::wg::Key(token.inviter);
@@ -1621,6 +1772,9 @@ impl Daemon {
                     token.inviter_name
                 );
                 let mut m = NewMember::new(name.as_str(), &key.to_string(), "", "");
+                // Our inviter: our group record lists it, so that the
+                // members we bring in learn of it.
+                m.vouch = Some("1".into());
                 m.endpoints = token
                     .endpoints
                     .iter()
@@ -1943,6 +2097,8 @@ impl crate::ubus_api::Api for Daemon {
             loop_worst: self.loop_latency.worst(),
             join: &self.join,
             bad_tokens: self.bad_tokens,
+            members: &self.config.members,
+            group: &self.group,
         }
         .document(now())
     }

@@ -8,6 +8,7 @@ pub mod consoles;
 pub mod control;
 pub mod daemon;
 pub mod files;
+pub mod group;
 pub mod invites;
 pub mod json;
 pub mod keys;

@@ -23,7 +23,8 @@ fn usage() -> ExitCode {
     eprintln!(
         "usage: meshd [-c CONFIG] [run|check|status [--json]|genkey|pubkey]\n       \
          meshd [-c CONFIG] invite --name NAME [--expires 24h] [--endpoint ADDR:PORT]...\n       \
-         meshd [-c CONFIG] join TOKEN\n       meshd --version"
+         meshd [-c CONFIG] join TOKEN\n       meshd [-c CONFIG] remove NAME\n       \
+         meshd --version"
     );
     ExitCode::from(2)
 }
@@ -89,6 +90,49 @@ fn invite(socket: &std::path::Path, args: &[String]) -> ExitCode {
     }
 }
 
+/// Asks the daemon to start something: its answer (on stderr) must begin
+/// with `started`, else the command fails.
+fn start(socket: &std::path::Path, request: &str, started: &str) -> Result<(), ExitCode> {
+    match control::ask(socket, request) {
+        Ok(answer) => {
+            eprint!("{answer}");
+            if answer.starts_with(started) {
+                Ok(())
+            } else {
+                Err(ExitCode::FAILURE)
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `meshd remove NAME`: the daemon marks the member removed in the file;
+/// this waits (5 s at most) until the file says so.
+fn remove(config: &std::path::Path, args: &[String]) -> ExitCode {
+    let [name] = args else {
+        return usage();
+    };
+    if let Err(code) = start(&socket_of(config), &format!("remove {name}"), "removing") {
+        return code;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        let written = Config::load(config)
+            .ok()
+            .and_then(|c| c.member(name).map(|m| m.removed));
+        if written == Some(true) {
+            println!("removed: '{name}' is out of the group");
+            return ExitCode::SUCCESS;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    eprintln!("error: the file does not say '{name}' is removed (see the log)");
+    ExitCode::FAILURE
+}
+
 fn human(seconds: u64) -> String {
     match seconds {
         s if s % 86400 == 0 => format!("{} d", s / 86400),
@@ -104,16 +148,8 @@ fn join(socket: &std::path::Path, args: &[String]) -> ExitCode {
     let [token] = args else {
         return usage();
     };
-    match control::ask(socket, &format!("join {token}")) {
-        Ok(answer) if answer.starts_with("joining") => eprint!("{answer}"),
-        Ok(answer) => {
-            eprint!("{answer}");
-            return ExitCode::FAILURE;
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+    if let Err(code) = start(socket, &format!("join {token}"), "joining") {
+        return code;
     }
     let deadline = std::time::Instant::now()
         + std::time::Duration::from_secs(mesh_core::invite::JOIN_TIMEOUT.as_secs() + 10);
@@ -357,6 +393,7 @@ fn main() -> ExitCode {
         }
         Some("invite") => invite(&socket_of(&config), &args[1..]),
         Some("join") => join(&socket_of(&config), &args[1..]),
+        Some("remove") => remove(&config, &args[1..]),
         Some("status") => {
             // The socket path comes from the config, without validating the rest.
             let socket = Config::load(&config)

@@ -293,6 +293,8 @@ pub struct Parts<'d, 'n, C: Crypto> {
     pub loop_worst: crate::daemon::LoopWorst,
     pub join: &'d crate::invites::JoinProgress,
     pub bad_tokens: u64,
+    pub members: &'d [crate::config::MemberEntry],
+    pub group: &'d crate::group::State,
 }
 
 impl<C: Crypto> Parts<'_, '_, C> {
@@ -305,6 +307,10 @@ impl<C: Crypto> Parts<'_, '_, C> {
             .with(
                 "invites",
                 crate::invites::document(self.node, self.join, self.bad_tokens, now),
+            )
+            .with(
+                "group",
+                crate::group::document(self.node, self.members, self.group),
             )
     }
 }
@@ -736,6 +742,9 @@ pub fn render(doc: &Json) -> String {
     if let Some(i @ Json::Obj(_)) = doc.get("invites") {
         render_invites(&mut out, i);
     }
+    if let Some(g @ Json::Obj(_)) = doc.get("group") {
+        render_group(&mut out, g);
+    }
     if let Some(l @ Json::Obj(_)) = doc.get("loop") {
         let _ = writeln!(
             out,
@@ -789,6 +798,47 @@ pub fn render(doc: &Json) -> String {
 }
 
 /// LAN discovery: one line for what runs, one per port with traffic.
+/// The group's records: one line each, and what the group removed that
+/// this file keeps.
+fn render_group(out: &mut String, g: &Json) {
+    let records = g.get("records").map(Json::as_array).unwrap_or(&[]);
+    if records.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\ngroup records:");
+    let list = |r: &Json, k: &str| -> String {
+        r.get(k)
+            .map(Json::as_array)
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(Json::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for r in records {
+        let removed = list(r, "removed");
+        let _ = writeln!(
+            out,
+            "  {:<20} version {}: {}{}",
+            s(r, "signer"),
+            opt_num(r, "version", ""),
+            list(r, "members"),
+            if removed.is_empty() {
+                String::new()
+            } else {
+                format!("; removed {removed}")
+            }
+        );
+    }
+    let kept = list(g, "kept");
+    if !kept.is_empty() {
+        let _ = writeln!(
+            out,
+            "  removed by the group, kept as written by hand here: {kept}"
+        );
+    }
+}
+
 /// Pending invites, what became of join requests, and our own join: one
 /// line each, only when there is something to say.
 fn render_invites(out: &mut String, i: &Json) {

@@ -11,6 +11,7 @@
 //! | `reload` | – | re-reads `/etc/config/meshd` (as SIGHUP does); answered once applied or refused |
 //! | `member_add` | `name`, `public_key`, optional `overlay`, `asn` (left out: derived from the key), `overlay6`, `prefix` (array), `endpoint` (array), `keepalive`, `hold_time`, `enabled`, `bfd`, `bfd_interval`, `bfd_multiplier`, `exit` | writes the member to the UCI file (atomically), then reloads |
 //! | `member_del` | `name` | removes the member from the UCI file, then reloads |
+//! | `member_remove` | `name` | removes the member from the group (marks its section removed and disabled; the group's records carry it), then reloads |
 //!
 //! Bad arguments (unknown, of the wrong type, or refused by meshd's own
 //! configuration checks) answer INVALID_ARGUMENT and change nothing; a
@@ -241,7 +242,32 @@ pub const METHODS: &[Method] = &[
             Err(why) => refused("member_del", Status::InvalidArgument, why),
         },
     },
+    Method {
+        // Removes a member from the group (`meshd remove`): its section is
+        // marked removed and disabled, and our signed record says so.
+        name: "member_remove",
+        args: &[("name", ArgType::String)],
+        call: |_, args| match member_name(args) {
+            Ok(name) => Answer::AfterEdit(remove_edit(name)),
+            Err(why) => refused("member_remove", Status::InvalidArgument, why),
+        },
+    },
 ];
+
+/// The edit that removes member `name` from the group: `option removed
+/// '1'` and `option enabled '0'` on its section (the rest of the file as it
+/// was); the reload closes its tunnel and our record lists it removed.
+pub fn remove_edit(name: String) -> Edit {
+    Edit {
+        method: "member_remove",
+        event: "removed",
+        job: Box::new(move |config| {
+            uci_edit::member_set(config, &name, &[("removed", "1"), ("enabled", "0")])
+                .map_err(|e| (edit_status(&e), e.to_string()))?;
+            Ok(name)
+        }),
+    }
+}
 
 /// A fresh object for the connection.
 pub fn object() -> UbusObject {
@@ -337,6 +363,10 @@ pub fn new_member(args: &Json) -> Result<NewMember, String> {
         bfd_interval: number(args, "bfd_interval")?,
         bfd_multiplier: number(args, "bfd_multiplier")?,
         exit: flag(args, "exit")?,
+        // Written by hand: not ours to list in the group record, nor the
+        // group's to remove.
+        vouch: None,
+        via: None,
     })
 }
 

@@ -96,6 +96,10 @@ pub struct NewMember {
     pub bfd_multiplier: Option<String>,
     /// `1`/`0`: the member is a game exit.
     pub exit: Option<String>,
+    /// `1`: we brought it into the group (an invite flow wrote it).
+    pub vouch: Option<String>,
+    /// The member whose group record brought it in.
+    pub via: Option<String>,
 }
 
 impl NewMember {
@@ -142,6 +146,8 @@ impl NewMember {
         single(&mut options, "bfd_interval", self.bfd_interval.as_ref());
         single(&mut options, "bfd_multiplier", self.bfd_multiplier.as_ref());
         single(&mut options, "exit", self.exit.as_ref());
+        single(&mut options, "vouch", self.vouch.as_ref());
+        single(&mut options, "via", self.via.as_ref());
         Section {
             stype: "member".to_string(),
             name: Some(self.name.clone()),
@@ -294,22 +300,7 @@ pub fn add_member_text(text: &str, file: &Path, member: &NewMember) -> Result<St
 /// file in errors.
 pub fn del_member_text(text: &str, file: &Path, name: &str) -> Result<String, EditError> {
     let (config, package) = check_current(text, file)?;
-    if config.member(name).is_none() {
-        return Err(EditError::NoSuchMember(name.to_string()));
-    }
-    let target = package
-        .sections
-        .iter()
-        .position(|s| s.stype == "member" && s.name.as_deref() == Some(name))
-        .or_else(|| {
-            package.sections.iter().position(|s| {
-                s.stype == "member"
-                    && s.name.is_none()
-                    && s.get("name").and_then(Value::as_single) == Some(name)
-            })
-        })
-        .ok_or_else(|| EditError::NoSuchMember(name.to_string()))?;
-
+    let target = member_section(&config, &package, name)?;
     let lines = logical_lines(text);
     let owners = section_owners(text, &lines, &package);
     let mut remove = vec![false; lines.len()];
@@ -337,6 +328,137 @@ pub fn del_member_text(text: &str, file: &Path, name: &str) -> Result<String, Ed
 
     let mut expected = strip_lines(package);
     expected.sections.remove(target);
+    verify(&new, &expected)?;
+    Config::parse(&new, file).map_err(EditError::Rejected)?;
+    Ok(new)
+}
+
+/// The index in `package` of member `name`'s section: a named section, or
+/// an anonymous one with `option name`.
+fn member_section(config: &Config, package: &Package, name: &str) -> Result<usize, EditError> {
+    if config.member(name).is_none() {
+        return Err(EditError::NoSuchMember(name.to_string()));
+    }
+    package
+        .sections
+        .iter()
+        .position(|s| s.stype == "member" && s.name.as_deref() == Some(name))
+        .or_else(|| {
+            package.sections.iter().position(|s| {
+                s.stype == "member"
+                    && s.name.is_none()
+                    && s.get("name").and_then(Value::as_single) == Some(name)
+            })
+        })
+        .ok_or_else(|| EditError::NoSuchMember(name.to_string()))
+}
+
+/// Sets `options` (name, value) on the member `name` at `path` (see
+/// [`set_member_options_text`]).
+pub fn member_set(path: &Path, name: &str, options: &[(&str, &str)]) -> Result<(), EditError> {
+    edit_file(path, |text| {
+        set_member_options_text(text, path, name, options)
+    })
+}
+
+/// Sets options of the member `name` in `text`: each `option` line of that
+/// name in the section is replaced by `\toption NAME 'VALUE'`; an option the
+/// section lacks is added after its last option line. Every other line
+/// stays byte for byte (comments in the section too). The result must read
+/// as the old sections with just these options set, and pass meshd's
+/// checks.
+pub fn set_member_options_text(
+    text: &str,
+    file: &Path,
+    name: &str,
+    options: &[(&str, &str)],
+) -> Result<String, EditError> {
+    let (config, package) = check_current(text, file)?;
+    let target = member_section(&config, &package, name)?;
+    let mut expected = strip_lines(package.clone());
+    for (option, value) in options {
+        if value.is_empty() {
+            return Err(EditError::Unsupported(format!(
+                "option '{option}': an empty value"
+            )));
+        }
+        expected.sections[target]
+            .set(option, Value::Single(value.to_string()))
+            .map_err(|e| EditError::Unsupported(e.to_string()))?;
+    }
+    let line_of = |option: &str, value: &str| {
+        Package {
+            sections: vec![Section {
+                stype: "member".to_string(),
+                name: None,
+                line: 0,
+                options: vec![UciOption {
+                    name: option.to_string(),
+                    value: Value::Single(value.to_string()),
+                    line: 0,
+                }],
+            }],
+        }
+        .to_config_file()
+        .lines()
+        .nth(2)
+        .map(|l| format!("{l}\n"))
+        .unwrap_or_default()
+    };
+    let lines = logical_lines(text);
+    let owners = section_owners(text, &lines, &package);
+    // Per line index: its new text (replaced), and text to insert after it.
+    let mut replaced: Vec<Option<String>> = vec![None; lines.len()];
+    let mut last_command = None;
+    for &(config_line, owner) in &owners {
+        if owner != Some(target) {
+            continue;
+        }
+        let next_config = lines[config_line + 1..]
+            .iter()
+            .position(|l| l.kind == Kind::Config)
+            .map_or(lines.len(), |p| config_line + 1 + p);
+        for i in config_line..next_config {
+            if matches!(lines[i].kind, Kind::Config | Kind::Command) {
+                last_command = Some(i);
+            }
+            if lines[i].kind != Kind::Command {
+                continue;
+            }
+            let mut words = text[lines[i].start..lines[i].end].split_whitespace();
+            let (Some("option"), Some(word)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let word = word.trim_matches(|c| c == '\'' || c == '"');
+            if let Some((option, value)) = options.iter().find(|(o, _)| *o == word) {
+                replaced[i] = Some(line_of(option, value));
+            }
+        }
+    }
+    let Some(after) = last_command else {
+        return Err(EditError::Unsupported(format!(
+            "the 'config' line of member '{name}' was not found"
+        )));
+    };
+    let mut added = String::new();
+    for (option, value) in options {
+        if package.sections[target].option(option).is_none() {
+            added.push_str(&line_of(option, value));
+        }
+    }
+    let mut new = String::with_capacity(text.len() + added.len() + 64);
+    for (i, l) in lines.iter().enumerate() {
+        match &replaced[i] {
+            Some(r) => new.push_str(r),
+            None => new.push_str(&text[l.start..l.end]),
+        }
+        if i == after && !added.is_empty() {
+            if !new.ends_with('\n') {
+                new.push('\n');
+            }
+            new.push_str(&added);
+        }
+    }
     verify(&new, &expected)?;
     Config::parse(&new, file).map_err(EditError::Rejected)?;
     Ok(new)
@@ -602,6 +724,15 @@ fn edit_file(
     path: &Path,
     edit: impl FnOnce(&str) -> Result<String, EditError>,
 ) -> Result<(), EditError> {
+    edit_file_with(path, edit, |_, _| true)
+}
+
+/// Locks, reads, edits, and writes if `write(old, new)` says so.
+fn edit_file_with(
+    path: &Path,
+    edit: impl FnOnce(&str) -> Result<String, EditError>,
+    write: impl FnOnce(&str, &str) -> bool,
+) -> Result<(), EditError> {
     let io_error = |error: io::Error| EditError::Io {
         path: path.to_path_buf(),
         error,
@@ -620,9 +751,19 @@ fn edit_file(
         }])
     })?;
     let new = edit(&text)?;
-    uci::write_atomically(path, &new).map_err(io_error)?;
+    if write(&text, &new) {
+        uci::write_atomically(path, &new).map_err(io_error)?;
+    }
     drop(held);
     Ok(())
+}
+
+/// [`edit_file`], but the file is written only if `edit` changed its text.
+pub fn edit_file_if_changed(
+    path: &Path,
+    edit: impl FnOnce(&str) -> Result<String, EditError>,
+) -> Result<(), EditError> {
+    edit_file_with(path, edit, |old, new| old != new)
 }
 
 /// The file, open and (where the file system allows) locked.
@@ -737,5 +878,37 @@ mod tests {
         remove_separator_before_end(&lines, &mut remove);
         assert_eq!(remove.iter().filter(|&&r| r).count(), 4);
         assert!(remove[8]);
+    }
+
+    #[test]
+    fn setting_options_replaces_their_lines_and_adds_the_rest_after_the_last_option() {
+        let key = "XHJPSd8c7/T+bScgUFYq1Jzx/ybgB+i0/HnCcYRTQEo=";
+        let key2 = "QARvSsTxZBWGVxeh4eiTMHmJ7bApVCz8uJrB8TFqQwc=";
+        let file = Path::new("/etc/config/meshd");
+        let text = format!(
+            "config meshd 'main'\n\toption private_key_file '/k'\n\n# my friend\nconfig member 'b'\n\toption enabled \"yes\" # on\n\toption public_key '{key}'\n\t# its numbers come from its key\n\nconfig member\n\toption name 'c'\n\toption public_key '{key2}'"
+        );
+        let new = set_member_options_text(&text, file, "b", &[("removed", "1"), ("enabled", "0")])
+            .unwrap();
+        assert_eq!(
+            new,
+            format!(
+                "config meshd 'main'\n\toption private_key_file '/k'\n\n# my friend\nconfig member 'b'\n\toption enabled '0'\n\toption public_key '{key}'\n\toption removed '1'\n\t# its numbers come from its key\n\nconfig member\n\toption name 'c'\n\toption public_key '{key2}'"
+            )
+        );
+        let c = Config::parse(&new, file).unwrap();
+        assert!(c.member("b").is_some_and(|m| m.removed && !m.enabled));
+        // An anonymous section, last in a file without a final newline.
+        let new = set_member_options_text(&text, file, "c", &[("removed", "1")]).unwrap();
+        assert_eq!(new, format!("{text}\n\toption removed '1'\n"));
+        // A value the parser refuses leaves the text unchanged (an error).
+        assert!(matches!(
+            set_member_options_text(&text, file, "b", &[("removed", "maybe")]),
+            Err(EditError::Rejected(_))
+        ));
+        assert!(matches!(
+            set_member_options_text(&text, file, "nobody", &[("removed", "1")]),
+            Err(EditError::NoSuchMember(_))
+        ));
     }
 }

@@ -6,12 +6,19 @@
 //!   both files get the other's member section, the consoles reach each
 //!   other at their aliases within 30 s, r1 counts one join and nothing
 //!   pending;
-//! - r2 invites r3, r3 joins: c2 and c3 reach each other;
+//! - r2 invites r3, r3 joins: c2 and c3 reach each other; then, from r2's
+//!   signed group record, r1 and r3 write each other's section and c1 and
+//!   c3 reach each other too;
 //! - refused, each leaving both files byte for byte as they were: an
 //!   expired token, a token already used, a token with one bit flipped
 //!   (refused by the joiner itself, nothing sent), and a flood of 2,000
 //!   join-looking datagrams in a second, rate-capped and counted, after which
-//!   a fresh invite still works.
+//!   a fresh invite still works: r1 invites r4, and within 30 s of its
+//!   join every console reaches every other (r4 learns r2 from r1's record,
+//!   r3 from r2's);
+//! - r1 removes r3 (`meshd remove`): within 5 s no other router has a
+//!   tunnel to it or a route to its LAN, and the others still reach each
+//!   other.
 //!
 //! Needs root, iproute2, iputils-ping. The flood is timed: `scripts/test.sh`
 //! runs this file in a release build. One lab at a time.
@@ -42,6 +49,9 @@ const INVITE_LIMIT: Duration = Duration::from_secs(10);
 const REACH_LIMIT: Duration = Duration::from_secs(30);
 const BASE32: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 const FLOOD: u32 = 2000;
+/// How long after `meshd remove` began the removed member may still have a
+/// tunnel or a route anywhere.
+const REMOVE_LIMIT: Duration = Duration::from_secs(5);
 const COUNTERS: [&str; 8] = [
     "joined",
     "refused_expired",
@@ -205,27 +215,60 @@ fn pending(lab: &SeedLab, n: usize) -> Vec<(String, u64)> {
         .collect()
 }
 
-/// The member sections of a config file: (section name, public key,
-/// endpoints).
+/// The member sections an invite wrote in a config file (not those the
+/// group's records added, which name the member that brought them in with
+/// `option via`): (section name, public key, endpoints).
 fn members(path: &Path) -> Vec<(String, String, Vec<String>)> {
+    sections(path)
+        .into_iter()
+        .filter(|m| m.via.is_none())
+        .map(|m| (m.name, m.key, m.endpoints))
+        .collect()
+}
+
+/// A member section as the file has it.
+#[derive(Debug, Clone, PartialEq)]
+struct Section {
+    name: String,
+    key: String,
+    endpoints: Vec<String>,
+    via: Option<String>,
+    vouch: bool,
+    removed: bool,
+    enabled: bool,
+}
+
+/// Every member section of a config file.
+fn sections(path: &Path) -> Vec<Section> {
     let text = std::fs::read_to_string(path).unwrap();
     let package = Package::parse(&text)
         .unwrap_or_else(|e| panic!("{} does not read as UCI: {e:?}\n{text}", path.display()));
     package
         .sections_of_type("member")
         .map(|s| {
-            (
-                s.name.clone().unwrap_or_default(),
-                s.get("public_key")
-                    .and_then(|v| v.as_single())
-                    .unwrap_or_default()
-                    .to_string(),
-                s.get("endpoint")
+            let single = |o: &str| s.get(o).and_then(|v| v.as_single()).map(str::to_string);
+            Section {
+                name: s.name.clone().unwrap_or_default(),
+                key: single("public_key").unwrap_or_default(),
+                endpoints: s
+                    .get("endpoint")
                     .map(|v| v.items().to_vec())
                     .unwrap_or_default(),
-            )
+                via: single("via"),
+                vouch: single("vouch").as_deref() == Some("1"),
+                removed: single("removed").as_deref() == Some("1"),
+                enabled: single("enabled").as_deref() != Some("0"),
+            }
         })
         .collect()
+}
+
+/// Router `n`'s section for router `m` (by key).
+fn section_for(lab: &SeedLab, n: usize, m: usize) -> Option<Section> {
+    let key = &lab.router(m).public_key;
+    sections(&lab.router(n).config)
+        .into_iter()
+        .find(|s| s.key == *key)
 }
 
 fn file(lab: &SeedLab, n: usize) -> Vec<u8> {
@@ -269,7 +312,8 @@ fn reach(lab: &SeedLab, a: usize, b: usize, aliases: &[Ipv4Addr], joined: Instan
 }
 
 /// Router `inviter` invites `joiner` (section name `rJ`), which joins:
-/// checked as issue 17 says. Returns the token used.
+/// checked as issue 17 says. Returns the token used and when `meshd join`
+/// returned.
 fn invite_and_join(
     lab: &SeedLab,
     inviter: usize,
@@ -277,7 +321,7 @@ fn invite_and_join(
     expires: Option<&str>,
     aliases: &[Ipv4Addr],
     after_flood: bool,
-) -> String {
+) -> (String, Instant) {
     let name = format!("r{joiner}");
     let before = counters(lab, inviter);
     let token = invite(lab, inviter, &name, expires);
@@ -381,7 +425,7 @@ fn invite_and_join(
     if after_flood {
         println!("r{inviter} rate-limited {capped} of r{joiner}'s requests (the flood emptied its bucket)");
     }
-    token
+    (token, joined_at)
 }
 
 /// A join that must be refused: exit 1 within about 25 s, a reason on
@@ -554,9 +598,19 @@ fn homes_join_by_invite_and_bad_tokens_are_refused() {
     println!("aliases: {aliases:?}");
 
     // 1. r1 invites r2 (the default lifetime, 24 h).
-    let used = invite_and_join(&lab, 1, 2, None, &aliases, false);
+    let (used, _) = invite_and_join(&lab, 1, 2, None, &aliases, false);
     // 2. r2 invites r3 (30 minutes).
-    invite_and_join(&lab, 2, 3, Some("30m"), &aliases, false);
+    let (_, r3_joined) = invite_and_join(&lab, 2, 3, Some("30m"), &aliases, false);
+    // The group: r2's record lists its inviter r1 and r3, whom it invited.
+    // r1 and r3 each write the other's section from it (`via` r2), with no
+    // invite between them, and their consoles reach each other.
+    reach(&lab, 1, 3, &aliases, r3_joined);
+    println!(
+        "group: c1 <-> c3 ping at their aliases {:.2} s after r3 joined r2",
+        r3_joined.elapsed().as_secs_f64()
+    );
+    group_added(&lab, 1, 3, 2);
+    group_added(&lab, 3, 1, 2);
 
     // 3. Refusals, r4 joining r1.
     let late = invite(&lab, 1, "late4", Some("1"));
@@ -693,8 +747,112 @@ fn homes_join_by_invite_and_bad_tokens_are_refused() {
     );
 
     // After the flood a fresh invite still works.
-    invite_and_join(&lab, 1, 4, None, &aliases, true);
+    let (_, r4_joined) = invite_and_join(&lab, 1, 4, None, &aliases, true);
     let inv = invites(&lab, 1);
     assert_eq!(inv["joined"], 2, "r1 counts two joins: {inv}");
     println!("r1's invites at the end: {inv}");
+
+    // Every console reaches every other at its alias within 30 s of the
+    // last join: r4 learns r2 from r1's record, then r3 from r2's.
+    for a in 1..=4 {
+        for b in a + 1..=4 {
+            reach(&lab, a, b, &aliases, r4_joined);
+        }
+    }
+    println!(
+        "group: every console reaches every other {:.2} s after r4 joined r1",
+        r4_joined.elapsed().as_secs_f64()
+    );
+    group_added(&lab, 4, 2, 1);
+    group_added(&lab, 4, 3, 2);
+    group_added(&lab, 2, 4, 1);
+    group_added(&lab, 3, 4, 1);
+    for n in 1..=4 {
+        let g = &lab.status(n).expect("status")["group"];
+        assert!(
+            g["version"].as_u64().is_some() && g["bad"] == 0 && g["edit_errors"] == 0,
+            "r{n}'s group: {g}"
+        );
+    }
+
+    // 5. r1 removes r3, whom r2 brought in: a removal by any member allowed
+    // to invite wins. Within 5 s no other router has a tunnel to r3 or a
+    // route to its LAN: r1 and r2 (which vouched for it) keep its section
+    // marked removed, r4 (where the group added it) deletes it.
+    let r3_at_r1 = section_for(&lab, 1, 3).unwrap().name;
+    let removing = Instant::now();
+    let ran = meshd_cmd(&lab, 1, &["remove", &r3_at_r1], INVITE_LIMIT);
+    assert_eq!(ran.code, Some(0), "r1: meshd remove {r3_at_r1}: {ran}");
+    let r3_key = lab.router(3).public_key.clone();
+    let r3_lan = format!(
+        "{}/24",
+        aliases[2].to_string().trim_end_matches(".10").to_string() + ".0"
+    );
+    let still = |n: usize| -> Option<String> {
+        let Some(s) = lab.status(n) else {
+            return Some("no status".into());
+        };
+        let tunnel = s["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|m| m["public_key"] == r3_key.as_str());
+        let route = s["routes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|r| r["prefix"] == r3_lan.as_str());
+        (tunnel || route).then(|| format!("tunnel {tunnel}, route to {r3_lan} {route}"))
+    };
+    let gone = wait_for(
+        REMOVE_LIMIT.saturating_sub(removing.elapsed()),
+        Duration::from_millis(50),
+        || [1, 2, 4].iter().all(|&n| still(n).is_none()).then_some(()),
+    );
+    assert!(
+        gone.is_some(),
+        "5 s after `meshd remove` on r1 began, r3 still has a tunnel or route: r1 {:?}, r2 {:?}, r4 {:?}\n{}",
+        still(1),
+        still(2),
+        still(4),
+        lab.logs()
+    );
+    println!(
+        "group: r3 removed by r1: no tunnel or route to it at r1, r2, r4 {:.2} s after `meshd remove` began (the command took {:.2} s: it waits for the file)",
+        removing.elapsed().as_secs_f64(),
+        ran.took.as_secs_f64()
+    );
+    for n in [1, 2] {
+        let s = section_for(&lab, n, 3).unwrap_or_else(|| panic!("r{n} lost r3's section"));
+        assert!(s.removed && !s.enabled, "r{n}'s section for r3: {s:?}");
+    }
+    assert!(
+        section_for(&lab, 4, 3).is_none(),
+        "r4 keeps the section the group added for r3:\n{}",
+        String::from_utf8_lossy(&file(&lab, 4))
+    );
+    assert!(!lab.ping_addr(1, aliases[2]), "c1 still reaches c3");
+    for (a, b) in [(1, 2), (1, 4), (2, 4)] {
+        assert!(
+            lab.ping_addr(a, aliases[b - 1]),
+            "c{a} no longer reaches c{b} after r3's removal"
+        );
+    }
+}
+
+/// Router `n`'s file has a section for router `m` that the group's records
+/// added (not an invite), naming router `via`'s section as the one whose
+/// record brought it in.
+fn group_added(lab: &SeedLab, n: usize, m: usize, via: usize) {
+    let s = section_for(lab, n, m).unwrap_or_else(|| {
+        panic!(
+            "r{n} has no section for r{m}:\n{}",
+            String::from_utf8_lossy(&file(lab, n))
+        )
+    });
+    let via_name = section_for(lab, n, via).map(|v| v.name);
+    assert!(
+        s.via.is_some() && s.via == via_name && !s.vouch && s.enabled,
+        "r{n}'s section for r{m} should be added by the group via r{via} ({via_name:?}): {s:?}"
+    );
 }

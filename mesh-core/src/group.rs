@@ -451,6 +451,11 @@ impl<const N: usize> Group<N> {
         true
     }
 
+    /// The records held (ours among them), in the order first held.
+    pub fn records(&self) -> impl Iterator<Item = &Record> {
+        self.held.iter().map(|h| &h.record)
+    }
+
     /// This router's key.
     pub fn own(&self) -> [u8; 32] {
         self.own

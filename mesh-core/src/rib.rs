@@ -489,6 +489,46 @@ impl<const P: usize, const A: usize> Rib<P, A> {
         changed
     }
 
+    /// Drops every path learned from a peer whose attributes `gone` picks
+    /// (e.g. those a member no longer in the group originated), as if each
+    /// had been withdrawn. Returns how many best paths changed.
+    pub fn withdraw_where(&mut self, mut gone: impl FnMut(&PathAttributes) -> bool) -> usize {
+        let mut changed = 0;
+        let mut i = 0;
+        while i < self.entries.len() {
+            let before = self.entries.len();
+            let mut dropped = false;
+            let mut k = 0;
+            while k < self.entries[i].paths.len() {
+                let path = self.entries[i].paths[k];
+                let drop = match path.source {
+                    Source::Peer(_) => self.attrs.get(path.attrs).is_some_and(&mut gone),
+                    _ => false,
+                };
+                if !drop {
+                    k += 1;
+                    continue;
+                }
+                self.entries[i].paths.remove(k);
+                self.attrs.release(path.attrs);
+                if let Source::Peer(p) = path.source {
+                    if let Some(c) = self.counts.get_mut(p as usize) {
+                        *c = c.saturating_sub(1);
+                    }
+                }
+                dropped = true;
+            }
+            if dropped && self.decide(i) == Change::BestChanged {
+                changed += 1;
+            }
+            self.gc(i);
+            if self.entries.len() == before {
+                i += 1;
+            }
+        }
+        changed
+    }
+
     /// Paths held from `peer` (its Adj-RIB-In size).
     pub fn count_from(&self, peer: PeerId) -> usize {
         self.counts.get(peer as usize).copied().unwrap_or(0) as usize

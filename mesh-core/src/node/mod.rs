@@ -307,6 +307,20 @@ impl<'a, C: Crypto> Node<'a, C> {
         if let Some(s) = self.slots.get(slot) {
             self.engine.add_peer(slot as u8, &s.wg.config);
         }
+        // Routes the new member originates, which the other members sent
+        // before it was one, were refused by the import filter: ask them
+        // again (a member joining by the group's records is reached at once
+        // through the members that already know it).
+        for other in 0..MAX_MEMBERS {
+            if other != slot {
+                if let Some(s) = self.slots.get_mut(other) {
+                    let _ = s
+                        .bgp
+                        .session
+                        .send_route_refresh(crate::prefix::Family::Ipv4);
+                }
+            }
+        }
         self.engine.wake();
         self.pump(now);
         self.settle();
@@ -326,6 +340,14 @@ impl<'a, C: Crypto> Node<'a, C> {
             return false;
         };
         self.engine.remove_peer(slot, &mut gone.bgp);
+        // What it originated, learned through other members, goes too: the
+        // import filter would refuse it now (a member removed from the group
+        // may still be a member of one of them for a while).
+        let asn = gone.wg.config.asn;
+        self.engine
+            .rib
+            .withdraw_where(|a| a.as_path.origin_as() == Some(asn));
+        self.engine.wake();
         let Node {
             exits,
             events,

@@ -364,6 +364,33 @@ fn peer_down_drops_its_adj_rib_in() {
 }
 
 #[test]
+fn paths_of_an_origin_gone_from_the_group_are_withdrawn_from_every_peer() {
+    let mut r = rib();
+    // 65004's LAN, heard from two members; 65003's own from one of them.
+    r.update(Source::Peer(1), pfx("10.4.0.0/24"), &path(&[65002, 65004]))
+        .unwrap();
+    r.update(Source::Peer(2), pfx("10.4.0.0/24"), &path(&[65003, 65004]))
+        .unwrap();
+    r.update(Source::Peer(2), pfx("10.3.0.0/24"), &path(&[65003]))
+        .unwrap();
+    assert_eq!(
+        r.withdraw_where(|a| a.as_path.origin_as() == Some(65004)),
+        1
+    );
+    assert!(r
+        .entry(&pfx("10.4.0.0/24"))
+        .is_none_or(|e| e.best().is_none()));
+    assert_eq!((r.count_from(1), r.count_from(2)), (0, 1));
+    assert_eq!(best(&r, "10.3.0.0/24").0, Source::Peer(2));
+    // Nothing more to withdraw.
+    assert_eq!(
+        r.withdraw_where(|a| a.as_path.origin_as() == Some(65004)),
+        0
+    );
+    assert_eq!(r.len(), 1);
+}
+
+#[test]
 fn longest_prefix_match() {
     let mut r = rib();
     r.update(Source::Peer(1), pfx("10.0.0.0/8"), &path(&[65002]))
