@@ -1775,6 +1775,16 @@ impl Daemon {
                 // Our inviter: our group record lists it, so that the
                 // members we bring in learn of it.
                 m.vouch = Some("1".into());
+                // An inviter with numbers of its own (not from its key).
+                if let Some(n) = &token.numbers {
+                    m.overlay = std::net::Ipv4Addr::from(n.overlay).to_string();
+                    m.asn = n.asn.to_string();
+                    m.prefixes = n
+                        .prefixes
+                        .iter()
+                        .map(|(a, len)| format!("{}/{len}", std::net::Ipv4Addr::from(*a)))
+                        .collect();
+                }
                 m.endpoints = token
                     .endpoints
                     .iter()
@@ -2144,7 +2154,7 @@ impl crate::ubus_api::Api for Daemon {
         let id = invites::random::<8>().map_err(|e| format!("random source: {e}"))?;
         let secret = invites::random::<16>().map_err(|e| format!("random source: {e}"))?;
         let own = self.node.public_key();
-        let token = invites::token(
+        let mut token = invites::token(
             &own,
             invites::own_name(),
             name,
@@ -2153,6 +2163,7 @@ impl crate::ubus_api::Api for Daemon {
             secret,
             invites::unix_now() + seconds,
         )?;
+        token.numbers = invites::numbers(&self.config.main);
         let text = token.to_text().map_err(|e| e.to_string())?;
         self.node
             .add_invite(

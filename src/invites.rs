@@ -154,6 +154,40 @@ pub fn token(
         secret,
         expires: expires_unix,
         name: name_from(name),
+        numbers: None,
+    })
+}
+
+/// What a token carries of this router's numbers: none when the friend can
+/// derive them from its key (overlay and AS left to the key); else the
+/// overlay address, the AS and the IPv4 prefixes it announces in the mesh
+/// (a mapped LAN as its alias), which the friend's section for it needs.
+pub fn numbers(main: &crate::config::MainConfig) -> Option<mesh_core::invite::Numbers> {
+    if main.from_key.overlay && main.from_key.asn {
+        return None;
+    }
+    let mut prefixes = heapless::Vec::new();
+    for p in &main.announce {
+        let IpAddr::V4(a) = p.addr() else { continue };
+        let (addr, len) = match main
+            .lan_map
+            .filter(|m| m.lan.0 == a && m.lan.1 == p.prefix_len())
+        {
+            Some(m) => (m.alias.0, m.alias.1),
+            None => (a, p.prefix_len()),
+        };
+        if prefixes.push((addr.octets(), len)).is_err() {
+            log::warn!(
+                "invite: the token carries {} of the prefixes this router announces",
+                mesh_core::invite::MAX_PREFIXES
+            );
+            break;
+        }
+    }
+    Some(mesh_core::invite::Numbers {
+        overlay: main.overlay.octets(),
+        asn: main.asn,
+        prefixes,
     })
 }
 

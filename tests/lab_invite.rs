@@ -540,12 +540,18 @@ fn udp_rcvbuf_errors(lab: &SeedLab, n: usize) -> u64 {
         .unwrap()
 }
 
-#[test]
-fn homes_join_by_invite_and_bad_tokens_are_refused() {
-    let _one = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+/// This file's lab, alone, with what it needs.
+fn one_lab() -> std::sync::MutexGuard<'static, ()> {
+    let one = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     require_root();
     require_cmd("ip", "iproute2");
     require_cmd("ping", "iputils-ping");
+    one
+}
+
+#[test]
+fn homes_join_by_invite_and_bad_tokens_are_refused() {
+    let _one = one_lab();
     // Four routers on one bridge, every pair able to reach each other;
     // the lab's member sections are dropped below.
     let topo = Topology {
@@ -855,4 +861,157 @@ fn group_added(lab: &SeedLab, n: usize, m: usize, via: usize) {
         s.via.is_some() && s.via == via_name && !s.vouch && s.enabled,
         "r{n}'s section for r{m} should be added by the group via r{via} ({via_name:?}): {s:?}"
     );
+}
+
+/// Issue 17: "a config written by hand in wave-1 style (explicit overlay,
+/// asn, prefixes) still runs unchanged next to invited members". r1, r2 and
+/// r3 run the seed lab's configs (numbers and endpoints by hand, LANs
+/// 192.168.1-3.0/24); r4 has its main section alone (no numbers, its LAN
+/// 192.168.4.0/24). r1 invites r4: c1 and c4 reach each other (c4 at its
+/// alias, c1 at its own address: r1 maps nothing), r2 and r3 write r4's
+/// section from r1's group record, and meanwhile nothing of the hand-written
+/// mesh moves: no session among r1-r3 goes down, every line of their files
+/// stays, c1-c3 keep reaching each other.
+#[test]
+fn a_hand_written_mesh_runs_unchanged_next_to_an_invited_member() {
+    let _one = one_lab();
+    let topo = Topology {
+        routers: 4,
+        links: vec![(1, 2), (1, 3), (2, 3), (1, 4)],
+        blocked: vec![],
+        extra_members: 0,
+        main_options: vec![],
+    };
+    let mut lab = SeedLab::build_topology("mdhw", meshd(), HOLD, &topo);
+    for n in 1..=3 {
+        // The wave-1 config without r4.
+        let path = &lab.router(n).config;
+        let text = std::fs::read_to_string(path).unwrap();
+        let start = text.find("\nconfig member 'r4'").unwrap();
+        let end = text[start + 1..]
+            .find("\nconfig ")
+            .map_or(text.len(), |e| start + 1 + e);
+        std::fs::write(path, format!("{}{}", &text[..start], &text[end..])).unwrap();
+    }
+    {
+        let path = &lab.router(4).config;
+        let text = std::fs::read_to_string(path).unwrap();
+        let main = &text[..text.find("\nconfig member").unwrap_or(text.len())];
+        let home: String = main
+            .lines()
+            .filter(|l| !l.starts_with("\toption overlay ") && !l.starts_with("\toption asn "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(home.contains("list announce '192.168.4.0/24'"), "{home}");
+        std::fs::write(path, home).unwrap();
+    }
+    lab.start_all();
+    let c = |n: u8| Ipv4Addr::new(192, 168, n, 10);
+    let hand_written_mesh_up = || {
+        [(1, 2), (1, 3), (2, 3)]
+            .iter()
+            .all(|&(a, b)| lab.ping_addr(a, c(b as u8)) && lab.ping_addr(b, c(a as u8)))
+    };
+    wait_for(Duration::from_secs(30), Duration::from_millis(200), || {
+        hand_written_mesh_up().then_some(())
+    })
+    .unwrap_or_else(|| panic!("c1-c3 do not reach each other\n{}", lab.logs()));
+    let files: Vec<String> = (1..=3)
+        .map(|n| std::fs::read_to_string(&lab.router(n).config).unwrap())
+        .collect();
+    // Each hand-written session: (router, member, flaps, uptime).
+    let sessions = |lab: &SeedLab| -> Vec<(usize, String, u64, f64)> {
+        (1..=3)
+            .flat_map(|n| {
+                let s = lab.status(n).expect("status");
+                s["members"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|m| ["r1", "r2", "r3"].contains(&m["name"].as_str().unwrap_or("")))
+                    .map(|m| {
+                        (
+                            n,
+                            m["name"].as_str().unwrap().to_string(),
+                            m["bgp"]["flaps"].as_u64().unwrap_or(u64::MAX),
+                            m["bgp"]["uptime_s"].as_f64().unwrap_or(-1.0),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let before = sessions(&lab);
+    assert_eq!(before.len(), 6, "{before:?}");
+    assert!(before.iter().all(|s| s.2 == 0 && s.3 >= 0.0), "{before:?}");
+    let since = Instant::now();
+
+    let token = invite(&lab, 1, "r4", None);
+    let ran = join(&lab, 4, &token);
+    assert_eq!(
+        ran.code,
+        Some(0),
+        "r4 did not join r1: {ran}\n{}",
+        lab.logs()
+    );
+    let joined = Instant::now();
+    let map = wait_for(Duration::from_secs(10), Duration::from_millis(100), || {
+        lab.status(4)?["lan_map"].as_array()?.first().cloned()
+    })
+    .unwrap_or_else(|| panic!("r4 maps no LAN\n{}", lab.logs()));
+    assert_eq!(map["lan"], "192.168.4.0/24");
+    let a4: Ipv4Addr = (map["alias"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches(".0/24")
+        .to_string()
+        + ".10")
+        .parse()
+        .unwrap();
+    let ok = wait_for(REACH_LIMIT, Duration::from_millis(200), || {
+        (lab.ping_addr(1, a4) && lab.ping_addr(4, c(1))).then_some(())
+    });
+    assert!(
+        ok.is_some(),
+        "c1 and c4 do not reach each other ({a4}, {}) within 30 s of the join\n{}",
+        c(1),
+        lab.logs()
+    );
+    println!(
+        "hand-written mesh: c1 <-> c4 ping {:.2} s after r4 joined",
+        joined.elapsed().as_secs_f64()
+    );
+    // r2 and r3 take r4 from r1's record.
+    let added = wait_for(REACH_LIMIT, Duration::from_millis(200), || {
+        [2, 3]
+            .iter()
+            .all(|&n| section_for(&lab, n, 4).is_some_and(|s| s.via.as_deref() == Some("r1")))
+            .then_some(())
+    });
+    assert!(
+        added.is_some(),
+        "r2 and r3 did not write r4's section from r1's record:\n{}\n{}",
+        String::from_utf8_lossy(&file(&lab, 2)),
+        String::from_utf8_lossy(&file(&lab, 3))
+    );
+    // Nothing of the hand-written mesh moved.
+    assert!(hand_written_mesh_up(), "c1-c3 no longer reach each other");
+    let after = sessions(&lab);
+    let waited = since.elapsed().as_secs_f64();
+    for (b, a) in before.iter().zip(&after) {
+        assert!(
+            a.0 == b.0 && a.1 == b.1 && a.2 == 0 && a.3 >= b.3 + waited - 2.0,
+            "r{}'s session with {} went down while r4 joined: before {b:?}, after {a:?} ({waited:.1} s later)",
+            b.0,
+            b.1
+        );
+    }
+    for n in 1..=3 {
+        let now = std::fs::read_to_string(&lab.router(n).config).unwrap();
+        assert!(
+            now.starts_with(&files[n - 1]),
+            "r{n}'s hand-written file changed (more than a section added at its end):\n{now}"
+        );
+    }
+    println!("hand-written mesh: 6 sessions up throughout, files kept, r2 and r3 added r4 from r1's record");
 }

@@ -56,8 +56,16 @@ pub const SECRET_LEN: usize = 16;
 pub const NONCE_LEN: usize = 8;
 pub const MAC_LEN: usize = 16;
 /// A token's encoded size, at most: version, postcard body, checksum.
-pub const MAX_TOKEN: usize =
-    1 + 32 + (1 + MAX_NAME) * 2 + 1 + MAX_ENDPOINTS * 20 + ID_LEN + SECRET_LEN + 10 + CHECKSUM_LEN;
+pub const MAX_TOKEN: usize = 1
+    + 32
+    + (1 + MAX_NAME) * 2
+    + 1
+    + MAX_ENDPOINTS * 20
+    + ID_LEN
+    + SECRET_LEN
+    + 10
+    + Numbers::MAX_LEN
+    + CHECKSUM_LEN;
 /// A join datagram's size, at most.
 pub const MAX_DATAGRAM: usize = 3 + ID_LEN + NONCE_LEN + 32 + 32 + MAC_LEN;
 /// Prefix of a token's text form.
@@ -140,6 +148,27 @@ pub fn valid_name(s: &str) -> bool {
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+/// Prefixes a token's [`Numbers`] carry, at most.
+pub const MAX_PREFIXES: usize = 4;
+
+/// The inviter's own numbers, when it does not derive them from its key (a
+/// mesh configured by hand, "wave 1"): the joiner writes them in its member
+/// section for the inviter, which it could not derive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Numbers {
+    /// Its overlay IPv4 address.
+    pub overlay: [u8; 4],
+    /// Its AS number.
+    pub asn: u32,
+    /// The IPv4 prefixes it announces (address, length).
+    pub prefixes: heapless::Vec<([u8; 4], u8), MAX_PREFIXES>,
+}
+
+impl Numbers {
+    /// Encoded inside a token, at most (with the option's tag).
+    pub const MAX_LEN: usize = 1 + 4 + 5 + 1 + MAX_PREFIXES * 5;
+}
+
 /// What the inviter hands the friend.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Token {
@@ -156,6 +185,8 @@ pub struct Token {
     pub expires: u64,
     /// The name the inviter gives the joiner (its member section there).
     pub name: Name,
+    /// The inviter's numbers, if not derived from its key.
+    pub numbers: Option<Numbers>,
 }
 
 fn checksum(bytes: &[u8]) -> [u8; CHECKSUM_LEN] {

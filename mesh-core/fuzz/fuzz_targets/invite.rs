@@ -41,6 +41,7 @@ fn token(which: u8) -> Token {
         secret: [which.wrapping_add(0x40); 16],
         expires: 0,
         name: Name::try_from("friend").unwrap(),
+        numbers: None,
     }
 }
 

@@ -24,12 +24,18 @@ def string(s):
     return varint(len(s)) + s.encode()
 
 
-def token():
+def token(numbers):
     body = bytes([1] * 32) + string("r1")
     body += varint(2)
     body += varint(0) + bytes([198, 51, 100, 1]) + varint(51820)  # V4
     body += varint(1) + bytes([0x20, 0x01, 0x0d, 0xb8] + [0] * 11 + [1]) + varint(51820)  # V6
     body += bytes([7] * 8) + bytes([0x42] * 16) + varint(1_800_000_000) + string("friend")
+    if numbers:
+        # Some(Numbers): a hand-numbered inviter, 10.0.0.1, AS 65001,
+        # announcing 192.168.1.0/24.
+        body += bytes([1, 10, 0, 0, 1]) + varint(65001) + varint(1) + bytes([192, 168, 1, 0, 24])
+    else:
+        body += bytes([0])  # None: numbers from the key
     data = bytes([1]) + body
     return data + hashlib.blake2s(b"meshd invite checksum" + data).digest()[:4]
 
@@ -40,9 +46,10 @@ def write(name, data):
         f.write(data)
 
 
-t = token()
+t = token(False)
 write("token_bytes", bytes([0]) + t)
 write("token_text", bytes([1]) + b"MESHD1" + base64.b32encode(t).rstrip(b"="))
+write("token_numbers", bytes([0]) + token(True))
 write("exchange",
       bytes([2])
       + bytes([1, 0, 0, 0])        # the joiner's own request for invite 0

@@ -508,6 +508,7 @@ fn a_friend_joins_with_a_token_and_the_tunnel_follows() {
             secret: [0x42; 16],
             expires: 0,
             name: name("r2"),
+            numbers: None,
         };
         p.nodes[0]
             .add_invite(
