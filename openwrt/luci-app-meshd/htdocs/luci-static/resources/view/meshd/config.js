@@ -474,6 +474,24 @@ return view.extend({
 		o.modalonly = true;
 		keepAsIs(o);
 
+		o = ms.option(form.Flag, 'vouch', _('Brought in by this router'),
+			_('You invited this friend, or it invited you: your group record lists it, so the friends you bring in learn of it. Invites set this.'));
+		o.default = o.disabled;
+		o.modalonly = true;
+		keepAsIs(o);
+
+		o = ms.option(form.Value, 'via', _('Brought in by'),
+			_('Written by meshd: the friend whose group record brought this router in. Empty when you or an invite added it.'));
+		o.datatype = 'uciname';
+		o.readonly = true;
+		o.modalonly = true;
+
+		o = ms.option(form.Flag, 'removed', _('Removed from the group'),
+			_('Out of the group: not used here, and your group record tells every friend, whose routers close their tunnels to it too (as meshd remove does).'));
+		o.default = o.disabled;
+		o.modalonly = true;
+		keepAsIs(o);
+
 		// Beside the map, not in it: LuCI redraws the map's contents on save.
 		return m.render().then(function(node) {
 			return [ E('style', {}, [ CSS ]), node ];
