@@ -1402,8 +1402,11 @@ impl Daemon {
         if self
             .node
             .group_own_version_seen()
-            .is_some_and(|seen| self.group.version.is_some_and(|v| seen >= v))
+            .is_some_and(|seen| self.group.version.is_none_or(|v| seen >= v))
         {
+            // A member holds a record of ours we did not sign in this run
+            // (or one as new as ours): ours goes above it, even with nothing
+            // to list (what the old one listed may be gone from the file).
             self.publish_group_record();
         }
     }

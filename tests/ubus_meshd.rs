@@ -6,7 +6,7 @@
 //! where they fit meshd (HELLO, the ADD_OBJECT reply, a subscriber arriving,
 //! the INVOKE of `status`, the INVOKE of an unknown method) and building the
 //! INVOKEs of meshd's own methods in the same shape (with ubusd's USER and
-//! GROUP). It checks meshd's answers, that `member_add`/`member_del` persist
+//! GROUP). It checks meshd's answers, that `member_add`/`member_del`/`member_remove` persist
 //! to the UCI file and refuse bad arguments with INVALID_ARGUMENT leaving
 //! the file as it was, the notifications, and that meshd registers again
 //! when "ubusd" restarts.
@@ -117,7 +117,8 @@ fn meshd_serves_its_ubus_object() {
             "invite",
             "join",
             "invites",
-            "member_del"
+            "member_del",
+            "member_remove"
         ]
     );
     // A subscriber arrives (ubusd's captured NOTIFY with ACTIVE).
@@ -279,6 +280,39 @@ fn meshd_serves_its_ubus_object() {
         notes.contains(&Json::obj().with("name", "carol").with("event", "added")),
         "{notes:?}"
     );
+    // Removed from the group: the section stays, marked removed and
+    // disabled (the rest of the file as it was); the member is no longer run.
+    let (st, _) = call(
+        &mut s,
+        obj,
+        "member_remove",
+        Json::obj().with("name", "carol"),
+        &mut notes,
+    );
+    assert_eq!(st, 0, "{}", logs());
+    let removed = std::fs::read_to_string(&config).unwrap();
+    assert_eq!(
+        removed,
+        format!("{text}\toption removed '1'\n\toption enabled '0'\n"),
+        "{}",
+        logs()
+    );
+    let (_, members) = call(&mut s, obj, "members", Json::obj(), &mut notes);
+    assert_eq!(
+        members
+            .get("members")
+            .map(Json::as_array)
+            .map(<[Json]>::len),
+        Some(1)
+    );
+    let (st, _) = call(
+        &mut s,
+        obj,
+        "member_remove",
+        Json::obj().with("name", "nobody"),
+        &mut notes,
+    );
+    assert_eq!(st, u32::from(Status::NotFound));
     let (st, _) = call(
         &mut s,
         obj,
