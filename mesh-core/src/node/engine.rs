@@ -56,6 +56,10 @@ pub(crate) struct BgpPeer {
     conns: [Option<Conn>; 2],
     end_of_rib_sent: bool,
     pub import: ImportStats,
+    /// `import.filtered` when we last asked the member for its routes
+    /// again: a member that had routes refused since is asked when a new
+    /// member could make them acceptable.
+    pub filtered_at_refresh: u64,
 }
 
 impl core::fmt::Debug for BgpPeer {
@@ -76,6 +80,7 @@ impl BgpPeer {
             conns: [None, None],
             end_of_rib_sent: false,
             import: ImportStats::default(),
+            filtered_at_refresh: 0,
         }
     }
 }

@@ -308,16 +308,24 @@ impl<'a, C: Crypto> Node<'a, C> {
             self.engine.add_peer(slot as u8, &s.wg.config);
         }
         // Routes the new member originates, which the other members sent
-        // before it was one, were refused by the import filter: ask them
-        // again (a member joining by the group's records is reached at once
-        // through the members that already know it).
+        // before it was one, were refused by the import filter: a member
+        // that had routes refused since we last asked is asked for its
+        // routes again (a member joining by the group's records is reached
+        // at once through the members that already know it). One that had
+        // none refused is not: adding members costs the others nothing.
         for other in 0..MAX_MEMBERS {
-            if other != slot {
-                if let Some(s) = self.slots.get_mut(other) {
-                    let _ = s
-                        .bgp
+            if other == slot {
+                continue;
+            }
+            if let Some(s) = self.slots.get_mut(other) {
+                let bgp = &mut s.bgp;
+                if bgp.import.filtered > bgp.filtered_at_refresh
+                    && bgp
                         .session
-                        .send_route_refresh(crate::prefix::Family::Ipv4);
+                        .send_route_refresh(crate::prefix::Family::Ipv4)
+                        .is_ok()
+                {
+                    bgp.filtered_at_refresh = bgp.import.filtered;
                 }
             }
         }
