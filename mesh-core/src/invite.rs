@@ -1,8 +1,9 @@
 //! Invites: a friend's router joins with one token (issue 17, part 3).
 //!
 //! The inviter's daemon makes a [`Token`]: its WireGuard public key and
-//! name, where it can be reached, an invite id, a one-time secret, an expiry
-//! and the name it gives the newcomer. The friend pastes it into `meshd
+//! name, where it can be reached, its [`Numbers`] when they are not derived
+//! from its key, an invite id, a one-time secret, an expiry and the name it
+//! gives the newcomer. The friend pastes it into `meshd
 //! join`. The friend's router then sends a join request to the inviter's
 //! mesh port, outside WireGuard (the two do not know each other's keys
 //! yet), carrying its own public key and authenticated with the secret; the
