@@ -1742,7 +1742,12 @@ impl Daemon {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        self.node.join(now(), token, nonce);
+        self.node.join(
+            now(),
+            token,
+            nonce,
+            crate::invites::numbers(&self.config.main),
+        );
         self.join = crate::invites::JoinProgress::Joining {
             inviter: name.clone(),
         };
@@ -1755,12 +1760,14 @@ impl Daemon {
         use crate::uci_edit::NewMember;
         use mesh_core::node::InviteOutcome;
         let (method, member) = match o {
-            InviteOutcome::Joined { name, key } => {
+            InviteOutcome::Joined { name, key, numbers } => {
                 log::info!("invite: '{name}' joined with key {key}; adding it");
                 let key = key.to_string();
                 let mut m = NewMember::new(name.as_str(), &key, "", "");
                 // We brought it in: our group record lists it.
                 m.vouch = Some("1".into());
+                // A friend with numbers of its own (not from its key).
+                crate::invites::write_numbers(&mut m, numbers.as_ref());
                 ("invite_joined", m)
             }
             InviteOutcome::Accepted { token } => {
@@ -1779,15 +1786,7 @@ impl Daemon {
                 // members we bring in learn of it.
                 m.vouch = Some("1".into());
                 // An inviter with numbers of its own (not from its key).
-                if let Some(n) = &token.numbers {
-                    m.overlay = std::net::Ipv4Addr::from(n.overlay).to_string();
-                    m.asn = n.asn.to_string();
-                    m.prefixes = n
-                        .prefixes
-                        .iter()
-                        .map(|(a, len)| format!("{}/{len}", std::net::Ipv4Addr::from(*a)))
-                        .collect();
-                }
+                crate::invites::write_numbers(&mut m, token.numbers.as_ref());
                 m.endpoints = token
                     .endpoints
                     .iter()

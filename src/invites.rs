@@ -158,7 +158,23 @@ pub fn token(
     })
 }
 
-/// What a token carries of this router's numbers: none when the friend can
+/// A friend's numbers, as its token or join request carried them, into
+/// the member section written for it (none: derived from its key).
+pub fn write_numbers(
+    m: &mut crate::uci_edit::NewMember,
+    numbers: Option<&mesh_core::invite::Numbers>,
+) {
+    let Some(n) = numbers else { return };
+    m.overlay = std::net::Ipv4Addr::from(n.overlay).to_string();
+    m.asn = n.asn.to_string();
+    m.prefixes = n
+        .prefixes
+        .iter()
+        .map(|(a, len)| format!("{}/{len}", std::net::Ipv4Addr::from(*a)))
+        .collect();
+}
+
+/// What a token (or our join request) carries of this router's numbers: none when the friend can
 /// derive them from its key (overlay and AS left to the key); else the
 /// overlay address, the AS and the IPv4 prefixes it announces in the mesh
 /// (a mapped LAN as its alias), which the friend's section for it needs.

@@ -277,19 +277,7 @@ fn file(lab: &SeedLab, n: usize) -> Vec<u8> {
 
 /// The alias of router `n`'s console, as its router maps its LAN.
 fn alias(lab: &SeedLab, n: usize) -> Ipv4Addr {
-    let map = wait_for(Duration::from_secs(10), Duration::from_millis(100), || {
-        lab.status(n)?["lan_map"].as_array()?.first().cloned()
-    })
-    .unwrap_or_else(|| panic!("r{n} maps no LAN\n{}", lab.logs()));
-    assert_eq!(map["lan"], "192.168.1.0/24", "r{n}");
-    let alias = map["alias"].as_str().unwrap();
-    assert!(
-        alias.starts_with("10.") && alias.ends_with(".0/24"),
-        "r{n}: alias {alias}"
-    );
-    (alias.trim_end_matches(".0/24").to_string() + ".10")
-        .parse()
-        .unwrap()
+    lan_alias(lab, n, "192.168.1.0/24")
 }
 
 /// Waits until consoles `a` and `b` reach each other at their aliases, at
@@ -760,11 +748,17 @@ fn homes_join_by_invite_and_bad_tokens_are_refused() {
 
     // Every console reaches every other at its alias within 30 s of the
     // last join: r4 learns r2 from r1's record, then r3 from r2's.
+    let mut pairs = Vec::new();
     for a in 1..=4 {
         for b in a + 1..=4 {
             reach(&lab, a, b, &aliases, r4_joined);
+            pairs.push(format!(
+                "c{a}-c{b} {:.2} s",
+                r4_joined.elapsed().as_secs_f64()
+            ));
         }
     }
+    println!("group: pairs reached (in turn) {}", pairs.join(", "));
     println!(
         "group: every console reaches every other {:.2} s after r4 joined r1",
         r4_joined.elapsed().as_secs_f64()
@@ -876,25 +870,29 @@ fn group_added(lab: &SeedLab, n: usize, m: usize, via: usize) {
 fn a_hand_written_mesh_runs_unchanged_next_to_an_invited_member() {
     let _one = one_lab();
     let topo = Topology {
-        routers: 4,
-        links: vec![(1, 2), (1, 3), (2, 3), (1, 4)],
+        routers: 5,
+        links: vec![(1, 2), (1, 3), (2, 3), (1, 4), (2, 5)],
         blocked: vec![],
         extra_members: 0,
         main_options: vec![],
     };
     let mut lab = SeedLab::build_topology("mdhw", meshd(), HOLD, &topo);
     for n in 1..=3 {
-        // The wave-1 config without r4.
+        // The wave-1 config without r4 and r5.
         let path = &lab.router(n).config;
-        let text = std::fs::read_to_string(path).unwrap();
-        let start = text.find("\nconfig member 'r4'").unwrap();
-        let end = text[start + 1..]
-            .find("\nconfig ")
-            .map_or(text.len(), |e| start + 1 + e);
-        std::fs::write(path, format!("{}{}", &text[..start], &text[end..])).unwrap();
+        let mut text = std::fs::read_to_string(path).unwrap();
+        for gone in ["r4", "r5"] {
+            let start = text.find(&format!("\nconfig member '{gone}'")).unwrap();
+            let end = text[start + 1..]
+                .find("\nconfig ")
+                .map_or(text.len(), |e| start + 1 + e);
+            text = format!("{}{}", &text[..start], &text[end..]);
+        }
+        std::fs::write(path, text).unwrap();
     }
-    {
-        let path = &lab.router(4).config;
+    for n in [4, 5] {
+        // The main section alone, no numbers, its own LAN.
+        let path = &lab.router(n).config;
         let text = std::fs::read_to_string(path).unwrap();
         let main = &text[..text.find("\nconfig member").unwrap_or(text.len())];
         let home: String = main
@@ -902,7 +900,10 @@ fn a_hand_written_mesh_runs_unchanged_next_to_an_invited_member() {
             .filter(|l| !l.starts_with("\toption overlay ") && !l.starts_with("\toption asn "))
             .map(|l| format!("{l}\n"))
             .collect();
-        assert!(home.contains("list announce '192.168.4.0/24'"), "{home}");
+        assert!(
+            home.contains(&format!("list announce '192.168.{n}.0/24'")),
+            "{home}"
+        );
         std::fs::write(path, home).unwrap();
     }
     lab.start_all();
@@ -955,19 +956,7 @@ fn a_hand_written_mesh_runs_unchanged_next_to_an_invited_member() {
         lab.logs()
     );
     let joined = Instant::now();
-    let map = wait_for(Duration::from_secs(10), Duration::from_millis(100), || {
-        lab.status(4)?["lan_map"].as_array()?.first().cloned()
-    })
-    .unwrap_or_else(|| panic!("r4 maps no LAN\n{}", lab.logs()));
-    assert_eq!(map["lan"], "192.168.4.0/24");
-    let a4: Ipv4Addr = (map["alias"]
-        .as_str()
-        .unwrap()
-        .trim_end_matches(".0/24")
-        .to_string()
-        + ".10")
-        .parse()
-        .unwrap();
+    let a4 = lan_alias(&lab, 4, "192.168.4.0/24");
     let ok = wait_for(REACH_LIMIT, Duration::from_millis(200), || {
         (lab.ping_addr(1, a4) && lab.ping_addr(4, c(1))).then_some(())
     });
@@ -1014,4 +1003,64 @@ fn a_hand_written_mesh_runs_unchanged_next_to_an_invited_member() {
         );
     }
     println!("hand-written mesh: 6 sessions up throughout, files kept, r2 and r3 added r4 from r1's record");
+
+    // The other way round: r5 (no numbers) invites r2 (numbers by hand).
+    // r2's request carries its numbers, and r5 writes them.
+    let token = invite(&lab, 5, "r2", None);
+    let ran = join(&lab, 2, &token);
+    assert_eq!(
+        ran.code,
+        Some(0),
+        "r2 did not join r5: {ran}\n{}",
+        lab.logs()
+    );
+    let joined = Instant::now();
+    let text = String::from_utf8_lossy(&file(&lab, 5)).to_string();
+    assert!(
+        text.contains(
+            "\toption overlay '10.0.0.2'\n\toption asn '65002'\n\tlist prefix '192.168.2.0/24'\n"
+        ),
+        "r5's section for r2 should hold r2's own numbers:\n{text}"
+    );
+    let a5 = lan_alias(&lab, 5, "192.168.5.0/24");
+    let ok = wait_for(REACH_LIMIT, Duration::from_millis(200), || {
+        (lab.ping_addr(2, a5) && lab.ping_addr(5, c(2))).then_some(())
+    });
+    assert!(
+        ok.is_some(),
+        "c2 and c5 do not reach each other ({a5}, {}) within 30 s of the join\n{}",
+        c(2),
+        lab.logs()
+    );
+    println!(
+        "hand-written mesh: c2 <-> c5 ping {:.2} s after r2 (numbers by hand) joined r5",
+        joined.elapsed().as_secs_f64()
+    );
+    assert!(hand_written_mesh_up(), "c1-c3 no longer reach each other");
+    let last = sessions(&lab);
+    for (b, a) in before.iter().zip(&last) {
+        assert!(
+            a.0 == b.0 && a.1 == b.1 && a.2 == 0 && a.3 >= b.3,
+            "r{}'s session with {} went down while r2 joined r5: before {b:?}, after {a:?}",
+            b.0,
+            b.1
+        );
+    }
+}
+
+/// The alias router `n` maps its LAN `lan` to: its console's address there.
+fn lan_alias(lab: &SeedLab, n: usize, lan: &str) -> Ipv4Addr {
+    let map = wait_for(Duration::from_secs(10), Duration::from_millis(100), || {
+        lab.status(n)?["lan_map"].as_array()?.first().cloned()
+    })
+    .unwrap_or_else(|| panic!("r{n} maps no LAN\n{}", lab.logs()));
+    assert_eq!(map["lan"], lan, "r{n}");
+    let alias = map["alias"].as_str().unwrap();
+    assert!(
+        alias.starts_with("10.") && alias.ends_with(".0/24"),
+        "r{n}: alias {alias}"
+    );
+    (alias.trim_end_matches(".0/24").to_string() + ".10")
+        .parse()
+        .unwrap()
 }

@@ -68,7 +68,7 @@ pub const MAX_TOKEN: usize = 1
     + Numbers::MAX_LEN
     + CHECKSUM_LEN;
 /// A join datagram's size, at most.
-pub const MAX_DATAGRAM: usize = 3 + ID_LEN + NONCE_LEN + 32 + 32 + MAC_LEN;
+pub const MAX_DATAGRAM: usize = 3 + ID_LEN + NONCE_LEN + 32 + 32 + Numbers::MAX_LEN + MAC_LEN;
 /// Prefix of a token's text form.
 pub const TEXT_PREFIX: &str = "MESHD1";
 /// A token's text, at most: the prefix and base32 of [`MAX_TOKEN`] octets.
@@ -310,11 +310,13 @@ fn base32_decode(text: &str, out: &mut [u8]) -> Result<usize, Error> {
 
 // ---- the join datagrams ----
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Request {
     id: [u8; ID_LEN],
     joiner: [u8; 32],
     nonce: [u8; NONCE_LEN],
+    /// The joiner's numbers, if not derived from its key.
+    numbers: Option<Numbers>,
 }
 
 /// Why an inviter refused a request it could authenticate (told to the
@@ -463,10 +465,12 @@ pub struct Pending {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// A friend joined: write its member section (`name`, public key
-    /// `key`) and send the accept (`len` bytes in the caller's buffer).
+    /// `key`, its `numbers` if it sent them) and send the accept (`len`
+    /// bytes in the caller's buffer).
     Joined {
         name: Name,
         key: [u8; 32],
+        numbers: Option<Numbers>,
         len: usize,
     },
     /// The same joiner asked again: send the accept again.
@@ -662,6 +666,7 @@ impl<const N: usize> Invites<N> {
                     Outcome::Joined {
                         name: p.name.clone(),
                         key: req.joiner,
+                        numbers: req.numbers.clone(),
                         len,
                     }
                 }
@@ -702,6 +707,8 @@ pub enum Reply {
 #[derive(Debug, Clone)]
 pub struct Joining {
     pub token: Token,
+    /// Our numbers, if not derived from our key: the request carries them.
+    pub numbers: Option<Numbers>,
     nonce: [u8; NONCE_LEN],
     /// Our key, as our requests carry it (an answer names it).
     own: Option<[u8; 32]>,
@@ -715,6 +722,7 @@ impl Joining {
     pub fn new(now: Instant, token: Token, nonce: [u8; NONCE_LEN]) -> Joining {
         Joining {
             token,
+            numbers: None,
             nonce,
             own: None,
             state: JoinState::Joining,
@@ -744,6 +752,7 @@ impl Joining {
             id: self.token.id,
             joiner: *own,
             nonce: self.nonce,
+            numbers: self.numbers.clone(),
         };
         let n = seal(KIND_REQUEST, &req, &self.token.secret, out).ok()?;
         Some(n)

@@ -106,7 +106,10 @@ fn a_friend_with_the_token_joins_once_and_only_once() {
     let mut j = Joining::new(T0, t.clone(), [9; NONCE_LEN]);
     let req = request(&mut j, T0, &R2);
     let mut out = [0u8; MAX_DATAGRAM];
-    let Outcome::Joined { name: n, key, len } = r1.handle(T0, &req, &R1, &mut out) else {
+    let Outcome::Joined {
+        name: n, key, len, ..
+    } = r1.handle(T0, &req, &R1, &mut out)
+    else {
         panic!("not joined");
     };
     assert_eq!((n.as_str(), key), ("r2", R2));

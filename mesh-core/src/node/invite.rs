@@ -21,8 +21,13 @@ pub const INVITE_OUTCOMES: usize = 4;
 /// What the daemon must act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InviteOutcome {
-    /// A friend used one of our invites: it is member `name`, key `key`.
-    Joined { name: Name, key: Key },
+    /// A friend used one of our invites: it is member `name`, key `key`,
+    /// with `numbers` if it does not derive them from its key.
+    Joined {
+        name: Name,
+        key: Key,
+        numbers: Option<invite::Numbers>,
+    },
     /// The inviter accepted our join: it is member
     /// `token.inviter_name`, key `token.inviter`, at `token.endpoints`.
     Accepted { token: Token },
@@ -88,8 +93,18 @@ impl<C: Crypto> Node<'_, C> {
     /// Joins the mesh of `token`'s inviter: the request goes to its
     /// endpoints now and every [`invite::JOIN_RETRY`] until it accepts or
     /// [`invite::JOIN_TIMEOUT`] passes. A join in progress is replaced.
-    pub fn join(&mut self, now: Instant, token: Token, nonce: [u8; NONCE_LEN]) {
-        self.invite.joining = Some(Joining::new(now, token, nonce));
+    /// `numbers`: ours, when not derived from our key (the inviter writes
+    /// them in its section for us).
+    pub fn join(
+        &mut self,
+        now: Instant,
+        token: Token,
+        nonce: [u8; NONCE_LEN],
+        numbers: Option<invite::Numbers>,
+    ) {
+        let mut j = Joining::new(now, token, nonce);
+        j.numbers = numbers;
+        self.invite.joining = Some(j);
         self.join_step(now);
         self.timers_changed = true;
         self.settle();
@@ -136,17 +151,23 @@ impl<C: Crypto> Node<'_, C> {
             let own = self.crypto.public_key().0;
             let mut buf = [0u8; invite::MAX_DATAGRAM];
             let (len, joined) = match self.invite.invites.handle(now, bytes, &own, &mut buf) {
-                Outcome::Joined { name, key, len } => (len, Some((name, key))),
+                Outcome::Joined {
+                    name,
+                    key,
+                    numbers,
+                    len,
+                } => (len, Some((name, key, numbers))),
                 Outcome::Again { len } | Outcome::Told { len } => (len, None),
                 Outcome::Refused => return,
             };
             if !self.tx.push(&buf[..len], TxMeta::to(from, len)) {
                 self.stats.queue_full += 1;
             }
-            if let Some((name, key)) = joined {
+            if let Some((name, key, numbers)) = joined {
                 self.invite.tell(InviteOutcome::Joined {
                     name,
                     key: Key(key),
+                    numbers,
                 });
             }
             return;

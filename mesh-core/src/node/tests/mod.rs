@@ -519,7 +519,13 @@ fn a_friend_joins_with_a_token_and_the_tunnel_follows() {
                 Duration::from_secs(60),
             )
             .unwrap();
-        p.nodes[1].join(T0, token.clone(), [1; 8]);
+        // The joiner's numbers are set by hand: they reach the inviter.
+        let numbers = crate::invite::Numbers {
+            overlay: [10, 0, 0, 2],
+            asn: 65002,
+            prefixes: heapless::Vec::from_slice(&[([192, 168, 2, 0], 24)]).unwrap(),
+        };
+        p.nodes[1].join(T0, token.clone(), [1; 8], Some(numbers.clone()));
         p.drain(1);
         p.run_for(Duration::from_millis(10));
         let joined = p.nodes[0].poll_invite_outcome();
@@ -527,7 +533,8 @@ fn a_friend_joins_with_a_token_and_the_tunnel_follows() {
             joined,
             Some(InviteOutcome::Joined {
                 name: name("r2"),
-                key: p.nodes[1].public_key()
+                key: p.nodes[1].public_key(),
+                numbers: Some(numbers),
             })
         );
         assert_eq!(
@@ -552,7 +559,7 @@ fn a_friend_joins_with_a_token_and_the_tunnel_follows() {
         }
         // The token again: refused, whoever sends it.
         let now = p.now;
-        p.nodes[1].join(now, token.clone(), [2; 8]);
+        p.nodes[1].join(now, token.clone(), [2; 8], None);
         p.drain(1);
         p.run_for(Duration::from_millis(10));
         assert_eq!(p.nodes[0].invites().stats.refused_used, 1);
@@ -570,7 +577,7 @@ fn a_friend_joins_with_a_token_and_the_tunnel_follows() {
         let mut stranger = token.clone();
         stranger.id = [8; 8];
         let now = p.now;
-        p.nodes[1].join(now, stranger, [3; 8]);
+        p.nodes[1].join(now, stranger, [3; 8], None);
         p.drain(1);
         p.run_for(crate::invite::JOIN_TIMEOUT);
         assert!(matches!(
