@@ -3,11 +3,11 @@
 //!
 //! - **Our record** lists the member sections we vouch for (`option vouch
 //!   '1'`: the invite flows write it on both sides, for the member we
-//!   invited and for our inviter), and says which of them we removed
-//!   (`option removed '1'`, written by `meshd remove`). The daemon signs it
-//!   with the router's WireGuard key whenever those entries change, and
-//!   when a member shows it holds a version of it above ours (we restarted,
-//!   or our clock went back): see [`next_version`].
+//!   invited and for our inviter), and the members we removed (`option
+//!   removed '1'`, which `meshd remove` writes on any member's section). The
+//!   daemon signs it with the router's WireGuard key whenever those entries
+//!   change, and when a member shows it holds a version of it as new as ours
+//!   or newer (we restarted, or our clock went back): see [`next_version`].
 //! - **What the records want** (the node's [`mesh_core::node::Node::group_membership`])
 //!   becomes member sections: a member wanted and not in the file gets a
 //!   section (its key, the name the record gives it, `option via` naming the
