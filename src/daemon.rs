@@ -1760,10 +1760,21 @@ impl Daemon {
         use crate::uci_edit::NewMember;
         use mesh_core::node::InviteOutcome;
         let (method, member) = match o {
-            InviteOutcome::Joined { name, key, numbers } => {
-                log::info!("invite: '{name}' joined with key {key}; adding it");
+            InviteOutcome::Joined {
+                name,
+                key,
+                numbers,
+                from,
+            } => {
+                log::info!("invite: '{name}' joined with key {key} from {from}; adding it");
                 let key = key.to_string();
                 let mut m = NewMember::new(name.as_str(), &key, "", "");
+                // Where its join came from: we initiate the tunnel the moment
+                // we add it. Its own first initiation may have arrived before
+                // (and been dropped): without this it would wait for its
+                // retry, 5 s later. Peer exchange keeps the endpoint current.
+                let from = std::net::SocketAddr::new(from.ip().to_canonical(), from.port());
+                m.endpoints = vec![from.to_string()];
                 // We brought it in: our group record lists it.
                 m.vouch = Some("1".into());
                 // A friend with numbers of its own (not from its key).

@@ -22,11 +22,13 @@ pub const INVITE_OUTCOMES: usize = 4;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InviteOutcome {
     /// A friend used one of our invites: it is member `name`, key `key`,
-    /// with `numbers` if it does not derive them from its key.
+    /// with `numbers` if it does not derive them from its key; its join
+    /// request came `from` there (where its mesh port is reached now).
     Joined {
         name: Name,
         key: Key,
         numbers: Option<invite::Numbers>,
+        from: SocketAddr,
     },
     /// The inviter accepted our join: it is member
     /// `token.inviter_name`, key `token.inviter`, at `token.endpoints`.
@@ -168,6 +170,7 @@ impl<C: Crypto> Node<'_, C> {
                     name,
                     key: Key(key),
                     numbers,
+                    from,
                 });
             }
             return;

@@ -535,6 +535,7 @@ fn a_friend_joins_with_a_token_and_the_tunnel_follows() {
                 name: name("r2"),
                 key: p.nodes[1].public_key(),
                 numbers: Some(numbers),
+                from: underlay(2),
             })
         );
         assert_eq!(
