@@ -1399,11 +1399,7 @@ impl Daemon {
         if self.node.take_group_changed() {
             self.group_check();
         }
-        if self
-            .node
-            .group_own_version_seen()
-            .is_some_and(|seen| self.group.version.is_none_or(|v| seen >= v))
-        {
+        if self.group.outrun(self.node.group_own_version_seen()) {
             // A member holds a record of ours we did not sign in this run
             // (or one as new as ours): ours goes above it, even with nothing
             // to list (what the old one listed may be gone from the file).
@@ -1419,9 +1415,10 @@ impl Daemon {
         use crate::group;
         let (entries, left_out) = group::own_entries(&self.config);
         let seen = self.node.group_own_version_seen();
-        let outrun = seen.is_some_and(|s| self.group.version.is_none_or(|v| s >= v));
+        let outrun = self.group.outrun(seen);
         let changed = entries != self.group.entries;
-        if !(changed || outrun) || (self.group.version.is_none() && entries.is_empty() && !outrun) {
+        // (Nothing signed yet and nothing to list: `changed` is false.)
+        if !(changed || outrun) {
             return;
         }
         if left_out > 0 {

@@ -47,6 +47,15 @@ pub struct State {
     pub errors: u64,
 }
 
+impl State {
+    /// Whether a member holds a record of ours as new as the one we signed
+    /// last, or one we did not sign in this run (`seen`: the highest version
+    /// members showed): ours must go above it.
+    pub fn outrun(&self, seen: Option<u64>) -> bool {
+        seen.is_some_and(|s| self.version.is_none_or(|v| s >= v))
+    }
+}
+
 /// Our record's entries: the member sections we vouch for or removed
 /// (`meshd remove` of any member says so to the group), in file order,
 /// at most [`group::MAX_ENTRIES`]; and how many more there were (left out).
@@ -88,14 +97,10 @@ pub fn sign(
     entries: &[Entry],
     random: &[u8; 64],
 ) -> Result<Vec<u8>, group::Error> {
-    let mut list = heapless::Vec::new();
-    for e in entries {
-        list.push(e.clone()).map_err(|_| group::Error::Length)?;
-    }
     let record = Record {
         signer: public.0,
         version,
-        entries: list,
+        entries: heapless::Vec::from_slice(entries).map_err(|_| group::Error::Length)?,
     };
     let mut out = vec![0u8; group::MAX_LEN];
     let n = record.sign(&private.0, random, &mut out)?;
@@ -148,14 +153,13 @@ pub fn plan(config: &Config, wanted: &[Wanted], removed: &[[u8; 32]]) -> (Plan, 
         });
     }
     for key in removed {
-        let Some(m) = section(key) else { continue };
-        if m.removed || !(m.vouch || m.via.is_some()) {
-            if !m.removed {
-                kept.push(m.name.clone());
-            }
-            continue;
+        match section(key) {
+            None => {}
+            Some(m) if m.removed => {}
+            // Written by hand: the owner's to remove.
+            Some(m) if !m.vouch && m.via.is_none() => kept.push(m.name.clone()),
+            Some(_) => plan.remove.push(Key(*key)),
         }
-        plan.remove.push(Key(*key));
     }
     (plan, kept)
 }

@@ -396,6 +396,14 @@ fn escape(s: &str) -> String {
     s.replace('\'', "'\\''")
 }
 
+/// `\toption NAME 'VALUE'` and a newline, as `uci commit` writes one.
+pub fn option_line(name: &str, value: &str) -> String {
+    let mut out = format!("\toption {} ", escape(name));
+    push_export_quoted(&mut out, value);
+    out.push('\n');
+    out
+}
+
 fn push_export_quoted(out: &mut String, s: &str) {
     out.push('\'');
     out.push_str(&escape(s));

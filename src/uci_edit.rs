@@ -386,28 +386,9 @@ pub fn set_member_options_text(
             .set(option, Value::Single(value.to_string()))
             .map_err(|e| EditError::Unsupported(e.to_string()))?;
     }
-    let line_of = |option: &str, value: &str| {
-        Package {
-            sections: vec![Section {
-                stype: "member".to_string(),
-                name: None,
-                line: 0,
-                options: vec![UciOption {
-                    name: option.to_string(),
-                    value: Value::Single(value.to_string()),
-                    line: 0,
-                }],
-            }],
-        }
-        .to_config_file()
-        .lines()
-        .nth(2)
-        .map(|l| format!("{l}\n"))
-        .unwrap_or_default()
-    };
     let lines = logical_lines(text);
     let owners = section_owners(text, &lines, &package);
-    // Per line index: its new text (replaced), and text to insert after it.
+    // Per line index: the text that replaces it, if any.
     let mut replaced: Vec<Option<String>> = vec![None; lines.len()];
     let mut last_command = None;
     for &(config_line, owner) in &owners {
@@ -431,7 +412,7 @@ pub fn set_member_options_text(
             };
             let word = word.trim_matches(|c| c == '\'' || c == '"');
             if let Some((option, value)) = options.iter().find(|(o, _)| *o == word) {
-                replaced[i] = Some(line_of(option, value));
+                replaced[i] = Some(uci::option_line(option, value));
             }
         }
     }
@@ -443,7 +424,7 @@ pub fn set_member_options_text(
     let mut added = String::new();
     for (option, value) in options {
         if package.sections[target].option(option).is_none() {
-            added.push_str(&line_of(option, value));
+            added.push_str(&uci::option_line(option, value));
         }
     }
     let mut new = String::with_capacity(text.len() + added.len() + 64);

@@ -956,16 +956,7 @@ fn a_hand_written_mesh_runs_unchanged_next_to_an_invited_member() {
         lab.logs()
     );
     let joined = Instant::now();
-    let a4 = lan_alias(&lab, 4, "192.168.4.0/24");
-    let ok = wait_for(REACH_LIMIT, Duration::from_millis(200), || {
-        (lab.ping_addr(1, a4) && lab.ping_addr(4, c(1))).then_some(())
-    });
-    assert!(
-        ok.is_some(),
-        "c1 and c4 do not reach each other ({a4}, {}) within 30 s of the join\n{}",
-        c(1),
-        lab.logs()
-    );
+    reach_hand_written(&lab, 1, 4, joined);
     println!(
         "hand-written mesh: c1 <-> c4 ping {:.2} s after r4 joined",
         joined.elapsed().as_secs_f64()
@@ -985,16 +976,7 @@ fn a_hand_written_mesh_runs_unchanged_next_to_an_invited_member() {
     );
     // Nothing of the hand-written mesh moved.
     assert!(hand_written_mesh_up(), "c1-c3 no longer reach each other");
-    let after = sessions(&lab);
-    let waited = since.elapsed().as_secs_f64();
-    for (b, a) in before.iter().zip(&after) {
-        assert!(
-            a.0 == b.0 && a.1 == b.1 && a.2 == 0 && a.3 >= b.3 + waited - 2.0,
-            "r{}'s session with {} went down while r4 joined: before {b:?}, after {a:?} ({waited:.1} s later)",
-            b.0,
-            b.1
-        );
-    }
+    sessions_kept(&before, &sessions(&lab), since, "r4 joined");
     for n in 1..=3 {
         let now = std::fs::read_to_string(&lab.router(n).config).unwrap();
         assert!(
@@ -1022,30 +1004,52 @@ fn a_hand_written_mesh_runs_unchanged_next_to_an_invited_member() {
         ),
         "r5's section for r2 should hold r2's own numbers:\n{text}"
     );
-    let a5 = lan_alias(&lab, 5, "192.168.5.0/24");
-    let ok = wait_for(REACH_LIMIT, Duration::from_millis(200), || {
-        (lab.ping_addr(2, a5) && lab.ping_addr(5, c(2))).then_some(())
-    });
-    assert!(
-        ok.is_some(),
-        "c2 and c5 do not reach each other ({a5}, {}) within 30 s of the join\n{}",
-        c(2),
-        lab.logs()
-    );
+    reach_hand_written(&lab, 2, 5, joined);
     println!(
         "hand-written mesh: c2 <-> c5 ping {:.2} s after r2 (numbers by hand) joined r5",
         joined.elapsed().as_secs_f64()
     );
     assert!(hand_written_mesh_up(), "c1-c3 no longer reach each other");
-    let last = sessions(&lab);
-    for (b, a) in before.iter().zip(&last) {
+    sessions_kept(&before, &sessions(&lab), since, "r2 joined r5");
+}
+
+/// Each hand-written session (router, member, flaps, uptime s) as it was
+/// `since` then: no flap, and up all along (its uptime grew by the time
+/// passed, less 2 s for when status was read).
+fn sessions_kept(
+    before: &[(usize, String, u64, f64)],
+    after: &[(usize, String, u64, f64)],
+    since: Instant,
+    what: &str,
+) {
+    let waited = since.elapsed().as_secs_f64();
+    assert_eq!(before.len(), after.len(), "{before:?} {after:?}");
+    for (b, a) in before.iter().zip(after) {
         assert!(
-            a.0 == b.0 && a.1 == b.1 && a.2 == 0 && a.3 >= b.3,
-            "r{}'s session with {} went down while r2 joined r5: before {b:?}, after {a:?}",
+            a.0 == b.0 && a.1 == b.1 && a.2 == 0 && a.3 >= b.3 + waited - 2.0,
+            "r{}'s session with {} went down while {what}: before {b:?}, after {a:?} ({waited:.1} s later)",
             b.0,
             b.1
         );
     }
+}
+
+/// Consoles `hand` (a hand-written home: its own address) and `keyless` (a
+/// home with no numbers: its alias) reach each other within
+/// [`REACH_LIMIT`] of `joined`.
+fn reach_hand_written(lab: &SeedLab, hand: usize, keyless: usize, joined: Instant) {
+    let own = Ipv4Addr::new(192, 168, hand as u8, 10);
+    let alias = lan_alias(lab, keyless, &format!("192.168.{keyless}.0/24"));
+    let ok = wait_for(
+        REACH_LIMIT.saturating_sub(joined.elapsed()),
+        Duration::from_millis(200),
+        || (lab.ping_addr(hand, alias) && lab.ping_addr(keyless, own)).then_some(()),
+    );
+    assert!(
+        ok.is_some(),
+        "c{hand} and c{keyless} do not reach each other ({alias}, {own}) within 30 s of the join\n{}",
+        lab.logs()
+    );
 }
 
 /// The alias router `n` maps its LAN `lan` to: its console's address there.

@@ -268,14 +268,7 @@ fn meshd_serves_its_ubus_object() {
              \tlist endpoint '198.51.100.3:51820'\n"
         )
     );
-    let (_, members) = call(&mut s, obj, "members", Json::obj(), &mut notes);
-    assert_eq!(
-        members
-            .get("members")
-            .map(Json::as_array)
-            .map(<[Json]>::len),
-        Some(2)
-    );
+    assert_eq!(member_count(&mut s, obj, &mut notes), Some(2));
     assert!(
         notes.contains(&Json::obj().with("name", "carol").with("event", "added")),
         "{notes:?}"
@@ -297,14 +290,7 @@ fn meshd_serves_its_ubus_object() {
         "{}",
         logs()
     );
-    let (_, members) = call(&mut s, obj, "members", Json::obj(), &mut notes);
-    assert_eq!(
-        members
-            .get("members")
-            .map(Json::as_array)
-            .map(<[Json]>::len),
-        Some(1)
-    );
+    assert_eq!(member_count(&mut s, obj, &mut notes), Some(1));
     let (st, _) = call(
         &mut s,
         obj,
@@ -322,14 +308,7 @@ fn meshd_serves_its_ubus_object() {
     );
     assert_eq!(st, 0);
     assert_eq!(std::fs::read_to_string(&config).unwrap(), original);
-    let (_, members) = call(&mut s, obj, "members", Json::obj(), &mut notes);
-    assert_eq!(
-        members
-            .get("members")
-            .map(Json::as_array)
-            .map(<[Json]>::len),
-        Some(1)
-    );
+    assert_eq!(member_count(&mut s, obj, &mut notes), Some(1));
     assert!(notes.contains(&Json::obj().with("name", "carol").with("event", "removed")));
     let (st, _) = call(&mut s, obj, "reload", Json::obj(), &mut notes);
     assert_eq!(st, 0);
@@ -348,4 +327,17 @@ fn meshd_serves_its_ubus_object() {
     );
     let (st, _) = call(&mut s, obj2, "status", Json::obj(), &mut notes);
     assert_eq!(st, 0);
+}
+
+/// How many members `members` lists.
+fn member_count(
+    s: &mut std::os::unix::net::UnixStream,
+    obj: u32,
+    notes: &mut Vec<Json>,
+) -> Option<usize> {
+    let (_, members) = call(s, obj, "members", Json::obj(), notes);
+    members
+        .get("members")
+        .map(Json::as_array)
+        .map(<[Json]>::len)
 }

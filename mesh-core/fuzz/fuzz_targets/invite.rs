@@ -24,7 +24,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use mesh_core::invite::{
-    Invites, JoinState, Joining, Name, Outcome, Reply, Token, MAX_DATAGRAM, MAX_TOKEN, TEXT_PREFIX,
+    Invites, JoinState, Joining, Name, Numbers, Outcome, Reply, Token, MAX_DATAGRAM, MAX_PREFIXES,
+    MAX_TOKEN, TEXT_PREFIX,
 };
 use mesh_core::{Duration, Instant};
 
@@ -106,6 +107,17 @@ fn exchange(data: &[u8]) {
                         ([key; 32], [nonce; 8])
                     };
                     let mut j = Joining::new(now, token(which), nonce);
+                    // Some joiners carry numbers set by hand (the largest).
+                    if nonce[0] % 2 == 1 {
+                        j.numbers = Some(Numbers {
+                            overlay: [nonce[0]; 4],
+                            asn: u32::MAX,
+                            prefixes: heapless::Vec::from_slice(
+                                &[([nonce[0]; 4], 32); MAX_PREFIXES],
+                            )
+                            .unwrap(),
+                        });
+                    }
                     let n = j.poll_request(now, &key, &mut out).expect("a request");
                     (out[..n].to_vec(), Some((which as usize, key, nonce)))
                 };
