@@ -103,15 +103,37 @@ pub fn checksum(data: &[u8]) -> u16 {
     !fold(sum(data, 0))
 }
 
-fn sum(data: &[u8], mut acc: u32) -> u32 {
-    let mut chunks = data.chunks_exact(2);
+/// Adds `data` to `acc` as 16-bit big-endian words (an odd last octet is
+/// the high half of a word); the result is folded to 16 bits, so callers
+/// may add a few more terms before [`fold`], and zero only if all was zero.
+///
+/// Eight octets at a time with the carry wrapped around: RFC 1071 §2's sum
+/// is the same for any word size, and every IPv4 packet forwarded has its
+/// header summed.
+fn sum(data: &[u8], acc: u32) -> u32 {
+    fn add(acc: u64, word: [u8; 8]) -> u64 {
+        let (s, carry) = acc.overflowing_add(u64::from_be_bytes(word));
+        // No overflow: with a carry, `s` is at most 2^64 - 2.
+        s + u64::from(carry)
+    }
+    let mut acc = u64::from(acc);
+    let mut chunks = data.chunks_exact(8);
     for c in &mut chunks {
-        acc += u16::from_be_bytes([c[0], c[1]]) as u32;
+        let mut word = [0u8; 8];
+        word.copy_from_slice(c);
+        acc = add(acc, word);
     }
-    if let [last] = chunks.remainder() {
-        acc += (*last as u32) << 8;
+    // The tail starts at an even offset: zero padding keeps each octet in
+    // its half of its 16-bit word.
+    let mut word = [0u8; 8];
+    for (w, b) in word.iter_mut().zip(chunks.remainder()) {
+        *w = *b;
     }
-    acc
+    acc = add(acc, word);
+    // 2^32 = 1 (mod 2^16 - 1): two folds of the halves fit 32 bits.
+    let acc = (acc & 0xffff_ffff) + (acc >> 32);
+    let acc = (acc & 0xffff_ffff) + (acc >> 32);
+    u32::from(fold(acc as u32))
 }
 
 fn fold(mut acc: u32) -> u16 {
@@ -434,6 +456,53 @@ mod tests {
         p[20..22].copy_from_slice(&5000u16.to_be_bytes());
         p[22..24].copy_from_slice(&6000u16.to_be_bytes());
         p
+    }
+
+    /// `sum` as it was, one 16-bit word at a time: the reference the wide
+    /// one is checked against.
+    fn sum_by_pairs(data: &[u8], mut acc: u32) -> u32 {
+        let mut chunks = data.chunks_exact(2);
+        for c in &mut chunks {
+            acc += u16::from_be_bytes([c[0], c[1]]) as u32;
+        }
+        if let [last] = chunks.remainder() {
+            acc += (*last as u32) << 8;
+        }
+        acc
+    }
+
+    proptest::proptest! {
+        /// The wide sum folds to what the word-at-a-time one did, for any
+        /// length (odd ones too), start in the buffer and starting sum; runs
+        /// of one octet (0xff among them) carry on every word.
+        #[test]
+        fn wide_sum_folds_as_the_sum_of_words(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1500),
+            fill in proptest::option::of(proptest::prelude::any::<u8>()),
+            start in 0usize..8,
+            acc in 0u32..=u32::MAX / 2,
+        ) {
+            let mut bytes = bytes;
+            if let Some(b) = fill {
+                bytes.fill(b);
+            }
+            let data = bytes.get(start..).unwrap_or(&[]);
+            let wide = sum(data, acc);
+            proptest::prop_assert!(wide <= 0xffff);
+            proptest::prop_assert_eq!(fold(wide), fold(sum_by_pairs(data, acc)));
+            proptest::prop_assert_eq!(checksum(data), !fold(sum_by_pairs(data, 0)));
+        }
+    }
+
+    #[test]
+    fn wide_sum_takes_any_starting_sum() {
+        let ff = [0xffu8; 1501];
+        // 0xffff_ffff = 0xffff (mod 0xffff), and 0xffff words add nothing.
+        assert_eq!(sum(&ff[..1500], u32::MAX), 0xffff);
+        assert_eq!(sum(&ff, u32::MAX), 0xff00);
+        assert_eq!(sum(&[], 0), 0);
+        assert_eq!(sum(&[0; 9], 0), 0);
+        assert_eq!(sum(&[1], 0x10000), 0x101);
     }
 
     #[test]

@@ -56,28 +56,23 @@ pub enum PrefixError {
 
 impl Prefix {
     /// A prefix from an address and length; host bits are cleared (with
-    /// one mask on the address as an integer: the forwarding path's
-    /// longest-prefix match builds one per prefix length it tries).
+    /// one mask on the address as an integer).
     pub fn new(addr: IpAddr, len: u8) -> Result<Prefix, PrefixError> {
         match addr {
             IpAddr::V4(a) if len <= 32 => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
                 let mut b = [0u8; 16];
-                b[..4].copy_from_slice(&(u32::from(a) & mask).to_be_bytes());
+                b[..4].copy_from_slice(&(u32::from(a) & mask32(len)).to_be_bytes());
                 Ok(Prefix {
                     family: Family::Ipv4,
                     len,
                     addr: b,
                 })
             }
-            IpAddr::V6(a) if len <= 128 => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
-                Ok(Prefix {
-                    family: Family::Ipv6,
-                    len,
-                    addr: (u128::from(a) & mask).to_be_bytes(),
-                })
-            }
+            IpAddr::V6(a) if len <= 128 => Ok(Prefix {
+                family: Family::Ipv6,
+                len,
+                addr: (u128::from(a) & mask128(len)).to_be_bytes(),
+            }),
             _ => Err(PrefixError::BadLength),
         }
     }
@@ -150,25 +145,32 @@ impl Prefix {
         }
     }
 
-    /// Does this prefix cover `addr`?
+    /// The address as a big-endian integer, an IPv4 one in the top 32 bits:
+    /// among prefixes of one family and length it orders as `Ord` does, so
+    /// the FIB lookup can binary-search on it.
+    pub(crate) fn bits(&self) -> u128 {
+        u128::from_be_bytes(self.addr)
+    }
+
+    /// Does this prefix cover `addr`? (Integer compares: the forwarding path
+    /// asks this of several prefixes per packet.)
     pub fn contains(&self, addr: IpAddr) -> bool {
-        let bytes: [u8; 16] = match (self.family, addr) {
+        match (self.family, addr) {
             (Family::Ipv4, IpAddr::V4(a)) => {
-                let mut b = [0u8; 16];
-                b[..4].copy_from_slice(&a.octets());
-                b
+                let [b0, b1, b2, b3, ..] = self.addr;
+                (u32::from(a) ^ u32::from_be_bytes([b0, b1, b2, b3])) & mask32(self.len) == 0
             }
-            (Family::Ipv6, IpAddr::V6(a)) => a.octets(),
-            _ => return false,
-        };
-        prefix_match(&self.addr, &bytes, self.len)
+            (Family::Ipv6, IpAddr::V6(a)) => (u128::from(a) ^ self.bits()) & mask128(self.len) == 0,
+            _ => false,
+        }
     }
 
     /// Does this prefix cover all of `other` (equal or more specific)?
     pub fn covers(&self, other: &Prefix) -> bool {
+        // IPv4 sits in the top bits of `bits`, so the 128-bit mask fits both.
         self.family == other.family
             && self.len <= other.len
-            && prefix_match(&self.addr, &other.addr, self.len)
+            && (self.bits() ^ other.bits()) & mask128(self.len) == 0
     }
 
     /// Length of the NLRI encoding: one length octet plus the significant octets.
@@ -208,17 +210,20 @@ fn mask_host_bits(addr: &mut [u8; 16], len: u8) {
     }
 }
 
-fn prefix_match(a: &[u8; 16], b: &[u8; 16], len: u8) -> bool {
-    let full = (len / 8) as usize;
-    if a[..full] != b[..full] {
-        return false;
-    }
-    let rem = len % 8;
-    if rem == 0 {
-        return true;
-    }
-    let mask = 0xffu8 << (8 - rem);
-    (a[full] & mask) == (b[full] & mask)
+/// The network mask of an IPv4 prefix length. Length 0 is mask 0, which
+/// no shift gives (one by the full width overflows), hence `checked_shl`.
+fn mask32(len: u8) -> u32 {
+    u32::MAX
+        .checked_shl(32 - u32::from(len.min(32)))
+        .unwrap_or(0)
+}
+
+/// The network mask of an IPv6 prefix length (or of an IPv4 one, with the
+/// address in the top 32 bits), as [`mask32`].
+pub(crate) fn mask128(len: u8) -> u128 {
+    u128::MAX
+        .checked_shl(128 - u32::from(len.min(128)))
+        .unwrap_or(0)
 }
 
 impl fmt::Display for Prefix {
@@ -313,6 +318,87 @@ mod tests {
                 Prefix::new(IpAddr::V4(v4), len),
                 Prefix::from_bytes(Family::Ipv4, len, &v4.octets())
             );
+        }
+    }
+
+    /// The byte-wise match `contains` and `covers` used before they compared
+    /// integers: the reference they are checked against.
+    fn bytewise_match(a: &[u8; 16], b: &[u8; 16], len: u8) -> bool {
+        let full = (len / 8) as usize;
+        if a[..full] != b[..full] {
+            return false;
+        }
+        let rem = len % 8;
+        if rem == 0 {
+            return true;
+        }
+        let mask = 0xffu8 << (8 - rem);
+        (a[full] & mask) == (b[full] & mask)
+    }
+
+    fn bytewise_contains(p: &Prefix, addr: IpAddr) -> bool {
+        let bytes: [u8; 16] = match (p.family, addr) {
+            (Family::Ipv4, IpAddr::V4(a)) => {
+                let mut b = [0u8; 16];
+                b[..4].copy_from_slice(&a.octets());
+                b
+            }
+            (Family::Ipv6, IpAddr::V6(a)) => a.octets(),
+            _ => return false,
+        };
+        bytewise_match(&p.addr, &bytes, p.len)
+    }
+
+    fn addr_of(a: u128, v6: bool) -> IpAddr {
+        if v6 {
+            IpAddr::V6(Ipv6Addr::from(a))
+        } else {
+            IpAddr::V4(Ipv4Addr::from(a as u32))
+        }
+    }
+
+    /// `addr` with bit `bit` (counted from the top) inverted, or `addr`
+    /// itself when `bit` is past its width: hits and near misses at every
+    /// length.
+    fn flip(addr: IpAddr, bit: u8) -> IpAddr {
+        match addr {
+            IpAddr::V4(a) => {
+                let f = 1u32.checked_shl(31u32.wrapping_sub(u32::from(bit)));
+                IpAddr::V4(Ipv4Addr::from(u32::from(a) ^ f.unwrap_or(0)))
+            }
+            IpAddr::V6(a) => {
+                let f = 1u128.checked_shl(127u32.wrapping_sub(u32::from(bit)));
+                IpAddr::V6(Ipv6Addr::from(u128::from(a) ^ f.unwrap_or(0)))
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// The integer `contains` and `covers` answer as the byte-wise
+        /// match did, for both families, every length (0, 32 and 128
+        /// included) and addresses one bit away from the prefix's.
+        #[test]
+        fn contains_and_covers_match_the_bytewise_reference(
+            a in proptest::prelude::any::<u128>(),
+            v6 in proptest::prelude::any::<bool>(),
+            len in 0u8..=128,
+            bit in 0u8..=130,
+            other_len in 0u8..=128,
+        ) {
+            let base = addr_of(a, v6);
+            let p = Prefix::new(base, len.min(if v6 { 128 } else { 32 })).unwrap();
+            // The same family, and the other one.
+            for addr in [flip(base, bit), flip(addr_of(a, !v6), bit)] {
+                proptest::prop_assert_eq!(p.contains(addr), bytewise_contains(&p, addr));
+                let q_len = other_len.min(if addr.is_ipv6() { 128 } else { 32 });
+                for q in [Prefix::new(addr, q_len).unwrap(), Prefix::host(addr)] {
+                    let want = p.family == q.family
+                        && p.len <= q.len
+                        && bytewise_match(&p.addr, &q.addr, p.len);
+                    proptest::prop_assert_eq!(p.covers(&q), want);
+                    proptest::prop_assert!(q.covers(&q));
+                }
+            }
         }
     }
 

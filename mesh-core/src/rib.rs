@@ -22,7 +22,7 @@ use core::net::{IpAddr, Ipv4Addr};
 
 use crate::bgp::attr::PathAttributes;
 use crate::hash::Fnv;
-use crate::prefix::{Family, Prefix};
+use crate::prefix::{mask128, Family, Prefix};
 
 /// Index of a BGP peer (session) in the node; at most [`MAX_PEERS`].
 pub type PeerId = u8;
@@ -267,9 +267,8 @@ pub struct Rib<const P: usize = 512, const A: usize = 1024> {
     /// Sorted by prefix, for binary search.
     entries: heapless::Vec<Entry, P>,
     attrs: AttrPool<A>,
-    /// How many entries exist for each (family, length): the FIB lookup only
-    /// tries lengths in use.
-    lengths: [[u16; 129]; 2],
+    /// Entries per (family, length), in step with `entries`.
+    lengths: Lengths,
     /// Paths held per peer (Adj-RIB-In sizes), for max-prefix.
     counts: [u32; MAX_PEERS],
     /// Counters.
@@ -294,6 +293,57 @@ fn fam(f: Family) -> usize {
     }
 }
 
+/// How many entries the RIB holds for each (family, prefix length), which
+/// lengths have any, and how many each family has: where [`Rib::lookup`]
+/// finds each length's run of entries.
+#[derive(Debug, PartialEq, Eq)]
+struct Lengths {
+    counts: [[u16; 129]; 2],
+    /// Bit `len % 64` of word `len / 64` is set while `counts[f][len]` is
+    /// not zero, so the lookup skips the lengths nothing has.
+    used: [[u64; 3]; 2],
+    family_total: [usize; 2],
+}
+
+impl Lengths {
+    const fn new() -> Self {
+        Lengths {
+            counts: [[0; 129]; 2],
+            used: [[0; 3]; 2],
+            family_total: [0; 2],
+        }
+    }
+
+    fn add(&mut self, p: &Prefix) {
+        let (f, len) = (fam(p.family()), usize::from(p.prefix_len()));
+        if let Some(c) = self.counts[f].get_mut(len) {
+            *c += 1;
+            self.used[f][len / 64] |= 1 << (len % 64);
+            self.family_total[f] += 1;
+        }
+    }
+
+    fn remove(&mut self, p: &Prefix) {
+        let (f, len) = (fam(p.family()), usize::from(p.prefix_len()));
+        if let Some(c) = self.counts[f].get_mut(len).filter(|c| **c > 0) {
+            *c -= 1;
+            if *c == 0 {
+                self.used[f][len / 64] &= !(1 << (len % 64));
+            }
+            self.family_total[f] -= 1;
+        }
+    }
+
+    fn count(&self, f: usize, len: usize) -> usize {
+        let counts = self.counts.get(f);
+        counts.and_then(|c| c.get(len)).map_or(0, |&c| c.into())
+    }
+
+    fn total(&self) -> usize {
+        self.family_total[0] + self.family_total[1]
+    }
+}
+
 impl<const P: usize, const A: usize> Rib<P, A> {
     /// `max_paths` bounds the multipath set (1 disables ECMP).
     pub const fn new(local_asn: u32, max_paths: u8) -> Self {
@@ -303,7 +353,7 @@ impl<const P: usize, const A: usize> Rib<P, A> {
             peers: [None; MAX_PEERS],
             entries: heapless::Vec::new(),
             attrs: AttrPool::new(),
-            lengths: [[0; 129]; 2],
+            lengths: Lengths::new(),
             counts: [0; MAX_PEERS],
             stats: RibStats {
                 as_path_loops: 0,
@@ -400,7 +450,7 @@ impl<const P: usize, const A: usize> Rib<P, A> {
                     self.stats.full_errors += 1;
                     return Err(RibError::PrefixesFull);
                 }
-                self.lengths[fam(prefix.family())][prefix.prefix_len() as usize] += 1;
+                self.lengths.add(&prefix);
                 i
             }
         };
@@ -576,22 +626,37 @@ impl<const P: usize, const A: usize> Rib<P, A> {
 
     /// Longest-prefix match: the most specific entry with a best path that
     /// covers `addr`.
+    ///
+    /// Every forwarded packet asks this. `entries` holds each (family,
+    /// length) as one run sorted by address, the family's longest lengths
+    /// last, so the counts alone place each run; only lengths in use are
+    /// tried, and a run is searched by the address as an integer.
     pub fn lookup(&self, addr: IpAddr) -> Option<&Entry> {
-        let family = match addr {
-            IpAddr::V4(_) => Family::Ipv4,
-            IpAddr::V6(_) => Family::Ipv6,
+        // IPv4 in the top bits, as `Prefix::bits` has it.
+        let (f, addr) = match addr {
+            IpAddr::V4(a) => (0, u128::from(u32::from(a)) << 96),
+            IpAddr::V6(a) => (1, u128::from(a)),
         };
-        let lengths = &self.lengths[fam(family)];
-        for len in (0..=family.max_len()).rev() {
-            if lengths[len as usize] == 0 {
-                continue;
-            }
-            let Ok(key) = Prefix::new(addr, len) else {
-                continue;
-            };
-            if let Ok(i) = self.find(&key) {
-                if !self.entries[i].paths.is_empty() {
-                    return Some(&self.entries[i]);
+        let lengths = &self.lengths;
+        debug_assert_eq!(lengths.total(), self.entries.len());
+        let mut end = match f {
+            0 => lengths.family_total[0],
+            _ => self.entries.len(),
+        };
+        for (w, &used) in lengths.used[f].iter().enumerate().rev() {
+            let mut bits = used;
+            while let Some(top) = 63u32.checked_sub(bits.leading_zeros()) {
+                bits ^= 1 << top;
+                let len = w * 64 + top as usize;
+                let start = end.checked_sub(lengths.count(f, len))?;
+                let run = self.entries.get(start..end)?;
+                end = start;
+                let key = addr & mask128(len as u8);
+                if let Ok(i) = run.binary_search_by(|e| e.prefix.bits().cmp(&key)) {
+                    match run.get(i) {
+                        Some(e) if !e.paths.is_empty() => return Some(e),
+                        _ => {}
+                    }
                 }
             }
         }
@@ -778,8 +843,7 @@ impl<const P: usize, const A: usize> Rib<P, A> {
         };
         if e.paths.is_empty() && e.advertised_to == 0 {
             let e = self.entries.remove(idx);
-            let l = &mut self.lengths[fam(e.prefix.family())][e.prefix.prefix_len() as usize];
-            *l = l.saturating_sub(1);
+            self.lengths.remove(&e.prefix);
         }
     }
 

@@ -522,3 +522,129 @@ fn export_skips_a_peer_already_in_the_path() {
     let mut batch: heapless::Vec<Prefix, 16> = heapless::Vec::new();
     assert_eq!(r.next_export(2, 65003, &mut batch), None);
 }
+
+/// What the lookup keeps beside the entries matches a recount of them, and
+/// the entries are in order.
+fn check_lengths(r: &TestRib) {
+    let mut fresh = Lengths::new();
+    for e in &r.entries {
+        fresh.add(&e.prefix);
+    }
+    assert_eq!(fresh, r.lengths);
+    assert!(r.entries.windows(2).all(|w| w[0].prefix < w[1].prefix));
+}
+
+/// The longest-prefix match by scanning every entry.
+fn lookup_by_scan(r: &TestRib, addr: IpAddr) -> Option<Prefix> {
+    r.entries
+        .iter()
+        .filter(|e| !e.paths.is_empty())
+        .map(|e| e.prefix)
+        .filter(|p| Prefix::new(addr, p.prefix_len()) == Ok(*p))
+        .max_by_key(|p| p.prefix_len())
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// Source 0 is the node itself, 1 and 2 are peers; an index into the
+    /// prefixes.
+    Announce(u8, usize),
+    Withdraw(u8, usize),
+    PeerDown(u8),
+    /// Drops the paths whose AS_PATH starts with this peer's AS.
+    WithdrawWhere(u8),
+    /// Peer 3 hears everything pending: announced entries then stay, with
+    /// no paths, until their withdrawal is sent.
+    Export,
+}
+
+/// An address whose top bits are `a`'s (IPv4 takes the top 32).
+fn addr_of(a: u128, v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::V6(a.into())
+    } else {
+        IpAddr::V4(((a >> 96) as u32).into())
+    }
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        6 => (0u8..3, 0usize..40).prop_map(|(s, i)| Op::Announce(s, i)),
+        3 => (0u8..3, 0usize..40).prop_map(|(s, i)| Op::Withdraw(s, i)),
+        1 => (1u8..3).prop_map(Op::PeerDown),
+        1 => (1u8..3).prop_map(Op::WithdrawWhere),
+        1 => Just(Op::Export),
+    ]
+}
+
+proptest::proptest! {
+    /// The lookup finds what a scan of every entry finds, after every
+    /// change, on tables of IPv4 and IPv6 prefixes that nest (a few base
+    /// addresses cut at many lengths, /0, /32 and /128 among them), for
+    /// addresses near and inside them.
+    #[test]
+    fn lookup_finds_what_a_scan_finds(
+        bases in proptest::array::uniform3(proptest::prelude::any::<u128>()),
+        prefixes in proptest::collection::vec(
+            (
+                0usize..3,
+                proptest::prelude::any::<bool>(),
+                proptest::prop_oneof![
+                    proptest::sample::select(&[0u8, 1, 8, 24, 31, 32, 64, 127, 128][..]),
+                    0u8..=128,
+                ],
+            ),
+            40,
+        ),
+        ops in proptest::collection::vec(op(), 1..60),
+        probes in proptest::collection::vec((0usize..3, proptest::prelude::any::<u128>(), 0u32..=129), 16),
+    ) {
+        let prefixes: Vec<Prefix> = prefixes
+            .iter()
+            .map(|&(b, v6, len)| {
+                let len = if v6 { len } else { len.min(32) };
+                Prefix::new(addr_of(bases[b], v6), len).unwrap()
+            })
+            .collect();
+        let source = |s: u8| if s == 0 { Source::Local } else { Source::Peer(s) };
+        let mut r = rib();
+        let mut batch: heapless::Vec<Prefix, 16> = heapless::Vec::new();
+        for op in ops {
+            match op {
+                Op::Announce(s, i) => {
+                    let _ = r.update(source(s), prefixes[i], &path(&[65001 + u32::from(s)]));
+                }
+                Op::Withdraw(s, i) => {
+                    r.withdraw(source(s), prefixes[i]);
+                }
+                Op::PeerDown(p) => {
+                    r.peer_down(p);
+                    r.set_peer(p, peer(p + 1, 65001 + u32::from(p)));
+                }
+                Op::WithdrawWhere(p) => {
+                    r.withdraw_where(|a| a.as_path.first_as() == Some(65001 + u32::from(p)));
+                }
+                Op::Export => {
+                    r.peer_up(3);
+                    while let Some(kind) = r.next_export(3, 65009, &mut batch) {
+                        let b = batch.clone();
+                        r.mark_sent(3, &b, kind.is_some());
+                    }
+                }
+            }
+            check_lengths(&r);
+            // Near a base: its top bits with some of the rest flipped.
+            for &(b, flips, keep) in &probes {
+                let a = bases[b] ^ flips.checked_shr(keep).unwrap_or(0);
+                for addr in [addr_of(a, false), addr_of(a, true)] {
+                    proptest::prop_assert_eq!(
+                        r.lookup(addr).map(|e| e.prefix),
+                        lookup_by_scan(&r, addr),
+                        "{}", addr
+                    );
+                }
+            }
+        }
+    }
+}
