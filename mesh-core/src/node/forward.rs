@@ -371,7 +371,7 @@ pub(crate) fn is_bgp(packet: &[u8], info: &IpInfo) -> bool {
 /// How long a delivered redundant packet is remembered, to drop its twin.
 const DEDUP_WINDOW: Duration = Duration::from_millis(500);
 const DEDUP_SLOTS: usize = 4096;
-const DEDUP_PROBE: usize = 8;
+const DEDUP_WAYS: usize = 4;
 
 /// Recently delivered small UDP packets, keyed by what identifies a packet
 /// across paths (addresses, protocol, IPv4 identification, and the start of
@@ -412,29 +412,46 @@ impl Dedup {
             }
             _ => h.word(u64::from(info.protocol)),
         }
-        let end = info.total_len.min(info.header_len + 8 + 64);
+        // The UDP header, whose checksum covers the whole datagram, and the
+        // payload's first 8 octets; without a checksum (IPv4 allows none),
+        // the payload's first 64.
+        let udp_sum = packet
+            .get(info.header_len + 6..info.header_len + 8)
+            .is_some_and(|c| c != [0, 0]);
+        let covered = if udp_sum { 8 } else { 64 };
+        let end = info.total_len.min(info.header_len + 8 + covered);
         h.bytes(packet.get(info.header_len..end).unwrap_or(&[]));
         h.finish() | 1 // never the empty-slot key
     }
 
     /// Records the packet; false when it was seen within the window.
+    ///
+    /// The key picks a bucket of [`DEDUP_WAYS`] slots: a packet is looked
+    /// for there only, and recorded in a free one (empty, expired, or its
+    /// own old record), else over the oldest. A twin is missed only when
+    /// `DEDUP_WAYS` later packets of the window took its bucket first (a
+    /// duplicate delivered, which UDP allows); a packet is never taken for
+    /// another's twin but for equal keys.
     pub fn first_sighting(&mut self, now: Instant, packet: &[u8], info: &IpInfo) -> bool {
         let key = Self::key(packet, info);
-        let start = (key as usize) % DEDUP_SLOTS;
-        let mut free = None;
-        for i in 0..DEDUP_PROBE {
-            let slot = (start + i) % DEDUP_SLOTS;
-            let (k, at) = self.slots[slot];
-            let live = k != 0 && now.saturating_duration_since(at) < DEDUP_WINDOW;
-            if live && k == key {
-                return false;
-            }
-            if !live && free.is_none() {
-                free = Some(slot);
-            }
+        let start = (key as usize % (DEDUP_SLOTS / DEDUP_WAYS)) * DEDUP_WAYS;
+        let Some(bucket) = self.slots.get_mut(start..start + DEDUP_WAYS) else {
+            return true;
+        };
+        let expired = |at: Instant| now.saturating_duration_since(at) >= DEDUP_WINDOW;
+        if bucket.iter().any(|&(k, at)| k == key && !expired(at)) {
+            return false;
         }
-        // Full neighbourhood: overwrite the first probe position.
-        self.slots[free.unwrap_or(start)] = (key, now);
+        let slot = match bucket
+            .iter()
+            .position(|&(k, at)| k == 0 || k == key || expired(at))
+        {
+            Some(free) => free,
+            None => (0..DEDUP_WAYS).min_by_key(|&i| bucket[i].1).unwrap_or(0),
+        };
+        if let Some(s) = bucket.get_mut(slot) {
+            *s = (key, now);
+        }
         true
     }
 }

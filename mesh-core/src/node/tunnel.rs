@@ -134,9 +134,11 @@ impl Upkeep {
         let kind = datagram.first().copied();
         wg.stats.rx_datagrams += 1;
         let mut r = Received::default();
-        // Whether a WireGuard session existed before this datagram: a new one
-        // then replaces it (the member restarted, or a rekey).
-        let had_session = wg.tunnel.since_handshake().is_some();
+        // Whether a WireGuard session existed before this handshake message:
+        // a new one then replaces it (the member restarted, or a rekey).
+        // Asked of handshakes only: boringtun reads the clock to answer.
+        let had_session = matches!(kind, Some(HANDSHAKE_INITIATION | HANDSHAKE_RESPONSE))
+            && wg.tunnel.since_handshake().is_some();
         let result = wg.tunnel.decapsulate(Some(from.ip()), datagram, buf);
         r.authenticated = match result {
             TunnelResult::Done => kind == Some(TRANSPORT_DATA), // a keepalive

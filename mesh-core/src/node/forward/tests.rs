@@ -423,23 +423,48 @@ fn after_500_ms_the_same_packet_is_new_again() {
 
 #[test]
 fn packets_that_differ_in_any_keyed_byte_are_different_packets() {
-    // Every byte of the UDP header and of the first 64 payload bytes is in
-    // the key, and so is the IPv4 identification: a packet that differs in
-    // one of them is no twin. (2,000 distinct packets, within the window.)
+    // Every byte of the UDP header and of the first 8 payload bytes is in
+    // the key, and so is the IPv4 identification; a payload that differs
+    // further on carries another UDP checksum; without a checksum, every
+    // byte of the first 64 payload bytes is in the key. A packet that
+    // differs in one of them is no twin. (2,000 distinct packets, within
+    // the window.)
     let mut d = Dedup::new();
     let base = udp(host(4), host(1), GAME, GAME, 100);
+    assert_ne!(base[26..28], [0, 0], "built with a UDP checksum");
+    let mut no_sum = base.clone();
+    no_sum[26..28].copy_from_slice(&[0, 0]);
     let at = |i: u32| T0 + Duration::from_micros(u64::from(i));
     let mut n = 0;
-    for byte in 20..20 + 8 + 64 {
-        for bit in [0x01u8, 0x80] {
-            let mut p = base.clone();
-            p[byte] ^= bit;
-            assert!(
-                d.first_sighting(at(n), &p, &ip::parse(&p).unwrap()),
-                "byte {byte} bit {bit:#x}"
-            );
-            n += 1;
+    for (base, keyed) in [(&base, 8), (&no_sum, 64)] {
+        for byte in 20..20 + 8 + keyed {
+            for bit in [0x01u8, 0x80] {
+                let mut p = base.clone();
+                p[byte] ^= bit;
+                if (26..28).contains(&byte) && p[26..28] == [0, 0] {
+                    continue; // the checksummed packet made checksum-less
+                }
+                assert!(
+                    d.first_sighting(at(n), &p, &ip::parse(&p).unwrap()),
+                    "byte {byte} bit {bit:#x} of {keyed}"
+                );
+                n += 1;
+            }
         }
+    }
+    // (Another port than the flips above, one of which made the checksum
+    // these packets carry.)
+    for last in 1..=20u8 {
+        let mut payload: Vec<u8> = (0..100).map(|i| i as u8).collect();
+        payload[99] = payload[99].wrapping_add(last);
+        let mut p = std::vec![0u8; 128];
+        let len = ip::build_udp4(host(4), host(1), GAME + 1, GAME, 64, &payload, &mut p).unwrap();
+        p.truncate(len);
+        assert!(
+            d.first_sighting(at(n), &p, &ip::parse(&p).unwrap()),
+            "last byte {last}"
+        );
+        n += 1;
     }
     for id in 1..=1800u16 {
         let mut p = base.clone();
@@ -456,4 +481,74 @@ fn packets_that_differ_in_any_keyed_byte_are_different_packets() {
     // And the original, still a first sighting, then a twin.
     assert!(d.first_sighting(at(n), &base, &ip::parse(&base).unwrap()));
     assert!(!d.first_sighting(at(n + 1), &base, &ip::parse(&base).unwrap()));
+}
+
+/// `n` packets of the game flow whose keys share `base`'s bucket.
+fn same_bucket(base: &[u8], n: usize) -> Vec<Vec<u8>> {
+    let bucket =
+        |p: &[u8]| Dedup::key(p, &ip::parse(p).unwrap()) as usize % (DEDUP_SLOTS / DEDUP_WAYS);
+    let want = bucket(base);
+    (0..u16::MAX)
+        .map(|id| {
+            let mut p = base.to_vec();
+            p[4..6].copy_from_slice(&id.to_be_bytes());
+            p[10..12].copy_from_slice(&[0, 0]);
+            let c = ip::checksum(&p[..20]);
+            p[10..12].copy_from_slice(&c.to_be_bytes());
+            p
+        })
+        .filter(|p| p[..] != base[..] && bucket(p) == want)
+        .take(n)
+        .collect()
+}
+
+#[test]
+fn a_twin_is_caught_unless_its_whole_bucket_was_taken_meanwhile() {
+    let base = udp(host(4), host(1), GAME, GAME, 100);
+    let info = ip::parse(&base).unwrap();
+    let others = same_bucket(&base, DEDUP_WAYS);
+    assert_eq!(others.len(), DEDUP_WAYS);
+    let at = |ms: u64| T0 + Duration::from_millis(ms);
+    // The bucket's other slots taken: the twin is still caught.
+    let mut d = Dedup::new();
+    assert!(d.first_sighting(at(0), &base, &info));
+    for (i, p) in others[..DEDUP_WAYS - 1].iter().enumerate() {
+        assert!(d.first_sighting(at(1 + i as u64), p, &ip::parse(p).unwrap()));
+    }
+    assert!(!d.first_sighting(at(10), &base, &info));
+    // One more packet of the bucket replaces the oldest record, ours: the
+    // twin passes (a duplicate delivered), and the others are still known.
+    let mut d = Dedup::new();
+    assert!(d.first_sighting(at(0), &base, &info));
+    for (i, p) in others.iter().enumerate() {
+        assert!(d.first_sighting(at(1 + i as u64), p, &ip::parse(p).unwrap()));
+    }
+    assert!(d.first_sighting(at(10), &base, &info));
+    let last = &others[DEDUP_WAYS - 1];
+    assert!(!d.first_sighting(at(11), last, &ip::parse(last).unwrap()));
+    // Expired records are free again: after the window, a full bucket
+    // takes the packet without losing a live record.
+    let later = at(0) + DEDUP_WINDOW + Duration::from_millis(20);
+    assert!(d.first_sighting(later, &base, &info));
+}
+
+#[test]
+fn among_200_packets_of_the_window_every_twin_is_caught() {
+    // 200 live records in 1,024 buckets of 4: a bucket overflows for these
+    // packets only if 4 more of them fall in it (none does here; for random
+    // keys some 1 in 20,000).
+    let mut d = Dedup::new();
+    let packets: Vec<Vec<u8>> = (0..200u16)
+        .map(|i| udp(host(4), host(1), GAME + i, GAME, 100))
+        .collect();
+    let at = |i: usize| T0 + Duration::from_micros(i as u64 * 100);
+    for (i, p) in packets.iter().enumerate() {
+        assert!(d.first_sighting(at(i), p, &ip::parse(p).unwrap()));
+    }
+    for (i, p) in packets.iter().enumerate() {
+        assert!(
+            !d.first_sighting(at(200 + i), p, &ip::parse(p).unwrap()),
+            "twin {i}"
+        );
+    }
 }
