@@ -78,6 +78,8 @@ fn ubus_socket() -> PathBuf {
 
 /// Packets handled per readiness event before others get a turn.
 const BATCH: usize = 256;
+/// A batch of packets reads the clock again after this many.
+const CLOCK_EVERY: usize = 16;
 
 /// How the loop ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -245,6 +247,9 @@ pub struct Daemon {
     nft: Nft,
     /// How long the loop was busy per wake-up, at worst, lately.
     loop_latency: LoopLatency,
+    /// One instant on both clocks (both CLOCK_MONOTONIC), read at start: the
+    /// loop reads mesh-core's and derives std's, for the parts that keep it.
+    clock_base: (Instant, std::time::Instant),
     /// The LAN's discovery socket (relayed broadcasts and multicasts).
     discovery: LanDiscovery,
     /// Our signed group record and the edits the group's records ask for.
@@ -314,7 +319,7 @@ impl LanDiscovery {
 /// minute (two one-minute buckets: the current and the one before).
 #[derive(Debug)]
 struct LoopLatency {
-    bucket_start: std::time::Instant,
+    bucket_start: Instant,
     current: std::time::Duration,
     previous: std::time::Duration,
     /// The same for the loop thread's own CPU time per stretch (its work,
@@ -405,9 +410,9 @@ pub struct LoopWorst {
 impl LoopLatency {
     const BUCKET: std::time::Duration = std::time::Duration::from_secs(60);
 
-    fn new() -> LoopLatency {
+    fn new(now: Instant) -> LoopLatency {
         LoopLatency {
-            bucket_start: std::time::Instant::now(),
+            bucket_start: now,
             current: std::time::Duration::ZERO,
             previous: std::time::Duration::ZERO,
             busy_current: (std::time::Duration::ZERO, ""),
@@ -422,12 +427,15 @@ impl LoopLatency {
         self.cpu_at = thread_cpu();
     }
 
-    /// A stretch that started at `at` ended `wall` later.
-    fn record(&mut self, at: std::time::Instant, wall: std::time::Duration, what: &'static str) {
+    /// A stretch that started at `at` ended at `end`.
+    fn record(&mut self, at: Instant, end: Instant, what: &'static str) {
         let cpu = thread_cpu();
         let busy = cpu.saturating_sub(self.cpu_at);
         self.cpu_at = cpu;
-        let age = at.saturating_duration_since(self.bucket_start);
+        let wall = std::time::Duration::from_micros(end.saturating_duration_since(at).as_micros());
+        let age = std::time::Duration::from_micros(
+            at.saturating_duration_since(self.bucket_start).as_micros(),
+        );
         if age >= Self::BUCKET {
             let old = age >= 2 * Self::BUCKET;
             self.previous = if old {
@@ -690,7 +698,8 @@ impl Daemon {
             consoles_read: None,
             exit_route: false,
             nft: Nft::default(),
-            loop_latency: LoopLatency::new(),
+            loop_latency: LoopLatency::new(now()),
+            clock_base: (now(), std::time::Instant::now()),
             discovery: LanDiscovery::default(),
             group: Default::default(),
         };
@@ -743,14 +752,19 @@ impl Daemon {
     pub fn run(&mut self) -> io::Result<Outcome> {
         let mut events = [EpollEvent::empty(); 16];
         let mut buf = vec![0u8; 65536];
-        self.drain_and_arm();
+        self.drain_and_arm(now());
         while self.stop.is_none() {
             let n = match self.epoll.wait(&mut events, EpollTimeout::NONE) {
                 Ok(n) => n,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(ctx(e, "epoll")),
             };
-            let mut woke = std::time::Instant::now();
+            // The clock is read when the loop wakes and serves the whole
+            // stretch (a batch of packets reads it again every
+            // `CLOCK_EVERY`); a deadline that falls due meanwhile fires the
+            // timer at once. One more read ends the stretch, for its length.
+            let mut t = now();
+            let mut woke = t;
             self.loop_latency.woke();
             let mut handled = "upkeep";
             for (i, ev) in events[..n].iter().enumerate() {
@@ -758,19 +772,19 @@ impl Daemon {
                     // A batch of ready sources (a backlog after the machine
                     // kept us off the CPU) does not hold BFD's timers back:
                     // what fell due runs between one source and the next.
-                    let t = now();
+                    t = now();
+                    self.loop_latency.record(woke, t, handled);
+                    woke = t;
                     if self.node.poll_timeout().is_some_and(|(d, _)| d <= t) {
                         self.node.handle_timeout(t);
                         self.drain();
                     }
-                    self.loop_latency.record(woke, woke.elapsed(), handled);
-                    woke = std::time::Instant::now();
                 }
                 handled = source_name(ev.data());
                 match ev.data() {
-                    TOKEN_UDP4 => self.read_udp(false, &mut buf),
-                    TOKEN_UDP6 => self.read_udp(true, &mut buf),
-                    TOKEN_TUN => self.read_tun(&mut buf),
+                    TOKEN_UDP4 => self.read_udp(false, &mut t, &mut buf),
+                    TOKEN_UDP6 => self.read_udp(true, &mut t, &mut buf),
+                    TOKEN_TUN => self.read_tun(&mut t, &mut buf),
                     TOKEN_TIMER => {
                         let _ = self.timer.wait();
                         self.armed = None;
@@ -795,21 +809,34 @@ impl Daemon {
                 // Closing a stalled client's fd also drops its epoll entry.
                 self.control.expire(std::time::Instant::now());
             }
-            let evs = self.ubus.poll_reconnect(std::time::Instant::now());
-            self.on_ubus(evs);
-            self.resume_discovery();
+            let wall = self.std_instant(t);
+            if self.ubus.next_reconnect().is_some() {
+                let evs = self.ubus.poll_reconnect(wall);
+                self.on_ubus(evs);
+            }
+            self.resume_discovery(wall);
             if self.ubus.wants_write() {
                 self.ubus.flush();
             }
-            let t = now();
             if self.node.poll_timeout().is_some_and(|(d, _)| d <= t) {
                 self.node.handle_timeout(t);
                 self.housekeeping();
             }
-            self.drain_and_arm();
-            self.loop_latency.record(woke, woke.elapsed(), handled);
+            self.drain_and_arm(t);
+            self.loop_latency.record(woke, now(), handled);
         }
         Ok(self.stop.take().unwrap_or(Outcome::Exit))
+    }
+
+    /// `t` on std's clock.
+    fn std_instant(&self, t: Instant) -> std::time::Instant {
+        let (base, wall) = self.clock_base;
+        let us = |d: mesh_core::Duration| std::time::Duration::from_micros(d.as_micros());
+        if t >= base {
+            wall + us(t - base)
+        } else {
+            wall.checked_sub(us(base - t)).unwrap_or(wall)
+        }
     }
 
     /// Host facts the node cannot read itself: our addresses (is a STUN
@@ -982,8 +1009,11 @@ impl Daemon {
         }
     }
 
-    fn read_udp(&mut self, v6: bool, buf: &mut [u8]) {
-        for _ in 0..BATCH {
+    fn read_udp(&mut self, v6: bool, t: &mut Instant, buf: &mut [u8]) {
+        for i in 0..BATCH {
+            if i > 0 && i % CLOCK_EVERY == 0 {
+                *t = now();
+            }
             let sock = if v6 {
                 match &self.udp6 {
                     Some(s) => s,
@@ -996,7 +1026,7 @@ impl Daemon {
                 Ok((len, from)) => {
                     // Anything longer than a WireGuard datagram is counted and
                     // dropped by the node, not truncated here.
-                    self.node.handle_udp(now(), from, &buf[..len]);
+                    self.node.handle_udp(*t, from, &buf[..len]);
                     self.drain();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -1008,11 +1038,14 @@ impl Daemon {
         }
     }
 
-    fn read_tun(&mut self, buf: &mut [u8]) {
-        for _ in 0..BATCH {
+    fn read_tun(&mut self, t: &mut Instant, buf: &mut [u8]) {
+        for i in 0..BATCH {
+            if i > 0 && i % CLOCK_EVERY == 0 {
+                *t = now();
+            }
             match self.tun.read(buf) {
                 Ok(len) => {
-                    self.node.handle_lan_packet(now(), &buf[..len]);
+                    self.node.handle_lan_packet(*t, &buf[..len]);
                     self.drain();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -1075,11 +1108,11 @@ impl Daemon {
     }
 
     /// The paused second is over: the socket is read again.
-    fn resume_discovery(&mut self) {
+    fn resume_discovery(&mut self, wall: std::time::Instant) {
         let Some(until) = self.discovery.paused_until else {
             return;
         };
-        if std::time::Instant::now() < until {
+        if wall < until {
             return;
         }
         self.discovery.paused_until = None;
@@ -1340,7 +1373,8 @@ impl Daemon {
     /// Moves the node's outputs to the sockets, the TUN device, the log and
     /// the routing table.
     fn drain(&mut self) {
-        let mut unavailable = Vec::new();
+        // (An Option: dropping an empty Vec is a call on every drain.)
+        let mut unavailable: Option<Vec<(u16, Vec<u8>, SocketAddr)>> = None;
         while let Some(d) = self.node.poll_transmit() {
             let sent = match (d.to, d.from) {
                 (SocketAddr::V4(_), Port::Exit(port)) => match self.exit_sockets.get(&port) {
@@ -1348,7 +1382,11 @@ impl Daemon {
                     None => {
                         // A new mapping: `d` borrows the node, so its socket
                         // is opened (and the datagram sent) after the loop.
-                        unavailable.push((port, d.bytes.to_vec(), d.to));
+                        unavailable.get_or_insert_with(Vec::new).push((
+                            port,
+                            d.bytes.to_vec(),
+                            d.to,
+                        ));
                         continue;
                     }
                 },
@@ -1363,19 +1401,21 @@ impl Daemon {
             }
         }
         // First datagrams of new mappings: open their sockets.
-        for (port, bytes, to) in unavailable {
-            match self.exit_socket(port) {
-                Ok(s) => {
-                    if s.send_to(&bytes, to).is_err() {
-                        self.udp_send_errors += 1;
+        if let Some(unavailable) = unavailable {
+            for (port, bytes, to) in unavailable {
+                match self.exit_socket(port) {
+                    Ok(s) => {
+                        if s.send_to(&bytes, to).is_err() {
+                            self.udp_send_errors += 1;
+                        }
                     }
-                }
-                Err(e) => {
-                    self.exit_bind_errors += 1;
-                    log::warn!(
-                        "exit: cannot open public port {port}: {e}; the console gets another"
-                    );
-                    self.node.exit_port_unavailable(port);
+                    Err(e) => {
+                        self.exit_bind_errors += 1;
+                        log::warn!(
+                            "exit: cannot open public port {port}: {e}; the console gets another"
+                        );
+                        self.node.exit_port_unavailable(port);
+                    }
                 }
             }
         }
@@ -1514,19 +1554,20 @@ impl Daemon {
         }
     }
 
-    fn drain_and_arm(&mut self) {
+    /// Drains the node, and arms the timer for the next deadline; `t` is
+    /// the stretch's time.
+    fn drain_and_arm(&mut self, t: Instant) {
         self.drain();
-        let t = now();
+        let wall = self.std_instant(t);
+        let on_clock = |at: std::time::Instant| {
+            t + mesh_core::Duration::from_micros(
+                at.saturating_duration_since(wall).as_micros() as u64
+            )
+        };
         // The bus connection's retry is a deadline too.
-        let ubus = self.ubus.next_reconnect().map(|at| {
-            let wait = at.saturating_duration_since(std::time::Instant::now());
-            t + mesh_core::Duration::from_micros(wait.as_micros() as u64)
-        });
+        let ubus = self.ubus.next_reconnect().map(on_clock);
         // And the end of a paused second of discovery capture.
-        let capture = self.discovery.paused_until.map(|at| {
-            let wait = at.saturating_duration_since(std::time::Instant::now());
-            t + mesh_core::Duration::from_micros(wait.as_micros() as u64)
-        });
+        let capture = self.discovery.paused_until.map(on_clock);
         let node = self.node.poll_timeout().map(|(d, _)| d);
         let next = [node, ubus, capture].into_iter().flatten().min();
         match next {
@@ -2077,9 +2118,9 @@ impl Daemon {
             {
                 break;
             }
-            self.read_udp(false, &mut buf);
-            self.read_udp(true, &mut buf);
-            let t = now();
+            let mut t = now();
+            self.read_udp(false, &mut t, &mut buf);
+            self.read_udp(true, &mut t, &mut buf);
             if self.node.poll_timeout().is_some_and(|(d, _)| d <= t) {
                 self.node.handle_timeout(t);
             }
