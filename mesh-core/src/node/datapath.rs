@@ -21,6 +21,9 @@ use super::{tunnel, Node, NodeConfig, NodeEvent, NodeStats};
 impl<C: Crypto> Node<'_, C> {
     /// Which member a WireGuard datagram is for.
     pub(super) fn identify(&mut self, from: SocketAddr, bytes: &[u8]) -> Option<usize> {
+        if let Some(i) = self.crypto.data_index(bytes) {
+            return self.member_by_index(i);
+        }
         let mut reply = [0u8; 148];
         match self.crypto.identify(from, bytes, &mut reply) {
             Identified::CookieReply(c) => {
@@ -39,14 +42,17 @@ impl<C: Crypto> Node<'_, C> {
                 }
                 slot
             }
-            Identified::Index(i) => {
-                let slot = self.slots.by_index(i);
-                if slot.is_none() {
-                    self.stats.udp_invalid += 1;
-                }
-                slot
-            }
+            Identified::Index(i) => self.member_by_index(i),
         }
+    }
+
+    /// The member whose tunnel has receiver index `i`; none is counted.
+    fn member_by_index(&mut self, i: u32) -> Option<usize> {
+        let slot = self.slots.by_index(i);
+        if slot.is_none() {
+            self.stats.udp_invalid += 1;
+        }
+        slot
     }
 
     /// A WireGuard datagram for member `slot`: decrypted into the LAN ring's

@@ -122,6 +122,18 @@ impl Crypto for BoringCrypto {
         }
     }
 
+    fn data_index(&self, datagram: &[u8]) -> Option<u32> {
+        // boringtun's parse_incoming_packet for a data message: type 4 with
+        // zero reserved octets, at least header and tag; the rate limiter
+        // checks only handshakes.
+        match datagram {
+            [4, 0, 0, 0, a, b, c, d, ..] if datagram.len() >= 32 => {
+                Some(u32::from_le_bytes([*a, *b, *c, *d]) >> 8)
+            }
+            _ => None,
+        }
+    }
+
     fn tick(&self) {
         self.limiter.reset_count();
     }
@@ -178,5 +190,55 @@ impl Tunnel for BoringTunnel {
 
     fn rtt(&self) -> Option<Duration> {
         self.0.stats().4.map(|ms| Duration::from_millis(ms as u64))
+    }
+}
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+    use core::net::{Ipv4Addr, SocketAddrV4};
+
+    fn from() -> SocketAddr {
+        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 51820))
+    }
+
+    #[test]
+    fn data_index_answers_what_identify_answers_for_data_and_nothing_else() {
+        let (ka, kb) = (Key([1; 32]), Key([2; 32]));
+        let (a, b) = (BoringCrypto::new(&ka), BoringCrypto::new(&kb));
+        let mut ta = a.tunnel(&b.public_key(), 7, None);
+        let mut tb = b.tunnel(&a.public_key(), 9, None);
+        let (mut m1, mut m2, mut m3) = ([0u8; 256], [0u8; 256], [0u8; 256]);
+        let init = match ta.initiate(&mut m1) {
+            TunnelResult::Network(p) => p.to_vec(),
+            r => panic!("no initiation: {r:?}"),
+        };
+        let response = match tb.decapsulate(None, &init, &mut m2) {
+            TunnelResult::Network(p) => p.to_vec(),
+            r => panic!("no response: {r:?}"),
+        };
+        let _ = ta.decapsulate(None, &response, &mut m3);
+        let data = match ta.encapsulate(&[0x45; 40], &mut m1) {
+            TunnelResult::Network(p) => p.to_vec(),
+            r => panic!("no data message: {r:?}"),
+        };
+        let mut scratch = [0u8; 148];
+        match b.identify(from(), &data, &mut scratch) {
+            Identified::Index(i) => assert_eq!(b.data_index(&data), Some(i)),
+            _ => panic!("data not identified by index"),
+        }
+        // Handshakes go the long way (the rate limiter, the static key).
+        assert_eq!(b.data_index(&init), None);
+        assert_eq!(a.data_index(&response), None);
+        // A data header without its tag, or with reserved octets set, is
+        // no data message.
+        assert_eq!(b.data_index(&data[..31]), None);
+        let mut reserved = data.clone();
+        reserved[2] = 1;
+        assert_eq!(b.data_index(&reserved), None);
+        assert!(matches!(
+            b.identify(from(), &reserved, &mut scratch),
+            Identified::Drop(_)
+        ));
     }
 }

@@ -135,6 +135,12 @@ pub trait Crypto {
     /// [`Crypto::identify`] can find the member again.
     fn tunnel(&self, peer: &Key, index: u32, keepalive: Option<u16>) -> Self::Tunnel;
     fn identify<'o>(&self, from: SocketAddr, datagram: &[u8], out: &'o mut [u8]) -> Identified<'o>;
+    /// A transport data message's member index, read from its header alone
+    /// (what [`Crypto::identify`] answers for one, without its scratch
+    /// buffer): the path of every forwarded packet. None for anything else.
+    fn data_index(&self, _datagram: &[u8]) -> Option<u32> {
+        None
+    }
     /// Once a second: resets the handshake rate limiter's counts.
     fn tick(&self);
 }
