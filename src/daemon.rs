@@ -81,6 +81,45 @@ const BATCH: usize = 256;
 /// A batch of packets reads the clock again after this many.
 const CLOCK_EVERY: usize = 16;
 
+/// How many packets one readiness event of a socket or the TUN device
+/// reads. While packets come one at a time (a game's 60 a second, or BFD),
+/// one: a second read would only find the queue empty, a system call per
+/// packet for nothing (epoll is level-triggered: what is left wakes the loop
+/// again). Once wake-ups for the source come back to back (a queue builds:
+/// bulk traffic, or a backlog after the machine kept us off the CPU), up to
+/// [`BATCH`], until a batch finds at most one packet.
+#[derive(Debug, Default, Clone, Copy)]
+struct ReadBudget {
+    bulk: bool,
+    last_wake: Option<Instant>,
+}
+
+impl ReadBudget {
+    /// Wake-ups closer than this mean packets are queueing.
+    const BACK_TO_BACK: mesh_core::Duration = mesh_core::Duration::from_micros(100);
+
+    fn limit(&self) -> usize {
+        if self.bulk {
+            BATCH
+        } else {
+            1
+        }
+    }
+
+    /// A wake-up at `t` read `read` packets; `drained`: the last read found
+    /// the queue empty.
+    fn after(&mut self, t: Instant, read: usize, drained: bool) {
+        if self.bulk {
+            self.bulk = !(drained && read <= 1);
+        } else {
+            self.bulk = self
+                .last_wake
+                .is_some_and(|l| t.saturating_duration_since(l) < Self::BACK_TO_BACK);
+        }
+        self.last_wake = Some(t);
+    }
+}
+
 /// How the loop ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -96,6 +135,16 @@ pub fn now() -> Instant {
     let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
         .expect("CLOCK_MONOTONIC is always available");
     Instant::from_micros(t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1_000)
+}
+
+/// `t` on std's clock, from one instant read on both.
+fn std_instant((base, wall): (Instant, std::time::Instant), t: Instant) -> std::time::Instant {
+    let us = |d: mesh_core::Duration| std::time::Duration::from_micros(d.as_micros());
+    if t >= base {
+        wall + us(t - base)
+    } else {
+        wall.checked_sub(us(base - t)).unwrap_or(wall)
+    }
 }
 
 fn to_timespec(t: Instant) -> TimeSpec {
@@ -247,6 +296,10 @@ pub struct Daemon {
     nft: Nft,
     /// How long the loop was busy per wake-up, at worst, lately.
     loop_latency: LoopLatency,
+    /// Reads per wake-up of the IPv4 and IPv6 mesh ports and the TUN device.
+    read_budget: [ReadBudget; 3],
+    /// The bus's retry deadline, and the same on mesh-core's clock.
+    ubus_retry: Option<(std::time::Instant, Instant)>,
     /// One instant on both clocks (both CLOCK_MONOTONIC), read at start: the
     /// loop reads mesh-core's and derives std's, for the parts that keep it.
     clock_base: (Instant, std::time::Instant),
@@ -316,25 +369,26 @@ impl LanDiscovery {
 }
 
 /// The worst time the packet loop spent between two waits, over the last
-/// minute (two one-minute buckets: the current and the one before).
+/// minute (two one-minute buckets: the current and the one before). Kept
+/// in integers (µs of wall time, ns of CPU time): it runs at every wake-up.
 #[derive(Debug)]
 struct LoopLatency {
     bucket_start: Instant,
-    current: std::time::Duration,
-    previous: std::time::Duration,
+    current_us: u64,
+    previous_us: u64,
     /// The same for the loop thread's own CPU time per stretch (its work,
-    /// without the time the scheduler gave other processes), with what the
-    /// stretch handled. A stretch is one ready source's handling (node
-    /// timers run between sources), or the last source's with the timers
-    /// and upkeep after it.
-    busy_current: (std::time::Duration, &'static str),
-    busy_previous: (std::time::Duration, &'static str),
-    /// The thread's CPU clock at the start of the stretch: read when the
-    /// loop wakes and at the end of each stretch. (Counting from the end of
-    /// the last wake-up's instead would charge the loop with what the
+    /// without the time the scheduler gave other processes), in ns, with
+    /// what the stretch handled. A stretch is one ready source's handling
+    /// (node timers run between sources), or the last source's with the
+    /// timers and upkeep after it.
+    busy_current: (u64, &'static str),
+    busy_previous: (u64, &'static str),
+    /// The thread's CPU clock at the start of the stretch, in ns: read when
+    /// the loop wakes and at the end of each stretch. (Counting from the end
+    /// of the last wake-up's instead would charge the loop with what the
     /// kernel did in its context while it slept in `epoll_wait`, such as
     /// the receive path of packets it had sent: up to a few ms seen.)
-    cpu_at: std::time::Duration,
+    cpu_at: u64,
     /// Every stretch's CPU time since start, by what it handled.
     work: Vec<SourceWork>,
 }
@@ -349,7 +403,7 @@ struct LoopLatency {
 pub struct SourceWork {
     pub source: &'static str,
     pub stretches: u64,
-    pub cpu: std::time::Duration,
+    cpu_ns: u64,
     /// Stretches by CPU time, bucketed at [`SourceWork::BOUNDS_US`] (the
     /// last bucket: longer than the last bound).
     pub histogram: [u64; SourceWork::BOUNDS_US.len() + 1],
@@ -363,15 +417,20 @@ impl SourceWork {
         SourceWork {
             source,
             stretches: 0,
-            cpu: std::time::Duration::ZERO,
+            cpu_ns: 0,
             histogram: [0; Self::BOUNDS_US.len() + 1],
         }
     }
 
-    fn add(&mut self, busy: std::time::Duration) {
+    /// The CPU time of all its stretches.
+    pub fn cpu(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.cpu_ns)
+    }
+
+    fn add(&mut self, busy_ns: u64) {
         self.stretches += 1;
-        self.cpu += busy;
-        let us = busy.as_micros() as u64;
+        self.cpu_ns += busy_ns;
+        let us = busy_ns / 1_000;
         let i = Self::BOUNDS_US
             .iter()
             .position(|&b| us <= b)
@@ -408,51 +467,46 @@ pub struct LoopWorst {
 }
 
 impl LoopLatency {
-    const BUCKET: std::time::Duration = std::time::Duration::from_secs(60);
+    const BUCKET_US: u64 = 60_000_000;
 
     fn new(now: Instant) -> LoopLatency {
         LoopLatency {
             bucket_start: now,
-            current: std::time::Duration::ZERO,
-            previous: std::time::Duration::ZERO,
-            busy_current: (std::time::Duration::ZERO, ""),
-            busy_previous: (std::time::Duration::ZERO, ""),
-            cpu_at: thread_cpu(),
+            current_us: 0,
+            previous_us: 0,
+            busy_current: (0, ""),
+            busy_previous: (0, ""),
+            cpu_at: thread_cpu_ns(),
             work: Vec::new(),
         }
     }
 
     /// The loop woke up: a stretch starts.
     fn woke(&mut self) {
-        self.cpu_at = thread_cpu();
+        self.cpu_at = thread_cpu_ns();
     }
 
     /// A stretch that started at `at` ended at `end`.
     fn record(&mut self, at: Instant, end: Instant, what: &'static str) {
-        let cpu = thread_cpu();
+        let cpu = thread_cpu_ns();
         let busy = cpu.saturating_sub(self.cpu_at);
         self.cpu_at = cpu;
-        let wall = std::time::Duration::from_micros(end.saturating_duration_since(at).as_micros());
-        let age = std::time::Duration::from_micros(
-            at.saturating_duration_since(self.bucket_start).as_micros(),
-        );
-        if age >= Self::BUCKET {
-            let old = age >= 2 * Self::BUCKET;
-            self.previous = if old {
-                Default::default()
-            } else {
-                self.current
-            };
-            self.busy_previous = if old {
-                (std::time::Duration::ZERO, "")
-            } else {
-                self.busy_current
-            };
-            self.current = std::time::Duration::ZERO;
-            self.busy_current = (std::time::Duration::ZERO, "");
+        let wall_us = end.as_micros().saturating_sub(at.as_micros());
+        let age_us = at.as_micros().saturating_sub(self.bucket_start.as_micros());
+        if age_us >= Self::BUCKET_US {
+            let old = age_us >= 2 * Self::BUCKET_US;
+            self.previous_us = if old { 0 } else { self.current_us };
+            self.busy_previous = if old { (0, "") } else { self.busy_current };
+            self.current_us = 0;
+            self.busy_current = (0, "");
             self.bucket_start = at;
         }
-        match self.work.iter_mut().find(|w| w.source == what) {
+        // The names come from a few literals: the same pointer, most often.
+        let same = |w: &&mut SourceWork| {
+            core::ptr::eq(w.source.as_ptr(), what.as_ptr()) && w.source.len() == what.len()
+                || w.source == what
+        };
+        match self.work.iter_mut().find(same) {
             Some(w) => w.add(busy),
             None => {
                 let mut w = SourceWork::new(what);
@@ -460,7 +514,7 @@ impl LoopLatency {
                 self.work.push(w);
             }
         }
-        self.current = self.current.max(wall);
+        self.current_us = self.current_us.max(wall_us);
         if busy > self.busy_current.0 {
             self.busy_current = (busy, what);
         }
@@ -474,8 +528,8 @@ impl LoopLatency {
             self.busy_previous
         };
         LoopWorst {
-            wall: self.current.max(self.previous),
-            busy: busy.0,
+            wall: std::time::Duration::from_micros(self.current_us.max(self.previous_us)),
+            busy: std::time::Duration::from_nanos(busy.0),
             busy_in: busy.1,
             work: self.work.clone(),
         }
@@ -501,10 +555,11 @@ fn source_name(token: u64) -> &'static str {
 }
 
 /// This thread's CPU time so far.
-fn thread_cpu() -> std::time::Duration {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
-        .map(std::time::Duration::from)
-        .unwrap_or_default()
+/// The loop thread's CPU clock, in ns.
+fn thread_cpu_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID).map_or(0, |t| {
+        t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
+    })
 }
 
 type PathProbe = std::sync::Arc<std::sync::Mutex<Option<crate::sys::path_probe::PathReport>>>;
@@ -699,6 +754,8 @@ impl Daemon {
             exit_route: false,
             nft: Nft::default(),
             loop_latency: LoopLatency::new(now()),
+            read_budget: Default::default(),
+            ubus_retry: None,
             clock_base: (now(), std::time::Instant::now()),
             discovery: LanDiscovery::default(),
             group: Default::default(),
@@ -810,9 +867,13 @@ impl Daemon {
                 self.control.expire(std::time::Instant::now());
             }
             let wall = self.std_instant(t);
-            if self.ubus.next_reconnect().is_some() {
+            // (poll_reconnect acts only on a retry or registration deadline
+            // that came.)
+            if self.ubus.next_reconnect().is_some_and(|at| at <= wall) {
                 let evs = self.ubus.poll_reconnect(wall);
-                self.on_ubus(evs);
+                if !evs.is_empty() {
+                    self.on_ubus(evs);
+                }
             }
             self.resume_discovery(wall);
             if self.ubus.wants_write() {
@@ -830,13 +891,7 @@ impl Daemon {
 
     /// `t` on std's clock.
     fn std_instant(&self, t: Instant) -> std::time::Instant {
-        let (base, wall) = self.clock_base;
-        let us = |d: mesh_core::Duration| std::time::Duration::from_micros(d.as_micros());
-        if t >= base {
-            wall + us(t - base)
-        } else {
-            wall.checked_sub(us(base - t)).unwrap_or(wall)
-        }
+        std_instant(self.clock_base, t)
     }
 
     /// Host facts the node cannot read itself: our addresses (is a STUN
@@ -1009,52 +1064,77 @@ impl Daemon {
         }
     }
 
+    /// The mesh port's datagrams (budget 0 for IPv4, 1 for IPv6; 2 is the
+    /// TUN device's).
     fn read_udp(&mut self, v6: bool, t: &mut Instant, buf: &mut [u8]) {
-        for i in 0..BATCH {
-            if i > 0 && i % CLOCK_EVERY == 0 {
-                *t = now();
-            }
-            let sock = if v6 {
-                match &self.udp6 {
-                    Some(s) => s,
-                    None => return,
-                }
-            } else {
-                &self.udp4
-            };
-            match sock.recv_from(buf) {
-                Ok((len, from)) => {
-                    // Anything longer than a WireGuard datagram is counted and
-                    // dropped by the node, not truncated here.
-                    self.node.handle_udp(*t, from, &buf[..len]);
-                    self.drain();
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) => {
-                    log::debug!("udp receive: {e}");
-                    return;
-                }
-            }
-        }
+        let which = usize::from(v6);
+        self.read_batch(
+            which,
+            t,
+            |d, buf| {
+                let sock = if v6 { d.udp6.as_ref()? } else { &d.udp4 };
+                Some(sock.recv_from(buf))
+            },
+            buf,
+            |d, t, from, p| d.node.handle_udp(t, from, p),
+        );
     }
 
     fn read_tun(&mut self, t: &mut Instant, buf: &mut [u8]) {
-        for i in 0..BATCH {
-            if i > 0 && i % CLOCK_EVERY == 0 {
+        const ANY: SocketAddr =
+            SocketAddr::V4(std::net::SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+        self.read_batch(
+            2,
+            t,
+            |d, buf| Some(d.tun.read(buf).map(|n| (n, ANY))),
+            buf,
+            |d, t, _, p| d.node.handle_lan_packet(t, p),
+        );
+    }
+
+    /// Reads what [`ReadBudget`] `which` allows with `read`, each packet to
+    /// `handle` and the node drained after it; the clock is read again
+    /// every [`CLOCK_EVERY`] packets.
+    fn read_batch(
+        &mut self,
+        which: usize,
+        t: &mut Instant,
+        read: impl Fn(&Daemon, &mut [u8]) -> Option<io::Result<(usize, SocketAddr)>>,
+        buf: &mut [u8],
+        handle: impl Fn(&mut Daemon, Instant, SocketAddr, &[u8]),
+    ) {
+        let woke = *t;
+        let limit = self.read_budget[which].limit();
+        let mut got = 0;
+        let mut drained = false;
+        while got < limit {
+            if got > 0 && got % CLOCK_EVERY == 0 {
                 *t = now();
             }
-            match self.tun.read(buf) {
-                Ok(len) => {
-                    self.node.handle_lan_packet(*t, &buf[..len]);
+            match read(self, buf) {
+                // Anything longer than a WireGuard datagram or the TUN's MTU
+                // is counted and dropped by the node, not truncated here.
+                Some(Ok((len, from))) => {
+                    got += 1;
+                    handle(self, *t, from, &buf[..len]);
                     self.drain();
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) => {
-                    log::warn!("tun read: {e}");
-                    return;
+                Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    drained = true;
+                    break;
                 }
+                Some(Err(e)) => {
+                    match which {
+                        2 => log::warn!("tun read: {e}"),
+                        _ => log::debug!("udp receive: {e}"),
+                    }
+                    drained = true;
+                    break;
+                }
+                None => return,
             }
         }
+        self.read_budget[which].after(woke, got, drained);
     }
 
     /// Discovery packets captured on the LAN.
@@ -1424,6 +1504,14 @@ impl Daemon {
                 self.tun_write_errors += 1;
             }
         }
+        if self.node.has_control_output() || self.group.outrun(self.node.group_own_version_seen()) {
+            self.drain_control();
+        }
+    }
+
+    /// The node's discovery packets, events, invite outcomes and the
+    /// group's changes.
+    fn drain_control(&mut self) {
         while let Some(p) = self.node.poll_discovery_packet() {
             let sent = self.discovery.socket.as_ref().map(|s| s.send(p));
             if !matches!(sent, Some(Ok(()))) {
@@ -1558,18 +1646,32 @@ impl Daemon {
     /// the stretch's time.
     fn drain_and_arm(&mut self, t: Instant) {
         self.drain();
-        let wall = self.std_instant(t);
+        // (std's clock only when there is a deadline on it.)
+        let base = self.clock_base;
         let on_clock = |at: std::time::Instant| {
+            let wall = std_instant(base, t);
             t + mesh_core::Duration::from_micros(
                 at.saturating_duration_since(wall).as_micros() as u64
             )
         };
-        // The bus connection's retry is a deadline too.
-        let ubus = self.ubus.next_reconnect().map(on_clock);
+        // The bus connection's retry is a deadline too (converted once: it
+        // stays while ubusd is away, which a router without it always is).
+        let ubus = self.ubus.next_reconnect().map(|at| match self.ubus_retry {
+            Some((was, on_ours)) if was == at => on_ours,
+            _ => {
+                let on_ours = on_clock(at);
+                self.ubus_retry = Some((at, on_ours));
+                on_ours
+            }
+        });
         // And the end of a paused second of discovery capture.
         let capture = self.discovery.paused_until.map(on_clock);
         let node = self.node.poll_timeout().map(|(d, _)| d);
-        let next = [node, ubus, capture].into_iter().flatten().min();
+        let earlier = |a: Option<Instant>, b: Option<Instant>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let next = earlier(earlier(node, ubus), capture);
         match next {
             Some(deadline) => {
                 // A deadline already past fires at once (1 µs from now).

@@ -203,7 +203,7 @@ pub fn loop_document(worst: &crate::daemon::LoopWorst) -> Json {
         .work
         .iter()
         .map(|w| {
-            let mean_us = w.cpu.as_micros() as u64 / w.stretches.max(1);
+            let mean_us = w.cpu().as_micros() as u64 / w.stretches.max(1);
             let bound = |q| {
                 w.quantile_us(q)
                     .map_or(Json::Null, |us| Json::Int(us as i64))
@@ -211,7 +211,7 @@ pub fn loop_document(worst: &crate::daemon::LoopWorst) -> Json {
             Json::obj()
                 .with("source", w.source)
                 .with("stretches", w.stretches)
-                .with("cpu_ms", ms(w.cpu))
+                .with("cpu_ms", ms(w.cpu()))
                 .with("mean_us", mean_us)
                 .with("p99_under_us", bound(0.99))
                 .with("p999_under_us", bound(0.999))

@@ -661,6 +661,17 @@ impl<'a, C: Crypto> Node<'a, C> {
         self.events.pop_front()
     }
 
+    /// Whether anything but datagrams and LAN packets waits: discovery
+    /// packets, events, invite outcomes, a change of the group's records.
+    /// One call instead of four empty polls after each forwarded packet.
+    #[must_use]
+    pub fn has_control_output(&self) -> bool {
+        !self.discovery_out.is_empty()
+            || !self.events.is_empty()
+            || !self.invite.out.is_empty()
+            || self.group.changed
+    }
+
     /// When to call [`Node::handle_timeout`] next, and why: the earliest
     /// deadline of any child, as of the last input.
     #[must_use]

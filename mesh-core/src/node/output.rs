@@ -158,6 +158,10 @@ impl<const SIZE: usize, const SLOTS: usize, M: Copy> Ring<SIZE, SLOTS, M> {
     pub fn len(&self) -> usize {
         self.len
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 impl TxRing {
