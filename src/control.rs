@@ -99,6 +99,8 @@ pub struct ControlServer {
     listener: UnixListener,
     path: PathBuf,
     clients: Vec<Option<Client>>,
+    /// How many of `clients` are open (the loop asks after every wake-up).
+    open: usize,
     /// Clients dropped for stalling.
     pub dropped: u64,
 }
@@ -125,6 +127,7 @@ impl ControlServer {
             listener,
             path: path.to_path_buf(),
             clients: (0..MAX_CLIENTS).map(|_| None).collect(),
+            open: 0,
             dropped: 0,
         })
     }
@@ -150,6 +153,7 @@ impl ControlServer {
                 line: Vec::new(),
                 reply: None,
             });
+            self.open += 1;
             new.push(i);
         }
         new.into_iter()
@@ -198,7 +202,7 @@ impl ControlServer {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
                 Err(_) => {
-                    self.clients[i] = None;
+                    self.close(i);
                     return Err(Interest::Closed);
                 }
             }
@@ -234,8 +238,14 @@ impl ControlServer {
                 Err(_) => break,
             }
         }
-        self.clients[i] = None;
+        self.close(i);
         Interest::Closed
+    }
+
+    fn close(&mut self, i: usize) {
+        if self.clients.get_mut(i).and_then(Option::take).is_some() {
+            self.open -= 1;
+        }
     }
 
     /// Clients past their deadline, dropped; returns their indexes for the
@@ -249,6 +259,7 @@ impl ControlServer {
             {
                 gone.push(i);
                 *slot = None;
+                self.open -= 1;
                 self.dropped += 1;
             }
         }
@@ -257,7 +268,8 @@ impl ControlServer {
 
     /// Whether any client is being served (the driver checks deadlines then).
     pub fn busy(&self) -> bool {
-        self.clients.iter().any(Option::is_some)
+        debug_assert_eq!(self.open, self.clients.iter().flatten().count());
+        self.open > 0
     }
 }
 

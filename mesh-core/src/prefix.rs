@@ -152,6 +152,12 @@ impl Prefix {
         u128::from_be_bytes(self.addr)
     }
 
+    /// [`Prefix::bits`]' top 32: an IPv4 prefix's address as an integer.
+    pub(crate) fn bits4(&self) -> u32 {
+        let a = &self.addr;
+        u32::from_be_bytes([a[0], a[1], a[2], a[3]])
+    }
+
     /// Does this prefix cover `addr`? (Integer compares: the forwarding path
     /// asks this of several prefixes per packet.)
     pub fn contains(&self, addr: IpAddr) -> bool {
@@ -212,7 +218,7 @@ fn mask_host_bits(addr: &mut [u8; 16], len: u8) {
 
 /// The network mask of an IPv4 prefix length. Length 0 is mask 0, which
 /// no shift gives (one by the full width overflows), hence `checked_shl`.
-fn mask32(len: u8) -> u32 {
+pub(crate) fn mask32(len: u8) -> u32 {
     u32::MAX
         .checked_shl(32 - u32::from(len.min(32)))
         .unwrap_or(0)

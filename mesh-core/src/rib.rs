@@ -22,7 +22,7 @@ use core::net::{IpAddr, Ipv4Addr};
 
 use crate::bgp::attr::PathAttributes;
 use crate::hash::Fnv;
-use crate::prefix::{mask128, Family, Prefix};
+use crate::prefix::{mask128, mask32, Family, Prefix};
 
 /// Index of a BGP peer (session) in the node; at most [`MAX_PEERS`].
 pub type PeerId = u8;
@@ -651,8 +651,15 @@ impl<const P: usize, const A: usize> Rib<P, A> {
                 let start = end.checked_sub(lengths.count(f, len))?;
                 let run = self.entries.get(start..end)?;
                 end = start;
-                let key = addr & mask128(len as u8);
-                if let Ok(i) = run.binary_search_by(|e| e.prefix.bits().cmp(&key)) {
+                let found = if f == 0 {
+                    // IPv4: 32-bit compares.
+                    let key = (addr >> 96) as u32 & mask32(len as u8);
+                    run.binary_search_by(|e| e.prefix.bits4().cmp(&key))
+                } else {
+                    let key = addr & mask128(len as u8);
+                    run.binary_search_by(|e| e.prefix.bits().cmp(&key))
+                };
+                if let Ok(i) = found {
                     match run.get(i) {
                         Some(e) if !e.paths.is_empty() => return Some(e),
                         _ => {}

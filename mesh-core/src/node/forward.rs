@@ -197,10 +197,11 @@ impl<T: Tunnel> Router<'_, T> {
 
     /// An inner packet from a member's tunnel, trimmed to its IP length.
     pub fn for_member_packet(&self, packet: &[u8], info: &IpInfo) -> Verdict {
-        if !self.source_allowed(info.src) {
+        let from_our_home = self.own_home(info.src);
+        if !from_our_home && !self.members_home(info.src) {
             return Verdict::Drop(DropReason::Spoofed);
         }
-        if self.own_home(info.src) && self.own_home(info.dst) {
+        if from_our_home && self.own_home(info.dst) {
             // Our home to our home never crosses a tunnel: a member posing
             // as one of our hosts (or as us) to another of them, which our
             // LAN and the kernel would take for local traffic.
@@ -236,9 +237,7 @@ impl<T: Tunnel> Router<'_, T> {
             // Transit: we are a router on the path. The destination is a
             // member's announced prefix (nothing else is routed); one of our
             // own addresses as the source means a member is spoofing us.
-            Some(Source::Peer(_)) if self.own_home(info.src) => {
-                Verdict::Drop(DropReason::OwnSource)
-            }
+            Some(Source::Peer(_)) if from_our_home => Verdict::Drop(DropReason::OwnSource),
             Some(Source::Peer(to)) => Verdict::Transit { to },
             None => Verdict::Unreachable,
         }
@@ -247,11 +246,14 @@ impl<T: Tunnel> Router<'_, T> {
     /// The source of a packet from a tunnel must lie in some member's home,
     /// or be ours (a reply to us).
     fn source_allowed(&self, src: IpAddr) -> bool {
-        self.own_home(src)
-            || self
-                .slots
-                .iter()
-                .any(|(_, s)| s.wg.config.owns_address(src))
+        self.own_home(src) || self.members_home(src)
+    }
+
+    /// Some member's home holds `src`.
+    fn members_home(&self, src: IpAddr) -> bool {
+        self.slots
+            .iter()
+            .any(|(_, s)| s.wg.config.owns_address(src))
     }
 
     /// The first hop towards the destination: one path, or one of several
@@ -395,6 +397,37 @@ impl Dedup {
     /// [`crate::hash`].
     fn key(packet: &[u8], info: &IpInfo) -> u64 {
         let mut h = WordHash::new();
+        // A game packet: IPv4 without options, a UDP checksum, 8 octets of
+        // payload or more. The same words as below, read in place.
+        if let (IpAddr::V4(s), IpAddr::V4(d), 20, Some(b)) = (
+            info.src,
+            info.dst,
+            info.header_len,
+            packet.first_chunk::<36>(),
+        ) {
+            if info.total_len >= 36 && b[26..28] != [0, 0] {
+                let le = |i: usize| {
+                    u64::from_le_bytes([
+                        b[i],
+                        b[i + 1],
+                        b[i + 2],
+                        b[i + 3],
+                        b[i + 4],
+                        b[i + 5],
+                        b[i + 6],
+                        b[i + 7],
+                    ])
+                };
+                let id = u16::from_be_bytes([b[4], b[5]]);
+                h.word(u64::from(u32::from(s)) << 32 | u64::from(u32::from(d)));
+                h.word(u64::from(id) << 8 | u64::from(info.protocol));
+                h.word(le(20));
+                h.word(le(28));
+                h.word(0); // `bytes`' empty remainder
+                h.word(16);
+                return h.finish() | 1;
+            }
+        }
         match (info.src, info.dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
                 let id = packet
