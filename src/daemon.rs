@@ -404,6 +404,8 @@ struct LoopLatency {
     cpu_at: u64,
     /// Every stretch's CPU time since start, by what it handled.
     work: Vec<SourceWork>,
+    /// The last stretch's entry in `work`.
+    last_work: usize,
 }
 
 /// The loop's work for one kind of source since start: how many stretches,
@@ -491,6 +493,7 @@ impl LoopLatency {
             busy_previous: (0, ""),
             cpu_at: thread_cpu_ns(),
             work: Vec::new(),
+            last_work: 0,
         }
     }
 
@@ -514,16 +517,25 @@ impl LoopLatency {
             self.busy_current = (0, "");
             self.bucket_start = at;
         }
-        // The names come from a few literals: the same pointer, most often.
-        let same = |w: &&mut SourceWork| {
+        // The names come from a few literals: the same pointer, most often;
+        // and most stretches handle what the last one did.
+        let same = |w: &SourceWork| {
             core::ptr::eq(w.source.as_ptr(), what.as_ptr()) && w.source.len() == what.len()
                 || w.source == what
         };
-        match self.work.iter_mut().find(same) {
-            Some(w) => w.add(busy),
+        let i = match self.work.get(self.last_work) {
+            Some(w) if same(w) => Some(self.last_work),
+            _ => self.work.iter().position(same),
+        };
+        match i.and_then(|i| Some((i, self.work.get_mut(i)?))) {
+            Some((i, w)) => {
+                w.add(busy);
+                self.last_work = i;
+            }
             None => {
                 let mut w = SourceWork::new(what);
                 w.add(busy);
+                self.last_work = self.work.len();
                 self.work.push(w);
             }
         }
@@ -878,16 +890,25 @@ impl Daemon {
                 // Closing a stalled client's fd also drops its epoll entry.
                 self.control.expire(std::time::Instant::now());
             }
-            let wall = self.std_instant(t);
-            // (poll_reconnect acts only on a retry or registration deadline
-            // that came.)
-            if self.ubus.next_reconnect().is_some_and(|at| at <= wall) {
-                let evs = self.ubus.poll_reconnect(wall);
+            // poll_reconnect acts only on a retry or registration deadline
+            // that came (compared on our clock once converted), and std's
+            // clock is derived only when one of its deadlines is there.
+            let ubus_due = self
+                .ubus
+                .next_reconnect()
+                .is_some_and(|at| match self.ubus_retry {
+                    Some((was, on_ours)) if was == at => on_ours <= t,
+                    _ => at <= self.std_instant(t),
+                });
+            if ubus_due {
+                let evs = self.ubus.poll_reconnect(self.std_instant(t));
                 if !evs.is_empty() {
                     self.on_ubus(evs);
                 }
             }
-            self.resume_discovery(wall);
+            if self.discovery.paused_until.is_some() {
+                self.resume_discovery(self.std_instant(t));
+            }
             if self.ubus.wants_write() {
                 self.ubus.flush();
             }

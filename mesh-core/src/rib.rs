@@ -632,37 +632,52 @@ impl<const P: usize, const A: usize> Rib<P, A> {
     /// last, so the counts alone place each run; only lengths in use are
     /// tried, and a run is searched by the address as an integer.
     pub fn lookup(&self, addr: IpAddr) -> Option<&Entry> {
-        // IPv4 in the top bits, as `Prefix::bits` has it.
-        let (f, addr) = match addr {
-            IpAddr::V4(a) => (0, u128::from(u32::from(a)) << 96),
-            IpAddr::V6(a) => (1, u128::from(a)),
-        };
+        debug_assert_eq!(self.lengths.total(), self.entries.len());
+        match addr {
+            IpAddr::V4(a) => self.lookup4(u32::from(a)),
+            IpAddr::V6(a) => self.lookup6(u128::from(a)),
+        }
+    }
+
+    /// [`Rib::lookup`] of an IPv4 address: the family's block comes first,
+    /// its lengths (0 to 32) are bits of one word, keys are 32 bits.
+    fn lookup4(&self, addr: u32) -> Option<&Entry> {
         let lengths = &self.lengths;
-        debug_assert_eq!(lengths.total(), self.entries.len());
-        let mut end = match f {
-            0 => lengths.family_total[0],
-            _ => self.entries.len(),
-        };
-        for (w, &used) in lengths.used[f].iter().enumerate().rev() {
+        let mut end = lengths.family_total[0];
+        let mut bits = lengths.used[0][0];
+        while bits != 0 {
+            let len = 63 - bits.leading_zeros();
+            bits ^= 1 << len;
+            let start = end.checked_sub(lengths.count(0, len as usize))?;
+            let run = self.entries.get(start..end)?;
+            end = start;
+            let key = addr & mask32(len as u8);
+            if let Ok(i) = run.binary_search_by(|e| e.prefix.bits4().cmp(&key)) {
+                if let Some(e) = run.get(i).filter(|e| !e.paths.is_empty()) {
+                    return Some(e);
+                }
+            }
+        }
+        None
+    }
+
+    /// [`Rib::lookup`] of an IPv6 address: the family's block ends the
+    /// entries, its lengths (0 to 128) span three words.
+    fn lookup6(&self, addr: u128) -> Option<&Entry> {
+        let lengths = &self.lengths;
+        let mut end = self.entries.len();
+        for (w, &used) in lengths.used[1].iter().enumerate().rev() {
             let mut bits = used;
             while let Some(top) = 63u32.checked_sub(bits.leading_zeros()) {
                 bits ^= 1 << top;
                 let len = w * 64 + top as usize;
-                let start = end.checked_sub(lengths.count(f, len))?;
+                let start = end.checked_sub(lengths.count(1, len))?;
                 let run = self.entries.get(start..end)?;
                 end = start;
-                let found = if f == 0 {
-                    // IPv4: 32-bit compares.
-                    let key = (addr >> 96) as u32 & mask32(len as u8);
-                    run.binary_search_by(|e| e.prefix.bits4().cmp(&key))
-                } else {
-                    let key = addr & mask128(len as u8);
-                    run.binary_search_by(|e| e.prefix.bits().cmp(&key))
-                };
-                if let Ok(i) = found {
-                    match run.get(i) {
-                        Some(e) if !e.paths.is_empty() => return Some(e),
-                        _ => {}
+                let key = addr & mask128(len as u8);
+                if let Ok(i) = run.binary_search_by(|e| e.prefix.bits().cmp(&key)) {
+                    if let Some(e) = run.get(i).filter(|e| !e.paths.is_empty()) {
+                        return Some(e);
                     }
                 }
             }

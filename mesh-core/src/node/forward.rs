@@ -465,6 +465,7 @@ impl Dedup {
     /// `DEDUP_WAYS` later packets of the window took its bucket first (a
     /// duplicate delivered, which UDP allows); a packet is never taken for
     /// another's twin but for equal keys.
+    #[inline]
     pub fn first_sighting(&mut self, now: Instant, packet: &[u8], info: &IpInfo) -> bool {
         let key = Self::key(packet, info);
         let start = (key as usize % (DEDUP_SLOTS / DEDUP_WAYS)) * DEDUP_WAYS;
