@@ -613,8 +613,13 @@ fn bench_throughput(meshd: &Path) -> Result<(), String> {
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A `kB` line of /proc/PID/status: VmRSS, VmHWM (the peak), RssAnon.
+fn status_kib(pid: u32, key: &str) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let line = s.lines().find(|l| l.starts_with(key))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -664,6 +669,13 @@ fn bench_footprint(meshd: &Path) -> Result<(), String> {
         .unwrap_or(false);
     println!("meshd on r1: {members} members configured, {established} sessions established");
     println!("RSS          {:.1} MiB ({rss} KiB)", rss as f64 / 1024.0);
+    let mib = |k: Option<u64>| k.map_or("?".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+    println!(
+        "  of it anonymous {}, binary and libraries {}; peak (VmHWM) {}",
+        mib(status_kib(pid, "RssAnon:")),
+        mib(status_kib(pid, "RssFile:")),
+        mib(status_kib(pid, "VmHWM:"))
+    );
     println!(
         "binary       {:.2} MiB ({size} bytes, {}) {}",
         size as f64 / (1024.0 * 1024.0),
@@ -677,7 +689,11 @@ fn bench_footprint(meshd: &Path) -> Result<(), String> {
             .map(|p| p.id())
             .unwrap_or(0);
         if let Some(r) = rss_kib(pid) {
-            println!("  (r{n}, 4 members: RSS {:.1} MiB)", r as f64 / 1024.0);
+            println!(
+                "  (r{n}, 4 members: RSS {:.1} MiB, peak {})",
+                r as f64 / 1024.0,
+                mib(status_kib(pid, "VmHWM:"))
+            );
         }
     }
     if members != 16 || established != 4 {
