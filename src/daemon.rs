@@ -579,8 +579,7 @@ fn source_name(token: u64) -> &'static str {
     }
 }
 
-/// This thread's CPU time so far.
-/// The loop thread's CPU clock, in ns.
+/// The loop thread's CPU time so far, in ns.
 fn thread_cpu_ns() -> u64 {
     clock(nix::libc::CLOCK_THREAD_CPUTIME_ID)
         .map_or(0, |t| t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64)
