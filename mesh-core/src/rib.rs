@@ -633,49 +633,45 @@ impl<const P: usize, const A: usize> Rib<P, A> {
     /// tried, and a run is searched by the address as an integer.
     pub fn lookup(&self, addr: IpAddr) -> Option<&Entry> {
         debug_assert_eq!(self.lengths.total(), self.entries.len());
+        let used = &self.lengths.used;
         match addr {
-            IpAddr::V4(a) => self.lookup4(u32::from(a)),
-            IpAddr::V6(a) => self.lookup6(u128::from(a)),
-        }
-    }
-
-    /// [`Rib::lookup`] of an IPv4 address: the family's block comes first,
-    /// its lengths (0 to 32) are bits of one word, keys are 32 bits.
-    fn lookup4(&self, addr: u32) -> Option<&Entry> {
-        let lengths = &self.lengths;
-        let mut end = lengths.family_total[0];
-        let mut bits = lengths.used[0][0];
-        while bits != 0 {
-            let len = 63 - bits.leading_zeros();
-            bits ^= 1 << len;
-            let start = end.checked_sub(lengths.count(0, len as usize))?;
-            let run = self.entries.get(start..end)?;
-            end = start;
-            let key = addr & mask32(len as u8);
-            if let Ok(i) = run.binary_search_by(|e| e.prefix.bits4().cmp(&key)) {
-                if let Some(e) = run.get(i).filter(|e| !e.paths.is_empty()) {
-                    return Some(e);
-                }
+            // IPv4's block comes first; its lengths (0 to 32) are bits of
+            // one word, its keys 32 bits.
+            IpAddr::V4(a) => {
+                let a = u32::from(a);
+                let end = self.lengths.family_total[0];
+                self.longest_match(0, end, &used[0][..1], Prefix::bits4, |len| a & mask32(len))
+            }
+            IpAddr::V6(a) => {
+                let a = u128::from(a);
+                let end = self.entries.len();
+                self.longest_match(1, end, &used[1], Prefix::bits, |len| a & mask128(len))
             }
         }
-        None
     }
 
-    /// [`Rib::lookup`] of an IPv6 address: the family's block ends the
-    /// entries, its lengths (0 to 128) span three words.
-    fn lookup6(&self, addr: u128) -> Option<&Entry> {
-        let lengths = &self.lengths;
-        let mut end = self.entries.len();
-        for (w, &used) in lengths.used[1].iter().enumerate().rev() {
-            let mut bits = used;
-            while let Some(top) = 63u32.checked_sub(bits.leading_zeros()) {
-                bits ^= 1 << top;
+    /// The lookup in family `f`'s block, which ends at `end`: its lengths
+    /// in use (`used`, bit `len % 64` of word `len / 64`), longest first,
+    /// each a run sorted by `bits`, searched for `key(len)`; the first entry
+    /// found with a path.
+    fn longest_match<K: Ord>(
+        &self,
+        f: usize,
+        mut end: usize,
+        used: &[u64],
+        bits: impl Fn(&Prefix) -> K,
+        key: impl Fn(u8) -> K,
+    ) -> Option<&Entry> {
+        for (w, &word) in used.iter().enumerate().rev() {
+            let mut left = word;
+            while let Some(top) = 63u32.checked_sub(left.leading_zeros()) {
+                left ^= 1 << top;
                 let len = w * 64 + top as usize;
-                let start = end.checked_sub(lengths.count(1, len))?;
+                let start = end.checked_sub(self.lengths.count(f, len))?;
                 let run = self.entries.get(start..end)?;
                 end = start;
-                let key = addr & mask128(len as u8);
-                if let Ok(i) = run.binary_search_by(|e| e.prefix.bits().cmp(&key)) {
+                let key = key(len as u8);
+                if let Ok(i) = run.binary_search_by(|e| bits(&e.prefix).cmp(&key)) {
                     if let Some(e) = run.get(i).filter(|e| !e.paths.is_empty()) {
                         return Some(e);
                     }

@@ -596,7 +596,7 @@ impl<C: Crypto> Node<'_, C> {
         let (first, copy) = match router.route(outer, &info) {
             Some(Source::Peer(p)) => {
                 let copy = router
-                    .redundant_candidate(inner, inner_info)
+                    .redundant_candidate(inner_info)
                     .then(|| router.second_first_hop(&info, p))
                     .flatten();
                 (p, copy)
@@ -638,7 +638,7 @@ impl<C: Crypto> Node<'_, C> {
             self.exits.stats.refused += 1;
             return;
         };
-        if self.router().redundant_candidate(inner, &inner_info) {
+        if self.router().redundant_candidate(&inner_info) {
             let outer = &self.lan.spare_ref()[..len];
             if !self.dedup.first_sighting(now, outer, info) {
                 self.stats.duplicates_dropped += 1;

@@ -182,9 +182,7 @@ impl<T: Tunnel> Router<'_, T> {
             Some(Source::Peer(to)) => Verdict::ToMember {
                 to,
                 copy: match entry {
-                    Some(e) if self.redundant_candidate(packet, info) => {
-                        self.second_first_hop_of(e, to)
-                    }
+                    Some(e) if self.redundant_candidate(info) => self.second_first_hop_of(e, to),
                     _ => None,
                 },
             },
@@ -232,7 +230,7 @@ impl<T: Tunnel> Router<'_, T> {
             return Verdict::Unreachable;
         }
         match entry.and_then(|e| self.first_hop(e, || ip::flow_hash(packet, info))) {
-            Some(Source::Local) if self.redundant_candidate(packet, info) => Verdict::ToLanOnce,
+            Some(Source::Local) if self.redundant_candidate(info) => Verdict::ToLanOnce,
             Some(Source::Local) => Verdict::ToLan,
             // Transit: we are a router on the path. The destination is a
             // member's announced prefix (nothing else is routed); one of our
@@ -318,11 +316,15 @@ impl<T: Tunnel> Router<'_, T> {
     }
 
     /// Redundant sending covers small UDP packets: game traffic.
-    pub(crate) fn redundant_candidate(&self, packet: &[u8], info: &IpInfo) -> bool {
+    /// (A whole UDP header inside the packet: what `ip::udp_parts` asks,
+    /// read from the header alone, which `ip::parse` checked.)
+    pub(crate) fn redundant_candidate(&self, info: &IpInfo) -> bool {
         self.config
             .redundancy_max_len
             .is_some_and(|max| info.total_len <= max as usize)
-            && ip::udp_parts(packet, info).is_some()
+            && info.protocol == ip::PROTO_UDP
+            && !info.later_fragment
+            && info.total_len >= info.header_len + 8
     }
 
     /// The best path's first hop is `best`; the next-ranked path through
@@ -397,37 +399,6 @@ impl Dedup {
     /// [`crate::hash`].
     fn key(packet: &[u8], info: &IpInfo) -> u64 {
         let mut h = WordHash::new();
-        // A game packet: IPv4 without options, a UDP checksum, 8 octets of
-        // payload or more. The same words as below, read in place.
-        if let (IpAddr::V4(s), IpAddr::V4(d), 20, Some(b)) = (
-            info.src,
-            info.dst,
-            info.header_len,
-            packet.first_chunk::<36>(),
-        ) {
-            if info.total_len >= 36 && b[26..28] != [0, 0] {
-                let le = |i: usize| {
-                    u64::from_le_bytes([
-                        b[i],
-                        b[i + 1],
-                        b[i + 2],
-                        b[i + 3],
-                        b[i + 4],
-                        b[i + 5],
-                        b[i + 6],
-                        b[i + 7],
-                    ])
-                };
-                let id = u16::from_be_bytes([b[4], b[5]]);
-                h.word(u64::from(u32::from(s)) << 32 | u64::from(u32::from(d)));
-                h.word(u64::from(id) << 8 | u64::from(info.protocol));
-                h.word(le(20));
-                h.word(le(28));
-                h.word(0); // `bytes`' empty remainder
-                h.word(16);
-                return h.finish() | 1;
-            }
-        }
         match (info.src, info.dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
                 let id = packet
@@ -509,16 +480,18 @@ impl WordHash {
     /// Bytes, 8 at a time; the length goes in too, so that trailing zeros
     /// are not lost.
     fn bytes(&mut self, b: &[u8]) {
-        let mut chunks = b.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.word(u64::from_le_bytes(w));
+        let mut rest = b;
+        while let Some((w, tail)) = rest.split_first_chunk::<8>() {
+            self.word(u64::from_le_bytes(*w));
+            rest = tail;
         }
-        let rest = chunks.remainder();
-        let mut w = [0u8; 8];
-        w[..rest.len()].copy_from_slice(rest);
-        self.word(u64::from_le_bytes(w));
+        // The tail, zero-padded (a byte at a time: a copy of a variable
+        // length is a call).
+        let tail = rest
+            .iter()
+            .enumerate()
+            .fold(0u64, |w, (i, &x)| w | u64::from(x) << (8 * i));
+        self.word(tail);
         self.word(b.len() as u64);
     }
 

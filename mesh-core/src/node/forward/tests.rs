@@ -249,6 +249,16 @@ fn small_udp_to_our_lan_leaves_once_and_the_rest_leaves_as_it_comes() {
         assert_eq!(n.member_sends(&edge), Verdict::ToLanOnce);
         let over = udp(host(2), host(1), GAME, GAME, 273);
         assert_eq!(n.member_sends(&over), Verdict::ToLan);
+        // A UDP header cut short by the IP length is no game packet, nor is
+        // a later fragment.
+        let bare = udp(host(2), host(1), GAME, GAME, 0);
+        assert_eq!(n.member_sends(&bare), Verdict::ToLanOnce);
+        let short = with_ip_header(&bare[..27], |h| {
+            h[2..4].copy_from_slice(&27u16.to_be_bytes())
+        });
+        assert_eq!(n.member_sends(&short), Verdict::ToLan);
+        let fragment = with_ip_header(&small, |h| h[6..8].copy_from_slice(&1u16.to_be_bytes()));
+        assert_eq!(n.member_sends(&fragment), Verdict::ToLan);
         n.config.redundancy_max_len = None;
         assert_eq!(n.member_sends(&small), Verdict::ToLan);
     });
@@ -554,21 +564,41 @@ fn among_200_packets_of_the_window_every_twin_is_caught() {
 }
 
 #[test]
-fn a_game_packets_key_read_in_place_is_the_general_one() {
-    // The in-place key of an optionless IPv4 header with a UDP checksum is
-    // the one the general path computes for the same packet.
-    for len in [8usize, 9, 50, 100, 1000] {
-        let p = udp(host(4), host(1), GAME, GAME, len);
-        let info = ip::parse(&p).unwrap();
-        let mut general = WordHash::new();
-        match (info.src, info.dst) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => {
-                general.word(u64::from(u32::from(s)) << 32 | u64::from(u32::from(d)));
-                general.word(u64::from(u16::from_be_bytes([p[4], p[5]])) << 8 | 17);
+fn short_payloads_that_differ_in_any_byte_are_different_packets() {
+    // Under 8 payload octets the key takes a partial word: each octet of
+    // it counts, with and without a UDP checksum.
+    let mut d = Dedup::new();
+    let mut n = 0u64;
+    for len in 1..8usize {
+        let base = udp(host(4), host(1), GAME, GAME + len as u16, len);
+        for sum in [true, false] {
+            for byte in 28..28 + len {
+                let mut p = base.clone();
+                if !sum {
+                    p[26..28].copy_from_slice(&[0, 0]);
+                }
+                p[byte] ^= 0x80;
+                if sum {
+                    // Keep the checksum as it was: only the octet differs.
+                    p[26..28].copy_from_slice(&base[26..28]);
+                }
+                let at = T0 + Duration::from_micros(n);
+                assert!(
+                    d.first_sighting(at, &p, &ip::parse(&p).unwrap()),
+                    "payload {len}, octet {byte}, checksum {sum}"
+                );
+                n += 1;
             }
-            _ => unreachable!(),
         }
-        general.bytes(&p[20..36]);
-        assert_eq!(Dedup::key(&p, &info), general.finish() | 1, "payload {len}");
     }
+}
+
+/// `p` with its IPv4 header changed by `edit` and its checksum made right.
+fn with_ip_header(p: &[u8], edit: impl Fn(&mut [u8])) -> Vec<u8> {
+    let mut p = p.to_vec();
+    edit(&mut p[..20]);
+    p[10..12].copy_from_slice(&[0, 0]);
+    let c = ip::checksum(&p[..20]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p
 }
