@@ -12,6 +12,8 @@
 //!   our digest; a member answers a digest with the records it holds that
 //!   the digest lacks or holds older ([`MAX_ANSWER`] at most). A member that
 //!   missed a flood, or was not yet a member when a record came, gets it so.
+//! - A digest that shows a record we lack from a member whose records we
+//!   take is answered with our digest too, so that its sender sends it.
 //! - A member's digests are answered, and the new records it brings passed
 //!   on, at most once every [`MEMBER_GAP`]: no member turns one small
 //!   datagram into many large ones, or a stream of versions into floods.
@@ -196,6 +198,27 @@ impl<C: Crypto> Node<'_, C> {
                     let mut record = [0u8; group::MAX_LEN];
                     if let Some(n) = self.group.group.encode(signer, &mut record) {
                         self.send_group(sender, &record[..n]);
+                    }
+                }
+                // A digest brings only what its sender lacks. If it shows a
+                // record we lack (or hold older) from a member whose records
+                // we take, our digest goes back, and the sender answers it
+                // with that record: a router that missed a record (it was
+                // not yet a member when it went round) gets it now, not at
+                // the next digest. Once a member gap at most; a record we
+                // would refuse never asks, so two routers cannot ping-pong.
+                let group = &self.group.group;
+                let behind = self.slots.iter().any(|(_, s)| {
+                    let key = &s.wg.config.public_key.0;
+                    s.wg.config.inviter
+                        && theirs
+                            .version_of(key)
+                            .is_some_and(|v| group.version(key).is_none_or(|ours| ours < v))
+                });
+                if behind {
+                    let mut out = [0u8; Digest::<MAX_RECORDS>::MAX_LEN];
+                    if let Ok(n) = self.group.group.digest().encode(&mut out) {
+                        self.send_group(sender, &out[..n]);
                     }
                 }
             }

@@ -755,6 +755,36 @@ fn a_record_held_before_the_tunnel_reaches_the_member_by_the_digests() {
 }
 
 #[test]
+fn a_digest_showing_a_record_we_missed_is_answered_with_ours_and_the_record_follows() {
+    big_stack(|| {
+        let mut p = Pair::new();
+        p.run_for(Duration::from_secs(3));
+        // R1's record goes round while the link drops everything: R2
+        // misses it.
+        p.cut[0] = true;
+        p.publish(0, &group_record(1, 5, &[(3, false)]));
+        p.cut[0] = false;
+        assert!(!p.nodes[1].take_group_changed());
+        // R1's digest (as after a tunnel came up) shows it: R2 sends its own
+        // back, R1 answers with the record, within a few link delays.
+        let mut digest = [0u8; 64];
+        let n = p.nodes[0].group().digest().encode(&mut digest).unwrap();
+        p.nodes[0].send_group(0, &digest[..n]);
+        p.drain(0);
+        p.run_for(Duration::from_millis(30));
+        assert!(p.nodes[1].take_group_changed());
+        assert_eq!(group_membership(&p.nodes[1]), (vec![3], vec![]));
+        // Nothing missed any more: R1's next digest gets no digest back.
+        let sent = p.nodes[1].stats().group_sent;
+        p.run_for(Duration::from_secs(2));
+        p.nodes[0].send_group(0, &digest[..n]);
+        p.drain(0);
+        p.run_for(Duration::from_millis(30));
+        assert_eq!(p.nodes[1].stats().group_sent, sent);
+    });
+}
+
+#[test]
 fn a_record_from_a_member_that_may_not_invite_is_refused_and_counted() {
     big_stack(|| {
         let mut p = Pair::distrusting();
