@@ -623,30 +623,40 @@ fn status_kib(pid: u32, key: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn bench_footprint(meshd: &Path) -> Result<(), String> {
-    require_root();
-    // r1 lists 16 members: r2..r5 (established) and 12 that never come.
+/// r1's memory in one lab: `members` configured (r2..r5 established, the
+/// rest never come), `main_options` on every router.
+struct Footprint {
+    members: usize,
+    room: String,
+    rss: u64,
+    anon: Option<u64>,
+    file: Option<u64>,
+    peak: Option<u64>,
+}
+
+fn footprint(
+    meshd: &Path,
+    members: usize,
+    main_options: Vec<(&'static str, String)>,
+) -> Result<Footprint, String> {
     let topo = Topology {
         routers: 5,
         links: vec![(1, 2), (1, 3), (1, 4), (1, 5)],
         blocked: vec![],
-        extra_members: 12,
-        main_options: vec![],
+        extra_members: members - 4,
+        main_options,
     };
     let mut lab = SeedLab::build_topology("mdbf", meshd, 9, &topo);
     lab.start_all();
     lab.wait_all_reachable(Duration::from_secs(30))
         .ok_or_else(|| format!("did not converge\n{}", lab.logs()))?;
-    let established = lab.status(1).map_or(0, |s| {
-        s["members"].as_array().map_or(0, |m| {
-            m.iter()
-                .filter(|x| x["bgp"]["state"] == "Established")
-                .count()
-        })
+    let status = lab.status(1).ok_or("no status from r1")?;
+    let listed = status["members"].as_array().map_or(0, |m| m.len());
+    let established = status["members"].as_array().map_or(0, |m| {
+        m.iter()
+            .filter(|x| x["bgp"]["state"] == "Established")
+            .count()
     });
-    let members = lab
-        .status(1)
-        .map_or(0, |s| s["members"].as_array().map_or(0, |m| m.len()));
     // Some traffic first, so buffers and queues have been touched.
     for n in 2..=5 {
         lab.ping(1, n);
@@ -657,7 +667,56 @@ fn bench_footprint(meshd: &Path) -> Result<(), String> {
         .as_ref()
         .map(|p| p.id())
         .ok_or("r1 not running")?;
-    let rss = rss_kib(pid).ok_or("no RSS")?;
+    let log = std::fs::read_to_string(&lab.routers[0].log).unwrap_or_default();
+    let room = log
+        .lines()
+        .find_map(|l| {
+            l.split_once("room for ")
+                .map(|(_, r)| format!("room for {r}"))
+        })
+        .unwrap_or_else(|| "?".into());
+    let f = Footprint {
+        members: listed,
+        room,
+        rss: rss_kib(pid).ok_or("no RSS")?,
+        anon: status_kib(pid, "RssAnon:"),
+        file: status_kib(pid, "RssFile:"),
+        peak: status_kib(pid, "VmHWM:"),
+    };
+    if listed != members || established != 4 {
+        return Err(format!(
+            "expected {members} members / 4 established, got {listed} / {established}"
+        ));
+    }
+    Ok(f)
+}
+
+fn bench_footprint(meshd: &Path) -> Result<(), String> {
+    require_root();
+    let mib = |k: Option<u64>| k.map_or("?".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+    let cases: [(usize, Vec<(&'static str, String)>); 4] = [
+        (4, vec![("max_members", "4".into())]),
+        (4, vec![]),
+        (16, vec![]),
+        (64, vec![]),
+    ];
+    println!("meshd on r1 of five routers (4 sessions up), after pings:");
+    for (members, options) in cases {
+        let set = options
+            .iter()
+            .map(|(o, v)| format!(" {o} {v}"))
+            .collect::<String>();
+        let f = footprint(meshd, members, options)?;
+        println!(
+            "{:>2} members{set:<16} RSS {} (anonymous {}, binary and libraries {}), peak (VmHWM) {}; {}",
+            f.members,
+            mib(Some(f.rss)),
+            mib(f.anon),
+            mib(f.file),
+            mib(f.peak),
+            f.room
+        );
+    }
     let size = std::fs::metadata(meshd).map_err(|e| e.to_string())?.len();
     let stripped = Command::new("file")
         .arg(meshd)
@@ -667,40 +726,12 @@ fn bench_footprint(meshd: &Path) -> Result<(), String> {
                 && !String::from_utf8_lossy(&o.stdout).contains("not stripped")
         })
         .unwrap_or(false);
-    println!("meshd on r1: {members} members configured, {established} sessions established");
-    println!("RSS          {:.1} MiB ({rss} KiB)", rss as f64 / 1024.0);
-    let mib = |k: Option<u64>| k.map_or("?".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
-    println!(
-        "  of it anonymous {}, binary and libraries {}; peak (VmHWM) {}",
-        mib(status_kib(pid, "RssAnon:")),
-        mib(status_kib(pid, "RssFile:")),
-        mib(status_kib(pid, "VmHWM:"))
-    );
     println!(
         "binary       {:.2} MiB ({size} bytes, {}) {}",
         size as f64 / (1024.0 * 1024.0),
         if stripped { "stripped" } else { "not stripped" },
         meshd.display()
     );
-    for n in 2..=5 {
-        let pid = lab.routers[n - 1]
-            .process
-            .as_ref()
-            .map(|p| p.id())
-            .unwrap_or(0);
-        if let Some(r) = rss_kib(pid) {
-            println!(
-                "  (r{n}, 4 members: RSS {:.1} MiB, peak {})",
-                r as f64 / 1024.0,
-                mib(status_kib(pid, "VmHWM:"))
-            );
-        }
-    }
-    if members != 16 || established != 4 {
-        return Err(format!(
-            "expected 16 members / 4 established, got {members} / {established}"
-        ));
-    }
     Ok(())
 }
 

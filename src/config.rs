@@ -29,6 +29,12 @@
 //!     option keepalive '25'          # WireGuard persistent keepalive, s: 0..65535,
 //!                                    #   0 = off; default 25
 //!     option max_paths '1'           # ECMP limit, 1..32; default 1
+//!     option max_members '16'        # members this router has room for, 1..64; default
+//!                                    #   16 (more if more are configured). Memory is
+//!                                    #   set aside for them at start (about 37 KiB each,
+//!                                    #   and 16 KiB of socket buffers once a session
+//!                                    #   runs); a change, or more members than there is
+//!                                    #   room for, restarts meshd on reload
 //!     option tun 'meshd0'            # TUN interface, 1..15 of [A-Za-z0-9_.-] (not . or ..);
 //!                                    #   default meshd0
 //!     option control_socket '/var/run/meshd.sock'
@@ -163,6 +169,9 @@ pub const DEFAULT_HOLD_TIME: u16 = node::DEFAULT_HOLD_TIME;
 pub const DEFAULT_CONNECT_RETRY_SECS: u64 = node::DEFAULT_CONNECT_RETRY.as_secs();
 pub const DEFAULT_KEEPALIVE: u16 = node::DEFAULT_KEEPALIVE;
 pub const DEFAULT_MAX_PATHS: u8 = node::DEFAULT_MAX_PATHS;
+/// Room for this many members unless told otherwise: a group of friends, and
+/// what a 64 MB router spares easily (the node's memory grows with it).
+pub const DEFAULT_MAX_MEMBERS: usize = 16;
 pub const DEFAULT_BFD_INTERVAL_MS: u32 = node::DEFAULT_BFD.desired_min_tx.as_millis() as u32;
 pub const DEFAULT_BFD_MULTIPLIER: u8 = node::DEFAULT_BFD.detect_mult;
 pub const DEFAULT_BFD_HOLD_DOWN_SECS: u64 = node::DEFAULT_BFD_HOLD_DOWN.as_secs();
@@ -193,6 +202,7 @@ const MAIN_OPTIONS: &[&str] = &[
     "connect_retry",
     "keepalive",
     "max_paths",
+    "max_members",
     "tun",
     "control_socket",
     "log_level",
@@ -279,6 +289,9 @@ pub struct MainConfig {
     /// `None` when set to 0 (off).
     pub keepalive: Option<u16>,
     pub max_paths: u8,
+    /// Members to have room for (the configured ones may be more:
+    /// [`Config::member_capacity`]).
+    pub max_members: usize,
     pub tun: String,
     pub control_socket: PathBuf,
     pub log_level: log::LevelFilter,
@@ -458,6 +471,14 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
+    /// How many members the node has room for: `max_members`, or the
+    /// enabled members if more are configured (at most
+    /// [`MAX_MEMBERS`], which the parser enforces).
+    pub fn member_capacity(&self) -> usize {
+        let enabled = self.enabled_members().count();
+        self.main.max_members.max(enabled).min(MAX_MEMBERS)
+    }
+
     /// Reads and checks the file; on failure, every error found.
     pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
         let file_error = |line: usize, message: String| ConfigError {
@@ -1040,6 +1061,11 @@ fn read_main(r: &mut SectionReader) -> Option<MainConfig> {
     let max_paths = r
         .value("max_paths", |s| parse_range(s, 1, 32, "paths"))
         .unwrap_or(DEFAULT_MAX_PATHS as u64);
+    let max_members = r
+        .value("max_members", |s| {
+            parse_range(s, 1, MAX_MEMBERS as u64, "members")
+        })
+        .unwrap_or(DEFAULT_MAX_MEMBERS as u64);
     let tun = r
         .value("tun", parse_interface_name)
         .unwrap_or_else(|| DEFAULT_TUN.to_string());
@@ -1125,6 +1151,7 @@ fn read_main(r: &mut SectionReader) -> Option<MainConfig> {
         connect_retry: Duration::from_secs(connect_retry),
         keepalive: (keepalive != 0).then_some(keepalive),
         max_paths: max_paths as u8,
+        max_members: max_members as usize,
         tun,
         control_socket,
         log_level,
@@ -1714,6 +1741,7 @@ config meshd 'main'
 \toption connect_retry '5'
 \toption keepalive '0'
 \toption max_paths '4'
+\toption max_members '24'
 \toption tun 'mesh.0'
 \toption control_socket '/tmp/meshd.sock'
 \toption log_level 'debug'
@@ -1784,6 +1812,7 @@ config member
                 connect_retry: Duration::from_secs(5),
                 keepalive: None,
                 max_paths: 4,
+                max_members: 24,
                 tun: "mesh.0".into(),
                 control_socket: PathBuf::from("/tmp/meshd.sock"),
                 log_level: log::LevelFilter::Debug,
@@ -1996,6 +2025,7 @@ config member
         assert_eq!(m.connect_retry, Duration::from_secs(2));
         assert_eq!(m.keepalive, Some(25));
         assert_eq!(m.max_paths, 1);
+        assert_eq!(m.max_members, DEFAULT_MAX_MEMBERS);
         assert_eq!(m.tun, "meshd0");
         assert_eq!(m.control_socket, Path::new("/var/run/meshd.sock"));
         assert_eq!(m.log_level, log::LevelFilter::Info);
@@ -2142,6 +2172,10 @@ config member
                 "/etc/config/meshd:4: meshd 'main': option 'max_paths': '33' is out of range (1..32 paths)",
             ),
             (
+                format!("{MAIN}\toption max_members '65'\n"),
+                "/etc/config/meshd:4: meshd 'main': option 'max_members': '65' is out of range (1..64 members)",
+            ),
+            (
                 format!("{MAIN}\toption tun 'a-very-long-tun0'\n"),
                 "/etc/config/meshd:4: meshd 'main': option 'tun': 'a-very-long-tun0' is not an interface name (1..15 of A-Z a-z 0-9 _ . -)",
             ),
@@ -2259,6 +2293,33 @@ config member 'r3'
                 (17, "65002 is the AS number of member 'bob' (line 10)"),
             ]
         );
+    }
+
+    #[test]
+    fn room_is_set_aside_for_max_members_or_the_enabled_members_if_more() {
+        let members = |n: u8, disabled: u8| -> String {
+            (1..=n + disabled)
+                .map(|i| {
+                    let key = Key([i; 32]);
+                    let enabled = if i > n { "\toption enabled '0'\n" } else { "" };
+                    format!(
+                        "config member 'm{i}'\n\toption public_key '{key}'\n\toption overlay '10.0.1.{i}'\n\toption asn '{}'\n{enabled}",
+                        65100 + i as u32
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(ok(MAIN).member_capacity(), DEFAULT_MAX_MEMBERS);
+        let room = |extra: &str, n: u8, disabled: u8| {
+            ok(&format!("{MAIN}{extra}{}", members(n, disabled))).member_capacity()
+        };
+        assert_eq!(room("", 3, 0), 16);
+        assert_eq!(room("\toption max_members '4'\n", 3, 0), 4);
+        assert_eq!(room("\toption max_members '2'\n", 3, 0), 3);
+        // Disabled members take no room.
+        assert_eq!(room("\toption max_members '2'\n", 2, 5), 2);
+        assert_eq!(room("", 20, 0), 20);
+        assert_eq!(room("\toption max_members '64'\n", 1, 0), 64);
     }
 
     #[test]

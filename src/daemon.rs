@@ -26,10 +26,9 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use mesh_core::discovery::{Policy, MDNS, SSDP};
-use mesh_core::node::{Changes, MemberChange, Node, NodeEvent, Port, TUN_MTU};
-use mesh_core::overlay::OverlayStorage;
+use mesh_core::node::{Changes, MemberChange, Node, NodeEvent, NodeMemory, Port, TUN_MTU};
 use mesh_core::wg::boring::BoringCrypto;
-use mesh_core::wg::Key;
+use mesh_core::wg::{Key, MemberError};
 use mesh_core::{Instant, Prefix};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::signal::{SigSet, Signal};
@@ -230,21 +229,23 @@ const INIT_STACK: usize = if cfg!(debug_assertions) {
     16 << 20
 };
 
-/// Builds the node on a short-lived thread with a large stack: the node is a
-/// few megabytes of fixed-size tables that are moved through the stack while
-/// they are built. That thread's stack is unmapped when it ends (it is larger
-/// than glibc's stack cache), so those pages do not stay resident.
+/// Builds the node on a short-lived thread with a large stack: the node's
+/// fixed-size tables (about 1.4 MB) are moved through the stack while they
+/// are built. That thread's stack is unmapped when it ends (it is larger
+/// than glibc's stack cache), so those pages do not stay resident. The
+/// member table and the sessions' socket buffers, which grow with
+/// `members`, are allocated apart and never pass through a stack.
 fn build_node(
     config: mesh_core::node::NodeConfig,
     private_key: Key,
     t: Instant,
+    members: usize,
 ) -> io::Result<Box<Node<'static, BoringCrypto>>> {
     std::thread::Builder::new()
         .name("meshd-init".into())
         .stack_size(INIT_STACK)
         .spawn(move || {
-            let storage: &'static mut OverlayStorage<'static> =
-                Box::leak(Box::new(OverlayStorage::new()));
+            let storage = NodeMemory::leak(members);
             let crypto = BoringCrypto::new(&private_key);
             Box::new(Node::new(config, crypto, storage, t))
         })?
@@ -713,7 +714,9 @@ impl Daemon {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as u32);
         let start_config = node_config.clone();
-        let node = build_node(node_config, private_key, t)?;
+        let capacity = config.member_capacity();
+        let node = build_node(node_config, private_key, t, capacity)?;
+        log::info!("room for {capacity} members (option max_members)");
 
         let mut mask = SigSet::empty();
         for s in [Signal::SIGHUP, Signal::SIGTERM, Signal::SIGINT] {
@@ -821,6 +824,13 @@ impl Daemon {
                     log::info!("member {} updated", self.member(*slot))
                 }
                 MemberChange::Removed { name } => log::info!("member {name} removed"),
+                MemberChange::Refused {
+                    name,
+                    error: MemberError::Full,
+                } => log::error!(
+                    "member {name}: cannot add: room for {} members only (option max_members)",
+                    self.node.member_capacity()
+                ),
                 MemberChange::Refused { name, error } => {
                     log::error!("member {name}: cannot add: {error:?}")
                 }
@@ -1432,6 +1442,16 @@ impl Daemon {
         crate::logger::init(new.main.log_level);
         if sockets(&new) != sockets(&self.config) {
             log::info!("reload: port, device or control socket changed: restarting");
+            self.stop = Some(Outcome::Restart);
+            self.config = new;
+            return;
+        }
+        let room = self.node.member_capacity();
+        if new.main.max_members != self.config.main.max_members || new.member_capacity() > room {
+            log::info!(
+                "reload: room for {} members wanted, {room} set aside: restarting",
+                new.member_capacity()
+            );
             self.stop = Some(Outcome::Restart);
             self.config = new;
             return;

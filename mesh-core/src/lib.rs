@@ -8,7 +8,8 @@
 //!
 //! - mesh-core's own code is `#![no_std]` and allocation-free: every queue,
 //!   table and buffer is a fixed-size array or `heapless` collection sized at
-//!   compile time; running out is an explicit error or a counter, never a
+//!   compile time, or a slice the caller gives (below); running out is an
+//!   explicit error or a counter, never a
 //!   panic. It reads no clock (embassy-time's `Instant::now` is never called)
 //!   and draws no randomness of its own (the seed makes TCP sequence numbers,
 //!   BFD discriminators, STUN transaction ids and punch tokens).
@@ -22,6 +23,13 @@
 //!   its clock follows a mock the simulation advances.
 //! - smoltcp (the overlay's TCP) is built without `alloc`: its sockets borrow
 //!   their buffers from [`overlay::OverlayStorage`].
+//! - What grows with the members a node may hold (the member table, the
+//!   sessions' sockets and their buffers) is the caller's memory, a
+//!   [`node::NodeStorage`] of slices sized at start; the rest of the node is
+//!   fixed-size. [`node::NodeMemory`], with feature `std`, allocates that
+//!   storage once (`Vec`s, the buffers zeroed so that their pages are mapped
+//!   only when a session writes them): a convenience for drivers with a heap,
+//!   outside the node.
 //!
 //! ## The driver contract
 //!

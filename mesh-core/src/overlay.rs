@@ -31,27 +31,42 @@ const TX_QUEUE: usize = 32;
 
 pub type Packet = heapless::Vec<u8, INNER_MTU>;
 
-/// Memory for the overlay: socket slots and their buffers.
+/// Memory for the overlay, the caller's: smoltcp's socket slots and one
+/// buffer that is cut into each socket's receive and transmit buffers.
+/// [`OverlayStorage::sockets_for`] and [`OverlayStorage::buffer_len`] give
+/// the sizes for a number of members; a smaller buffer gives fewer sockets.
 #[derive(Debug)]
 pub struct OverlayStorage<'a> {
-    sockets: [SocketStorage<'a>; SOCKETS],
-    rx: [[u8; TCP_RX]; SOCKETS],
-    tx: [[u8; TCP_TX]; SOCKETS],
+    sockets: &'a mut [SocketStorage<'a>],
+    buffers: &'a mut [u8],
 }
 
-impl OverlayStorage<'_> {
-    pub const fn new() -> Self {
-        OverlayStorage {
-            sockets: [SocketStorage::EMPTY; SOCKETS],
-            rx: [[0; TCP_RX]; SOCKETS],
-            tx: [[0; TCP_TX]; SOCKETS],
-        }
+impl<'a> OverlayStorage<'a> {
+    /// Sockets for `members` members: two each (either side may connect)
+    /// and the listeners.
+    pub const fn sockets_for(members: usize) -> usize {
+        2 * members + LISTENERS
     }
-}
 
-impl Default for OverlayStorage<'_> {
-    fn default() -> Self {
-        Self::new()
+    /// Octets of socket buffers for `members` members.
+    pub const fn buffer_len(members: usize) -> usize {
+        Self::sockets_for(members) * (TCP_RX + TCP_TX)
+    }
+
+    /// Storage for `sockets.len()` sockets, as many as `buffers` has room
+    /// for (and at most [`SOCKETS`]). The buffers' contents do not matter:
+    /// a zeroed allocation that was never written costs no memory until a
+    /// session uses it.
+    pub fn new(sockets: &'a mut [SocketStorage<'a>], buffers: &'a mut [u8]) -> Self {
+        OverlayStorage { sockets, buffers }
+    }
+
+    /// How many sockets the overlay gets from this storage.
+    pub fn sockets(&self) -> usize {
+        self.sockets
+            .len()
+            .min(self.buffers.len() / (TCP_RX + TCP_TX))
+            .min(SOCKETS)
     }
 }
 
@@ -154,7 +169,8 @@ pub struct Overlay<'a> {
     iface: Interface,
     sockets: SocketSet<'a>,
     handles: heapless::Vec<SocketHandle, SOCKETS>,
-    slots: [Slot; SOCKETS],
+    /// What each socket is doing, in step with `handles`.
+    slots: heapless::Vec<Slot, SOCKETS>,
     wire: Wire,
     next_port: u16,
     stats: OverlayStats,
@@ -171,13 +187,14 @@ impl core::fmt::Debug for Overlay<'_> {
 
 impl<'a> Overlay<'a> {
     pub fn new(
-        storage: &'a mut OverlayStorage<'a>,
+        storage: OverlayStorage<'a>,
         v4: Ipv4Addr,
         v6: Option<Ipv6Addr>,
         seed: u64,
         now: Instant,
     ) -> Overlay<'a> {
-        let OverlayStorage { sockets, rx, tx } = storage;
+        let n = storage.sockets();
+        let OverlayStorage { sockets, buffers } = storage;
         let mut wire = Wire::default();
         let mut config = Config::new(HardwareAddress::Ip);
         config.random_seed = seed;
@@ -194,22 +211,21 @@ impl<'a> Overlay<'a> {
         if let Some(v6) = v6 {
             let _ = iface.routes_mut().add_default_ipv6_route(v6);
         }
-        let mut set = SocketSet::new(&mut sockets[..]);
+        let mut set = SocketSet::new(&mut sockets[..n]);
         let mut handles = heapless::Vec::new();
-        for (r, t) in rx.iter_mut().zip(tx.iter_mut()) {
-            let mut s = tcp::Socket::new(
-                tcp::SocketBuffer::new(&mut r[..]),
-                tcp::SocketBuffer::new(&mut t[..]),
-            );
+        for buffer in buffers.chunks_exact_mut(TCP_RX + TCP_TX).take(n) {
+            let (r, t) = buffer.split_at_mut(TCP_RX);
+            let mut s = tcp::Socket::new(tcp::SocketBuffer::new(r), tcp::SocketBuffer::new(t));
             // BGP messages are small and latency matters more than segments.
             s.set_nagle_enabled(false);
             let _ = handles.push(set.add(s));
         }
+        let slots = handles.iter().map(|_| Slot::Free).collect();
         let mut o = Overlay {
             iface,
             sockets: set,
             handles,
-            slots: [Slot::Free; SOCKETS],
+            slots,
             wire,
             next_port: 49152 + (seed % 8192) as u16,
             stats: OverlayStats::default(),
@@ -282,7 +298,7 @@ impl<'a> Overlay<'a> {
 
     /// Returns draining sockets whose close has completed to the pool.
     fn reclaim(&mut self) {
-        for i in 0..SOCKETS {
+        for i in 0..self.handles.len() {
             if self.slots[i] == Slot::Draining {
                 let s = self.sockets.get_mut::<tcp::Socket>(self.handles[i]);
                 if !s.is_open() {
@@ -319,7 +335,7 @@ impl<'a> Overlay<'a> {
     /// A listener that has accepted a connection: its handle and the peer's
     /// address. The caller must [`Overlay::adopt`] or [`Overlay::reject`] it.
     pub fn accepted(&mut self) -> Option<(SocketHandle, IpAddr)> {
-        for i in 0..SOCKETS {
+        for i in 0..self.handles.len() {
             if self.slots[i] != Slot::Listening {
                 continue;
             }

@@ -29,9 +29,11 @@ use std::sync::{Mutex, OnceLock};
 
 use mesh_core::bfd;
 use mesh_core::node::exitnat::ExitNatConfig;
-use mesh_core::node::{ExitConfig, Node, NodeConfig, Port, EVENT_QUEUE, LAN_QUEUE, TRANSMIT_QUEUE};
-use mesh_core::overlay::OverlayStorage;
-use mesh_core::wg::boring::{public_key, BoringCrypto};
+use mesh_core::node::{
+    ExitConfig, Node, NodeConfig, NodeMemory, NodeStorage, Port, EVENT_QUEUE, LAN_QUEUE,
+    TRANSMIT_QUEUE,
+};
+use mesh_core::wg::boring::{public_key, BoringCrypto, BoringTunnel};
 use mesh_core::wg::{BfdSetting, Key, MemberConfig, MAX_DATAGRAM, MAX_MEMBERS};
 use mesh_core::{Duration, Instant, Prefix};
 
@@ -325,7 +327,7 @@ fn member(n: u8, endpoint: bool) -> MemberConfig {
 
 impl<'a> World<'a> {
     /// The mesh, each node on its storage (R1, R2, R3).
-    pub fn new(storage: [&'a mut OverlayStorage<'a>; 3], options: Options) -> World<'a> {
+    pub fn new(storage: [NodeStorage<'a, BoringTunnel>; 3], options: Options) -> World<'a> {
         // boringtun's clock (feature `sim`) is the thread's: it starts at
         // zero for each input.
         mock_instant::MockClock::set_time(std::time::Duration::ZERO);
@@ -708,10 +710,12 @@ impl<'a> World<'a> {
 
 /// Runs `f` on a fresh mesh, each node on its own storage.
 pub fn with_world(options: Options, f: impl FnOnce(&mut World<'_>)) {
-    let mut s1 = Box::new(OverlayStorage::new());
-    let mut s2 = Box::new(OverlayStorage::new());
-    let mut s3 = Box::new(OverlayStorage::new());
-    let mut w = World::new([&mut *s1, &mut *s2, &mut *s3], options);
+    // Room for the two other routers and a spare: a member the inputs
+    // cannot add is no loss, and a small table is a fast fuzz input.
+    let mut s1 = NodeMemory::new(3);
+    let mut s2 = NodeMemory::new(3);
+    let mut s3 = NodeMemory::new(3);
+    let mut w = World::new([s1.storage(), s2.storage(), s3.storage()], options);
     f(&mut w);
     if std::env::var_os("FUZZ_SHOW").is_some() {
         w.show();

@@ -192,7 +192,7 @@ pub(crate) struct Local {
 
 impl<'a> Engine<'a> {
     /// The engine with this home's own prefixes originated.
-    pub fn new(storage: &'a mut OverlayStorage<'a>, config: &NodeConfig, now: Instant) -> Self {
+    pub fn new(storage: OverlayStorage<'a>, config: &NodeConfig, now: Instant) -> Self {
         let overlay = Overlay::new(storage, config.overlay, config.overlay_v6, config.seed, now);
         let mut e = Engine {
             overlay,

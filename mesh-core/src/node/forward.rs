@@ -122,7 +122,7 @@ pub enum DropReason {
 /// What forwarding reads: the FIB, the members, the node's settings.
 pub(crate) struct Router<'v, T> {
     pub rib: &'v NodeRib,
-    pub slots: &'v Slots<T>,
+    pub slots: &'v Slots<'v, T>,
     pub config: &'v NodeConfig,
 }
 

@@ -66,6 +66,7 @@ mod output;
 mod relay;
 mod slots;
 mod status;
+mod storage;
 mod stun;
 mod supervision;
 mod tunnel;
@@ -92,8 +93,11 @@ pub use group::{DIGEST_INTERVAL, GROUP_PORT, MAX_ANSWER, MAX_RECORDS};
 pub use invite::{InviteOutcome, INVITE_OUTCOMES, MAX_INVITES};
 pub use output::{Port, Transmit, DISCOVERY_QUEUE, EVENT_QUEUE, LAN_QUEUE, TRANSMIT_QUEUE};
 pub use relay::bytes_per_second;
-pub use slots::DIRECT_FRESH;
+pub use slots::{MemberSlot, DIRECT_FRESH};
 pub use status::{BfdStatus, MemberStatus, TraversalStatus};
+#[cfg(feature = "std")]
+pub use storage::NodeMemory;
+pub use storage::NodeStorage;
 pub use stun::{Timer as StunTimer, STUN_ANSWERS_PER_SECOND, STUN_REFRESH, STUN_RETRY};
 pub use supervision::{
     Timer as SupervisionTimer, FLAP_MEMORY, MAX_HOLD_DOWN, MAX_RETURN_AFTER, RETURN_AFTER,
@@ -101,7 +105,6 @@ pub use supervision::{
 
 use crate::ip::{self, IcmpError};
 use crate::nat::NatReport;
-use crate::overlay::OverlayStorage;
 use crate::prefix::Prefix;
 use crate::rib::Source;
 use crate::wg::{
@@ -135,7 +138,7 @@ pub fn leads(own: Ipv4Addr, member: Ipv4Addr) -> bool {
 pub struct Node<'a, C: Crypto> {
     config: NodeConfig,
     crypto: C,
-    slots: Slots<C::Tunnel>,
+    slots: Slots<'a, C::Tunnel>,
     engine: Engine<'a>,
     stun: stun::Stun,
     exchange: Exchange,
@@ -179,13 +182,16 @@ impl<C: Crypto> core::fmt::Debug for Node<'_, C> {
 }
 
 impl<'a, C: Crypto> Node<'a, C> {
+    /// A node for `config`, in `storage`: it can hold as many members as
+    /// `storage` has slots for.
     pub fn new(
         config: NodeConfig,
         crypto: C,
-        storage: &'a mut OverlayStorage<'a>,
+        storage: NodeStorage<'a, C::Tunnel>,
         now: Instant,
     ) -> Self {
-        let engine = Engine::new(storage, &config, now);
+        let NodeStorage { members, overlay } = storage;
+        let engine = Engine::new(overlay, &config, now);
         Node {
             stun: stun::Stun::new(config.alt_port),
             exchange: Exchange::new(now),
@@ -200,7 +206,7 @@ impl<'a, C: Crypto> Node<'a, C> {
             group: group::GroupRoom::new(crypto.public_key().0, now),
             config,
             crypto,
-            slots: Slots::new(),
+            slots: Slots::new(members),
             engine,
             dedup: Dedup::new(),
             tx: TxRing::new(),
@@ -221,6 +227,10 @@ impl<'a, C: Crypto> Node<'a, C> {
 
     pub fn config(&self) -> &NodeConfig {
         &self.config
+    }
+    /// How many members the node's storage holds.
+    pub fn member_capacity(&self) -> usize {
+        self.slots.capacity()
     }
     pub fn public_key(&self) -> Key {
         self.crypto.public_key()

@@ -106,25 +106,77 @@ impl<T: Tunnel> Slot<T> {
     }
 }
 
-/// The table.
-#[derive(Debug)]
-pub(crate) struct Slots<T> {
-    slots: [Option<Slot<T>>; MAX_MEMBERS],
+/// Room for one member: the caller's storage for the member table
+/// ([`super::NodeStorage`]) is a slice of these, one per member the node
+/// may hold. Empty until a member is added.
+pub struct MemberSlot<T>(Option<Slot<T>>);
+
+impl<T> MemberSlot<T> {
+    pub const EMPTY: Self = MemberSlot(None);
+}
+
+impl<T> Default for MemberSlot<T> {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
+
+impl<T> core::fmt::Debug for MemberSlot<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "MemberSlot(used)"
+        } else {
+            "MemberSlot(empty)"
+        })
+    }
+}
+
+/// The table, in the caller's storage: as many slots as it was given (at
+/// most [`MAX_MEMBERS`]).
+pub(crate) struct Slots<'a, T> {
+    slots: &'a mut [MemberSlot<T>],
     /// Members ever added (10 bits, wrapping): with the slot number it makes
     /// the receiver index, so a datagram for a slot's previous member misses.
     adds: u16,
+}
+
+impl<T> core::fmt::Debug for Slots<'_, T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Slots")
+            .field("capacity", &self.slots.len())
+            .field("used", &self.slots.iter().filter(|s| s.0.is_some()).count())
+            .finish()
+    }
 }
 
 /// The receiver-index tag of a member: 10 bits of add count, 6 of slot.
 const SLOT_BITS: u32 = 6;
 const _: () = assert!(MAX_MEMBERS <= 1 << SLOT_BITS);
 
-impl<T: Tunnel> Slots<T> {
-    pub const fn new() -> Self {
-        Slots {
-            slots: [const { None }; MAX_MEMBERS],
-            adds: 0,
+impl<'a, T: Tunnel> Slots<'a, T> {
+    /// The table in `storage`, emptied; slots past [`MAX_MEMBERS`] are not
+    /// used.
+    pub fn new(storage: &'a mut [MemberSlot<T>]) -> Self {
+        let len = storage.len().min(MAX_MEMBERS);
+        let slots = &mut storage[..len];
+        for s in slots.iter_mut() {
+            s.0 = None;
         }
+        Slots { slots, adds: 0 }
+    }
+
+    /// A full-size table that is never freed, for tests.
+    #[cfg(all(test, feature = "std"))]
+    pub fn leak() -> Slots<'static, T>
+    where
+        T: 'static,
+    {
+        Slots::new(super::NodeMemory::leak(MAX_MEMBERS).members)
+    }
+
+    /// How many members the table can hold.
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
     }
 
     /// Checks that `config` may join (no key, AS number or overlay address
@@ -145,7 +197,7 @@ impl<T: Tunnel> Slots<T> {
         let slot = self
             .slots
             .iter()
-            .position(|s| s.is_none())
+            .position(|s| s.0.is_none())
             .ok_or(MemberError::Full)?;
         self.adds = (self.adds + 1) & 0x3ff;
         Ok((slot, (self.adds as u32) << SLOT_BITS | slot as u32))
@@ -174,7 +226,7 @@ impl<T: Tunnel> Slots<T> {
             node.seed,
             slot,
         );
-        self.slots[slot] = Some(Slot {
+        self.slots[slot].0 = Some(Slot {
             wg,
             upkeep: Upkeep::new(now),
             bfd,
@@ -188,40 +240,40 @@ impl<T: Tunnel> Slots<T> {
     }
 
     pub fn remove(&mut self, slot: usize) -> Option<Slot<T>> {
-        self.slots.get_mut(slot)?.take()
+        self.slots.get_mut(slot)?.0.take()
     }
 
     pub fn get(&self, slot: usize) -> Option<&Slot<T>> {
-        self.slots.get(slot)?.as_ref()
+        self.slots.get(slot)?.0.as_ref()
     }
 
     pub fn get_mut(&mut self, slot: usize) -> Option<&mut Slot<T>> {
-        self.slots.get_mut(slot)?.as_mut()
+        self.slots.get_mut(slot)?.0.as_mut()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (usize, &Slot<T>)> + '_ {
         self.slots
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| s.as_ref().map(|m| (i, m)))
+            .filter_map(|(i, s)| s.0.as_ref().map(|m| (i, m)))
     }
 
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut Slot<T>)> + '_ {
         self.slots
             .iter_mut()
             .enumerate()
-            .filter_map(|(i, s)| s.as_mut().map(|m| (i, m)))
+            .filter_map(|(i, s)| s.0.as_mut().map(|m| (i, m)))
     }
 
     /// Slot `i` to change, and the others to read (the import filter asks
     /// who may originate a prefix while a session writes its routes).
     pub fn split(&mut self, i: usize) -> Option<(&mut Slot<T>, Others<'_, T>)> {
-        if i >= MAX_MEMBERS {
+        if i >= self.slots.len() {
             return None;
         }
         let (before, rest) = self.slots.split_at_mut(i);
         let (this, after) = rest.split_first_mut()?;
-        Some((this.as_mut()?, Others { before, after }))
+        Some((this.0.as_mut()?, Others { before, after }))
     }
 
     pub fn by_key(&self, key: &Key) -> Option<usize> {
@@ -243,14 +295,14 @@ impl<T: Tunnel> Slots<T> {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.slots.iter().all(Option::is_none)
+        self.slots.iter().all(|s| s.0.is_none())
     }
 }
 
 /// Every slot but one, read-only.
 pub(crate) struct Others<'s, T> {
-    before: &'s [Option<Slot<T>>],
-    after: &'s [Option<Slot<T>>],
+    before: &'s [MemberSlot<T>],
+    after: &'s [MemberSlot<T>],
 }
 
 impl<T> Clone for Others<'_, T> {
@@ -265,7 +317,7 @@ impl<T> Others<'_, T> {
         self.before
             .iter()
             .chain(self.after.iter())
-            .flatten()
+            .filter_map(|s| s.0.as_ref())
             .map(|s| &s.wg.config)
     }
 }

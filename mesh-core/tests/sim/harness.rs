@@ -23,8 +23,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use mesh_core::node::{Node, NodeConfig, NodeEvent};
-use mesh_core::overlay::OverlayStorage;
+use mesh_core::node::{Node, NodeConfig, NodeEvent, NodeMemory};
 use mesh_core::wg::boring::{public_key, BoringCrypto};
 use mesh_core::wg::{Key, MemberConfig};
 use mesh_core::{Duration, Instant, Prefix};
@@ -286,8 +285,8 @@ impl Sim {
     pub fn start(&mut self, n: usize) {
         let (config, members) = self.config(n);
         self.starts[n] += 1;
-        let storage: &'static mut OverlayStorage<'static> =
-            Box::leak(Box::new(OverlayStorage::new()));
+        // Sized by its members, as the daemon sizes it by its configuration.
+        let storage = NodeMemory::leak(members.len());
         let crypto = BoringCrypto::new(&config.private_key);
         let mut node = Box::new(Node::new(config, crypto, storage, self.now));
         for m in members {

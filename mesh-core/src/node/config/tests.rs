@@ -6,7 +6,6 @@ use std::vec::Vec;
 
 use core::net::{IpAddr, SocketAddr};
 
-use crate::overlay::OverlayStorage;
 use crate::wg::boring::BoringCrypto;
 
 use crate::node::tests::fixtures::{asn, big_stack, lan, member, node_config, private_key};
@@ -20,7 +19,7 @@ type TestNode = Node<'static, BoringCrypto>;
 /// Node 1 with members 2 and 3, every output drained.
 fn node() -> Box<TestNode> {
     let config = node_config(1);
-    let storage = Box::leak(Box::new(OverlayStorage::new()));
+    let storage = crate::node::NodeMemory::leak(crate::wg::MAX_MEMBERS);
     let crypto = BoringCrypto::new(&config.private_key);
     let mut n = Box::new(Node::new(config, crypto, storage, T0));
     for m in members() {

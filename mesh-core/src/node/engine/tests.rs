@@ -13,8 +13,8 @@ use std::vec::Vec;
 const T0: Instant = Instant::from_secs(100);
 
 fn engine(n: u8) -> Box<Engine<'static>> {
-    let storage: &'static mut OverlayStorage<'static> = Box::leak(Box::new(OverlayStorage::new()));
-    Box::new(Engine::new(storage, &node_config(n), T0))
+    let storage = crate::node::NodeMemory::<()>::leak(MAX_MEMBERS);
+    Box::new(Engine::new(storage.overlay, &node_config(n), T0))
 }
 
 /// A path through members (AS 65000 + n), from the first one.

@@ -12,7 +12,6 @@ use super::*;
 use crate::node::exitnat::ExitNatConfig;
 use crate::node::tests::fixtures::{big_stack, crypto, member, node_config, underlay};
 use crate::node::{Node, NodeEvent, Port};
-use crate::overlay::OverlayStorage;
 use crate::wg::boring::BoringCrypto;
 
 type TestNode = Node<'static, BoringCrypto>;
@@ -113,8 +112,7 @@ impl Net {
                 ports_forwarded: false,
             });
         }
-        let storage: &'static mut OverlayStorage<'static> =
-            Box::leak(Box::new(OverlayStorage::new()));
+        let storage = crate::node::NodeMemory::leak(crate::wg::MAX_MEMBERS);
         let mut node = Box::new(Node::new(c, crypto(i), storage, self.now));
         node.set_local_addresses(&[underlay(i).ip()]);
         for m in (1..=n).filter(|&m| m != i) {

@@ -30,7 +30,7 @@ fn host(n: u8) -> Ipv4Addr {
 /// or 3.
 struct Net {
     rib: Box<NodeRib>,
-    slots: Box<Slots<BoringTunnel>>,
+    slots: Box<Slots<'static, BoringTunnel>>,
     config: NodeConfig,
 }
 

@@ -83,10 +83,10 @@ pub fn slots(
     now: embassy_time::Instant,
     own: u8,
     members: &[MemberConfig],
-) -> std::boxed::Box<Slots<BoringTunnel>> {
+) -> std::boxed::Box<Slots<'static, BoringTunnel>> {
     let node = node_config(own);
     let crypto = crypto(own);
-    let mut s = std::boxed::Box::new(Slots::new());
+    let mut s = std::boxed::Box::new(Slots::leak());
     for m in members {
         s.add(now, &node, &crypto, m.clone()).unwrap();
     }

@@ -14,7 +14,6 @@ use std::vec::Vec;
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::*;
-use crate::overlay::OverlayStorage;
 use crate::wg::boring::BoringCrypto;
 use fixtures::{big_stack, crypto, lan, node_config, underlay};
 
@@ -32,10 +31,15 @@ const CONFIRM: Duration = Duration::from_secs(1);
 /// Router `n`, alone, with a BGP hold time of 3 s (and BFD confirming a
 /// down in [`CONFIRM`]).
 fn node(n: u8) -> Box<TestNode> {
+    node_with_room(n, MAX_MEMBERS)
+}
+
+/// [`node`] with storage for `members` members.
+fn node_with_room(n: u8, members: usize) -> Box<TestNode> {
     let mut c = node_config(n);
     c.hold_time = 3;
     c.bfd_confirm = CONFIRM;
-    let storage: &'static mut OverlayStorage<'static> = Box::leak(Box::new(OverlayStorage::new()));
+    let storage = NodeMemory::leak(members);
     Box::new(Node::new(c, crypto(n), storage, T0))
 }
 
@@ -326,6 +330,40 @@ fn two_routers_bring_up_bgp_and_bfd_over_their_tunnel_and_carry_a_console_packet
         // BFD keeps the node awake at its pace: 10 ms, 75-100% jitter.
         let (next, why) = p.nodes[0].poll_timeout().unwrap();
         assert!(next <= p.now + Duration::from_millis(10), "{why:?}");
+    });
+}
+
+#[test]
+fn a_node_with_room_for_one_member_runs_its_session_and_refuses_a_second() {
+    big_stack(|| {
+        let mut p = Pair::strangers();
+        p.nodes = [node_with_room(1, 1), node_with_room(2, 1)];
+        assert_eq!(p.nodes[0].member_capacity(), 1);
+        p.nodes[0].add_member(T0, member(2, true)).unwrap();
+        p.nodes[1].add_member(T0, member(1, true)).unwrap();
+        // Full: the slot is taken, and a second member is refused before
+        // anything of it is started.
+        assert_eq!(
+            p.nodes[0].add_member(T0, member(3, true)),
+            Err(MemberError::Full)
+        );
+        p.drain(0);
+        p.drain(1);
+        p.run_for(Duration::from_secs(3));
+        // Its one session has the sockets it needs (two and the listeners).
+        for i in 0..2 {
+            assert!(p
+                .saw(i, |e| matches!(e, NodeEvent::SessionUp { .. }))
+                .is_some());
+        }
+        assert_eq!(
+            p.nodes[0].verdict_from_lan(&probe(1, 2, 7)),
+            Verdict::ToMember { to: 0, copy: None }
+        );
+        // The slot is free again once its member leaves.
+        let now = p.now;
+        assert!(p.nodes[0].remove_member(now, 0));
+        assert_eq!(p.nodes[0].add_member(now, member(3, true)), Ok(0));
     });
 }
 

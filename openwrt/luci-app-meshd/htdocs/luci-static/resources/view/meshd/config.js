@@ -202,6 +202,11 @@ return view.extend({
 		o.datatype = 'range(1,32)';
 		o.placeholder = '1';
 
+		o = s.taboption('routing', form.Value, 'max_members', _('Room for members'),
+			_('How many friends\' routers this router keeps room for (1-64). Memory for them is set aside when meshd starts; changing this restarts meshd.'));
+		o.datatype = 'range(1,64)';
+		o.placeholder = '16';
+
 		o = s.taboption('routing', form.Value, 'relay_rate', _('Relay limit'),
 			_('Transit traffic one member may send through this router, in kbit/s; 0 = no limit. Games need well under 1000 per console.'));
 		o.datatype = 'range(0,10000000)';

@@ -1,0 +1,84 @@
+//! The memory a node runs in, the caller's: the member table and the
+//! overlay's sockets and buffers, sized for the members the node may hold.
+//!
+//! The node's other tables are fixed-size fields of [`super::Node`]; these
+//! two grow with every member (about 37 KiB a member slot and 16 KiB of
+//! socket buffers), so they are slices the caller sizes. A driver with a
+//! heap allocates them once ([`NodeMemory`], feature `std`); one
+//! without gives static arrays.
+
+#[cfg(feature = "std")]
+extern crate std;
+
+#[cfg(feature = "std")]
+use smoltcp::iface::SocketStorage;
+
+use super::slots::MemberSlot;
+use crate::overlay::OverlayStorage;
+#[cfg(feature = "std")]
+use crate::wg::MAX_MEMBERS;
+
+/// The member table's slots and the overlay's storage.
+#[derive(Debug)]
+pub struct NodeStorage<'a, T> {
+    /// One slot per member the node may hold (at most
+    /// [`MAX_MEMBERS`](crate::wg::MAX_MEMBERS) are
+    /// used). Adding a member to a full table is refused with
+    /// [`crate::wg::MemberError::Full`].
+    pub members: &'a mut [MemberSlot<T>],
+    /// The BGP sessions' TCP sockets: [`OverlayStorage::sockets_for`] the
+    /// same number of members, or sessions beyond it cannot connect.
+    pub overlay: OverlayStorage<'a>,
+}
+
+/// The storage, allocated: for drivers with a heap (feature `std`).
+///
+/// The socket buffers are a zeroed allocation: the kernel maps their pages
+/// when a session first writes them, so a member costs its socket memory
+/// only once its session runs. The member slots are written only where a
+/// member is added (an empty slot is a tag).
+#[cfg(feature = "std")]
+#[derive(Debug)]
+pub struct NodeMemory<'a, T> {
+    members: std::vec::Vec<MemberSlot<T>>,
+    sockets: std::vec::Vec<SocketStorage<'a>>,
+    buffers: std::vec::Vec<u8>,
+}
+
+#[cfg(feature = "std")]
+impl<'a, T> NodeMemory<'a, T> {
+    /// Room for `members` members (clamped to 1..=[`MAX_MEMBERS`]).
+    pub fn new(members: usize) -> Self {
+        let members = members.clamp(1, MAX_MEMBERS);
+        let mut slots = std::vec::Vec::new();
+        slots.resize_with(members, MemberSlot::default);
+        let mut sockets = std::vec::Vec::new();
+        sockets.resize_with(OverlayStorage::sockets_for(members), || {
+            SocketStorage::EMPTY
+        });
+        NodeMemory {
+            members: slots,
+            sockets,
+            buffers: std::vec![0u8; OverlayStorage::buffer_len(members)],
+        }
+    }
+
+    /// The storage, for one node.
+    pub fn storage(&'a mut self) -> NodeStorage<'a, T> {
+        NodeStorage {
+            members: &mut self.members,
+            overlay: OverlayStorage::new(&mut self.sockets, &mut self.buffers),
+        }
+    }
+
+    /// Storage for `members` members that is never freed, for a node that
+    /// lives as long as the process.
+    pub fn leak(members: usize) -> NodeStorage<'static, T>
+    where
+        T: 'static,
+    {
+        let memory: &'static mut NodeMemory<'static, T> =
+            std::boxed::Box::leak(std::boxed::Box::new(NodeMemory::new(members)));
+        memory.storage()
+    }
+}
