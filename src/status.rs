@@ -582,6 +582,8 @@ pub fn document<C: Crypto>(
         .with("nat", nat)
         .with("exit", exit_document(node, consoles, now))
         .with("members", members)
+        // Members there is memory for (option max_members, set at start).
+        .with("member_room", node.member_capacity())
         .with("routes", routes)
         .with("counters", counters)
 }
@@ -646,7 +648,11 @@ pub fn render(doc: &Json) -> String {
     if let Some(x @ Json::Obj(_)) = doc.get("exit") {
         render_exit(&mut out, x);
     }
-    let _ = writeln!(out, "\nmembers:");
+    let _ = writeln!(
+        out,
+        "\nmembers (room for {}):",
+        opt_num(doc, "member_room", "")
+    );
     let _ = writeln!(
         out,
         "  {:<10} {:<15} {:<8} {:<22} {:>9} {:>6}  {:<12} {:<10} {:<14} prefixes",
