@@ -112,12 +112,15 @@ impl<T: Tunnel> Slot<T> {
 pub struct MemberSlot<T>(Option<Slot<T>>);
 
 impl<T> MemberSlot<T> {
+    /// An empty slot, for a `static` table. At run time prefer
+    /// [`MemberSlot::default`]: a copy of this constant writes the whole
+    /// slot, `default` only the word that marks it empty.
     pub const EMPTY: Self = MemberSlot(None);
 }
 
 impl<T> Default for MemberSlot<T> {
     fn default() -> Self {
-        Self::EMPTY
+        MemberSlot(None)
     }
 }
 
@@ -159,7 +162,7 @@ impl<'a, T: Tunnel> Slots<'a, T> {
     pub fn new(storage: &'a mut [MemberSlot<T>]) -> Self {
         let len = storage.len().min(MAX_MEMBERS);
         let slots = &mut storage[..len];
-        for s in slots.iter_mut() {
+        for s in slots.iter_mut().filter(|s| s.0.is_some()) {
             s.0 = None;
         }
         Slots { slots, adds: 0 }
