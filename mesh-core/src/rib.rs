@@ -191,7 +191,10 @@ struct AttrSlot {
 /// Interned attribute sets: routes announced together share one.
 #[derive(Debug)]
 struct AttrPool<const A: usize> {
-    slots: [Option<AttrSlot>; A],
+    /// Grows to the most sets held at once (a freed set leaves a hole the
+    /// next one takes): a pool that never held many never touched the rest
+    /// of its capacity.
+    slots: heapless::Vec<Option<AttrSlot>, A>,
     used: usize,
 }
 
@@ -204,7 +207,7 @@ fn attr_hash(a: &PathAttributes) -> u64 {
 impl<const A: usize> AttrPool<A> {
     const fn new() -> Self {
         AttrPool {
-            slots: [const { None }; A],
+            slots: heapless::Vec::new(),
             used: 0,
         }
     }
@@ -222,12 +225,21 @@ impl<const A: usize> AttrPool<A> {
                 _ => {}
             }
         }
-        let i = free.ok_or(RibError::AttrsFull)?;
-        self.slots[i] = Some(AttrSlot {
+        let slot = Some(AttrSlot {
             refs: 1,
             hash,
             attrs: attrs.clone(),
         });
+        let i = match free {
+            Some(i) => {
+                self.slots[i] = slot;
+                i
+            }
+            None => {
+                self.slots.push(slot).map_err(|_| RibError::AttrsFull)?;
+                self.slots.len() - 1
+            }
+        };
         self.used += 1;
         Ok(AttrId(i as u16))
     }

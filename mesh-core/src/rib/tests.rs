@@ -439,6 +439,16 @@ fn capacity_is_an_error_not_a_panic() {
     // The failed insert left no empty entry behind.
     assert!(r.entry(&pfx("10.3.0.0/16")).is_none());
     assert_eq!(r.stats.full_errors, 1);
+    // A set released leaves room the next one takes.
+    r.withdraw(Source::Peer(1), pfx("10.1.0.0/16"));
+    r.update(Source::Peer(1), pfx("10.3.0.0/16"), &path(&[65002, 2]))
+        .unwrap();
+    let as_path = |p: &str| {
+        let best = r.entry(&pfx(p)).unwrap().best().unwrap();
+        r.attrs(best.attrs).unwrap().as_path.clone()
+    };
+    assert_eq!(as_path("10.2.0.0/16"), path(&[65002, 1]).as_path);
+    assert_eq!(as_path("10.3.0.0/16"), path(&[65002, 2]).as_path);
 }
 
 #[test]
