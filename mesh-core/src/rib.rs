@@ -375,6 +375,21 @@ impl<const P: usize, const A: usize> Rib<P, A> {
         }
     }
 
+    /// Empties the table in place for a new owner: what [`Rib::new`] makes,
+    /// without building a whole table to copy over this one (whose unused
+    /// capacity stays as untouched as it was).
+    pub fn reset(&mut self, local_asn: u32, max_paths: u8) {
+        self.local_asn = local_asn;
+        self.max_paths = if max_paths == 0 { 1 } else { max_paths };
+        self.peers = [None; MAX_PEERS];
+        self.entries.clear();
+        self.attrs.slots.clear();
+        self.attrs.used = 0;
+        self.lengths = Lengths::new();
+        self.counts = [0; MAX_PEERS];
+        self.stats = RibStats::default();
+    }
+
     pub fn local_asn(&self) -> u32 {
         self.local_asn
     }

@@ -160,7 +160,8 @@ pub enum Timer {
 /// The engine's node-wide state.
 pub(crate) struct Engine<'a> {
     overlay: Overlay<'a>,
-    pub rib: NodeRib,
+    /// The RIB, in the caller's storage ([`super::NodeStorage`]).
+    pub rib: &'a mut NodeRib,
     /// Non-local Loc-RIB prefixes with their next hop, as last reported.
     installed: heapless::Vec<(Prefix, u8), 512>,
     rib_version: u64,
@@ -192,11 +193,17 @@ pub(crate) struct Local {
 
 impl<'a> Engine<'a> {
     /// The engine with this home's own prefixes originated.
-    pub fn new(storage: OverlayStorage<'a>, config: &NodeConfig, now: Instant) -> Self {
+    pub fn new(
+        storage: OverlayStorage<'a>,
+        rib: &'a mut NodeRib,
+        config: &NodeConfig,
+        now: Instant,
+    ) -> Self {
         let overlay = Overlay::new(storage, config.overlay, config.overlay_v6, config.seed, now);
+        rib.reset(config.asn, config.max_paths);
         let mut e = Engine {
             overlay,
-            rib: Rib::new(config.asn, config.max_paths),
+            rib,
             installed: heapless::Vec::new(),
             rib_version: 0,
             overlay_at: None,
@@ -400,7 +407,7 @@ impl<'a> Engine<'a> {
                 continue;
             }
             let mut sink = RibImport {
-                rib: &mut self.rib,
+                rib: self.rib,
                 peer: slot as u8,
                 filter: Membership {
                     this: member,
@@ -487,7 +494,7 @@ impl<'a> Engine<'a> {
                 next_hop_v4: Some(local.overlay),
                 next_hop_v6: local.overlay_v6,
             };
-            let progress = export(&mut peer.session, &mut self.rib, member_id, &policy);
+            let progress = export(&mut peer.session, self.rib, member_id, &policy);
             // Export blocked on a full send buffer resumes on the next input
             // (the peer's ACK): every input runs this again.
             busy |= progress.updates > 0;

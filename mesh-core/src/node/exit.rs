@@ -490,7 +490,7 @@ impl<C: Crypto> Node<'_, C> {
     /// After the RIB changed: whether our consoles have an exit at all (the
     /// daemon routes them to us only then).
     pub(super) fn exit_availability(&mut self) {
-        let available = Exits::best(&self.engine.rib, &self.slots, self.config.overlay).is_some();
+        let available = Exits::best(self.engine.rib, &self.slots, self.config.overlay).is_some();
         if available != self.exits.available {
             self.exits.available = available;
             self.event(NodeEvent::ExitAvailable { available });
@@ -551,7 +551,7 @@ impl<C: Crypto> Node<'_, C> {
         let own = self.config.overlay;
         let (exit, change) = self
             .exits
-            .choose(now, console, &self.engine.rib, &self.slots, own);
+            .choose(now, console, self.engine.rib, &self.slots, own);
         if let Some((from, to)) = change {
             if from.is_some() {
                 log::info!("exit: console {console} moves from {from:?} to {to:?}");
@@ -824,7 +824,7 @@ impl<C: Crypto> Node<'_, C> {
 
     /// The exits the mesh offers, for status.
     pub fn exits(&self) -> impl Iterator<Item = ExitView> + '_ {
-        Exits::view(&self.engine.rib, &self.slots, self.config.overlay)
+        Exits::view(self.engine.rib, &self.slots, self.config.overlay)
     }
 
     /// Our public address while we offer ourselves as an exit.

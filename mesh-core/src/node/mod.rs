@@ -190,8 +190,12 @@ impl<'a, C: Crypto> Node<'a, C> {
         storage: NodeStorage<'a, C::Tunnel>,
         now: Instant,
     ) -> Self {
-        let NodeStorage { members, overlay } = storage;
-        let engine = Engine::new(overlay, &config, now);
+        let NodeStorage {
+            members,
+            overlay,
+            rib,
+        } = storage;
+        let engine = Engine::new(overlay, rib, &config, now);
         Node {
             stun: stun::Stun::new(config.alt_port),
             exchange: Exchange::new(now),
@@ -239,7 +243,7 @@ impl<'a, C: Crypto> Node<'a, C> {
         &self.stats
     }
     pub fn rib(&self) -> &NodeRib {
-        &self.engine.rib
+        self.engine.rib
     }
     pub fn overlay_stats(&self) -> crate::overlay::OverlayStats {
         self.engine.overlay_stats()
@@ -301,7 +305,7 @@ impl<'a, C: Crypto> Node<'a, C> {
 
     fn router(&self) -> Router<'_, C::Tunnel> {
         Router {
-            rib: &self.engine.rib,
+            rib: self.engine.rib,
             slots: &self.slots,
             config: &self.config,
         }

@@ -1,9 +1,12 @@
 //! The memory a node runs in, the caller's: the member table and the
-//! overlay's sockets and buffers, sized for the members the node may hold.
+//! overlay's sockets and buffers, sized for the members the node may hold,
+//! and the RIB.
 //!
-//! The node's other tables are fixed-size fields of [`super::Node`]; these
-//! two grow with every member (about 37 KiB a member slot and 16 KiB of
-//! socket buffers), so they are slices the caller sizes. A driver with a
+//! The node's other tables are fixed-size fields of [`super::Node`]. The
+//! member table and the sockets grow with every member (about 37 KiB a
+//! member slot and 16 KiB of socket buffers), so they are slices the caller
+//! sizes; the RIB is fixed-size but large, and lives here so that it is never
+//! moved. A driver with a
 //! heap allocates them once ([`NodeMemory`], feature `std`); one
 //! without gives static arrays.
 
@@ -14,6 +17,7 @@ extern crate std;
 use smoltcp::iface::SocketStorage;
 
 use super::slots::MemberSlot;
+use super::NodeRib;
 use crate::overlay::OverlayStorage;
 #[cfg(feature = "std")]
 use crate::wg::MAX_MEMBERS;
@@ -29,6 +33,11 @@ pub struct NodeStorage<'a, T> {
     /// The BGP sessions' TCP sockets: [`OverlayStorage::sockets_for`] the
     /// same number of members, or sessions beyond it cannot connect.
     pub overlay: OverlayStorage<'a>,
+    /// The RIB (its contents do not matter: the node empties it). The
+    /// largest fixed table, some 850 KiB, most of it capacity a small mesh
+    /// never uses: kept apart from the node so that it is never copied, and
+    /// its unused capacity never written.
+    pub rib: &'a mut NodeRib,
 }
 
 /// The storage, allocated: for drivers with a heap (feature `std`).
@@ -43,6 +52,8 @@ pub struct NodeMemory<'a, T> {
     members: std::vec::Vec<MemberSlot<T>>,
     sockets: std::vec::Vec<SocketStorage<'a>>,
     buffers: std::vec::Vec<u8>,
+    /// Made in place by [`NodeMemory::storage`].
+    rib: std::boxed::Box<core::mem::MaybeUninit<NodeRib>>,
 }
 
 #[cfg(feature = "std")]
@@ -63,6 +74,7 @@ impl<'a, T> NodeMemory<'a, T> {
             members: slots,
             sockets,
             buffers: std::vec![0u8; OverlayStorage::buffer_len(members)],
+            rib: std::boxed::Box::new_uninit(),
         }
     }
 
@@ -71,6 +83,10 @@ impl<'a, T> NodeMemory<'a, T> {
         NodeStorage {
             members: &mut self.members,
             overlay: OverlayStorage::new(&mut self.sockets, &mut self.buffers),
+            // Made in memory allocated before, so it is made in place: only
+            // its small fixed part is written (`Box::new` would build it
+            // whole and copy it, every page written).
+            rib: self.rib.write(NodeRib::new(0, 1)),
         }
     }
 

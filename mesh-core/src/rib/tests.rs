@@ -658,3 +658,32 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn a_reset_table_is_a_new_one() {
+    let mut r = rib();
+    r.update(Source::Peer(1), pfx("10.1.0.0/16"), &path(&[65002]))
+        .unwrap();
+    r.update(Source::Peer(2), pfx("10.2.0.0/16"), &path(&[65003, 65002]))
+        .unwrap();
+    r.reset(65009, 0);
+    assert!(r.is_empty());
+    assert_eq!(r.attr_sets(), 0);
+    assert_eq!(r.local_asn(), 65009);
+    assert_eq!(r.count_from(1), 0);
+    assert!(r.lookup("10.1.2.3".parse().unwrap()).is_none());
+    // Its peers are gone too: a route from one is refused until it is set.
+    assert_eq!(
+        r.update(Source::Peer(1), pfx("10.1.0.0/16"), &path(&[65002])),
+        Err(RibError::UnknownPeer)
+    );
+    // And it works as a new one: 65001 is no longer our AS (no loop).
+    r.set_peer(1, peer(2, 65002));
+    r.update(Source::Peer(1), pfx("10.3.0.0/16"), &path(&[65002, 65001]))
+        .unwrap();
+    assert_eq!(
+        r.lookup("10.3.0.1".parse().unwrap()).map(|e| e.prefix),
+        Some(pfx("10.3.0.0/16"))
+    );
+    assert_eq!(r.attr_sets(), 1);
+}

@@ -14,7 +14,12 @@ const T0: Instant = Instant::from_secs(100);
 
 fn engine(n: u8) -> Box<Engine<'static>> {
     let storage = crate::node::NodeMemory::<()>::leak(MAX_MEMBERS);
-    Box::new(Engine::new(storage.overlay, &node_config(n), T0))
+    Box::new(Engine::new(
+        storage.overlay,
+        storage.rib,
+        &node_config(n),
+        T0,
+    ))
 }
 
 /// A path through members (AS 65000 + n), from the first one.
