@@ -14,6 +14,9 @@
 //!   missed a flood, or was not yet a member when a record came, gets it so.
 //! - A digest that shows a record we lack from a member whose records we
 //!   take is answered with our digest too, so that its sender sends it.
+//! - A record refused because its signer is not (yet) a member whose
+//!   records we take waits ([`WAITING`] at most, the oldest dropped) and is
+//!   offered again when a member is added or changed.
 //! - A member's digests are answered, and the new records it brings passed
 //!   on, at most once every [`MEMBER_GAP`]: no member turns one small
 //!   datagram into many large ones, or a stream of versions into floods.
@@ -26,7 +29,7 @@
 
 use super::*;
 
-use crate::group::{self, Digest, Group, Offered};
+use crate::group::{self, Digest, Group, Offered, Refused};
 use crate::ip::IpInfo;
 
 /// The overlay UDP port of group records and digests.
@@ -68,7 +71,20 @@ pub(super) struct GroupRoom {
     /// last passed on ([`MEMBER_GAP`]).
     pub answered: [Option<Instant>; MAX_MEMBERS],
     pub passed_on: [Option<Instant>; MAX_MEMBERS],
+    /// The last few records refused because their signer was not (yet) a
+    /// member: offered again when a member is added.
+    pub waiting: heapless::Deque<heapless::Vec<u8, { group::MAX_LEN }>, WAITING>,
 }
+
+/// Records kept for a signer that may become a member ([`GroupRoom::waiting`]).
+///
+/// The race they close: a member floods the records it holds as it adds a
+/// new member, so the new member gets, say, the inviter's record (which
+/// lists a member it does not have yet) and that member's record together;
+/// the second is refused (its signer is no member yet) a few milliseconds
+/// before the first makes it one. Offered again then, it is taken at once,
+/// not at the next digest.
+pub const WAITING: usize = 4;
 
 impl GroupRoom {
     pub fn new(own: [u8; 32], now: Instant) -> Self {
@@ -80,6 +96,7 @@ impl GroupRoom {
             digest_soon: false,
             answered: [None; MAX_MEMBERS],
             passed_on: [None; MAX_MEMBERS],
+            waiting: heapless::Deque::new(),
         }
     }
 }
@@ -173,6 +190,18 @@ impl<C: Crypto> Node<'_, C> {
                     }
                     Ok(Offered::Stale) => {}
                     Ok(Offered::Own { version }) => self.own_version_seen(version),
+                    Err(Refused::NotAnInviter) => {
+                        log::debug!(
+                            "group: a record from member {sender} waits: its signer is no member here"
+                        );
+                        let waiting = &mut self.group.waiting;
+                        if waiting.is_full() {
+                            waiting.pop_front();
+                        }
+                        if let Ok(record) = heapless::Vec::from_slice(bytes) {
+                            let _ = waiting.push_back(record);
+                        }
+                    }
                     Err(e) => log::debug!("group: a record from member {sender} refused: {e:?}"),
                 }
             }
@@ -224,6 +253,27 @@ impl<C: Crypto> Node<'_, C> {
             }
             _ => self.stats.group_invalid += 1,
         }
+    }
+
+    /// A member was added: the records that waited for their signer to be
+    /// one are offered again; those of signers still no member wait on. Not
+    /// passed on: the member that brought one passed it on already.
+    pub(super) fn offer_waiting_records(&mut self) {
+        let mut kept: heapless::Deque<heapless::Vec<u8, { group::MAX_LEN }>, WAITING> =
+            heapless::Deque::new();
+        while let Some(record) = self.group.waiting.pop_front() {
+            let slots = &self.slots;
+            let signer_is_member = group::Record::decode_signed(&record)
+                .is_ok_and(|(r, _)| may_invite(slots, &r.signer));
+            if !signer_is_member {
+                let _ = kept.push_back(record);
+                continue;
+            }
+            if let Ok(Offered::New) = self.group.group.offer(&record, |k| may_invite(slots, k)) {
+                self.group.changed = true;
+            }
+        }
+        self.group.waiting = kept;
     }
 
     /// A member holds our own record at `version`: kept if above ours.

@@ -89,7 +89,7 @@ pub use exit::{
     EXIT_MTU, EXIT_TAG, LOAD_TAG,
 };
 pub use forward::{Control, DropReason, Verdict};
-pub use group::{DIGEST_INTERVAL, GROUP_PORT, MAX_ANSWER, MAX_RECORDS};
+pub use group::{DIGEST_INTERVAL, GROUP_PORT, MAX_ANSWER, MAX_RECORDS, WAITING};
 pub use invite::{InviteOutcome, INVITE_OUTCOMES, MAX_INVITES};
 pub use output::{Port, Transmit, DISCOVERY_QUEUE, EVENT_QUEUE, LAN_QUEUE, TRANSMIT_QUEUE};
 pub use relay::bytes_per_second;
@@ -343,6 +343,8 @@ impl<'a, C: Crypto> Node<'a, C> {
                 }
             }
         }
+        // Records that came before their signer was a member.
+        self.offer_waiting_records();
         self.engine.wake();
         self.pump(now);
         self.settle();
@@ -422,6 +424,8 @@ impl<'a, C: Crypto> Node<'a, C> {
                 .send_route_refresh(crate::prefix::Family::Ipv4);
         }
         self.supervision_outputs(now, slot as usize);
+        // It may invite now: its records that came before count.
+        self.offer_waiting_records();
         self.engine.wake();
         self.pump(now);
         self.settle();

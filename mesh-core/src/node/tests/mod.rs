@@ -766,6 +766,47 @@ fn a_group_record_crosses_the_tunnel_at_once_and_a_removal_follows_it() {
 }
 
 #[test]
+fn a_record_refused_before_its_signer_was_a_member_counts_once_it_is_one() {
+    big_stack(|| {
+        let mut p = Pair::distrusting();
+        p.run_for(Duration::from_secs(3));
+        let r1_key = crate::wg::boring::public_key(&fixtures::private_key(1)).0;
+        p.publish(0, &group_record(1, 7, &[(3, false)]));
+        assert_eq!(p.nodes[1].group().counters.not_inviter, 1);
+        assert_eq!(p.nodes[1].group().version(&r1_key), None);
+        // Nothing more crosses the link from here: what R2 holds next, it
+        // had already.
+        p.cut = [true, true];
+        // R2 lets R1 invite: the record that came counts now.
+        let mut r1 = member(1, true);
+        r1.inviter = true;
+        let now = p.now;
+        assert!(p.nodes[1].update_member(now, 0, r1.clone()));
+        assert_eq!(p.nodes[1].group().version(&r1_key), Some(7));
+        assert!(p.nodes[1].take_group_changed());
+        assert_eq!(group_membership(&p.nodes[1]), (vec![3], vec![]));
+        // The same when the signer is added anew (a member the group
+        // brings in is added, not changed): R2 distrusts R1 again, R1's next
+        // record waits, and counts once R1 is removed and added back.
+        let mut distrusted = r1.clone();
+        distrusted.inviter = false;
+        assert!(p.nodes[1].update_member(now, 0, distrusted));
+        p.cut = [false, false];
+        p.publish(0, &group_record(1, 8, &[(4, false)]));
+        assert_eq!(p.nodes[1].group().version(&r1_key), Some(7));
+        p.cut = [true, true];
+        let now = p.now;
+        assert!(p.nodes[1].remove_member(now, 0));
+        p.nodes[1].add_member(now, r1).unwrap();
+        assert_eq!(p.nodes[1].group().version(&r1_key), Some(8));
+        assert!(p.nodes[1].take_group_changed());
+        assert_eq!(group_membership(&p.nodes[1]), (vec![4], vec![]));
+        // Counted once each, not again when offered anew.
+        assert_eq!(p.nodes[1].group().counters.not_inviter, 2);
+    });
+}
+
+#[test]
 fn a_record_held_before_the_tunnel_reaches_the_member_by_the_digests() {
     big_stack(|| {
         let mut p = Pair::new();
