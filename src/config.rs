@@ -479,6 +479,14 @@ impl Config {
         self.main.max_members.max(enabled).min(MAX_MEMBERS)
     }
 
+    /// Whether this configuration, replacing `running` on a node that has
+    /// room for `room` members, needs a restart to set aside another room:
+    /// `max_members` changed, or more members are enabled than there is
+    /// room for. Fewer members keep the room they had.
+    pub fn needs_new_room(&self, running: &Config, room: usize) -> bool {
+        self.main.max_members != running.main.max_members || self.member_capacity() > room
+    }
+
     /// Reads and checks the file; on failure, every error found.
     pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
         let file_error = |line: usize, message: String| ConfigError {
@@ -2320,6 +2328,19 @@ config member 'r3'
         assert_eq!(room("\toption max_members '2'\n", 2, 5), 2);
         assert_eq!(room("", 20, 0), 20);
         assert_eq!(room("\toption max_members '64'\n", 1, 0), 64);
+        // On reload: a restart only for another max_members or more room.
+        let config = |extra: &str, n: u8| ok(&format!("{MAIN}{extra}{}", members(n, 0)));
+        let running = config("\toption max_members '4'\n", 3);
+        assert!(!config("\toption max_members '4'\n", 4).needs_new_room(&running, 4));
+        assert!(!config("\toption max_members '4'\n", 1).needs_new_room(&running, 4));
+        assert!(config("\toption max_members '4'\n", 5).needs_new_room(&running, 4));
+        assert!(config("\toption max_members '8'\n", 3).needs_new_room(&running, 4));
+        assert!(config("", 3).needs_new_room(&running, 4));
+        // Room taken from more members than max_members is kept while they are.
+        let running = config("\toption max_members '2'\n", 5);
+        assert!(!config("\toption max_members '2'\n", 5).needs_new_room(&running, 5));
+        assert!(!config("\toption max_members '2'\n", 3).needs_new_room(&running, 5));
+        assert!(config("\toption max_members '2'\n", 6).needs_new_room(&running, 5));
     }
 
     #[test]

@@ -1447,7 +1447,7 @@ impl Daemon {
             return;
         }
         let room = self.node.member_capacity();
-        if new.main.max_members != self.config.main.max_members || new.member_capacity() > room {
+        if new.needs_new_room(&self.config, room) {
             log::info!(
                 "reload: room for {} members wanted, {room} set aside: restarting",
                 new.member_capacity()
