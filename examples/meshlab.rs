@@ -631,7 +631,30 @@ struct Footprint {
     rss: u64,
     anon: Option<u64>,
     file: Option<u64>,
+    /// Of `file`: the pages of meshd's own binary (the rest are shared
+    /// libraries, which every other process on a router maps too).
+    binary: Option<u64>,
     peak: Option<u64>,
+}
+
+/// The resident KiB of `pid`'s mappings of `path` (/proc/PID/smaps).
+fn mapped_kib(pid: u32, path: &Path) -> Option<u64> {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
+    let path = std::fs::canonicalize(path).ok()?;
+    let path = path.to_str()?;
+    let mut ours = false;
+    let mut total = 0;
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or("");
+        if first.contains('-') && !first.ends_with(':') {
+            // A mapping's header: address range, perms, offset, dev, inode, path.
+            ours = words.nth(4) == Some(path);
+        } else if ours && first == "Rss:" {
+            total += words.next()?.parse::<u64>().ok()?;
+        }
+    }
+    Some(total)
 }
 
 fn footprint(
@@ -681,6 +704,7 @@ fn footprint(
         rss: rss_kib(pid).ok_or("no RSS")?,
         anon: status_kib(pid, "RssAnon:"),
         file: status_kib(pid, "RssFile:"),
+        binary: mapped_kib(pid, meshd),
         peak: status_kib(pid, "VmHWM:"),
     };
     if listed != members || established != 4 {
@@ -709,11 +733,12 @@ fn bench_footprint(meshd: &Path) -> Result<(), String> {
             .collect::<String>();
         let f = footprint(meshd, members, options)?;
         println!(
-            "{:>2} members{set:<16} RSS {} (anonymous {}, binary and libraries {}), peak (VmHWM) {}; {}",
+            "{:>2} members{set:<16} RSS {} (anonymous {}, binary and libraries {}: meshd {}), peak (VmHWM) {}; {}",
             f.members,
             mib(Some(f.rss)),
             mib(f.anon),
             mib(f.file),
+            mib(f.binary),
             mib(f.peak),
             f.room
         );
