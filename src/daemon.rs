@@ -230,11 +230,12 @@ const INIT_STACK: usize = if cfg!(debug_assertions) {
 };
 
 /// Builds the node on a short-lived thread with a large stack: the node's
-/// fixed-size tables (about 1.4 MB) are moved through the stack while they
+/// fixed-size tables (about 0.5 MB) are moved through the stack while they
 /// are built. That thread's stack is unmapped when it ends (it is larger
 /// than glibc's stack cache), so those pages do not stay resident. The
 /// member table and the sessions' socket buffers, which grow with
-/// `members`, are allocated apart and never pass through a stack.
+/// `members`, and the RIB are allocated apart ([`NodeMemory`]) and never
+/// pass through a stack.
 fn build_node(
     config: mesh_core::node::NodeConfig,
     private_key: Key,

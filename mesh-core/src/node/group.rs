@@ -72,7 +72,8 @@ pub(super) struct GroupRoom {
     pub answered: [Option<Instant>; MAX_MEMBERS],
     pub passed_on: [Option<Instant>; MAX_MEMBERS],
     /// The last few records refused because their signer was not (yet) a
-    /// member: offered again when a member is added.
+    /// member whose records we take: offered again when a member is added
+    /// or changed.
     pub waiting: heapless::Deque<heapless::Vec<u8, { group::MAX_LEN }>, WAITING>,
 }
 
