@@ -170,7 +170,7 @@ fn probe_until_through(peer: &UdpPeer, exit: Ipv4Addr) -> (Option<Instant>, Opti
 /// A TCP server in `inet` sends `size` bytes to a client in `console`;
 /// returns the address the server saw and what the client received
 /// (everything bounded to 20 s).
-fn tcp_download(inet: &Netns, console: &Netns, size: usize) -> (Ipv4Addr, usize) {
+fn tcp_download(inet: &Netns, console: &Netns, size: usize) -> Result<(Ipv4Addr, usize), String> {
     use std::io::{Read, Write};
     use std::net::{SocketAddr, TcpListener, TcpStream};
     let listener = inet
@@ -187,30 +187,42 @@ fn tcp_download(inet: &Netns, console: &Netns, size: usize) -> (Ipv4Addr, usize)
                 Err(_) if start.elapsed() < Duration::from_secs(20) => {
                     std::thread::sleep(Duration::from_millis(20))
                 }
-                Err(e) => panic!("no connection: {e}"),
+                Err(e) => return Err(format!("the server had no connection: {e}")),
             }
         };
         s.set_nonblocking(false).unwrap();
         s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
         let _ = s.write_all(&vec![7u8; size]);
         match peer {
-            SocketAddr::V4(p) => *p.ip(),
-            SocketAddr::V6(_) => panic!("IPv6 peer"),
+            SocketAddr::V4(p) => Ok(*p.ip()),
+            SocketAddr::V6(_) => Err("an IPv6 peer".into()),
         }
     });
     let client = console.spawn(|| {
         let to = SocketAddr::from((STUN_ALTERNATE, 8080));
-        let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(10)).expect("connect");
+        let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(10))
+            .map_err(|e| format!("the console's connect: {e}"))?;
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let mut buf = vec![0u8; 65536];
         let mut total = 0;
         while let Ok(n @ 1..) = s.read(&mut buf) {
             total += n;
         }
-        total
+        Ok(total)
     });
-    let received = client.join().unwrap();
-    (server.join().unwrap(), received)
+    let received: Result<usize, String> = client.join().unwrap();
+    let peer = server.join().unwrap();
+    match (peer, received) {
+        (Ok(peer), Ok(received)) => Ok((peer, received)),
+        (peer, received) => Err(format!(
+            "{}; {}",
+            peer.err()
+                .unwrap_or_else(|| "the server saw the client".into()),
+            received
+                .err()
+                .unwrap_or_else(|| "the client connected".into())
+        )),
+    }
 }
 
 #[test]
@@ -317,7 +329,26 @@ fn consoles_get_an_open_nat_through_game_exits_that_fail_over_and_stay() {
     let c5_idle_since = Instant::now();
     // exit_all: c5's TCP leaves through r3 too (the kernel's masquerade
     // there), at full size (the MSS clamped to the wrapped path).
-    let (peer, received) = tcp_download(&lab.inet, &lab.router(5).console, 2 << 20);
+    let (peer, received) =
+        tcp_download(&lab.inet, &lab.router(5).console, 2 << 20).unwrap_or_else(|e| {
+            // What the path looked like: the exit's routes and rules, the
+            // console's router's policy, and every router's log.
+            let r3 = &lab.router(3).ns;
+            let r5 = &lab.router(5).ns;
+            panic!(
+                "c5's TCP through r3: {e}\n--- r3 routes ---\n{}\n--- r3 rules ---\n{}\n\
+                 --- r3 nft ---\n{}\n--- r5 rules ---\n{}\n--- r5 routes ---\n{}\n\
+                 --- r3 status ---\n{}\n--- r5 status ---\n{}\n{}",
+                r3.exec(&["ip", "route", "show", "table", "all"]),
+                r3.exec(&["ip", "rule"]),
+                r3.exec(&["nft", "list", "ruleset"]),
+                r5.exec(&["ip", "rule"]),
+                r5.exec(&["ip", "route", "show", "table", "all"]),
+                lab.status(3).map(|s| s.to_string()).unwrap_or_default(),
+                lab.status(5).map(|s| s.to_string()).unwrap_or_default(),
+                lab.logs()
+            )
+        });
     println!("c5's TCP through r3: {received} bytes, server saw {peer}");
     assert_eq!(peer, R3, "the server sees r3's address");
     assert_eq!(received, 2 << 20);
