@@ -841,6 +841,11 @@ impl Daemon {
 
     /// Runs until stopped.
     pub fn run(&mut self) -> io::Result<Outcome> {
+        // The helper threads exist by now (in SCHED_IDLE), so only this
+        // thread, the loop, is raised.
+        if let Err(e) = crate::sys::favour_the_loop() {
+            log::warn!("the packet loop keeps its priority: {e}");
+        }
         let mut events = [EpollEvent::empty(); 16];
         let mut buf = vec![0u8; 65536];
         self.drain_and_arm(now());

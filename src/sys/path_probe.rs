@@ -139,13 +139,17 @@ pub fn spawn(target: SocketAddr) -> Arc<Mutex<Option<PathReport>>> {
     let out = cell.clone();
     let spawned = std::thread::Builder::new()
         .name("path-probe".into())
-        .spawn(move || match probe(target) {
-            Ok(r) => {
-                if let Ok(mut g) = out.lock() {
-                    *g = Some(r);
+        .spawn(move || {
+            // Made by the loop, it would share the loop's raised priority.
+            let _ = crate::sys::yield_to_the_loop();
+            match probe(target) {
+                Ok(r) => {
+                    if let Ok(mut g) = out.lock() {
+                        *g = Some(r);
+                    }
                 }
+                Err(e) => log::warn!("path probe towards {target}: {e}"),
             }
-            Err(e) => log::warn!("path probe towards {target}: {e}"),
         });
     if let Err(e) = spawned {
         log::warn!("cannot start the path probe: {e}");
