@@ -46,6 +46,7 @@ use crate::resolver::Resolver;
 use crate::sys::discovery::LanSocket;
 use crate::sys::netlink::{Netlink, Route, RTPROT_MESHD};
 use crate::sys::nft::{self, Nft};
+use crate::sys::offload;
 use crate::sys::tun::Tun;
 use crate::{keys, status};
 
@@ -293,6 +294,10 @@ pub struct Daemon {
     stop: Option<Outcome>,
     udp_send_errors: u64,
     tun_write_errors: u64,
+    /// TUN frames that [`offload::split`] could not turn into packets.
+    tun_frame_errors: u64,
+    /// Where a TSO super-packet's segments are built, one at a time.
+    tun_segment: Vec<u8>,
     /// When the host's addresses were last read (for the NAT verdict).
     addrs_read: Option<std::time::Instant>,
     /// The running or finished path probe (carrier-grade NAT), and when it
@@ -771,6 +776,9 @@ impl Daemon {
             stop: None,
             udp_send_errors: 0,
             tun_write_errors: 0,
+            tun_frame_errors: 0,
+            // Zeroed: only the pages a segment reaches are ever touched.
+            tun_segment: vec![0; offload::MAX_FRAME],
             addrs_read: None,
             path_probe: None,
             exit_sockets: std::collections::BTreeMap::new(),
@@ -847,7 +855,7 @@ impl Daemon {
             log::warn!("the packet loop keeps its priority: {e}");
         }
         let mut events = [EpollEvent::empty(); 16];
-        let mut buf = vec![0u8; 65536];
+        let mut buf = vec![0u8; offload::MAX_FRAME];
         self.drain_and_arm(now());
         while self.stop.is_none() {
             let n = match self.epoll.wait(&mut events, EpollTimeout::NONE) {
@@ -1124,7 +1132,11 @@ impl Daemon {
                 Some(sock.recv_from(buf))
             },
             buf,
-            |d, t, from, p| d.node.handle_udp(t, from, p),
+            |d, t, from, p| {
+                d.node.handle_udp(t, from, p);
+                d.drain();
+                1
+            },
         );
     }
 
@@ -1136,36 +1148,61 @@ impl Daemon {
             t,
             |d, buf| Some(d.tun.read(buf).map(|n| (n, ANY))),
             buf,
-            |d, t, _, p| d.node.handle_lan_packet(t, p),
+            |d, t, _, frame| d.handle_tun_frame(t, frame),
         );
     }
 
-    /// Reads what [`ReadBudget`] `which` allows with `read`, each packet to
-    /// `handle` and the node drained after it; the clock is read again
-    /// every [`CLOCK_EVERY`] packets.
+    /// One frame read from the TUN: a packet, or a TSO super-packet cut
+    /// into segments; each goes to the node, which is drained after it.
+    /// Returns how many packets that was.
+    fn handle_tun_frame(&mut self, t: Instant, frame: &mut [u8]) -> usize {
+        let mut scratch = std::mem::take(&mut self.tun_segment);
+        let r = offload::split(frame, &mut scratch, |p| {
+            self.node.handle_lan_packet(t, p);
+            self.drain();
+        });
+        self.tun_segment = scratch;
+        match r {
+            Ok(n) => n,
+            Err(e) => {
+                self.tun_frame_errors += 1;
+                if self.tun_frame_errors.is_power_of_two() {
+                    log::warn!("tun: frame dropped: {e} ({} so far)", self.tun_frame_errors);
+                }
+                1
+            }
+        }
+    }
+
+    /// Reads what [`ReadBudget`] `which` allows with `read`, each datagram
+    /// or frame to `handle`, which drains the node after every packet and
+    /// says how many there were (a TUN frame may hold dozens); the budget
+    /// counts packets, and the clock is read again every [`CLOCK_EVERY`].
     fn read_batch(
         &mut self,
         which: usize,
         t: &mut Instant,
         read: impl Fn(&Daemon, &mut [u8]) -> Option<io::Result<(usize, SocketAddr)>>,
         buf: &mut [u8],
-        handle: impl Fn(&mut Daemon, Instant, SocketAddr, &[u8]),
+        handle: impl Fn(&mut Daemon, Instant, SocketAddr, &mut [u8]) -> usize,
     ) {
         let woke = *t;
         let limit = self.read_budget[which].limit();
         let mut got = 0;
+        let mut since_clock = 0;
         let mut drained = false;
         while got < limit {
-            if got > 0 && got % CLOCK_EVERY == 0 {
+            if since_clock >= CLOCK_EVERY {
                 *t = now();
+                since_clock = 0;
             }
             match read(self, buf) {
                 // Anything longer than a WireGuard datagram or the TUN's MTU
                 // is counted and dropped by the node, not truncated here.
                 Some(Ok((len, from))) => {
-                    got += 1;
-                    handle(self, *t, from, &buf[..len]);
-                    self.drain();
+                    let n = handle(self, *t, from, &mut buf[..len]);
+                    got += n;
+                    since_clock += n;
                 }
                 Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {
                     drained = true;
@@ -2297,11 +2334,12 @@ impl Daemon {
             Ok(n) => log::info!("removed {n} routes"),
             Err(e) => log::warn!("cannot remove routes: {e}"),
         }
-        if self.udp_send_errors + self.tun_write_errors > 0 {
+        if self.udp_send_errors + self.tun_write_errors + self.tun_frame_errors > 0 {
             log::info!(
-                "send errors: udp {} tun {}",
+                "send errors: udp {} tun {}; tun frames dropped {}",
                 self.udp_send_errors,
-                self.tun_write_errors
+                self.tun_write_errors,
+                self.tun_frame_errors
             );
         }
     }

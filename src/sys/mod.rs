@@ -4,6 +4,7 @@
 pub mod discovery;
 pub mod netlink;
 pub mod nft;
+pub mod offload;
 pub mod path_probe;
 pub mod tun;
 
