@@ -71,6 +71,31 @@ fn is_direct(status: &Value, b: usize) -> bool {
     })
 }
 
+/// For each pair that is not as expected, first (so a truncated CI excerpt
+/// still holds it): what each side's status says of the other, and the lines
+/// of each side's log that name the other (but for route changes).
+fn pair_report(lab: &NatLab, st: &[Value], wrong: &[(usize, usize)]) -> String {
+    let mut s = String::new();
+    for &(a, b) in wrong {
+        for (x, y) in [(a, b), (b, a)] {
+            let m = member(&st[x - 1], y).cloned().unwrap_or(Value::Null);
+            s.push_str(&format!("=== r{x} on r{y}: {m}\n"));
+            let log = std::fs::read_to_string(&lab.router(x).log).unwrap_or_default();
+            let name = format!("r{y}");
+            // Route changes name every member; the tunnel's, BFD's, BGP's
+            // and traversal's lines are what tell this pair's story.
+            for line in log.lines().filter(|l| {
+                !l.contains(" route ")
+                    && l.split(|c: char| !c.is_ascii_alphanumeric())
+                        .any(|w| w == name)
+            }) {
+                s.push_str(&format!("  r{x}: {line}\n"));
+            }
+        }
+    }
+    s
+}
+
 /// One ping from console `a` to console `b`, waiting 200 ms for the answer.
 fn quick_ping(lab: &NatLab, a: usize, b: usize) -> bool {
     std::process::Command::new("ip")
@@ -270,7 +295,8 @@ fn nat_matrix() {
     }
     assert!(
         settled.is_some() && wrong.is_empty(),
-        "pairs not as expected: {wrong:?}\n{}",
+        "pairs not as expected: {wrong:?}\n{}{}",
+        pair_report(&lab, &st, &wrong),
         lab.logs()
     );
 
