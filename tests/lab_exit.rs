@@ -53,7 +53,7 @@ use lab::stun::{
     attach_stun, binding_request, home_router_nat, parse_binding_response, stun_binding, stun_test,
     Filtering, UdpPeer, STUN_ALTERNATE, STUN_PORT, STUN_PRIMARY,
 };
-use lab::{json_path_present, luci_contract, require_cmd, require_root, wait_for, Netns};
+use lab::{json_path_present, luci_contract, require_cmd, require_root, sh, wait_for, Netns};
 
 /// Waits up to `limit` for `f`; fails with the routers' logs.
 fn until<T>(lab: &NatLab, limit: Duration, what: &str, f: impl FnMut() -> Option<T>) -> T {
@@ -337,11 +337,17 @@ fn consoles_get_an_open_nat_through_game_exits_that_fail_over_and_stay() {
             let r5 = &lab.router(5).ns;
             panic!(
                 "c5's TCP through r3: {e}\n--- r3 routes ---\n{}\n--- r3 rules ---\n{}\n\
-                 --- r3 nft ---\n{}\n--- r5 rules ---\n{}\n--- r5 routes ---\n{}\n\
+                 --- r3 nft ---\n{}\n--- nft processes ---\n{}\n--- r5 rules ---\n{}\n\
+                 --- r5 routes ---\n{}\n\
                  --- r3 status ---\n{}\n--- r5 status ---\n{}\n{}",
                 r3.exec(&["ip", "route", "show", "table", "all"]),
                 r3.exec(&["ip", "rule"]),
                 r3.exec(&["nft", "list", "ruleset"]),
+                sh(&[
+                    "sh",
+                    "-c",
+                    "ps -eo pid,stat,etime,args | grep '[n]ft -f' || true"
+                ]),
                 r5.exec(&["ip", "rule"]),
                 r5.exec(&["ip", "route", "show", "table", "all"]),
                 lab.status(3).map(|s| s.to_string()).unwrap_or_default(),

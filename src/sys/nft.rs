@@ -74,7 +74,9 @@ impl Nft {
             .retain_mut(|(child, what)| match child.try_wait() {
                 Ok(None) => true,
                 Ok(Some(status)) => {
-                    if !status.success() {
+                    if status.success() {
+                        log::debug!("nft ({what}) loaded");
+                    } else {
                         let mut err = String::new();
                         if let Some(mut e) = child.stderr.take() {
                             let _ = io::Read::read_to_string(&mut e, &mut err);

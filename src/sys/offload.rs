@@ -124,6 +124,12 @@ pub fn split(
     }
 }
 
+/// Whether a frame read from the TUN is a TSO super-packet (many packets),
+/// not one packet.
+pub fn is_super_packet(frame: &[u8]) -> bool {
+    frame.get(1).is_some_and(|t| t & !GSO_ECN != GSO_NONE)
+}
+
 /// Finishes a partial checksum: the field at `start + offset` holds the
 /// pseudo-header's sum, and the one's-complement sum runs from `start` to the
 /// end (as the kernel's `skb_checksum_help`, a zero result sent as 0xffff).
@@ -229,14 +235,218 @@ fn segment(
     Ok(count)
 }
 
-/// The one's-complement sum of `data` as big-endian 16-bit words (an odd
-/// last byte padded with zero), added to `acc`, not yet folded.
-fn sum_words(data: &[u8], mut acc: u64) -> u64 {
-    let mut chunks = data.chunks_exact(4);
-    for c in &mut chunks {
-        acc += u64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
+/// Consecutive segments of one TCP stream, read from the tunnels, joined
+/// into one super-packet for one TUN write (receive offload, as the kernel's
+/// GRO does for a NIC): the forwarding, firewall and TCP receive paths then
+/// run once per 64 KiB, not once per segment.
+///
+/// Segments join only when nothing is lost by it: same addresses, ports,
+/// TTL, TOS, ACK number, window and TCP options; the next sequence number
+/// and (IPv4) the next ID; only ACK, and PSH on the last; every segment but
+/// the last as long as the first; no IP options or extension headers; valid
+/// IPv4 header and TCP checksums (the super-packet's are written anew or
+/// left for the kernel to complete, so a bad one would otherwise be made
+/// good).
+#[derive(Debug)]
+pub struct Coalescer {
+    /// The header, then the super-packet.
+    buf: Vec<u8>,
+    /// Bytes of `buf` in use, header included (0: empty).
+    len: usize,
+    count: usize,
+    v4: bool,
+    /// IP plus TCP header length.
+    headers: usize,
+    /// Payload of the first segment: every one but the last has it.
+    mss: usize,
+    next_seq: u32,
+    next_id: u16,
+    /// A short segment or a PSH came: nothing more joins.
+    closed: bool,
+}
+
+impl Default for Coalescer {
+    fn default() -> Self {
+        Coalescer {
+            // Zeroed: only the pages a super-packet reaches are touched.
+            buf: vec![0; MAX_FRAME],
+            len: 0,
+            count: 0,
+            v4: true,
+            headers: 0,
+            mss: 0,
+            next_seq: 0,
+            next_id: 0,
+            closed: false,
+        }
     }
-    let rest = chunks.remainder();
+}
+
+const ACK: u8 = 0x10;
+const PSH: u8 = 0x08;
+
+/// A TCP segment's layout, if it is one that may join: (IPv4?, IP header
+/// length, TCP header length).
+fn joinable(p: &[u8]) -> Option<(bool, usize, usize)> {
+    let (v4, ip_len) = match p.first()? >> 4 {
+        // No options, not a fragment, the length the packet has.
+        4 if p[0] == 0x45
+            && p.len() >= 40
+            && p[9] == PROTO_TCP
+            && u16::from_be_bytes([p[6], p[7]]) & 0x3fff == 0
+            && usize::from(u16::from_be_bytes([p[2], p[3]])) == p.len() =>
+        {
+            (true, 20)
+        }
+        6 if p.len() >= 60
+            && p[6] == PROTO_TCP
+            && usize::from(u16::from_be_bytes([p[4], p[5]])) + 40 == p.len() =>
+        {
+            (false, 40)
+        }
+        _ => return None,
+    };
+    let tcp_len = usize::from(p[ip_len + 12] >> 4) * 4;
+    let flags = p[ip_len + 13];
+    if tcp_len < 20 || p.len() <= ip_len + tcp_len || flags & !PSH != ACK {
+        return None;
+    }
+    // The IPv4 header's checksum must hold too: the super-packet's header
+    // is written anew, which would make a bad one good.
+    if v4 && fold(sum_words(&p[..20], 0)) != 0xffff {
+        return None;
+    }
+    // The segment's own checksum must hold.
+    let addrs = if v4 { &p[12..20] } else { &p[8..40] };
+    let pseudo = sum_words(addrs, 0) + u64::from(PROTO_TCP) + (p.len() - ip_len) as u64;
+    (fold(sum_words(&p[ip_len..], pseudo)) == 0xffff).then_some((v4, ip_len, tcp_len))
+}
+
+impl Coalescer {
+    /// Adds `packet` if it continues what is gathered (or, gathering
+    /// nothing, if it is a segment that may start a super-packet); `false`
+    /// if not: write what is gathered, then try again (a packet that cannot
+    /// start one is written alone).
+    pub fn push(&mut self, p: &[u8]) -> bool {
+        let Some((v4, ip_len, tcp_len)) = joinable(p) else {
+            return false;
+        };
+        let headers = ip_len + tcp_len;
+        let payload = p.len() - headers;
+        let seq = u32::from_be_bytes([p[ip_len + 4], p[ip_len + 5], p[ip_len + 6], p[ip_len + 7]]);
+        let id = u16::from_be_bytes([p[4], p[5]]);
+        if self.len == 0 {
+            self.buf[VNET_HDR_LEN..VNET_HDR_LEN + p.len()].copy_from_slice(p);
+            self.len = VNET_HDR_LEN + p.len();
+            self.count = 1;
+            self.v4 = v4;
+            self.headers = headers;
+            self.mss = payload;
+        } else {
+            let first = &self.buf[VNET_HDR_LEN..VNET_HDR_LEN + self.headers];
+            // Same header but for the fields a segment changes: IPv4's total
+            // length, ID and checksum, IPv6's payload length; TCP's sequence
+            // number, flags and checksum.
+            let same = v4 == self.v4
+                && headers == self.headers
+                && if v4 {
+                    p[..2] == first[..2] && p[6..10] == first[6..10] && p[12..20] == first[12..20]
+                } else {
+                    p[..4] == first[..4] && p[6..40] == first[6..40]
+                }
+                && p[ip_len..ip_len + 4] == first[ip_len..ip_len + 4]
+                && p[ip_len + 8..ip_len + 13] == first[ip_len + 8..ip_len + 13]
+                && p[ip_len + 14..ip_len + 16] == first[ip_len + 14..ip_len + 16]
+                && p[ip_len + 18..headers] == first[ip_len + 18..headers];
+            if !same
+                || self.closed
+                || seq != self.next_seq
+                || (v4 && id != self.next_id)
+                || payload > self.mss
+                || self.count == 64
+                || self.len - VNET_HDR_LEN + payload > 65535
+            {
+                return false;
+            }
+            self.buf[self.len..self.len + payload].copy_from_slice(&p[headers..]);
+            self.len += payload;
+            self.count += 1;
+            let at = VNET_HDR_LEN + ip_len + 13;
+            self.buf[at] |= p[ip_len + 13] & PSH;
+        }
+        self.next_seq = seq.wrapping_add(payload as u32);
+        self.next_id = id.wrapping_add(1);
+        self.closed = payload < self.mss || p[ip_len + 13] & PSH != 0;
+        true
+    }
+
+    /// Whether anything is gathered.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// What is gathered, as one frame for [`super::tun::Tun::write_frame`]:
+    /// a single segment as it came, several as a super-packet whose header
+    /// asks the kernel for TSO and to complete the TCP checksum. Empty
+    /// afterwards.
+    pub fn take(&mut self) -> Option<&[u8]> {
+        if self.len == 0 {
+            return None;
+        }
+        let len = std::mem::take(&mut self.len);
+        let ip_len = if self.v4 { 20 } else { 40 };
+        if self.count == 1 {
+            self.buf[..VNET_HDR_LEN].copy_from_slice(&PLAIN);
+            return Some(&self.buf[..len]);
+        }
+        let (hdr, p) = self.buf[..len].split_at_mut(VNET_HDR_LEN);
+        let total = p.len();
+        if self.v4 {
+            p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+            p[10..12].copy_from_slice(&[0, 0]);
+            let c = !fold(sum_words(&p[..20], 0));
+            p[10..12].copy_from_slice(&c.to_be_bytes());
+        } else {
+            p[4..6].copy_from_slice(&((total - 40) as u16).to_be_bytes());
+        }
+        // A partial checksum: the pseudo-header's sum, for the kernel (or
+        // its segmentation) to finish.
+        let addrs = if self.v4 { &p[12..20] } else { &p[8..40] };
+        let pseudo = fold(sum_words(addrs, 0) + u64::from(PROTO_TCP) + (total - ip_len) as u64);
+        p[ip_len + 16..ip_len + 18].copy_from_slice(&pseudo.to_be_bytes());
+        hdr[0] = F_NEEDS_CSUM;
+        hdr[1] = if self.v4 { GSO_TCPV4 } else { GSO_TCPV6 };
+        hdr[2..4].copy_from_slice(&(self.headers as u16).to_ne_bytes());
+        hdr[4..6].copy_from_slice(&(self.mss as u16).to_ne_bytes());
+        hdr[6..8].copy_from_slice(&(ip_len as u16).to_ne_bytes());
+        hdr[8..10].copy_from_slice(&16u16.to_ne_bytes());
+        Some(&self.buf[..len])
+    }
+}
+
+/// The one's-complement sum of `data` as big-endian 16-bit words (an odd
+/// last byte padded with zero), added to `acc`, not yet folded. Eight bytes
+/// at a time, in the machine's own byte order: the sum of 64-bit words,
+/// carries included, folds to the same 16 bits, byte-swapped on a
+/// little-endian machine (RFC 1071, 2.(B) and 2.(C)).
+fn sum_words(data: &[u8], acc: u64) -> u64 {
+    let word = |c: &[u8]| u128::from(u64::from_ne_bytes(c.try_into().unwrap_or([0; 8])));
+    // A u128 holds the sum of 2^64 words without overflow: no carries to
+    // track. Four words a turn, then single words.
+    let mut wide: u128 = 0;
+    let mut blocks = data.chunks_exact(32);
+    for b in &mut blocks {
+        wide += word(&b[..8]) + word(&b[8..16]) + word(&b[16..24]) + word(&b[24..]);
+    }
+    let mut words = blocks.remainder().chunks_exact(8);
+    for w in &mut words {
+        wide += word(w);
+    }
+    let wide = (wide >> 64) as u64 + (wide as u64 >> 32) + (wide as u64 & 0xffff_ffff);
+    let native = fold(wide);
+    // The same sum in network order: swapped on a little-endian machine.
+    let mut acc = acc + u64::from(u16::from_be(native));
+    let rest = words.remainder();
     let mut pairs = rest.chunks_exact(2);
     for p in &mut pairs {
         acc += u64::from(u16::from_be_bytes([p[0], p[1]]));
@@ -423,6 +633,116 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(split(&mut frame, &mut [], |s| out = s.to_vec()), Ok(1));
         assert_eq!(out, [0x45, 1, 2, 3, 4, 5]);
+    }
+
+    /// `count` segments of one stream as `split` makes them from a TSO
+    /// super-packet with only ACK (and PSH on the last), full checksums.
+    fn stream(v4: bool, payload: usize, mss: u16) -> Vec<Vec<u8>> {
+        let mut frame = super_packet(v4, payload, mss);
+        let ip_len = if v4 { 20 } else { 40 };
+        frame[VNET_HDR_LEN + ip_len + 13] = ACK | PSH;
+        let mut scratch = vec![0u8; 2000];
+        let mut segs = Vec::new();
+        split(&mut frame, &mut scratch, |s| segs.push(s.to_vec())).unwrap();
+        segs
+    }
+
+    fn coalesced(v4: bool) {
+        let segs = stream(v4, 4501, 1000);
+        let mut c = Coalescer::default();
+        for s in &segs {
+            assert!(c.push(s));
+        }
+        assert!(
+            !c.push(&segs[0]),
+            "nothing after the short, PSH-marked last"
+        );
+        let mut frame = c.take().unwrap().to_vec();
+        assert!(c.is_empty() && c.take().is_none());
+        let ip_len = if v4 { 20 } else { 40 };
+        let hdr = VnetHdr::parse(&frame).unwrap();
+        assert_eq!(hdr.flags, F_NEEDS_CSUM);
+        assert_eq!(hdr.gso_type, if v4 { GSO_TCPV4 } else { GSO_TCPV6 });
+        assert_eq!(
+            (hdr.gso_size, hdr.csum_start, hdr.csum_offset),
+            (1000, ip_len as u16, 16)
+        );
+        // The partial checksum, finished as the kernel would, holds over
+        // the whole super-packet.
+        let mut whole = frame[VNET_HDR_LEN..].to_vec();
+        complete_checksum(&mut whole, ip_len, 16).unwrap();
+        assert!(
+            verifies(&whole[ip_len..], tcp_pseudo(&whole)),
+            "super-packet checksum"
+        );
+        if v4 {
+            assert!(verifies(&whole[..20], 0), "IPv4 header checksum");
+        }
+        // Cut again, it gives back the very segments.
+        let mut scratch = vec![0u8; 2000];
+        let mut again = Vec::new();
+        split(&mut frame, &mut scratch, |s| again.push(s.to_vec())).unwrap();
+        assert_eq!(again, segs);
+    }
+
+    #[test]
+    fn a_stream_s_segments_join_into_one_super_packet_v4() {
+        coalesced(true);
+    }
+
+    #[test]
+    fn a_stream_s_segments_join_into_one_super_packet_v6() {
+        coalesced(false);
+    }
+
+    #[test]
+    fn segments_that_must_not_join_do_not() {
+        let segs = stream(true, 3000, 1000);
+        const TCP: usize = 20;
+        type Change = Box<dyn Fn(&mut Vec<u8>)>;
+        let cases: Vec<(&str, Change)> = vec![
+            (
+                "a gap",
+                Box::new(|s| s[TCP + 7] = s[TCP + 7].wrapping_add(1)),
+            ),
+            ("another port", Box::new(|s| s[TCP + 1] ^= 1)),
+            ("another ACK number", Box::new(|s| s[TCP + 11] ^= 1)),
+            ("another window", Box::new(|s| s[TCP + 15] ^= 1)),
+            ("other options", Box::new(|s| s[TCP + 31] ^= 1)),
+            ("another TTL", Box::new(|s| s[8] ^= 1)),
+            ("an IPv4 ID out of order", Box::new(|s| s[5] ^= 2)),
+            ("a SYN", Box::new(|s| s[TCP + 13] |= 0x02)),
+            ("a FIN", Box::new(|s| s[TCP + 13] |= 0x01)),
+            ("a bad TCP checksum", Box::new(|s| s[TCP + 40] ^= 1)),
+            ("a fragment", Box::new(|s| s[6] |= 0x20)),
+        ];
+        // A bad IPv4 header checksum (the cases below keep it right).
+        let mut c = Coalescer::default();
+        assert!(c.push(&segs[0]));
+        let mut bad = segs[1].clone();
+        bad[11] ^= 1;
+        assert!(!c.push(&bad), "a bad IPv4 header checksum joined");
+        for (what, change) in cases {
+            let mut c = Coalescer::default();
+            assert!(c.push(&segs[0]), "{what}: the first");
+            let mut second = segs[1].clone();
+            change(&mut second);
+            // Keep the IPv4 header's own checksum right: only what the
+            // case names differs.
+            second[10..12].copy_from_slice(&[0, 0]);
+            let ck = !fold(sum_words(&second[..20], 0));
+            second[10..12].copy_from_slice(&ck.to_be_bytes());
+            assert!(!c.push(&second), "{what} joined");
+            // What was gathered alone comes out as it came.
+            let out = c.take().unwrap();
+            assert_eq!(&out[..VNET_HDR_LEN], &PLAIN);
+            assert_eq!(&out[VNET_HDR_LEN..], &segs[0][..], "{what}");
+        }
+        // Not TCP at all: never starts one.
+        let mut c = Coalescer::default();
+        let mut udp = segs[0].clone();
+        udp[9] = 17;
+        assert!(!c.push(&udp) && c.is_empty());
     }
 
     #[test]

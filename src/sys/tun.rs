@@ -116,28 +116,22 @@ impl Tun {
     /// `buf` for [`super::offload::MAX_FRAME`]). Returns
     /// [`io::ErrorKind::WouldBlock`] when nothing is waiting.
     pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            match nix::unistd::read(&self.fd, buf) {
-                Err(nix::errno::Errno::EINTR) => continue,
-                r => return r.map_err(io::Error::from),
-            }
-        }
+        super::raw::read(self.fd.as_raw_fd(), buf)
     }
 
     /// Injects one IP packet into the kernel as if received on the device,
     /// behind the all-zero header (no offload: its checksums are complete).
     /// Returns [`io::ErrorKind::WouldBlock`] if the kernel cannot take it now.
     pub fn write(&self, packet: &[u8]) -> io::Result<usize> {
-        let iov = [
-            io::IoSlice::new(&super::offload::PLAIN),
-            io::IoSlice::new(packet),
-        ];
-        loop {
-            match nix::sys::uio::writev(&self.fd, &iov) {
-                Err(nix::errno::Errno::EINTR) => continue,
-                r => return r.map_err(io::Error::from),
-            }
-        }
+        super::raw::writev2(self.fd.as_raw_fd(), &super::offload::PLAIN, packet)
+    }
+}
+
+impl Tun {
+    /// Writes one whole frame, its `virtio_net_hdr` included (a
+    /// super-packet from [`super::offload::Coalescer`]).
+    pub fn write_frame(&self, frame: &[u8]) -> io::Result<usize> {
+        super::raw::write(self.fd.as_raw_fd(), frame)
     }
 }
 
