@@ -66,10 +66,11 @@ pub unsafe fn recvmsg(fd: RawFd, msg: &mut libc::msghdr, flags: libc::c_int) -> 
     retry(|| unsafe { libc::syscall(libc::SYS_recvmsg, fd, msg, flags) })
 }
 
-/// `sendto(2)` of `buf` to `to`.
-pub fn send_to(fd: RawFd, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
-    // SAFETY: all-zero is a valid sockaddr_storage.
-    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+/// `to` as the kernel takes it: the address and its length.
+fn sockaddr(to: SocketAddr) -> (libc::sockaddr_in6, libc::socklen_t) {
+    // A sockaddr_in6 has room for either family.
+    // SAFETY: all-zero is a valid sockaddr_in6.
+    let mut storage: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
     let len = match to {
         SocketAddr::V4(a) => {
             let sin = libc::sockaddr_in {
@@ -80,13 +81,13 @@ pub fn send_to(fd: RawFd, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
                 },
                 sin_zero: [0; 8],
             };
-            // SAFETY: a sockaddr_in fits in a sockaddr_storage, which is
-            // aligned for any socket address.
-            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
+            // SAFETY: a sockaddr_in is smaller than a sockaddr_in6 and no
+            // more aligned.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_in6).cast(), sin) };
             std::mem::size_of::<libc::sockaddr_in>()
         }
         SocketAddr::V6(a) => {
-            let sin6 = libc::sockaddr_in6 {
+            storage = libc::sockaddr_in6 {
                 sin6_family: libc::AF_INET6 as libc::sa_family_t,
                 sin6_port: a.port().to_be(),
                 sin6_flowinfo: a.flowinfo(),
@@ -95,25 +96,58 @@ pub fn send_to(fd: RawFd, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
                 },
                 sin6_scope_id: a.scope_id(),
             };
-            // SAFETY: as above, for a sockaddr_in6.
-            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
             std::mem::size_of::<libc::sockaddr_in6>()
         }
     };
-    let addr: *const libc::sockaddr_storage = &storage;
+    (storage, len as libc::socklen_t)
+}
+
+/// `sendto(2)` of `buf` to `to`.
+pub fn send_to(fd: RawFd, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
+    let (addr, len) = sockaddr(to);
+    let addr: *const libc::sockaddr_in6 = &addr;
     // SAFETY: `buf` and the address are live for the call and only read;
-    // `len` is the length of the address written into `storage`.
-    retry(|| unsafe {
-        libc::syscall(
-            libc::SYS_sendto,
-            fd,
-            buf.as_ptr(),
-            buf.len(),
-            0,
-            addr,
-            len as libc::socklen_t,
-        )
-    })
+    // `len` is the length of the address written into `addr`.
+    retry(|| unsafe { libc::syscall(libc::SYS_sendto, fd, buf.as_ptr(), buf.len(), 0, addr, len) })
+}
+
+/// `sendmsg(2)` of `buf` to `to` with a `UDP_SEGMENT` control message: the
+/// kernel sends it as datagrams of `seg` bytes (the last possibly shorter).
+/// The control message is built on the stack (nix's `sendmsg` allocates
+/// one).
+pub fn send_segments(fd: RawFd, buf: &[u8], seg: u16, to: SocketAddr) -> io::Result<usize> {
+    let (mut addr, len) = sockaddr(to);
+    let mut iov = libc::iovec {
+        iov_base: buf.as_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // One cmsghdr and a u16, 8-byte aligned.
+    let mut control = [0u64; 4];
+    // SAFETY: all-zero is a valid msghdr.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&mut addr as *mut libc::sockaddr_in6).cast();
+    msg.msg_namelen = len;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) } as usize;
+    debug_assert!(space <= std::mem::size_of_val(&control));
+    msg.msg_controllen = space as _;
+    // SAFETY: `msg` describes `control`, at least `space` bytes long, so
+    // CMSG_FIRSTHDR is a header within it, and its data has room for the
+    // u16 (CMSG_LEN of it), written unaligned.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_UDP;
+        (*c).cmsg_type = libc::UDP_SEGMENT;
+        (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), seg);
+    }
+    let msg: *const libc::msghdr = &msg;
+    // SAFETY: every pointer in `msg` is to a live local or `buf`, of the
+    // length given, and only read by the kernel.
+    retry(|| unsafe { libc::syscall(libc::SYS_sendmsg, fd, msg, 0) })
 }
 
 #[cfg(test)]

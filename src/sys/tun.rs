@@ -122,8 +122,11 @@ impl Tun {
     /// Injects one IP packet into the kernel as if received on the device,
     /// behind the all-zero header (no offload: its checksums are complete).
     /// Returns [`io::ErrorKind::WouldBlock`] if the kernel cannot take it now.
+    /// Returns the packet's length (the header not counted).
     pub fn write(&self, packet: &[u8]) -> io::Result<usize> {
-        super::raw::writev2(self.fd.as_raw_fd(), &super::offload::PLAIN, packet)
+        let header = super::offload::PLAIN;
+        super::raw::writev2(self.fd.as_raw_fd(), &header, packet)
+            .map(|n| n.saturating_sub(header.len()))
     }
 }
 

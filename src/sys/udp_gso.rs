@@ -14,11 +14,11 @@
 //! do it answers the first `sendmsg` with an error; the daemon then sends
 //! each datagram alone from then on.
 
-use std::io::{self, IoSlice};
+use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 
-use nix::sys::socket::{sendmsg, setsockopt, sockopt, ControlMessage, MsgFlags, SockaddrStorage};
+use nix::sys::socket::{setsockopt, sockopt};
 
 /// At most this many datagrams in one `sendmsg` (the kernel's
 /// `UDP_MAX_SEGMENTS` was 64 before Linux 6.2).
@@ -105,21 +105,7 @@ impl Batch {
 /// shorter), to `to` in one `sendmsg` with `UDP_SEGMENT`.
 pub fn send(sock: &UdpSocket, bytes: &[u8], seg: usize, to: SocketAddr) -> io::Result<()> {
     let seg = u16::try_from(seg).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let iov = [IoSlice::new(bytes)];
-    let cmsg = [ControlMessage::UdpGsoSegments(&seg)];
-    let addr = SockaddrStorage::from(to);
-    loop {
-        match sendmsg(
-            sock.as_raw_fd(),
-            &iov,
-            &cmsg,
-            MsgFlags::empty(),
-            Some(&addr),
-        ) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            r => return r.map(drop).map_err(io::Error::from),
-        }
-    }
+    super::raw::send_segments(sock.as_raw_fd(), bytes, seg, to).map(drop)
 }
 
 /// Whether an error from [`send`] means the offload itself was refused
