@@ -77,6 +77,12 @@ fn ubus_socket() -> PathBuf {
 
 /// Packets handled per readiness event before others get a turn.
 const BATCH: usize = 256;
+/// The clock this far past a deadline, or past the stamp of the inputs just
+/// handled, means the loop was kept off the CPU (or worked that long): the
+/// mesh port is read before the timers run
+/// ([`Daemon::read_before_late_timers`]), and the node told of the stall
+/// ([`Daemon::clock_again`]).
+const LATE: mesh_core::Duration = mesh_core::Duration::from_millis(2);
 /// A batch of packets reads the clock again after this many.
 const CLOCK_EVERY: usize = 16;
 
@@ -408,6 +414,9 @@ struct LoopLatency {
     work: Vec<SourceWork>,
     /// The last stretch's entry in `work`.
     last_work: usize,
+    /// Since start: times the clock had moved on more than [`LATE`] from
+    /// the stamp of the inputs just handled ([`Daemon::clock_again`]).
+    stalls: u64,
 }
 
 /// The loop's work for one kind of source since start: how many stretches,
@@ -481,6 +490,10 @@ pub struct LoopWorst {
     pub busy_in: &'static str,
     /// Since start, by source.
     pub work: Vec<SourceWork>,
+    /// Since start: the loop found its clock more than [`LATE`] past the
+    /// stamp of the inputs it had just handled (kept off the CPU, or a long
+    /// batch), and made up for it.
+    pub stalls: u64,
 }
 
 impl LoopLatency {
@@ -496,6 +509,7 @@ impl LoopLatency {
             cpu_at: thread_cpu_ns(),
             work: Vec::new(),
             last_work: 0,
+            stalls: 0,
         }
     }
 
@@ -559,7 +573,18 @@ impl LoopLatency {
             busy: std::time::Duration::from_nanos(busy.0),
             busy_in: busy.1,
             work: self.work.clone(),
+            stalls: self.stalls,
         }
+    }
+}
+
+/// The order in which a wake-up's ready sources are served.
+fn wake_order(token: u64) -> u8 {
+    match token {
+        TOKEN_UDP4 | TOKEN_UDP6 => 0,
+        TOKEN_TIMER => 1,
+        TOKEN_TUN => 2,
+        _ => 3,
     }
 }
 
@@ -863,15 +888,30 @@ impl Daemon {
             let mut woke = t;
             self.loop_latency.woke();
             let mut handled = "upkeep";
+            // The mesh port first: after the machine kept us off the CPU,
+            // members' BFD packets wait there, and BFD's detection timers,
+            // which run between sources, must see them before they call a
+            // live member dead.
+            events[..n].sort_unstable_by_key(|ev| wake_order(ev.data()));
+            // Deadlines already due (we woke for them, or late) are met
+            // with everything the mesh port holds, not its usual one
+            // datagram a wake-up: one member's packet read, another's
+            // still queued, and its session would expire.
+            if self.node.poll_timeout().is_some_and(|(d, _)| d <= t) {
+                for b in &mut self.read_budget[..2] {
+                    b.bulk = true;
+                }
+            }
             for (i, ev) in events[..n].iter().enumerate() {
                 if i > 0 {
                     // A batch of ready sources (a backlog after the machine
                     // kept us off the CPU) does not hold BFD's timers back:
                     // what fell due runs between one source and the next.
-                    t = now();
+                    t = self.clock_again(t);
                     self.loop_latency.record(woke, t, handled);
                     woke = t;
                     if self.node.poll_timeout().is_some_and(|(d, _)| d <= t) {
+                        self.read_before_late_timers(&mut t, &mut buf);
                         self.node.handle_timeout(t);
                         self.drain();
                     }
@@ -928,13 +968,51 @@ impl Daemon {
                 self.ubus.flush();
             }
             if self.node.poll_timeout().is_some_and(|(d, _)| d <= t) {
+                self.read_before_late_timers(&mut t, &mut buf);
                 self.node.handle_timeout(t);
                 self.housekeeping();
             }
             self.drain_and_arm(t);
-            self.loop_latency.record(woke, now(), handled);
+            // The stretch's end: had the machine stopped us since `t`, what
+            // was stamped `t` is made up for, and the timers re-armed.
+            let stalls = self.loop_latency.stalls;
+            let end = self.clock_again(t);
+            if self.loop_latency.stalls != stalls {
+                self.drain_and_arm(end);
+            }
+            self.loop_latency.record(woke, end, handled);
         }
         Ok(self.stop.take().unwrap_or(Outcome::Exit))
+    }
+
+    /// The clock, read again after inputs were handled at `stamped`. More
+    /// than [`LATE`] since then means the machine kept us off the CPU (or
+    /// a long batch): the node is told, so that members' BFD packets
+    /// stamped `stamped` but taken up to now do not leave their sessions
+    /// expiring at once ([`mesh_core::Node::resumed`]).
+    fn clock_again(&mut self, stamped: Instant) -> Instant {
+        let t = now();
+        if t >= stamped + LATE {
+            self.loop_latency.stalls += 1;
+            self.node.resumed(stamped, t);
+        }
+        t
+    }
+
+    /// Before deadlines that are overdue by more than [`LATE`] run, the
+    /// mesh port is read (in bulk) whether or not this wake-up listed it.
+    /// The machine kept us off the CPU, perhaps between `epoll_wait` and
+    /// here, so the ready list is stale: members' BFD packets that came
+    /// meanwhile would otherwise be read only after their sessions had
+    /// expired. On time, this costs nothing.
+    fn read_before_late_timers(&mut self, t: &mut Instant, buf: &mut [u8]) {
+        if self.node.poll_timeout().is_none_or(|(d, _)| d + LATE > *t) {
+            return;
+        }
+        for v6 in [false, true] {
+            self.read_budget[usize::from(v6)].bulk = true;
+            self.read_udp(v6, t, buf);
+        }
     }
 
     /// `t` on std's clock.
@@ -1157,7 +1235,7 @@ impl Daemon {
         let mut drained = false;
         while got < limit {
             if got > 0 && got % CLOCK_EVERY == 0 {
-                *t = now();
+                *t = self.clock_again(*t);
             }
             match read(self, buf) {
                 // Anything longer than a WireGuard datagram or the TUN's MTU

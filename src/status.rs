@@ -225,6 +225,7 @@ pub fn loop_document(worst: &crate::daemon::LoopWorst) -> Json {
         .with("worst_ms_last_minute", ms(worst.wall))
         .with("worst_busy_ms_last_minute", ms(worst.busy))
         .with("worst_busy_in", worst.busy_in)
+        .with("stalls", worst.stalls)
         .with("work", Json::Arr(work))
         .with(
             "histogram_bounds_us",
@@ -780,6 +781,12 @@ pub fn render(doc: &Json) -> String {
                 out,
                 "  its work per stretch, mean/99 % under, µs: {}",
                 work.join(", ")
+            );
+        }
+        if let Some(n) = l.get("stalls").and_then(Json::as_i64).filter(|&n| n > 0) {
+            let _ = writeln!(
+                out,
+                "  {n} times behind its clock by more than 2 ms (kept off the CPU, or a long batch)"
             );
         }
     }

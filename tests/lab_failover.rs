@@ -193,9 +193,18 @@ fn failover_a_stock_bird_member_runs_bgp_and_bfd_with_meshd() {
     );
 }
 
+/// One power cut of the transit router, as the stream saw it.
+struct Cut {
+    gap: Duration,
+    lost: u32,
+    /// Where the probes were lost, against the steps of the cut, and the
+    /// logs of r1 and the transit when more was lost than the gap holds.
+    story: String,
+}
+
 /// Power cuts of the transit router on the meshd square; returns the gaps and
 /// the probes lost.
-fn meshd_cuts(tag: &str, redundancy: bool, runs: usize) -> Vec<(Duration, u32)> {
+fn meshd_cuts(tag: &str, redundancy: bool, runs: usize) -> Vec<Cut> {
     needs();
     let mut topo = Topology::seed_square();
     if !redundancy {
@@ -228,27 +237,65 @@ fn meshd_cuts(tag: &str, redundancy: bool, runs: usize) -> Vec<(Duration, u32)> 
             .expect("a settled path");
         let seen = r1_paths(&lab);
         let before = probe.last_seq().unwrap_or(0);
+        // The probes sent by each step, to place the losses.
+        let mut marks = vec![("cut", probe.sent())];
         lab.power_cut(transit);
         let resumed = wait_for(Duration::from_secs(10), Duration::from_millis(10), || {
             (probe.last_seq().unwrap_or(0) > before + 100).then_some(())
         });
         assert!(resumed.is_some(), "run {run}: traffic did not resume");
+        marks.push(("resumed", probe.sent()));
         // The whole run is judged: the stream goes on while the router
         // comes back, rejoins and takes traffic again.
         lab.power_on(transit);
+        marks.push(("power on", probe.sent()));
         wait_for(Duration::from_secs(30), Duration::from_millis(200), || {
             settled(&lab).then_some(())
         })
         .unwrap_or_else(|| panic!("run {run}: r{transit} did not rejoin\n{}", lab.logs()));
+        marks.push(("sessions up", probe.sent()));
         std::thread::sleep(Duration::from_secs(3));
         let r = probe.finish();
+        marks.push(("end", r.sent));
+        let where_lost = r
+            .losses
+            .iter()
+            .map(|&(first, n)| {
+                let step = marks
+                    .iter()
+                    .rev()
+                    .find(|m| m.1 <= first)
+                    .map_or("start", |m| m.0);
+                format!("{n} from #{first} (after {step})")
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let steps = marks
+            .iter()
+            .map(|m| format!("{} #{}", m.0, m.1))
+            .collect::<Vec<_>>()
+            .join(", ");
         println!(
             "run {run}: r{transit} cut: gap {} ms, {} of {} probes lost ({seen})",
             r.longest_gap.as_millis(),
             r.lost,
             r.sent
         );
-        out.push((r.longest_gap, r.lost));
+        let mut story = format!("run {run}: lost {where_lost}; steps: {steps}");
+        if r.lost > (r.longest_gap.as_millis() / 5) as u32 {
+            for n in [1, transit, 4] {
+                story.push_str(&format!(
+                    "\n--- r{n} status ---\n{}\n--- r{n} log ---\n{}",
+                    lab.status_text(n),
+                    lab.log(n)
+                ));
+            }
+        }
+        out.push(Cut {
+            gap: r.longest_gap,
+            lost: r.lost,
+            story,
+        });
     }
     out
 }
@@ -280,11 +327,16 @@ fn failover_with_bfd_moves_traffic_in_tens_of_milliseconds() {
     let runs = meshd_cuts("mdfb", false, 3);
     // Every probe lost lies in the cut's gap: none while the router came
     // back, rejoined and took traffic again.
-    for (gap, lost) in &runs {
-        let in_gap = (gap.as_millis() / 5) as u32;
-        assert!(*lost <= in_gap, "{lost} lost, {in_gap} of them in the gap");
+    for c in &runs {
+        let in_gap = (c.gap.as_millis() / 5) as u32;
+        assert!(
+            c.lost <= in_gap,
+            "{} lost, {in_gap} of them in the gap\n{}",
+            c.lost,
+            c.story
+        );
     }
-    let mut gaps: Vec<Duration> = runs.into_iter().map(|g| g.0).collect();
+    let mut gaps: Vec<Duration> = runs.into_iter().map(|c| c.gap).collect();
     gaps.sort();
     println!(
         "BFD 10 ms x 4, 3 power cuts: median {} ms, worst {} ms",
@@ -299,7 +351,8 @@ fn failover_with_bfd_moves_traffic_in_tens_of_milliseconds() {
 fn failover_with_redundant_sending_loses_no_game_packet() {
     let _one = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let runs = meshd_cuts("mdfr", true, 3);
-    let lost: u32 = runs.iter().map(|r| r.1).sum();
+    let lost: u32 = runs.iter().map(|c| c.lost).sum();
     println!("redundant sending, 3 power cuts: {lost} probes lost");
-    assert_eq!(lost, 0);
+    let stories: Vec<&str> = runs.iter().map(|c| c.story.as_str()).collect();
+    assert_eq!(lost, 0, "{}", stories.join("\n"));
 }

@@ -799,3 +799,85 @@ fn a_log_pipe_nobody_reads_does_not_stall_the_packet_loop() {
     assert_eq!(before, after, "a session with r1 went down, or BGP flapped");
     assert_eq!(r.lost, 0, "probes lost while r1's log pipe was full");
 }
+
+/// Router `n`'s BFD detection time for member `m`, in ms.
+fn detection_ms(lab: &SeedLab, n: usize, m: &str) -> Option<f64> {
+    let s = lab.status(n)?;
+    let member = s["members"].as_array()?.iter().find(|x| x["name"] == m)?;
+    member["bfd"]["detection_ms"].as_f64()
+}
+
+#[test]
+fn a_router_kept_off_the_cpu_reads_its_members_before_calling_them_dead() {
+    let _one = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    require_root();
+    let mut lab = SeedLab::build("mdfz", meshd(), 9);
+    lab.start_all();
+    converge(&lab);
+    // R1 waits 40 ms for its members' BFD (fixed: no adapting to jitter);
+    // they wait 100 ms for r1's (its multiplier is 10). A freeze of r1
+    // between the two is not a failure anyone should see: r2's and r3's
+    // packets are in r1's socket when it runs again, its detection timers
+    // overdue beside them.
+    lab.set_main_option(1, "bfd_max_detection", "0");
+    lab.set_main_option(1, "bfd_multiplier", "10");
+    wait_for(Duration::from_secs(10), Duration::from_millis(100), || {
+        (2..=3)
+            .all(|n| detection_ms(&lab, n, "r1").is_some_and(|d| d >= 100.0))
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("r2 and r3 kept their detection time for r1\n{}", lab.logs()));
+    let r1_waits: Vec<_> = ["r2", "r3"]
+        .iter()
+        .map(|m| detection_ms(&lab, 1, m))
+        .collect();
+    assert!(
+        r1_waits.iter().all(|d| d.is_some_and(|d| d <= 40.0)),
+        "r1 waits {r1_waits:?} ms for r2 and r3: the freezes would prove nothing"
+    );
+    let before: Vec<(u64, u64)> = (1..=4).map(|n| bfd_downs(&lab, n)).collect();
+    // Game traffic keeps r1's TUN busy, so that a wake-up finds the TUN
+    // ready as well as the mesh port and the timers.
+    let probe = Probe::start(
+        &lab.router(1).console,
+        &lab.router(4).console,
+        console_addr(4),
+        Duration::from_millis(2),
+    );
+    let pid = nix::unistd::Pid::from_raw(lab.router(1).process.as_ref().unwrap().id() as i32);
+    let freezes = 30;
+    let mut longest = Duration::ZERO;
+    for _ in 0..freezes {
+        let stopped = Instant::now();
+        nix::sys::signal::kill(pid, nix::sys::signal::SIGSTOP).unwrap();
+        std::thread::sleep(Duration::from_millis(60));
+        nix::sys::signal::kill(pid, nix::sys::signal::SIGCONT).unwrap();
+        longest = longest.max(stopped.elapsed());
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    let r = probe.finish();
+    let after: Vec<(u64, u64)> = (1..=4).map(|n| bfd_downs(&lab, n)).collect();
+    let bfd_lines = |n: usize| -> String {
+        lab.log(n)
+            .lines()
+            .filter(|l| l.contains("bfd:"))
+            .map(|l| format!("r{n} {l}\n"))
+            .collect()
+    };
+    let expired = bfd_lines(1).matches("detection time expired").count();
+    let stalls = lab.status(1).map(|s| s["loop"]["stalls"].clone());
+    println!(
+        "{freezes} freezes of r1, the longest {} ms (r1 waits {r1_waits:?} ms for r2, r3; they wait 100 ms): r1 called a member dead {expired} times; (BFD downs with r1, BGP flaps) {before:?} -> {after:?}; r1's loop stalls {stalls:?}; probe C1→C4 {} of {} lost, longest gap {} ms",
+        longest.as_millis(),
+        r.lost,
+        r.sent,
+        r.longest_gap.as_millis()
+    );
+    let story = format!("{}{}{}", bfd_lines(1), bfd_lines(2), bfd_lines(3));
+    assert_eq!(expired, 0, "r1 called a member dead\n{story}");
+    // Only a freeze the test's own thread stretched past the members' 100
+    // ms could have them call r1 dead.
+    if longest < Duration::from_millis(90) {
+        assert_eq!(before, after, "a session with r1 went down\n{story}");
+    }
+}

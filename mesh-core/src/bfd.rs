@@ -293,6 +293,9 @@ pub struct Session {
     final_owed: bool,
     next_tx: Option<Instant>,
     detect_deadline: Option<Instant>,
+    /// When the last packet that set `detect_deadline` was taken, on the
+    /// caller's clock.
+    rx_at: Option<Instant>,
     rng: u64,
     pub stats: Stats,
     up_since: Option<Instant>,
@@ -373,6 +376,7 @@ impl Session {
             final_owed: false,
             next_tx: None,
             detect_deadline: None,
+            rx_at: None,
             rng: seed | 1,
             stats: Stats::default(),
             up_since: None,
@@ -724,6 +728,7 @@ impl Session {
         }
         if matches!(self.state, State::Init | State::Up) {
             self.detect_deadline = Some(now + self.detection_time());
+            self.rx_at = Some(now);
         }
         // A state change is told at once rather than at the next interval.
         if changed || self.final_owed {
@@ -731,6 +736,21 @@ impl Session {
         }
         self.transmit_if_due(now);
         Ok(())
+    }
+
+    /// The caller was kept off the CPU: packets it gave this session
+    /// stamped `stamped` or later were taken while its clock had moved on
+    /// to `now`. A packet taken since `stamped` came in by `now`, so
+    /// detection counts from `now`; a session that took none keeps its
+    /// deadline, and a peer that went silent is still found out. Returns
+    /// whether the deadline moved.
+    pub fn resumed(&mut self, stamped: Instant, now: Instant) -> bool {
+        if self.detect_deadline.is_none() || self.rx_at.is_none_or(|r| r < stamped) {
+            return false;
+        }
+        self.detect_deadline = Some(now + self.detection_time());
+        self.rx_at = Some(now);
+        true
     }
 
     /// Timers: detection expiry (an event), and the packet due now.

@@ -381,7 +381,11 @@ impl SeedLab {
             .map(str::to_string)
             .collect();
         main.push(line);
-        std::fs::write(&r.config, format!("{}\n{members}", main.join("\n"))).unwrap();
+        // Written aside and renamed, as uci commits: meshd, still reading
+        // the last SIGHUP's file, never sees one half written.
+        let aside = r.config.with_extension("new");
+        std::fs::write(&aside, format!("{}\n{members}", main.join("\n"))).unwrap();
+        std::fs::rename(&aside, &r.config).unwrap();
         let pid = r.process.as_ref().expect("meshd runs").id();
         sh(&["kill", "-HUP", &pid.to_string()]);
     }
@@ -508,6 +512,11 @@ impl SeedLab {
         )
     }
 
+    /// Router `n`'s meshd log.
+    pub fn log(&self, n: usize) -> String {
+        std::fs::read_to_string(&self.router(n).log).unwrap_or_default()
+    }
+
     pub fn logs(&self) -> String {
         let mut s = String::new();
         for r in &self.routers {
@@ -533,6 +542,7 @@ impl Drop for SeedLab {
 /// every `interval`; the receiver records arrivals.
 pub struct Probe {
     stop: Arc<AtomicBool>,
+    stop_sending: Arc<AtomicBool>,
     received: Arc<Mutex<Vec<(u32, Instant)>>>,
     sent: Arc<Mutex<u32>>,
     threads: Vec<std::thread::JoinHandle<()>>,
@@ -563,8 +573,9 @@ impl Probe {
             })
         };
         ready_rx.recv().unwrap();
+        let stop_sending = Arc::new(AtomicBool::new(false));
         let tx = {
-            let (stop, sent) = (stop.clone(), sent.clone());
+            let (stop, sent) = (stop_sending.clone(), sent.clone());
             from.spawn(move || {
                 let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
                 let mut seq = 0u32;
@@ -582,6 +593,7 @@ impl Probe {
         };
         Probe {
             stop,
+            stop_sending,
             received,
             sent,
             threads: vec![rx, tx],
@@ -607,8 +619,9 @@ impl Probe {
         missing_before(&self.received.lock().unwrap(), seq)
     }
 
-    /// Stops and reports: (sent, received, lost, longest gap).
+    /// Stops sending, gives the last probes 300 ms to arrive, and reports.
     pub fn finish(mut self) -> ProbeReport {
+        self.stop_sending.store(true, Ordering::Relaxed);
         std::thread::sleep(Duration::from_millis(300));
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads.drain(..) {
@@ -616,6 +629,13 @@ impl Probe {
         }
         let sent = *self.sent.lock().unwrap();
         report(sent, &self.received.lock().unwrap(), self.interval)
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        self.stop_sending.store(true, Ordering::Relaxed);
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -638,19 +658,32 @@ pub fn report(sent: u32, received: &[(u32, Instant)], interval: Duration) -> Pro
     for w in seqs.windows(2) {
         gap = gap.max(w[1] - w[0] - 1);
     }
+    // Every run of missing numbers, the head and the tail included: a
+    // stream that broke for good near its end has no "gap" after it.
+    let mut losses = Vec::new();
+    let mut next = 0u32;
+    for &s in seqs.iter().chain(std::iter::once(&sent)) {
+        if s > next {
+            losses.push((next, s - next));
+        }
+        next = next.max(s + 1);
+    }
     ProbeReport {
         sent,
         received: seqs.len() as u32,
         longest_gap: interval * (gap + 1),
         lost: sent.saturating_sub(seqs.len() as u32),
+        losses,
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ProbeReport {
     pub sent: u32,
     pub received: u32,
     pub lost: u32,
+    /// Runs of probes that did not arrive: (first number, how many).
+    pub losses: Vec<(u32, u32)>,
     /// Time between the last packet before the outage and the first after
     /// it, in send intervals (one interval when nothing was lost).
     pub longest_gap: Duration,

@@ -523,3 +523,38 @@ fn once_the_path_calms_down_detection_returns_to_the_configured_time() {
         assert_eq!(s.detection_time(), Duration::from_millis(40));
     }
 }
+
+/// Side 0's caller was stopped for 60 ms and then handled, stamped with
+/// its last clock read before the stop, the packets side 1 sent meanwhile.
+#[test]
+fn packets_handled_with_a_stale_stamp_after_a_stall_do_not_expire_the_session() {
+    let mut p = Pair::new(Config::GAMING, Config::GAMING);
+    p.run_for(Duration::from_secs(3));
+    let stamped = p.now;
+    let after = stamped + Duration::from_millis(60);
+    // What side 1 sent during the stall (as it sends every interval),
+    // handled with the stale stamp.
+    let pkt = p.sent[1].last().copied().unwrap();
+    p.s[0].handle_packet(stamped, &pkt, 255).unwrap();
+    // Without being told, the session would expire at once at `after`.
+    let mut unaware = p.s[0].clone();
+    unaware.handle_timeout(after);
+    assert_eq!(unaware.state(), State::Down);
+    // Told, it counts the detection time from `after`.
+    assert!(p.s[0].resumed(stamped, after));
+    p.s[0].handle_timeout(after);
+    assert_eq!(p.s[0].state(), State::Up);
+    assert_eq!(
+        p.s[0]
+            .poll_timeout()
+            .map(|t| t <= after + p.s[0].detection_time()),
+        Some(true)
+    );
+    // A session that took nothing since the stamp keeps its deadline: a
+    // peer that went silent is still found out.
+    let mut silent = p.s[0].clone();
+    let later = after + Duration::from_millis(1);
+    assert!(!silent.resumed(later, later + Duration::from_millis(60)));
+    silent.handle_timeout(later + Duration::from_millis(60));
+    assert_eq!(silent.state(), State::Down);
+}

@@ -559,6 +559,24 @@ impl<'a, C: Crypto> Node<'a, C> {
         }
     }
 
+    /// The caller's loop was kept off the CPU: the inputs it stamped
+    /// `stamped` were handled when its clock had reached `now` (a batch
+    /// of datagrams is stamped once, and the machine can stop a process
+    /// anywhere). Each member's BFD that took a packet since `stamped`
+    /// counts its detection time from `now`, so that the stall is not
+    /// taken for a member's silence. Call before [`Node::handle_timeout`]
+    /// at `now`.
+    pub fn resumed(&mut self, stamped: Instant, now: Instant) {
+        for slot in 0..MAX_MEMBERS {
+            if let Some(s) = self.slots.get_mut(slot) {
+                if s.bfd.resumed(stamped, now) {
+                    self.slot_timers_changed(slot);
+                }
+            }
+        }
+        self.settle();
+    }
+
     /// Timers that are due, child by child.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.new_second(now);

@@ -282,6 +282,13 @@ impl Supervision {
         ok
     }
 
+    /// See [`bfd::Session::resumed`].
+    pub fn resumed(&mut self, stamped: Instant, now: Instant) -> bool {
+        self.session
+            .as_mut()
+            .is_some_and(|b| b.resumed(stamped, now))
+    }
+
     pub fn handle_timeout(&mut self, now: Instant) {
         if let Some(b) = self.session.as_mut() {
             if b.poll_timeout().is_some_and(|t| t <= now) {
