@@ -1149,3 +1149,68 @@ fn lan_discovery_socket_captures_and_emits_only_what_it_should() {
         assert!(sock.recv(&mut buf).is_err(), "our own packets came back");
     });
 }
+
+/// `nft list table ip meshd_exit` in this thread's namespace: the table's
+/// text, or `None` when there is no such table.
+fn exit_table() -> Option<String> {
+    let out = Command::new("nft")
+        .args(["list", "table", "ip", meshd::sys::nft::TABLE])
+        .output()
+        .expect("running `nft` (install nftables)");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn nft_loads_take_effect_in_the_order_asked() {
+    need_root();
+    let ns = Netns::create("mdnf");
+    let name = ns.name.clone();
+    run_in(&name, vec![ns], || {
+        use meshd::sys::nft::{self, Nft};
+        // A big ruleset takes nft a while to parse and commit; the removal
+        // asked for after it must still be what stays.
+        let mut big = format!(
+            "table ip {t}\ndelete table ip {t}\ntable ip {t} {{\n\tchain forward {{\n\t\ttype filter hook forward priority mangle; policy accept;\n",
+            t = nft::TABLE
+        );
+        for port in 1..=3000 {
+            big.push_str(&format!("\t\tudp dport {port} counter\n"));
+        }
+        big.push_str("\t}\n}\n");
+        for round in 1..=5 {
+            let mut n = Nft::default();
+            n.load(&big, "big").unwrap();
+            n.load(&nft::remove_ruleset(), "remove").unwrap();
+            n.wait();
+            assert_eq!(
+                exit_table(),
+                None,
+                "round {round}: the table outlived its removal"
+            );
+            // Start-up's removal of a stale table, then the exit's rules:
+            // the rules stay.
+            n.load(&nft::remove_ruleset(), "remove stale").unwrap();
+            n.load(&nft::exit_ruleset("mesh0", "br-lan", 1380), "exit rules")
+                .unwrap();
+            n.wait();
+            let table = exit_table().unwrap_or_default();
+            assert!(
+                table.contains("masquerade") && table.contains("maxseg size set 1380"),
+                "round {round}: the exit's rules are not in place:\n{table}"
+            );
+            // A third asked for while the first runs replaces the second.
+            n.load(&big, "big").unwrap();
+            n.load(&nft::exit_ruleset("mesh0", "br-lan", 1380), "exit rules")
+                .unwrap();
+            n.load(&nft::remove_ruleset(), "remove").unwrap();
+            n.wait();
+            assert_eq!(
+                exit_table(),
+                None,
+                "round {round}: the last load is not what stayed"
+            );
+        }
+    });
+}

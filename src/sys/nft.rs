@@ -9,6 +9,12 @@
 //! step. `nft` runs as a child process that the caller does not wait for
 //! (the packet loop never blocks on it): [`Nft::reap`] collects its exit
 //! status later and logs a failure.
+//!
+//! One `nft` runs at a time. Two at once commit in whichever order the
+//! kernel takes them: start-up's removal of a stale table, committed after
+//! the exit's rules that followed it, left an exit with no masquerade and
+//! no error. Each ruleset replaces the whole table, so of the loads asked
+//! for while one runs only the last is kept, and run when it ends.
 
 use std::io::{self, Write};
 use std::process::{Child, Command, Stdio};
@@ -44,58 +50,80 @@ pub fn remove_ruleset() -> String {
     format!("table ip {TABLE}\ndelete table ip {TABLE}\n")
 }
 
-/// `nft` runs, not waited for.
+/// `nft` runs, one at a time, not waited for.
 #[derive(Debug, Default)]
 pub struct Nft {
-    running: Vec<(Child, &'static str)>,
+    running: Option<(Child, &'static str)>,
+    /// The ruleset to load once the running `nft` ends (the last asked for).
+    next: Option<(String, &'static str)>,
 }
 
 impl Nft {
-    /// Starts `nft -f -` with `ruleset` on its standard input.
+    /// Loads `ruleset` with `nft -f -`: now, or, while an earlier load
+    /// runs, after it (in place of any other waiting). An error is the
+    /// failure to start `nft` now; a later start's is logged by
+    /// [`Nft::reap`].
     pub fn load(&mut self, ruleset: &str, what: &'static str) -> io::Result<()> {
-        let mut child = Command::new("nft")
-            .args(["-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        // A ruleset of a few hundred bytes fits the pipe: this write does
-        // not wait for nft.
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(ruleset.as_bytes())?;
+        if self.running.is_some() {
+            if let Some((_, dropped)) = self.next.replace((ruleset.to_string(), what)) {
+                log::debug!("nft ({dropped}) replaced by ({what}) before it ran");
+            }
+            return Ok(());
         }
-        self.running.push((child, what));
+        self.running = Some((spawn(ruleset)?, what));
         Ok(())
     }
 
-    /// Collects finished runs; logs the ones that failed.
+    /// Collects a finished run, logs it if it failed, and starts the
+    /// waiting load.
     pub fn reap(&mut self) {
-        self.running
-            .retain_mut(|(child, what)| match child.try_wait() {
-                Ok(None) => true,
-                Ok(Some(status)) => {
-                    if status.success() {
-                        log::debug!("nft ({what}) loaded");
-                    } else {
-                        let mut err = String::new();
-                        if let Some(mut e) = child.stderr.take() {
-                            let _ = io::Read::read_to_string(&mut e, &mut err);
-                        }
-                        log::warn!("nft ({what}) failed: {status}: {}", err.trim());
+        let Some((child, what)) = self.running.as_mut() else {
+            return;
+        };
+        match child.try_wait() {
+            Ok(None) => return,
+            Ok(Some(status)) => {
+                if status.success() {
+                    log::debug!("nft ({what}) loaded");
+                } else {
+                    let mut err = String::new();
+                    if let Some(mut e) = child.stderr.take() {
+                        let _ = io::Read::read_to_string(&mut e, &mut err);
                     }
-                    false
+                    log::warn!("nft ({what}) failed: {status}: {}", err.trim());
                 }
-                Err(e) => {
-                    log::warn!("nft ({what}): {e}");
-                    false
-                }
-            });
-    }
-
-    /// Waits for every run (at shutdown).
-    pub fn wait(&mut self) {
-        for (mut child, _) in self.running.drain(..) {
-            let _ = child.wait();
+            }
+            Err(e) => log::warn!("nft ({what}): {e}"),
+        }
+        self.running = None;
+        if let Some((ruleset, what)) = self.next.take() {
+            if let Err(e) = self.load(&ruleset, what) {
+                log::warn!("nft ({what}): cannot run nft: {e}");
+            }
         }
     }
+
+    /// Waits for the running load and the one waiting (at shutdown).
+    pub fn wait(&mut self) {
+        while let Some((child, _)) = self.running.as_mut() {
+            let _ = child.wait();
+            self.reap();
+        }
+    }
+}
+
+/// Starts `nft -f -` with `ruleset` on its standard input.
+fn spawn(ruleset: &str) -> io::Result<Child> {
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    // A ruleset of a few hundred bytes fits the pipe: this write does not
+    // wait for nft.
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(ruleset.as_bytes())?;
+    }
+    Ok(child)
 }
