@@ -717,7 +717,7 @@ fn footprint(
 
 fn bench_footprint(meshd: &Path) -> Result<(), String> {
     require_root();
-    let mib = |k: Option<u64>| k.map_or("?".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+    let mib = |k: Option<u64>| k.map_or("?".into(), |k| format!("{:.2} MiB", k as f64 / 1024.0));
     let cases: [(usize, Vec<(&'static str, String)>); 4] = [
         (4, vec![("max_members", "4".into())]),
         (4, vec![]),

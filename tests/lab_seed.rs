@@ -727,7 +727,13 @@ fn status_and_reloads_in_a_loop_do_not_stall_the_packet_loop() {
 fn a_log_pipe_nobody_reads_does_not_stall_the_packet_loop() {
     let _one = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     require_root();
-    let mut lab = SeedLab::build("mdlp", meshd(), 9);
+    // BFD 10 ms × 10: a loop that waits on its log waits as long as the
+    // pipe stays full (seconds), and takes sessions down with any timers;
+    // the host taking this VM's CPUs away for 40-50 ms (seen in CI, with
+    // 30 % steal) is not what this test is about.
+    let mut topo = lab::seed::Topology::seed_square();
+    topo.main_options = vec![("bfd_multiplier", "10".into())];
+    let mut lab = SeedLab::build_topology("mdlp", meshd(), 9, &topo);
     for n in 2..=4 {
         lab.start(n);
     }
@@ -739,6 +745,7 @@ fn a_log_pipe_nobody_reads_does_not_stall_the_packet_loop() {
     };
     converge(&lab);
     let before: Vec<(u64, u64)> = (1..=4).map(|n| bfd_downs(&lab, n)).collect();
+    let steal_before = steal_ticks();
     let pid = lab.router(1).process.as_ref().unwrap().id() as i32;
     let probe = Probe::start(
         &lab.router(1).console,
@@ -760,6 +767,7 @@ fn a_log_pipe_nobody_reads_does_not_stall_the_packet_loop() {
     let answered = t.elapsed();
     let r = probe.finish();
     let after: Vec<(u64, u64)> = (1..=4).map(|n| bfd_downs(&lab, n)).collect();
+    let stolen = steal_ticks().saturating_sub(steal_before);
     // Now read the pipe: the log thread goes on, and says what it dropped.
     let reader = std::thread::spawn(move || {
         let mut text = String::new();
@@ -785,10 +793,11 @@ fn a_log_pipe_nobody_reads_does_not_stall_the_packet_loop() {
         .find(|l| l.contains("log lines dropped"))
         .map(str::to_string);
     println!(
-        "{reloads} SIGHUPs in 15 s with r1's stderr unread: status answered in {} ms; (BFD downs with r1, BGP flaps) {before:?} -> {after:?}; probe C1→C4 {} of {} lost; then: {dropped:?}",
+        "{reloads} SIGHUPs in 15 s with r1's stderr unread: status answered in {} ms; (BFD downs with r1, BGP flaps) {before:?} -> {after:?}; probe C1→C4 {} of {} lost; then: {dropped:?}; the host took {} ms of CPU from this VM meanwhile",
         answered.as_millis(),
         r.lost,
-        r.sent
+        r.sent,
+        stolen * 10
     );
     let status = status.expect("r1 answers status");
     println!("r1's loop: {}", status["loop"]);
@@ -798,6 +807,18 @@ fn a_log_pipe_nobody_reads_does_not_stall_the_packet_loop() {
     );
     assert_eq!(before, after, "a session with r1 went down, or BGP flapped");
     assert_eq!(r.lost, 0, "probes lost while r1's log pipe was full");
+}
+
+/// CPU time the hypervisor took from this machine since boot (the steal
+/// column of /proc/stat), in ticks of 10 ms; 0 when unreadable.
+fn steal_ticks() -> u64 {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            let cpu = s.lines().next()?.to_string();
+            cpu.split_whitespace().nth(8)?.parse().ok()
+        })
+        .unwrap_or(0)
 }
 
 /// Router `n`'s BFD detection time for member `m`, in ms.
@@ -814,25 +835,31 @@ fn a_router_kept_off_the_cpu_reads_its_members_before_calling_them_dead() {
     let mut lab = SeedLab::build("mdfz", meshd(), 9);
     lab.start_all();
     converge(&lab);
-    // R1 waits 40 ms for its members' BFD (fixed: no adapting to jitter);
-    // they wait 100 ms for r1's (its multiplier is 10). A freeze of r1
-    // between the two is not a failure anyone should see: r2's and r3's
-    // packets are in r1's socket when it runs again, its detection timers
-    // overdue beside them.
+    // R1 waits 100 ms for its members' BFD (their multiplier is 10; fixed:
+    // no adapting to jitter); they wait 300 ms for r1's (its multiplier is
+    // 30). A freeze of r1 for 150 ms, between the two, is not a failure
+    // anyone should see: r2's and r3's packets are in r1's socket when it
+    // runs again, its detection timers overdue beside them. (The margins
+    // are wide: the host takes this VM's CPUs away for tens of ms.)
+    for n in 2..=4 {
+        lab.set_main_option(n, "bfd_multiplier", "10");
+    }
     lab.set_main_option(1, "bfd_max_detection", "0");
-    lab.set_main_option(1, "bfd_multiplier", "10");
+    lab.set_main_option(1, "bfd_multiplier", "30");
     wait_for(Duration::from_secs(10), Duration::from_millis(100), || {
-        (2..=3)
-            .all(|n| detection_ms(&lab, n, "r1").is_some_and(|d| d >= 100.0))
-            .then_some(())
+        let theirs = (2..=3).all(|n| detection_ms(&lab, n, "r1").is_some_and(|d| d >= 300.0));
+        let ours = ["r2", "r3"]
+            .iter()
+            .all(|m| detection_ms(&lab, 1, m).is_some_and(|d| d >= 100.0));
+        (theirs && ours).then_some(())
     })
-    .unwrap_or_else(|| panic!("r2 and r3 kept their detection time for r1\n{}", lab.logs()));
+    .unwrap_or_else(|| panic!("the detection times did not take\n{}", lab.logs()));
     let r1_waits: Vec<_> = ["r2", "r3"]
         .iter()
         .map(|m| detection_ms(&lab, 1, m))
         .collect();
     assert!(
-        r1_waits.iter().all(|d| d.is_some_and(|d| d <= 40.0)),
+        r1_waits.iter().all(|d| d.is_some_and(|d| d <= 100.0)),
         "r1 waits {r1_waits:?} ms for r2 and r3: the freezes would prove nothing"
     );
     let before: Vec<(u64, u64)> = (1..=4).map(|n| bfd_downs(&lab, n)).collect();
@@ -850,7 +877,7 @@ fn a_router_kept_off_the_cpu_reads_its_members_before_calling_them_dead() {
     for _ in 0..freezes {
         let stopped = Instant::now();
         nix::sys::signal::kill(pid, nix::sys::signal::SIGSTOP).unwrap();
-        std::thread::sleep(Duration::from_millis(60));
+        std::thread::sleep(Duration::from_millis(150));
         nix::sys::signal::kill(pid, nix::sys::signal::SIGCONT).unwrap();
         longest = longest.max(stopped.elapsed());
         std::thread::sleep(Duration::from_millis(400));
@@ -867,7 +894,7 @@ fn a_router_kept_off_the_cpu_reads_its_members_before_calling_them_dead() {
     let expired = bfd_lines(1).matches("detection time expired").count();
     let stalls = lab.status(1).map(|s| s["loop"]["stalls"].clone());
     println!(
-        "{freezes} freezes of r1, the longest {} ms (r1 waits {r1_waits:?} ms for r2, r3; they wait 100 ms): r1 called a member dead {expired} times; (BFD downs with r1, BGP flaps) {before:?} -> {after:?}; r1's loop stalls {stalls:?}; probe C1→C4 {} of {} lost, longest gap {} ms",
+        "{freezes} freezes of r1, the longest {} ms (r1 waits {r1_waits:?} ms for r2, r3; they wait 300 ms): r1 called a member dead {expired} times; (BFD downs with r1, BGP flaps) {before:?} -> {after:?}; r1's loop stalls {stalls:?}; probe C1→C4 {} of {} lost, longest gap {} ms",
         longest.as_millis(),
         r.lost,
         r.sent,
@@ -875,9 +902,9 @@ fn a_router_kept_off_the_cpu_reads_its_members_before_calling_them_dead() {
     );
     let story = format!("{}{}{}", bfd_lines(1), bfd_lines(2), bfd_lines(3));
     assert_eq!(expired, 0, "r1 called a member dead\n{story}");
-    // Only a freeze the test's own thread stretched past the members' 100
+    // Only a freeze the test's own thread stretched past the members' 300
     // ms could have them call r1 dead.
-    if longest < Duration::from_millis(90) {
+    if longest < Duration::from_millis(250) {
         assert_eq!(before, after, "a session with r1 went down\n{story}");
     }
 }
