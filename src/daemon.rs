@@ -897,9 +897,15 @@ impl Daemon {
             // with everything the mesh port holds, not its usual one
             // datagram a wake-up: one member's packet read, another's
             // still queued, and its session would expire.
-            if self.node.poll_timeout().is_some_and(|(d, _)| d <= t) {
+            if let Some((d, _)) = self.node.poll_timeout().filter(|(d, _)| *d <= t) {
                 for b in &mut self.read_budget[..2] {
                     b.bulk = true;
+                }
+                // Woken this late, we were held off the CPU since `d`
+                // (perhaps with the whole machine, members and all).
+                if d + LATE <= t {
+                    self.loop_latency.stalls += 1;
+                    self.node.resumed(d, t);
                 }
             }
             for (i, ev) in events[..n].iter().enumerate() {

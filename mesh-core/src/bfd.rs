@@ -296,6 +296,9 @@ pub struct Session {
     /// When the last packet that set `detect_deadline` was taken, on the
     /// caller's clock.
     rx_at: Option<Instant>,
+    /// A stall of the caller's already postponed the detection deadline
+    /// once since the last packet ([`Session::resumed`]).
+    graced: bool,
     rng: u64,
     pub stats: Stats,
     up_since: Option<Instant>,
@@ -377,6 +380,7 @@ impl Session {
             next_tx: None,
             detect_deadline: None,
             rx_at: None,
+            graced: false,
             rng: seed | 1,
             stats: Stats::default(),
             up_since: None,
@@ -729,6 +733,7 @@ impl Session {
         if matches!(self.state, State::Init | State::Up) {
             self.detect_deadline = Some(now + self.detection_time());
             self.rx_at = Some(now);
+            self.graced = false;
         }
         // A state change is told at once rather than at the next interval.
         if changed || self.final_owed {
@@ -741,15 +746,29 @@ impl Session {
     /// The caller was kept off the CPU: packets it gave this session
     /// stamped `stamped` or later were taken while its clock had moved on
     /// to `now`. A packet taken since `stamped` came in by `now`, so
-    /// detection counts from `now`; a session that took none keeps its
-    /// deadline, and a peer that went silent is still found out. Returns
+    /// detection counts from `now`. A session that took none and whose
+    /// detection time ran out meanwhile gets two of the peer's intervals
+    /// from `now`, once until its next packet: when a hypervisor holds the
+    /// whole machine, the peer was held too, and sends again as we do. A
+    /// peer that stays silent is found out that much later. Returns
     /// whether the deadline moved.
     pub fn resumed(&mut self, stamped: Instant, now: Instant) -> bool {
-        if self.detect_deadline.is_none() || self.rx_at.is_none_or(|r| r < stamped) {
+        let Some(deadline) = self.detect_deadline else {
+            return false;
+        };
+        if self.rx_at.is_some_and(|r| r >= stamped) {
+            self.detect_deadline = Some(now + self.detection_time());
+            self.rx_at = Some(now);
+            return true;
+        }
+        if deadline > now || self.graced {
             return false;
         }
-        self.detect_deadline = Some(now + self.detection_time());
-        self.rx_at = Some(now);
+        self.graced = true;
+        let interval = Duration::from_micros(
+            self.detection_time().as_micros() / u64::from(self.remote_detect_mult.max(1)),
+        );
+        self.detect_deadline = Some(now + interval * 2);
         true
     }
 

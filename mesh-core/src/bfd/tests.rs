@@ -550,11 +550,20 @@ fn packets_handled_with_a_stale_stamp_after_a_stall_do_not_expire_the_session() 
             .map(|t| t <= after + p.s[0].detection_time()),
         Some(true)
     );
-    // A session that took nothing since the stamp keeps its deadline: a
-    // peer that went silent is still found out.
+    // A session that took nothing since the stamp, its detection time run
+    // out meanwhile (the whole machine held, the peer too): two of the
+    // peer's intervals from the end of the stall, once; then Down if the
+    // peer stays silent.
     let mut silent = p.s[0].clone();
     let later = after + Duration::from_millis(1);
-    assert!(!silent.resumed(later, later + Duration::from_millis(60)));
-    silent.handle_timeout(later + Duration::from_millis(60));
+    let woke = later + Duration::from_millis(60);
+    assert!(silent.resumed(later, woke));
+    silent.handle_timeout(woke);
+    assert_eq!(silent.state(), State::Up);
+    assert!(!silent.resumed(woke, woke + Duration::from_millis(30)));
+    silent.handle_timeout(woke + Duration::from_millis(20));
     assert_eq!(silent.state(), State::Down);
+    // One whose detection time has not run out keeps its deadline.
+    let mut live = p.s[0].clone();
+    assert!(!live.resumed(later, later + Duration::from_millis(5)));
 }
