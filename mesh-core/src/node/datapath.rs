@@ -10,7 +10,7 @@ use core::net::{IpAddr, SocketAddr};
 use embassy_time::Instant;
 
 use crate::ip::{self, IcmpError, IpInfo};
-use crate::rib::Source;
+use crate::rib::{PeerId, Source};
 use crate::wg::{Crypto, Identified, INNER_MTU};
 
 use super::engine::session_config;
@@ -146,7 +146,9 @@ impl<C: Crypto> Node<'_, C> {
             }
         };
         let len = info.total_len;
-        let verdict = self.router().for_member_packet(&packet[..len], &info);
+        let verdict = self
+            .router()
+            .for_member_packet(&packet[..len], &info, from as PeerId);
         match verdict {
             Verdict::ToLan => self.lan_in(len),
             Verdict::ToLanOnce => {

@@ -194,7 +194,7 @@ impl<T: Tunnel> Router<'_, T> {
     }
 
     /// An inner packet from a member's tunnel, trimmed to its IP length.
-    pub fn for_member_packet(&self, packet: &[u8], info: &IpInfo) -> Verdict {
+    pub fn for_member_packet(&self, packet: &[u8], info: &IpInfo, from: PeerId) -> Verdict {
         let from_our_home = self.own_home(info.src);
         if !from_our_home && !self.members_home(info.src) {
             return Verdict::Drop(DropReason::Spoofed);
@@ -229,7 +229,9 @@ impl<T: Tunnel> Router<'_, T> {
             // internet is no member's home.
             return Verdict::Unreachable;
         }
-        match entry.and_then(|e| self.first_hop(e, || ip::flow_hash(packet, info))) {
+        let hop =
+            entry.and_then(|e| self.first_hop_from(e, || ip::flow_hash(packet, info), Some(from)));
+        match hop {
             Some(Source::Local) if self.redundant_candidate(info) => Verdict::ToLanOnce,
             Some(Source::Local) => Verdict::ToLan,
             // Transit: we are a router on the path. The destination is a
@@ -266,6 +268,20 @@ impl<T: Tunnel> Router<'_, T> {
 
     /// [`Router::route`] for one entry; `flow` picks among equal paths.
     pub(crate) fn first_hop(&self, entry: &Entry, flow: impl Fn() -> u32) -> Option<Source> {
+        self.first_hop_from(entry, flow, None)
+    }
+
+    /// [`Router::first_hop`] for a packet member `came_from` sent: when
+    /// every best path moved, the fallback is never that member. Its path
+    /// leads back through us (the reason it sent the packet here), and two
+    /// routers whose paths moved at once would bounce the traffic between
+    /// them until BFD came back or BGP withdrew.
+    fn first_hop_from(
+        &self,
+        entry: &Entry,
+        flow: impl Fn() -> u32,
+        came_from: Option<PeerId>,
+    ) -> Option<Source> {
         let set = entry.multipath();
         let pick = |set: &[Path]| match set.len() {
             0 => None,
@@ -283,7 +299,10 @@ impl<T: Tunnel> Router<'_, T> {
             // Every path moved: one that is not moved, then one whose BFD
             // is Up again (a member back from a blip, waiting out its
             // return hysteresis) rather than one that is silent now.
-            let paths = entry.paths().iter();
+            let paths = entry
+                .paths()
+                .iter()
+                .filter(|p| came_from.is_none_or(|c| p.source != Source::Peer(c)));
             let alive = paths
                 .clone()
                 .find(|p| !self.moved(p.source))

@@ -408,7 +408,7 @@ impl Supervision {
         }
     }
 
-    fn set_moved(&mut self, moved: bool) {
+    pub(crate) fn set_moved(&mut self, moved: bool) {
         if self.moved != moved {
             self.moved = moved;
             self.push(Event::Moved(moved));

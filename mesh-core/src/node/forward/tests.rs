@@ -76,8 +76,13 @@ impl Net {
     }
 
     fn member_sends(&self, packet: &[u8]) -> Verdict {
+        // From no member whose path matters here.
+        self.member_sends_from(PeerId::MAX, packet)
+    }
+
+    fn member_sends_from(&self, slot: PeerId, packet: &[u8]) -> Verdict {
         let info = ip::parse(packet).unwrap();
-        self.router().for_member_packet(packet, &info)
+        self.router().for_member_packet(packet, &info, slot)
     }
 
     fn lan_sends(&self, packet: &[u8]) -> Verdict {
@@ -601,4 +606,21 @@ fn with_ip_header(p: &[u8], edit: impl Fn(&mut [u8])) -> Vec<u8> {
     let c = ip::checksum(&p[..20]);
     p[10..12].copy_from_slice(&c.to_be_bytes());
     p
+}
+
+/// Node 1 is a transit for 4's home (4 has no tunnel here): best through 2,
+/// else through 3. With 2's traffic moved (its BFD went down), a packet
+/// from 3 for 4's home goes to 2 all the same: 3's path leads back through
+/// us, and sending it back would bounce it between us until BFD or BGP
+/// settled. From anyone else, 3's path is the one to take.
+#[test]
+fn with_every_best_path_moved_a_packet_never_goes_back_where_it_came_from() {
+    big_stack(|| {
+        let mut net = net();
+        let to4 = udp(host(3), host(4), 5000, 6000, 20);
+        assert_eq!(net.member_sends_from(1, &to4), Verdict::Transit { to: 0 });
+        net.slots.get_mut(0).unwrap().bfd.set_moved(true);
+        assert_eq!(net.member_sends(&to4), Verdict::Transit { to: 1 });
+        assert_eq!(net.member_sends_from(1, &to4), Verdict::Transit { to: 0 });
+    });
 }
