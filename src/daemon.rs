@@ -731,7 +731,16 @@ impl Daemon {
             netlink.addr_add(tun_index, IpAddr::V6(v6), 128)?;
         }
         let t = now();
-        let mut node_config = config.main.node_config(private_key, t.as_micros() ^ 0x5eed);
+        // The seed numbers BFD discriminators, STUN transactions, punch
+        // tokens and the overlay's first source port: a restart must not
+        // repeat the last run's (a member may still hold a connection from
+        // that port). The clock stands in if the kernel has no randomness.
+        let seed = crate::invites::random::<8>()
+            .map(u64::from_le_bytes)
+            .unwrap_or(0)
+            ^ t.as_micros()
+            ^ 0x5eed;
+        let mut node_config = config.main.node_config(private_key, seed);
         node_config.overlay_in_kernel = true;
         node_config.alt_port = udp_alt.is_some();
         // Relayed discovery is numbered from here: a restart counts on from

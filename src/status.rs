@@ -466,6 +466,7 @@ pub fn document<C: Crypto>(
                         .with("updates_out", m.bgp_stats.updates_out)
                         .with("flaps", m.bgp_stats.flaps)
                         .with("treat_as_withdraw", m.bgp_stats.treat_as_withdraw)
+                        .with("replaced_connections", m.bgp_stats.replaced_connections)
                         .with("refused_routes", m.import.filtered),
                 ),
         );

@@ -190,6 +190,9 @@ pub struct SessionStats {
     /// Times the session left Established.
     pub flaps: u64,
     pub collisions: u64,
+    /// Incoming connections still opening that the peer replaced with a new
+    /// one ([`Session::replace_incoming`]).
+    pub replaced_connections: u64,
 }
 
 /// A BGP session with one peer. See the module docs for the driver contract.
@@ -394,6 +397,35 @@ impl Session {
         }
         self.rx[1].clear();
         self.core.open_connection(now, ConnId::Incoming);
+        true
+    }
+
+    /// The peer connected to us again while its earlier connection to us is
+    /// still opening (OpenSent or OpenConfirm). A peer dials one connection at
+    /// a time, so it has given that one up: it restarted, or its RST or FIN
+    /// was lost on the way. Kept, the dead connection would turn every new
+    /// one away until its OPEN hold time (four minutes) ran out. The old
+    /// connection is dropped here without a NOTIFICATION (nobody reads it;
+    /// the caller aborts its transport) and the caller may then
+    /// [`Session::handle_accepted`] the new one. Returns false, and changes
+    /// nothing, when the session is Established (that connection wins,
+    /// §6.8), not started, or has no incoming connection opening.
+    pub fn replace_incoming(&mut self) -> bool {
+        let c = &mut self.core;
+        let i = ConnId::Incoming.index();
+        if !c.started
+            || c.established_conn().is_some()
+            || !matches!(c.conns[i], ConnState::OpenSent | ConnState::OpenConfirm)
+        {
+            return false;
+        }
+        c.conns[i] = ConnState::Closed;
+        c.tx[i].clear();
+        c.negotiated[i] = None;
+        c.timers[Timer::Hold(ConnId::Incoming).index()] = None;
+        c.timers[Timer::Keepalive(ConnId::Incoming).index()] = None;
+        c.stats.replaced_connections += 1;
+        self.rx[i].clear();
         true
     }
 

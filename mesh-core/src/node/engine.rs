@@ -85,6 +85,18 @@ impl BgpPeer {
     }
 }
 
+#[cfg(test)]
+impl BgpPeer {
+    /// Test double for a connection whose end we lost without the member
+    /// hearing of it (our RST lost on the way): the session forgets its
+    /// outgoing connection, whose socket lives on unowned (so the member's
+    /// end stays open and answered), and backs off to dial again.
+    pub(crate) fn lose_outgoing(&mut self, now: Instant) {
+        self.conns[ConnId::Outgoing as usize] = None;
+        self.session.handle_transport_closed(now, ConnId::Outgoing);
+    }
+}
+
 /// What a session looks like from the node: its settings and the member's.
 /// `passive`: the session waits for the member to connect.
 pub(crate) fn session_config(node: &NodeConfig, m: &MemberConfig, passive: bool) -> SessionConfig {
@@ -338,13 +350,28 @@ impl<'a> Engine<'a> {
         while let Some((h, remote)) = self.overlay.accepted() {
             busy = true;
             let slot = slots.by_overlay(remote).and_then(|s| slots.get_mut(s));
+            let mut stale = None;
             let accepted = slot.and_then(|s| {
                 let p = &mut s.bgp;
-                if p.conns[ConnId::Incoming as usize].is_some() {
-                    return None;
+                if let Some(old) = p.conns[ConnId::Incoming as usize] {
+                    // The member dials again: the connection it opened
+                    // before is dead on its side.
+                    if !p.session.replace_incoming() {
+                        return None;
+                    }
+                    log::info!(
+                        "bgp: {} connected again while its connection was opening; \
+                         the old one is dropped",
+                        s.wg.config.name
+                    );
+                    p.conns[ConnId::Incoming as usize] = None;
+                    stale = Some(old.socket);
                 }
                 p.session.handle_accepted(now).then_some(p)
             });
+            if let Some(old) = stale {
+                self.overlay.abort(old);
+            }
             log::debug!(
                 "bgp: accepted a connection from {remote}: {}",
                 accepted.is_some()

@@ -62,6 +62,9 @@ struct Pair {
     frozen: [bool; 2],
     /// Connect attempts get no answer at all (SYNs into a black hole).
     stall_connects: bool,
+    /// Whether a new connection may replace one still opening
+    /// ([`Session::replace_incoming`]), as the node's engine does.
+    replace: bool,
 }
 
 fn cfg(asn: u32, id: u8, peer_asn: u32) -> SessionConfig {
@@ -86,6 +89,7 @@ impl Pair {
             listening: [true, true],
             frozen: [false, false],
             stall_connects: false,
+            replace: true,
         }
     }
 
@@ -141,6 +145,27 @@ impl Pair {
         panic!("pump did not settle");
     }
 
+    /// Side `j` takes a connection as the node's engine does: a connection
+    /// from the peer still opening gives way to a new one (its link is cut).
+    fn accept(&mut self, j: usize) -> bool {
+        let now = self.now;
+        let side = &mut self.sides[j].s;
+        if side.handle_accepted(now) {
+            return true;
+        }
+        if !self.replace || !side.replace_incoming() {
+            return false;
+        }
+        self.links.retain(|l| {
+            if j == 0 {
+                l.a != ConnId::Incoming
+            } else {
+                l.b != ConnId::Incoming
+            }
+        });
+        self.sides[j].s.handle_accepted(now)
+    }
+
     /// Carries out a transport request.
     fn act(&mut self, i: usize, a: SessionEvent) {
         let now = self.now;
@@ -148,7 +173,7 @@ impl Pair {
         match a {
             SessionEvent::Connect if self.stall_connects => {}
             SessionEvent::Connect => {
-                if self.listening[j] && self.sides[j].s.handle_accepted(now) {
+                if self.listening[j] && self.accept(j) {
                     let link = if i == 0 {
                         Link {
                             a: ConnId::Outgoing,
@@ -646,4 +671,40 @@ fn connect_now_replaces_a_stalled_attempt_as_soon_as_it_is_closed() {
     p.sides[0].s.connect_now(now);
     p.pump();
     assert!(p.sides[0].s.is_established(), "did not dial again at once");
+}
+
+/// The passive side holds a connection from the peer that the peer has lost
+/// (its RST went missing): our OPEN went out, theirs never comes. The peer
+/// dials again.
+fn peer_lost_a_connection_we_hold(replace: bool) -> Pair {
+    let mut a = cfg(65001, 1, 65002);
+    a.passive = true;
+    let mut p = Pair::new(a, cfg(65002, 2, 65001));
+    p.replace = replace;
+    let now = p.now;
+    p.sides[0].s.start(now);
+    assert!(p.sides[0].s.handle_accepted(now));
+    assert!(!take_tx(&mut p.sides[0].s, ConnId::Incoming).is_empty());
+    assert_eq!(p.sides[0].s.state(), State::OpenSent);
+    p.sides[1].s.start(now);
+    p.pump();
+    p
+}
+
+#[test]
+fn a_peer_that_dials_again_replaces_its_connection_still_opening() {
+    let mut p = peer_lost_a_connection_we_hold(true);
+    assert!(p.sides[0].s.is_established());
+    assert!(p.sides[1].s.is_established());
+    assert_eq!(p.sides[0].s.stats().replaced_connections, 1);
+    assert_eq!(p.sides[0].events, [SessionEvent::Established]);
+    // An Established session is never replaced (RFC 4271 6.8).
+    assert!(!p.sides[0].s.replace_incoming());
+    p.run_for(Duration::from_secs(30));
+    assert_eq!(p.sides[0].s.stats().flaps, 0);
+    // Kept, the dead connection turns the peer away for its OPEN hold time.
+    let mut p = peer_lost_a_connection_we_hold(false);
+    p.run_for(Duration::from_secs(30));
+    assert_eq!(p.sides[0].s.state(), State::OpenSent);
+    assert!(!p.sides[1].s.is_established());
 }

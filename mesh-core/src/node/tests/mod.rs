@@ -929,3 +929,54 @@ fn a_restarted_router_learns_the_version_of_its_own_record_from_a_member() {
         );
     });
 }
+
+#[test]
+fn a_member_that_lost_its_connection_while_opening_is_let_in_again() {
+    use crate::bgp::session::State;
+    big_stack(|| {
+        let mut p = Pair::new();
+        let state = |p: &Pair, i: usize| p.nodes[i].members().next().map(|m| m.bgp_state);
+        // R2 (passive: R1 leads) has taken R1's connection and answered its
+        // OPEN; R1 has not had R2's yet.
+        let mut opening = false;
+        for _ in 0..20_000 {
+            p.run_for(Duration::from_micros(100));
+            if state(&p, 1) == Some(State::OpenConfirm) && state(&p, 0) == Some(State::OpenSent) {
+                opening = true;
+                break;
+            }
+        }
+        assert!(opening, "R2 never held an opening connection");
+        // R1 loses that connection; R2 never hears. Held, it would turn R1
+        // away until its hold time ran out: 3 s here, in OpenConfirm; four
+        // minutes in OpenSent (CI run 32, lab_nat: R6 sat in OpenSent,
+        // turning R3 away, for the 46 s the test waited).
+        let now = p.now;
+        p.nodes[0].slots.get_mut(0).unwrap().bgp.lose_outgoing(now);
+        p.drain(0);
+        let lost = p.now;
+        p.events = [Vec::new(), Vec::new()];
+        p.run_for(Duration::from_secs(20));
+        let up = |i: usize| {
+            p.saw(i, |e| matches!(e, NodeEvent::SessionUp { .. }))
+                .map(|t| t.saturating_duration_since(lost))
+        };
+        std::println!(
+            "session up after R1 lost its connection: R1 {:?}, R2 {:?}",
+            up(0),
+            up(1)
+        );
+        for i in 0..2 {
+            assert!(
+                up(i).is_some_and(|d| d < Duration::from_millis(1500)),
+                "r{}: {:?}, now {:?}",
+                i + 1,
+                up(i),
+                state(&p, i)
+            );
+        }
+        let m = p.nodes[1].members().next().unwrap();
+        assert_eq!(m.bgp_stats.replaced_connections, 1);
+        assert_eq!(m.bgp_stats.flaps, 0);
+    });
+}
