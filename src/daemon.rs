@@ -46,7 +46,10 @@ use crate::resolver::Resolver;
 use crate::sys::discovery::LanSocket;
 use crate::sys::netlink::{Netlink, Route, RTPROT_MESHD};
 use crate::sys::nft::{self, Nft};
+use crate::sys::offload;
+use crate::sys::raw;
 use crate::sys::tun::Tun;
+use crate::sys::udp_gso;
 use crate::{keys, status};
 
 const TOKEN_UDP4: u64 = 1;
@@ -299,6 +302,22 @@ pub struct Daemon {
     stop: Option<Outcome>,
     udp_send_errors: u64,
     tun_write_errors: u64,
+    /// TUN frames that [`offload::split`] could not turn into packets.
+    tun_frame_errors: u64,
+    /// Where a TSO super-packet's segments are built, one at a time.
+    tun_segment: Vec<u8>,
+    /// The mesh port's datagrams of one TUN frame, gathered for one
+    /// `sendmsg` (UDP segmentation offload).
+    gso: udp_gso::Batch,
+    /// Gathering: set while one TUN frame's packets are handled.
+    gathering: bool,
+    /// The kernel took UDP segmentation offload (until it refuses once).
+    gso_on: bool,
+    /// The LAN packets of one read of the mesh socket, TCP segments of one
+    /// stream joined for one TUN write (receive offload).
+    lan: offload::Coalescer,
+    /// Joining: set while a read of the mesh socket is handled.
+    joining: bool,
     /// When the host's addresses were last read (for the NAT verdict).
     addrs_read: Option<std::time::Instant>,
     /// The running or finished path probe (carrier-grade NAT), and when it
@@ -650,6 +669,50 @@ fn raise_fd_limit() {
     }
 }
 
+/// Sends the datagrams `batch` gathered: one `sendmsg` with UDP
+/// segmentation offload, or a plain `sendto` for a single one. If the
+/// kernel refuses the offload (a kernel before 4.18, an uplink without
+/// checksum offload), they go one by one, and so does everything after.
+fn flush_gathered(
+    batch: &mut udp_gso::Batch,
+    udp4: &UdpSocket,
+    udp6: Option<&UdpSocket>,
+    gso_on: &mut bool,
+    errors: &mut u64,
+) {
+    let count = batch.len() as u64;
+    let Some((to, seg, bytes)) = batch.take() else {
+        return;
+    };
+    let sock = match to {
+        SocketAddr::V4(_) => Some(udp4),
+        SocketAddr::V6(_) => udp6,
+    };
+    let Some(sock) = sock else {
+        *errors += count;
+        return;
+    };
+    if count == 1 {
+        if sock.send_to(bytes, to).is_err() {
+            *errors += 1;
+        }
+        return;
+    }
+    match udp_gso::send(sock, bytes, seg, to) {
+        Ok(()) => {}
+        Err(e) if udp_gso::refused(&e) => {
+            log::warn!("mesh socket: no UDP segmentation offload ({e}): one sendto per datagram");
+            *gso_on = false;
+            for d in udp_gso::datagrams(bytes, seg) {
+                if sock.send_to(d, to).is_err() {
+                    *errors += 1;
+                }
+            }
+        }
+        Err(_) => *errors += count,
+    }
+}
+
 fn bind_udp6(port: u16) -> io::Result<UdpSocket> {
     let fd: OwnedFd = socket::socket(
         AddressFamily::Inet6,
@@ -691,6 +754,12 @@ impl Daemon {
                 None
             }
         };
+        // Several datagrams of a burst in one read (udp_gso::recv cuts them).
+        for s in std::iter::once(&udp4).chain(udp6.as_ref()) {
+            if let Err(e) = udp_gso::enable_gro(s) {
+                log::info!("mesh socket without UDP receive offload ({e}): one read per datagram");
+            }
+        }
         // Best effort: without it, port-change requests get a 420.
         let udp_alt = match config.main.listen_port.checked_add(1).map(|p| {
             UdpSocket::bind((Ipv4Addr::UNSPECIFIED, p)).and_then(|s| {
@@ -805,6 +874,14 @@ impl Daemon {
             stop: None,
             udp_send_errors: 0,
             tun_write_errors: 0,
+            tun_frame_errors: 0,
+            // Zeroed: only the pages a segment reaches are ever touched.
+            tun_segment: vec![0; offload::MAX_FRAME],
+            gso: udp_gso::Batch::default(),
+            gathering: false,
+            gso_on: true,
+            lan: offload::Coalescer::default(),
+            joining: false,
             addrs_read: None,
             path_probe: None,
             exit_sockets: std::collections::BTreeMap::new(),
@@ -881,7 +958,7 @@ impl Daemon {
             log::warn!("the packet loop keeps its priority: {e}");
         }
         let mut events = [EpollEvent::empty(); 16];
-        let mut buf = vec![0u8; 65536];
+        let mut buf = vec![0u8; offload::MAX_FRAME];
         self.drain_and_arm(now());
         while self.stop.is_none() {
             let n = match self.epoll.wait(&mut events, EpollTimeout::NONE) {
@@ -1214,11 +1291,33 @@ impl Daemon {
             t,
             |d, buf| {
                 let sock = if v6 { d.udp6.as_ref()? } else { &d.udp4 };
-                Some(sock.recv_from(buf))
+                Some(udp_gso::recv(sock, buf))
             },
             buf,
-            |d, t, from, p| d.node.handle_udp(t, from, p),
+            |d, t, from, p, seg| {
+                // A coalesced read's TCP segments of one stream join for one
+                // TUN write (one datagram alone has nothing to join).
+                d.joining = seg != 0;
+                let mut n = 0;
+                for datagram in udp_gso::datagrams(p, seg) {
+                    d.node.handle_udp(t, from, datagram);
+                    d.drain();
+                    n += 1;
+                }
+                d.joining = false;
+                d.flush_joined();
+                n
+            },
         );
+    }
+
+    /// Writes what [`Daemon::drain`] joined.
+    fn flush_joined(&mut self) {
+        if let Some(frame) = self.lan.take() {
+            if self.tun.write_frame(frame).is_err() {
+                self.tun_write_errors += 1;
+            }
+        }
     }
 
     fn read_tun(&mut self, t: &mut Instant, buf: &mut [u8]) {
@@ -1227,38 +1326,67 @@ impl Daemon {
         self.read_batch(
             2,
             t,
-            |d, buf| Some(d.tun.read(buf).map(|n| (n, ANY))),
+            |d, buf| Some(d.tun.read(buf).map(|n| (n, ANY, 0))),
             buf,
-            |d, t, _, p| d.node.handle_lan_packet(t, p),
+            |d, t, _, frame, _| d.handle_tun_frame(t, frame),
         );
     }
 
-    /// Reads what [`ReadBudget`] `which` allows with `read`, each packet to
-    /// `handle` and the node drained after it; the clock is read again
-    /// every [`CLOCK_EVERY`] packets.
+    /// One frame read from the TUN: a packet, or a TSO super-packet cut
+    /// into segments; each goes to the node, which is drained after it.
+    /// Returns how many packets that was.
+    fn handle_tun_frame(&mut self, t: Instant, frame: &mut [u8]) -> usize {
+        let mut scratch = std::mem::take(&mut self.tun_segment);
+        // A super-packet's datagrams to one member go out in one `sendmsg`.
+        self.gathering = self.gso_on && offload::is_super_packet(frame);
+        let r = offload::split(frame, &mut scratch, |p| {
+            self.node.handle_lan_packet(t, p);
+            self.drain();
+        });
+        self.gathering = false;
+        self.flush_gathered();
+        self.tun_segment = scratch;
+        match r {
+            Ok(n) => n,
+            Err(e) => {
+                self.tun_frame_errors += 1;
+                if self.tun_frame_errors.is_power_of_two() {
+                    log::warn!("tun: frame dropped: {e} ({} so far)", self.tun_frame_errors);
+                }
+                1
+            }
+        }
+    }
+
+    /// Reads what [`ReadBudget`] `which` allows with `read`, each datagram
+    /// or frame to `handle`, which drains the node after every packet and
+    /// says how many there were (a TUN frame may hold dozens); the budget
+    /// counts packets, and the clock is read again every [`CLOCK_EVERY`].
     fn read_batch(
         &mut self,
         which: usize,
         t: &mut Instant,
-        read: impl Fn(&Daemon, &mut [u8]) -> Option<io::Result<(usize, SocketAddr)>>,
+        read: impl Fn(&Daemon, &mut [u8]) -> Option<io::Result<(usize, SocketAddr, usize)>>,
         buf: &mut [u8],
-        handle: impl Fn(&mut Daemon, Instant, SocketAddr, &[u8]),
+        handle: impl Fn(&mut Daemon, Instant, SocketAddr, &mut [u8], usize) -> usize,
     ) {
         let woke = *t;
         let limit = self.read_budget[which].limit();
         let mut got = 0;
+        let mut since_clock = 0;
         let mut drained = false;
         while got < limit {
-            if got > 0 && got % CLOCK_EVERY == 0 {
+            if since_clock >= CLOCK_EVERY {
                 *t = self.clock_again(*t);
+                since_clock = 0;
             }
             match read(self, buf) {
                 // Anything longer than a WireGuard datagram or the TUN's MTU
                 // is counted and dropped by the node, not truncated here.
-                Some(Ok((len, from))) => {
-                    got += 1;
-                    handle(self, *t, from, &buf[..len]);
-                    self.drain();
+                Some(Ok((len, from, seg))) => {
+                    let n = handle(self, *t, from, &mut buf[..len], seg);
+                    got += n;
+                    since_clock += n;
                 }
                 Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {
                     drained = true;
@@ -1601,8 +1729,20 @@ impl Daemon {
         self.group_check();
     }
 
+    /// Sends what [`Daemon::drain`] gathered.
+    fn flush_gathered(&mut self) {
+        flush_gathered(
+            &mut self.gso,
+            &self.udp4,
+            self.udp6.as_ref(),
+            &mut self.gso_on,
+            &mut self.udp_send_errors,
+        );
+    }
+
     /// Moves the node's outputs to the sockets, the TUN device, the log and
-    /// the routing table.
+    /// the routing table. While [`Daemon::gathering`], the mesh port's
+    /// datagrams wait in [`Daemon::gso`] for one `sendmsg`.
     fn drain(&mut self) {
         // (An Option: dropping an empty Vec is a call on every drain.)
         let mut unavailable: Option<Vec<(u16, Vec<u8>, SocketAddr)>> = None;
@@ -1624,8 +1764,33 @@ impl Daemon {
                 (SocketAddr::V4(_), Port::Alt) => {
                     self.udp_alt.as_ref().map(|s| s.send_to(d.bytes, d.to))
                 }
-                (SocketAddr::V4(_), _) => Some(self.udp4.send_to(d.bytes, d.to)),
-                (SocketAddr::V6(_), _) => self.udp6.as_ref().map(|s| s.send_to(d.bytes, d.to)),
+                (to, _) if self.gathering => {
+                    if self.gso.push(d.bytes, to) {
+                        continue;
+                    }
+                    flush_gathered(
+                        &mut self.gso,
+                        &self.udp4,
+                        self.udp6.as_ref(),
+                        &mut self.gso_on,
+                        &mut self.udp_send_errors,
+                    );
+                    if self.gso.push(d.bytes, to) {
+                        continue;
+                    }
+                    match to {
+                        SocketAddr::V4(_) => Some(raw::send_to(self.udp4.as_raw_fd(), d.bytes, to)),
+                        SocketAddr::V6(_) => self
+                            .udp6
+                            .as_ref()
+                            .map(|s| raw::send_to(s.as_raw_fd(), d.bytes, to)),
+                    }
+                }
+                (SocketAddr::V4(_), _) => Some(raw::send_to(self.udp4.as_raw_fd(), d.bytes, d.to)),
+                (SocketAddr::V6(_), _) => self
+                    .udp6
+                    .as_ref()
+                    .map(|s| raw::send_to(s.as_raw_fd(), d.bytes, d.to)),
             };
             if !matches!(sent, Some(Ok(_))) {
                 self.udp_send_errors += 1;
@@ -1651,6 +1816,21 @@ impl Daemon {
             }
         }
         while let Some(p) = self.node.poll_lan_packet() {
+            if self.joining {
+                if self.lan.push(p) {
+                    continue;
+                }
+                // Not the next segment: what was joined goes first, and this
+                // one may start the next.
+                if let Some(frame) = self.lan.take() {
+                    if self.tun.write_frame(frame).is_err() {
+                        self.tun_write_errors += 1;
+                    }
+                    if self.lan.push(p) {
+                        continue;
+                    }
+                }
+            }
             if self.tun.write(p).is_err() {
                 self.tun_write_errors += 1;
             }
@@ -2390,11 +2570,12 @@ impl Daemon {
             Ok(n) => log::info!("removed {n} routes"),
             Err(e) => log::warn!("cannot remove routes: {e}"),
         }
-        if self.udp_send_errors + self.tun_write_errors > 0 {
+        if self.udp_send_errors + self.tun_write_errors + self.tun_frame_errors > 0 {
             log::info!(
-                "send errors: udp {} tun {}",
+                "send errors: udp {} tun {}; tun frames dropped {}",
                 self.udp_send_errors,
-                self.tun_write_errors
+                self.tun_write_errors,
+                self.tun_frame_errors
             );
         }
     }

@@ -20,6 +20,7 @@ use meshd::sys::netlink::{
     Neighbour, Netlink, Route, RouteKind, Rule, AF_INET, AF_INET6, NUD_PERMANENT, RTPROT_MESHD,
     RT_TABLE_MAIN,
 };
+use meshd::sys::offload;
 use meshd::sys::tun::Tun;
 use nix::sched::{setns, CloneFlags};
 
@@ -107,10 +108,15 @@ fn ours(nl: &mut Netlink) -> Vec<Route> {
 /// Reads every packet waiting on the TUN.
 fn drain(tun: &Tun) -> Vec<Vec<u8>> {
     let mut packets = Vec::new();
-    let mut buf = [0u8; 2048];
+    let mut buf = vec![0u8; offload::MAX_FRAME];
+    let mut segment = vec![0u8; offload::MAX_FRAME];
     loop {
         match tun.read(&mut buf) {
-            Ok(n) => packets.push(buf[..n].to_vec()),
+            // A frame: the offload header, then a packet (or many).
+            Ok(n) => {
+                offload::split(&mut buf[..n], &mut segment, |p| packets.push(p.to_vec()))
+                    .expect("a frame from the TUN");
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return packets,
             Err(e) => panic!("reading the TUN: {e}"),
         }

@@ -142,3 +142,26 @@ write("netlink", "interrupted-and-late", struct.pack("<I", SEQ)
       + nlmsg(RTM_NEWROUTE, b"\2\x18" + b"\0" * 10, seq=SEQ - 1)
       + route(2, v4, 24, 5)[:8] + struct.pack("<H", 0x12) + route(2, v4, 24, 5)[10:]
       + nlmsg(NLMSG_DONE, struct.pack("<i", 0), flags=0x12))
+
+
+# tun_offload: byte 0 is the scratch size / 16 (100: 1600 bytes), then a
+# virtio_net_hdr (native order) and a packet.
+def vnet(flags, gso_type, hdr_len, gso_size, csum_start, csum_offset):
+    return struct.pack("<BBHHHH", flags, gso_type, hdr_len, gso_size, csum_start, csum_offset)
+
+
+def tcp_packet(v6, payload):
+    tcp = struct.pack(">HHIIBBHHH", 40000, 5201, 1000, 1, 5 << 4, 0x18, 512, 0, 0) + payload
+    if v6:
+        ip = struct.pack(">IHBB", 0x60000000, len(tcp), 6, 64) + bytes(15) + b"\1" + bytes(15) + b"\2"
+    else:
+        ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 7, 0x4000, 64, 6, 0,
+                         bytes([192, 168, 1, 10]), bytes([192, 168, 2, 10]))
+    return ip + tcp
+
+
+write("tun_offload", "tso4", b"\x64" + vnet(1, 1, 40, 1380, 20, 16) + tcp_packet(False, bytes(range(256)) * 16))
+write("tun_offload", "tso6", b"\x64" + vnet(1, 4, 60, 1360, 40, 16) + tcp_packet(True, bytes(range(256)) * 12))
+write("tun_offload", "tso4-ecn-small-scratch", b"\x04" + vnet(1, 0x81, 40, 100, 20, 16) + tcp_packet(False, bytes(300)))
+write("tun_offload", "needs-csum", b"\x00" + vnet(1, 0, 0, 0, 20, 16) + tcp_packet(False, b"hello"))
+write("tun_offload", "plain", b"\x00" + vnet(0, 0, 0, 0, 0, 0) + tcp_packet(False, b"hi"))

@@ -4,8 +4,11 @@
 pub mod discovery;
 pub mod netlink;
 pub mod nft;
+pub mod offload;
 pub mod path_probe;
+pub mod raw;
 pub mod tun;
+pub mod udp_gso;
 
 use std::fmt;
 use std::io;

@@ -1,11 +1,14 @@
 //! The TUN device: a layer-3 interface whose packets meshd reads and writes.
 //!
-//! The device is created with `IFF_TUN | IFF_NO_PI`: every `read` returns one
-//! plain IP packet (IPv4 or IPv6, told apart by the version nibble) and every
-//! `write` injects one, with no packet-information header in front. It is not
-//! made persistent, so the kernel deletes it (and every route and address on
-//! it) when the file descriptor is closed, i.e. when the [`Tun`] is dropped or
-//! the daemon dies.
+//! The device is created with `IFF_TUN | IFF_NO_PI | IFF_VNET_HDR`: every
+//! `read` returns a `virtio_net_hdr` and then an IP packet (IPv4 or IPv6,
+//! told apart by the version nibble), and every `write` injects one behind
+//! an all-zero header. With the header, meshd asks for TCP segmentation
+//! offload (`TUNSETOFFLOAD`): the kernel may then hand over up to 64 KiB of a
+//! TCP stream in one read, which [`super::offload::split`] cuts into
+//! packets. It is not made persistent, so the kernel deletes it (and every
+//! route and address on it) when the file descriptor is closed, i.e. when
+//! the [`Tun`] is dropped or the daemon dies.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -36,6 +39,8 @@ mod ioctl {
     // TUNSETIFF is declared `_IOW('T', 202, int)` but reads *and writes back*
     // a whole `struct ifreq` (the final name), hence the "bad" read-write form.
     nix::ioctl_readwrite_bad!(tunsetiff, nix::libc::TUNSETIFF, super::IfReq);
+    // TUNSETOFFLOAD takes the offload bits by value.
+    nix::ioctl_write_int_bad!(tunsetoffload, nix::libc::TUNSETOFFLOAD);
 }
 
 /// An open TUN device. Closing it (drop) deletes the interface.
@@ -43,6 +48,7 @@ mod ioctl {
 pub struct Tun {
     fd: OwnedFd,
     name: String,
+    tso: bool,
 }
 
 impl Tun {
@@ -68,7 +74,7 @@ impl Tun {
 
         let mut req = IfReq {
             name: req_name,
-            flags: (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short,
+            flags: (libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short,
             _pad: [0; 24],
         };
         // SAFETY: `fd` is an open /dev/net/tun descriptor and `req` is a live,
@@ -80,7 +86,23 @@ impl Tun {
 
         let len = req.name.iter().position(|&b| b == 0).unwrap_or(IFNAMSIZ);
         let name = String::from_utf8_lossy(&req.name[..len]).into_owned();
-        Ok(Tun { fd, name })
+        // Checksum offload (which TSO needs), TSO for both families. A kernel
+        // that refuses keeps sending plain packets behind the header.
+        let bits = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
+        // SAFETY: `fd` is the TUN just set up; the argument is a plain int.
+        let tso = match unsafe { ioctl::tunsetoffload(fd.as_raw_fd(), bits as libc::c_int) } {
+            Ok(_) => true,
+            Err(e) => {
+                log::warn!("TUN {name}: no TCP segmentation offload ({e}): one read per packet");
+                false
+            }
+        };
+        Ok(Tun { fd, name, tso })
+    }
+
+    /// Whether the kernel took the TCP segmentation offload.
+    pub fn tso(&self) -> bool {
+        self.tso
     }
 
     /// The interface name the kernel gave the device.
@@ -88,27 +110,31 @@ impl Tun {
         &self.name
     }
 
-    /// Reads one packet into `buf`, returning its length. A packet longer than
-    /// `buf` is truncated (size `buf` for the MTU). Returns
-    /// [`io::ErrorKind::WouldBlock`] when no packet is waiting.
+    /// Reads one frame into `buf`: the `virtio_net_hdr`, then a packet or a
+    /// TSO super-packet ([`super::offload::split`] makes packets of it),
+    /// returning its length. A frame longer than `buf` is truncated (size
+    /// `buf` for [`super::offload::MAX_FRAME`]). Returns
+    /// [`io::ErrorKind::WouldBlock`] when nothing is waiting.
     pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            match nix::unistd::read(&self.fd, buf) {
-                Err(nix::errno::Errno::EINTR) => continue,
-                r => return r.map_err(io::Error::from),
-            }
-        }
+        super::raw::read(self.fd.as_raw_fd(), buf)
     }
 
-    /// Injects one IP packet into the kernel as if received on the device.
+    /// Injects one IP packet into the kernel as if received on the device,
+    /// behind the all-zero header (no offload: its checksums are complete).
     /// Returns [`io::ErrorKind::WouldBlock`] if the kernel cannot take it now.
+    /// Returns the packet's length (the header not counted).
     pub fn write(&self, packet: &[u8]) -> io::Result<usize> {
-        loop {
-            match nix::unistd::write(&self.fd, packet) {
-                Err(nix::errno::Errno::EINTR) => continue,
-                r => return r.map_err(io::Error::from),
-            }
-        }
+        let header = super::offload::PLAIN;
+        super::raw::writev2(self.fd.as_raw_fd(), &header, packet)
+            .map(|n| n.saturating_sub(header.len()))
+    }
+}
+
+impl Tun {
+    /// Writes one whole frame, its `virtio_net_hdr` included (a
+    /// super-packet from [`super::offload::Coalescer`]).
+    pub fn write_frame(&self, frame: &[u8]) -> io::Result<usize> {
+        super::raw::write(self.fd.as_raw_fd(), frame)
     }
 }
 
