@@ -712,7 +712,42 @@ fn footprint(
             "expected {members} members / 4 established, got {listed} / {established}"
         ));
     }
+    if std::env::var_os("MESHLAB_SMAPS").is_some() {
+        print_anonymous_mappings(pid);
+    }
     Ok(f)
+}
+
+/// Where the anonymous memory is: every mapping of `pid` holding 16 KiB or
+/// more of it (`MESHLAB_SMAPS=1 meshlab bench-footprint MESHD`).
+fn print_anonymous_mappings(pid: u32) {
+    let Ok(smaps) = std::fs::read_to_string(format!("/proc/{pid}/smaps")) else {
+        return;
+    };
+    let mut header = "";
+    let mut size = 0;
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("Size:") => {
+                size = words
+                    .next()
+                    .and_then(|k| k.parse::<u64>().ok())
+                    .unwrap_or(0)
+            }
+            Some("Anonymous:") => {
+                let kib = words
+                    .next()
+                    .and_then(|k| k.parse::<u64>().ok())
+                    .unwrap_or(0);
+                if kib >= 16 {
+                    println!("    {kib:>6} KiB anonymous of {size:>7} KiB  {header}");
+                }
+            }
+            Some(w) if w.contains('-') && w.len() > 8 => header = line,
+            _ => {}
+        }
+    }
 }
 
 fn bench_footprint(meshd: &Path) -> Result<(), String> {
