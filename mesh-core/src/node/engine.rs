@@ -85,7 +85,7 @@ impl BgpPeer {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "std"))]
 impl BgpPeer {
     /// Test double for a connection whose end we lost without the member
     /// hearing of it (our RST lost on the way): the session forgets its
@@ -359,11 +359,16 @@ impl<'a> Engine<'a> {
                     if !p.session.replace_incoming() {
                         return None;
                     }
-                    log::info!(
-                        "bgp: {} connected again while its connection was opening; \
-                         the old one is dropped",
-                        s.wg.config.name
-                    );
+                    // (A member that keeps doing it is counted, and logged
+                    // less and less: the 1st, 2nd, 4th, 8th time...)
+                    let times = p.session.stats().replaced_connections;
+                    if times.is_power_of_two() {
+                        log::info!(
+                            "bgp: {} connected again while its connection was opening; \
+                             the old one is dropped ({times} so far)",
+                            s.wg.config.name
+                        );
+                    }
                     p.conns[ConnId::Incoming as usize] = None;
                     stale = Some(old.socket);
                 }
