@@ -514,20 +514,6 @@ fn flip_one_bit(token: &str) -> String {
     String::from_utf8(b).unwrap()
 }
 
-/// `/proc/net/snmp`'s UDP RcvbufErrors in router `n`'s namespace: datagrams
-/// the kernel dropped because meshd's socket was full.
-fn udp_rcvbuf_errors(lab: &SeedLab, n: usize) -> u64 {
-    let snmp = lab.router(n).ns.exec(&["cat", "/proc/net/snmp"]);
-    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
-    let (names, values) = (udp.next().unwrap(), udp.next().unwrap());
-    names
-        .split_whitespace()
-        .zip(values.split_whitespace())
-        .find(|(n, _)| *n == "RcvbufErrors")
-        .map(|(_, v)| v.parse().unwrap())
-        .unwrap()
-}
-
 /// This file's lab, alone, with what it needs.
 fn one_lab() -> std::sync::MutexGuard<'static, ()> {
     let one = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -657,7 +643,7 @@ fn homes_join_by_invite_and_bad_tokens_are_refused() {
     lab.inet.ip(&["link", "set", "wx", "master", "br0"]);
     let r1_file = file(&lab, 1);
     let before = counters(&lab, 1);
-    let kernel_before = udp_rcvbuf_errors(&lab, 1);
+    let kernel_before = lab.udp_rcvbuf_errors(1);
     let sender = attacker.spawn(move || {
         let s = UdpSocket::bind("198.51.100.66:40000").unwrap();
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -696,14 +682,14 @@ fn homes_join_by_invite_and_bad_tokens_are_refused() {
         .map(|k| since(&before, c, k))
         .sum::<u64>()
     };
-    let kernel = udp_rcvbuf_errors(&lab, 1) - kernel_before;
+    let kernel = lab.udp_rcvbuf_errors(1) - kernel_before;
     // Until r1 has read everything that reached its socket.
     let after = wait_for(Duration::from_secs(5), Duration::from_millis(200), || {
         let c = counters(&lab, 1);
         (handled(&c) + kernel >= FLOOD as u64).then_some(c)
     })
     .unwrap_or_else(|| counters(&lab, 1));
-    let kernel = udp_rcvbuf_errors(&lab, 1) - kernel_before;
+    let kernel = lab.udp_rcvbuf_errors(1) - kernel_before;
     let d = |k| since(&before, &after, k);
     println!(
         "flood: {FLOOD} datagrams in {:.2} s; r1: rate_limited {}, malformed {}, refused_bad_mac {}, refused_unknown {}, dropped by the kernel {kernel}; other changes {:?}",

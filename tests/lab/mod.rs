@@ -78,6 +78,22 @@ impl Netns {
         c
     }
 
+    /// `/proc/net/snmp`'s UDP RcvbufErrors in this namespace: datagrams
+    /// the kernel dropped because the socket they were for was full.
+    pub fn udp_rcvbuf_errors(&self) -> u64 {
+        let snmp = self.exec(&["cat", "/proc/net/snmp"]);
+        let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+        let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+            panic!("no Udp lines in {}'s /proc/net/snmp:\n{snmp}", self.name);
+        };
+        names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .find(|(name, _)| *name == "RcvbufErrors")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or_else(|| panic!("no UDP RcvbufErrors in {}'s /proc/net/snmp", self.name))
+    }
+
     pub fn exec(&self, args: &[&str]) -> String {
         let mut v = vec!["ip", "netns", "exec", &self.name];
         v.extend_from_slice(args);

@@ -263,6 +263,12 @@ impl SeedLab {
         &self.routers[n - 1]
     }
 
+    /// UDP datagrams the kernel dropped at a full socket in router `n`'s
+    /// namespace (meshd's): see [`Netns::udp_rcvbuf_errors`].
+    pub fn udp_rcvbuf_errors(&self, n: usize) -> u64 {
+        self.router(n).ns.udp_rcvbuf_errors()
+    }
+
     /// Puts router `n`'s home on OpenWrt's default LAN, 192.168.1.0/24:
     /// the router at .1, its console at .10 (the config is the caller's).
     pub fn move_to_default_lan(&self, n: usize) {
