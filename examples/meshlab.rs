@@ -657,16 +657,19 @@ fn mapped_kib(pid: u32, path: &Path) -> Option<u64> {
     Some(total)
 }
 
+/// r1's memory with `members` members, `up` of them real routers linked
+/// to it (their sessions Established), the others configured only.
 fn footprint(
     meshd: &Path,
     members: usize,
+    up: usize,
     main_options: Vec<(&'static str, String)>,
 ) -> Result<Footprint, String> {
     let topo = Topology {
-        routers: 5,
-        links: vec![(1, 2), (1, 3), (1, 4), (1, 5)],
+        routers: up + 1,
+        links: (2..=up + 1).map(|n| (1, n)).collect(),
         blocked: vec![],
-        extra_members: members - 4,
+        extra_members: members - up,
         main_options,
     };
     let mut lab = SeedLab::build_topology("mdbf", meshd, 9, &topo);
@@ -681,7 +684,7 @@ fn footprint(
             .count()
     });
     // Some traffic first, so buffers and queues have been touched.
-    for n in 2..=5 {
+    for n in 2..=up + 1 {
         lab.ping(1, n);
     }
     std::thread::sleep(Duration::from_secs(3));
@@ -707,9 +710,9 @@ fn footprint(
         binary: mapped_kib(pid, meshd),
         peak: status_kib(pid, "VmHWM:"),
     };
-    if listed != members || established != 4 {
+    if listed != members || established != up {
         return Err(format!(
-            "expected {members} members / 4 established, got {listed} / {established}"
+            "expected {members} members / {up} established, got {listed} / {established}"
         ));
     }
     if std::env::var_os("MESHLAB_SMAPS").is_some() {
@@ -753,22 +756,25 @@ fn print_anonymous_mappings(pid: u32) {
 fn bench_footprint(meshd: &Path) -> Result<(), String> {
     require_root();
     let mib = |k: Option<u64>| k.map_or("?".into(), |k| format!("{:.2} MiB", k as f64 / 1024.0));
-    let cases: [(usize, Vec<(&'static str, String)>); 4] = [
-        (4, vec![("max_members", "4".into())]),
-        (4, vec![]),
-        (16, vec![]),
-        (64, vec![]),
+    // (members, sessions up, options): r1 of five routers, then of 17.
+    type MainOptions = Vec<(&'static str, String)>;
+    let cases: [(usize, usize, MainOptions); 5] = [
+        (4, 4, vec![("max_members", "4".into())]),
+        (4, 4, vec![]),
+        (16, 4, vec![]),
+        (64, 4, vec![]),
+        (16, 16, vec![]),
     ];
-    println!("meshd on r1 of five routers (4 sessions up), after pings:");
+    println!("meshd on r1, after pings to every router up:");
     let mut anon = Vec::new();
-    for (members, options) in cases {
+    for (members, up, options) in cases {
         let set = options
             .iter()
             .map(|(o, v)| format!(" {o} {v}"))
             .collect::<String>();
-        let f = footprint(meshd, members, options)?;
+        let f = footprint(meshd, members, up, options)?;
         println!(
-            "{:>2} members{set:<16} RSS {} (anonymous {}, binary and libraries {}: meshd {}), peak (VmHWM) {}; {}",
+            "{:>2} members, {up:>2} up{set:<16} RSS {} (anonymous {}, binary and libraries {}: meshd {}), peak (VmHWM) {}; {}",
             f.members,
             mib(Some(f.rss)),
             mib(f.anon),

@@ -31,9 +31,10 @@
 //!     option max_paths '1'           # ECMP limit, 1..32; default 1
 //!     option max_members '16'        # members this router has room for, 1..64; default
 //!                                    #   16 (more if more are configured). Memory is
-//!                                    #   set aside for them at start (about 37 KiB each,
-//!                                    #   and 16 KiB of socket buffers once a session
-//!                                    #   runs); a change, or more members than there is
+//!                                    #   set aside for them at start: a member costs its
+//!                                    #   slot (13 KiB) once added, and what its session
+//!                                    #   writes of 40 KiB of buffers once it runs (a few
+//!                                    #   pages); a change, or more members than there is
 //!                                    #   room for, restarts meshd on reload
 //!     option tun 'meshd0'            # TUN interface, 1..15 of [A-Za-z0-9_.-] (not . or ..);
 //!                                    #   default meshd0

@@ -21,7 +21,9 @@ use std::time::Duration as StdDuration;
 use lab::{require_cmd, require_root, veth, wait_for, Bird, Netns, TempDir};
 use mesh_core::bgp::error::DownReason;
 use mesh_core::bgp::notification::ErrorCode;
-use mesh_core::bgp::session::{ConnId, Session, SessionConfig, SessionEvent, State};
+use mesh_core::bgp::session::{
+    ConnId, Session, SessionBuffers, SessionConfig, SessionEvent, State, SESSION_BUFFERS,
+};
 use mesh_core::bgp::speaker::{export, AcceptAll, ExportPolicy, ImportStats, RibImport};
 use mesh_core::bgp::PathAttributes;
 use mesh_core::rib::{PeerInfo, Rib, Source};
@@ -90,7 +92,8 @@ fn speaker(shared: Arc<Mutex<Shared>>) {
     config.connect_retry = Duration::from_secs(1);
     config.idle_hold = Duration::from_millis(200);
     config.max_idle_hold = Duration::from_secs(2);
-    let mut session = Session::new(config);
+    let mut buffers = vec![0u8; SESSION_BUFFERS];
+    let mut session = Session::new(config, SessionBuffers::new(&mut buffers));
     let mut rib = Box::new(Rib::<512, 1024>::new(OUR_ASN, 1));
     rib.set_peer(
         0,

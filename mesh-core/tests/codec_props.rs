@@ -31,7 +31,10 @@ use mesh_core::bgp::message::Message;
 use mesh_core::bgp::notification::{shutdown_data, CeaseSubcode, ErrorCode, NotificationRepr};
 use mesh_core::bgp::open::{Capability, GracefulRestart, OpenPacket, OpenRepr, AS_TRANS};
 use mesh_core::bgp::route_refresh::RouteRefresh;
-use mesh_core::bgp::session::{ConnId, RibFull, Session, SessionConfig, SessionEvent, UpdateSink};
+use mesh_core::bgp::session::{
+    ConnId, RibFull, Session, SessionBuffers, SessionConfig, SessionEvent, UpdateSink,
+    SESSION_BUFFERS,
+};
 use mesh_core::bgp::update::{
     emit_end_of_rib, DecodeContext, EmitError, Update, UpdatePacket, UpdateRepr,
 };
@@ -1166,12 +1169,13 @@ fn arb_setup() -> impl Strategy<Value = PeerSetup> {
 
 /// A session that accepted a connection from the scripted peer and reached
 /// Established (its OPEN and KEEPALIVE already drained).
-fn established_session(setup: PeerSetup, now: Instant) -> (Session, CountingSink) {
+fn established_session(setup: PeerSetup, now: Instant) -> (Session<'static>, CountingSink) {
     let mut cfg = SessionConfig::new(LOCAL_ASN, Ipv4Addr::new(10, 0, 0, 1), setup.peer_asn());
     cfg.passive = true;
     cfg.hold_time = 9;
     cfg.max_prefixes = setup.max_prefixes;
-    let mut s = Session::new(cfg);
+    let buffers = SessionBuffers::new(Vec::leak(vec![0u8; SESSION_BUFFERS]));
+    let mut s = Session::new(cfg, buffers);
     let mut sink = CountingSink::default();
     s.start(now);
     assert!(s.handle_accepted(now));

@@ -13,7 +13,10 @@ use core::net::Ipv4Addr;
 use libfuzzer_sys::fuzz_target;
 use mesh_core::bgp::message::Message;
 use mesh_core::bgp::open::{Capability, OpenRepr};
-use mesh_core::bgp::session::{ConnId, RibFull, Session, SessionConfig, SessionEvent, UpdateSink};
+use mesh_core::bgp::session::{
+    ConnId, RibFull, Session, SessionBuffers, SessionConfig, SessionEvent, UpdateSink,
+    SESSION_BUFFERS,
+};
 use mesh_core::bgp::update::Update;
 use mesh_core::bgp::wire::{emit_keepalive, frame};
 use mesh_core::{Duration, Instant};
@@ -38,7 +41,12 @@ impl UpdateSink for CountingSink {
 
 const LOCAL_ASN: u32 = 65001;
 
-fn established(setup: u8, now: Instant, sink: &mut CountingSink) -> Session {
+fn established<'b>(
+    setup: u8,
+    now: Instant,
+    sink: &mut CountingSink,
+    buffers: &'b mut [u8],
+) -> Session<'b> {
     let four_octet_as = setup & 1 != 0;
     let ibgp = setup & 2 != 0;
     let peer_asn = match (ibgp, four_octet_as) {
@@ -50,7 +58,7 @@ fn established(setup: u8, now: Instant, sink: &mut CountingSink) -> Session {
     cfg.passive = true;
     cfg.hold_time = 9;
     cfg.max_prefixes = (setup & 4 != 0).then_some(4);
-    let mut s = Session::new(cfg);
+    let mut s = Session::new(cfg, SessionBuffers::new(buffers));
     s.start(now);
     assert!(s.handle_accepted(now));
     take_all(&mut s, ConnId::Incoming);
@@ -79,7 +87,7 @@ fn established(setup: u8, now: Instant, sink: &mut CountingSink) -> Session {
 }
 
 /// Everything queued on `conn`, as a driver whose transport takes it all.
-fn take_all(s: &mut Session, conn: ConnId) -> Vec<u8> {
+fn take_all(s: &mut Session<'_>, conn: ConnId) -> Vec<u8> {
     let mut buf = vec![0u8; mesh_core::bgp::session::TX_BUF];
     let n = s.poll_transmit(conn, &mut buf);
     buf.truncate(n);
@@ -137,7 +145,8 @@ fuzz_target!(|data: &[u8]| {
     let chunk = *chunk as usize + 1;
     let mut now = Instant::from_secs(1000);
     let mut sink = CountingSink::default();
-    let mut s = established(*setup, now, &mut sink);
+    let mut buffers = vec![0u8; SESSION_BUFFERS];
+    let mut s = established(*setup, now, &mut sink, &mut buffers);
     let (mut downs, mut last) = (0, None);
     for piece in stream.chunks(chunk) {
         s.handle_data(now, ConnId::Incoming, piece, &mut sink);

@@ -32,8 +32,12 @@ use super::update::{emit_end_of_rib, DecodeContext, EmitError, Update, UpdateRep
 use super::wire::{frame, MAX_MESSAGE_LEN};
 use crate::prefix::Family;
 
+mod buffers;
 mod fsm;
 
+use super::wire::HeaderError;
+use buffers::Buf;
+pub use buffers::{SessionBuffers, SESSION_BUFFERS};
 use fsm::{ConnState, Core, Restart, Timer, TIMERS};
 
 /// Bytes of outgoing data a connection may queue before [`Session::send_update`]
@@ -196,20 +200,22 @@ pub struct SessionStats {
 }
 
 /// A BGP session with one peer. See the module docs for the driver contract.
+/// Its message buffers are the caller's ([`SessionBuffers`]).
 #[derive(Debug)]
-pub struct Session {
-    core: Core,
-    rx: [heapless::Vec<u8, MAX_MESSAGE_LEN>; 2],
+pub struct Session<'b> {
+    core: Core<'b>,
+    rx: [Buf<'b>; 2],
 }
 
-impl Session {
-    pub fn new(config: SessionConfig) -> Session {
+impl<'b> Session<'b> {
+    pub fn new(config: SessionConfig, buffers: SessionBuffers<'b>) -> Session<'b> {
+        let SessionBuffers { tx, rx } = buffers;
         Session {
             core: Core {
                 config,
                 started: false,
                 conns: [ConnState::Closed; 2],
-                tx: [heapless::Vec::new(), heapless::Vec::new()],
+                tx,
                 negotiated: [None, None],
                 timers: [None; TIMERS],
                 events: heapless::Deque::new(),
@@ -220,7 +226,16 @@ impl Session {
                 up: false,
                 redial: false,
             },
-            rx: [heapless::Vec::new(), heapless::Vec::new()],
+            rx,
+        }
+    }
+
+    /// The buffers back, for another session; this one is left without any
+    /// (it can queue nothing).
+    pub fn take_buffers(&mut self) -> SessionBuffers<'b> {
+        SessionBuffers {
+            tx: core::mem::take(&mut self.core.tx),
+            rx: core::mem::take(&mut self.rx),
         }
     }
 
@@ -477,8 +492,23 @@ impl Session {
             if !self.core.is_open(conn) {
                 return; // closed while processing: drop the rest
             }
-            let space = MAX_MESSAGE_LEN - self.rx[i].len();
+            let space = self.rx[i].capacity() - self.rx[i].len();
             let n = space.min(data.len());
+            if n == 0 {
+                // A full buffer holds no whole message: only where the caller
+                // gave less than a largest message's room.
+                let len = u16::from_be_bytes([
+                    self.rx[i].get(16).copied().unwrap_or(0),
+                    self.rx[i].get(17).copied().unwrap_or(0),
+                ]);
+                self.core.fail(
+                    now,
+                    conn,
+                    MessageError::Header(HeaderError::BadMessageLength(len)).notification(),
+                );
+                self.rx[i].clear();
+                return;
+            }
             // Cannot fail: n fits the free space.
             let _ = self.rx[i].extend_from_slice(&data[..n]);
             data = &data[n..];
@@ -539,12 +569,10 @@ impl Session {
             return Err(SendError::Emit(EmitError::TooLong));
         }
         let tx = &mut self.core.tx[conn.index()];
-        if tx.capacity() - tx.len() < len {
+        let start = tx.len();
+        if tx.grow_zeroed(start + len).is_err() {
             return Err(SendError::BufferFull);
         }
-        let start = tx.len();
-        // Cannot fail: the capacity was checked above.
-        let _ = tx.resize(start + len, 0);
         repr.emit(&mut tx[start..]).map_err(SendError::Emit)?;
         self.core.stats.updates_out += 1;
         self.core.stats.messages_out += 1;
@@ -587,7 +615,10 @@ impl Session {
     /// Free transmit space on the established connection.
     pub fn tx_space(&self) -> usize {
         match self.core.established_conn() {
-            Some(c) => TX_BUF - self.core.tx[c.index()].len(),
+            Some(c) => {
+                let tx = &self.core.tx[c.index()];
+                tx.capacity() - tx.len()
+            }
             None => 0,
         }
     }

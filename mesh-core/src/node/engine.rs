@@ -23,7 +23,7 @@ use embassy_time::{Duration, Instant};
 use smoltcp::iface::SocketHandle;
 
 use crate::bgp::attr::PathAttributes;
-use crate::bgp::session::{ConnId, Session, SessionConfig, SessionEvent};
+use crate::bgp::session::{ConnId, Session, SessionBuffers, SessionConfig, SessionEvent};
 use crate::bgp::speaker::{export, ExportPolicy, ImportFilter, ImportStats, RibImport};
 use crate::overlay::{Overlay, OverlayStorage, Packet};
 use crate::prefix::{Family, Prefix};
@@ -51,8 +51,8 @@ struct Conn {
 }
 
 /// The BGP side of one member.
-pub(crate) struct BgpPeer {
-    pub session: Session,
+pub(crate) struct BgpPeer<'b> {
+    pub session: Session<'b>,
     conns: [Option<Conn>; 2],
     end_of_rib_sent: bool,
     pub import: ImportStats,
@@ -62,7 +62,7 @@ pub(crate) struct BgpPeer {
     pub filtered_at_refresh: u64,
 }
 
-impl core::fmt::Debug for BgpPeer {
+impl core::fmt::Debug for BgpPeer<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("BgpPeer")
             .field("state", &self.session.state())
@@ -70,10 +70,10 @@ impl core::fmt::Debug for BgpPeer {
     }
 }
 
-impl BgpPeer {
-    /// A started session.
-    pub fn new(now: Instant, config: SessionConfig) -> BgpPeer {
-        let mut session = Session::new(config);
+impl<'b> BgpPeer<'b> {
+    /// A started session, in `buffers`.
+    pub fn new(now: Instant, config: SessionConfig, buffers: SessionBuffers<'b>) -> BgpPeer<'b> {
+        let mut session = Session::new(config, buffers);
         session.start(now);
         BgpPeer {
             session,
@@ -86,7 +86,7 @@ impl BgpPeer {
 }
 
 #[cfg(all(test, feature = "std"))]
-impl BgpPeer {
+impl BgpPeer<'_> {
     /// Test double for a connection whose end we lost without the member
     /// hearing of it (our RST lost on the way): the session forgets its
     /// outgoing connection, whose socket lives on unowned (so the member's
@@ -128,14 +128,14 @@ pub(crate) fn peer_info(m: &MemberConfig, latency: Option<u32>) -> PeerInfo {
 /// prefix. `this` is the sending member (most routes are its own). A
 /// default route is a game exit's: only from a member configured as an exit,
 /// tagged with the exit community by that member.
-struct Membership<'m, T> {
+struct Membership<'m, 'a, T> {
     this: &'m MemberConfig,
-    others: Others<'m, T>,
+    others: Others<'m, 'a, T>,
     own_asn: u32,
     refused: &'m mut u64,
 }
 
-impl<T> ImportFilter for Membership<'_, T> {
+impl<T> ImportFilter for Membership<'_, '_, T> {
     fn accept(&mut self, _peer: PeerId, prefix: &Prefix, attrs: &PathAttributes) -> bool {
         let ok = attrs
             .as_path

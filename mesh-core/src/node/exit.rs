@@ -374,11 +374,11 @@ impl Exits {
     }
 
     /// The exits the mesh offers, for status: each once, by its best path.
-    pub fn view<'r, T: Tunnel>(
+    pub fn view<'r, 'a: 'r, T: Tunnel>(
         rib: &'r NodeRib,
-        slots: &'r Slots<T>,
+        slots: &'r Slots<'a, T>,
         own: Ipv4Addr,
-    ) -> impl Iterator<Item = ExitView> + 'r {
+    ) -> impl Iterator<Item = ExitView> + use<'r, 'a, T> {
         let best = Self::best(rib, slots, own);
         let paths = default_entry(rib).map_or(&[][..], |e| e.paths());
         paths.iter().enumerate().filter_map(move |(i, p)| {
@@ -447,7 +447,7 @@ pub(crate) fn tagged_as_exit(attrs: &PathAttributes, asn: u32) -> bool {
         .any(|c| c.global == asn && c.local1 == EXIT_TAG)
 }
 
-impl<C: Crypto> Node<'_, C> {
+impl<'a, C: Crypto> Node<'a, C> {
     // ---- the offer ----
 
     /// Announces or withdraws us as an exit, as the configuration and our
@@ -823,7 +823,7 @@ impl<C: Crypto> Node<'_, C> {
     }
 
     /// The exits the mesh offers, for status.
-    pub fn exits(&self) -> impl Iterator<Item = ExitView> + '_ {
+    pub fn exits(&self) -> impl Iterator<Item = ExitView> + use<'_, 'a, C> {
         Exits::view(self.engine.rib, &self.slots, self.config.overlay)
     }
 

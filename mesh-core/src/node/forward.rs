@@ -120,13 +120,13 @@ pub enum DropReason {
 }
 
 /// What forwarding reads: the FIB, the members, the node's settings.
-pub(crate) struct Router<'v, T> {
+pub(crate) struct Router<'v, 'a, T> {
     pub rib: &'v NodeRib,
-    pub slots: &'v Slots<'v, T>,
+    pub slots: &'v Slots<'a, T>,
     pub config: &'v NodeConfig,
 }
 
-impl<T: Tunnel> Router<'_, T> {
+impl<T: Tunnel> Router<'_, '_, T> {
     fn own_address(&self, a: IpAddr) -> bool {
         match a {
             IpAddr::V4(v) => v == self.config.overlay,

@@ -192,6 +192,7 @@ impl<'a, C: Crypto> Node<'a, C> {
     ) -> Self {
         let NodeStorage {
             members,
+            bgp,
             overlay,
             rib,
         } = storage;
@@ -210,7 +211,7 @@ impl<'a, C: Crypto> Node<'a, C> {
             group: group::GroupRoom::new(crypto.public_key().0, now),
             config,
             crypto,
-            slots: Slots::new(members),
+            slots: Slots::new(members, bgp),
             engine,
             dedup: Dedup::new(),
             tx: TxRing::new(),
@@ -303,7 +304,7 @@ impl<'a, C: Crypto> Node<'a, C> {
         }
     }
 
-    fn router(&self) -> Router<'_, C::Tunnel> {
+    fn router(&self) -> Router<'_, 'a, C::Tunnel> {
         Router {
             rib: self.engine.rib,
             slots: &self.slots,

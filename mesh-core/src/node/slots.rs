@@ -8,6 +8,7 @@ use core::net::IpAddr;
 
 use embassy_time::{Duration, Instant};
 
+use crate::bgp::session::{SessionBuffers, SESSION_BUFFERS};
 use crate::wg::{Crypto, Key, Member, MemberConfig, MemberError, Tunnel, MAX_MEMBERS};
 
 use super::engine::{session_config, BgpPeer};
@@ -24,7 +25,7 @@ pub const DIRECT_FRESH: Duration = Duration::from_secs(15);
 /// Everything the node holds about one member. Each field is the member's
 /// part of one child state machine.
 #[derive(Debug)]
-pub(crate) struct Slot<T> {
+pub(crate) struct Slot<'a, T> {
     /// The WireGuard peer: configuration, crypto session, live endpoint.
     pub wg: Member<T>,
     /// Bringing the tunnel up and keeping its latency for the RIB.
@@ -32,7 +33,7 @@ pub(crate) struct Slot<T> {
     /// BFD on the tunnel, and the hold-down it puts on BGP.
     pub bfd: Supervision,
     /// The eBGP session over the tunnel.
-    pub bgp: BgpPeer,
+    pub bgp: BgpPeer<'a>,
     /// Asking the member where it sees us (STUN).
     pub stun: Probe,
     /// What peer exchange taught us about it, and hole punching towards it.
@@ -44,7 +45,7 @@ pub(crate) struct Slot<T> {
     pub deadline: Option<(Instant, Wake)>,
 }
 
-impl<T: Tunnel> Slot<T> {
+impl<T: Tunnel> Slot<'_, T> {
     /// The earliest deadline of this member's children, and whose. The
     /// tunnel's upkeep runs on the node's WireGuard tick, not here.
     pub fn poll_timeout(&self, slot: usize) -> Option<(Instant, Wake)> {
@@ -109,22 +110,22 @@ impl<T: Tunnel> Slot<T> {
 /// Room for one member: the caller's storage for the member table
 /// ([`super::NodeStorage`]) is a slice of these, one per member the node
 /// may hold. Empty until a member is added.
-pub struct MemberSlot<T>(Option<Slot<T>>);
+pub struct MemberSlot<'a, T>(Option<Slot<'a, T>>);
 
-impl<T> MemberSlot<T> {
+impl<T> MemberSlot<'_, T> {
     /// An empty slot, for a `static` table. At run time prefer
     /// [`MemberSlot::default`]: a copy of this constant writes the whole
     /// slot, `default` only the word that marks it empty.
     pub const EMPTY: Self = MemberSlot(None);
 }
 
-impl<T> Default for MemberSlot<T> {
+impl<T> Default for MemberSlot<'_, T> {
     fn default() -> Self {
         MemberSlot(None)
     }
 }
 
-impl<T> core::fmt::Debug for MemberSlot<T> {
+impl<T> core::fmt::Debug for MemberSlot<'_, T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(if self.0.is_some() {
             "MemberSlot(used)"
@@ -137,7 +138,10 @@ impl<T> core::fmt::Debug for MemberSlot<T> {
 /// The table, in the caller's storage: as many slots as it was given (at
 /// most [`MAX_MEMBERS`]).
 pub(crate) struct Slots<'a, T> {
-    slots: &'a mut [MemberSlot<T>],
+    slots: &'a mut [MemberSlot<'a, T>],
+    /// Each slot's BGP message buffers while it is empty (a member's
+    /// session holds them while it is there).
+    spare: [Option<SessionBuffers<'a>>; MAX_MEMBERS],
     /// Members ever added (10 bits, wrapping): with the slot number it makes
     /// the receiver index, so a datagram for a slot's previous member misses.
     adds: u16,
@@ -157,15 +161,27 @@ const SLOT_BITS: u32 = 6;
 const _: () = assert!(MAX_MEMBERS <= 1 << SLOT_BITS);
 
 impl<'a, T: Tunnel> Slots<'a, T> {
-    /// The table in `storage`, emptied; slots past [`MAX_MEMBERS`] are not
-    /// used.
-    pub fn new(storage: &'a mut [MemberSlot<T>]) -> Self {
-        let len = storage.len().min(MAX_MEMBERS);
+    /// The table in `storage`, emptied, with its sessions' buffers cut
+    /// from `bgp` ([`SESSION_BUFFERS`] bytes a slot); slots past
+    /// [`MAX_MEMBERS`], or past what `bgp` has room for, are not used.
+    pub fn new(storage: &'a mut [MemberSlot<'a, T>], bgp: &'a mut [u8]) -> Self {
+        let len = storage
+            .len()
+            .min(MAX_MEMBERS)
+            .min(bgp.len() / SESSION_BUFFERS);
         let slots = &mut storage[..len];
         for s in slots.iter_mut().filter(|s| s.0.is_some()) {
             s.0 = None;
         }
-        Slots { slots, adds: 0 }
+        let mut spare = core::array::from_fn(|_| None);
+        for (room, bytes) in spare.iter_mut().zip(bgp.chunks_exact_mut(SESSION_BUFFERS)) {
+            *room = Some(SessionBuffers::new(bytes));
+        }
+        Slots {
+            slots,
+            spare,
+            adds: 0,
+        }
     }
 
     /// A full-size table that is never freed, for tests.
@@ -174,7 +190,8 @@ impl<'a, T: Tunnel> Slots<'a, T> {
     where
         T: 'static,
     {
-        Slots::new(super::NodeMemory::leak(MAX_MEMBERS).members)
+        let storage = super::NodeMemory::leak(MAX_MEMBERS);
+        Slots::new(storage.members, storage.bgp)
     }
 
     /// How many members the table can hold.
@@ -222,6 +239,8 @@ impl<'a, T: Tunnel> Slots<'a, T> {
         let wg = Member::new(config, tunnel, index);
         let passive = !super::dials(node.overlay, &wg);
         let session = session_config(node, &wg.config, passive);
+        // Every usable slot has its buffers while it is empty.
+        let buffers = self.spare[slot].take().ok_or(MemberError::Full)?;
         let bfd = Supervision::new(
             now,
             node.bfd_for(&wg.config),
@@ -233,7 +252,7 @@ impl<'a, T: Tunnel> Slots<'a, T> {
             wg,
             upkeep: Upkeep::new(now),
             bfd,
-            bgp: BgpPeer::new(now, session),
+            bgp: BgpPeer::new(now, session, buffers),
             stun: Probe::new(now),
             punch: Punch::new(now),
             relay: Bucket::default(),
@@ -242,26 +261,29 @@ impl<'a, T: Tunnel> Slots<'a, T> {
         Ok(slot)
     }
 
-    pub fn remove(&mut self, slot: usize) -> Option<Slot<T>> {
-        self.slots.get_mut(slot)?.0.take()
+    /// Empties `slot`; its session's buffers stay with the slot.
+    pub fn remove(&mut self, slot: usize) -> Option<Slot<'a, T>> {
+        let mut gone = self.slots.get_mut(slot)?.0.take()?;
+        self.spare[slot] = Some(gone.bgp.session.take_buffers());
+        Some(gone)
     }
 
-    pub fn get(&self, slot: usize) -> Option<&Slot<T>> {
+    pub fn get(&self, slot: usize) -> Option<&Slot<'a, T>> {
         self.slots.get(slot)?.0.as_ref()
     }
 
-    pub fn get_mut(&mut self, slot: usize) -> Option<&mut Slot<T>> {
+    pub fn get_mut(&mut self, slot: usize) -> Option<&mut Slot<'a, T>> {
         self.slots.get_mut(slot)?.0.as_mut()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (usize, &Slot<T>)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &Slot<'a, T>)> + '_ {
         self.slots
             .iter()
             .enumerate()
             .filter_map(|(i, s)| s.0.as_ref().map(|m| (i, m)))
     }
 
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut Slot<T>)> + '_ {
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut Slot<'a, T>)> + '_ {
         self.slots
             .iter_mut()
             .enumerate()
@@ -270,7 +292,7 @@ impl<'a, T: Tunnel> Slots<'a, T> {
 
     /// Slot `i` to change, and the others to read (the import filter asks
     /// who may originate a prefix while a session writes its routes).
-    pub fn split(&mut self, i: usize) -> Option<(&mut Slot<T>, Others<'_, T>)> {
+    pub fn split(&mut self, i: usize) -> Option<(&mut Slot<'a, T>, Others<'_, 'a, T>)> {
         if i >= self.slots.len() {
             return None;
         }
@@ -303,19 +325,19 @@ impl<'a, T: Tunnel> Slots<'a, T> {
 }
 
 /// Every slot but one, read-only.
-pub(crate) struct Others<'s, T> {
-    before: &'s [MemberSlot<T>],
-    after: &'s [MemberSlot<T>],
+pub(crate) struct Others<'s, 'a, T> {
+    before: &'s [MemberSlot<'a, T>],
+    after: &'s [MemberSlot<'a, T>],
 }
 
-impl<T> Clone for Others<'_, T> {
+impl<T> Clone for Others<'_, '_, T> {
     fn clone(&self) -> Self {
         *self
     }
 }
-impl<T> Copy for Others<'_, T> {}
+impl<T> Copy for Others<'_, '_, T> {}
 
-impl<T> Others<'_, T> {
+impl<T> Others<'_, '_, T> {
     pub fn configs(&self) -> impl Iterator<Item = &MemberConfig> + '_ {
         self.before
             .iter()

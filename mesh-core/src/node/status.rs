@@ -99,7 +99,7 @@ pub struct TraversalStatus {
     pub nat: Option<(crate::nat::Behaviour, Option<u8>)>,
 }
 
-impl<'n, T: Tunnel> Slot<T> {
+impl<'n, T: Tunnel> Slot<'_, T> {
     fn status(&'n self, slot: usize, prefixes_received: usize) -> MemberStatus<'n> {
         let session = &self.bgp.session;
         MemberStatus {

@@ -11,8 +11,8 @@ use super::super::open::{Capability, OpenPacket, OpenRepr, AFI_IPV4, AFI_IPV6, S
 use super::super::update::DecodeContext;
 use super::super::wire::emit_keepalive;
 use super::{
-    ConnId, Negotiated, RibFull, SessionConfig, SessionEvent, SessionStats, UpdateSink,
-    EVENT_QUEUE, OPEN_HOLD, TX_BUF,
+    Buf, ConnId, Negotiated, RibFull, SessionConfig, SessionEvent, SessionStats, UpdateSink,
+    EVENT_QUEUE, OPEN_HOLD,
 };
 use crate::prefix::Family;
 
@@ -71,11 +71,11 @@ impl Timer {
 /// Everything but the receive buffers, so a message borrowed from one can be
 /// processed while the rest of the session is mutated.
 #[derive(Debug)]
-pub(super) struct Core {
+pub(super) struct Core<'b> {
     pub(super) config: SessionConfig,
     pub(super) started: bool,
     pub(super) conns: [ConnState; 2],
-    pub(super) tx: [heapless::Vec<u8, TX_BUF>; 2],
+    pub(super) tx: [Buf<'b>; 2],
     /// From the OPEN received on each connection.
     pub(super) negotiated: [Option<Negotiated>; 2],
     pub(super) timers: [Option<Instant>; TIMERS],
@@ -91,7 +91,7 @@ pub(super) struct Core {
     pub(super) redial: bool,
 }
 
-impl Core {
+impl Core<'_> {
     pub(super) fn established_conn(&self) -> Option<ConnId> {
         [ConnId::Outgoing, ConnId::Incoming]
             .into_iter()

@@ -37,8 +37,13 @@ fn take_tx(s: &mut Session, conn: ConnId) -> Vec<u8> {
     buf[..n].to_vec()
 }
 
+/// A session's full-size buffers, never freed.
+fn buffers() -> SessionBuffers<'static> {
+    SessionBuffers::new(Vec::leak(std::vec![0u8; SESSION_BUFFERS]))
+}
+
 struct Side {
-    s: Session,
+    s: Session<'static>,
     sink: CountingSink,
     events: Vec<SessionEvent>,
     /// Notifications this side received (decoded from the wire).
@@ -77,7 +82,7 @@ fn cfg(asn: u32, id: u8, peer_asn: u32) -> SessionConfig {
 impl Pair {
     fn new(a: SessionConfig, b: SessionConfig) -> Pair {
         let side = |c| Side {
-            s: Session::new(c),
+            s: Session::new(c, buffers()),
             sink: CountingSink::default(),
             events: Vec::new(),
             received: Vec::new(),
@@ -448,6 +453,24 @@ fn garbage_on_the_wire_is_connection_not_synchronized() {
         p.sides[0].events.last(),
         Some(SessionEvent::Down(DownReason::SentNotification(_)))
     ));
+}
+
+/// A caller may give smaller buffers than [`SESSION_BUFFERS`]: a message
+/// that cannot fit the receive buffer closes the connection with a
+/// NOTIFICATION (it does not wait forever for a frame that cannot come).
+#[test]
+fn a_message_larger_than_the_receive_buffer_closes_the_connection() {
+    let mut p = Pair::new(cfg(65001, 1, 65002), cfg(65002, 2, 65001));
+    let small = Vec::leak(std::vec![0u8; 2 * TX_BUF + 2 * 24]);
+    p.sides[0].s = Session::new(cfg(65001, 1, 65002), SessionBuffers::new(small));
+    p.start();
+    // Side 1's OPEN is longer than side 0's 24-byte receive buffers.
+    assert!(!p.sides[0].s.is_established());
+    assert!(p.sides[1]
+        .received
+        .iter()
+        .any(|e| matches!(e, ErrorCode::MessageHeader(HeaderSubcode::BadMessageLength))));
+    assert!(p.sides[0].s.stats().notifications_out >= 1);
 }
 
 #[test]

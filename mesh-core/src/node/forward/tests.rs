@@ -67,7 +67,7 @@ fn net() -> Net {
 }
 
 impl Net {
-    fn router(&self) -> Router<'_, BoringTunnel> {
+    fn router(&self) -> Router<'_, 'static, BoringTunnel> {
         Router {
             rib: &self.rib,
             slots: &self.slots,
