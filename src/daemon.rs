@@ -408,6 +408,10 @@ impl LanDiscovery {
     }
 }
 
+/// A stretch of the loop shorter than this (the first bucket of
+/// [`SourceWork::BOUNDS_US`]) is not timed on the thread's CPU clock.
+const SHORT_STRETCH_US: u64 = SourceWork::BOUNDS_US[0];
+
 /// The worst time the packet loop spent between two waits, over the last
 /// minute (two one-minute buckets: the current and the one before). Kept
 /// in integers (µs of wall time, ns of CPU time): it runs at every wake-up.
@@ -424,11 +428,15 @@ struct LoopLatency {
     busy_current: (u64, &'static str),
     busy_previous: (u64, &'static str),
     /// The thread's CPU clock at the start of the stretch, in ns: read when
-    /// the loop wakes and at the end of each stretch. (Counting from the end
-    /// of the last wake-up's instead would charge the loop with what the
-    /// kernel did in its context while it slept in `epoll_wait`, such as
-    /// the receive path of packets it had sent: up to a few ms seen.)
-    cpu_at: u64,
+    /// the loop wakes and at the end of a stretch of [`SHORT_STRETCH_US`] or
+    /// more; `None` after a shorter one, whose CPU time was taken to be its
+    /// wall-clock time (at least as long). The clock is a system call, not
+    /// a vDSO read: two a wake-up were most of the bookkeeping's cost.
+    /// (Counting from the end of the last wake-up's instead would charge the
+    /// loop with what the kernel did in its context while it slept in
+    /// `epoll_wait`, such as the receive path of packets it had sent: up to
+    /// a few ms seen.)
+    cpu_at: Option<u64>,
     /// Every stretch's CPU time since start, by what it handled.
     work: Vec<SourceWork>,
     /// The last stretch's entry in `work`.
@@ -525,7 +533,7 @@ impl LoopLatency {
             previous_us: 0,
             busy_current: (0, ""),
             busy_previous: (0, ""),
-            cpu_at: thread_cpu_ns(),
+            cpu_at: Some(thread_cpu_ns()),
             work: Vec::new(),
             last_work: 0,
             stalls: 0,
@@ -534,15 +542,28 @@ impl LoopLatency {
 
     /// The loop woke up: a stretch starts.
     fn woke(&mut self) {
-        self.cpu_at = thread_cpu_ns();
+        self.cpu_at = Some(thread_cpu_ns());
     }
 
-    /// A stretch that started at `at` ended at `end`.
+    /// A stretch that started at `at` ended at `end`. Its CPU time is read
+    /// from the thread's clock when it lasted [`SHORT_STRETCH_US`] or more;
+    /// a shorter one (nearly all) is counted as its wall-clock time, which
+    /// puts it in the same first histogram bucket.
     fn record(&mut self, at: Instant, end: Instant, what: &'static str) {
-        let cpu = thread_cpu_ns();
-        let busy = cpu.saturating_sub(self.cpu_at);
-        self.cpu_at = cpu;
         let wall_us = end.as_micros().saturating_sub(at.as_micros());
+        let busy = if wall_us < SHORT_STRETCH_US {
+            self.cpu_at = None;
+            wall_us * 1_000
+        } else {
+            let cpu = thread_cpu_ns();
+            // After a short stretch, the start is not known: the wall-clock
+            // time bounds this one's CPU time.
+            let busy = self
+                .cpu_at
+                .map_or(wall_us * 1_000, |c| cpu.saturating_sub(c));
+            self.cpu_at = Some(cpu);
+            busy
+        };
         let age_us = at.as_micros().saturating_sub(self.bucket_start.as_micros());
         if age_us >= Self::BUCKET_US {
             let old = age_us >= 2 * Self::BUCKET_US;
@@ -2716,6 +2737,24 @@ mod tests {
 
     fn at(us: u64) -> Instant {
         Instant::from_micros(1_000_000 + us)
+    }
+
+    /// A short stretch is counted as its wall-clock time, in the first
+    /// bucket; a long one after it, without a known start on the CPU
+    /// clock, as at most its wall-clock time.
+    #[test]
+    fn a_short_stretch_is_not_timed_on_the_cpu_clock() {
+        let mut l = LoopLatency::new(at(0));
+        l.woke();
+        l.record(at(0), at(40), "mesh4");
+        assert_eq!(l.cpu_at, None);
+        let w = l.work[0];
+        assert_eq!((w.stretches, w.cpu_ns, w.histogram[0]), (1, 40_000, 1));
+        l.record(at(40), at(5_040), "mesh4");
+        let w = l.work[0];
+        assert_eq!(w.stretches, 2);
+        assert!(w.cpu_ns <= 40_000 + 5_000_000, "{}", w.cpu_ns);
+        assert!(l.cpu_at.is_some());
     }
 
     /// Root (as meshd runs, and as the tests run here) passes the kernel's

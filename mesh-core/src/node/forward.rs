@@ -196,7 +196,9 @@ impl<T: Tunnel> Router<'_, '_, T> {
     /// An inner packet from a member's tunnel, trimmed to its IP length.
     pub fn for_member_packet(&self, packet: &[u8], info: &IpInfo, from: PeerId) -> Verdict {
         let from_our_home = self.own_home(info.src);
-        if !from_our_home && !self.members_home(info.src) {
+        // Most packets come from the sender's own home: asked first, the
+        // scan of every member's is left for transit.
+        if !from_our_home && !self.sender_home(from, info.src) && !self.members_home(info.src) {
             return Verdict::Drop(DropReason::Spoofed);
         }
         if from_our_home && self.own_home(info.dst) {
@@ -247,6 +249,13 @@ impl<T: Tunnel> Router<'_, '_, T> {
     /// or be ours (a reply to us).
     fn source_allowed(&self, src: IpAddr) -> bool {
         self.own_home(src) || self.members_home(src)
+    }
+
+    /// Member `from`'s home holds `src`.
+    fn sender_home(&self, from: PeerId, src: IpAddr) -> bool {
+        self.slots
+            .get(usize::from(from))
+            .is_some_and(|s| s.wg.config.owns_address(src))
     }
 
     /// Some member's home holds `src`.
