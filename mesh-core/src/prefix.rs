@@ -160,6 +160,7 @@ impl Prefix {
 
     /// Does this prefix cover `addr`? (Integer compares: the forwarding path
     /// asks this of several prefixes per packet.)
+    #[inline]
     pub fn contains(&self, addr: IpAddr) -> bool {
         match (self.family, addr) {
             (Family::Ipv4, IpAddr::V4(a)) => {

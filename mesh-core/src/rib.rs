@@ -17,6 +17,7 @@
 //! Capacities are const generics: `P` prefixes, `A` distinct attribute sets.
 //! Running out is [`RibError`], never a panic.
 
+use core::cell::Cell;
 use core::hash::{Hash, Hasher};
 use core::net::{IpAddr, Ipv4Addr};
 
@@ -285,6 +286,49 @@ pub struct Rib<const P: usize = 512, const A: usize = 1024> {
     counts: [u32; MAX_PEERS],
     /// Counters.
     pub stats: RibStats,
+    /// The last few destinations looked up and what they matched.
+    recent: LookupCache,
+}
+
+/// Destinations [`Rib::lookup`] answered recently, and the entry each
+/// matched (or none): a game's packets go to one destination, and a hit
+/// costs a comparison where the longest-prefix match costs a search per
+/// prefix length in use. Direct-mapped on the address; every change to the
+/// table empties it (each `&mut self` method of [`Rib`] that is public
+/// starts with [`Rib::changed`]).
+#[derive(Debug)]
+struct LookupCache([Cell<Option<Recent>>; LOOKUP_CACHE]);
+
+/// A destination and the index of the entry it matched, if any.
+type Recent = (IpAddr, Option<u32>);
+
+/// Slots in [`LookupCache`].
+const LOOKUP_CACHE: usize = 4;
+
+impl LookupCache {
+    const fn new() -> Self {
+        LookupCache([const { Cell::new(None) }; LOOKUP_CACHE])
+    }
+
+    fn slot(&self, addr: IpAddr) -> &Cell<Option<Recent>> {
+        let h = match addr {
+            IpAddr::V4(a) => {
+                let a = u32::from(a);
+                a ^ a >> 8
+            }
+            IpAddr::V6(a) => {
+                let a = u128::from(a);
+                (a ^ a >> 64) as u32
+            }
+        };
+        &self.0[h as usize % LOOKUP_CACHE]
+    }
+
+    fn clear(&self) {
+        for c in &self.0 {
+            c.set(None);
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -372,13 +416,20 @@ impl<const P: usize, const A: usize> Rib<P, A> {
                 full_errors: 0,
                 best_changes: 0,
             },
+            recent: LookupCache::new(),
         }
+    }
+
+    /// The table is about to change: what lookups remembered is stale.
+    fn changed(&self) {
+        self.recent.clear();
     }
 
     /// Empties the table in place for a new owner: what [`Rib::new`] makes,
     /// without building a whole table to copy over this one (whose unused
     /// capacity stays as untouched as it was).
     pub fn reset(&mut self, local_asn: u32, max_paths: u8) {
+        self.changed();
         self.local_asn = local_asn;
         self.max_paths = if max_paths == 0 { 1 } else { max_paths };
         self.peers = [None; MAX_PEERS];
@@ -395,6 +446,7 @@ impl<const P: usize, const A: usize> Rib<P, A> {
     }
 
     pub fn set_max_paths(&mut self, max_paths: u8) {
+        self.changed();
         self.max_paths = max_paths.max(1);
         for i in 0..self.entries.len() {
             self.decide(i);
@@ -406,6 +458,7 @@ impl<const P: usize, const A: usize> Rib<P, A> {
     /// Registers or updates a peer. A change of latency re-runs the decision
     /// for every prefix the peer sends.
     pub fn set_peer(&mut self, peer: PeerId, info: PeerInfo) {
+        self.changed();
         let Some(slot) = self.peers.get_mut(peer as usize) else {
             return;
         };
@@ -422,6 +475,7 @@ impl<const P: usize, const A: usize> Rib<P, A> {
 
     /// Forgets a peer after [`Rib::peer_down`].
     pub fn remove_peer(&mut self, peer: PeerId) {
+        self.changed();
         self.peer_down(peer);
         if let Some(slot) = self.peers.get_mut(peer as usize) {
             *slot = None;
@@ -450,6 +504,7 @@ impl<const P: usize, const A: usize> Rib<P, A> {
         prefix: Prefix,
         attrs: &PathAttributes,
     ) -> Result<Change, RibError> {
+        self.changed();
         if let Source::Peer(p) = source {
             if self.peer(p).is_none() {
                 return Err(RibError::UnknownPeer);
@@ -517,6 +572,7 @@ impl<const P: usize, const A: usize> Rib<P, A> {
 
     /// Removes the path from `source` for `prefix`, if there is one.
     pub fn withdraw(&mut self, source: Source, prefix: Prefix) -> Change {
+        self.changed();
         let Ok(idx) = self.find(&prefix) else {
             return Change::Unchanged;
         };
@@ -537,6 +593,7 @@ impl<const P: usize, const A: usize> Rib<P, A> {
     /// The session with `peer` went down: drop its Adj-RIB-In and forget what
     /// we advertised to it. Returns how many best paths changed.
     pub fn peer_down(&mut self, peer: PeerId) -> usize {
+        self.changed();
         let mut changed = 0;
         let mut i = 0;
         while i < self.entries.len() {
@@ -570,6 +627,7 @@ impl<const P: usize, const A: usize> Rib<P, A> {
     /// (e.g. those a member no longer in the group originated), as if each
     /// had been withdrawn. Returns how many best paths changed.
     pub fn withdraw_where(&mut self, mut gone: impl FnMut(&PathAttributes) -> bool) -> usize {
+        self.changed();
         let mut changed = 0;
         let mut i = 0;
         while i < self.entries.len() {
@@ -659,6 +717,19 @@ impl<const P: usize, const A: usize> Rib<P, A> {
     /// last, so the counts alone place each run; only lengths in use are
     /// tried, and a run is searched by the address as an integer.
     pub fn lookup(&self, addr: IpAddr) -> Option<&Entry> {
+        let recent = self.recent.slot(addr);
+        if let Some((a, hit)) = recent.get() {
+            if a == addr {
+                return self.entries.get(hit? as usize);
+            }
+        }
+        let found = self.search(addr);
+        recent.set(Some((addr, found.map(|i| i as u32))));
+        self.entries.get(found?)
+    }
+
+    /// [`Rib::lookup`] without the cache: the index of the entry.
+    fn search(&self, addr: IpAddr) -> Option<usize> {
         debug_assert_eq!(self.lengths.total(), self.entries.len());
         let used = &self.lengths.used;
         match addr {
@@ -688,7 +759,7 @@ impl<const P: usize, const A: usize> Rib<P, A> {
         used: &[u64],
         bits: impl Fn(&Prefix) -> K,
         key: impl Fn(u8) -> K,
-    ) -> Option<&Entry> {
+    ) -> Option<usize> {
         for (w, &word) in used.iter().enumerate().rev() {
             let mut left = word;
             while let Some(top) = 63u32.checked_sub(left.leading_zeros()) {
@@ -699,8 +770,8 @@ impl<const P: usize, const A: usize> Rib<P, A> {
                 end = start;
                 let key = key(len as u8);
                 if let Ok(i) = run.binary_search_by(|e| bits(&e.prefix).cmp(&key)) {
-                    if let Some(e) = run.get(i).filter(|e| !e.paths.is_empty()) {
-                        return Some(e);
+                    if run.get(i).is_some_and(|e| !e.paths.is_empty()) {
+                        return Some(start + i);
                     }
                 }
             }
@@ -896,6 +967,7 @@ impl<const P: usize, const A: usize> Rib<P, A> {
 
     /// A session with `peer` came up: everything is pending for it.
     pub fn peer_up(&mut self, peer: PeerId) {
+        self.changed();
         for e in self.entries.iter_mut() {
             e.advertised_to &= !bit(peer);
             if !e.paths.is_empty() {
@@ -906,6 +978,7 @@ impl<const P: usize, const A: usize> Rib<P, A> {
 
     /// Marks every entry pending for `peer` again (ROUTE-REFRESH).
     pub fn refresh(&mut self, peer: PeerId) {
+        self.changed();
         for e in self.entries.iter_mut() {
             e.pending_to |= bit(peer);
         }
@@ -940,6 +1013,7 @@ impl<const P: usize, const A: usize> Rib<P, A> {
         peer_asn: u32,
         batch: &mut heapless::Vec<Prefix, N>,
     ) -> Option<Option<AttrId>> {
+        self.changed();
         batch.clear();
         let mut kind: Option<(Option<AttrId>, Family)> = None;
         let mut i = 0;
@@ -976,6 +1050,7 @@ impl<const P: usize, const A: usize> Rib<P, A> {
 
     /// `batch` (from [`Rib::next_export`]) was queued to `peer`.
     pub fn mark_sent(&mut self, peer: PeerId, batch: &[Prefix], announced: bool) {
+        self.changed();
         for p in batch {
             let Ok(i) = self.find(p) else { continue };
             let e = &mut self.entries[i];

@@ -200,6 +200,7 @@ impl MemberConfig {
     }
 
     /// Does traffic from `addr` belong to this member's home?
+    #[inline]
     pub fn owns_address(&self, addr: IpAddr) -> bool {
         addr == IpAddr::V4(self.overlay)
             || self.overlay_v6.is_some_and(|a| addr == IpAddr::V6(a))
