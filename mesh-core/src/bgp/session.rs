@@ -573,7 +573,11 @@ impl<'b> Session<'b> {
         if tx.grow_zeroed(start + len).is_err() {
             return Err(SendError::BufferFull);
         }
-        repr.emit(&mut tx[start..]).map_err(SendError::Emit)?;
+        if let Err(e) = repr.emit(&mut tx[start..]) {
+            // Nothing half-written stays queued on the stream.
+            tx.truncate(start);
+            return Err(SendError::Emit(e));
+        }
         self.core.stats.updates_out += 1;
         self.core.stats.messages_out += 1;
         Ok(())
