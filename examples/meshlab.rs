@@ -2375,7 +2375,7 @@ fn bench_cpu(meshd: &Path, check: bool) -> Result<(), String> {
         let (enc, dec) = floors[size];
         let floor = if *sending { enc } else { dec };
         let case = format!("{}, {size} B", if *sending { "send" } else { "receive" });
-        println!("| {case} | {per:.0} | {floor:.0} | {:.1}x |", per / floor);
+        println!("| {case} | {per:.0} | {floor:.0} | {:.2}x |", per / floor);
         if per / floor > limit {
             over.push(format!("{case}: {:.2}x > {limit}x", per / floor));
         }
