@@ -209,7 +209,10 @@ pub struct Session<'b> {
 
 impl<'b> Session<'b> {
     pub fn new(config: SessionConfig, buffers: SessionBuffers<'b>) -> Session<'b> {
-        let SessionBuffers { tx, rx } = buffers;
+        let SessionBuffers { mut tx, mut rx } = buffers;
+        // Buffers a previous session handed back may still say what it had
+        // queued: nothing of it is this session's.
+        tx.iter_mut().chain(rx.iter_mut()).for_each(Buf::clear);
         Session {
             core: Core {
                 config,
