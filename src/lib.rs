@@ -11,6 +11,7 @@ pub mod files;
 pub mod group;
 pub mod invites;
 pub mod json;
+pub mod json_parse;
 pub mod keys;
 pub mod logger;
 pub mod resolver;
