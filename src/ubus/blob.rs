@@ -13,10 +13,13 @@
 //! when it fits in an `i32`, INT64 otherwise; a boolean is BOOL (INT8, one
 //! byte); a float is DOUBLE; `null` is UNSPEC with no payload. Back to JSON:
 //! INT8 is a boolean, INT16/32/64 are signed integers, UNSPEC is `null`.
+//!
+//! A JSON document can also be written as blobmsg as it is walked, without
+//! a [`Json`] tree or a [`Value`] tree: [`BlobSink`].
 
 use std::fmt;
 
-use crate::json::Json;
+use crate::json::{Json, Scalar, Sink};
 
 /// Bit 31 of the header: a blobmsg attribute (name + typed value).
 pub const EXTENDED: u32 = 0x8000_0000;
@@ -107,6 +110,9 @@ pub enum EncodeError {
     TooLong(usize),
     /// A blobmsg name longer than 65535 bytes.
     NameTooLong(usize),
+    /// What [`BlobSink::fields`] was given is not one object (a scalar or
+    /// an array, or a second value after the object).
+    NotAnObject,
 }
 
 impl fmt::Display for EncodeError {
@@ -114,6 +120,7 @@ impl fmt::Display for EncodeError {
         match self {
             EncodeError::TooLong(n) => write!(f, "{n} bytes: too long for ubus"),
             EncodeError::NameTooLong(n) => write!(f, "blobmsg name of {n} bytes"),
+            EncodeError::NotAnObject => write!(f, "the data is not an object"),
         }
     }
 }
@@ -395,6 +402,249 @@ pub fn fields_to_json(fields: &[Field]) -> Json {
             .map(|f| (f.name.clone(), value_to_json(&f.value)))
             .collect(),
     )
+}
+
+/// Writes a document as blobmsg attributes into a buffer as it is walked
+/// (a [`Sink`]), byte for byte what [`encode_field`] writes of
+/// [`value_from_json`] of the same document as a tree: a boolean is BOOL,
+/// an integer INT32 when it fits in an `i32` and INT64 otherwise, a float
+/// DOUBLE, `null` UNSPEC without payload, a string ([`Scalar::Str`], and
+/// [`Scalar::Show`] formatted straight into the buffer) STRING with its NUL;
+/// an object is a TABLE, an array an ARRAY whose items have empty names.
+///
+/// Two ways to start:
+/// - [`BlobSink::new`]: every value written at the top is one attribute,
+///   named by its key (empty without one), as [`encode_fields`] writes a
+///   list of fields;
+/// - [`BlobSink::fields`]: the top value is the table that holds the
+///   attributes (ubus's DATA attribute): it must be one object, whose own
+///   `open` and `close` write nothing; its fields are the attributes.
+///
+/// Errors (a name over 65535 bytes, an attribute over the 24-bit length,
+/// the limit of [`BlobSink::with_limit`], [`EncodeError::NotAnObject`]) do
+/// not panic: the first one is kept, everything after it is ignored, and
+/// [`BlobSink::finish`] returns it. The buffer then holds a partial
+/// encoding: the caller cuts it back to where it was.
+pub struct BlobSink<'o> {
+    out: &'o mut Vec<u8>,
+    /// The open tables and arrays: where each attribute starts, its type.
+    open: Vec<(usize, u8)>,
+    top: Top,
+    /// [`BlobSink::with_limit`]: the bytes counted start at `from`, and at
+    /// most `max` of them.
+    from: usize,
+    max: usize,
+    error: Option<EncodeError>,
+}
+
+/// A `fmt::Write` that appends to a buffer.
+struct Bytes<'o>(&'o mut Vec<u8>);
+
+impl fmt::Write for Bytes<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Where a [`BlobSink`] is at the top level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Top {
+    /// [`BlobSink::new`]: top-level values are attributes.
+    Attrs,
+    /// [`BlobSink::fields`], before the object.
+    Before,
+    /// [`BlobSink::fields`], inside the object.
+    Inside,
+    /// [`BlobSink::fields`], after the object.
+    After,
+}
+
+impl<'o> BlobSink<'o> {
+    /// Each value written at the top level is one attribute, appended to
+    /// `out`.
+    pub fn new(out: &'o mut Vec<u8>) -> BlobSink<'o> {
+        BlobSink::with_top(out, Top::Attrs)
+    }
+
+    /// The value written is one object, the table whose contents are
+    /// appended to `out` (its fields, as attributes): write it with
+    /// [`crate::json::object`] or a [`Json::Obj`]'s `emit(None, ..)`.
+    /// Nothing written is an empty table.
+    pub fn fields(out: &'o mut Vec<u8>) -> BlobSink<'o> {
+        BlobSink::with_top(out, Top::Before)
+    }
+
+    fn with_top(out: &'o mut Vec<u8>, top: Top) -> BlobSink<'o> {
+        BlobSink {
+            out,
+            open: Vec::new(),
+            top,
+            from: 0,
+            max: usize::MAX,
+            error: None,
+        }
+    }
+
+    /// Fails with [`EncodeError::TooLong`]`(n)` when the buffer would hold
+    /// more than `max` bytes from offset `from` on (`n` of them), before
+    /// writing them (after, for a [`Scalar::Show`], whose length is not
+    /// known before).
+    pub fn with_limit(mut self, from: usize, max: usize) -> BlobSink<'o> {
+        self.from = from;
+        self.max = max;
+        self
+    }
+
+    /// Ends the writing: closes what is still open, and returns the first
+    /// error.
+    pub fn finish(mut self) -> Result<(), EncodeError> {
+        while self.error.is_none() {
+            let Some((at, kind)) = self.open.pop() else {
+                break;
+            };
+            self.end(at, kind);
+        }
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn fail(&mut self, e: EncodeError) {
+        if self.error.is_none() {
+            self.error = Some(e);
+        }
+    }
+
+    /// Whether the buffer can take `more` bytes.
+    fn fits(&mut self, more: usize) -> bool {
+        let n = (self.out.len() + more).saturating_sub(self.from);
+        if n > self.max {
+            self.fail(EncodeError::TooLong(n));
+            return false;
+        }
+        true
+    }
+
+    /// Where the next value goes: `Some(name)` for an attribute (empty in
+    /// an array), `None` for nothing (the top object of
+    /// [`BlobSink::fields`], or an error).
+    fn place<'k>(&mut self, key: Option<&'k str>, object: bool) -> Option<&'k str> {
+        if self.error.is_some() {
+            return None;
+        }
+        match self.open.last() {
+            Some(&(_, kind)) if kind == u8::from(BlobmsgType::Array) => Some(""),
+            Some(_) => Some(key.unwrap_or("")),
+            None => match self.top {
+                Top::Attrs | Top::Inside => Some(key.unwrap_or("")),
+                Top::Before if object => {
+                    self.top = Top::Inside;
+                    None
+                }
+                Top::Before | Top::After => {
+                    self.fail(EncodeError::NotAnObject);
+                    None
+                }
+            },
+        }
+    }
+
+    /// Starts an attribute of `payload` bytes (0 if not known yet) named
+    /// `name`: its header and its name. Returns where it starts.
+    fn begin(&mut self, name: &str, payload: usize) -> Option<usize> {
+        let Ok(namelen) = u16::try_from(name.len()) else {
+            self.fail(EncodeError::NameTooLong(name.len()));
+            return None;
+        };
+        let hdrlen = ATTR_HEADER_LEN + pad4(2 + name.len() + 1);
+        if !self.fits(hdrlen + pad4(payload)) {
+            return None;
+        }
+        let at = begin_attr(self.out);
+        self.out.extend_from_slice(&namelen.to_be_bytes());
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.push(0);
+        pad_from(self.out, at + ATTR_HEADER_LEN);
+        Some(at)
+    }
+
+    /// Ends the attribute begun at `at`.
+    fn end(&mut self, at: usize, kind: u8) {
+        if let Err(e) = end_attr(self.out, at, kind, true) {
+            self.fail(e);
+        } else {
+            self.fits(0);
+        }
+    }
+}
+
+impl Sink for BlobSink<'_> {
+    fn open(&mut self, key: Option<&str>, array: bool) {
+        let Some(name) = self.place(key, !array) else {
+            return;
+        };
+        if let Some(at) = self.begin(name, 0) {
+            let kind = if array {
+                BlobmsgType::Array
+            } else {
+                BlobmsgType::Table
+            };
+            self.open.push((at, u8::from(kind)));
+        }
+    }
+
+    fn close(&mut self) {
+        if self.error.is_some() {
+            return;
+        }
+        match self.open.pop() {
+            Some((at, kind)) => self.end(at, kind),
+            None if self.top == Top::Inside => self.top = Top::After,
+            // A close without its open: nothing to end.
+            None => {}
+        }
+    }
+
+    fn scalar(&mut self, key: Option<&str>, value: Scalar<'_>) {
+        let Some(name) = self.place(key, false) else {
+            return;
+        };
+        let (kind, payload) = match value {
+            Scalar::Null => (BlobmsgType::Unspec, 0),
+            Scalar::Bool(_) => (BlobmsgType::Bool, 1),
+            Scalar::Int(i) if i32::try_from(i).is_ok() => (BlobmsgType::Int32, 4),
+            Scalar::Int(_) => (BlobmsgType::Int64, 8),
+            Scalar::Float(_) => (BlobmsgType::Double, 8),
+            Scalar::Str(s) => (BlobmsgType::String, s.len() + 1),
+            Scalar::Show(_) => (BlobmsgType::String, 1),
+        };
+        let Some(at) = self.begin(name, payload) else {
+            return;
+        };
+        let out = &mut *self.out;
+        match value {
+            Scalar::Null => {}
+            Scalar::Bool(b) => out.push(u8::from(b)),
+            Scalar::Int(i) => match i32::try_from(i) {
+                Ok(i) => out.extend_from_slice(&i.to_be_bytes()),
+                Err(_) => out.extend_from_slice(&i.to_be_bytes()),
+            },
+            Scalar::Float(f) => out.extend_from_slice(&f.to_bits().to_be_bytes()),
+            Scalar::Str(s) => {
+                out.extend_from_slice(s.as_bytes());
+                out.push(0);
+            }
+            Scalar::Show(d) => {
+                // A `Display` that fails leaves what it wrote, as in
+                // `json::Text` (`io::Write::write_fmt` would panic).
+                let _ = fmt::write(&mut Bytes(out), format_args!("{d}"));
+                out.push(0);
+            }
+        }
+        self.end(at, u8::from(kind));
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! ```text
 //! Event::Connected        → epoll.add(conn.fd(), EPOLLIN)
 //! fd readable             → conn.on_readable(): Invoke → conn.reply(..)
+//!                                                     or conn.reply_with(..)
 //! timer                   → conn.poll_reconnect(Instant::now())
 //! after each of these     → arm the timer at conn.next_reconnect()
 //! ```
@@ -20,7 +21,7 @@ use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, UnixAddr};
 
 use super::msg::Status;
 use super::object::{Event, UbusObject};
-use crate::json::Json;
+use crate::json::{Json, Sink};
 
 /// Where ubusd listens on OpenWrt.
 pub const DEFAULT_SOCKET: &str = "/var/run/ubus/ubus.sock";
@@ -30,6 +31,9 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A connection on which ubusd has not registered the object by then is
 /// dropped (and retried).
 pub const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The most output buffer kept between writes.
+const KEPT_OUTPUT: usize = 16 * 1024;
 
 /// The object's connection to ubusd.
 #[derive(Debug)]
@@ -218,7 +222,12 @@ impl UbusConn {
         let Some(stream) = &mut self.stream else {
             return Ok(());
         };
-        self.pending.extend(self.object.take_output());
+        let out = self.object.take_output();
+        if self.pending.is_empty() {
+            self.pending = out;
+        } else {
+            self.pending.extend_from_slice(&out);
+        }
         while !self.pending.is_empty() {
             match stream.write(&self.pending) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -229,6 +238,11 @@ impl UbusConn {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
+        }
+        // A status reply is 100 KiB with 16 members: its buffer is not kept
+        // (resident) once written.
+        if self.pending.is_empty() && self.pending.capacity() > KEPT_OUTPUT {
+            self.pending = Vec::new();
         }
         Ok(())
     }
@@ -245,6 +259,13 @@ impl UbusConn {
     /// Answers a call ([`UbusObject::reply`]) and writes.
     pub fn reply(&mut self, peer: u32, seq: u16, result: Result<Json, Status>) {
         self.object.reply(peer, seq, result);
+        self.flush();
+    }
+
+    /// Answers a call with data written straight into the frame
+    /// ([`UbusObject::reply_with`]) and writes.
+    pub fn reply_with(&mut self, peer: u32, seq: u16, write: impl FnOnce(&mut dyn Sink)) {
+        self.object.reply_with(peer, seq, write);
         self.flush();
     }
 

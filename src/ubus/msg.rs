@@ -7,8 +7,9 @@ use std::fmt;
 
 use super::blob::{
     self, begin_attr, decode_fields, encode_fields, end_attr, pad4, parse_attrs, put_attr,
-    BlobError, EncodeError, Field, ATTR_HEADER_LEN, LEN_MASK,
+    BlobError, BlobSink, EncodeError, Field, ATTR_HEADER_LEN, LEN_MASK,
 };
+use crate::json::Sink;
 
 /// ubusd and libubus drop a connection whose message (the padded top-level
 /// blob attribute, after the 8-byte header) is longer than this.
@@ -342,19 +343,58 @@ impl Msg {
     /// (ubusd would drop the connection).
     pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
         let mut out = Vec::with_capacity(64);
+        self.encode_into(&mut out, |_| Ok(()))?;
+        Ok(out)
+    }
+
+    /// Appends to `out` the frame of this message with one more attribute
+    /// last: a DATA table whose contents `write` writes as it walks them,
+    /// into the frame ([`BlobSink::fields`]: `write` writes one object).
+    /// The same bytes as [`Msg::encode`] with [`Attr::Data`] pushed last,
+    /// without a tree of the data. On an error (a name or the message too
+    /// long for ubus, not an object) `out` is left as it was.
+    pub fn encode_with_data(
+        &self,
+        out: &mut Vec<u8>,
+        write: impl FnOnce(&mut dyn Sink),
+    ) -> Result<(), EncodeError> {
+        let start = out.len();
+        let r = self.encode_into(out, |out| {
+            let at = begin_attr(out);
+            let mut sink = BlobSink::fields(out).with_limit(start + HEADER_LEN, UBUS_MAX_MSGLEN);
+            write(&mut sink);
+            sink.finish()?;
+            end_attr(out, at, attr::DATA, false)
+        });
+        if r.is_err() {
+            out.truncate(start);
+        }
+        r
+    }
+
+    /// Appends the frame to `out`: the header, the attributes, what `last`
+    /// appends, with the message's length checked after each.
+    fn encode_into(
+        &self,
+        out: &mut Vec<u8>,
+        last: impl FnOnce(&mut Vec<u8>) -> Result<(), EncodeError>,
+    ) -> Result<(), EncodeError> {
         out.push(0);
         out.push(u8::from(self.msg_type));
         out.extend_from_slice(&self.seq.to_be_bytes());
         out.extend_from_slice(&self.peer.to_be_bytes());
-        let at = begin_attr(&mut out);
+        let at = begin_attr(out);
+        let check = |out: &Vec<u8>| match out.len() - at {
+            n if n > UBUS_MAX_MSGLEN => Err(EncodeError::TooLong(n)),
+            _ => Ok(()),
+        };
         for a in &self.attrs {
-            a.encode(&mut out)?;
-            if out.len() - HEADER_LEN > UBUS_MAX_MSGLEN {
-                return Err(EncodeError::TooLong(out.len() - HEADER_LEN));
-            }
+            a.encode(out)?;
+            check(out)?;
         }
-        end_attr(&mut out, at, 0, false)?;
-        Ok(out)
+        last(out)?;
+        check(out)?;
+        end_attr(out, at, 0, false)
     }
 
     /// Decodes exactly one frame.

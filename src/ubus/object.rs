@@ -22,7 +22,7 @@ use std::fmt;
 
 use super::blob::{fields_from_json, fields_to_json, BlobmsgType, EncodeError, Field, Value};
 use super::msg::{Attr, DecodeError, FrameError, FrameSplitter, Header, Msg, MsgType, Status};
-use crate::json::Json;
+use crate::json::{Json, Sink, Value as _};
 
 /// The blobmsg type an argument is declared with in the signature. ubusd
 /// publishes it; [`UbusObject`] checks the arguments of each call against
@@ -64,7 +64,8 @@ pub enum Event {
     /// ubusd accepted the object under this id.
     Registered { id: u32 },
     /// A call of a method of the signature, with arguments of the declared
-    /// types. Answer it with [`UbusObject::reply`] (exactly once).
+    /// types. Answer it with [`UbusObject::reply`] or
+    /// [`UbusObject::reply_with`] (exactly once).
     Invoke {
         peer: u32,
         seq: u16,
@@ -415,7 +416,8 @@ impl UbusObject {
     }
 
     /// Answers the call `(peer, seq)` of an [`Event::Invoke`]:
-    /// - `Ok(Json::Obj(..))`: DATA (OBJID, DATA) then STATUS 0;
+    /// - `Ok(Json::Obj(..))`: DATA (OBJID, DATA) then STATUS 0, as
+    ///   [`UbusObject::reply_with`] writing the object;
     /// - `Ok(Json::Null)`: STATUS 0 alone (a method without data);
     /// - `Err(status)`: STATUS alone.
     ///
@@ -424,38 +426,64 @@ impl UbusObject {
     /// no reply or the object is no longer registered (the call died with
     /// the connection).
     pub fn reply(&mut self, peer: u32, seq: u16, result: Result<Json, Status>) {
+        let data = match result {
+            Ok(data @ Json::Obj(_)) => data,
+            other => {
+                let Some(id) = self.answering(peer, seq) else {
+                    return;
+                };
+                let status = match other {
+                    Ok(Json::Null) => Status::Ok,
+                    Ok(other) => {
+                        log::error!("ubus: reply to {peer:08x}/{seq} is not an object: {other}");
+                        Status::UnknownError
+                    }
+                    Err(status) => status,
+                };
+                return self.send_status(peer, seq, status, id);
+            }
+        };
+        self.reply_with(peer, seq, |sink| data.emit(None, sink));
+    }
+
+    /// Answers the call `(peer, seq)` of an [`Event::Invoke`] with data
+    /// that `write` writes as it walks it, one object
+    /// ([`crate::json::object`]), straight into the DATA frame: DATA
+    /// (OBJID, DATA) then STATUS 0, the bytes [`UbusObject::reply`] sends
+    /// for the same object as a tree, without the tree.
+    ///
+    /// Data too big for ubus (or a name over 65535 bytes, or not an object)
+    /// is answered UNKNOWN_ERROR alone (and logged): no part of the DATA
+    /// frame is sent. `write` is not called when nothing is to be sent (the
+    /// call asked for no reply, or the object is no longer registered).
+    pub fn reply_with(&mut self, peer: u32, seq: u16, write: impl FnOnce(&mut dyn Sink)) {
+        let Some(id) = self.answering(peer, seq) else {
+            return;
+        };
+        let data = Msg::new(MsgType::Data, seq, peer).with(Attr::ObjId(id));
+        let status = match data.encode_with_data(&mut self.out, write) {
+            Ok(()) => Status::Ok,
+            Err(e) => {
+                log::error!("ubus: reply to {peer:08x}/{seq}: {e}");
+                Status::UnknownError
+            }
+        };
+        self.send_status(peer, seq, status, id);
+    }
+
+    /// The object id to answer the call `(peer, seq)` with; `None` when
+    /// nothing is to be sent: the object is not registered, or the call
+    /// asked for no reply (it is forgotten now).
+    fn answering(&mut self, peer: u32, seq: u16) -> Option<u32> {
         let State::Registered { id } = self.state else {
             log::debug!("ubus: reply to {peer:08x}/{seq} dropped: not registered");
-            return;
+            return None;
         };
         if let Some(i) = self.no_reply.iter().position(|&c| c == (peer, seq)) {
             self.no_reply.remove(i);
-            return;
+            return None;
         }
-        let status = match result {
-            Ok(Json::Obj(fields)) => {
-                let data = Msg::new(MsgType::Data, seq, peer)
-                    .with(Attr::ObjId(id))
-                    .with(Attr::Data(fields_from_json(&fields)));
-                match data.encode() {
-                    Ok(bytes) => {
-                        self.out.extend_from_slice(&bytes);
-                        Status::Ok
-                    }
-                    Err(e) => {
-                        log::error!("ubus: reply to {peer:08x}/{seq}: {e}");
-                        Status::UnknownError
-                    }
-                }
-            }
-            Ok(Json::Null) => Status::Ok,
-            Ok(other) => {
-                log::error!("ubus: reply to {peer:08x}/{seq} is not an object: {other}");
-                Status::UnknownError
-            }
-            Err(status) => status,
-        };
-        self.send_status(peer, seq, status, id);
+        Some(id)
     }
 
     fn send_status(&mut self, peer: u32, seq: u16, status: Status, objid: u32) {

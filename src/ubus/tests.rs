@@ -2,14 +2,18 @@
 //! (`tests/fixtures/ubus/`), and property tests of the codecs and the
 //! object.
 
+use std::fmt;
+
 use proptest::prelude::*;
 
 use super::blob::{
-    self, decode_fields, encode_fields, fields_from_json, fields_to_json, BlobmsgType, Value,
+    self, decode_fields, encode_fields, fields_from_json, fields_to_json, BlobSink, BlobmsgType,
+    EncodeError, Value,
 };
+use super::conn::UbusConn;
 use super::msg::{Attr, FrameError, FrameSplitter, Msg, MsgType, Status, UBUS_MAX_MSGLEN};
 use super::object::{ArgType, Event, UbusError, UbusObject};
-use crate::json::Json;
+use crate::json::{self, object, Json, Obj, Scalar, Show, Sink, Value as _};
 
 const CAPTURES: [(&str, &str); 12] = [
     (
@@ -726,6 +730,490 @@ fn monitor_messages_keep_their_attributes_raw() {
     assert_eq!(Msg::decode(&b), Ok(m));
 }
 
+// ---- blobmsg written as the document is walked (BlobSink, reply_with) ----
+
+/// `fields` as [`encode_fields`] writes the blobmsg of their tree.
+fn tree_bytes(fields: &[(String, Json)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_fields(&mut out, &fields_from_json(fields)).unwrap();
+    out
+}
+
+/// `fields` written into [`BlobSink`] both ways, after 3 bytes already in
+/// the buffer (unaligned: padding counts from each attribute's start).
+fn sink_bytes(fields: &[(String, Json)]) -> [Result<Vec<u8>, EncodeError>; 2] {
+    let run = |write: &dyn Fn(&mut Vec<u8>) -> Result<(), EncodeError>| {
+        let mut out = b"xyz".to_vec();
+        write(&mut out)?;
+        assert_eq!(&out[..3], b"xyz");
+        Ok(out[3..].to_vec())
+    };
+    [
+        // The object's own open/close are the table's.
+        run(&|out| {
+            let mut s = BlobSink::fields(out);
+            Json::Obj(fields.to_vec()).emit(None, &mut s);
+            s.finish()
+        }),
+        // Each field written at the top is an attribute.
+        run(&|out| {
+            let mut s = BlobSink::new(out);
+            for (k, v) in fields {
+                v.emit(Some(k), &mut s);
+            }
+            s.finish()
+        }),
+    ]
+}
+
+/// Every kind of value, at the edges of its encoding.
+fn rich() -> Vec<(String, Json)> {
+    let o = |f: Vec<(&str, Json)>| Json::Obj(f.into_iter().map(|(k, v)| (k.into(), v)).collect());
+    let mut fields = vec![
+        ("null", Json::Null),
+        ("true", Json::Bool(true)),
+        ("false", Json::Bool(false)),
+        ("zero", Json::Int(0)),
+        ("minus one", Json::Int(-1)),
+        ("i32 max", Json::Int(i64::from(i32::MAX))),
+        ("i32 min", Json::Int(i64::from(i32::MIN))),
+        ("2^31", Json::Int(1 << 31)),
+        ("-2^31-1", Json::Int(-(1 << 31) - 1)),
+        ("i64 max", Json::Int(i64::MAX)),
+        ("i64 min", Json::Int(i64::MIN)),
+        ("float", Json::Float(1.5)),
+        ("minus zero", Json::Float(-0.0)),
+        ("nan", Json::Float(f64::NAN)),
+        ("inf", Json::Float(f64::NEG_INFINITY)),
+        ("empty string", Json::from("")),
+        ("s1", Json::from("a")),
+        ("s2", Json::from("ab")),
+        ("s3", Json::from("abc")),
+        ("s4", Json::from("abcd")),
+        ("long", Json::from("0123456789".repeat(7_000))),
+        ("unicode", Json::from("héllo wörld ✓ \u{1}")),
+        ("", Json::from("an empty name")),
+        ("empty object", Json::obj()),
+        ("empty array", Json::Arr(vec![])),
+        (
+            "nested",
+            o(vec![
+                (
+                    "mixed",
+                    Json::Arr(vec![
+                        Json::Int(1),
+                        Json::Arr(vec![Json::Int(1 << 40), Json::Arr(vec![])]),
+                        o(vec![("b", Json::obj()), ("", Json::Null)]),
+                        Json::Null,
+                        Json::from("s"),
+                        Json::Bool(false),
+                        Json::Float(-2.25),
+                    ]),
+                ),
+                (
+                    "deep",
+                    o(vec![(
+                        "deeper",
+                        o(vec![("deepest", vec![Json::Bool(true)].into())]),
+                    )]),
+                ),
+            ]),
+        ),
+        (
+            "rows",
+            Json::Arr(vec![
+                o(vec![("x", Json::Int(1))]),
+                o(vec![("y", Json::Arr(vec![]))]),
+            ]),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect::<Vec<_>>();
+    fields.push(("k".repeat(300), Json::Int(i64::from(i32::MAX) + 1)));
+    fields
+}
+
+/// A document shaped as the status document: thousands of fields.
+fn big_document() -> Vec<(String, Json)> {
+    let routes: Vec<Json> = (0..400u32)
+        .map(|i| {
+            Json::obj()
+                .with("prefix", format!("10.{}.{}.0/24", i / 256, i % 256))
+                .with("best", i % 3 == 0)
+                .with("metric", i * 1000)
+                .with("bytes", u64::from(i) << 33)
+                .with("rtt_ms", f64::from(i) / 7.0)
+                .with("via", if i % 5 == 0 { Json::Null } else { "r2".into() })
+                .with(
+                    "paths",
+                    (0..4)
+                        .map(|p| Json::obj().with("as_path", vec![Json::from(65000 + p)]))
+                        .collect::<Vec<_>>(),
+                )
+        })
+        .collect();
+    vec![
+        ("name".into(), "r1".into()),
+        ("routes".into(), Json::Arr(routes)),
+    ]
+}
+
+#[test]
+fn blob_sink_writes_what_the_tree_encodes() {
+    for doc in [rich(), big_document(), vec![]] {
+        let want = tree_bytes(&doc);
+        for got in sink_bytes(&doc) {
+            assert_eq!(got.as_ref(), Ok(&want));
+        }
+    }
+    // And the types are libubox's: INT32 up to the edges of i32, INT64
+    // past them.
+    let mut out = Vec::new();
+    let mut s = BlobSink::fields(&mut out);
+    Json::Obj(rich()).emit(None, &mut s);
+    s.finish().unwrap();
+    let fields = decode_fields(&out).unwrap();
+    let kind = |name: &str| {
+        let f = fields.iter().find(|f| f.name == name).unwrap();
+        BlobmsgType::from(f.value.type_id())
+    };
+    assert_eq!(kind("i32 max"), BlobmsgType::Int32);
+    assert_eq!(kind("i32 min"), BlobmsgType::Int32);
+    assert_eq!(kind("2^31"), BlobmsgType::Int64);
+    assert_eq!(kind("-2^31-1"), BlobmsgType::Int64);
+    assert_eq!(kind("true"), BlobmsgType::Bool);
+    assert_eq!(kind("null"), BlobmsgType::Unspec);
+    assert_eq!(kind("nan"), BlobmsgType::Double);
+    assert_eq!(kind("empty array"), BlobmsgType::Array);
+    assert_eq!(kind("empty object"), BlobmsgType::Table);
+}
+
+/// A `Display` written in pieces.
+struct Dotted<'a>(&'a [u8]);
+
+impl fmt::Display for Dotted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, b) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(".")?;
+            }
+            write!(f, "{b}")?;
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn show_values_are_strings_formatted_into_the_buffer() {
+    let body = |o: &mut Obj<'_>| {
+        o.f("addr", Show(Dotted(&[10, 0, 0, 1])))
+            .f("empty", Show(Dotted(&[])))
+            .f("padded", Show(format_args!("{:>6}", "ab")))
+            .f("ip", Show(std::net::Ipv6Addr::LOCALHOST))
+            .list("items", [Show(Dotted(&[1, 2])), Show(Dotted(&[3]))])
+            .obj("in a table", |o| {
+                o.f("k", Show(Dotted(&[255; 3])));
+            });
+    };
+    let mut out = Vec::new();
+    let mut s = BlobSink::fields(&mut out);
+    object(&mut s, body);
+    s.finish().unwrap();
+    let Json::Obj(tree) = json::tree(body) else {
+        panic!()
+    };
+    assert_eq!(out, tree_bytes(&tree));
+    assert_eq!(
+        fields_to_json(&decode_fields(&out).unwrap()).to_string(),
+        r#"{"addr":"10.0.0.1","empty":"","padded":"    ab","ip":"::1","items":["1.2","3"],"in a table":{"k":"255.255.255"}}"#
+    );
+
+    // A Display that fails leaves what it wrote, without a panic.
+    struct Failing;
+    impl fmt::Display for Failing {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("part")?;
+            Err(fmt::Error)
+        }
+    }
+    let mut out = Vec::new();
+    let mut s = BlobSink::new(&mut out);
+    s.scalar(Some("f"), Scalar::Show(&Failing));
+    s.finish().unwrap();
+    assert_eq!(
+        decode_fields(&out).unwrap(),
+        [blob::Field::new("f", Value::String("part".into()))]
+    );
+}
+
+/// Something that writes a document.
+type WriteFn<'a> = &'a dyn Fn(&mut dyn Sink);
+
+#[test]
+fn blob_sink_errors_are_kept_not_panics() {
+    // A name over 65535 bytes, deep inside: the error encode_field gives;
+    // what comes after is ignored.
+    let long = "n".repeat(65_536);
+    let doc = vec![(
+        "a".to_string(),
+        Json::Arr(vec![
+            Json::Int(1),
+            Json::obj().with("ok", 1u8).with(&long, 2u8),
+            Json::from("after"),
+        ]),
+    )];
+    let want = encode_fields(&mut Vec::new(), &fields_from_json(&doc));
+    assert_eq!(want, Err(EncodeError::NameTooLong(65_536)));
+    for got in sink_bytes(&doc) {
+        assert_eq!(got, Err(EncodeError::NameTooLong(65_536)));
+    }
+    // Exactly 65535 is fine.
+    let doc = vec![("n".repeat(65_535), Json::obj())];
+    for got in sink_bytes(&doc) {
+        assert_eq!(got, Ok(tree_bytes(&doc)));
+    }
+    // An attribute over the 24-bit length, as encode_field says it; the
+    // first error is the one kept.
+    let doc = vec![
+        ("s".to_string(), Json::from("x".repeat(1 << 24))),
+        (long.clone(), Json::Null),
+    ];
+    let want = encode_fields(&mut Vec::new(), &fields_from_json(&doc));
+    assert!(matches!(want, Err(EncodeError::TooLong(_))), "{want:?}");
+    for got in sink_bytes(&doc) {
+        assert_eq!(got, want.clone().map(|_| Vec::new()));
+    }
+    // In a table, the table's length overflows when it closes.
+    let doc = vec![(
+        "t".to_string(),
+        Json::obj()
+            .with("a", "x".repeat((1 << 23) + 8))
+            .with("b", "x".repeat(1 << 23)),
+    )];
+    let want = encode_fields(&mut Vec::new(), &fields_from_json(&doc));
+    assert!(matches!(want, Err(EncodeError::TooLong(_))), "{want:?}");
+    for got in sink_bytes(&doc) {
+        assert_eq!(got, want.clone().map(|_| Vec::new()));
+    }
+
+    // The limit is checked before a string is written.
+    let mut out = vec![0; 8];
+    let mut s = BlobSink::fields(&mut out).with_limit(4, 100);
+    object(&mut s, |o| {
+        o.f("a", "x".repeat(80))
+            .f("b", "y".repeat(1000))
+            .f("c", 1u8);
+    });
+    // 4 bytes before, "a" (4 + 4 + 84), "b" (4 + 4 + 1004).
+    assert_eq!(s.finish(), Err(EncodeError::TooLong(4 + 92 + 1012)));
+    assert_eq!(out.len(), 8 + 92);
+
+    // BlobSink::fields takes one object.
+    let not_objects: [WriteFn<'_>; 4] = [
+        &|s| s.scalar(None, Scalar::Int(3)),
+        &|s| s.scalar(Some("k"), Scalar::Int(3)),
+        &|s| Json::Arr(vec![]).emit(None, s),
+        &|s| {
+            object(s, |o| {
+                o.f("a", 1u8);
+            });
+            object(s, |_| {});
+        },
+    ];
+    for write in not_objects {
+        let mut out = Vec::new();
+        let mut s = BlobSink::fields(&mut out);
+        write(&mut s);
+        assert_eq!(s.finish(), Err(EncodeError::NotAnObject));
+    }
+    // Nothing is an empty table; what is left open is closed.
+    let mut out = Vec::new();
+    assert_eq!(BlobSink::fields(&mut out).finish(), Ok(()));
+    assert!(out.is_empty());
+    let mut s = BlobSink::fields(&mut out);
+    s.open(None, false);
+    s.open(Some("t"), false);
+    s.open(Some("a"), true);
+    s.scalar(Some("ignored in an array"), Scalar::Bool(true));
+    assert_eq!(s.finish(), Ok(()));
+    let doc = vec![(
+        "t".to_string(),
+        Json::obj().with("a", vec![Json::Bool(true)]),
+    )];
+    assert_eq!(out, tree_bytes(&doc));
+}
+
+/// The frames `reply` sent before `reply_with` was its path: the DATA
+/// frame of `Msg::encode` then STATUS 0.
+fn reply_frames(peer: u32, seq: u16, id: u32, doc: &[(String, Json)]) -> Vec<u8> {
+    let mut want = Msg::new(MsgType::Data, seq, peer)
+        .with(Attr::ObjId(id))
+        .with(Attr::Data(fields_from_json(doc)))
+        .encode()
+        .unwrap();
+    want.extend(status_frame(peer, seq, Status::Ok, id));
+    want
+}
+
+fn status_frame(peer: u32, seq: u16, status: Status, id: u32) -> Vec<u8> {
+    Msg::new(MsgType::Status, seq, peer)
+        .with(Attr::Status(u32::from(status)))
+        .with(Attr::ObjId(id))
+        .encode()
+        .unwrap()
+}
+
+/// The same document answered as a tree and written three ways.
+fn all_replies(o: &mut UbusObject, peer: u32, seq: u16, doc: &[(String, Json)]) -> [Vec<u8>; 4] {
+    o.reply(peer, seq, Ok(Json::Obj(doc.to_vec())));
+    let tree = o.take_output();
+    o.reply_with(peer, seq, |s| Json::Obj(doc.to_vec()).emit(None, s));
+    let emitted = o.take_output();
+    o.reply_with(peer, seq, |s| {
+        object(s, |o| {
+            for (k, v) in doc {
+                o.f(k, v);
+            }
+        })
+    });
+    let walked = o.take_output();
+    let mut conn = UbusConn::new("/nonexistent/ubus.sock", o.clone());
+    conn.reply_with(peer, seq, |s| Json::Obj(doc.to_vec()).emit(None, s));
+    // Not connected: the bytes stay with the object.
+    let mut object = conn.object().clone();
+    [tree, emitted, walked, object.take_output()]
+}
+
+#[test]
+fn reply_with_sends_the_bytes_reply_sent() {
+    let cap = conn01();
+    let (mut o, id) = registered_demo(&cap);
+    let Json::Obj(demo) = demo_status() else {
+        panic!()
+    };
+    for doc in [demo, rich(), big_document(), vec![]] {
+        let want = reply_frames(0x1234_5678, 77, id, &doc);
+        for got in all_replies(&mut o, 0x1234_5678, 77, &doc) {
+            assert_eq!(got, want);
+        }
+    }
+    // As captured from libubus (conn01's status reply).
+    let peer = 0x979a_e379;
+    let mut captured = find(&cap, '>', "DATA", peer, 0);
+    let seq = Msg::decode(&captured).unwrap().seq;
+    captured.extend(find(&cap, '>', "STATUS", peer, 0));
+    o.reply_with(peer, seq, |s| demo_status().emit(None, s));
+    assert_eq!(o.take_output(), captured);
+
+    // After what is already waiting to go out.
+    o.reply(5, 6, Ok(Json::Null));
+    o.reply_with(5, 7, |s| {
+        object(s, |o| {
+            o.f("a", 1u8);
+        })
+    });
+    let mut want = status_frame(5, 6, Status::Ok, id);
+    want.extend(reply_frames(5, 7, id, &[("a".into(), Json::Int(1))]));
+    assert_eq!(o.take_output(), want);
+
+    // Not one object: UNKNOWN_ERROR alone, as `reply` answers a non-object.
+    let not_objects: [WriteFn<'_>; 3] = [
+        &|s| s.scalar(None, Scalar::Int(3)),
+        &|s| Json::Arr(vec![Json::obj()]).emit(None, s),
+        &|s| {
+            object(s, |_| {});
+            object(s, |_| {});
+        },
+    ];
+    for write in not_objects {
+        o.reply_with(5, 8, write);
+        assert_eq!(
+            o.take_output(),
+            status_frame(5, 8, Status::UnknownError, id)
+        );
+    }
+    // Nothing written: an empty table, as `reply(Ok(Json::obj()))`.
+    o.reply_with(5, 9, |_| {});
+    assert_eq!(o.take_output(), reply_frames(5, 9, id, &[]));
+
+    // No reply wanted, or not registered: `write` is not even called.
+    let m = Msg::new(MsgType::Invoke, 3, 8)
+        .with(Attr::NoReply(true))
+        .with(Attr::ObjId(id))
+        .with(Attr::Method("status".into()));
+    assert_eq!(o.handle_bytes(&m.encode().unwrap()).len(), 1);
+    o.reply_with(8, 3, |_| panic!("written for a call without reply"));
+    assert!(o.take_output().is_empty());
+    o.on_disconnected();
+    o.reply_with(8, 4, |_| panic!("written without a connection"));
+    assert!(o.take_output().is_empty());
+}
+
+#[test]
+fn an_oversize_streamed_reply_is_unknown_error_and_leaves_no_partial_frame() {
+    let cap = conn01();
+    let (mut o, id) = registered_demo(&cap);
+    // A frame already waiting to go out stays, whole.
+    o.reply(5, 6, Ok(Json::Null));
+    let before = status_frame(5, 6, Status::Ok, id);
+    let huge = "y".repeat(UBUS_MAX_MSGLEN);
+    o.reply_with(5, 8, |s| {
+        object(s, |o| {
+            o.f("x", huge.as_str());
+        })
+    });
+    let out = o.take_output();
+    assert_eq!(split(&out).len(), 2);
+    let mut want = before.clone();
+    want.extend(status_frame(5, 8, Status::UnknownError, id));
+    assert_eq!(out, want);
+
+    // Too long only once many small fields are written: stopped there, and
+    // nothing of it is sent either.
+    o.reply(5, 6, Ok(Json::Null));
+    let mut fields = 0;
+    o.reply_with(5, 9, |s| {
+        object(s, |o| {
+            for i in 0..200_000u32 {
+                fields += 1;
+                o.f("k", i);
+            }
+        })
+    });
+    assert_eq!(fields, 200_000);
+    let mut want = before.clone();
+    want.extend(status_frame(5, 9, Status::UnknownError, id));
+    assert_eq!(o.take_output(), want);
+
+    // At the limit exactly, both ways send the frame; past it, neither.
+    // The message: top header 4, OBJID 8, DATA header 4, then the field:
+    // header 4, name "x" 4, the string and its NUL padded.
+    let at_limit = UBUS_MAX_MSGLEN - 24 - 1;
+    for (len, fits) in [(at_limit, true), (at_limit + 1, false)] {
+        let doc = vec![("x".to_string(), Json::from("z".repeat(len)))];
+        let tree = Msg::new(MsgType::Data, 10, 5)
+            .with(Attr::ObjId(id))
+            .with(Attr::Data(fields_from_json(&doc)))
+            .encode();
+        assert_eq!(tree.is_ok(), fits, "{len}");
+        for got in all_replies(&mut o, 5, 10, &doc) {
+            if fits {
+                assert_eq!(got, reply_frames(5, 10, id, &doc));
+                assert_eq!(split(&got)[0].len(), 8 + UBUS_MAX_MSGLEN);
+            } else {
+                assert_eq!(got, status_frame(5, 10, Status::UnknownError, id));
+            }
+        }
+    }
+    // The object goes on answering.
+    o.reply_with(5, 11, |s| demo_status().emit(None, s));
+    let Json::Obj(demo) = demo_status() else {
+        panic!()
+    };
+    assert_eq!(o.take_output(), reply_frames(5, 11, id, &demo));
+}
+
 // ---- property tests ----
 
 fn json_leaf() -> impl Strategy<Value = Json> {
@@ -912,5 +1400,29 @@ proptest! {
         prop_assert_eq!(last.msg_type, MsgType::Status);
         prop_assert_eq!((last.peer, last.seq, last.objid()), (peer, seq, Some(id)));
         prop_assert_eq!(msgs.iter().filter(|m| m.msg_type == MsgType::Status).count(), 1);
+    }
+}
+
+proptest! {
+    #[test]
+    fn blob_sink_equals_the_tree_encoding(obj in json_object()) {
+        let want = tree_bytes(&obj);
+        for got in sink_bytes(&obj) {
+            prop_assert_eq!(got, Ok(want.clone()));
+        }
+    }
+
+    #[test]
+    fn reply_with_equals_the_tree_reply(
+        obj in json_object(),
+        peer in any::<u32>(),
+        seq in any::<u16>(),
+    ) {
+        let cap = conn01();
+        let (mut o, id) = registered_demo(&cap);
+        let want = reply_frames(peer, seq, id, &obj);
+        for got in all_replies(&mut o, peer, seq, &obj) {
+            prop_assert_eq!(&got, &want);
+        }
     }
 }
