@@ -635,6 +635,11 @@ struct Footprint {
     /// libraries, which every other process on a router maps too).
     binary: Option<u64>,
     peak: Option<u64>,
+    /// The status document's size, indented as `meshd status --json`
+    /// prints it (the daemon writes it into one buffer per request).
+    status_bytes: usize,
+    /// What the status answers cost the packet loop.
+    status_loop: String,
 }
 
 /// The resident KiB of `pid`'s mappings of `path` (/proc/PID/smaps).
@@ -683,9 +688,14 @@ fn footprint(
             .filter(|x| x["bgp"]["state"] == "Established")
             .count()
     });
-    // Some traffic first, so buffers and queues have been touched.
+    // Some traffic first, so buffers and queues have been touched; and
+    // status asked for as a LuCI page open on it would (every 5 s: here 20
+    // times at once), so what answering costs is in the figure.
     for n in 2..=up + 1 {
         lab.ping(1, n);
+    }
+    for _ in 0..20 {
+        lab.status(1).ok_or("no status from r1")?;
     }
     std::thread::sleep(Duration::from_secs(3));
     let pid = lab.routers[0]
@@ -709,6 +719,21 @@ fn footprint(
         file: status_kib(pid, "RssFile:"),
         binary: mapped_kib(pid, meshd),
         peak: status_kib(pid, "VmHWM:"),
+        status_bytes: serde_json::to_string_pretty(&status).map_or(0, |s| s.len()),
+        status_loop: String::new(),
+    };
+    // What answering status cost the packet loop (read after the RSS).
+    let after = lab.status(1).ok_or("no status from r1")?;
+    let work = after["loop"]["work"]
+        .as_array()
+        .and_then(|w| w.iter().find(|x| x["source"] == "control client"));
+    let mut f = f;
+    f.status_loop = match work {
+        Some(w) => format!(
+            "{} answers on the packet loop: mean {} us, 99% under {} us",
+            w["stretches"], w["mean_us"], w["p99_under_us"]
+        ),
+        None => "no control client stretch recorded".into(),
     };
     if listed != members || established != up {
         return Err(format!(
@@ -774,15 +799,17 @@ fn bench_footprint(meshd: &Path) -> Result<(), String> {
             .collect::<String>();
         let f = footprint(meshd, members, up, options)?;
         println!(
-            "{:>2} members, {up:>2} up{set:<16} RSS {} (anonymous {}, binary and libraries {}: meshd {}), peak (VmHWM) {}; {}",
+            "{:>2} members, {up:>2} up{set:<16} RSS {} (anonymous {}, binary and libraries {}: meshd {}), peak (VmHWM) {}; {}; status document {} KiB",
             f.members,
             mib(Some(f.rss)),
             mib(f.anon),
             mib(f.file),
             mib(f.binary),
             mib(f.peak),
-            f.room
+            f.room,
+            f.status_bytes / 1024
         );
+        println!("    status: {}", f.status_loop);
         anon.push(f.anon);
     }
     // The first two differ only in the room set aside: 12 empty slots.

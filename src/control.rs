@@ -3,7 +3,9 @@
 //! The daemon serves it from its packet loop without ever waiting on a
 //! client: see [`ControlServer`].
 //!
-//! Requests: `status` (text), `status json`, and for invites (see
+//! Requests: `status` (or `status json`: the same) answers the status
+//! document as JSON, which `meshd status` renders as text itself; and for
+//! invites (see
 //! `meshd invite` and `meshd join`): `invite NAME SECONDS [ENDPOINT...]`,
 //! `join TOKEN` and `join status`; `remove NAME` (`meshd remove`).
 
@@ -17,8 +19,8 @@ use std::time::{Duration, Instant};
 /// A request the daemon answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
+    /// The status document, JSON (`meshd status` renders its text from it).
     Status,
-    StatusJson,
     /// Make an invite giving `name`, valid `seconds`, carrying `endpoints`
     /// (none: what the daemon knows of itself).
     Invite {
@@ -37,8 +39,7 @@ pub enum Request {
 impl Request {
     pub fn parse(line: &str) -> Option<Request> {
         match line.split_whitespace().collect::<Vec<_>>().as_slice() {
-            ["status"] => Some(Request::Status),
-            ["status", "json"] => Some(Request::StatusJson),
+            ["status"] | ["status", "json"] => Some(Request::Status),
             ["invite", name, seconds, endpoints @ ..] => Some(Request::Invite {
                 name: name.to_string(),
                 seconds: seconds.parse().ok()?,

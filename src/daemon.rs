@@ -52,6 +52,44 @@ use crate::sys::tun::Tun;
 use crate::sys::udp_gso;
 use crate::{keys, status};
 
+/// Buffers of [`MAPPED_ALONE`] and more (a status answer: 20-120 KiB) are
+/// mapped for themselves and unmapped when freed. The daemon's pages are
+/// locked (`mlockall`), and glibc cannot hand back a locked page in the middle
+/// of a heap arena (`MADV_DONTNEED` refuses locked pages), so a transient
+/// buffer cut from the packet loop's arena stays resident for good. glibc's
+/// default threshold starts at 128 KiB and then rises to the size of every
+/// mapped buffer freed, which would send later answers into the arena; a
+/// fixed one stays put. (musl, OpenWrt's C library, has no such knob: its
+/// allocator maps large buffers by itself.)
+pub const MAPPED_ALONE: usize = 16 * 1024;
+
+fn tune_allocator() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets an allocator parameter; it is called
+    // before the daemon's threads start.
+    unsafe {
+        nix::libc::mallopt(nix::libc::M_MMAP_THRESHOLD, MAPPED_ALONE as i32);
+    }
+}
+
+/// The status document's sources, borrowed field by field from the daemon
+/// (so the ubus connection, another field, can be written meanwhile).
+macro_rules! status_parts {
+    ($d:expr) => {
+        status::Parts {
+            node: &$d.node,
+            consoles: &$d.consoles,
+            main: &$d.config.main,
+            discovery: &$d.discovery,
+            loop_worst: $d.loop_latency.worst(),
+            join: &$d.join,
+            bad_tokens: $d.bad_tokens,
+            members: &$d.config.members,
+            group: &$d.group,
+        }
+    };
+}
+
 const TOKEN_UDP4: u64 = 1;
 const TOKEN_UDP6: u64 = 2;
 const TOKEN_TUN: u64 = 3;
@@ -296,6 +334,9 @@ pub struct Daemon {
     /// decode.
     join: crate::invites::JoinProgress,
     bad_tokens: u64,
+    /// The length of the last status answer: the next one's buffer is
+    /// reserved at once rather than grown through every smaller size.
+    status_len: usize,
     /// For reconfiguring when names resolve (the key file is read on
     /// reloads only).
     private_key: Key,
@@ -785,6 +826,7 @@ fn bind_udp6(port: u16) -> io::Result<UdpSocket> {
 impl Daemon {
     /// Sets everything up. Errors name what failed.
     pub fn new(config_path: &Path, mut config: Config) -> io::Result<Daemon> {
+        tune_allocator();
         let private_key = keys::load_or_create(&config.main.private_key_file)?;
         // Numbers the file leaves to the key (issue 17).
         let public = mesh_core::wg::boring::public_key(&private_key);
@@ -921,6 +963,7 @@ impl Daemon {
             files,
             join: Default::default(),
             bad_tokens: 0,
+            status_len: 0,
             private_key,
             stop: None,
             udp_send_errors: 0,
@@ -1624,34 +1667,21 @@ impl Daemon {
         let interest = if events.contains(EpollFlags::EPOLLOUT) {
             self.control.on_writable(i)
         } else {
-            let parts = status::Parts {
-                node: &self.node,
-                consoles: &self.consoles,
-                main: &self.config.main,
-                discovery: &self.discovery,
-                loop_worst: self.loop_latency.worst(),
-                join: &self.join,
-                bad_tokens: self.bad_tokens,
-                members: &self.config.members,
-                group: &self.group,
-            };
             match self.control.read_request(i) {
                 Ok(Some(Request::Status)) => {
-                    let doc = parts.document(now());
-                    self.control.answer(i, status::render(&doc))
-                }
-                Ok(Some(Request::StatusJson)) => {
-                    let doc = parts.document(now());
-                    self.control.answer(i, doc.pretty() + "\n")
+                    // Mapped alone, never grown through the arena.
+                    let room = (self.status_len + self.status_len / 8).max(MAPPED_ALONE);
+                    let text = status_parts!(self).text(now(), status::Part::Whole, room);
+                    self.status_len = text.len();
+                    self.control.answer(i, text)
                 }
                 Ok(Some(other)) => {
                     let answer = self.invite_request(other);
                     self.control.answer(i, answer)
                 }
-                Ok(None) => self.control.answer(
-                    i,
-                    "error: unknown request (try: status, status json)\n".into(),
-                ),
+                Ok(None) => self
+                    .control
+                    .answer(i, "error: unknown request (try: status)\n".into()),
                 Err(interest) => interest,
             }
         };
@@ -2127,6 +2157,14 @@ impl Daemon {
                             }
                             self.ubus.reply(peer, seq, result);
                         }
+                        // Written straight into the reply frame: the
+                        // document is never a tree on the packet loop.
+                        crate::ubus_api::Answer::Document(part) => {
+                            let parts = status_parts!(self);
+                            let at = now();
+                            self.ubus
+                                .reply_with(peer, seq, |sink| parts.write_to(at, part, sink));
+                        }
                         crate::ubus_api::Answer::AfterReload => self.reload(Some((peer, seq))),
                         // The file edit runs on the file thread; the call
                         // is answered when it is done and applied.
@@ -2205,7 +2243,7 @@ impl Daemon {
             Request::Join(text) => self.start_join(&text),
             Request::JoinStatus => Ok(self.join.line()),
             Request::Remove(name) => self.remove_member(name),
-            Request::Status | Request::StatusJson => Err("not an invite request".into()),
+            Request::Status => Err("not an invite request".into()),
         };
         result.unwrap_or_else(|e| format!("error: {e}\n"))
     }
@@ -2634,19 +2672,8 @@ impl Daemon {
 
 /// What the ubus methods need of the daemon.
 impl crate::ubus_api::Api for Daemon {
-    fn status(&self) -> Json {
-        status::Parts {
-            node: &self.node,
-            consoles: &self.consoles,
-            main: &self.config.main,
-            discovery: &self.discovery,
-            loop_worst: self.loop_latency.worst(),
-            join: &self.join,
-            bad_tokens: self.bad_tokens,
-            members: &self.config.members,
-            group: &self.group,
-        }
-        .document(now())
+    fn status(&self, part: status::Part, sink: &mut dyn crate::json::Sink) {
+        status_parts!(self).write_to(now(), part, sink)
     }
 
     fn config_path(&self) -> &Path {

@@ -150,7 +150,6 @@ impl<T: Into<Json>> From<Option<T>> for Json {
     }
 }
 
-
 /// One scalar, borrowed: what a [`Sink`] is handed.
 #[derive(Clone, Copy)]
 pub enum Scalar<'a> {
@@ -554,7 +553,11 @@ mod tests {
         for pretty in [false, true] {
             let mut text = String::new();
             object(&mut Text::new(&mut text, pretty), write);
-            let expected = if pretty { tree.pretty() } else { tree.to_string() };
+            let expected = if pretty {
+                tree.pretty()
+            } else {
+                tree.to_string()
+            };
             assert_eq!(text, expected);
         }
         assert_eq!(

@@ -399,10 +399,24 @@ fn main() -> ExitCode {
             let socket = Config::load(&config)
                 .map(|c| c.main.control_socket)
                 .unwrap_or_else(|_| PathBuf::from(meshd::config::DEFAULT_CONTROL_SOCKET));
-            match control::ask(&socket, if json { "status json" } else { "status" }) {
-                Ok(answer) => {
+            match control::ask(&socket, "status") {
+                Ok(answer) if json => {
                     print!("{answer}");
                     ExitCode::SUCCESS
+                }
+                // The daemon answers JSON only; the text is rendered here,
+                // off its packet loop, from that same document.
+                Ok(answer) => {
+                    match meshd::json::Json::parse(&answer) {
+                        Ok(doc) => {
+                            print!("{}", meshd::status::render(&doc));
+                            ExitCode::SUCCESS
+                        }
+                        Err(e) => {
+                            eprintln!("error: the daemon's answer is not its status document ({e}): {answer}");
+                            ExitCode::FAILURE
+                        }
+                    }
                 }
                 Err(e) => {
                     eprintln!("error: {e}");

@@ -1,8 +1,10 @@
 //! What `meshd status` shows: members, tunnels, BGP sessions, routes with their
-//! AS path and why the best path won, counters. One JSON document; the text
-//! form is rendered from it, so both always agree.
+//! AS path and why the best path won, counters. One JSON document, written
+//! field by field as the node is walked (no tree: see [`crate::json`]); the
+//! ubus methods answer it or a part of it, and `meshd status` renders its
+//! text from the same document, parsed back in the client ([`render`]).
 
-use std::fmt::Write;
+use std::fmt::{self, Write};
 use std::net::{IpAddr, Ipv4Addr};
 
 use mesh_core::bgp::error::DownReason;
@@ -10,34 +12,53 @@ use mesh_core::nat::{Filtering, Mapping};
 use mesh_core::node::Node;
 use mesh_core::rib::Source;
 use mesh_core::wg::Crypto;
-use mesh_core::{Instant, Prefix};
+use mesh_core::Instant;
 
 use crate::consoles::Console;
-use crate::json::Json;
+use crate::json::{Json, Obj, Show, Sink};
 
 fn secs(d: mesh_core::Duration) -> f64 {
     (d.as_millis() as f64 / 100.0).round() / 10.0
 }
 
-fn down_reason(r: DownReason) -> String {
-    match r {
-        DownReason::SentNotification(e) => format!("sent NOTIFICATION: {e}"),
-        DownReason::ReceivedNotification(e) => format!("received NOTIFICATION: {e}"),
-        DownReason::ConnectionLost => "connection lost".into(),
-        DownReason::Stopped => "stopped".into(),
+/// Milliseconds with microseconds as a fraction.
+fn ms(d: mesh_core::Duration) -> f64 {
+    d.as_micros() as f64 / 1000.0
+}
+
+/// A value written as its `Debug` name (a state: `Established`, `Up`).
+struct Name<T>(T);
+
+impl<T: fmt::Debug> fmt::Display for Name<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
     }
 }
 
-fn source_name<C: Crypto>(node: &Node<'_, C>, s: Source) -> String {
+/// Why a session went down, in words.
+struct Down(DownReason);
+
+impl fmt::Display for Down {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            DownReason::SentNotification(e) => write!(f, "sent NOTIFICATION: {e}"),
+            DownReason::ReceivedNotification(e) => write!(f, "received NOTIFICATION: {e}"),
+            DownReason::ConnectionLost => f.write_str("connection lost"),
+            DownReason::Stopped => f.write_str("stopped"),
+        }
+    }
+}
+
+fn source_name<'n, C: Crypto>(node: &'n Node<'_, C>, s: Source) -> &'n str {
     match s {
-        Source::Local => "local".into(),
-        Source::Peer(p) => node.member_name(p).unwrap_or("?").to_string(),
+        Source::Local => "local",
+        Source::Peer(p) => node.member_name(p).unwrap_or("?"),
     }
 }
 
 /// What a console gets from a NAT: RFC 4787 mapping and filtering, and the
 /// console makers' names for it (`../shared/design/CONSOLES.md`).
-fn nat_behaviour(mapping: Mapping, filtering: Filtering) -> Json {
+fn nat_behaviour(o: &mut Obj<'_>, mapping: Mapping, filtering: Filtering) {
     let (playstation, xbox, switch) = match (mapping, filtering) {
         (Mapping::NoNat, _) => (Some(1), Some("Open"), Some("A")),
         (Mapping::EndpointIndependent, Filtering::EndpointIndependent) => {
@@ -50,12 +71,11 @@ fn nat_behaviour(mapping: Mapping, filtering: Filtering) -> Json {
         (Mapping::EndpointDependent, _) => (Some(3), Some("Strict"), Some("D")),
         (Mapping::Unknown, _) => (None, None, None),
     };
-    Json::obj()
-        .with("mapping", mapping.as_str())
-        .with("filtering", filtering.as_str())
-        .with("playstation", playstation)
-        .with("xbox", xbox)
-        .with("switch", switch)
+    o.f("mapping", mapping.as_str())
+        .f("filtering", filtering.as_str())
+        .f("playstation", playstation)
+        .f("xbox", xbox)
+        .f("switch", switch);
 }
 
 /// What a console behind this router gets without a game exit: the home's
@@ -64,19 +84,26 @@ fn nat_behaviour(mapping: Mapping, filtering: Filtering) -> Json {
 /// (Linux keeps a connection's port, endpoint-independent in practice, and
 /// lets in only the addresses and ports the console sent to), which is not
 /// what the router's own socket saw: no NAT at all.
-fn console_nat(mapping: Mapping, filtering: Filtering) -> Json {
+fn console_nat(o: &mut Obj<'_>, mapping: Mapping, filtering: Filtering) {
     match mapping {
         Mapping::NoNat => nat_behaviour(
+            o,
             Mapping::EndpointIndependent,
             Filtering::AddressAndPortDependent,
         ),
-        _ => nat_behaviour(mapping, filtering),
+        _ => nat_behaviour(o, mapping, filtering),
     }
 }
 
 /// Consoles, the exits the mesh offers, and this router's own exit: the
-/// `exit` part of the status document and the ubus method `consoles`.
-pub fn exit_document<C: Crypto>(node: &Node<'_, C>, consoles: &[Console], now: Instant) -> Json {
+/// fields of the `exit` part of the status document, and the answer of the
+/// ubus method `consoles`.
+pub fn write_exit<C: Crypto>(
+    o: &mut Obj<'_>,
+    node: &Node<'_, C>,
+    consoles: &[Console],
+    now: Instant,
+) {
     let own = node.config().overlay;
     let exit_name = |overlay: Ipv4Addr| -> String {
         if overlay == own {
@@ -86,63 +113,6 @@ pub fn exit_document<C: Crypto>(node: &Node<'_, C>, consoles: &[Console], now: I
             .find(|m| m.config.overlay == overlay)
             .map_or_else(|| overlay.to_string(), |m| m.config.name.to_string())
     };
-    let exits: Vec<Json> = node
-        .exits()
-        .map(|e| {
-            Json::obj()
-                .with("name", exit_name(e.overlay))
-                .with("overlay", e.overlay.to_string())
-                .with("public", e.public.map(|a| a.to_string()))
-                .with("load", e.load)
-                .with("hops", e.hops)
-                .with("best", e.best)
-                .with("local", e.local)
-        })
-        .collect();
-    let home = node.nat_report();
-    let chosen = node.console_exits();
-    let console_docs: Vec<Json> = consoles
-        .iter()
-        .map(|c| {
-            let via = chosen.iter().find(|x| x.console == c.ip);
-            let public = via.and_then(|x| {
-                node.exits()
-                    .find(|e| e.overlay == x.exit)
-                    .and_then(|e| e.public)
-            });
-            // Through an exit: its NAT (endpoint-independent mapping and
-            // filtering). Otherwise: what this home's own NAT does.
-            let nat = match via {
-                Some(_) => {
-                    nat_behaviour(Mapping::EndpointIndependent, Filtering::EndpointIndependent)
-                }
-                None => console_nat(home.mapping, home.filtering),
-            };
-            Json::obj()
-                .with("ip", c.ip.to_string())
-                .with("mac", c.mac.as_ref().map(crate::consoles::format_mac))
-                .with("vendor", c.vendor.map(|v| v.as_str()))
-                .with("found", c.how.as_str())
-                .with("exit", via.map(|x| exit_name(x.exit)))
-                .with("public", public.map(|a| a.to_string()))
-                .with(
-                    "exit_since_s",
-                    via.map(|x| secs(now.saturating_duration_since(x.since))),
-                )
-                .with("packets", via.map(|x| x.packets))
-                .with("nat", nat)
-        })
-        .collect();
-    let st = node.exit_stats();
-    let ns = node.exit_nat_stats();
-    // Mappings by home (up to a thousand of them: counted, not listed).
-    let mut by_home: std::collections::BTreeMap<String, u64> = Default::default();
-    for m in node.exit_mappings() {
-        *by_home.entry(exit_name(m.internal.home)).or_default() += 1;
-    }
-    let mappings = by_home
-        .into_iter()
-        .fold(Json::obj(), |j, (home, n)| j.with(&home, n));
     use mesh_core::node::Offer;
     let offer = match node.exit_offer() {
         Offer::NotConfigured => "not configured (option exit)".to_string(),
@@ -158,38 +128,93 @@ pub fn exit_document<C: Crypto>(node: &Node<'_, C>, consoles: &[Console], now: I
             }
         ),
     };
-    Json::obj()
-        .with("offered", node.exit_offered().map(|a| a.to_string()))
-        .with("offer", offer)
-        .with("consoles", console_docs)
-        .with("exits", exits)
-        .with("mappings", mappings)
-        .with("mapped_consoles", node.exit_mapped_consoles())
-        .with(
-            "counters",
-            Json::obj()
-                .with("to_exit", st.to_exit)
-                .with("from_exit", st.from_exit)
-                .with("no_exit", st.no_exit)
-                .with("too_big", st.too_big)
-                .with("nat_out", st.nat_out)
-                .with("nat_in", st.nat_in)
-                .with("hairpin", st.hairpin)
-                .with("to_kernel", st.to_kernel)
-                .with("from_kernel", st.from_kernel)
-                .with("spoofed", st.spoofed)
-                .with("refused", st.refused)
-                .with("fragments", st.fragments)
-                .with("quota", st.quota)
-                .with("full", st.full)
-                .with("no_port", st.no_port)
-                .with("rate_limited", st.rate_limited)
-                .with("switches", st.switches)
-                .with("mappings_created", ns.created)
-                .with("mappings_expired", ns.expired)
-                .with("inbound_unmapped", ns.inbound_unmapped)
-                .with("ports_unavailable", ns.ports_unavailable),
-        )
+    let home = node.nat_report();
+    let chosen = node.console_exits();
+    o.f("offered", node.exit_offered().map(Show))
+        .f("offer", offer)
+        .arr("consoles", |a| {
+            for c in consoles {
+                let via = chosen.iter().find(|x| x.console == c.ip);
+                let public = via.and_then(|x| {
+                    node.exits()
+                        .find(|e| e.overlay == x.exit)
+                        .and_then(|e| e.public)
+                });
+                a.obj(|o| {
+                    o.f("ip", Show(c.ip))
+                        .f("mac", c.mac.as_ref().map(crate::consoles::format_mac))
+                        .f("vendor", c.vendor.map(|v| v.as_str()))
+                        .f("found", c.how.as_str())
+                        .f("exit", via.map(|x| exit_name(x.exit)))
+                        .f("public", public.map(Show))
+                        .f(
+                            "exit_since_s",
+                            via.map(|x| secs(now.saturating_duration_since(x.since))),
+                        )
+                        .f("packets", via.map(|x| x.packets))
+                        // Through an exit: its NAT (endpoint-independent
+                        // mapping and filtering). Otherwise: what this
+                        // home's own NAT does.
+                        .obj("nat", |o| match via {
+                            Some(_) => nat_behaviour(
+                                o,
+                                Mapping::EndpointIndependent,
+                                Filtering::EndpointIndependent,
+                            ),
+                            None => console_nat(o, home.mapping, home.filtering),
+                        });
+                });
+            }
+        })
+        .arr("exits", |a| {
+            for e in node.exits() {
+                a.obj(|o| {
+                    o.f("name", exit_name(e.overlay))
+                        .f("overlay", Show(e.overlay))
+                        .f("public", e.public.map(Show))
+                        .f("load", e.load)
+                        .f("hops", e.hops)
+                        .f("best", e.best)
+                        .f("local", e.local);
+                });
+            }
+        })
+        // Mappings by home (up to a thousand of them: counted, not listed).
+        .obj("mappings", |o| {
+            let mut by_home: std::collections::BTreeMap<String, u64> = Default::default();
+            for m in node.exit_mappings() {
+                *by_home.entry(exit_name(m.internal.home)).or_default() += 1;
+            }
+            for (home, n) in by_home {
+                o.f(&home, n);
+            }
+        })
+        .f("mapped_consoles", node.exit_mapped_consoles());
+    let st = node.exit_stats();
+    let ns = node.exit_nat_stats();
+    o.obj("counters", |o| {
+        o.f("to_exit", st.to_exit)
+            .f("from_exit", st.from_exit)
+            .f("no_exit", st.no_exit)
+            .f("too_big", st.too_big)
+            .f("nat_out", st.nat_out)
+            .f("nat_in", st.nat_in)
+            .f("hairpin", st.hairpin)
+            .f("to_kernel", st.to_kernel)
+            .f("from_kernel", st.from_kernel)
+            .f("spoofed", st.spoofed)
+            .f("refused", st.refused)
+            .f("fragments", st.fragments)
+            .f("quota", st.quota)
+            .f("full", st.full)
+            .f("no_port", st.no_port)
+            .f("rate_limited", st.rate_limited)
+            .f("switches", st.switches)
+            .f("mappings_created", ns.created)
+            .f("mappings_expired", ns.expired)
+            .f("inbound_unmapped", ns.inbound_unmapped)
+            .f("ports_unavailable", ns.ports_unavailable);
+    });
 }
 
 /// The daemon's packet loop: the longest it was busy at once over the last
@@ -197,91 +222,77 @@ pub fn exit_document<C: Crypto>(node: &Node<'_, C>, consoles: &[Console], now: I
 /// answer). Wall clock (what a packet waiting behind it saw, the
 /// scheduler's delays included), the loop's own CPU time (its work), and
 /// what it was handling then.
-pub fn loop_document(worst: &crate::daemon::LoopWorst) -> Json {
+pub fn write_loop(o: &mut Obj<'_>, worst: &crate::daemon::LoopWorst) {
     let ms = |d: std::time::Duration| (d.as_micros() as f64 / 10.0).round() / 100.0;
-    let work = worst
-        .work
-        .iter()
-        .map(|w| {
-            let mean_us = w.cpu().as_micros() as u64 / w.stretches.max(1);
-            let bound = |q| {
-                w.quantile_us(q)
-                    .map_or(Json::Null, |us| Json::Int(us as i64))
-            };
-            Json::obj()
-                .with("source", w.source)
-                .with("stretches", w.stretches)
-                .with("cpu_ms", ms(w.cpu()))
-                .with("mean_us", mean_us)
-                .with("p99_under_us", bound(0.99))
-                .with("p999_under_us", bound(0.999))
-                .with(
-                    "histogram",
-                    Json::Arr(w.histogram.iter().map(|&n| Json::from(n)).collect()),
-                )
+    o.f("worst_ms_last_minute", ms(worst.wall))
+        .f("worst_busy_ms_last_minute", ms(worst.busy))
+        .f("worst_busy_in", worst.busy_in)
+        .f("stalls", worst.stalls)
+        .arr("work", |a| {
+            for w in &worst.work {
+                let mean_us = w.cpu().as_micros() as u64 / w.stretches.max(1);
+                a.obj(|o| {
+                    o.f("source", w.source)
+                        .f("stretches", w.stretches)
+                        .f("cpu_ms", ms(w.cpu()))
+                        .f("mean_us", mean_us)
+                        .f("p99_under_us", w.quantile_us(0.99))
+                        .f("p999_under_us", w.quantile_us(0.999))
+                        .list("histogram", w.histogram);
+                });
+            }
         })
-        .collect();
-    Json::obj()
-        .with("worst_ms_last_minute", ms(worst.wall))
-        .with("worst_busy_ms_last_minute", ms(worst.busy))
-        .with("worst_busy_in", worst.busy_in)
-        .with("stalls", worst.stalls)
-        .with("work", Json::Arr(work))
-        .with(
+        .list(
             "histogram_bounds_us",
-            Json::Arr(
-                crate::daemon::SourceWork::BOUNDS_US
-                    .iter()
-                    .map(|&b| Json::from(b))
-                    .collect(),
-            ),
-        )
+            crate::daemon::SourceWork::BOUNDS_US.iter(),
+        );
 }
 
 /// Relayed LAN discovery: whether it runs, the capture socket, and the
 /// relay's counters in total and per port.
-pub fn discovery_document(
+pub fn write_discovery(
+    o: &mut Obj<'_>,
     stats: &mesh_core::discovery::Stats,
     main: &crate::config::MainConfig,
     lan: &crate::daemon::LanDiscovery,
-) -> Json {
-    let counters = |c: &mesh_core::discovery::Counters| {
-        Json::obj()
-            .with("captured", c.captured)
-            .with("relayed", c.relayed)
-            .with("dropped_rate", c.dropped_rate)
-            .with("too_big", c.too_big)
-            .with("foreign", c.foreign)
-            .with("received", c.received)
-            .with("emitted", c.emitted)
-            .with("dropped_rate_in", c.dropped_rate_in)
-            .with("forged", c.forged)
-            .with("replayed", c.replayed)
-            .with("refused", c.refused)
-            .with("malformed", c.malformed)
+) {
+    let counters = |o: &mut Obj<'_>, c: &mesh_core::discovery::Counters| {
+        o.f("captured", c.captured)
+            .f("relayed", c.relayed)
+            .f("dropped_rate", c.dropped_rate)
+            .f("too_big", c.too_big)
+            .f("foreign", c.foreign)
+            .f("received", c.received)
+            .f("emitted", c.emitted)
+            .f("dropped_rate_in", c.dropped_rate_in)
+            .f("forged", c.forged)
+            .f("replayed", c.replayed)
+            .f("refused", c.refused)
+            .f("malformed", c.malformed);
     };
     let capture = match (&main.discovery, lan.is_open(), &lan.error) {
-        (None, _, _) => "off".to_string(),
-        (Some(_), true, _) => "open".to_string(),
-        (Some(_), false, Some(e)) => e.clone(),
-        (Some(_), false, None) => "not open".to_string(),
+        (None, _, _) => "off",
+        (Some(_), true, _) => "open",
+        (Some(_), false, Some(e)) => e.as_str(),
+        (Some(_), false, None) => "not open",
     };
-    let ports = stats
-        .ports
-        .iter()
-        .map(|p| counters(&p.counters).with("port", p.port))
-        .collect::<Vec<_>>();
-    Json::obj()
-        .with("enabled", main.discovery.is_some())
-        .with("interface", main.lan_interface.as_str())
-        .with("capture", capture)
-        .with("ssdp", main.discovery.as_ref().is_some_and(|p| p.ssdp()))
-        .with("mdns", main.discovery.as_ref().is_some_and(|p| p.mdns()))
-        .with("send_errors", lan.send_errors)
-        .with("kernel_drops", lan.kernel_drops())
-        .with("capture_pauses", lan.pauses)
-        .with("total", counters(&stats.total))
-        .with("ports", ports)
+    o.f("enabled", main.discovery.is_some())
+        .f("interface", main.lan_interface.as_str())
+        .f("capture", capture)
+        .f("ssdp", main.discovery.as_ref().is_some_and(|p| p.ssdp()))
+        .f("mdns", main.discovery.as_ref().is_some_and(|p| p.mdns()))
+        .f("send_errors", lan.send_errors)
+        .f("kernel_drops", lan.kernel_drops())
+        .f("capture_pauses", lan.pauses)
+        .obj("total", |o| counters(o, &stats.total))
+        .arr("ports", |a| {
+            for p in &stats.ports {
+                a.obj(|o| {
+                    counters(o, &p.counters);
+                    o.f("port", p.port);
+                });
+            }
+        });
 }
 
 /// What the daemon's status document is made of: the node's, and the
@@ -298,33 +309,78 @@ pub struct Parts<'d, 'n, C: Crypto> {
     pub group: &'d crate::group::State,
 }
 
+/// What is asked of the document: all of it (`meshd status --json`, ubus
+/// `status`) or one part (the other ubus methods).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Whole,
+    /// `{"members": [...]}`
+    Members,
+    /// `{"routes": [...]}`
+    Routes,
+    /// `{"nat": {...}}`
+    Nat,
+    /// The fields of `exit` themselves (ubus `consoles`).
+    Exit,
+    /// `{"invites": {...}}`
+    Invites,
+}
+
 impl<C: Crypto> Parts<'_, '_, C> {
-    /// The same document for `meshd status` and ubus `status`.
-    pub fn document(&self, now: Instant) -> Json {
-        let discovery = discovery_document(self.node.discovery_stats(), self.main, self.discovery);
-        document(self.node, self.consoles, now, self.main.listen_port)
-            .with("discovery", discovery)
-            .with("loop", loop_document(&self.loop_worst))
-            .with(
-                "invites",
-                crate::invites::document(self.node, self.join, self.bad_tokens, now),
-            )
-            .with(
-                "group",
-                crate::group::document(self.node, self.members, self.group),
-            )
+    /// The fields of the document (or of the part asked for) into `o`: the
+    /// same for `meshd status` and ubus.
+    pub fn write(&self, now: Instant, part: Part, o: &mut Obj<'_>) {
+        let node = self.node;
+        let invites = || crate::invites::document(node, self.join, self.bad_tokens, now);
+        match part {
+            Part::Whole => {}
+            Part::Members => {
+                o.arr("members", |a| write_members(a, node, now));
+                return;
+            }
+            Part::Routes => {
+                o.arr("routes", |a| write_routes(a, node));
+                return;
+            }
+            Part::Nat => {
+                o.obj("nat", |o| write_nat(o, node));
+                return;
+            }
+            Part::Exit => return write_exit(o, node, self.consoles, now),
+            Part::Invites => {
+                o.f("invites", invites());
+                return;
+            }
+        }
+        write_node(o, node, self.consoles, now, self.main.listen_port);
+        o.obj("discovery", |o| {
+            write_discovery(o, node.discovery_stats(), self.main, self.discovery)
+        })
+        .obj("loop", |o| write_loop(o, &self.loop_worst))
+        .f("invites", invites())
+        .f(
+            "group",
+            crate::group::document(node, self.members, self.group),
+        );
+    }
+
+    /// The document (or part) as one object into `sink`.
+    pub fn write_to(&self, now: Instant, part: Part, sink: &mut dyn Sink) {
+        crate::json::object(sink, |o| self.write(now, part, o));
+    }
+
+    /// The document (or part) as compact JSON text, in a buffer of
+    /// `capacity` bytes to start with.
+    pub fn text(&self, now: Instant, part: Part, capacity: usize) -> String {
+        let mut out = String::with_capacity(capacity);
+        self.write_to(now, part, &mut crate::json::Text::new(&mut out, false));
+        out.push('\n');
+        out
     }
 }
 
-/// The node's status document.
-pub fn document<C: Crypto>(
-    node: &Node<'_, C>,
-    consoles: &[Console],
-    now: Instant,
-    listen_port: u16,
-) -> Json {
-    let c = node.config();
-    let mut members = Vec::new();
+/// Every member: its tunnel, how it is reached, NAT traversal, BFD, BGP.
+fn write_members<C: Crypto>(a: &mut crate::json::Arr<'_>, node: &Node<'_, C>, now: Instant) {
     for m in node.members() {
         let overlay = IpAddr::V4(m.config.overlay);
         // How the member is reached now: its own tunnel, or through whom.
@@ -337,257 +393,238 @@ pub fn document<C: Crypto>(
             .and_then(|e| {
                 let best = e.best()?;
                 let attrs = node.rib().attrs(best.attrs)?;
-                Some(
-                    Json::obj()
-                        .with("via", source_name(node, best.source))
-                        .with("direct", best.source == Source::Peer(m.slot))
-                        .with("hops", attrs.as_path.selection_len()),
-                )
+                Some((
+                    source_name(node, best.source),
+                    best.source == Source::Peer(m.slot),
+                    attrs.as_path.selection_len(),
+                ))
             })
             .or_else(|| {
-                (m.bgp_state == mesh_core::bgp::session::State::Established).then(|| {
-                    Json::obj()
-                        .with("via", m.config.name.as_str())
-                        .with("direct", true)
-                        .with("hops", 1)
-                })
+                (m.bgp_state == mesh_core::bgp::session::State::Established).then_some((
+                    m.config.name.as_str(),
+                    true,
+                    1,
+                ))
             });
         let traversal = node.traversal(m.slot);
-        members.push(
-            Json::obj()
-                .with("name", m.config.name.as_str())
-                .with("public_key", m.config.public_key.to_string())
-                .with("overlay", m.config.overlay.to_string())
-                .with("asn", m.config.asn)
-                .with("exit", m.config.exit)
-                .with(
-                    "prefixes",
-                    m.config
-                        .prefixes
-                        .iter()
-                        .map(|p| Json::from(p.to_string()))
-                        .collect::<Vec<_>>(),
-                )
-                .with("endpoint", m.endpoint.map(|e| e.to_string()))
-                .with("endpoint_confirmed", m.endpoint_confirmed)
-                .with("handshake_age_s", m.since_handshake.map(secs))
-                .with("rtt_ms", m.rtt.map(|d| d.as_millis()))
-                .with(
-                    "latency_ms",
-                    m.latency.map(|d| d.as_micros() as f64 / 1000.0),
-                )
-                .with(
+        a.obj(|o| {
+            o.f("name", m.config.name.as_str())
+                .f("public_key", Show(&m.config.public_key))
+                .f("overlay", Show(m.config.overlay))
+                .f("asn", m.config.asn)
+                .f("exit", m.config.exit)
+                .list("prefixes", m.config.prefixes.iter().map(Show))
+                .f("endpoint", m.endpoint.map(Show))
+                .f("endpoint_confirmed", m.endpoint_confirmed)
+                .f("handshake_age_s", m.since_handshake.map(secs))
+                .f("rtt_ms", m.rtt.map(|d| d.as_millis()))
+                .f("latency_ms", m.latency.map(ms))
+                .f(
                     "last_rx_age_s",
                     m.last_rx.map(|t| secs(now.saturating_duration_since(t))),
                 )
-                .with("rx_datagrams", m.stats.rx_datagrams)
-                .with("rx_packets", m.stats.rx_packets)
-                .with("rx_bytes", m.stats.rx_bytes)
-                .with("tx_packets", m.stats.tx_packets)
-                .with("tx_bytes", m.stats.tx_bytes)
-                .with("rx_errors", m.stats.rx_errors)
-                .with("roams", m.stats.roams)
-                .with("path", path)
-                .with(
-                    "traversal",
-                    traversal.as_ref().map(|t| {
-                        Json::obj()
-                            .with(
-                                "learned",
-                                t.learned
-                                    .iter()
-                                    .map(|e| Json::from(e.to_string()))
-                                    .collect::<Vec<_>>(),
-                            )
-                            .with("punching", t.punching)
-                            .with("punch_attempts", t.punch_attempts)
-                            .with("punch_successes", t.punch_successes)
-                            .with("last_punch_ms", t.last_punch.map(|d| d.as_millis()))
-                    }),
-                )
-                .with(
+                .f("rx_datagrams", m.stats.rx_datagrams)
+                .f("rx_packets", m.stats.rx_packets)
+                .f("rx_bytes", m.stats.rx_bytes)
+                .f("tx_packets", m.stats.tx_packets)
+                .f("tx_bytes", m.stats.tx_bytes)
+                .f("rx_errors", m.stats.rx_errors)
+                .f("roams", m.stats.roams)
+                .opt_obj("path", path, |o, (via, direct, hops)| {
+                    o.f("via", via).f("direct", direct).f("hops", hops);
+                })
+                .opt_obj("traversal", traversal.as_ref(), |o, t| {
+                    o.list("learned", t.learned.iter().map(Show))
+                        .f("punching", t.punching)
+                        .f("punch_attempts", t.punch_attempts)
+                        .f("punch_successes", t.punch_successes)
+                        .f("last_punch_ms", t.last_punch.map(|d| d.as_millis()));
+                })
+                .opt_obj(
                     "nat",
-                    traversal.as_ref().and_then(|t| t.nat).map(|(b, ps)| {
-                        Json::obj()
-                            .with("behaviour", b.as_str())
-                            .with("playstation", ps)
-                    }),
+                    traversal.as_ref().and_then(|t| t.nat),
+                    |o, (b, ps)| {
+                        o.f("behaviour", b.as_str()).f("playstation", ps);
+                    },
                 )
-                .with(
-                    "bfd",
-                    m.bfd.map(|b| {
-                        Json::obj()
-                            .with("state", format!("{:?}", b.state))
-                            .with("remote_state", format!("{:?}", b.remote_state))
-                            .with("diagnostic", b.diagnostic.to_string())
-                            .with("tx_interval_ms", b.tx_interval.as_micros() as f64 / 1000.0)
-                            .with("detection_ms", b.detection_time.as_micros() as f64 / 1000.0)
-                            .with("rx_interval_ms", b.rx_interval.as_micros() as f64 / 1000.0)
-                            .with("jitter_ms", b.jitter.as_micros() as f64 / 1000.0)
-                            .with(
-                                "uptime_s",
-                                b.up_since.map(|t| secs(now.saturating_duration_since(t))),
-                            )
-                            .with("tx_packets", b.stats.tx_packets)
-                            .with("rx_packets", b.stats.rx_packets)
-                            .with("downs", b.stats.downs)
-                            .with("downs_survived", m.bfd_survived)
-                            .with("downs_confirmed", m.bfd_confirmed)
-                            .with("traffic_moved", m.traffic_moved)
-                            .with(
-                                "bgp_down_in_ms",
-                                m.bgp_down_at
-                                    .map(|t| t.saturating_duration_since(now).as_millis()),
-                            )
-                            .with(
-                                "traffic_returns_in_ms",
-                                m.traffic_returns_at
-                                    .map(|t| t.saturating_duration_since(now).as_millis()),
-                            )
-                    }),
-                )
-                .with(
+                .opt_obj("bfd", m.bfd, |o, b| {
+                    o.f("state", Show(Name(b.state)))
+                        .f("remote_state", Show(Name(b.remote_state)))
+                        .f("diagnostic", Show(b.diagnostic))
+                        .f("tx_interval_ms", ms(b.tx_interval))
+                        .f("detection_ms", ms(b.detection_time))
+                        .f("rx_interval_ms", ms(b.rx_interval))
+                        .f("jitter_ms", ms(b.jitter))
+                        .f(
+                            "uptime_s",
+                            b.up_since.map(|t| secs(now.saturating_duration_since(t))),
+                        )
+                        .f("tx_packets", b.stats.tx_packets)
+                        .f("rx_packets", b.stats.rx_packets)
+                        .f("downs", b.stats.downs)
+                        .f("downs_survived", m.bfd_survived)
+                        .f("downs_confirmed", m.bfd_confirmed)
+                        .f("traffic_moved", m.traffic_moved)
+                        .f(
+                            "bgp_down_in_ms",
+                            m.bgp_down_at
+                                .map(|t| t.saturating_duration_since(now).as_millis()),
+                        )
+                        .f(
+                            "traffic_returns_in_ms",
+                            m.traffic_returns_at
+                                .map(|t| t.saturating_duration_since(now).as_millis()),
+                        );
+                })
+                .f(
                     "bgp_held_for_s",
                     m.bgp_held_until
                         .map(|t| secs(t.saturating_duration_since(now))),
                 )
-                .with(
-                    "bgp",
-                    Json::obj()
-                        .with("state", format!("{:?}", m.bgp_state))
-                        .with(
+                .obj("bgp", |o| {
+                    o.f("state", Show(Name(m.bgp_state)))
+                        .f(
                             "uptime_s",
                             m.bgp_established_since
                                 .map(|t| secs(now.saturating_duration_since(t))),
                         )
-                        .with("last_down", m.bgp_last_down.map(down_reason))
-                        .with("prefixes_received", m.prefixes_received)
-                        .with("updates_in", m.bgp_stats.updates_in)
-                        .with("updates_out", m.bgp_stats.updates_out)
-                        .with("flaps", m.bgp_stats.flaps)
-                        .with("treat_as_withdraw", m.bgp_stats.treat_as_withdraw)
-                        .with("replaced_connections", m.bgp_stats.replaced_connections)
-                        .with("refused_routes", m.import.filtered),
-                ),
-        );
+                        .f("last_down", m.bgp_last_down.map(|r| Show(Down(r))))
+                        .f("prefixes_received", m.prefixes_received)
+                        .f("updates_in", m.bgp_stats.updates_in)
+                        .f("updates_out", m.bgp_stats.updates_out)
+                        .f("flaps", m.bgp_stats.flaps)
+                        .f("treat_as_withdraw", m.bgp_stats.treat_as_withdraw)
+                        .f("replaced_connections", m.bgp_stats.replaced_connections)
+                        .f("refused_routes", m.import.filtered);
+                });
+        });
     }
-    let mut routes = Vec::new();
+}
+
+/// Every route: the best path and why it won, and every alternative and
+/// the step it lost at.
+fn write_routes<C: Crypto>(a: &mut crate::json::Arr<'_>, node: &Node<'_, C>) {
     for e in node.routes() {
         let Some(best) = e.best() else { continue };
-        let path_json = |p: &mesh_core::rib::Path| {
+        let path = |o: &mut Obj<'_>, p: &mesh_core::rib::Path| {
             let attrs = node.rib().attrs(p.attrs);
-            Json::obj()
-                .with("via", source_name(node, p.source))
-                .with("as_path", attrs.map(|a| a.as_path.to_string()))
-                .with(
+            o.f("via", source_name(node, p.source))
+                .f("as_path", attrs.map(|a| Show(&a.as_path)))
+                .f(
                     "next_hop",
-                    attrs.and_then(|a| a.next_hop_for(e.prefix.family()).map(|n| n.to_string())),
-                )
+                    attrs.and_then(|a| a.next_hop_for(e.prefix.family()).map(Show)),
+                );
         };
-        let alternatives: Vec<Json> = e.paths()[1..]
-            .iter()
-            .map(|p| path_json(p).with("lost", p.step.describe()))
-            .collect();
-        routes.push(
-            Json::obj()
-                .with("prefix", e.prefix.to_string())
-                .with("best", path_json(best).with("reason", best.step.describe()))
-                .with("ecmp", e.ecmp_len())
-                .with("alternatives", alternatives),
-        );
+        a.obj(|o| {
+            o.f("prefix", Show(e.prefix))
+                .obj("best", |o| {
+                    path(o, best);
+                    o.f("reason", best.step.describe());
+                })
+                .f("ecmp", e.ecmp_len())
+                .arr("alternatives", |a| {
+                    for p in &e.paths()[1..] {
+                        a.obj(|o| {
+                            path(o, p);
+                            o.f("lost", p.step.describe());
+                        });
+                    }
+                });
+        });
     }
-    let s = node.stats();
-    let counters = Json::obj()
-        .with("udp_in", s.udp_in)
-        .with("udp_invalid", s.udp_invalid)
-        .with("udp_oversized", s.udp_oversized)
-        .with("unknown_key", s.unknown_key)
-        .with("cookie_replies", s.cookie_replies)
-        .with("bad_inner", s.bad_inner)
-        .with("spoofed", s.spoofed)
-        .with("lan_foreign_source", s.lan_foreign_source)
-        .with("forwarded", s.forwarded)
-        .with("to_lan", s.to_lan)
-        .with("from_lan", s.from_lan)
-        .with("no_route", s.no_route)
-        .with("ttl_expired", s.ttl_expired)
-        .with("icmp_sent", s.icmp_sent)
-        .with("no_endpoint", s.no_endpoint)
-        .with("queue_full", s.queue_full)
-        .with("hijacks_refused", s.hijacks_refused)
-        .with("redundant_copies", s.redundant_copies)
-        .with("duplicates_dropped", s.duplicates_dropped)
-        .with("bfd_discarded", s.bfd_discarded)
-        .with("stun_requests", s.stun_requests)
-        .with("stun_answered", s.stun_answered)
-        .with("stun_invalid", s.stun_invalid)
-        .with("stun_unexpected", s.stun_unexpected)
-        .with("stun_responses", s.stun_responses)
-        .with("stun_rate_limited", s.stun_rate_limited)
-        .with("pex_sent", s.pex_sent)
-        .with("pex_received", s.pex_received)
-        .with("pex_invalid", s.pex_invalid)
-        .with("group_sent", s.group_sent)
-        .with("group_invalid", s.group_invalid)
-        .with("group_limited", s.group_limited)
-        .with("punch_packets", s.punch_packets)
-        .with("punch_failures", s.punch_failures)
-        .with("relay_refused", s.relay_refused)
-        .with("relay_rate_limited", s.relay_rate_limited);
+}
+
+/// This router's NAT as its members' STUN answers show it.
+fn write_nat<C: Crypto>(o: &mut Obj<'_>, node: &Node<'_, C>) {
     let n = node.nat_report();
-    let nat = Json::obj()
-        .with("behaviour", n.behaviour.as_str())
-        .with("mapping", n.mapping.as_str())
-        .with("filtering", n.filtering.as_str())
-        .with("playstation", n.playstation)
-        .with("public", n.public.map(|e| e.to_string()))
-        .with("observers", n.observers)
-        .with("cgnat", n.cgnat)
+    o.f("behaviour", n.behaviour.as_str())
+        .f("mapping", n.mapping.as_str())
+        .f("filtering", n.filtering.as_str())
+        .f("playstation", n.playstation)
+        .f("public", n.public.map(Show))
+        .f("observers", n.observers)
+        .f("cgnat", n.cgnat)
         // What a console here gets without a game exit, in each maker's
         // words (the same as a console's `nat` in `exit.consoles[]` then).
-        .with("console", console_nat(n.mapping, n.filtering));
-    Json::obj()
-        .with("version", env!("CARGO_PKG_VERSION"))
-        .with("public_key", node.public_key().to_string())
-        .with("overlay", c.overlay.to_string())
-        .with("asn", c.asn)
-        .with("listen_port", listen_port)
-        .with(
-            "announce",
-            c.lan_prefixes
-                .iter()
-                .map(|p| Json::from(p.to_string()))
-                .collect::<Vec<_>>(),
-        )
-        .with(
-            "lan_map",
-            c.lan_map
-                .iter()
-                .map(|m| {
-                    Json::obj()
-                        .with("lan", format!("{}/{}", m.lan.0, m.lan.1))
-                        .with("alias", format!("{}/{}", m.alias.0, m.alias.1))
-                })
-                .collect::<Vec<_>>(),
-        )
-        .with(
-            "failover",
-            Json::obj()
-                .with(
-                    "bfd",
-                    c.bfd.map(|b| {
-                        format!("{} ms x {}", b.desired_min_tx.as_millis(), b.detect_mult)
-                    }),
-                )
-                .with("redundancy_max_size", c.redundancy_max_len),
-        )
-        .with("nat", nat)
-        .with("exit", exit_document(node, consoles, now))
-        .with("members", members)
+        .obj("console", |o| console_nat(o, n.mapping, n.filtering));
+}
+
+/// The node's part of the status document: its fields into `o`.
+pub fn write_node<C: Crypto>(
+    o: &mut Obj<'_>,
+    node: &Node<'_, C>,
+    consoles: &[Console],
+    now: Instant,
+    listen_port: u16,
+) {
+    let c = node.config();
+    let s = node.stats();
+    o.f("version", env!("CARGO_PKG_VERSION"))
+        .f("public_key", Show(node.public_key()))
+        .f("overlay", Show(c.overlay))
+        .f("asn", c.asn)
+        .f("listen_port", listen_port)
+        .list("announce", c.lan_prefixes.iter().map(Show))
+        .arr("lan_map", |a| {
+            for m in &c.lan_map {
+                a.obj(|o| {
+                    o.f("lan", Show(format_args!("{}/{}", m.lan.0, m.lan.1)))
+                        .f("alias", Show(format_args!("{}/{}", m.alias.0, m.alias.1)));
+                });
+            }
+        })
+        .obj("failover", |o| {
+            o.f(
+                "bfd",
+                c.bfd
+                    .map(|b| format!("{} ms x {}", b.desired_min_tx.as_millis(), b.detect_mult)),
+            )
+            .f("redundancy_max_size", c.redundancy_max_len);
+        })
+        .obj("nat", |o| write_nat(o, node))
+        .obj("exit", |o| write_exit(o, node, consoles, now))
+        .arr("members", |a| write_members(a, node, now))
         // Members there is memory for (option max_members, set at start).
-        .with("member_room", node.member_capacity())
-        .with("routes", routes)
-        .with("counters", counters)
+        .f("member_room", node.member_capacity())
+        .arr("routes", |a| write_routes(a, node))
+        .obj("counters", |o| {
+            o.f("udp_in", s.udp_in)
+                .f("udp_invalid", s.udp_invalid)
+                .f("udp_oversized", s.udp_oversized)
+                .f("unknown_key", s.unknown_key)
+                .f("cookie_replies", s.cookie_replies)
+                .f("bad_inner", s.bad_inner)
+                .f("spoofed", s.spoofed)
+                .f("lan_foreign_source", s.lan_foreign_source)
+                .f("forwarded", s.forwarded)
+                .f("to_lan", s.to_lan)
+                .f("from_lan", s.from_lan)
+                .f("no_route", s.no_route)
+                .f("ttl_expired", s.ttl_expired)
+                .f("icmp_sent", s.icmp_sent)
+                .f("no_endpoint", s.no_endpoint)
+                .f("queue_full", s.queue_full)
+                .f("hijacks_refused", s.hijacks_refused)
+                .f("redundant_copies", s.redundant_copies)
+                .f("duplicates_dropped", s.duplicates_dropped)
+                .f("bfd_discarded", s.bfd_discarded)
+                .f("stun_requests", s.stun_requests)
+                .f("stun_answered", s.stun_answered)
+                .f("stun_invalid", s.stun_invalid)
+                .f("stun_unexpected", s.stun_unexpected)
+                .f("stun_responses", s.stun_responses)
+                .f("stun_rate_limited", s.stun_rate_limited)
+                .f("pex_sent", s.pex_sent)
+                .f("pex_received", s.pex_received)
+                .f("pex_invalid", s.pex_invalid)
+                .f("group_sent", s.group_sent)
+                .f("group_invalid", s.group_invalid)
+                .f("group_limited", s.group_limited)
+                .f("punch_packets", s.punch_packets)
+                .f("punch_failures", s.punch_failures)
+                .f("relay_refused", s.relay_refused)
+                .f("relay_rate_limited", s.relay_rate_limited);
+        });
 }
 
 fn s<'a>(j: &'a Json, k: &str) -> &'a str {
@@ -1012,21 +1049,13 @@ fn render_exit(out: &mut String, x: &Json) {
     }
 }
 
-/// The member the path to `prefix` leaves through now, if any.
-pub fn first_hop<C: Crypto>(node: &Node<'_, C>, prefix: &Prefix) -> Option<String> {
-    node.rib()
-        .entry(prefix)
-        .and_then(|e| e.best())
-        .map(|b| source_name(node, b.source))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_console_behind_a_router_with_a_public_address_is_behind_its_masquerade() {
-        let c = console_nat(Mapping::NoNat, Filtering::Unknown);
+        let c = crate::json::tree(|o| console_nat(o, Mapping::NoNat, Filtering::Unknown));
         assert_eq!(
             (
                 c.get("playstation").and_then(Json::as_i64),
@@ -1036,10 +1065,13 @@ mod tests {
             (Some(2), Some("Moderate"), Some("B"))
         );
         // Behind a NAT the router measured, the console shares it.
-        let cgnat = console_nat(
-            Mapping::EndpointDependent,
-            Filtering::AddressAndPortDependent,
-        );
+        let cgnat = crate::json::tree(|o| {
+            console_nat(
+                o,
+                Mapping::EndpointDependent,
+                Filtering::AddressAndPortDependent,
+            )
+        });
         assert_eq!(cgnat.get("playstation").and_then(Json::as_i64), Some(3));
     }
 }

@@ -35,7 +35,8 @@
 
 use std::path::Path;
 
-use crate::json::Json;
+use crate::json::{Json, Sink};
+use crate::status::Part;
 use crate::ubus::{ArgType, Status, UbusObject};
 use crate::uci_edit::{self, EditError, NewMember};
 
@@ -64,8 +65,9 @@ const MEMBER_ADD: &[(&str, ArgType)] = &[
 /// What a method needs of the daemon. The daemon is the one real
 /// implementation; the table's tests use a double.
 pub trait Api {
-    /// The whole status document (`meshd status --json`).
-    fn status(&self) -> Json;
+    /// The status document (`meshd status --json`), or the part asked
+    /// for, written into `sink` as one object.
+    fn status(&self, part: Part, sink: &mut dyn Sink);
     /// The UCI file that `member_add`/`member_del` edit.
     fn config_path(&self) -> &Path;
     /// Sends a notification to the object's subscribers (if any).
@@ -109,6 +111,9 @@ impl std::fmt::Debug for Edit {
 #[derive(Debug)]
 pub enum Answer {
     Now(Result<Json, Status>),
+    /// The status document or a part of it, written straight into the
+    /// reply ([`Api::status`]): never built as a tree.
+    Document(Part),
     /// `{"reloaded": true}` once the file was re-read and applied, or
     /// refused (the log says why, and the running configuration stays).
     AfterReload,
@@ -142,22 +147,22 @@ pub const METHODS: &[Method] = &[
     Method {
         name: "status",
         args: NO_ARGS,
-        call: |api, _| Answer::Now(Ok(api.status())),
+        call: |_, _| Answer::Document(Part::Whole),
     },
     Method {
         name: "members",
         args: NO_ARGS,
-        call: |api, _| Answer::Now(Ok(part(&api.status(), "members"))),
+        call: |_, _| Answer::Document(Part::Members),
     },
     Method {
         name: "routes",
         args: NO_ARGS,
-        call: |api, _| Answer::Now(Ok(part(&api.status(), "routes"))),
+        call: |_, _| Answer::Document(Part::Routes),
     },
     Method {
         name: "nat",
         args: NO_ARGS,
-        call: |api, _| Answer::Now(Ok(part(&api.status(), "nat"))),
+        call: |_, _| Answer::Document(Part::Nat),
     },
     Method {
         // Consoles first: each one's exit, public address and NAT type;
@@ -165,12 +170,7 @@ pub const METHODS: &[Method] = &[
         // mappings and counters.
         name: "consoles",
         args: NO_ARGS,
-        call: |api, _| {
-            Answer::Now(Ok(match api.status().get("exit") {
-                Some(x @ Json::Obj(_)) => x.clone(),
-                _ => Json::obj(),
-            }))
-        },
+        call: |_, _| Answer::Document(Part::Exit),
     },
     Method {
         name: "reload",
@@ -224,7 +224,7 @@ pub const METHODS: &[Method] = &[
         // Pending invites, their counters, and our own join.
         name: "invites",
         args: NO_ARGS,
-        call: |api, _| Answer::Now(Ok(part(&api.status(), "invites"))),
+        call: |_, _| Answer::Document(Part::Invites),
     },
     Method {
         name: "member_del",
@@ -287,11 +287,6 @@ pub fn call(api: &mut dyn Api, method: &str, args: &Json) -> Answer {
 fn refused(method: &str, status: Status, why: String) -> Answer {
     log::warn!("ubus: {method} refused, nothing changed: {why}");
     Answer::Now(Err(status))
-}
-
-/// One key of the status document, as its own answer (`{"members": ...}`).
-pub fn part(doc: &Json, key: &str) -> Json {
-    Json::obj().with(key, doc.get(key).cloned().unwrap_or(Json::Null))
 }
 
 fn string(args: &Json, key: &str) -> Result<Option<String>, String> {
@@ -488,11 +483,10 @@ mod tests {
     }
 
     impl Api for FakeDaemon {
-        fn status(&self) -> Json {
-            Json::obj()
-                .with("members", Json::Arr(vec!["alice".into()]))
-                .with("routes", Json::Arr(vec![]))
-                .with("nat", Json::obj().with("behaviour", "cone"))
+        fn status(&self, part: Part, sink: &mut dyn Sink) {
+            crate::json::object(sink, |o| {
+                o.f("part", format!("{part:?}"));
+            });
         }
 
         fn config_path(&self) -> &Path {
@@ -525,6 +519,11 @@ mod tests {
     fn call_and_edit(d: &mut FakeDaemon, method: &str, args: &Json) -> Result<Json, Status> {
         match call(d, method, args) {
             Answer::Now(r) => r,
+            Answer::Document(part) => {
+                let mut tree = crate::json::Tree::default();
+                d.status(part, &mut tree);
+                Ok(tree.into_json())
+            }
             Answer::AfterReload => reloaded(),
             Answer::AfterEdit(edit) => {
                 let done = (edit.job)(d.config_path());
@@ -626,20 +625,24 @@ mod tests {
     }
 
     #[test]
-    fn the_document_methods_answer_the_document_or_one_key_of_it() {
+    fn the_document_methods_answer_their_part_of_the_document() {
         let mut d = FakeDaemon::with_config("document", CONFIG);
-        let doc = d.status();
-        assert_eq!(
-            call_and_edit(&mut d, "status", &Json::obj()),
-            Ok(doc.clone())
-        );
-        for key in ["members", "routes", "nat"] {
+        for (method, part) in [
+            ("status", Part::Whole),
+            ("members", Part::Members),
+            ("routes", Part::Routes),
+            ("nat", Part::Nat),
+            ("consoles", Part::Exit),
+            ("invites", Part::Invites),
+        ] {
             assert_eq!(
-                call_and_edit(&mut d, key, &Json::obj()),
-                Ok(part(&doc, key))
+                call_and_edit(&mut d, method, &Json::obj()),
+                Ok(Json::obj().with("part", format!("{part:?}"))),
+                "{method}"
             );
         }
         assert_eq!(d.notes.len(), 0);
+        assert_eq!(d.file(), CONFIG);
     }
 
     #[test]
@@ -766,17 +769,5 @@ mod tests {
             let e = new_member(&bad).unwrap_err();
             assert!(e.contains(why), "{e}");
         }
-    }
-
-    #[test]
-    fn parts_of_the_document() {
-        let doc = Json::obj()
-            .with("nat", Json::obj().with("behaviour", "cone"))
-            .with("members", Json::Arr(vec![]));
-        assert_eq!(
-            part(&doc, "nat"),
-            Json::obj().with("nat", Json::obj().with("behaviour", "cone"))
-        );
-        assert_eq!(part(&doc, "routes"), Json::obj().with("routes", Json::Null));
     }
 }

@@ -72,9 +72,18 @@ fn consoles_reach_each_other_within_ten_seconds() {
     // R1 and R4 have no tunnel: their traffic transits R2 or R3.
     let via = lab.first_hop(1, 4).unwrap();
     assert!(via == 2 || via == 3, "C1→C4 goes via r{via}");
+    // The text `meshd status` renders from the daemon's JSON answer.
     let status = lab.status_text(1);
+    assert!(status.starts_with("meshd "), "{status}");
     assert!(status.contains("Established"), "{status}");
-    assert!(status.contains("192.168.4.0/24"), "{status}");
+    assert!(
+        status.lines().any(|l| {
+            l.trim_start().starts_with("192.168.4.0/24")
+                && (l.contains("via r2") || l.contains("via r3"))
+                && l.contains("as-path [")
+        }),
+        "no route line for C4's LAN\n{status}"
+    );
 }
 
 /// Issue 17, part 1: configs with no overlay address and no AS number

@@ -176,15 +176,34 @@ fn meshd_serves_its_ubus_object() {
         .filter_map(|m| m.get("name").and_then(Json::as_str))
         .collect();
     assert_eq!(names, ["bob"]);
-    for m in ["routes", "nat"] {
+    // Each part is that key of the whole document and nothing else, with
+    // the same fields (values may move on between the calls).
+    let keys = |j: &Json| -> Vec<String> {
+        match j {
+            Json::Obj(fields) => fields.iter().map(|(k, _)| k.clone()).collect(),
+            Json::Arr(items) => items
+                .iter()
+                .flat_map(|i| match i {
+                    Json::Obj(f) => f.iter().map(|(k, _)| k.clone()).collect(),
+                    _ => vec![],
+                })
+                .collect(),
+            _ => vec![],
+        }
+    };
+    for m in ["members", "routes", "nat", "invites"] {
         let (st, d) = call(&mut s, obj, m, Json::obj(), &mut notes);
         assert_eq!(st, 0);
-        assert!(d.get(m).is_some(), "{m}: {d}");
+        assert_eq!(keys(&d), [m], "{m}: {d}");
+        let (part, whole) = (d.get(m).unwrap(), doc.get(m).unwrap());
+        assert_eq!(keys(part), keys(whole), "{m}: {part} vs {whole}");
+        assert!(!keys(part).is_empty(), "{m}: {part}");
     }
     // consoles: the exit part of the document (no console on this host's
     // LAN, no exit in this mesh: empty lists, counters at zero).
     let (st, d) = call(&mut s, obj, "consoles", Json::obj(), &mut notes);
     assert_eq!(st, 0);
+    assert_eq!(keys(&d), keys(doc.get("exit").unwrap()), "{d}");
     for key in ["consoles", "exits", "counters"] {
         assert!(d.get(key).is_some(), "consoles lacks {key}: {d}");
     }
