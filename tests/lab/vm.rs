@@ -395,11 +395,11 @@ impl VmRouter {
         .unwrap_or_else(|| "(no answer from the router's shell)".into())
     }
 
-    /// meshd's resident memory (kB) and the VM's free and available
-    /// memory (kB), read inside the router.
-    pub fn memory(&self) -> Option<(u64, u64, u64)> {
+    /// meshd's resident memory and its peak (kB), and the VM's free and
+    /// available memory (kB), read inside the router.
+    pub fn memory(&self) -> Option<(u64, u64, u64, u64)> {
         let out = self.shell(
-            "grep VmRSS /proc/$(cat /var/run/meshd.pid)/status; grep -E 'MemFree|MemAvailable' /proc/meminfo",
+            "grep -E 'VmRSS|VmHWM' /proc/$(cat /var/run/meshd.pid)/status; grep -E 'MemFree|MemAvailable' /proc/meminfo",
             Duration::from_secs(20),
         )?;
         let kb = |key: &str| -> Option<u64> {
@@ -410,7 +410,12 @@ impl VmRouter {
                 .parse()
                 .ok()
         };
-        Some((kb("VmRSS:")?, kb("MemFree:")?, kb("MemAvailable:")?))
+        Some((
+            kb("VmRSS:")?,
+            kb("VmHWM:")?,
+            kb("MemFree:")?,
+            kb("MemAvailable:")?,
+        ))
     }
 }
 
@@ -827,6 +832,10 @@ pub struct VmSquare {
     pub relay: DelayRelay,
 }
 
+/// Members r1 has beside r2..r4 that never come up: 16 in all, the
+/// default room.
+pub const AWAY_FRIENDS: usize = 13;
+
 /// Options of `config meshd` every router of the square gets beside its
 /// own (e.g. slower BFD timers under TCG).
 pub struct SquareOptions {
@@ -854,6 +863,14 @@ impl VmSquare {
                         .unwrap();
                 let public = meshd_key(meshd, &private);
                 (private, public)
+            })
+            .collect();
+        let away: Vec<String> = (0..AWAY_FRIENDS)
+            .map(|_| {
+                let private =
+                    String::from_utf8(Command::new(meshd).arg("genkey").output().unwrap().stdout)
+                        .unwrap();
+                meshd_key(meshd, &private)
             })
             .collect();
         let rootfs = std::fs::read(&image.rootfs).expect("the image's initramfs");
@@ -893,6 +910,23 @@ impl VmSquare {
                     config.push_str(&format!(
                         "\tlist endpoint '172.16.{}.{peer}:51820'\n",
                         l + 1
+                    ));
+                }
+            }
+            // r1 also has friends who are away (no endpoint, never up), up
+            // to the default room of 16 members: its memory is that of a
+            // 16-member mesh with 3 sessions up.
+            if n == 1 {
+                for (i, key) in away.iter().enumerate() {
+                    config.push_str(&format!(
+                        "\nconfig member 'away{i}'\n\
+                         \toption public_key '{key}'\n\
+                         \toption overlay '10.0.1.{}'\n\
+                         \toption asn '{}'\n\
+                         \tlist prefix '192.168.{}.0/24'\n",
+                        i + 1,
+                        65100 + i,
+                        100 + i
                     ));
                 }
             }
