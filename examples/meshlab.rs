@@ -2029,10 +2029,11 @@ fn demo_vm(meshd: &Path, check: bool) -> Result<(), String> {
         .unwrap_or_default();
     println!("\nR1's view (meshd status, inside the VM):\n{status}");
     for n in 1..=4 {
-        if let Some((rss, free, available)) = sq.router(n).memory() {
+        if let Some((rss, peak, free, available)) = sq.router(n).memory() {
             clock.say(format!(
-                "r{n}: meshd RSS {:.1} MiB, free {:.1} MiB, available {:.1} MiB of 64",
+                "r{n}: meshd RSS {:.1} MiB (peak {:.1}), free {:.1} MiB, available {:.1} MiB of 64",
                 rss as f64 / 1024.0,
+                peak as f64 / 1024.0,
                 free as f64 / 1024.0,
                 available as f64 / 1024.0
             ));
