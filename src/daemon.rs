@@ -1845,19 +1845,24 @@ impl Daemon {
                 (SocketAddr::V4(_), Port::Alt) => {
                     self.udp_alt.as_ref().map(|s| s.send_to(d.bytes, d.to))
                 }
-                (to, _) if self.gathering => {
-                    if self.gso.push(d.bytes, to) {
-                        continue;
-                    }
-                    flush_gathered(
-                        &mut self.gso,
-                        &self.udp4,
-                        self.udp6.as_ref(),
-                        &mut self.gso_on,
-                        &mut self.udp_send_errors,
-                    );
-                    if self.gso.push(d.bytes, to) {
-                        continue;
+                (to, _) => {
+                    // Gathered for one sendmsg; when the batch cannot take
+                    // it, the batch goes first; what no batch takes goes
+                    // alone.
+                    if self.gathering {
+                        if self.gso.push(d.bytes, to) {
+                            continue;
+                        }
+                        flush_gathered(
+                            &mut self.gso,
+                            &self.udp4,
+                            self.udp6.as_ref(),
+                            &mut self.gso_on,
+                            &mut self.udp_send_errors,
+                        );
+                        if self.gso.push(d.bytes, to) {
+                            continue;
+                        }
                     }
                     match to {
                         SocketAddr::V4(_) => Some(raw::send_to(self.udp4.as_raw_fd(), d.bytes, to)),
@@ -1867,11 +1872,6 @@ impl Daemon {
                             .map(|s| raw::send_to(s.as_raw_fd(), d.bytes, to)),
                     }
                 }
-                (SocketAddr::V4(_), _) => Some(raw::send_to(self.udp4.as_raw_fd(), d.bytes, d.to)),
-                (SocketAddr::V6(_), _) => self
-                    .udp6
-                    .as_ref()
-                    .map(|s| raw::send_to(s.as_raw_fd(), d.bytes, d.to)),
             };
             if !matches!(sent, Some(Ok(_))) {
                 self.udp_send_errors += 1;
