@@ -399,15 +399,15 @@ fn main() -> ExitCode {
             let socket = Config::load(&config)
                 .map(|c| c.main.control_socket)
                 .unwrap_or_else(|_| PathBuf::from(meshd::config::DEFAULT_CONTROL_SOCKET));
+            // The daemon answers compact JSON only; indenting it and
+            // rendering the text happen here, off its packet loop.
             match control::ask(&socket, "status") {
-                Ok(answer) if json => {
-                    print!("{answer}");
-                    ExitCode::SUCCESS
-                }
-                // The daemon answers JSON only; the text is rendered here,
-                // off its packet loop, from that same document.
                 Ok(answer) => {
                     match meshd::json::Json::parse(&answer) {
+                        Ok(doc) if json => {
+                            println!("{}", doc.pretty());
+                            ExitCode::SUCCESS
+                        }
                         Ok(doc) => {
                             print!("{}", meshd::status::render(&doc));
                             ExitCode::SUCCESS

@@ -72,6 +72,9 @@ fn consoles_reach_each_other_within_ten_seconds() {
     // R1 and R4 have no tunnel: their traffic transits R2 or R3.
     let via = lab.first_hop(1, 4).unwrap();
     assert!(via == 2 || via == 3, "C1→C4 goes via r{via}");
+    // `meshd status --json` indents the daemon's compact answer for people.
+    let json = lab.status_json(1).unwrap_or_default();
+    assert!(json.starts_with("{\n  \"version\": \""), "{json}");
     // The text `meshd status` renders from the daemon's JSON answer.
     let status = lab.status_text(1);
     assert!(status.starts_with("meshd "), "{status}");
