@@ -832,6 +832,17 @@ pub struct VmSquare {
     pub relay: DelayRelay,
 }
 
+/// A `config member` section (without endpoints).
+fn member_section(name: &str, key: &str, overlay: &str, asn: usize, prefix: &str) -> String {
+    format!(
+        "\nconfig member '{name}'\n\
+         \toption public_key '{key}'\n\
+         \toption overlay '{overlay}'\n\
+         \toption asn '{asn}'\n\
+         \tlist prefix '{prefix}'\n"
+    )
+}
+
 /// Members r1 has beside r2..r4 that never come up: 16 in all, the
 /// default room.
 pub const AWAY_FRIENDS: usize = 13;
@@ -856,23 +867,15 @@ impl VmSquare {
             remote: base + 2 * n as u16 + 1,
         };
         let wire_port = |l: usize, k: u16| base + 16 + 4 * l as u16 + k;
-        let keys: Vec<(String, String)> = (1..=4)
-            .map(|_| {
-                let private =
-                    String::from_utf8(Command::new(meshd).arg("genkey").output().unwrap().stdout)
-                        .unwrap();
-                let public = meshd_key(meshd, &private);
-                (private, public)
-            })
-            .collect();
-        let away: Vec<String> = (0..AWAY_FRIENDS)
-            .map(|_| {
-                let private =
-                    String::from_utf8(Command::new(meshd).arg("genkey").output().unwrap().stdout)
-                        .unwrap();
-                meshd_key(meshd, &private)
-            })
-            .collect();
+        let new_key = || {
+            let private =
+                String::from_utf8(Command::new(meshd).arg("genkey").output().unwrap().stdout)
+                    .unwrap();
+            let public = meshd_key(meshd, &private);
+            (private, public)
+        };
+        let keys: Vec<(String, String)> = (1..=4).map(|_| new_key()).collect();
+        let away: Vec<String> = (0..AWAY_FRIENDS).map(|_| new_key().1).collect();
         let rootfs = std::fs::read(&image.rootfs).expect("the image's initramfs");
         let mut routers = Vec::new();
         for n in 1..=4usize {
@@ -893,14 +896,12 @@ impl VmSquare {
                 config.push_str(&format!("\toption {k} '{v}'\n"));
             }
             for m in (1..=4).filter(|&m| m != n) {
-                config.push_str(&format!(
-                    "\nconfig member 'r{m}'\n\
-                     \toption public_key '{}'\n\
-                     \toption overlay '10.0.0.{m}'\n\
-                     \toption asn '{}'\n\
-                     \tlist prefix '192.168.{m}.0/24'\n",
-                    keys[m - 1].1,
-                    65000 + m
+                config.push_str(&member_section(
+                    &format!("r{m}"),
+                    &keys[m - 1].1,
+                    &format!("10.0.0.{m}"),
+                    65000 + m,
+                    &format!("192.168.{m}.0/24"),
                 ));
                 if let Some(l) = SQUARE
                     .iter()
@@ -918,15 +919,12 @@ impl VmSquare {
             // 16-member mesh with 3 sessions up.
             if n == 1 {
                 for (i, key) in away.iter().enumerate() {
-                    config.push_str(&format!(
-                        "\nconfig member 'away{i}'\n\
-                         \toption public_key '{key}'\n\
-                         \toption overlay '10.0.1.{}'\n\
-                         \toption asn '{}'\n\
-                         \tlist prefix '192.168.{}.0/24'\n",
-                        i + 1,
+                    config.push_str(&member_section(
+                        &format!("away{i}"),
+                        key,
+                        &format!("10.0.1.{}", i + 1),
                         65100 + i,
-                        100 + i
+                        &format!("192.168.{}.0/24", 100 + i),
                     ));
                 }
             }
