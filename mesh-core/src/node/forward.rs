@@ -307,7 +307,13 @@ impl<T: Tunnel> Router<'_, '_, T> {
         if usable.is_empty() {
             // Every path moved: one that is not moved, then one whose BFD
             // is Up again (a member back from a blip, waiting out its
-            // return hysteresis) rather than one that is silent now.
+            // return hysteresis) rather than one that is silent now; then
+            // the one silent the shortest time. A member gone quiet a
+            // second ago is likelier dead than one that blipped just now:
+            // R2 lost power, traffic moved to R3, then the R1-R3 wire
+            // blipped (the VM square under a busy host). R3 is the path
+            // left; going back to R2 would lose everything until BGP gave
+            // up on it.
             let paths = entry
                 .paths()
                 .iter()
@@ -315,13 +321,27 @@ impl<T: Tunnel> Router<'_, '_, T> {
             let alive = paths
                 .clone()
                 .find(|p| !self.moved(p.source))
-                .or_else(|| paths.clone().find(|p| self.up_now(p.source)));
+                .or_else(|| paths.clone().find(|p| self.up_now(p.source)))
+                .or_else(|| self.latest_down(paths));
             if let Some(p) = alive {
                 let _ = usable.push(*p);
             }
         }
         // Nothing else: the silent member is still the best guess.
         pick(&usable).or_else(|| pick(set))
+    }
+
+    /// Of `paths`, the one whose member's BFD went down last (the best
+    /// ranked among equals).
+    fn latest_down<'p>(&self, paths: impl Iterator<Item = &'p Path>) -> Option<&'p Path> {
+        let down_at = |s: Source| match s {
+            Source::Local => None,
+            Source::Peer(p) => self.slots.get(p as usize).and_then(|s| s.bfd.down_at()),
+        };
+        paths.fold(None, |best: Option<&Path>, p| match best {
+            Some(b) if down_at(b.source) >= down_at(p.source) => Some(b),
+            _ => Some(p),
+        })
     }
 
     /// Forwarding avoids `source`: a member whose traffic moved.

@@ -112,6 +112,9 @@ pub(crate) struct Supervision {
     flaps: u32,
     /// Forwarding avoids the member.
     moved: bool,
+    /// When BFD last went down: the member's last sign of life, give or
+    /// take its detection time.
+    down_at: Option<Instant>,
     /// BFD is down and BGP still up: BGP stops at this instant unless BFD
     /// comes Up first.
     confirm_at: Option<Instant>,
@@ -155,6 +158,7 @@ impl Supervision {
             release_at: None,
             flaps: 0,
             moved: false,
+            down_at: None,
             confirm_at: None,
             return_at: None,
             blips: 0,
@@ -197,6 +201,11 @@ impl Supervision {
     /// down and the tunnel has not proven healthy since.
     pub fn moved(&self) -> bool {
         self.moved
+    }
+
+    /// When BFD last went down, if it ever did.
+    pub fn down_at(&self) -> Option<Instant> {
+        self.down_at
     }
 
     /// BFD is down with BGP still up: BGP stops at this instant unless BFD
@@ -370,6 +379,7 @@ impl Supervision {
 
     fn bfd_down(&mut self, now: Instant, diagnostic: Diagnostic) {
         self.push(Event::BfdDown(diagnostic));
+        self.down_at = Some(now);
         self.return_at = None;
         self.release_at = None;
         self.set_moved(true);
@@ -406,6 +416,13 @@ impl Supervision {
             self.held = true;
             self.push(Event::StopBgp);
         }
+    }
+
+    /// BFD went down at `now` (for tests of forwarding, which have no
+    /// session to time out).
+    #[cfg(all(test, feature = "std"))]
+    pub(crate) fn went_down(&mut self, now: Instant) {
+        self.bfd_down(now, Diagnostic::ControlDetectionTimeExpired);
     }
 
     pub(crate) fn set_moved(&mut self, moved: bool) {

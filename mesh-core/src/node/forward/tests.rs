@@ -624,3 +624,52 @@ fn with_every_best_path_moved_a_packet_never_goes_back_where_it_came_from() {
         assert_eq!(net.member_sends_from(1, &to4), Verdict::Transit { to: 0 });
     });
 }
+
+/// Both paths to 4's home moved: 2's BFD went down first (its router lost
+/// power), then 3's blipped. Traffic stays on 3, the member heard from
+/// last, rather than going back to 2, silent for longer and likelier dead
+/// (the VM square lost C1→C4 for 475 ms this way until BGP gave up on 2).
+/// In the other order, 2 is the one heard from last. A packet 3 sent is
+/// still never sent back to 3.
+#[test]
+fn with_every_path_moved_the_member_heard_from_last_carries_the_traffic() {
+    big_stack(|| {
+        let mut net = net();
+        net.config.redundancy_max_len = None;
+        let game = udp(host(1), host(4), GAME, GAME, 100);
+        assert_eq!(
+            net.lan_sends(&game),
+            Verdict::ToMember { to: 0, copy: None }
+        );
+        net.slots.get_mut(0).unwrap().bfd.went_down(T0);
+        assert_eq!(
+            net.lan_sends(&game),
+            Verdict::ToMember { to: 1, copy: None }
+        );
+        net.slots
+            .get_mut(1)
+            .unwrap()
+            .bfd
+            .went_down(T0 + Duration::from_millis(1500));
+        assert_eq!(
+            net.lan_sends(&game),
+            Verdict::ToMember { to: 1, copy: None }
+        );
+        let from3 = udp(host(3), host(4), 5000, 6000, 20);
+        assert_eq!(net.member_sends_from(1, &from3), Verdict::Transit { to: 0 });
+        assert_eq!(net.member_sends(&from3), Verdict::Transit { to: 1 });
+
+        let mut net = self::net();
+        net.config.redundancy_max_len = None;
+        net.slots.get_mut(1).unwrap().bfd.went_down(T0);
+        net.slots
+            .get_mut(0)
+            .unwrap()
+            .bfd
+            .went_down(T0 + Duration::from_millis(1500));
+        assert_eq!(
+            net.lan_sends(&game),
+            Verdict::ToMember { to: 0, copy: None }
+        );
+    });
+}
