@@ -2041,7 +2041,7 @@ fn demo_vm(meshd: &Path, check: bool) -> Result<(), String> {
     }
     pause(2);
     println!("\n— 1. R2 loses power (its qemu killed), with the defaults —");
-    let c1 = sq.cut_r2(&probe, false);
+    let c1 = sq.cut_r2(&probe, false, None);
     clock.say(format!(
         "{} probes lost at the cut, {} while R2 cold-booted ({:.1} s) and took the traffic back ({:.1} s after power-on)",
         c1.lost_at_cut,
@@ -2055,7 +2055,7 @@ fn demo_vm(meshd: &Path, check: bool) -> Result<(), String> {
         s["failover"]["redundancy_max_size"].is_null()
     })?;
     clock.say("reloaded: r1's status shows redundancy off");
-    let c2 = sq.cut_r2(&probe, false);
+    let c2 = sq.cut_r2(&probe, false, None);
     clock.say(format!(
         "{} probes lost at the cut ({} ms: BFD's detection), {} while R2 came back ({:.1} s)",
         c2.lost_at_cut,
@@ -2065,7 +2065,7 @@ fn demo_vm(meshd: &Path, check: bool) -> Result<(), String> {
     ));
     pause(2);
     println!("\n— 3. the reset button (QMP system_reset) —");
-    let c3 = sq.cut_r2(&probe, true);
+    let c3 = sq.cut_r2(&probe, true, None);
     clock.say(format!(
         "{} probes lost at the reset ({} ms), {} while R2 came back ({:.1} s)",
         c3.lost_at_cut,

@@ -2,8 +2,9 @@
 //! `tests/lab/vm.rs` for the wiring): they boot the image
 //! `scripts/router-image.sh` built, converge, carry a 200 pps stream C1→C4,
 //! and the transit router loses power for real (SIGKILL of its qemu), cold
-//! boots and rejoins; once with redundant sending, once without, and once by
-//! the reset button (QMP `system_reset`).
+//! boots and rejoins; once with redundant sending, once without (and the
+//! R1-R3 wire stalling meanwhile, so that every path to C4 has moved at
+//! R1), and once by the reset button (QMP `system_reset`).
 //!
 //! Needs `qemu-system-aarch64` (Debian package `qemu-system-arm`) and the
 //! image; `scripts/test.sh` provides both. Runs under TCG (no KVM here):
@@ -34,6 +35,10 @@ const MAX_DETECTION: Duration = Duration::from_millis(mesh_core::bfd::DEFAULT_MA
 /// route moves, and the probes in flight on the wire to r2 are lost too.
 /// Measured on a quiet host: 18 and 82 ms beyond the detection time.
 const SWITCH: Duration = Duration::from_millis(120);
+
+/// How long the R1-R3 wire stalls during the second cut: longer than any
+/// detection time BFD may adapt to, so R1's BFD toward r3 goes down too.
+const STALL: Duration = Duration::from_millis(MAX_DETECTION.as_millis() as u64 + 100);
 
 fn meshd() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_meshd"))
@@ -136,7 +141,7 @@ fn four_arm64_router_vms_converge_survive_a_power_cut_and_rejoin() {
 
     // 1. Power cut with redundant sending (the default): nothing lost,
     //    neither at the cut nor while r2 boots and takes traffic again.
-    let c = sq.cut_r2(&probe, false);
+    let c = sq.cut_r2(&probe, false, None);
     say(&format!(
         "power cut, redundancy on: {} probes lost at the cut, {} while r2 came back; booted in {:.1} s, traffic back through r2 {:.1} s after power-on",
         c.lost_at_cut,
@@ -147,18 +152,24 @@ fn four_arm64_router_vms_converge_survive_a_power_cut_and_rejoin() {
     let redundant = (c.lost_at_cut, c.lost_rejoining);
 
     // 2. Without redundant sending: the loss window is BFD's detection.
+    //    And once the stream runs through r3, the R1-R3 wire stalls (as a
+    //    busy host made it do in CI once): R1's BFD toward r3 goes down
+    //    while r2's routes still stand, and the stream must stay on r3,
+    //    the member heard from last, not go back to the dead r2.
     sq.set_option_everywhere("redundancy", "0", |s| {
         s["failover"]["redundancy_max_size"].is_null()
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", sq.logs()));
-    let c2 = sq.cut_r2(&probe, false);
+    let c2 = sq.cut_r2(&probe, false, Some(STALL));
     say(&format!(
-        "power cut, redundancy off: {}",
-        c2.summary(INTERVAL)
+        "power cut, redundancy off: {}; the R1-R3 wire stalled {} ms meanwhile: r1's BFD toward r3 went down {} times",
+        c2.summary(INTERVAL),
+        STALL.as_millis(),
+        c2.r3_downs.map_or("an unknown number of".to_string(), |n| n.to_string())
     ));
 
     // 3. The reset button.
-    let c3 = sq.cut_r2(&probe, true);
+    let c3 = sq.cut_r2(&probe, true, None);
     say(&format!(
         "system_reset, redundancy off: {}",
         c3.summary(INTERVAL)
@@ -220,6 +231,11 @@ fn four_arm64_router_vms_converge_survive_a_power_cut_and_rejoin() {
         c.at_seq,
         c2.at_seq,
         c3.at_seq
+    );
+    assert!(
+        c2.r3_downs.is_some_and(|n| n >= 1),
+        "the stall did not take r1's BFD toward r3 down ({:?} downs): the cut did not test a stream with every path moved\n{story}",
+        c2.r3_downs
     );
     for (what, c) in [("power cut", &c2), ("reset", &c3)] {
         let window = INTERVAL * c.lost_at_cut;

@@ -338,6 +338,18 @@ impl VmRouter {
         Some(Duration::from_micros((ms * 1000.0) as u64))
     }
 
+    /// How often this router's BFD toward router `m` has gone down, as its
+    /// status says.
+    pub fn bfd_downs(&self, m: usize) -> Option<u64> {
+        let status = self.status()?;
+        let name = format!("r{m}");
+        status["members"]
+            .as_array()?
+            .iter()
+            .find(|x| x["name"] == name.as_str())?["bfd"]["downs"]
+            .as_u64()
+    }
+
     /// Each member's handshake round trip and BFD state, as this router's
     /// status says (for a failure's message).
     pub fn members_summary(&self) -> String {
@@ -431,6 +443,8 @@ pub struct DelayRelay {
     stop: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
     pub frames: Arc<AtomicU64>,
+    /// Nothing goes on before this instant, either way (a stall).
+    held_until: Arc<Mutex<Option<Instant>>>,
 }
 
 impl DelayRelay {
@@ -439,6 +453,7 @@ impl DelayRelay {
     fn start(a: u16, a_vm: u16, b: u16, b_vm: u16, delay: Duration) -> DelayRelay {
         let stop = Arc::new(AtomicBool::new(false));
         let frames = Arc::new(AtomicU64::new(0));
+        let held_until = Arc::new(Mutex::new(None::<Instant>));
         let sa = UdpSocket::bind(("127.0.0.1", a)).expect("relay port");
         let sb = UdpSocket::bind(("127.0.0.1", b)).expect("relay port");
         let mut threads = Vec::new();
@@ -448,6 +463,7 @@ impl DelayRelay {
         ] {
             let (tx, rx) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
             let (stop1, stop2, frames) = (stop.clone(), stop.clone(), frames.clone());
+            let held = held_until.clone();
             from.set_read_timeout(Some(Duration::from_millis(50)))
                 .unwrap();
             threads.push(std::thread::spawn(move || {
@@ -464,6 +480,8 @@ impl DelayRelay {
                     let Ok((due, frame)) = rx.recv_timeout(Duration::from_millis(50)) else {
                         continue;
                     };
+                    let held = *held.lock().unwrap();
+                    let due = held.map_or(due, |h| h.max(due));
                     if let Some(d) = due.checked_duration_since(Instant::now()) {
                         std::thread::sleep(d);
                     }
@@ -475,7 +493,15 @@ impl DelayRelay {
             stop,
             threads,
             frames,
+            held_until,
         }
+    }
+
+    /// Holds every frame, both ways, for `d` from now, then lets them go
+    /// on in order: the wire stalls (a busy host, a Wi-Fi bridge hiccup)
+    /// and loses nothing.
+    pub fn stall(&self, d: Duration) {
+        *self.held_until.lock().unwrap() = Some(Instant::now() + d);
     }
 }
 
@@ -788,6 +814,9 @@ pub struct Cut {
     pub booted: Duration,
     pub rejoined: Duration,
     pub lost_rejoining: u32,
+    /// How often R1's BFD toward r3 went down from just before the cut
+    /// until traffic was back on r2 (`None` if its status did not say).
+    pub r3_downs: Option<u64>,
     /// R1's meshd log once traffic was back on r2 (for a failure's message).
     pub r1_log: String,
 }
@@ -1143,7 +1172,13 @@ impl VmSquare {
         }
     }
 
-    pub fn cut_r2(&mut self, probe: &VmProbe, reset: bool) -> Cut {
+    ///
+    /// With `stall`, the R1-R3 wire stalls that long as soon as the stream
+    /// runs through r3, while r2's routes still stand at r1: R1's BFD
+    /// toward r3 goes down too (a stall longer than its detection time),
+    /// every path to C4 has moved, and the stream must stay on r3 (the
+    /// member heard from last), losing nothing.
+    pub fn cut_r2(&mut self, probe: &VmProbe, reset: bool, stall: Option<Duration>) -> Cut {
         // Under TCG the path's jitter is the host's scheduling: R1's BFD
         // may have widened its detection time (up to bfd_max_detection).
         // The cut is judged against the time in force when it came, in a
@@ -1166,6 +1201,7 @@ impl VmSquare {
                     self.logs()
                 )
             });
+        let r3_downs_before = self.router(1).bfd_downs(3);
         // Probes in flight when the power goes belong to the cut: it starts
         // after the last one that arrived.
         let before = probe.last_seq().map_or(0, |s| s + 1);
@@ -1197,9 +1233,22 @@ impl VmSquare {
             )
         });
         let settled = probe.sent();
-        std::thread::sleep(Duration::from_millis(500));
+        let settled_clock = clock();
+        if let Some(d) = stall {
+            self.relay.stall(d);
+        }
+        // (Probes held by a stall arrive within it and the relay's delay.)
+        std::thread::sleep(
+            Duration::from_millis(500).max(stall.unwrap_or_default() + RELAY_DELAY * 2),
+        );
         let lost_at_cut = probe.missing_before(settled) - probe.missing_before(before);
-        let mut marks = vec![("cut", before, cut_clock), ("through r3", settled, clock())];
+        let mut marks = vec![
+            ("cut", before, cut_clock),
+            ("through r3", settled, settled_clock),
+        ];
+        if stall.is_some() {
+            marks.push(("R1-R3 stalled and went on", probe.sent(), clock()));
+        }
         if !reset {
             self.router_mut(2).launch_niced(BOOT_NICE);
             marks.push(("power on", probe.sent(), clock()));
@@ -1225,6 +1274,9 @@ impl VmSquare {
         let now = probe.sent();
         std::thread::sleep(Duration::from_millis(500));
         let lost_rejoining = probe.missing_before(now) - probe.missing_before(settled);
+        let r3_downs = r3_downs_before
+            .zip(self.router(1).bfd_downs(3))
+            .map(|(a, b)| b.saturating_sub(a));
         let r1_log = self.router(1).meshd_log(120);
         Cut {
             marks,
@@ -1234,6 +1286,7 @@ impl VmSquare {
             booted,
             rejoined,
             lost_rejoining,
+            r3_downs,
             r1_log,
         }
     }
