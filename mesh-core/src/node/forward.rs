@@ -381,8 +381,8 @@ impl<T: Tunnel> Router<'_, '_, T> {
     ///
     /// A member whose traffic moved still takes copies, when no healthier
     /// second path exists: first one whose BFD is Up again (back from a
-    /// blip, waiting out its hysteresis), then one whose BFD is down but
-    /// whose BGP session, and so its routes, still stand. A copy is
+    /// blip, waiting out its hysteresis), then the one whose BFD went down
+    /// last among those whose BGP session, and so its routes, still stand. A copy is
     /// insurance for the best path failing meanwhile (R2's power cut while
     /// the delayed R1-R3 wire of the VM square blips); into a tunnel that
     /// is really dead it costs one small packet, never a wrong delivery.
@@ -405,7 +405,15 @@ impl<T: Tunnel> Router<'_, '_, T> {
         };
         other(&|s| !self.moved(s))
             .or_else(|| other(&|s| self.up_now(s)))
-            .or_else(|| other(&|_| true))
+            .or_else(|| {
+                let others = paths
+                    .iter()
+                    .filter(|p| matches!(p.source, Source::Peer(q) if q != best));
+                match self.latest_down(others)?.source {
+                    Source::Peer(q) => Some(q),
+                    Source::Local => None,
+                }
+            })
     }
 }
 

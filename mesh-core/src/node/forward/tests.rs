@@ -673,3 +673,38 @@ fn with_every_path_moved_the_member_heard_from_last_carries_the_traffic() {
         );
     });
 }
+
+/// Three paths to 4's home, every one moved: 4 itself (slot 2, the best,
+/// silent longest), 2 (slot 0) and 3 (slot 1, heard from last). A game
+/// packet goes to 3, and its copy to 2, the next heard from last, not to
+/// the best-ranked silent one.
+#[test]
+fn with_every_path_moved_the_copy_goes_to_the_next_member_heard_from_last() {
+    big_stack(|| {
+        let mut net = net();
+        let direct = path(&[asn(4)], overlay(4));
+        net.rib.update(Source::Peer(2), lan(4), &direct).unwrap();
+        let game = udp(host(1), host(4), GAME, GAME, 100);
+        assert_eq!(
+            net.lan_sends(&game),
+            Verdict::ToMember {
+                to: 2,
+                copy: Some(0)
+            }
+        );
+        for (slot, ms) in [(2, 0), (0, 1000), (1, 1500)] {
+            net.slots
+                .get_mut(slot)
+                .unwrap()
+                .bfd
+                .went_down(T0 + Duration::from_millis(ms));
+        }
+        assert_eq!(
+            net.lan_sends(&game),
+            Verdict::ToMember {
+                to: 1,
+                copy: Some(0)
+            }
+        );
+    });
+}
