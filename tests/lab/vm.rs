@@ -1172,6 +1172,8 @@ impl VmSquare {
         }
     }
 
+    /// Cuts r2's power (or presses its reset button, `reset`) under the
+    /// stream and follows it back: see [`Cut`] for what is measured.
     ///
     /// With `stall`, the R1-R3 wire stalls that long as soon as the stream
     /// runs through r3, while r2's routes still stand at r1: R1's BFD
