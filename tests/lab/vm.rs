@@ -814,8 +814,9 @@ pub struct Cut {
     pub booted: Duration,
     pub rejoined: Duration,
     pub lost_rejoining: u32,
-    /// How often R1's BFD toward r3 went down from just before the cut
-    /// until traffic was back on r2 (`None` if its status did not say).
+    /// With a stall: how often R1's BFD toward r3 went down from just
+    /// before the cut until traffic was back on r2 (`None` without a
+    /// stall, or if its status did not say).
     pub r3_downs: Option<u64>,
     /// R1's meshd log once traffic was back on r2 (for a failure's message).
     pub r1_log: String,
@@ -1203,7 +1204,7 @@ impl VmSquare {
                     self.logs()
                 )
             });
-        let r3_downs_before = self.router(1).bfd_downs(3);
+        let r3_downs_before = stall.and_then(|_| self.router(1).bfd_downs(3));
         // Probes in flight when the power goes belong to the cut: it starts
         // after the last one that arrived.
         let before = probe.last_seq().map_or(0, |s| s + 1);

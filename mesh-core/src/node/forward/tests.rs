@@ -625,6 +625,15 @@ fn with_every_best_path_moved_a_packet_never_goes_back_where_it_came_from() {
     });
 }
 
+/// Member slot `slot`'s BFD went down `ms` after T0.
+fn went_down(net: &mut Net, slot: usize, ms: u64) {
+    net.slots
+        .get_mut(slot)
+        .unwrap()
+        .bfd
+        .went_down(T0 + Duration::from_millis(ms));
+}
+
 /// Both paths to 4's home moved: 2's BFD went down first (its router lost
 /// power), then 3's blipped. Traffic stays on 3, the member heard from
 /// last, rather than going back to 2, silent for longer and likelier dead
@@ -641,16 +650,12 @@ fn with_every_path_moved_the_member_heard_from_last_carries_the_traffic() {
             net.lan_sends(&game),
             Verdict::ToMember { to: 0, copy: None }
         );
-        net.slots.get_mut(0).unwrap().bfd.went_down(T0);
+        went_down(&mut net, 0, 0);
         assert_eq!(
             net.lan_sends(&game),
             Verdict::ToMember { to: 1, copy: None }
         );
-        net.slots
-            .get_mut(1)
-            .unwrap()
-            .bfd
-            .went_down(T0 + Duration::from_millis(1500));
+        went_down(&mut net, 1, 1500);
         assert_eq!(
             net.lan_sends(&game),
             Verdict::ToMember { to: 1, copy: None }
@@ -661,12 +666,8 @@ fn with_every_path_moved_the_member_heard_from_last_carries_the_traffic() {
 
         let mut net = self::net();
         net.config.redundancy_max_len = None;
-        net.slots.get_mut(1).unwrap().bfd.went_down(T0);
-        net.slots
-            .get_mut(0)
-            .unwrap()
-            .bfd
-            .went_down(T0 + Duration::from_millis(1500));
+        went_down(&mut net, 1, 0);
+        went_down(&mut net, 0, 1500);
         assert_eq!(
             net.lan_sends(&game),
             Verdict::ToMember { to: 0, copy: None }
@@ -693,11 +694,7 @@ fn with_every_path_moved_the_copy_goes_to_the_next_member_heard_from_last() {
             }
         );
         for (slot, ms) in [(2, 0), (0, 1000), (1, 1500)] {
-            net.slots
-                .get_mut(slot)
-                .unwrap()
-                .bfd
-                .went_down(T0 + Duration::from_millis(ms));
+            went_down(&mut net, slot, ms);
         }
         assert_eq!(
             net.lan_sends(&game),
