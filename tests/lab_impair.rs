@@ -398,16 +398,22 @@ impl Evidence {
     }
 }
 
-/// The lines of the routers' logs about BGP or BFD going down.
+/// The lines of the routers' logs about BGP or BFD going down or up (how
+/// long a down lasted is what decides a flap).
 fn down_lines(lab: &SeedLab) -> String {
     let mut s = String::new();
     for r in &lab.routers {
         let log = std::fs::read_to_string(&r.log).unwrap_or_default();
         let lines: Vec<&str> = log
             .lines()
-            .filter(|l| (l.contains("bgp: session") || l.contains("bfd: ")) && l.contains(" down"))
+            .filter(|l| {
+                (l.contains("bgp: session") || l.contains("bfd: "))
+                    && [" down", " up", " established"]
+                        .iter()
+                        .any(|w| l.contains(w))
+            })
             .collect();
-        for l in lines.iter().rev().take(6).rev() {
+        for l in lines.iter().rev().take(8).rev() {
             s.push_str(&format!("r{}: {l}\n", r.n));
         }
     }

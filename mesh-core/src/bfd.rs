@@ -598,15 +598,13 @@ impl Session {
         Duration::from_micros(interval.as_micros() * pct / 100)
     }
 
-    /// Moves to `to`; reports whether that made an event (and queues it).
-    fn go(&mut self, now: Instant, to: State, diag: Diagnostic) -> bool {
-        let event = self.transition(now, to, diag);
-        if let Some(e) = event {
+    /// Moves to `to`, queueing the event that makes, if any.
+    fn go(&mut self, now: Instant, to: State, diag: Diagnostic) {
+        if let Some(e) = self.transition(now, to, diag) {
             if self.events.push_back(e).is_err() {
                 log::warn!("bfd: event queue full, dropping {e:?}");
             }
         }
-        event.is_some()
     }
 
     fn transition(&mut self, now: Instant, to: State, diag: Diagnostic) -> Option<Event> {
@@ -700,15 +698,15 @@ impl Session {
             self.transmit_if_due(now);
             return Ok(());
         }
-        let changed = if p.state == State::AdminDown {
-            self.state != State::Down && {
+        let before = self.state;
+        if p.state == State::AdminDown {
+            if self.state != State::Down {
                 // §6.8.6: Down, diagnostic 3; the client hears it apart.
                 let event =
                     self.transition(now, State::Down, Diagnostic::NeighborSignaledSessionDown);
                 if event.is_some() && self.events.push_back(Event::PeerAdminDown).is_err() {
                     log::warn!("bfd: event queue full, dropping PeerAdminDown");
                 }
-                true
             }
         } else {
             match (self.state, p.state) {
@@ -718,9 +716,12 @@ impl Session {
                 (State::Up, State::Down) => {
                     self.go(now, State::Down, Diagnostic::NeighborSignaledSessionDown)
                 }
-                _ => false,
+                _ => {}
             }
-        };
+        }
+        // Every change of state, Down to Init included (it makes no event),
+        // is told at once: the peer's next step waits on it.
+        let changed = self.state != before;
         if self.state == State::Up {
             // A Poll or Final is sent out of schedule: its gap says nothing
             // about the path.
@@ -735,7 +736,6 @@ impl Session {
             self.rx_at = Some(now);
             self.graced = false;
         }
-        // A state change is told at once rather than at the next interval.
         if changed || self.final_owed {
             self.next_tx = Some(now);
         }

@@ -114,6 +114,50 @@ fn silence_for_the_detection_time_brings_the_session_down() {
         .any(|e| e.1 == Event::Down(Diagnostic::NeighborSignaledSessionDown)));
 }
 
+/// A blip (one direction silent just past the detection time) is over in
+/// one round trip once the path carries again: each side answers a state
+/// change at once, Init included, instead of at its one-second pace.
+#[test]
+fn after_a_blip_the_session_is_up_again_within_a_round_trip() {
+    let mut p = Pair::new(Config::GAMING, Config::GAMING);
+    p.run_for(Duration::from_secs(3));
+    p.cut[1] = true;
+    p.run_for(Duration::from_millis(1));
+    // Side 1's packets arrive again just before side 0's detection time
+    // runs out.
+    let deadline = p.s[0].detect_deadline.unwrap();
+    p.run_until(deadline - Duration::from_micros(1));
+    p.cut[1] = false;
+    let down_at = p.now;
+    p.run_for(Duration::from_millis(10));
+    // Side 0 went down; its Down took side 1 down, whose answer got through.
+    assert!(p.events[0]
+        .iter()
+        .any(|e| e.0 >= down_at && matches!(e.1, Event::Down(_))));
+    assert!(p.events[1]
+        .iter()
+        .any(|e| e.0 >= down_at && e.1 == Event::Down(Diagnostic::NeighborSignaledSessionDown)));
+    let up = |ev: &[(Instant, Event)]| {
+        ev.iter()
+            .rev()
+            .find(|e| e.1 == Event::Up && e.0 >= down_at)
+            .map(|e| e.0)
+    };
+    assert_eq!(
+        p.s[0].state(),
+        State::Up,
+        "side 0 still {:?}",
+        p.s[0].state()
+    );
+    assert_eq!(
+        p.s[1].state(),
+        State::Up,
+        "side 1 still {:?}",
+        p.s[1].state()
+    );
+    assert!(up(&p.events[0]).is_some() && up(&p.events[1]).is_some());
+}
+
 #[test]
 fn a_restarted_peer_is_seen_as_down_then_up_again() {
     let mut p = Pair::new(Config::GAMING, Config::GAMING);
