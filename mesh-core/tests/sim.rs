@@ -374,21 +374,27 @@ fn a_router_that_comes_back_rejoins_without_help() {
             })
             .expect("R2 did not rejoin");
         println!("R2 rejoined in {} ms", took.as_millis());
-        // With R2 back, the tie-break picks it again once R2-R4 is up. (In
-        // simulation a restarted node's WireGuard initiations carry
-        // timestamps older than its previous life's until it has been up as
-        // long: boringtun stamps real wall-clock time at tunnel creation plus
-        // mock time since. Peers refuse them as replays meanwhile. Real clocks
-        // do not do this: the lab rejoins in about 0.1 s.)
-        let r2_r4 = s
+        // With R2 back, the tie-break picks it again once R1-R2 and R2-R4
+        // are up. (In simulation a restarted node's WireGuard initiations
+        // carry timestamps older than its previous life's until it has been
+        // up as long: boringtun stamps real wall-clock time at tunnel
+        // creation plus mock time since. Peers refuse them as replays
+        // meanwhile. Real clocks do not do this: the lab rejoins in about
+        // 0.1 s.)
+        let r2_back = s
             .run_until_cond(Duration::from_secs(30), Duration::from_millis(100), |s| {
-                s.node(4).members().any(|m| {
-                    m.config.name == "r2"
-                        && m.bgp_state == mesh_core::bgp::session::State::Established
+                [1, 4].iter().all(|&n| {
+                    s.node(n).members().any(|m| {
+                        m.config.name == "r2"
+                            && m.bgp_state == mesh_core::bgp::session::State::Established
+                    })
                 })
             })
-            .expect("R2-R4 did not come back");
-        println!("R2-R4 session back after {} ms", r2_r4.as_millis());
+            .expect("R1-R2 and R2-R4 did not come back");
+        println!(
+            "R1-R2 and R2-R4 sessions back after {} ms",
+            r2_back.as_millis()
+        );
         s.run_for(Duration::from_millis(500));
         for p in s.node(1).rib().entry(&lan(4)).unwrap().paths() {
             let info = match p.source {
