@@ -152,11 +152,15 @@ const RTTE_K: u32 = 4;
 
 // RFC 6298 (2.4): Whenever RTO is computed, if it is less than 1 second, then the
 // RTO SHOULD be rounded up to 1 second.
-const RTTE_MIN_RTO: u32 = 1000;
+//
+// meshd: 200 ms, Linux's TCP_RTO_MIN (third_party/README.md).
+const RTTE_MIN_RTO: u32 = 200;
 
 // RFC 6298 (2.5) A maximum value MAY be placed on RTO provided it is at least 60
 // seconds
-const RTTE_MAX_RTO: u32 = 60_000;
+//
+// meshd: 1 s, the lowest value of Linux's tcp_rto_max_ms (third_party/README.md).
+const RTTE_MAX_RTO: u32 = 1000;
 
 #[derive(Debug, Clone, Copy)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
