@@ -555,6 +555,17 @@ impl Session {
         }
     }
 
+    /// The path under the session just became usable (a new tunnel
+    /// session): while Down or Init, the next packet goes now rather than
+    /// at the one-second pace, since the ones before it could not leave.
+    /// A session Up, taken out of service, or not started is not touched.
+    pub fn path_up(&mut self, now: Instant) {
+        if matches!(self.state, State::Down | State::Init) && self.next_tx.is_some() {
+            self.next_tx = Some(now);
+            self.transmit_if_due(now);
+        }
+    }
+
     /// Takes the session out of service (§6.8.16): AdminDown, diagnostic
     /// "administratively down", told to the peer at once, so that it does
     /// not wait out its detection time and takes no action (a clean

@@ -387,6 +387,7 @@ fn a_router_that_comes_back_rejoins_without_help() {
         s.run_for(Duration::from_secs(6));
         assert!(s.all_converged(&[1, 3, 4]));
         assert_eq!(first_hop(&s, 1, 4), Some(3));
+        let restarted = s.now;
         s.start(2);
         let took = s
             .run_until_cond(Duration::from_secs(20), Duration::from_millis(50), |s| {
@@ -450,6 +451,36 @@ fn a_router_that_comes_back_rejoins_without_help() {
                 s.node(2).rib().attrs(p.attrs).map(|a| a.as_path.clone())
             );
         }
+        // R1-R2's BFD comes up as soon as R2's tunnel to R1 does (not at
+        // its one-second pace: the packets before could not leave).
+        let named = |n: usize, member: u8, name: &str| s.node(n).member_name(member) == Some(name);
+        let tunnel_up = s
+            .events
+            .iter()
+            .find(|(t, n, e)| {
+                *t >= restarted
+                    && *n == 2
+                    && matches!(e, mesh_core::node::NodeEvent::TunnelUp { member } if named(2, *member, "r1"))
+            })
+            .map(|e| e.0)
+            .expect("R2's tunnel to R1 did not come up");
+        let bfd_up = s
+            .events
+            .iter()
+            .find(|(t, n, e)| {
+                *t >= tunnel_up
+                    && *n == 1
+                    && matches!(e, mesh_core::node::NodeEvent::BfdUp { member } if named(1, *member, "r2"))
+            })
+            .map(|e| e.0)
+            .expect("R1's BFD toward R2 did not come up");
+        let took = bfd_up.saturating_duration_since(tunnel_up);
+        println!("R1-R2 BFD up {} ms after the tunnel", took.as_millis());
+        assert!(
+            took <= Duration::from_millis(100),
+            "R1-R2 BFD up {} ms after the tunnel",
+            took.as_millis()
+        );
         assert_eq!(first_hop(&s, 1, 4), Some(2));
         let sent = s.stream(
             2,

@@ -153,6 +153,30 @@ fn after_a_blip_the_session_is_up_again_within_a_round_trip() {
     assert!(up_again(&p.events[0]) && up_again(&p.events[1]));
 }
 
+/// A session Down sends at its one-second pace; when the path under it
+/// becomes usable it sends at once. Up, it keeps its schedule.
+#[test]
+fn a_path_that_comes_up_gets_a_packet_at_once_unless_the_session_is_up() {
+    let mut s = Session::new(Config::GAMING, 0x1111, 1);
+    s.start(T0);
+    s.handle_timeout(T0);
+    assert!(s.poll_transmit().is_some());
+    let later = T0 + Duration::from_millis(100);
+    s.handle_timeout(later);
+    assert!(s.poll_transmit().is_none(), "paced: nothing due yet");
+    s.path_up(later);
+    let p = s.poll_transmit().expect("a packet when the path comes up");
+    assert_eq!(p.state, State::Down);
+    // Up: no extra packet.
+    let mut pair = Pair::new(Config::GAMING, Config::GAMING);
+    pair.run_for(Duration::from_secs(3));
+    assert_eq!(pair.s[0].state(), State::Up);
+    let due = pair.s[0].poll_timeout();
+    pair.s[0].path_up(pair.now);
+    assert!(pair.s[0].poll_transmit().is_none());
+    assert_eq!(pair.s[0].poll_timeout(), due);
+}
+
 #[test]
 fn a_restarted_peer_is_seen_as_down_then_up_again() {
     let mut p = Pair::new(Config::GAMING, Config::GAMING);

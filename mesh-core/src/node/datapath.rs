@@ -11,7 +11,7 @@ use embassy_time::Instant;
 
 use crate::ip::{self, IcmpError, IpInfo};
 use crate::rib::{PeerId, Source};
-use crate::wg::{Crypto, Identified, INNER_MTU};
+use crate::wg::{Crypto, Identified, Tunnel, INNER_MTU};
 
 use super::engine::session_config;
 use super::forward::{Control, DropReason, Verdict};
@@ -72,11 +72,22 @@ impl<C: Crypto> Node<'_, C> {
                 self.stats.queue_full += 1;
             }
         }
+        // A tunnel session we can send on, after a silence or new (the
+        // member restarted): BFD, if not Up, need not wait out its
+        // one-second pace (its packets could not leave before). Asked of
+        // these rare datagrams only: boringtun reads the clock to answer.
+        let path_up = (r.tunnel_up || r.new_session) && s.wg.tunnel.since_handshake().is_some();
+        if path_up {
+            s.bfd.path_up(now);
+        }
         if r.tunnel_up {
             s.punch.poke(now);
             self.exchange.announce_now(now);
             self.group.digest_soon = true;
             self.event(NodeEvent::TunnelUp { member: slot as u8 });
+        }
+        if path_up {
+            self.supervision_outputs(now, slot);
         }
         // What a member's datagram can change of the children's timers: a
         // tunnel up (punch, announcement), a new endpoint (STUN), a new

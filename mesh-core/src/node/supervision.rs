@@ -291,6 +291,14 @@ impl Supervision {
         ok
     }
 
+    /// The member's tunnel has a usable session again: see
+    /// [`bfd::Session::path_up`].
+    pub fn path_up(&mut self, now: Instant) {
+        if let Some(b) = self.session.as_mut() {
+            b.path_up(now);
+        }
+    }
+
     /// See [`bfd::Session::resumed`].
     pub fn resumed(&mut self, stamped: Instant, now: Instant) -> bool {
         self.session
