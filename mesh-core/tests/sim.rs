@@ -379,6 +379,25 @@ fn a_tunnel_losing_10_percent_for_an_hour_does_not_flap_routes() {
     lossy_tunnel_keeps_its_routes(21, 0.10, 60);
 }
 
+/// When node `n` first reported, at or after `after`, an event that
+/// `member_of` picks, about its member named `name`.
+fn first_event_about(
+    s: &Sim,
+    after: Instant,
+    n: usize,
+    name: &str,
+    member_of: impl Fn(&mesh_core::node::NodeEvent) -> Option<u8>,
+) -> Option<Instant> {
+    s.events
+        .iter()
+        .find(|(t, m, e)| {
+            *t >= after
+                && *m == n
+                && member_of(e).is_some_and(|x| s.node(n).member_name(x) == Some(name))
+        })
+        .map(|e| e.0)
+}
+
 #[test]
 fn a_router_that_comes_back_rejoins_without_help() {
     big_stack(|| {
@@ -453,27 +472,17 @@ fn a_router_that_comes_back_rejoins_without_help() {
         }
         // R1-R2's BFD comes up as soon as R2's tunnel to R1 does (not at
         // its one-second pace: the packets before could not leave).
-        let named = |n: usize, member: u8, name: &str| s.node(n).member_name(member) == Some(name);
-        let tunnel_up = s
-            .events
-            .iter()
-            .find(|(t, n, e)| {
-                *t >= restarted
-                    && *n == 2
-                    && matches!(e, mesh_core::node::NodeEvent::TunnelUp { member } if named(2, *member, "r1"))
-            })
-            .map(|e| e.0)
-            .expect("R2's tunnel to R1 did not come up");
-        let bfd_up = s
-            .events
-            .iter()
-            .find(|(t, n, e)| {
-                *t >= tunnel_up
-                    && *n == 1
-                    && matches!(e, mesh_core::node::NodeEvent::BfdUp { member } if named(1, *member, "r2"))
-            })
-            .map(|e| e.0)
-            .expect("R1's BFD toward R2 did not come up");
+        use mesh_core::node::NodeEvent as E;
+        let tunnel_up = first_event_about(&s, restarted, 2, "r1", |e| match e {
+            E::TunnelUp { member } => Some(*member),
+            _ => None,
+        })
+        .expect("R2's tunnel to R1 did not come up");
+        let bfd_up = first_event_about(&s, tunnel_up, 1, "r2", |e| match e {
+            E::BfdUp { member } => Some(*member),
+            _ => None,
+        })
+        .expect("R1's BFD toward R2 did not come up");
         let took = bfd_up.saturating_duration_since(tunnel_up);
         println!("R1-R2 BFD up {} ms after the tunnel", took.as_millis());
         assert!(
