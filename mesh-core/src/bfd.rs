@@ -7,7 +7,9 @@
 //! - [`Session`]: the state machine (§6.2, §6.8.6), its timers (§6.8.2-§6.8.4:
 //!   negotiated transmit interval, detection time = remote multiplier × agreed
 //!   interval, 75-100% jitter per §6.8.7), the poll sequence for timer changes
-//!   (§6.5), the one-second pace while not Up (§6.8.3), and diagnostic codes.
+//!   (§6.5), the one-second pace while not Up (§6.8.3; a change of state,
+//!   and a path that just became usable, are answered at once), and
+//!   diagnostic codes.
 //! - Detection that fits the path: while Up, the session measures the gaps
 //!   between the peer's packets (smoothed gap and mean deviation, as TCP
 //!   measures RTT: RFC 6298's α = 1/8, β = 1/4). When the path jitters more
